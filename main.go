@@ -1,0 +1,92 @@
+// Command canopy is an end-to-end encrypted group messenger for the terminal
+// with no server: peers meet over libp2p and protect each group with MLS
+// (RFC 9420).
+//
+//	canopy [chat]   open the messenger (default)
+//	canopy relay    run a headless relay peer
+//	canopy headless run the engine without a screen (JSON events on stdout)
+//	canopy id       print this profile's contact card
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// errUsage is returned for bad command lines; the message has been printed.
+var errUsage = errors.New("usage")
+
+// subcommand is one verb of the canopy command line.
+type subcommand struct {
+	name, summary string
+	// run is nil while the subcommand is not built yet.
+	run func(args []string, stdout, stderr io.Writer) error
+}
+
+func subcommands() []subcommand {
+	return []subcommand{
+		{"chat", "open the messenger (the default when no subcommand is given)", nil},
+		{"relay", "run a headless relay peer (DHT server, circuit relay, mailboxes, sync)", nil},
+		{"headless", "run the chat engine without a screen: slash commands on stdin, JSON events on stdout", nil},
+		{"id", "print this profile's contact card", nil},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "canopy: end-to-end encrypted group chat for the terminal, with no server.")
+	fmt.Fprintln(w, "\nUsage:\n  canopy [subcommand] [flags]\n\nSubcommands:")
+	for _, sc := range subcommands() {
+		state := ""
+		if sc.run == nil {
+			state = " (not available yet)"
+		}
+		fmt.Fprintf(w, "  %-9s %s%s\n", sc.name, sc.summary, state)
+	}
+	fmt.Fprintln(w, "\nRun 'canopy SUBCOMMAND -help' for a subcommand's flags.")
+}
+
+// run is main without the exit: it returns the process status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if err := dispatch(args, stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(stderr, "canopy:", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
+	name := "chat"
+	if len(args) > 0 {
+		switch a := args[0]; a {
+		case "-h", "-help", "--help", "help":
+			usage(stdout)
+			return nil
+		default:
+			if len(a) > 0 && a[0] != '-' {
+				name, args = a, args[1:]
+			}
+		}
+	}
+	for _, sc := range subcommands() {
+		if sc.name != name {
+			continue
+		}
+		if sc.run == nil {
+			return fmt.Errorf("'%s' is not available yet in this build of canopy (see README.md, Status)", name)
+		}
+		return sc.run(args, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "canopy: unknown subcommand %q\n\n", name)
+	usage(stderr)
+	return errUsage
+}

@@ -1,0 +1,154 @@
+package mls
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+)
+
+// The official RFC 9420 test vectors (../shared/mls-test-vectors, format in
+// FORMAT.md) are committed gzip-compressed under testdata/vectors so the
+// tests run from a clean clone. Each vector file has one checker, registered
+// from the _test.go file that exercises that part of the protocol, and
+// TestVectors runs one subtest per file named by the file's base name.
+
+// vectorTests maps a vector file's base name (e.g. "crypto-basics",
+// "interop-passive-commit") to its checker.
+var vectorTests = map[string]func(t *testing.T, data []byte){}
+
+func registerVector(name string, check func(t *testing.T, data []byte)) {
+	if _, dup := vectorTests[name]; dup {
+		panic("duplicate vector checker " + name)
+	}
+	vectorTests[name] = check
+}
+
+// requiredVectors are the files that must have a checker. A missing file, a
+// missing checker or an unsupported suite fails; nothing is skipped.
+var requiredVectors = []string{
+	"crypto-basics",
+	"deserialization",
+	"key-schedule",
+	"message-protection",
+	"messages",
+	"psk_secret",
+	"secret-tree",
+	"transcript-hashes",
+	"tree-math",
+}
+
+func TestVectors(t *testing.T) {
+	for _, name := range requiredVectors {
+		if _, ok := vectorTests[name]; !ok {
+			t.Errorf("no checker registered for required vector file %q", name)
+		}
+	}
+	names := make([]string, 0, len(vectorTests))
+	for name := range vectorTests {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		check := vectorTests[name]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			check(t, loadVectorFile(t, name))
+		})
+	}
+}
+
+// loadVectorFile returns the decompressed JSON of testdata/vectors/NAME.json.gz.
+func loadVectorFile(t testing.TB, name string) []byte {
+	t.Helper()
+	path := filepath.Join("testdata", "vectors", name+".json.gz")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("vector file missing: %v", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return data
+}
+
+// decodeVectors unmarshals a vector file into a slice of test cases.
+func decodeVectors[T any](t testing.TB, data []byte) []T {
+	t.Helper()
+	var cases []T
+	if err := json.Unmarshal(data, &cases); err != nil {
+		t.Fatalf("decoding vectors: %v", err)
+	}
+	if len(cases) == 0 {
+		t.Fatal("vector file has no test cases")
+	}
+	return cases
+}
+
+// hexBytes is a hex-encoded byte string in a vector file; JSON null decodes to nil.
+type hexBytes []byte
+
+func (h *hexBytes) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		*h = nil
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	*h = b
+	return nil
+}
+
+// runPerSuite runs check on every case, grouping cases into one nested
+// subtest per cipher suite ("suite-1" … "suite-7") and one subtest per case.
+// A case whose suite is not supported fails.
+func runPerSuite[T any](t *testing.T, cases []T, suiteOf func(T) uint16, check func(t *testing.T, cs CipherSuite, tc T)) {
+	t.Helper()
+	bySuite := map[uint16][]T{}
+	var order []uint16
+	for _, tc := range cases {
+		s := suiteOf(tc)
+		if _, seen := bySuite[s]; !seen {
+			order = append(order, s)
+		}
+		bySuite[s] = append(bySuite[s], tc)
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
+	for _, s := range order {
+		cs := CipherSuite(s)
+		t.Run(fmt.Sprintf("suite-%d", s), func(t *testing.T) {
+			if !cs.Supported() {
+				t.Fatalf("unsupported cipher suite 0x%04x", s)
+			}
+			for i, tc := range bySuite[s] {
+				t.Run(fmt.Sprintf("case-%d", i), func(t *testing.T) { check(t, cs, tc) })
+			}
+		})
+	}
+}
+
+// mustEqualBytes fails with a hex diff when got != want.
+func mustEqualBytes(t testing.TB, what string, got, want []byte) {
+	t.Helper()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s mismatch:\n got  %x\n want %x", what, got, want)
+	}
+}
