@@ -53,20 +53,10 @@ func marshalExtensions(b *cryptobyte.Builder, exts []Extension) {
 
 // unmarshalExtensions reads Extension extensions<V>. Duplicate types are a
 // validation error (§13.4 "MUST NOT contain more than one extension of the
-// same type") checked by validateExtensions, not a decoding error, so that
-// messages.json-style round trips stay byte-exact.
+// same type") checked by checkUniqueExtensionTypes where the list is
+// validated, not a decoding error, so that round trips stay byte-exact.
 func unmarshalExtensions(s *cryptobyte.String, out *[]Extension) bool {
-	exts := []Extension{}
-	ok := readVector(s, func(s *cryptobyte.String) bool {
-		var e Extension
-		if !e.unmarshal(s) {
-			return false
-		}
-		exts = append(exts, e)
-		return true
-	})
-	*out = exts
-	return ok
+	return readVectorExact(s, out, (*Extension).unmarshal)
 }
 
 // findExtension returns the extension of type t, if present.
