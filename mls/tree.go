@@ -37,10 +37,12 @@ import (
 // reads (reads fill caches). Distinct clones may be used by distinct
 // goroutines.
 //
-// Ownership: LeafNode/ParentNode pointers passed to the tree (setLeaf,
-// addLeaves, treeFromWire, ...) become the tree's: the caller must not modify
-// them afterwards. Pointers returned by accessors must be treated as
-// read-only.
+// Ownership: the tree never aliases caller memory it did not take over
+// explicitly. addLeaves, updateLeaf and mergeUpdatePath store deep copies of
+// the LeafNodes they are given (decoded messages alias their input buffers);
+// treeFromWire takes ownership of the decoded nodes (unmarshalTree decodes a
+// private copy of its input). Pointers and byte slices returned by accessors
+// are shared with the tree and every clone and must be treated as read-only.
 type ratchetTree struct {
 	cs      CipherSuite
 	leaves  []*LeafNode
@@ -48,7 +50,7 @@ type ratchetTree struct {
 	hashes  []*nodeHash
 
 	// Encryption- and signature-key index for the §7.3 uniqueness checks
-	// (see keyindex in treevalidate.go): an immutable base shared by clones
+	// (see keyIndex in treevalidate.go): an immutable base shared by clones
 	// plus a small per-tree overlay of keys set since the base was built.
 	keyBase   *keyIndex
 	encAdded  map[string]NodeIndex
@@ -56,8 +58,11 @@ type ratchetTree struct {
 	overlayed int
 
 	// Credential statistics over the non-blank leaves, kept up to date by
-	// setLeaf, for the §7.3 credential-support checks.
-	stats leafStats
+	// setLeaf, for the §7.3 credential-support checks; supportCache counts
+	// the supporters of credential types no member uses yet (cleared by
+	// setLeaf, not shared by clones).
+	stats        leafStats
+	supportCache map[CredentialType]int
 }
 
 // Sentinel errors of the ratchet tree. Errors wrap the most specific one;
@@ -323,6 +328,7 @@ func (t *ratchetTree) setLeaf(l LeafIndex, ln *LeafNode) {
 	t.leaves[l] = ln
 	t.stats.remove(old)
 	t.stats.add(ln, t.leaves)
+	t.supportCache = nil
 	if ln != nil {
 		t.noteKeys(l.nodeIndex(), ln.EncryptionKey, ln.SignatureKey)
 	}
@@ -405,11 +411,21 @@ func (t *ratchetTree) truncate() {
 // unmerged_leaves of every non-blank parent on its direct path. It returns
 // the leaf index of each. The unmerged lists are rewritten once per parent
 // node for the whole batch, so adding k members costs O(k log n) plus the
-// size of the lists touched.
-func (t *ratchetTree) addLeaves(lns []*LeafNode) []LeafIndex {
-	at := make([]LeafIndex, len(lns))
-	next := 0
+// size of the lists touched. The LeafNodes are deep-copied (see
+// cloneLeafNode); on error (a LeafNode that cannot be encoded) t is
+// unchanged.
+func (t *ratchetTree) addLeaves(lns []*LeafNode) ([]LeafIndex, error) {
+	copies := make([]*LeafNode, len(lns))
 	for i, ln := range lns {
+		c, err := cloneLeafNode(ln)
+		if err != nil {
+			return nil, err
+		}
+		copies[i] = c
+	}
+	at := make([]LeafIndex, len(copies))
+	next := 0
+	for i, ln := range copies {
 		for next < len(t.leaves) && t.leaves[next] != nil {
 			next++
 		}
@@ -436,12 +452,33 @@ func (t *ratchetTree) addLeaves(lns []*LeafNode) []LeafIndex {
 		pn.UnmergedLeaves = mergeSorted(old.UnmergedLeaves, list)
 		t.setParent(x, &pn)
 	}
-	return at
+	return at, nil
 }
 
 // addLeaf adds one leaf; see addLeaves.
-func (t *ratchetTree) addLeaf(ln *LeafNode) LeafIndex {
-	return t.addLeaves([]*LeafNode{ln})[0]
+func (t *ratchetTree) addLeaf(ln *LeafNode) (LeafIndex, error) {
+	at, err := t.addLeaves([]*LeafNode{ln})
+	if err != nil {
+		return 0, err
+	}
+	return at[0], nil
+}
+
+// cloneLeafNode returns a deep copy of ln (through its encoding), so that
+// the tree does not alias message buffers or caller-owned slices.
+func cloneLeafNode(ln *LeafNode) (*LeafNode, error) {
+	if ln == nil {
+		return nil, fmt.Errorf("%w: nil leaf node", ErrBlankLeaf)
+	}
+	enc, err := ln.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	c := new(LeafNode)
+	if err := c.Unmarshal(enc); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // mergeSorted returns the sorted union of two sorted lists (duplicates
@@ -469,10 +506,14 @@ func mergeSorted(a, b []uint32) []uint32 {
 // updateLeaf applies an Update (§12.1.2): the leaf at l is replaced by ln
 // and the intermediate nodes of its direct path are blanked.
 func (t *ratchetTree) updateLeaf(l LeafIndex, ln *LeafNode) error {
-	if t.leaf(l) == nil || ln == nil {
+	if t.leaf(l) == nil {
 		return fmt.Errorf("%w: update of leaf %d", ErrBlankLeaf, l)
 	}
-	t.setLeaf(l, ln)
+	c, err := cloneLeafNode(ln)
+	if err != nil {
+		return err
+	}
+	t.setLeaf(l, c)
 	t.blankPath(l)
 	return nil
 }

@@ -49,7 +49,9 @@ func checkTreeOperations(t *testing.T, data []byte) {
 			if err := tree.validateLeafNode(&ln, LeafIndex(tree.numLeaves()), LeafNodeSourceKeyPackage, nil); err != nil {
 				t.Errorf("added leaf does not validate: %v", err)
 			}
-			tree.addLeaf(&ln)
+			if _, err := tree.addLeaf(&ln); err != nil {
+				t.Fatal(err)
+			}
 		case ProposalTypeUpdate:
 			ln := prop.Update.LeafNode
 			if err := tree.updateLeaf(LeafIndex(v.ProposalSender), &ln); err != nil {
@@ -249,7 +251,10 @@ func newTreeTestGroup(t testing.TB, cs CipherSuite, seed uint64) *treeTestGroup 
 	g := &treeTestGroup{cs: cs, groupID: []byte("tree-test-group"), tree: newRatchetTree(cs),
 		sigPriv: map[LeafIndex][]byte{}, priv: map[LeafIndex]*privateTree{}, rnd: treeTestRand(seed)}
 	ln, sigPriv, encPriv := treeTestLeaf(t, g)
-	l := g.tree.addLeaf(ln)
+	l, err := g.tree.addLeaf(ln)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pt, err := newPrivateTree(cs, l, encPriv)
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +285,10 @@ func (g *treeTestGroup) commit(t testing.TB, committer LeafIndex, adds int, remo
 		newLeaves = append(newLeaves, ln)
 		newSig, newEnc = append(newSig, sp), append(newEnc, ep)
 	}
-	added := next.addLeaves(newLeaves)
+	added, err := next.addLeaves(newLeaves)
+	if err != nil {
+		t.Fatal(err)
+	}
 	base := next.clone() // the tree receivers start from
 	pp, err := next.generateUpdatePath(committer, next.leaf(committer), g.sigPriv[committer], g.groupID, g.rnd)
 	if err != nil {
@@ -504,7 +512,7 @@ func TestTreeClone(t *testing.T) {
 	// Mutate clones in every way.
 	c := orig.clone()
 	ln, _, _ := treeTestLeaf(t, g)
-	c.addLeaves([]*LeafNode{ln}) // adds unmerged entries (copy-on-write)
+	mustAdd(t, &c, ln) // adds unmerged entries (copy-on-write)
 	check("add on clone", &orig, encBefore, hashBefore)
 	c = orig.clone()
 	if err := c.removeLeaf(6); err != nil {
@@ -531,7 +539,7 @@ func TestTreeClone(t *testing.T) {
 		ln, _, _ := treeTestLeaf(t, g)
 		lns = append(lns, ln)
 	}
-	c.addLeaves(lns)
+	mustAdd(t, &c, lns...)
 	for l := range c.numLeaves() {
 		if l != 0 && c.leaf(LeafIndex(l)) != nil {
 			_ = c.removeLeaf(LeafIndex(l))
@@ -548,7 +556,7 @@ func TestTreeClone(t *testing.T) {
 	if err := orig.removeLeaf(1); err != nil {
 		t.Fatal(err)
 	}
-	orig.addLeaf(ln)
+	mustAdd(t, &orig, ln)
 	check("original mutated", &snap, snapEnc, snapHash)
 
 	// Private trees.
@@ -576,7 +584,7 @@ func validGroup(t *testing.T, cs CipherSuite) *treeTestGroup {
 		lns = append(lns, ln)
 		_ = sp
 	}
-	at := g.tree.addLeaves(lns)
+	at := mustAdd(t, &g.tree, lns...)
 	for _, l := range at {
 		g.sigPriv[l] = nil
 	}
@@ -843,7 +851,7 @@ func TestTreeLeafValidation(t *testing.T) {
 		t.Fatalf("stats %+v", g.tree.stats)
 	}
 	tr := g.tree.clone()
-	l := tr.addLeaf(&x)
+	l := mustAdd(t, &tr, &x)[0]
 	if tr.stats.credInUse[CredentialX509] != 1 || tr.stats.credSupport[CredentialX509] != 1 {
 		t.Fatalf("stats after x509 add %+v", tr.stats)
 	}
@@ -905,4 +913,85 @@ func treeDump(tr *ratchetTree) string {
 		}
 	}
 	return b.String()
+}
+
+func mustAdd(t testing.TB, tr *ratchetTree, lns ...*LeafNode) []LeafIndex {
+	t.Helper()
+	at, err := tr.addLeaves(lns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return at
+}
+
+// TestTreeValidateParallel validates a tree large enough for the parallel
+// leaf checks and checks that the lowest failing leaf is reported.
+func TestTreeValidateParallel(t *testing.T) {
+	cs := CipherSuite(1)
+	g := newTreeTestGroup(t, cs, 41)
+	var lns []*LeafNode
+	for range 150 {
+		ln, _, _ := treeTestLeaf(t, g)
+		lns = append(lns, ln)
+	}
+	mustAdd(t, &g.tree, lns...)
+	mustValidate(t, g)
+	tr := g.tree.clone()
+	for _, l := range []LeafIndex{140, 70, 90} {
+		ln := *tr.leaf(l)
+		ln.Signature = slices.Clone(ln.Signature)
+		ln.Signature[0] ^= 1
+		tr.setLeaf(l, &ln)
+	}
+	err := tr.validate(nil, &leafValidation{GroupID: g.groupID})
+	wantTreeErr(t, err, ErrInvalidTree, ErrInvalidSignature)
+	if !bytes.Contains([]byte(err.Error()), []byte("leaf 70:")) {
+		t.Fatalf("error %q does not name the lowest bad leaf", err)
+	}
+}
+
+// FuzzTreeValidate feeds arbitrary ratchet trees to the tree code: decoding,
+// validation, hashes, resolutions and operations must never panic, and
+// decoding then encoding must reproduce the input.
+func FuzzTreeValidate(f *testing.F) {
+	for _, v := range decodeVectors[treeValidationVector](f, loadVectorFile(f, "tree-validation")) {
+		if v.CipherSuite == 1 || v.CipherSuite == 2 {
+			f.Add(uint8(v.CipherSuite), []byte(v.Tree))
+		}
+	}
+	f.Fuzz(func(t *testing.T, suite uint8, data []byte) {
+		cs := CipherSuites[int(suite)%len(CipherSuites)]
+		tree, err := unmarshalTree(cs, data)
+		if err != nil {
+			return
+		}
+		enc, err := tree.marshal()
+		if err != nil {
+			t.Fatalf("decoded tree does not encode: %v", err)
+		}
+		if !bytes.Equal(enc, data) {
+			t.Fatalf("re-encoding differs")
+		}
+		_ = tree.validate(nil, &leafValidation{GroupID: []byte("g")})
+		if tree.width() > 1<<12 {
+			return
+		}
+		for x := NodeIndex(0); uint32(x) < tree.width(); x++ {
+			_ = tree.resolution(x)
+			_, _ = tree.nodeTreeHash(x)
+		}
+		c := tree.clone()
+		for l := range c.numLeaves() {
+			_, _ = c.filteredDirectPath(LeafIndex(l))
+			if c.leaf(LeafIndex(l)) != nil {
+				_ = c.removeLeaf(LeafIndex(l))
+				break
+			}
+		}
+		_, _ = c.treeHash()
+		after, _ := tree.marshal()
+		if !bytes.Equal(after, data) {
+			t.Fatalf("operations on a clone changed the original")
+		}
+	})
 }

@@ -300,8 +300,12 @@ func (t *ratchetTree) generateUpdatePath(sender LeafIndex, template *LeafNode, s
 	if err := ln.Sign(cs, sigPriv, groupID, uint32(sender), rand); err != nil {
 		return nil, err
 	}
+	stored, err := cloneLeafNode(&ln) // not aliasing the caller's template
+	if err != nil {
+		return nil, err
+	}
 	t.installPath(sender, path, pp.pubs, nodePH)
-	t.setLeaf(sender, &ln)
+	t.setLeaf(sender, stored)
 	return pp, nil
 }
 
@@ -310,7 +314,8 @@ func (t *ratchetTree) generateUpdatePath(sender LeafIndex, template *LeafNode, s
 // EncryptWithLabel(·, "UpdatePathNode", groupContext, ·) to every node of
 // the resolution of its copath child, leaving out the members added by this
 // Commit (exclude). groupContext is the encoded provisional GroupContext.
-// t must be the tree generateUpdatePath modified.
+// t must be the tree generateUpdatePath modified. The UpdatePath's LeafNode
+// shares its byte slices with the tree: treat it as read-only.
 func (t *ratchetTree) encryptUpdatePath(pp *pendingPath, groupContext []byte, exclude []LeafIndex, rand io.Reader) (*UpdatePath, error) {
 	ln := t.leaf(pp.sender)
 	if ln == nil || !bytes.Equal(ln.EncryptionKey, pp.leafPub) {
@@ -430,9 +435,15 @@ func (t *ratchetTree) mergeUpdatePath(sender LeafIndex, up *UpdatePath, exclude 
 	if !bytes.Equal(leafPH, up.LeafNode.ParentHash) {
 		return treeErr([]error{ErrInvalidUpdatePath, ErrInvalidParentHash}, nil, "leaf parent_hash %x, computed %x", up.LeafNode.ParentHash, leafPH)
 	}
+	ln, err := cloneLeafNode(&up.LeafNode)
+	if err != nil {
+		return err
+	}
+	for i := range pubs {
+		pubs[i] = bytes.Clone(pubs[i])
+	}
 	t.installPath(sender, path, pubs, nodePH)
-	ln := up.LeafNode
-	t.setLeaf(sender, &ln)
+	t.setLeaf(sender, ln)
 	return nil
 }
 

@@ -114,11 +114,20 @@ func (t *ratchetTree) checkCredentialCompat(ln, replaced *LeafNode) error {
 	ct := ln.Credential.Type
 	supporters, inUse := s.credSupport[ct]
 	if !inUse {
-		supporters = 0
-		for _, m := range t.leaves {
-			if m != nil && m.Capabilities.SupportsCredential(ct) {
-				supporters++
+		// A type no member uses yet (rare): count its supporters once and
+		// remember the count until the leaves change, so that a Commit
+		// adding many such members stays linear.
+		var cached bool
+		if supporters, cached = t.supportCache[ct]; !cached {
+			for _, m := range t.leaves {
+				if m != nil && m.Capabilities.SupportsCredential(ct) {
+					supporters++
+				}
 			}
+			if t.supportCache == nil {
+				t.supportCache = map[CredentialType]int{}
+			}
+			t.supportCache[ct] = supporters
 		}
 	}
 	if replaced != nil && replaced.Capabilities.SupportsCredential(ct) {
