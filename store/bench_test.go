@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Benchmarks. BenchmarkSearch uses CANOPY_BENCH_MESSAGES messages (default
+// 20,000); the 1,000,000-message figures in the package notes come from
+//
+//	CANOPY_BENCH_MESSAGES=1000000 go test -run '^$' -bench Search -benchtime 2s ./store/
+
+// benchVocab is a synthetic vocabulary; words are drawn Zipf-distributed,
+// like words in real chat.
+type benchVocab struct {
+	words []string
+	zipf  *rand.Zipf
+	rng   *rand.Rand
+}
+
+func newBenchVocab(seed uint64) *benchVocab {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	syll := []string{"ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "qua", "ber", "dan", "el", "fi", "gor", "hu", "ix", "jo", "pen", "sol", "tri"}
+	words := make([]string, 20000)
+	seen := map[string]bool{}
+	for i := range words {
+		for {
+			var sb strings.Builder
+			for n := 2 + rng.IntN(3); n > 0; n-- {
+				sb.WriteString(syll[rng.IntN(len(syll))])
+			}
+			if w := sb.String(); !seen[w] {
+				seen[w] = true
+				words[i] = w
+				break
+			}
+		}
+	}
+	return &benchVocab{words: words, zipf: rand.NewZipf(rng, 1.07, 2, uint64(len(words)-1)), rng: rng}
+}
+
+func (v *benchVocab) text(i int) string {
+	n := 6 + v.rng.IntN(15)
+	parts := make([]string, 0, n+1)
+	for range n {
+		parts = append(parts, v.words[v.zipf.Uint64()])
+	}
+	if i%10000 == 0 {
+		parts = append(parts, "rareword"+strconv.Itoa(i/10000%10)) // each rare word in 1 of 100,000 messages
+	}
+	return strings.Join(parts, " ")
+}
+
+func benchGroups(b *testing.B, db *DB, n int) [][]byte {
+	var groups [][]byte
+	for g := range n {
+		id := fmt.Appendf(nil, "bench-group-%d", g)
+		createGroup(b, db, id)
+		groups = append(groups, id)
+	}
+	return groups
+}
+
+func benchMessage(groups [][]byte, v *benchVocab, i int) Message {
+	return Message{GroupID: groups[i%len(groups)], ID: fmt.Appendf(nil, "msg-%012d", i), Sender: []byte("sender"),
+		Epoch: uint64(i / 1000), Text: v.text(i), SentAt: t0.Add(time.Duration(i) * time.Second), ReceivedAt: t0.Add(time.Duration(i) * time.Second)}
+}
+
+// BenchmarkInsertMessages measures message inserts (with the search index)
+// one per transaction (each received message commits on its own, with an
+// fsync) and in batches of 100.
+func BenchmarkInsertMessages(b *testing.B) {
+	for _, batch := range []int{1, 100} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			db := openTest(b, b.TempDir())
+			groups := benchGroups(b, db, 10)
+			v := newBenchVocab(1)
+			msgs := make([]Message, 0, batch)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				msgs = append(msgs, benchMessage(groups, v, i))
+				if len(msgs) == batch || i == b.N-1 {
+					if _, err := db.AddMessages(context.Background(), msgs...); err != nil {
+						b.Fatal(err)
+					}
+					msgs = msgs[:0]
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
+// BenchmarkSearch measures search latency over CANOPY_BENCH_MESSAGES
+// messages in 10 groups.
+func BenchmarkSearch(b *testing.B) {
+	n := 20000
+	if s := os.Getenv("CANOPY_BENCH_MESSAGES"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil || n < 1 {
+			b.Fatalf("CANOPY_BENCH_MESSAGES=%q", s)
+		}
+	}
+	dir := b.TempDir()
+	db := openTest(b, dir)
+	groups := benchGroups(b, db, 10)
+	v := newBenchVocab(2)
+	start := time.Now()
+	const batch = 1000
+	msgs := make([]Message, 0, batch)
+	for i := 0; i < n; i++ {
+		msgs = append(msgs, benchMessage(groups, v, i))
+		if len(msgs) == batch || i == n-1 {
+			if _, err := db.AddMessages(context.Background(), msgs...); err != nil {
+				b.Fatal(err)
+			}
+			msgs = msgs[:0]
+		}
+	}
+	elapsed := time.Since(start)
+	if _, err := db.w.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		b.Fatal(err)
+	}
+	st, _ := os.Stat(filepath.Join(dir, DBFileName))
+	b.Logf("inserted %d messages in %v (%.0f msgs/s, batches of %d); database %.1f MiB",
+		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), batch, float64(st.Size())/(1<<20))
+
+	common, medium := v.words[2], v.words[300]
+	cases := []struct {
+		name string
+		q    SearchQuery
+	}{
+		{"rare-word", SearchQuery{Text: "rareword3"}},
+		{"common-word", SearchQuery{Text: common}},
+		{"medium-word", SearchQuery{Text: medium}},
+		{"two-words", SearchQuery{Text: common + " " + medium}},
+		{"phrase", SearchQuery{Text: `"` + common + " " + v.words[3] + `"`}},
+		{"prefix", SearchQuery{Text: v.words[40][:4] + "*"}},
+		{"one-group", SearchQuery{Text: medium, GroupID: groups[3]}},
+		{"no-match", SearchQuery{Text: "zzzunknown"}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var hits int
+			for i := 0; i < b.N; i++ {
+				r, err := db.Search(context.Background(), c.q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				hits = len(r)
+			}
+			b.ReportMetric(float64(hits), "hits")
+		})
+	}
+}

@@ -1,0 +1,113 @@
+// Package store persists everything canopy and canopy relay keep on disk:
+// the identity, our KeyPackages, contacts, groups with their retained epoch
+// states, message history with full-text search, the outbox, pending
+// proposals, and for relays the per-topic ciphertext log, mailboxes and
+// cached KeyPackages.
+//
+// It deals in bytes, ids and rows only and imports no other canopy package.
+//
+// # Opening a profile
+//
+// Each profile is one directory, by default $XDG_DATA_HOME/canopy/<name>/
+// (~/.local/share/canopy/<name>/ when XDG_DATA_HOME is unset):
+//
+//	dir, err := store.ProfileDir(flagDataDir, flagProfile) // "" → defaults
+//	db, err := store.Open(ctx, dir)                          // key file
+//	db, err := store.Open(ctx, dir, store.WithPassphrase(p)) // or passphrase
+//	defer db.Close()
+//
+// The directory holds canopy.db (with its -wal and -shm files), lock and,
+// for a profile without passphrase, key. Open fails with
+//
+//   - ErrProfileInUse when another process has the profile open (an
+//     exclusive flock on the lock file, released by the kernel if that
+//     process dies, so there are no stale locks);
+//   - ErrWrongPassphrase / ErrPassphraseRequired; nothing is written before
+//     the key is verified, so a failed attempt changes nothing;
+//   - ErrKeyFile when the key file is missing, belongs to another profile
+//     or is readable by group or others (it must be mode 0600);
+//   - ErrSchemaTooNew (a *SchemaTooNewError) when a newer canopy wrote the
+//     database: "store: database schema version N is newer than this binary
+//     supports (M)";
+//   - ErrCorrupt when the file is not a canopy database, is truncated, or
+//     SQLite finds it damaged. WithIntegrityCheck makes Open read the whole
+//     file; DB.CheckIntegrity does the same (plus the search index) later.
+//
+// OpenMemory gives a throw-away in-memory database with the same code and
+// schema, for tests of other packages.
+//
+// # Interfaces
+//
+// *DB implements one small context-first interface per concern:
+// IdentityStore, KeyPackageStore, ContactStore, GroupStore, MessageStore,
+// OutboxStore, ProposalStore, and for relays TopicLog, Mailbox and
+// KeyPackageCache. Store and RelayStore bundle what the messenger and a
+// relay need. Depend on the narrowest interface you use. A missing row is
+// ErrNotFound; a malformed argument ErrInvalid; every error starts with
+// "store: ". *DB is safe for concurrent use.
+//
+// # State transitions are atomic
+//
+// GroupStore.CommitEpoch writes, in one SQLite transaction: the group's new
+// state (a new epoch, or the same epoch after encrypting or decrypting a
+// message advanced its secret tree), the messages of that step, outbox and
+// pending-proposal changes, the KeyPackage a Welcome consumed, and pruning
+// of old epoch states. After a crash all of it is there or none of it. The
+// engine must therefore persist before it acts on a new state: commit the
+// transition, then publish or acknowledge.
+//
+// States are kept per (group, epoch, commit hash) so that the ordering
+// module can roll back to an earlier epoch and switch branch; the compact
+// canonical history of (epoch, commit hash) is kept forever. Messages are
+// unique per (group, message id): a re-sent or replayed message is ignored,
+// which is how duplicates from fork healing disappear.
+//
+// # Search
+//
+// MessageStore.Search looks words up in an FTS5 index (unicode61 tokenizer,
+// case and diacritics folded) across all groups or one, newest first. What
+// the user types is never passed to FTS5 as syntax: words are quoted and
+// ANDed; "a phrase" and word* prefixes are supported.
+//
+// # Secrets at rest
+//
+// Private keys, epoch states, outbox payloads and the private parts of our
+// own proposals are sealed with XChaCha20-Poly1305 under a random data key;
+// the associated data names table, column and row key, so a sealed value
+// moved to another row fails to open. The data key is wrapped with a key
+// derived from the passphrase by argon2id (salt and parameters recorded in
+// the meta table, DefaultKDFParams unless WithKDFParams) or with the key
+// file. ChangePassphrase re-wraps it. secure_delete is on: consumed
+// KeyPackages and pruned epoch states are overwritten, not just unlinked.
+//
+// Not sealed: message text (the search index needs it), metadata such as
+// group names, contacts and timestamps, and relay ciphertexts (already
+// encrypted end to end). The files are created 0600 in a 0700 directory;
+// full-disk encryption protects the rest.
+//
+// # Durability
+//
+// WAL with synchronous=FULL: a transaction that returned is on disk even
+// after a power cut; a killed process never leaves a half-written
+// transition (TestCrashSafety checks this with SIGKILL). Writes go through
+// one connection (BEGIN IMMEDIATE); reads use a pool of read-only
+// connections and do not block writes.
+//
+// # Schema changes
+//
+// Migrations are embedded files migrations/NNNN_name.sql starting with
+// "-- version: N"; each is applied in its own transaction with its
+// schema_version row. Add a new file for every change; never edit a
+// released one.
+//
+// # Relays
+//
+// TopicLog appends ciphertext frames per topic, idempotently by SHA-256,
+// with a seq cursor that only grows (AUTOINCREMENT), an optional epoch, and
+// per-peer and per-topic byte quotas (Quotas, WithQuotas): a peer over its
+// quota is refused with ErrQuotaExceeded, a topic over its quota loses its
+// oldest frames. Mailbox holds items for offline peers (Peek+Ack for
+// at-least-once delivery, or TakeMail), with expiry and quotas.
+// KeyPackageCache hands each one-time KeyPackage out once, then the
+// owner's last-resort package.
+package store

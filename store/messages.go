@@ -1,0 +1,358 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+const messageColumns = `seq, group_id, msg_id, sender, epoch, kind, text, payload, reply_to, sent_at, received_at, state`
+
+func scanMessage(sc interface{ Scan(...any) error }, extra ...any) (Message, error) {
+	var m Message
+	var sent, received int64
+	dest := append([]any{&m.Seq, &m.GroupID, &m.ID, &m.Sender, &m.Epoch, &m.Kind, &m.Text, &m.Payload, &m.ReplyTo, &sent, &received, &m.State}, extra...)
+	if err := sc.Scan(dest...); err != nil {
+		return Message{}, err
+	}
+	m.SentAt, m.ReceivedAt = fromTS(sent), fromTS(received)
+	return m, nil
+}
+
+// prepareMessages validates messages for groupID (nil: each message names
+// its own group) and fills defaults.
+func (db *DB) prepareMessages(groupID []byte, msgs []Message, at time.Time) ([]Message, error) {
+	out := make([]Message, len(msgs))
+	for i, m := range msgs {
+		if len(m.GroupID) == 0 {
+			m.GroupID = groupID
+		} else if groupID != nil && string(m.GroupID) != string(groupID) {
+			return nil, fmt.Errorf("%w: message %x belongs to group %x, not to the transition's group %x", ErrInvalid, m.ID, m.GroupID, groupID)
+		}
+		if err := needID("group id", m.GroupID); err != nil {
+			return nil, err
+		}
+		if err := needID("message id", m.ID); err != nil {
+			return nil, err
+		}
+		if err := checkEpoch(m.Epoch); err != nil {
+			return nil, err
+		}
+		if m.State > Failed {
+			return nil, fmt.Errorf("%w: delivery state %d", ErrInvalid, m.State)
+		}
+		if !utf8.ValidString(m.Text) {
+			m.Text = strings.ToValidUTF8(m.Text, "\uFFFD")
+		}
+		if m.ReceivedAt.IsZero() {
+			m.ReceivedAt = at
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// insertMessages inserts msgs, skipping (group, id) pairs already stored,
+// and returns how many were new. The groups must exist.
+func insertMessages(ctx context.Context, tx *sql.Tx, msgs []Message) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	checked := map[string]bool{}
+	for _, m := range msgs {
+		if checked[string(m.GroupID)] {
+			continue
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM groups WHERE id = ?`, m.GroupID).Scan(&n); err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, fmt.Errorf("%w: group %x does not exist", ErrNotFound, m.GroupID)
+		}
+		checked[string(m.GroupID)] = true
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (group_id, msg_id, sender, epoch, kind, text, payload, reply_to, sent_at, received_at, state)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, msg_id) DO NOTHING`)
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	inserted := 0
+	for _, m := range msgs {
+		res, err := stmt.ExecContext(ctx, m.GroupID, m.ID, nz(m.Sender), int64(m.Epoch), m.Kind, m.Text, m.Payload, m.ReplyTo,
+			ts(m.SentAt), ts(m.ReceivedAt), m.State)
+		if err != nil {
+			return 0, err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			inserted++
+		}
+	}
+	return inserted, nil
+}
+
+// AddMessages stores messages that change no group state; duplicates are
+// ignored. It returns how many were new.
+func (db *DB) AddMessages(ctx context.Context, msgs ...Message) (int, error) {
+	prepared, err := db.prepareMessages(nil, msgs, db.now())
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = db.write(ctx, "add messages", func(tx *sql.Tx) error {
+		n, err = insertMessages(ctx, tx, prepared)
+		return err
+	})
+	return n, err
+}
+
+// Message returns one message, or ErrNotFound.
+func (db *DB) Message(ctx context.Context, groupID, id []byte) (Message, error) {
+	q, err := db.read()
+	if err != nil {
+		return Message{}, err
+	}
+	m, err := scanMessage(q.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE group_id = ? AND msg_id = ?`, nz(groupID), nz(id)))
+	if err != nil {
+		return Message{}, db.fail("message", err)
+	}
+	return m, nil
+}
+
+// Messages pages through a group's history, newest first.
+func (db *DB) Messages(ctx context.Context, groupID []byte, mq MessageQuery) ([]Message, error) {
+	q, err := db.read()
+	if err != nil {
+		return nil, err
+	}
+	before := mq.BeforeSeq
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE group_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+		nz(groupID), before, limitOr(mq.Limit, 100, 10000))
+	if err != nil {
+		return nil, db.fail("messages", err)
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, db.fail("messages", err)
+		}
+		out = append(out, m)
+	}
+	return out, db.fail("messages", rows.Err())
+}
+
+func (db *DB) updateMessage(ctx context.Context, op, set string, groupID, id []byte, args ...any) error {
+	return db.write(ctx, op, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET `+set+` WHERE group_id = ? AND msg_id = ?`, append(args, nz(groupID), nz(id))...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// EditMessage replaces a message's text and payload (the search index follows).
+func (db *DB) EditMessage(ctx context.Context, groupID, id []byte, text string, payload []byte) error {
+	return db.updateMessage(ctx, "edit message", `text = ?, payload = ?`, groupID, id, strings.ToValidUTF8(text, "\uFFFD"), payload)
+}
+
+// SetDeliveryState sets a message's delivery state.
+func (db *DB) SetDeliveryState(ctx context.Context, groupID, id []byte, s DeliveryState) error {
+	if s > Failed {
+		return fmt.Errorf("%w: delivery state %d", ErrInvalid, s)
+	}
+	return db.updateMessage(ctx, "set delivery state", `state = ?`, groupID, id, s)
+}
+
+// DeleteMessage deletes one message (no error if absent).
+func (db *DB) DeleteMessage(ctx context.Context, groupID, id []byte) error {
+	return db.write(ctx, "delete message", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE group_id = ? AND msg_id = ?`, nz(groupID), nz(id))
+		return err
+	})
+}
+
+// DeleteMessagesBefore deletes a group's messages received before t.
+func (db *DB) DeleteMessagesBefore(ctx context.Context, groupID []byte, t time.Time) (int64, error) {
+	var n int64
+	err := db.write(ctx, "delete messages", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE group_id = ? AND received_at < ?`, nz(groupID), ts(t))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// ApplyRetention deletes expired messages in every group with a Retention.
+func (db *DB) ApplyRetention(ctx context.Context, now time.Time) (int64, error) {
+	var total int64
+	err := db.write(ctx, "apply retention", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, retention FROM groups WHERE retention > 0`)
+		if err != nil {
+			return err
+		}
+		type gr struct {
+			id  []byte
+			ret int64
+		}
+		var groups []gr
+		for rows.Next() {
+			var g gr
+			if err := rows.Scan(&g.id, &g.ret); err != nil {
+				rows.Close()
+				return err
+			}
+			groups = append(groups, g)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, g := range groups {
+			res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE group_id = ? AND received_at < ?`, g.id, ts(now)-g.ret)
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			total += n
+		}
+		return nil
+	})
+	return total, err
+}
+
+// Search finds messages containing every word of q.Text, newest first.
+func (db *DB) Search(ctx context.Context, sq SearchQuery) ([]SearchResult, error) {
+	match, err := ftsQuery(sq.Text)
+	if err != nil {
+		return nil, err
+	}
+	q, err := db.read()
+	if err != nil {
+		return nil, err
+	}
+	before := sq.BeforeSeq
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	query := `SELECT ` + prefixed("m.", messageColumns) + `, snippet(messages_fts, 0, ?, ?, '…', 12)
+		FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid
+		WHERE messages_fts MATCH ? AND messages_fts.rowid < ?`
+	args := []any{SnippetStart, SnippetEnd, match, before}
+	if sq.GroupID != nil {
+		query += ` AND m.group_id = ?`
+		args = append(args, sq.GroupID)
+	}
+	query += ` ORDER BY messages_fts.rowid DESC LIMIT ?`
+	args = append(args, limitOr(sq.Limit, 50, 1000))
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, db.fail("search", err)
+	}
+	defer rows.Close()
+	var out []SearchResult
+	for rows.Next() {
+		var r SearchResult
+		m, err := scanMessage(rows, &r.Snippet)
+		if err != nil {
+			return nil, db.fail("search", err)
+		}
+		r.Message = m
+		out = append(out, r)
+	}
+	return out, db.fail("search", rows.Err())
+}
+
+func prefixed(p, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = p + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}
+
+const (
+	maxSearchLen   = 1000
+	maxSearchTerms = 32
+)
+
+func isWordRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsMark(r) || unicode.Is(unicode.Co, r)
+}
+
+// ftsQuery turns what a user typed into a safe FTS5 query: every word
+// becomes a quoted string (so no FTS5 operator or column filter can be
+// injected), words are ANDed, "quoted text" is a phrase and a word directly
+// followed by '*' is a prefix.
+func ftsQuery(text string) (string, error) {
+	if len(text) > maxSearchLen {
+		return "", fmt.Errorf("%w: search text longer than %d bytes", ErrInvalid, maxSearchLen)
+	}
+	var terms []string
+	var words []string // words of the current phrase
+	var word strings.Builder
+	inPhrase := false
+	endWord := func() {
+		if word.Len() > 0 {
+			words = append(words, word.String())
+			word.Reset()
+		}
+	}
+	endTerm := func(prefix bool) {
+		endWord()
+		if len(words) > 0 {
+			t := `"` + strings.Join(words, " ") + `"`
+			if prefix {
+				t += "*"
+			}
+			terms = append(terms, t)
+			words = words[:0]
+		}
+	}
+	for _, r := range text {
+		switch {
+		case isWordRune(r):
+			word.WriteRune(r)
+		case r == '"':
+			endTerm(false)
+			inPhrase = !inPhrase
+		case r == '*' && word.Len() > 0:
+			if inPhrase {
+				endWord() // prefix only applies to a whole phrase's end; ignore inside
+			} else {
+				endTerm(true)
+			}
+		default:
+			if inPhrase {
+				endWord()
+			} else {
+				endTerm(false)
+			}
+		}
+	}
+	endTerm(false)
+	if len(terms) == 0 {
+		return "", fmt.Errorf("%w: search text has no words", ErrInvalid)
+	}
+	if len(terms) > maxSearchTerms {
+		return "", fmt.Errorf("%w: search text has more than %d words", ErrInvalid, maxSearchTerms)
+	}
+	return strings.Join(terms, " AND "), nil
+}
