@@ -368,7 +368,7 @@ func (p *protectFixture) receive(f *epochFraming, wire []byte) (*AuthenticatedCo
 	return ac, err
 }
 
-func sameContent(t *testing.T, got *AuthenticatedContent, want *FramedContent) {
+func protectSameContent(t *testing.T, got *AuthenticatedContent, want *FramedContent) {
 	t.Helper()
 	g, err := got.Content.Marshal()
 	if err != nil {
@@ -398,7 +398,7 @@ func TestProtectRoundTrip(t *testing.T) {
 						if err != nil {
 							t.Fatalf("round %d leaf %d %v private: %v", round, leaf, ct, err)
 						}
-						sameContent(t, ac, fc)
+						protectSameContent(t, ac, fc)
 						if ac.WireFormat != WireFormatPrivateMessage {
 							t.Fatalf("wire format %v", ac.WireFormat)
 						}
@@ -409,7 +409,7 @@ func TestProtectRoundTrip(t *testing.T) {
 						if err != nil {
 							t.Fatalf("round %d leaf %d %v public: %v", round, leaf, ct, err)
 						}
-						sameContent(t, ac, fc)
+						protectSameContent(t, ac, fc)
 					}
 				}
 			}
@@ -488,7 +488,7 @@ func TestProtectOutOfOrder(t *testing.T) {
 
 // privateLayout returns the offsets of the encrypted_sender_data and
 // ciphertext bodies inside an encoded MLSMessage(PrivateMessage).
-func privateLayout(t *testing.T, wire []byte) (sdStart, sdEnd, ctStart, ctEnd int) {
+func protectPrivateLayout(t *testing.T, wire []byte) (sdStart, sdEnd, ctStart, ctEnd int) {
 	t.Helper()
 	var m MLSMessage
 	if err := m.Unmarshal(wire); err != nil {
@@ -514,7 +514,7 @@ func TestProtectTamperPrivate(t *testing.T) {
 			send, recv := p.framing(t, PaddingPolicy{}), p.framing(t, PaddingPolicy{})
 			for _, ct := range []ContentType{ContentTypeApplication, ContentTypeProposal, ContentTypeCommit} {
 				wire := p.private(t, send, p.content(1, ct))
-				sdStart, sdEnd, ctStart, ctEnd := privateLayout(t, wire)
+				sdStart, sdEnd, ctStart, ctEnd := protectPrivateLayout(t, wire)
 				for i := range wire {
 					for bit := range 8 {
 						bad := bytes.Clone(wire)
@@ -574,6 +574,11 @@ func TestProtectTamperPublic(t *testing.T) {
 					t.Fatal(err)
 				}
 				tagStart := len(wire) - len(m.PublicMessage.MembershipTag)
+				sig := m.PublicMessage.Auth.Signature
+				sigStart := bytes.Index(wire, sig)
+				if sigStart < 0 || bytes.Index(wire[sigStart+1:], sig) >= 0 {
+					t.Fatal("cannot locate the signature")
+				}
 				for i := range wire {
 					for bit := range tc.bits {
 						bad := bytes.Clone(wire)
@@ -585,8 +590,12 @@ func TestProtectTamperPublic(t *testing.T) {
 						if !strings.HasPrefix(err.Error(), "mls: ") {
 							t.Fatalf("error without mls: prefix: %v", err)
 						}
-						if m.PublicMessage.MembershipTag != nil && i >= tagStart && !errors.Is(err, ErrInvalidMembershipTag) {
-							t.Fatalf("message %d: flipping membership tag byte %d: %v, want ErrInvalidMembershipTag", mi, i, err)
+						hasTag := m.PublicMessage.MembershipTag != nil
+						if hasTag && (i >= tagStart || i >= sigStart && i < sigStart+len(sig)) && !errors.Is(err, ErrInvalidMembershipTag) {
+							t.Fatalf("message %d: flipping membership tag or signature byte %d: %v, want ErrInvalidMembershipTag", mi, i, err)
+						}
+						if !hasTag && i >= sigStart && i < sigStart+len(sig) && !errors.Is(err, ErrInvalidSignature) {
+							t.Fatalf("message %d: flipping signature byte %d: %v, want ErrInvalidSignature", mi, i, err)
 						}
 					}
 				}
@@ -626,7 +635,7 @@ func TestProtectBadSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.receive(recv, mustMarshalMLS(t, &MLSMessage{Version: ProtocolMLS10, WireFormat: WireFormatPrivateMessage, PrivateMessage: must(forger.encryptPrivate(ac, p.rng))})); !errors.Is(err, ErrInvalidSignature) {
+	if _, err := p.receive(recv, mustMarshalMLS(t, &MLSMessage{Version: ProtocolMLS10, WireFormat: WireFormatPrivateMessage, PrivateMessage: protectMust(forger.encryptPrivate(ac, p.rng))})); !errors.Is(err, ErrInvalidSignature) {
 		t.Fatalf("wrong signer: %v, want ErrInvalidSignature", err)
 	}
 	// The real message of generation 0 still opens.
@@ -634,7 +643,7 @@ func TestProtectBadSignature(t *testing.T) {
 	if got, err := p.receive(recv, genuine); err != nil {
 		t.Fatalf("real message after forgeries: %v", err)
 	} else {
-		sameContent(t, got, fc)
+		protectSameContent(t, got, fc)
 	}
 
 	// PublicMessage: bad signature under a valid membership tag.
@@ -660,7 +669,7 @@ func TestProtectBadSignature(t *testing.T) {
 	}
 }
 
-func must[T any](v T, err error) T {
+func protectMust[T any](v T, err error) T {
 	if err != nil {
 		panic(err)
 	}
@@ -736,7 +745,7 @@ func TestProtectPaddingPolicy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			unpadded := len(must((&PrivateMessageContent{ContentType: fc.ContentType, ApplicationData: fc.ApplicationData, Auth: ac.Auth}).Marshal()))
+			unpadded := len(protectMust((&PrivateMessageContent{ContentType: fc.ContentType, ApplicationData: fc.ApplicationData, Auth: ac.Auth}).Marshal()))
 			pm, err := send.encryptPrivate(ac, p.rng)
 			if err != nil {
 				t.Fatal(err)
@@ -748,7 +757,7 @@ func TestProtectPaddingPolicy(t *testing.T) {
 			if err != nil {
 				t.Fatalf("policy %+v size %d: %v", tc.policy, size, err)
 			}
-			sameContent(t, ac2, fc)
+			protectSameContent(t, ac2, fc)
 		}
 	}
 	// With the default policy a short text, a receipt and a reaction all
@@ -824,7 +833,7 @@ func TestProtectEpochMismatch(t *testing.T) {
 	wire := p.private(t, f, p.content(0, ContentTypeApplication))
 	next := *p.ctx
 	next.Epoch++
-	g, err := newEpochFraming(&next, p.memberK, p.senderData, must(newSecretTree(p.cs, p.encryptionSecret, 2, SecretTreeOptions{})), PaddingPolicy{})
+	g, err := newEpochFraming(&next, p.memberK, p.senderData, protectMust(newSecretTree(p.cs, p.encryptionSecret, 2, SecretTreeOptions{})), PaddingPolicy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -876,7 +885,7 @@ func TestProtectFramingRules(t *testing.T) {
 	// A received PublicMessage carrying application data is refused even
 	// with a valid membership tag.
 	pm := &PublicMessage{Content: *p.content(0, ContentTypeApplication), Auth: FramedContentAuthData{Signature: []byte{1}}}
-	pm.MembershipTag = must(f.membershipTag(pm))
+	pm.MembershipTag = protectMust(f.membershipTag(pm))
 	if _, err := f.unprotectPublic(pm); !errors.Is(err, ErrInvalidFraming) {
 		t.Errorf("received public application: %v, want ErrInvalidFraming", err)
 	}
@@ -910,7 +919,7 @@ func TestProtectFramingRules(t *testing.T) {
 	if _, err := newEpochFraming(p.ctx, []byte{1}, nil, nil, PaddingPolicy{}); err == nil {
 		t.Error("short membership key accepted")
 	}
-	other := must(newSecretTree(2, make([]byte, 32), 2, SecretTreeOptions{}))
+	other := protectMust(newSecretTree(2, make([]byte, 32), 2, SecretTreeOptions{}))
 	if _, err := newEpochFraming(p.ctx, nil, nil, other, PaddingPolicy{}); err == nil {
 		t.Error("secret tree of another suite accepted")
 	}
