@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -42,9 +44,34 @@ var requiredVectors = []string{
 	"secret-tree",
 	"transcript-hashes",
 	"tree-math",
+	"tree-operations",
+	"tree-validation",
+	"treekem",
+	"welcome",
+	"passive-client-welcome",
+	"passive-client-handling-commit",
+	"passive-client-random",
+	"interop-passive-application",
+	"interop-passive-branch",
+	"interop-passive-commit",
+	"interop-passive-external_join",
+	"interop-passive-external_proposals",
+	"interop-passive-reinit",
+	"interop-passive-welcome_join",
 }
 
 func TestVectors(t *testing.T) {
+	// Every committed vector file must be required, so none is silently unchecked.
+	files, err := filepath.Glob(filepath.Join("testdata", "vectors", "*.json.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json.gz")
+		if !slices.Contains(requiredVectors, name) {
+			t.Errorf("vector file %s is not in requiredVectors", f)
+		}
+	}
 	for _, name := range requiredVectors {
 		if _, ok := vectorTests[name]; !ok {
 			t.Errorf("no checker registered for required vector file %q", name)
