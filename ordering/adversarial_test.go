@@ -1,0 +1,175 @@
+package ordering
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+// A tiny harness around the model: each member has a machine; deliver
+// applies a message to one member.
+type harness struct {
+	t  *testing.T
+	be *modelBackend
+	ms map[string]*Machine[*mstate]
+	at time.Time
+}
+
+func newHarness(t *testing.T, members ...string) *harness {
+	h := &harness{t: t, be: &modelBackend{groupID: []byte("g")}, ms: map[string]*Machine[*mstate]{}, at: simStart}
+	for i, st := range h.be.create(members) {
+		h.ms[members[i]] = New(Config{GroupID: []byte("g"), Self: members[i], WindowEpochs: 8}, st, 0, nil, members, h.at)
+	}
+	return h
+}
+
+func (h *harness) commit(who string, adds, removes []string) []byte {
+	m := h.ms[who]
+	st, _, _ := m.Current()
+	msg, next, info, _, err := h.be.commit(who, st, adds, removes, false)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	m.OwnCommit(h.be, msg, next, info, nil, false, h.at)
+	return msg
+}
+
+func (h *harness) deliver(to string, msg []byte) []Decision {
+	e, ct := h.be.header(msg)
+	return h.ms[to].Receive(h.be, msg, e, ct, h.at)
+}
+
+// TestGrindingCannotStarveRemoval: X, about to be removed by A, answers
+// every removal attempt with a Commit of its own (a removal of B, so that
+// it is of the same class) ground over many tries for the smallest hash.
+// The lottery ticket, not the hash, decides the race, so X is removed at
+// the first epoch where A's ticket beats its own — exactly as if it had
+// not ground at all.
+func TestGrindingCannotStarveRemoval(t *testing.T) {
+	for _, grind := range []int{1, 2000} {
+		h := newHarness(t, "A", "B", "X", "C", "D", "E", "F", "G")
+		removedAt := -1
+		for round := 0; round < 40 && removedAt < 0; round++ {
+			epoch := h.ms["C"].Epoch()
+			a := h.commit("A", nil, []string{"X"})
+			stX, _, _ := h.ms["X"].Current()
+			victim := []string{"B", "D", "E", "F", "G"}[round%5]
+			var best []byte
+			for i := 0; i < grind; i++ {
+				msg, _, _, _, err := h.be.commit("X", stX, nil, []string{victim}, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if hb, hm := HashOf(best), HashOf(msg); best == nil || bytes.Compare(hm[:], hb[:]) < 0 {
+					best = msg
+				}
+			}
+			// Everyone sees both, X's first.
+			for id := range h.ms {
+				if id != "A" {
+					h.deliver(id, best)
+				}
+				if id != "X" {
+					h.deliver(id, a)
+				}
+			}
+			if !h.ms["C"].tipRoster["X"] {
+				removedAt = round
+				want := Ticket([]byte("g"), epoch, "A") < Ticket([]byte("g"), epoch, "X")
+				if !want {
+					t.Fatalf("grind %d: X removed at epoch %d although its ticket was better", grind, epoch)
+				}
+			} else if Ticket([]byte("g"), epoch, "A") < Ticket([]byte("g"), epoch, "X") {
+				t.Fatalf("grind %d: A's ticket won epoch %d but X is still a member", grind, epoch)
+			}
+			// The losers re-add whoever X removed, to keep the group (not needed for the test).
+		}
+		if removedAt < 0 {
+			t.Fatalf("grind %d: X never removed", grind)
+		}
+		t.Logf("grind %d: X removed after %d attempts", grind, removedAt+1)
+	}
+}
+
+// TestReplayChangesNothing replays old Commits: the canonical one, a losing
+// one, and one older than the window. Nothing but Discarded comes out and
+// the state stays.
+func TestReplayChangesNothing(t *testing.T) {
+	h := newHarness(t, "A", "B", "C")
+	var first, loser []byte
+	for i := 0; i < 20; i++ {
+		win := h.commit("A", nil, nil)
+		if i == 0 {
+			first = win
+			// A competing Commit by B for epoch 0 that loses (or wins:
+			// then swap roles so that "loser" is the one that lost).
+			stB, _, _ := h.ms["B"].Current()
+			lb, _, _, _, _ := h.be.commit("B", stB, nil, nil, false)
+			h.deliver("C", lb)
+			h.deliver("C", win)
+			loser = lb
+			if e, _ := h.ms["C"].entryAt(0); e.Hash == HashOf(lb) {
+				first, loser = lb, win
+			}
+			continue
+		}
+		h.deliver("C", win)
+	}
+	c := h.ms["C"]
+	_, epoch, tip := c.Current()
+	hist := len(c.History())
+	for _, msg := range [][]byte{first, loser} {
+		for _, d := range h.deliver("C", msg) {
+			if _, ok := d.(Discarded); !ok {
+				t.Fatalf("replay produced %T %+v", d, d)
+			}
+		}
+	}
+	if _, e, tp := c.Current(); e != epoch || tp != tip || len(c.History()) != hist {
+		t.Fatalf("replay changed the state: epoch %d->%d", epoch, e)
+	}
+}
+
+// TestLateBetterCommitSwitches: a Commit for an epoch already passed wins
+// if its key is smaller, and the member rolls back to it.
+func TestLateBetterCommitSwitches(t *testing.T) {
+	h := newHarness(t, "A", "B", "C")
+	stA, _, _ := h.ms["A"].Current()
+	stB, _, _ := h.ms["B"].Current()
+	a, _, _, _, _ := h.be.commit("A", stA, nil, nil, false)
+	b, _, _, _, _ := h.be.commit("B", stB, nil, nil, false)
+	ka := Key{Epoch: 0, Class: ClassOther, Ticket: Ticket([]byte("g"), 0, "A"), Hash: HashOf(a)}
+	kb := Key{Epoch: 0, Class: ClassOther, Ticket: Ticket([]byte("g"), 0, "B"), Hash: HashOf(b)}
+	first, second, win := a, b, kb
+	if kb.Less(ka) {
+		first, second, win = a, b, kb
+	} else {
+		first, second, win = b, a, ka
+	}
+	h.deliver("C", first)
+	ds := h.deliver("C", second)
+	sw := false
+	for _, d := range ds {
+		if s, ok := d.(Switched); ok && s.ForkEpoch == 0 {
+			sw = true
+		}
+	}
+	if e, _ := h.ms["C"].entryAt(0); e != win || !sw {
+		t.Fatalf("canonical %v, want %v (switched %v)", e, win, sw)
+	}
+}
+
+func TestKeyOrder(t *testing.T) {
+	a := Key{Epoch: 1, Class: ClassRemove, Ticket: 9, Hash: Hash{9}}
+	b := Key{Epoch: 1, Class: ClassOther, Ticket: 0, Hash: Hash{0}}
+	if !a.Less(b) || b.Less(a) {
+		t.Fatal("a removal must sort before any other Commit of the epoch")
+	}
+	c := Key{Epoch: 1, Class: ClassRemove, Ticket: 9, Hash: Hash{1}}
+	if !c.Less(a) {
+		t.Fatal("hash breaks ticket ties")
+	}
+	if Ticket([]byte("g"), 1, "a") != Ticket([]byte("g"), 1, "a") || Ticket([]byte("g"), 1, "a") == Ticket([]byte("g"), 2, "a") {
+		t.Fatal("ticket must be deterministic and change with the epoch")
+	}
+}

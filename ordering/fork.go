@@ -1,0 +1,444 @@
+package ordering
+
+import (
+	"slices"
+	"time"
+)
+
+// Deep forks: claims, rejoins, catch-up (README.md "Deep forks").
+
+// MakeClaim returns this member's claim: its canonical Commits' keys,
+// dense for the last ClaimDense epochs and for want (a range a peer asked
+// for), exponentially sparser before. The engine fills in GroupInfo.
+func (m *Machine[S]) MakeClaim(want *Range) Claim {
+	all := m.History()
+	c := Claim{Signer: m.cfg.Self, Tip: m.tip.epoch}
+	if len(all) == 0 {
+		return c
+	}
+	last := all[len(all)-1].Epoch
+	denseFrom := uint64(0)
+	if last >= uint64(m.cfg.ClaimDense) {
+		denseFrom = last - uint64(m.cfg.ClaimDense) + 1
+	}
+	keep := func(e uint64) bool {
+		if e >= denseFrom || e == all[0].Epoch {
+			return true
+		}
+		if want != nil && e >= want.From && e <= want.To {
+			return true
+		}
+		d := denseFrom - e // a power of two back from the dense part
+		return d&(d-1) == 0
+	}
+	for _, e := range all {
+		if keep(e.Epoch) && len(c.Entries) < MaxClaimEntries {
+			c.Entries = append(c.Entries, e)
+		}
+	}
+	if len(c.Entries) == MaxClaimEntries {
+		// Never drop the recent end.
+		c.Entries = c.Entries[len(c.Entries)-MaxClaimEntries:]
+	}
+	return c
+}
+
+// ClaimReceived handles a peer's claim (its signature checked by the
+// engine, Signer its verified identity). It compares histories and, when
+// this member's branch lost a fork, rolls back if the window still allows
+// or decides to rejoin; when the peer's branch lost, it answers with its
+// own claim.
+func (m *Machine[S]) ClaimReceived(p Processor[S], c Claim, now time.Time) []Decision {
+	m.begin(p, now)
+	if c.Signer != m.cfg.Self {
+		m.claim(c)
+	}
+	return m.finish()
+}
+
+func (m *Machine[S]) claim(c Claim) {
+	v := CompareHistories(m.History(), c.Entries)
+	if c.Want != nil {
+		m.announce(c.Want, true)
+	}
+	switch v.Kind {
+	case NeedTheirs:
+		m.announce(&v.Gap, true)
+	case Agree:
+		if !m.IsMember() && c.Tip > m.tip.epoch && v.Common+1 >= m.tip.epoch {
+			m.confirmedOut = true // the group went on past our removal
+			return
+		}
+		if c.Tip > m.tip.epoch && m.WasMember(c.Signer, m.tip.epoch) {
+			// Same branch, this member is behind: fetch what it misses;
+			// if it cannot catch up, it rejoins like a loser.
+			m.lagging = true
+			if c.Tip > m.tip.epoch+uint64(m.cfg.WindowEpochs) && m.IsMember() && len(c.GroupInfo) > 0 {
+				m.loseTo(m.tip.epoch, Key{}, c, true)
+			}
+		} else if c.Tip < m.tip.epoch && m.tipRoster[c.Signer] {
+			m.evidence = true // a member lags: tell it where we are
+		}
+	case Fork:
+		if !m.TrustClaim(c.Signer, v.Epoch) {
+			return
+		}
+		if v.Ours.Less(v.Theirs) {
+			// Our branch wins: make sure the losers hear it.
+			m.evidence = true
+			m.announce(&Range{From: v.Epoch, To: v.Epoch}, false)
+			return
+		}
+		// Even a member that joined or was removed after the fork tries:
+		// if the winning branch has it as a member it may resync; if not,
+		// the engine answers RejoinRefused and it waits for a Welcome.
+		m.lostWelcome = true
+		if debugf != nil {
+			debugf("%s loses to %s at %d: ours %v theirs %v (root %d tip %d)", m.cfg.Self, c.Signer, v.Epoch, v.Ours, v.Theirs, m.root.epoch, m.tip.epoch)
+		}
+		m.loseTo(v.Epoch, v.Theirs, c, false)
+	}
+}
+
+// debugf is set by tests to trace decisions.
+var debugf func(format string, args ...any)
+
+// loseTo records that this member's branch lost the fork at epoch to
+// theirs (or that it lags too far behind to catch up).
+func (m *Machine[S]) loseTo(epoch uint64, theirs Key, c Claim, lag bool) {
+	if m.lost != nil && m.lost.epoch == epoch && m.lost.theirs.Compare(theirs) <= 0 && c.Tip <= m.lost.claim.Tip {
+		return // nothing newer
+	}
+	since := m.now
+	if m.lost != nil && m.lost.epoch == epoch {
+		since = m.lost.since
+	}
+	m.lost = &lostFork{epoch: epoch, theirs: theirs, claim: c, since: since, lag: lag}
+	if lag {
+		// Any Commit at that epoch, once caught up, ends the lag.
+		m.lost.theirs = Key{Epoch: epoch, Class: 255}
+	}
+	m.timers()
+}
+
+// announce emits a claim, rate-limited unless it answers a request.
+func (m *Machine[S]) announce(want *Range, answer bool) {
+	if !answer && m.announced && m.now.Sub(m.lastAnnounce) < m.cfg.AnnounceInterval {
+		m.evidence = true
+		return
+	}
+	m.announced, m.lastAnnounce, m.evidence = true, m.now, false
+	if !m.IsMember() {
+		m.announceCount++
+	} else {
+		m.announceCount = 0
+	}
+	m.emit(Announce{Claim: m.MakeClaim(want)})
+}
+
+// timers runs what waits on time: evidence of other branches, catch-up,
+// rejoin after the grace period.
+func (m *Machine[S]) timers() {
+	for _, pm := range m.pending {
+		if m.now.Sub(pm.at) < m.cfg.OrphanTime {
+			continue
+		}
+		if pm.epoch <= m.tip.epoch && pm.ct == Commit && !pm.noted {
+			pm.noted = true
+			m.evidence = true // a Commit no retained state accepts
+		} else if pm.epoch > m.tip.epoch {
+			// Stuck behind: fetch what is missing, and tell the others
+			// where we are, so that they answer if our branch lost.
+			m.lagging, m.evidence = true, true
+		}
+	}
+	if !m.IsMember() && (m.confirmedOut || m.detached) {
+		// Out of the group for good (a member's claim confirmed the
+		// branch that removed us): nothing to catch up with or announce.
+		m.evidence, m.lagging = false, false
+	}
+	interval := m.cfg.AnnounceInterval
+	if !m.IsMember() {
+		// Removed (on our branch at least): back off, the group owes us
+		// nothing unless our branch lost.
+		interval *= time.Duration(min(64, 1+m.announceCount))
+	}
+	if m.evidence && (!m.announced || m.now.Sub(m.lastAnnounce) >= interval) {
+		m.announce(nil, false)
+	}
+	if m.lagging && (m.lastCatchUp.IsZero() || m.now.Sub(m.lastCatchUp) >= interval) {
+		m.lagging, m.lastCatchUp = false, m.now
+		m.emit(CatchUp{From: m.tip.epoch})
+	}
+	if l := m.lost; l != nil && !l.lag {
+		// Our branch may have changed since: the claim must still win.
+		v := CompareHistories(m.History(), l.claim.Entries)
+		if v.Kind != Fork || !v.Theirs.Less(v.Ours) {
+			m.lost = nil
+		} else if v.Epoch != l.epoch {
+			l.epoch, l.theirs, l.since = v.Epoch, v.Theirs, m.now
+		}
+	}
+	if l := m.lost; l != nil {
+		deep := l.epoch < m.root.epoch
+		if (deep || m.now.Sub(l.since) >= m.cfg.RejoinGrace) &&
+			(m.lastRejoin.IsZero() || m.now.Sub(m.lastRejoin) >= m.cfg.RejoinRetry) {
+			if !m.lastRejoin.IsZero() {
+				// A retry: the GroupInfo we hold may be stale, ask the
+				// winners for fresh claims too.
+				m.announce(nil, false)
+			}
+			m.lastRejoin = m.now
+			m.emit(Rejoin{GroupInfo: l.claim.GroupInfo, Signer: l.claim.Signer, ForkEpoch: l.epoch, Epoch: l.claim.Tip})
+		}
+	}
+}
+
+// LostFork returns the epoch of the fork this member's branch lost, if it
+// knows of one; its current epoch if it was removed (a re-add loses
+// nothing); else the epoch of the Commit that created its oldest retained
+// state. Own messages sent after it are re-sent when it rejoins.
+func (m *Machine[S]) LostFork() uint64 {
+	if m.lost != nil {
+		return m.lost.epoch
+	}
+	if !m.IsMember() {
+		// Removed on the canonical branch: nothing of ours was lost.
+		return m.tip.epoch
+	}
+	if m.root.epoch > 0 {
+		return m.root.epoch - 1
+	}
+	return 0
+}
+
+// RejoinResult is what the engine reports after it rejoined the group: by
+// external commit after a Rejoin decision, or from a Welcome that
+// WelcomeAcceptable accepted.
+type RejoinResult[S any] struct {
+	State S
+	Epoch uint64
+	// Commit is the external commit (nil for a Welcome) and Info what
+	// processing it said.
+	Commit []byte
+	Info   CommitInfo
+	// Key is the key of the Commit that created State when known (a
+	// Welcome's Commit); ignored when Commit is set.
+	Key *Key
+	// Roster is the membership of State.
+	Roster []string
+	// ForkEpoch is the epoch of the first Commit of the lost branch
+	// (Rejoin.ForkEpoch, or LostFork()).
+	ForkEpoch uint64
+	// History is the compact history of the branch joined, from the claim
+	// whose GroupInfo was used or sent with the Welcome by the adder
+	// (signed by that member). Nil takes the claim the machine decided to
+	// rejoin on. It keeps this member's history comparable with the other
+	// members' (README.md "Deep forks").
+	History []Entry
+}
+
+// Rejoined replaces the tree with the rejoined state. Own changes made on
+// the lost branch since the fork are re-proposed, own messages sent since
+// are re-sent (ResendSince) once every member the lost branch had removed
+// is out again.
+func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) []Decision {
+	m.begin(p, now)
+	f := r.ForkEpoch
+	self := m.cfg.Self
+	oldTip := m.tip
+	// The canonical chain up to the fork is common with the branch joined:
+	// make it final history first.
+	for c := m.tip; c != nil && c != m.root; c = c.parent {
+		if c.epoch <= f {
+			m.finalize(c)
+			break
+		}
+	}
+	newRoster := map[string]bool{}
+	for _, id := range r.Roster {
+		newRoster[id] = true
+	}
+
+	// What the lost branch did after the fork.
+	type change struct {
+		kind   ChangeKind
+		target string
+	}
+	var changes []change
+	note := func(author string, add bool, target string) {
+		if author == self || (!add && author != "" && !newRoster[author]) {
+			k := Remove
+			if add {
+				k = Add
+			}
+			changes = append(changes, change{k, target})
+		}
+	}
+	for _, e := range m.eventLog {
+		if e.epoch > f {
+			note(e.author, e.add, e.target)
+		}
+	}
+	var path []*node[S]
+	for n := m.tip; n != nil && n != m.root; n = n.parent {
+		path = append(path, n)
+	}
+	slices.Reverse(path)
+	for _, n := range path {
+		if n.key.Epoch < f {
+			continue
+		}
+		for _, id := range n.info.Removed {
+			if !slices.Contains(n.info.Added, id) {
+				note(n.info.Sender, false, id)
+			}
+		}
+		for _, id := range n.info.Added {
+			if !(n.info.External && n.info.Sender == id) {
+				note(n.info.Sender, true, id)
+			}
+		}
+	}
+	excl := map[string]bool{}
+	if m.deepExclude != nil {
+		excl = m.deepExclude
+	}
+	for id := range m.rosterAtEpoch(f) {
+		if !m.tipRoster[id] {
+			excl[id] = true
+		}
+	}
+
+	// Drop the old tree.
+	for _, n := range m.sortedNodes() {
+		m.releaseNode(n)
+	}
+	for _, n := range m.welcomes {
+		if n.welcome == welcomeHeld {
+			m.emit(DropWelcome{Commit: n.id})
+		}
+	}
+	m.welcomes, m.sent = nil, nil
+	m.truncateAfter(f)
+
+	var key *Key
+	if r.Commit != nil {
+		k := Key{Epoch: r.Epoch - 1, Class: r.Info.Class(), Ticket: Ticket(m.cfg.GroupID, r.Epoch-1, r.Info.Sender), Hash: HashOf(r.Commit)}
+		key = &k
+		m.seen[k.Hash] = k.Epoch
+	} else if r.Key != nil {
+		key = r.Key
+	}
+	adopt := r.History
+	if adopt == nil && m.lost != nil {
+		adopt = m.lost.claim.Entries
+	}
+	m.reset(r.State, r.Epoch, key, r.Roster)
+	m.AdoptHistory(adopt)
+
+	for _, is := range m.intents {
+		is.carrier, is.asked, is.isSat = Hash{}, false, false
+	}
+	for _, c := range changes {
+		dup := false
+		for _, is := range m.intents {
+			if is.Kind == c.kind && is.Target == c.target {
+				dup = true
+			}
+		}
+		if !dup {
+			m.intents = append(m.intents, &intentState{
+				Intent: Intent{ID: "rejoin/" + c.kind.String() + "/" + c.target, Kind: c.kind, Target: c.target},
+				base:   r.Epoch,
+			})
+		}
+	}
+	m.since = &ResendSince{Epoch: f, Until: now}
+	m.deepExclude = excl
+	m.lost, m.lostWelcome, m.rejoined, m.detached, m.confirmedOut = nil, false, true, false, false
+	m.lastRejoin = now
+	rolled := 0
+	if oldTip.epoch > f {
+		rolled = int(oldTip.epoch - f)
+	}
+	m.emit(Switched{From: oldTip.id, To: m.tip.id, ForkEpoch: f, Epoch: m.tip.epoch, RolledBack: rolled, Member: m.IsMember()})
+	return m.finish()
+}
+
+// AdoptHistory fills the compact history before the current root with the
+// entries of the branch this member joined (the adder's or claimant's
+// history, as signed by that member): entries this member already has
+// before them are kept, the rest replaced. A joiner calls it right after
+// New with the history its adder sent with the Welcome.
+func (m *Machine[S]) AdoptHistory(entries []Entry) {
+	if len(entries) == 0 {
+		return
+	}
+	limit := m.root.epoch // entries of Commits before the root's own
+	if m.root.hasKey {
+		limit = m.root.key.Epoch
+	}
+	first := entries[0].Epoch
+	var out []Entry
+	for _, e := range m.history {
+		if e.Epoch < first && e.Epoch < limit {
+			out = append(out, e)
+		}
+	}
+	for _, e := range entries {
+		if e.Epoch < limit && (len(out) == 0 || e.Epoch > out[len(out)-1].Epoch) {
+			out = append(out, e)
+		}
+	}
+	if m.root.hasKey {
+		out = append(out, m.root.key)
+	}
+	m.history = out
+}
+
+// RejoinRefused reports that the Rejoin decision could not be carried out
+// because this member is not in the winning branch's group (the winning
+// branch removed it, or added it only on the lost branch): the external
+// commit would not be admitted. The member is out of the group until a
+// member re-adds it (WelcomeAcceptable is true).
+func (m *Machine[S]) RejoinRefused(now time.Time) []Decision {
+	m.begin(nil, now)
+	m.lost, m.lostWelcome, m.detached = nil, true, true
+	return m.finish()
+}
+
+// rosterAtEpoch returns the members at epoch as this member knows them.
+func (m *Machine[S]) rosterAtEpoch(epoch uint64) map[string]bool {
+	out := map[string]bool{}
+	for id := range m.events {
+		if m.WasMember(id, epoch) {
+			out[id] = true
+		}
+	}
+	for id := range m.tipRoster {
+		if m.WasMember(id, epoch) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// truncateAfter forgets the compact history from epoch on (the lost
+// branch's Commits) and the membership changes after it.
+func (m *Machine[S]) truncateAfter(epoch uint64) {
+	i := len(m.history)
+	for i > 0 && m.history[i-1].Epoch >= epoch {
+		i--
+	}
+	m.history = m.history[:i]
+	log := m.eventLog[:0]
+	m.events = map[string][]memberEvent{}
+	for _, e := range m.eventLog {
+		if e.epoch <= epoch {
+			log = append(log, e)
+			m.events[e.target] = append(m.events[e.target], e)
+		}
+	}
+	m.eventLog = log
+}

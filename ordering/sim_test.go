@@ -1,0 +1,808 @@
+package ordering
+
+import (
+	"bytes"
+	"container/heap"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The deterministic simulator: N members, each with a Machine and a small
+// engine that executes its decisions, over a simulated network with random
+// delays, duplicates, reordering, drops with retransmission, partitions
+// that heal, and random operations. After the operations stop and the
+// partitions heal, check the invariants of the issue.
+
+type backend[S any] interface {
+	Processor[S]
+	create(members []string) []S
+	commit(self string, st S, adds, removes []string, update bool) (msg []byte, next S, info CommitInfo, welcome []byte, err error)
+	protect(self string, st S, id MessageID, payload []byte) ([]byte, error)
+	header(msg []byte) (uint64, ContentType)
+	groupInfo(st S) []byte
+	joinExternal(self string, gi []byte) (S, []byte, CommitInfo, error)
+	joinWelcome(self string, welcome []byte) (S, *Key, error)
+	epochOf(st S) uint64
+	auth(st S) []byte
+	roster(st S) []string
+	usable(st S) bool
+	size(st S) int
+	notMember(err error) bool
+}
+
+type simParams struct {
+	seed       uint64
+	members    int     // initial members
+	pool       int     // extra identities that can be added
+	opRounds   int     // rounds with random operations
+	pMsg       float64 // per member per round
+	pCommit    float64 // per member per round
+	maxDelay   int
+	pDup       float64
+	pDrop      float64
+	partitions int // number of partition episodes during the operations
+	partLen    int // max rounds of a partition
+	window     int
+	windowTime time.Duration
+	maxRounds  int
+	grinder    string // identity of a hash-grinding member (adversarial)
+	noChecks   bool
+}
+
+func (p simParams) withDefaults() simParams {
+	if p.maxDelay == 0 {
+		p.maxDelay = 3
+	}
+	if p.window == 0 {
+		p.window = 16
+	}
+	if p.windowTime == 0 {
+		p.windowTime = 10 * time.Minute
+	}
+	if p.maxRounds == 0 {
+		p.maxRounds = 3000
+	}
+	return p
+}
+
+const roundDur = time.Second
+
+var simStart = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+type delivery struct {
+	at   int
+	seq  int
+	to   string
+	from string
+	kind int // 0 group message, 1 welcome, 2 claim
+	data []byte
+	cl   *Claim
+	hist []Entry
+}
+
+type dq []*delivery
+
+func (q dq) Len() int { return len(q) }
+func (q dq) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	return q[i].seq < q[j].seq
+}
+func (q dq) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *dq) Push(x any)   { *q = append(*q, x.(*delivery)) }
+func (q *dq) Pop() any {
+	old := *q
+	x := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return x
+}
+
+type ownMsg struct {
+	id      MessageID
+	payload []byte
+	epoch   uint64
+	at      time.Time
+}
+
+type simIntent struct {
+	by     string
+	intent Intent
+	round  int
+}
+
+type peer[S any] struct {
+	id        string
+	m         *Machine[S]
+	start     uint64 // epoch from which it holds canonical states continuously
+	delivered map[MessageID]bool
+	own       []*ownMsg
+	welcomes  map[Hash][]byte
+	rejoins   int
+	nextMsg   int
+	// removedOnce: the peer was out of the group at some point
+	removedOnce bool
+	refused     []refusedWelcome
+}
+
+type refusedWelcome struct {
+	w    []byte
+	hist []Entry
+}
+
+type copyRec struct {
+	node  Hash
+	epoch uint64
+}
+
+type msgRec struct {
+	sender string
+	copies []copyRec
+}
+
+type commitRec struct {
+	info  CommitInfo
+	round int
+	epoch uint64
+}
+
+type sim[S any] struct {
+	t      testing.TB
+	p      simParams
+	rng    *rand.Rand
+	be     backend[S]
+	peers  map[string]*peer[S]
+	ids    []string // universe, sorted
+	round  int
+	q      dq
+	seq    int
+	side   map[string]int
+	held   []*delivery
+	log    [][]byte // every group message published
+	msgs   map[MessageID]*msgRec
+	msgIDs []MessageID
+	intent []simIntent
+	cmts   map[Hash]commitRec
+
+	lastChange  int
+	opsEnd      int
+	switches    int
+	rejoins     int
+	maxStates   int
+	maxBytes    int
+	maxStateB   int
+	decisions   int
+	published   int
+	claims      int
+	failedJoins int
+	violations  []string
+	trace       bool
+	traceWho    string
+	hook        func(round int)
+}
+
+func now(r int) time.Time { return simStart.Add(time.Duration(r) * roundDur) }
+
+func newSim[S any](t testing.TB, be backend[S], p simParams) *sim[S] {
+	p = p.withDefaults()
+	s := &sim[S]{t: t, p: p, rng: rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15)), be: be,
+		peers: map[string]*peer[S]{}, side: map[string]int{}, msgs: map[MessageID]*msgRec{}, cmts: map[Hash]commitRec{}}
+	var initial []string
+	for i := 0; i < p.members+p.pool; i++ {
+		id := fmt.Sprintf("m%03d", i)
+		s.ids = append(s.ids, id)
+		if i < p.members {
+			initial = append(initial, id)
+		}
+	}
+	states := be.create(initial)
+	for i, id := range initial {
+		s.peers[id] = s.newPeer(id, states[i], be.epochOf(states[i]), nil, initial)
+		s.peers[id].start = 0
+	}
+	return s
+}
+
+func (s *sim[S]) cfg(self string) Config {
+	return Config{GroupID: []byte("sim-group"), Self: self, WindowEpochs: s.p.window, WindowTime: s.p.windowTime,
+		SettleTime: 8 * roundDur, SettleEpochs: 3, RetryTime: 40 * roundDur, OrphanTime: 12 * roundDur,
+		AnnounceInterval: 10 * roundDur, RejoinGrace: 25 * roundDur, RejoinRetry: 30 * roundDur}
+}
+
+func (s *sim[S]) newPeer(id string, st S, epoch uint64, key *Key, roster []string) *peer[S] {
+	return &peer[S]{id: id, m: New(s.cfg(id), st, epoch, key, roster, now(s.round)), start: epoch,
+		delivered: map[MessageID]bool{}, welcomes: map[Hash][]byte{}}
+}
+
+func (s *sim[S]) sorted() []*peer[S] {
+	out := make([]*peer[S], 0, len(s.peers))
+	for _, id := range s.ids {
+		if p := s.peers[id]; p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (s *sim[S]) connected(a, b string) bool { return s.side[a] == s.side[b] }
+
+func (s *sim[S]) send(d *delivery) {
+	s.seq++
+	d.seq = s.seq
+	if !s.connected(d.from, d.to) {
+		s.held = append(s.held, d)
+		return
+	}
+	d.at = s.round + 1 + s.rng.IntN(s.p.maxDelay)
+	if s.rng.Float64() < s.p.pDrop {
+		d.at += s.p.maxDelay + 1 + s.rng.IntN(2*s.p.maxDelay) // retransmitted later
+	}
+	heap.Push(&s.q, d)
+	if s.rng.Float64() < s.p.pDup {
+		c := *d
+		s.seq++
+		c.seq = s.seq
+		c.at = s.round + 1 + s.rng.IntN(2*s.p.maxDelay)
+		heap.Push(&s.q, &c)
+	}
+}
+
+// publish sends a group message to every other peer (gossip) and logs it
+// for catch-up.
+func (s *sim[S]) publish(from string, msg []byte) {
+	s.log = append(s.log, msg)
+	s.published++
+	for _, p := range s.sorted() {
+		if p.id != from {
+			s.send(&delivery{to: p.id, from: from, kind: 0, data: msg})
+		}
+	}
+}
+
+func (s *sim[S]) heal() {
+	s.side = map[string]int{}
+	held := s.held
+	s.held = nil
+	for _, d := range held {
+		s.send(d)
+	}
+}
+
+func (s *sim[S]) partition() {
+	ids := s.sorted()
+	s.side = map[string]int{}
+	k := 2 + s.rng.IntN(2)
+	for _, p := range ids {
+		s.side[p.id] = s.rng.IntN(k)
+	}
+	for _, id := range s.ids {
+		if _, ok := s.side[id]; !ok {
+			s.side[id] = s.rng.IntN(k)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// The engine of one peer: executes decisions.
+
+func (s *sim[S]) exec(p *peer[S], ds []Decision) {
+	for len(ds) > 0 {
+		d := ds[0]
+		ds = ds[1:]
+		s.decisions++
+		if s.trace {
+			switch d := d.(type) {
+			case Discarded:
+				if d.Reason == NotAdmitted || d.Reason == Overflow || (s.traceWho != "" && p.id == s.traceWho) {
+					s.t.Logf("r%d %s %T %+v", s.round, p.id, d, d)
+				}
+			case Released, Deliver:
+			default:
+				s.t.Logf("r%d %s %T %+v", s.round, p.id, d, d)
+			}
+		}
+		switch d := d.(type) {
+		case Advanced:
+			s.lastChange = s.round
+			if !d.Member {
+				p.removedOnce = true
+			}
+		case Switched:
+			s.lastChange = s.round
+			s.switches++
+			if !d.Member {
+				p.removedOnce = true
+			}
+		case Deliver:
+			p.delivered[d.ID] = true
+		case Resend:
+			for _, id := range d.IDs {
+				for _, o := range p.own {
+					if o.id == id {
+						ds = append(ds, s.sendMsg(p, o)...)
+					}
+				}
+			}
+		case ResendSince:
+			for _, o := range p.own {
+				if o.epoch > d.Epoch && !o.at.After(d.Until) {
+					ds = append(ds, s.sendMsg(p, o)...)
+				}
+			}
+		case Repropose:
+			ds = append(ds, s.commitIntents(p, d.Intents)...)
+		case SendWelcome:
+			if w := p.welcomes[d.Commit]; w != nil {
+				delete(p.welcomes, d.Commit)
+				h := p.m.History()
+				for _, id := range s.ids {
+					s.send(&delivery{to: id, from: p.id, kind: 1, data: w, hist: h})
+				}
+			}
+		case DropWelcome:
+			delete(p.welcomes, d.Commit)
+		case Announce:
+			st, _, _ := p.m.Current()
+			c := d.Claim
+			c.GroupInfo = s.be.groupInfo(st)
+			s.claims++
+			for _, q := range s.sorted() {
+				if q != p {
+					s.send(&delivery{to: q.id, from: p.id, kind: 2, cl: &c})
+				}
+			}
+		case Rejoin:
+			st, msg, info, err := s.be.joinExternal(p.id, d.GroupInfo)
+			if err != nil {
+				s.failedJoins++
+				if s.be.notMember(err) {
+					ds = append(ds, p.m.RejoinRefused(now(s.round))...)
+				}
+				continue
+			}
+			s.rejoins++
+			p.rejoins++
+			s.recordCommit(msg, info, d.Epoch)
+			s.publish(p.id, msg)
+			p.start = d.Epoch + 1
+			ds = append(ds, p.m.Rejoined(s.be, RejoinResult[S]{State: st, Epoch: d.Epoch + 1, Commit: msg, Info: info,
+				Roster: s.be.roster(st), ForkEpoch: d.ForkEpoch}, now(s.round))...)
+		case CatchUp:
+			for _, msg := range s.log {
+				if e, _ := s.be.header(msg); e >= d.From {
+					s.send(&delivery{to: p.id, from: "relay", kind: 0, data: msg})
+				}
+			}
+		}
+	}
+}
+
+func (s *sim[S]) recordCommit(msg []byte, info CommitInfo, epoch uint64) {
+	s.cmts[HashOf(msg)] = commitRec{info: info, round: s.round, epoch: epoch}
+}
+
+func (s *sim[S]) sendMsg(p *peer[S], o *ownMsg) []Decision {
+	if !p.m.IsMember() {
+		return nil
+	}
+	st, epoch, node := p.m.Current()
+	if !s.be.usable(st) {
+		return nil
+	}
+	msg, err := s.be.protect(p.id, st, o.id, o.payload)
+	if err != nil {
+		s.t.Fatalf("%s protect: %v", p.id, err)
+	}
+	o.epoch, o.at = epoch, now(s.round)
+	r := s.msgs[o.id]
+	r.copies = append(r.copies, copyRec{node: node, epoch: epoch})
+	s.publish(p.id, msg)
+	return p.m.Sent(o.id, msg, now(s.round))
+}
+
+func (s *sim[S]) newMessage(p *peer[S]) []Decision {
+	p.nextMsg++
+	id := MessageID(fmt.Sprintf("%s/%d", p.id, p.nextMsg))
+	o := &ownMsg{id: id, payload: []byte(fmt.Sprintf("hello from %s #%d", p.id, p.nextMsg))}
+	p.own = append(p.own, o)
+	s.msgs[id] = &msgRec{sender: p.id}
+	s.msgIDs = append(s.msgIDs, id)
+	return s.sendMsg(p, o)
+}
+
+// commitIntents commits the still-needed intents in one Commit.
+func (s *sim[S]) commitIntents(p *peer[S], intents []Intent) []Decision {
+	if !p.m.IsMember() {
+		return nil
+	}
+	st, _, _ := p.m.Current()
+	if !s.be.usable(st) {
+		return nil
+	}
+	roster := p.m.tipRoster
+	var adds, removes, ids []string
+	update := false
+	for _, in := range intents {
+		switch in.Kind {
+		case Add:
+			if !roster[in.Target] && !slices.Contains(adds, in.Target) && !slices.Contains(removes, in.Target) {
+				adds = append(adds, in.Target)
+				ids = append(ids, in.ID)
+			}
+		case Remove:
+			if roster[in.Target] && in.Target != p.id && !slices.Contains(removes, in.Target) && !slices.Contains(adds, in.Target) {
+				removes = append(removes, in.Target)
+				ids = append(ids, in.ID)
+			}
+		case Update:
+			update = true
+			ids = append(ids, in.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.doCommit(p, adds, removes, update, ids)
+}
+
+func (s *sim[S]) doCommit(p *peer[S], adds, removes []string, update bool, ids []string) []Decision {
+	st, epoch, _ := p.m.Current()
+	msg, next, info, welcome, err := s.be.commit(p.id, st, adds, removes, update)
+	if err != nil {
+		s.t.Fatalf("%s commit at %d (+%v -%v): %v", p.id, epoch, adds, removes, err)
+	}
+	if p.id == s.p.grinder {
+		// The grinder tries many Commits and keeps the one with the
+		// smallest hash.
+		best := HashOf(msg)
+		for i := 0; i < 64; i++ {
+			m2, n2, i2, w2, err := s.be.commit(p.id, st, adds, removes, update)
+			if err != nil {
+				break
+			}
+			if h := HashOf(m2); bytes.Compare(h[:], best[:]) < 0 {
+				msg, next, info, welcome, best = m2, n2, i2, w2, h
+			}
+		}
+	}
+	s.recordCommit(msg, info, epoch)
+	s.publish(p.id, msg)
+	if welcome != nil {
+		p.welcomes[HashOf(msg)] = welcome
+	}
+	return p.m.OwnCommit(s.be, msg, next, info, ids, welcome != nil, now(s.round))
+}
+
+func (s *sim[S]) intend(p *peer[S], kind ChangeKind, target string) Intent {
+	in := Intent{ID: fmt.Sprintf("%s/i%d", p.id, len(s.intent)), Kind: kind, Target: target}
+	s.intent = append(s.intent, simIntent{by: p.id, intent: in, round: s.round})
+	s.exec(p, p.m.Intend(in, now(s.round)))
+	return in
+}
+
+// randomOp performs one random change by p.
+func (s *sim[S]) randomOp(p *peer[S]) {
+	roster := p.m.Roster()
+	var outside []string
+	for _, id := range s.ids {
+		if !slices.Contains(roster, id) {
+			outside = append(outside, id)
+		}
+	}
+	var in Intent
+	r := s.rng.Float64()
+	switch {
+	case r < 0.35 && len(outside) > 0:
+		in = s.intend(p, Add, outside[s.rng.IntN(len(outside))])
+	case r < 0.6 && len(roster) > 3:
+		t := roster[s.rng.IntN(len(roster))]
+		if t == p.id {
+			return
+		}
+		in = s.intend(p, Remove, t)
+	default:
+		in = s.intend(p, Update, "")
+	}
+	s.exec(p, s.commitIntents(p, []Intent{in}))
+}
+
+func (s *sim[S]) deliver(d *delivery) {
+	p := s.peers[d.to]
+	switch d.kind {
+	case 0:
+		if p == nil {
+			return
+		}
+		epoch, ct := s.be.header(d.data)
+		s.exec(p, p.m.Receive(s.be, d.data, epoch, ct, now(s.round)))
+	case 1:
+		s.welcome(d.to, d.data, d.hist)
+	case 2:
+		if p != nil {
+			s.exec(p, p.m.ClaimReceived(s.be, *d.cl, now(s.round)))
+		}
+	}
+}
+
+func (s *sim[S]) welcome(to string, w []byte, hist []Entry) {
+	st, key, err := s.be.joinWelcome(to, w)
+	if err != nil {
+		return // not for us
+	}
+	epoch := s.be.epochOf(st)
+	p := s.peers[to]
+	if p == nil {
+		p = s.newPeer(to, st, epoch, key, s.be.roster(st))
+		p.m.AdoptHistory(hist)
+		s.peers[to] = p
+		s.lastChange = s.round
+	} else {
+		if !p.m.WelcomeAcceptable(epoch) {
+			// Keep it: if our branch turns out to have lost, it is the
+			// way back in (the engine's inbox keeps refused Welcomes).
+			p.refused = append(p.refused, refusedWelcome{w, hist})
+			return
+		}
+		p.refused = nil
+		p.start = epoch
+		s.exec(p, p.m.Rejoined(s.be, RejoinResult[S]{State: st, Epoch: epoch, Key: key, Roster: s.be.roster(st),
+			ForkEpoch: p.m.LostFork(), History: hist}, now(s.round)))
+	}
+	// Catch up on the group's messages since the Welcome's epoch.
+	for _, msg := range s.log {
+		if e, _ := s.be.header(msg); e >= epoch {
+			s.send(&delivery{to: to, from: "relay", kind: 0, data: msg})
+		}
+	}
+}
+
+// step runs one round.
+func (s *sim[S]) step(ops bool) {
+	s.round++
+	if s.hook != nil {
+		s.hook(s.round)
+	}
+	for s.q.Len() > 0 && s.q[0].at <= s.round {
+		s.deliver(heap.Pop(&s.q).(*delivery))
+	}
+	for _, p := range s.sorted() {
+		s.exec(p, p.m.Tick(s.be, now(s.round)))
+		if len(p.refused) > 0 && p.m.WelcomeAcceptable(0) {
+			r := p.refused[len(p.refused)-1]
+			p.refused = nil
+			s.welcome(p.id, r.w, r.hist)
+		}
+	}
+	if ops {
+		for _, p := range s.sorted() {
+			if !p.m.IsMember() {
+				continue
+			}
+			if st, _, _ := p.m.Current(); !s.be.usable(st) {
+				continue
+			}
+			if s.rng.Float64() < s.p.pMsg {
+				s.exec(p, s.newMessage(p))
+			}
+			if s.rng.Float64() < s.p.pCommit {
+				s.randomOp(p)
+			}
+		}
+	}
+	for _, p := range s.sorted() {
+		st := p.m.Stats()
+		s.maxStates = max(s.maxStates, st.States)
+		if st.States-st.CanonStates > p.m.cfg.MaxLosingStates || st.CanonStates > s.p.window+1 {
+			s.violate("%s retains %d states (%d canonical)", p.id, st.States, st.CanonStates)
+		}
+		if live := p.m.LiveStates(); len(live) > 0 && live[0]+uint64(s.p.window) < st.Epoch {
+			s.violate("%s retains a state of epoch %d at tip %d (window %d)", p.id, live[0], st.Epoch, s.p.window)
+		}
+	}
+}
+
+func (s *sim[S]) violate(f string, a ...any) {
+	if len(s.violations) < 20 {
+		s.violations = append(s.violations, fmt.Sprintf("round %d: ", s.round)+fmt.Sprintf(f, a...))
+	}
+}
+
+// run executes the scenario and returns the rounds it took to converge
+// after the operations ended and every partition healed.
+func (s *sim[S]) run() int {
+	var starts []int
+	for i := 0; i < s.p.partitions; i++ {
+		starts = append(starts, 1+s.rng.IntN(max(1, s.p.opRounds)))
+	}
+	slices.Sort(starts)
+	healAt := -1
+	for r := 0; r < s.p.opRounds; r++ {
+		if len(starts) > 0 && s.round+1 >= starts[0] && healAt < 0 {
+			starts = starts[1:]
+			s.partition()
+			healAt = s.round + 1 + s.rng.IntN(max(1, s.p.partLen))
+		}
+		if healAt >= 0 && s.round+1 >= healAt {
+			s.heal()
+			healAt = -1
+		}
+		s.step(true)
+	}
+	s.heal()
+	s.opsEnd = s.round
+	s.lastChange = s.round
+	for s.round < s.opsEnd+s.p.maxRounds {
+		s.step(false)
+		if s.round-s.lastChange > 150 {
+			break
+		}
+	}
+	return s.lastChange - s.opsEnd
+}
+
+// ---------------------------------------------------------------------------
+// Invariants.
+
+func (s *sim[S]) check() {
+	if len(s.violations) > 0 {
+		s.t.Errorf("seed %d: %s", s.p.seed, strings.Join(s.violations, "\n"))
+		return
+	}
+	// 1. Every member of the group is at the same epoch and state.
+	var ref *peer[S]
+	var members []*peer[S]
+	for _, p := range s.sorted() {
+		if p.m.IsMember() {
+			members = append(members, p)
+			if ref == nil || len(p.m.History()) > len(ref.m.History()) {
+				ref = p
+			}
+		}
+	}
+	if ref == nil {
+		s.t.Fatalf("seed %d: no member left", s.p.seed)
+	}
+	refSt, refEpoch, _ := ref.m.Current()
+	roster := ref.m.Roster()
+	for _, p := range members {
+		st, epoch, _ := p.m.Current()
+		if epoch != refEpoch || !bytes.Equal(s.be.auth(st), s.be.auth(refSt)) {
+			s.t.Errorf("seed %d: %s at epoch %d, %s at epoch %d with a different authenticator (rejoins %d, switches %d)",
+				s.p.seed, ref.id, refEpoch, p.id, epoch, s.rejoins, s.switches)
+			s.dump()
+			return
+		}
+		if !slices.Equal(p.m.Roster(), roster) {
+			s.t.Errorf("seed %d: rosters differ", s.p.seed)
+		}
+	}
+	if got := len(members); got != len(roster) {
+		s.t.Errorf("seed %d: roster %v but %d peers consider themselves members", s.p.seed, roster, got)
+		for _, id := range roster {
+			if p := s.peers[id]; p == nil || !p.m.IsMember() {
+				s.t.Errorf("  %s is in the roster but has no state", id)
+			}
+		}
+		return
+	}
+	if st := s.be.roster(refSt); !slices.Equal(st, roster) {
+		s.t.Errorf("seed %d: machine roster %v, state roster %v", s.p.seed, roster, st)
+	}
+
+	// The canonical chain: epoch -> commit hash.
+	canon := map[Hash]uint64{}
+	for _, p := range members {
+		for _, e := range p.m.History() {
+			canon[e.Hash] = e.Epoch + 1
+		}
+	}
+	canonNode := func(h Hash, epoch uint64) bool {
+		if h.IsZero() {
+			return true // the group's initial state
+		}
+		e, ok := canon[h]
+		return ok && e == epoch
+	}
+
+	// 2. Every message landed, and every member at its landing epoch that
+	// held that epoch's state read it.
+	for _, id := range s.msgIDs {
+		r := s.msgs[id]
+		var landed *copyRec
+		for i := range r.copies {
+			if canonNode(r.copies[i].node, r.copies[i].epoch) {
+				landed = &r.copies[i]
+			}
+		}
+		if landed == nil {
+			if slices.Contains(roster, r.sender) && s.stayed(r.sender) {
+				s.t.Errorf("seed %d: message %s of %s (copies %v) never landed on the canonical branch", s.p.seed, id, r.sender, r.copies)
+			}
+			continue
+		}
+		for _, q := range s.sorted() {
+			if q.id == r.sender || q.start > landed.epoch || !ref.m.WasMember(q.id, landed.epoch) || !s.heldAt(q, landed.epoch) {
+				continue
+			}
+			if !q.delivered[id] {
+				s.t.Errorf("seed %d: %s, member at epoch %d (per %s), never read message %s", s.p.seed, q.id, landed.epoch, ref.id, id)
+			}
+		}
+	}
+
+	// 3. Every intended change by a member is applied or moot.
+	inRoster := func(id string) bool { return slices.Contains(roster, id) }
+	canonAfter := func(round int, f func(commitRec) bool) bool {
+		for h := range canon {
+			if c, ok := s.cmts[h]; ok && c.round >= round && f(c) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, si := range s.intent {
+		if !inRoster(si.by) || !s.stayed(si.by) {
+			continue
+		}
+		in := si.intent
+		ok := false
+		switch in.Kind {
+		case Add:
+			ok = inRoster(in.Target) || canonAfter(si.round, func(c commitRec) bool { return slices.Contains(c.info.Removed, in.Target) })
+		case Remove:
+			ok = !inRoster(in.Target) || canonAfter(si.round, func(c commitRec) bool {
+				return slices.Contains(c.info.Added, in.Target) && !(c.info.External && c.info.Sender == in.Target)
+			})
+		case Update:
+			ok = canonAfter(si.round, func(c commitRec) bool { return c.info.refreshes(si.by) }) || s.peers[si.by].rejoins > 0
+		}
+		if !ok {
+			s.t.Errorf("seed %d: %s's intent %v (round %d) neither applied nor moot; roster %v", s.p.seed, si.by, in, si.round, roster)
+		}
+	}
+}
+
+// stayed reports whether id kept its membership through the run without
+// being removed and re-added (a member removed before it could re-send
+// loses its unsent messages with its membership).
+func (s *sim[S]) stayed(id string) bool {
+	p := s.peers[id]
+	return p != nil && !p.removedOnce
+}
+
+// heldAt reports whether q held the canonical state of epoch (it did not
+// rejoin past it by external commit).
+func (s *sim[S]) heldAt(q *peer[S], epoch uint64) bool { return q.start <= epoch }
+
+func (s *sim[S]) dump() {
+	for _, p := range s.sorted() {
+		_, e, h := p.m.Current()
+		st := p.m.Stats()
+		s.t.Logf("  %s member=%v epoch=%d tip=%s states=%d buffered=%d rejoins=%d lost=%v hist=%d",
+			p.id, p.m.IsMember(), e, h, st.States, st.Buffered, p.rejoins, p.m.lost != nil, st.HistoryEntries)
+	}
+}
+
+// retained returns the per-group memory retained by the members: machine
+// bytes plus state sizes, max and mean over members.
+func (s *sim[S]) retained() (maxB, meanB int, maxStates int) {
+	n := 0
+	for _, p := range s.sorted() {
+		st := p.m.Stats()
+		b := st.Bytes
+		for _, node := range p.m.nodes {
+			if node.live {
+				b += s.be.size(node.state)
+			}
+		}
+		maxB = max(maxB, b)
+		meanB += b
+		maxStates = max(maxStates, st.States)
+		n++
+	}
+	return maxB, meanB / max(n, 1), maxStates
+}
