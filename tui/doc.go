@@ -1,5 +1,106 @@
-// Package tui is canopy's Bubble Tea terminal interface. It talks only to
-// package chat (DESIGN.md §7).
+// Package tui is canopy's terminal interface, built with Bubble Tea. It talks
+// only to package chat (DESIGN.md §7): everything it shows comes from a
+// chat.Client, and everything the user types goes back through
+// chat.Client.Execute.
 //
-// It is not built yet (issue 8).
+// # Entry points
+//
+// Run shows the messenger until the user quits, the context ends or the
+// engine stops. It uses the alternate screen, the mouse (WithoutMouse leaves
+// it to the terminal for native selection), bracketed paste and focus
+// reporting. Options: WithInput, WithOutput, WithLocation, WithoutMouse,
+// WithoutBell, WithNotify, WithHistoryPage.
+//
+// Setup is the first-run screen: it asks for a nickname and an optional
+// passphrase (masked, typed twice) and returns them.
+//
+// # The screen
+//
+//	  groups          │  # general  ! key changed: carol         │  members 4
+//	 home           ✉1│             up                           │ ! carol
+//	›general          │             👍 1                         │ ✓ alice (you)
+//	 日本語チーム 2 @1│10:02 李小龙 你好！@alice 看看这个        │ ✓ bob
+//	 ops 🚀 launch cr…│10:03    bob ↪ alice: hi all, the new …   │   李小龙
+//	                  │             nice, thanks! (edited)       │
+//	                  │10:05  alice sending…                    ◌│
+//	                  │             second line                  │
+//	── enter send · alt+enter newline · tab complete/focus · ? help ────────────────
+//	› message general
+//	 alice  4 peers · 2 relays · behind NAT · epoch 12                       ? help
+//
+// On the left, the group list: home (your profile, contact card,
+// invitations, notices and command output outside a group), then your
+// groups with their unread count and, after @, how many messages mention
+// you. In the middle, the timeline of the selected group: the time each
+// message was sent (sender's clock, local time zone), the sender in a colour
+// derived from their key fingerprint, the text, and for your own messages
+// the delivery state: ◌ pending, ✓ sent, ✓✓ delivered, ✗ failed (retried).
+// Lines with * come from the engine (joins, leaves, forks healed), ! marks
+// warnings and ✗ errors. On the right, the members: ✓ verified, ! key changed
+// (also flagged in the timeline title and with a warning line: compare
+// safety numbers with /verify before trusting that member). The line above
+// the composer shows hints: the synopsis of the command being typed, Tab
+// completions, who is typing. The status bar shows your nick, peers,
+// relays, reachability (public, behind NAT, reach ?) and the group's MLS
+// epoch, and flashes notices. Below 80 columns the member panel is hidden
+// (/members lists them), below 50 the group list (Ctrl-N/Ctrl-P still
+// switch); below 40×10 the screen asks for a larger window.
+//
+// A message that mentions you in a group you are not looking at, or while
+// the terminal window is in the background, rings the terminal bell (and
+// calls the WithNotify hook).
+//
+// # Keys
+//
+// Everywhere:
+//
+//	ctrl+c             quit (or /quit)
+//	?                  this help (when the composer is empty or not focused)
+//	esc                close help, cancel completion, back to the composer
+//	tab, shift+tab     focus the next / previous pane
+//	ctrl+n, ctrl+p     next / previous group (also alt+down / alt+up)
+//	pgup, pgdn         scroll the timeline; older messages load at the top
+//	mouse wheel        scroll the pane under the pointer; click a group to open it
+//
+// In the composer:
+//
+//	enter              send the message or run the /command
+//	alt+enter, ctrl+j  new line (pasted text keeps its newlines)
+//	tab                complete /command, the nick after /kick and /verify,
+//	                   @nick; tab again cycles, shift+tab goes back
+//	up, down           previous / next sent line
+//
+// In the group list, the timeline and the member panel:
+//
+//	up/k, down/j       move / scroll
+//	home/g, end/G      first / last
+//	enter              open the group; on a member: write @nick
+//	v                  on a member: /verify NICK
+//
+// Typing a letter in another pane goes to the composer. The usual editing
+// keys work in the composer (ctrl+a/e, ctrl+u/k, ctrl+w, alt+b/f, …).
+//
+// # Commands
+//
+// Lines starting with / are commands, listed in the help with their
+// arguments (chat.Commands): /create, /invite, /accept, /decline, /kick,
+// /leave, /members, /verify, /nick, /update, /search, /retention, /card,
+// /help, /quit. /help opens the help and /quit quits without asking the
+// engine; the rest run in the engine, and their output appears in the
+// timeline. Tab completes command names, members' nicks after /kick and
+// /verify, and nearby peers' nicks after /invite. A group you left (or were
+// removed from) stays in the list, marked "left", with its history.
+//
+// # Design notes
+//
+// Soft-serve style components (Component: a tea.Model with SetSize) render
+// the shared session state into exactly the space they are given; the root
+// model owns the state, the focus and the layout. All engine calls run in
+// tea.Cmds; engine events arrive through a re-armed wait command that
+// batches bursts. Execute calls are queued and run one at a time so that
+// messages keep their order. Text from peers is sanitised before display
+// (escape sequences, control characters and bidirectional overrides are
+// removed), and every width is measured in terminal cells
+// (github.com/charmbracelet/x/ansi), so CJK and emoji line up. Keys are
+// defined in keymap.go, styles in styles.go.
 package tui

@@ -1,0 +1,126 @@
+package tui
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/canopy-chat/canopy/chat"
+)
+
+// Completion of the composer's text, irssi style: the first Tab replaces the
+// word being typed with the first candidate, every further Tab (Shift-Tab)
+// with the next (previous) one; any other key accepts the current one. The
+// rule above the composer lists the candidates.
+//
+// Contexts:
+//   - "/par"             → slash command names (chat.Commands)
+//   - "/kick al", "/verify al" → nicks of the group's members
+//   - "/invite al"       → nicks of nearby canopy peers
+//   - "… @al"            → nicks of the group's members (a mention)
+//
+// Completion works on the end of the text, where the cursor is when typing.
+
+// completion is an active cycle through candidates.
+type completion struct {
+	head  string   // text before the completed word
+	cands []string // full replacements of the word
+	idx   int
+	// after is the composer value right after the last completion step; a
+	// Tab on a different value starts over.
+	after string
+}
+
+// nickArgCommands take a member's nick as their first argument.
+var nickArgCommands = map[string]bool{"kick": true, "verify": true}
+
+// isCommandLine reports whether text is a slash command.
+func isCommandLine(text string) bool { return strings.HasPrefix(text, "/") }
+
+// completionSource is what completion draws from.
+type completionSource struct {
+	commands []chat.Command
+	members  []string // nicks in the selected group
+	nearby   []string // nicks of connected canopy peers (/invite)
+	self     string
+}
+
+// completeCandidates works out the completion context of text. ok is false
+// when text offers no context (then Tab moves the focus instead).
+func completeCandidates(text string, src completionSource) (head string, cands []string, ok bool) {
+	if isCommandLine(text) && !strings.ContainsAny(text, " \n") {
+		prefix := strings.ToLower(text[1:])
+		for _, c := range src.commands {
+			if strings.HasPrefix(c.Name, prefix) {
+				cands = append(cands, "/"+c.Name+" ")
+			}
+		}
+		return "", cands, true
+	}
+	if isCommandLine(text) {
+		name, rest, _ := strings.Cut(text[1:], " ")
+		if strings.ContainsAny(rest, " \n") {
+			return "", nil, true // inside a command: Tab never leaves the composer
+		}
+		switch lname := strings.ToLower(name); {
+		case nickArgCommands[lname]:
+			exclude := ""
+			if lname == "kick" {
+				exclude = src.self
+			}
+			return "/" + name + " ", matchNicks(src.members, rest, exclude, ""), true
+		case lname == "invite":
+			return "/" + name + " ", matchNicks(src.nearby, rest, src.self, ""), true
+		}
+		return "", nil, true
+	}
+	// a mention at the end of the text
+	i := strings.LastIndexAny(text, " \n")
+	word := text[i+1:]
+	if strings.HasPrefix(word, "@") {
+		return text[:i+1], matchNicks(src.members, word[1:], src.self, "@"), true
+	}
+	return "", nil, false
+}
+
+func matchNicks(nicks []string, prefix, exclude, sigil string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range nicks {
+		if n == "" || n == exclude || seen[n] {
+			continue
+		}
+		if strings.HasPrefix(strings.ToLower(n), strings.ToLower(prefix)) {
+			seen[n] = true
+			out = append(out, sigil+n+" ")
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.ToLower(out[i]) < strings.ToLower(out[j]) })
+	return out
+}
+
+// commandHint describes the slash command being typed, for the rule above
+// the composer: "/kick NICK — remove a member from the group".
+func commandHint(text string, commands []chat.Command) string {
+	if !isCommandLine(text) {
+		return ""
+	}
+	name, _, _ := strings.Cut(text[1:], " ")
+	name = strings.ToLower(strings.TrimSpace(name))
+	var prefixed []chat.Command
+	for _, c := range commands {
+		if c.Name == name {
+			return commandSynopsis(c) + " — " + c.Summary
+		}
+		if strings.HasPrefix(c.Name, name) {
+			prefixed = append(prefixed, c)
+		}
+	}
+	if len(prefixed) == 0 {
+		return "unknown command · /help lists them"
+	}
+	names := make([]string, len(prefixed))
+	for i, c := range prefixed {
+		names[i] = "/" + c.Name
+	}
+	return strings.Join(names, " ")
+}

@@ -1,0 +1,196 @@
+package tui
+
+import (
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+)
+
+// Keys and mouse: the root model routes input to the focused component,
+// after the bindings that work everywhere.
+
+func (m *model) setFocus(f focus) {
+	if f == focusMembers && !m.s.membersShown {
+		f = focusComposer
+	}
+	m.s.focus = f
+	if f == focusComposer {
+		m.composer.Focus()
+	} else {
+		m.composer.Blur()
+	}
+}
+
+func (m *model) cycleFocus(dir int) {
+	f := m.s.focus
+	for range numFocus {
+		f = (f + focus(dir) + numFocus) % numFocus
+		if f == focusMembers && !m.s.membersShown {
+			continue
+		}
+		if f == focusGroups && m.groupList.w == 0 {
+			continue
+		}
+		break
+	}
+	m.setFocus(f)
+}
+
+func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
+	k := m.s.keys
+	if key.Matches(msg, k.Quit) {
+		m.quitting = true
+		return tea.Quit
+	}
+	if m.helpOpen {
+		switch {
+		case key.Matches(msg, k.Back, k.Help) || msg.String() == "q":
+			m.helpOpen = false
+		default:
+			m.help.Update(msg)
+		}
+		return nil
+	}
+	if msg.Paste {
+		m.setFocus(focusComposer)
+		_, cmd := m.composer.Update(msg)
+		return cmd
+	}
+	switch {
+	case key.Matches(msg, k.NextGroup):
+		m.userSelected = true
+		return m.cycleGroup(1)
+	case key.Matches(msg, k.PrevGroup):
+		m.userSelected = true
+		return m.cycleGroup(-1)
+	case key.Matches(msg, k.PageUp):
+		return m.timeline.page(1)
+	case key.Matches(msg, k.PageDown):
+		return m.timeline.page(-1)
+	case key.Matches(msg, k.FocusNext, k.FocusPrev):
+		dir := 1
+		if key.Matches(msg, k.FocusPrev) {
+			dir = -1
+		}
+		if m.s.focus == focusComposer && m.composer.complete(dir, m.s) {
+			return nil
+		}
+		m.composer.comp = nil
+		m.cycleFocus(dir)
+		return nil
+	case key.Matches(msg, k.Back):
+		if m.composer.comp != nil {
+			m.composer.comp = nil
+			return nil
+		}
+		m.setFocus(focusComposer)
+		return nil
+	case key.Matches(msg, k.Help) && (m.s.focus != focusComposer || m.composer.Value() == ""):
+		m.helpOpen = true
+		m.help.offset = 0
+		return nil
+	}
+
+	switch m.s.focus {
+	case focusComposer:
+		if key.Matches(msg, k.Send) {
+			return m.send()
+		}
+		_, cmd := m.composer.Update(msg)
+		return cmd
+	case focusGroups:
+		if key.Matches(msg, k.Up, k.Down, k.Top, k.Bottom, k.Select) {
+			_, cmd := m.groupList.Update(msg)
+			return cmd
+		}
+	case focusTimeline:
+		if key.Matches(msg, k.Up, k.Down, k.Top, k.Bottom) {
+			_, cmd := m.timeline.Update(msg)
+			return cmd
+		}
+	case focusMembers:
+		if key.Matches(msg, k.Up, k.Down, k.Top, k.Bottom, k.Select, k.Verify) {
+			_, cmd := m.members.Update(msg)
+			return cmd
+		}
+	}
+	// Typing in another pane goes to the composer.
+	if msg.Type == tea.KeyRunes && !msg.Alt {
+		m.setFocus(focusComposer)
+		_, cmd := m.composer.Update(msg)
+		return cmd
+	}
+	return nil
+}
+
+// send handles Enter in the composer.
+func (m *model) send() tea.Cmd {
+	line := strings.TrimRight(m.composer.Value(), " \n")
+	if strings.TrimSpace(line) == "" {
+		return nil
+	}
+	m.composer.remember(line)
+	m.composer.SetValue("")
+	m.s.buffer(m.s.selected).fromBottom = 0
+	if isCommandLine(line) {
+		name, _, _ := strings.Cut(strings.TrimSpace(line[1:]), " ")
+		switch strings.ToLower(name) {
+		case "quit", "exit":
+			m.quitting = true
+			return tea.Quit
+		case "help":
+			m.helpOpen = true
+			m.help.offset = 0
+			return nil
+		}
+	}
+	return m.enqueue(execReq{group: m.s.selected, line: line})
+}
+
+func (m *model) handleMouse(msg tea.MouseMsg) tea.Cmd {
+	if msg.Action != tea.MouseActionPress {
+		return nil
+	}
+	l := m.geometry()
+	wheel := 0
+	switch msg.Button {
+	case tea.MouseButtonWheelUp:
+		wheel = 3
+	case tea.MouseButtonWheelDown:
+		wheel = -3
+	case tea.MouseButtonLeft:
+	default:
+		return nil
+	}
+	if m.helpOpen {
+		m.help.scroll(-wheel)
+		return nil
+	}
+	inBody := msg.Y < l.bodyH
+	switch {
+	case inBody && msg.X < l.listW:
+		if wheel != 0 {
+			m.groupList.scroll(-wheel)
+			return nil
+		}
+		if id, ok := m.groupList.rowAt(msg.Y); ok {
+			m.userSelected = true
+			m.setFocus(focusGroups)
+			return m.selectGroup(id)
+		}
+	case inBody && l.membersW > 0 && msg.X >= l.width-l.membersW:
+		if wheel != 0 {
+			m.members.scroll(-wheel)
+			return nil
+		}
+		m.setFocus(focusMembers)
+	case wheel != 0:
+		return m.timeline.scroll(wheel)
+	case inBody:
+		m.setFocus(focusTimeline)
+	case msg.Y > l.bodyH && msg.Y <= l.bodyH+l.composerH:
+		m.setFocus(focusComposer)
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package tui
+
+import (
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/textarea"
+)
+
+// keyMap holds every key binding of the TUI. The help overlay and the package
+// documentation are generated from / checked against it (see doc_test).
+type keyMap struct {
+	// everywhere
+	Quit      key.Binding
+	Help      key.Binding
+	Back      key.Binding
+	FocusNext key.Binding
+	FocusPrev key.Binding
+	NextGroup key.Binding
+	PrevGroup key.Binding
+	PageUp    key.Binding
+	PageDown  key.Binding
+	Wheel     key.Binding // documentation only: mouse wheel scrolling
+
+	// composer
+	Send        key.Binding
+	Newline     key.Binding
+	Complete    key.Binding
+	HistoryPrev key.Binding
+	HistoryNext key.Binding
+
+	// group list, timeline, member panel
+	Up     key.Binding
+	Down   key.Binding
+	Top    key.Binding
+	Bottom key.Binding
+	Select key.Binding
+	Verify key.Binding
+}
+
+func defaultKeyMap() keyMap {
+	b := func(keys []string, helpKey, desc string) key.Binding {
+		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(helpKey, desc))
+	}
+	return keyMap{
+		Quit:      b([]string{"ctrl+c"}, "ctrl+c", "quit (or /quit)"),
+		Help:      b([]string{"?"}, "?", "toggle this help (composer empty or not focused)"),
+		Back:      b([]string{"esc"}, "esc", "close help, cancel completion, back to composer"),
+		FocusNext: b([]string{"tab"}, "tab", "focus next pane: composer, groups, timeline, members"),
+		FocusPrev: b([]string{"shift+tab"}, "shift+tab", "focus previous pane"),
+		NextGroup: b([]string{"ctrl+n", "alt+down"}, "ctrl+n", "next group"),
+		PrevGroup: b([]string{"ctrl+p", "alt+up"}, "ctrl+p", "previous group"),
+		PageUp:    b([]string{"pgup"}, "pgup", "scroll the timeline up (loads older messages)"),
+		PageDown:  b([]string{"pgdown"}, "pgdn", "scroll the timeline down"),
+		Wheel:     b(nil, "mouse wheel", "scroll the pane under the mouse; click selects a group"),
+
+		Send:        b([]string{"enter"}, "enter", "send the message or run the /command"),
+		Newline:     b([]string{"alt+enter", "ctrl+j"}, "alt+enter, ctrl+j", "new line in the message"),
+		Complete:    b([]string{"tab"}, "tab", "complete /command, nick after /kick /verify, @nick"),
+		HistoryPrev: b([]string{"up"}, "up", "previous sent line (single-line composer)"),
+		HistoryNext: b([]string{"down"}, "down", "next sent line"),
+
+		Up:     b([]string{"up", "k"}, "up/k", "move up / scroll up"),
+		Down:   b([]string{"down", "j"}, "down/j", "move down / scroll down"),
+		Top:    b([]string{"home", "g"}, "home/g", "first / oldest"),
+		Bottom: b([]string{"end", "G"}, "end/G", "last / newest"),
+		Select: b([]string{"enter"}, "enter", "open group; on a member: write @nick"),
+		Verify: b([]string{"v"}, "v", "on a member: /verify NICK"),
+	}
+}
+
+// helpSection is one titled block of the help overlay.
+type helpSection struct {
+	title string
+	rows  []helpRow
+}
+
+// helpRow is one line of the help: one or more bindings and what they do.
+type helpRow struct {
+	bindings []key.Binding
+	desc     string
+}
+
+// keys is the row's key column: the bindings' keys joined by ", ".
+func (r helpRow) keys() string {
+	parts := make([]string, len(r.bindings))
+	for i, b := range r.bindings {
+		parts[i] = b.Help().Key
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (k keyMap) sections() []helpSection {
+	row := func(desc string, b ...key.Binding) helpRow { return helpRow{b, desc} }
+	return []helpSection{
+		{"Everywhere", []helpRow{
+			row("quit (or /quit)", k.Quit),
+			row("this help (when the composer is empty or not focused)", k.Help),
+			row("close help, cancel completion, back to the composer", k.Back),
+			row("focus the next / previous pane", k.FocusNext, k.FocusPrev),
+			row("next / previous group (also alt+down / alt+up)", k.NextGroup, k.PrevGroup),
+			row("scroll the timeline; older messages load at the top", k.PageUp, k.PageDown),
+			row("scroll the pane under the pointer; click a group to open it", k.Wheel),
+		}},
+		{"Composer", []helpRow{
+			row("send the message or run the /command", k.Send),
+			row("new line", k.Newline),
+			row("complete /command, the nick after /kick and /verify, @nick", k.Complete),
+			row("previous / next sent line", k.HistoryPrev, k.HistoryNext),
+		}},
+		{"Groups, timeline, members", []helpRow{
+			row("move / scroll", k.Up, k.Down),
+			row("first / last", k.Top, k.Bottom),
+			row("open the group; on a member: write @nick", k.Select),
+			row("on a member: /verify NICK", k.Verify),
+		}},
+	}
+}
+
+// textareaKeyMap adapts the textarea's bindings to the composer: Enter is
+// taken by the root model (send), Alt-Enter and Ctrl-J insert a newline,
+// Ctrl-N/Ctrl-P belong to group switching, and Ctrl-V clipboard paste is off
+// (bracketed paste is the way text arrives; it avoids running clipboard
+// helpers behind the user's back).
+func textareaKeyMap() textarea.KeyMap {
+	km := textarea.DefaultKeyMap
+	km.InsertNewline = key.NewBinding(key.WithKeys("alt+enter", "ctrl+j"))
+	km.LineNext = key.NewBinding(key.WithKeys("down"))
+	km.LinePrevious = key.NewBinding(key.WithKeys("up"))
+	km.Paste = key.NewBinding(key.WithDisabled())
+	return km
+}

@@ -1,0 +1,419 @@
+package tui
+
+import (
+	"context"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/canopy-chat/canopy/chat"
+)
+
+// Sizes below which the screen shows a "too small" notice instead of the
+// layout. 60×15 is the smallest size the layout is designed (and tested) for;
+// it degrades gracefully down to these.
+const (
+	minWidth  = 40
+	minHeight = 10
+)
+
+// How long transient things stay on screen.
+const (
+	flashTTL  = 8 * time.Second
+	typingTTL = 6 * time.Second
+)
+
+// effects are the model's ways to touch the world outside tea.Cmds that
+// talk to the engine. Run wires the real ones; tests replace them.
+type effects struct {
+	// wait returns the command that waits for the next engine events, or
+	// nil to not wait (tests deliver events as messages).
+	wait func() tea.Cmd
+	// tick is tea.Tick; tests return nil.
+	tick func(d time.Duration, fn func(time.Time) tea.Msg) tea.Cmd
+	// bell rings the terminal bell.
+	bell func()
+	// notify is the user's notification hook for mentions (WithNotify).
+	notify func(chat.Message)
+}
+
+// model is the root model: the layout, the focus, the engine's events and
+// the commands sent to it. Components render the shared session.
+type model struct {
+	ctx    context.Context
+	client chat.Client
+	opts   options
+	fx     effects
+	s      *session
+
+	width, height int
+	helpOpen      bool
+
+	groupList *groupList
+	timeline  *timeline
+	members   *memberPanel
+	composer  *composer
+	statusBar *statusBar
+	help      *helpView
+
+	// Execute calls run one at a time, in order, so that two messages sent
+	// quickly cannot overtake each other.
+	execQueue []execReq
+	executing bool
+
+	userSelected  bool // the user chose a group before the snapshot arrived
+	quitting      bool
+	engineStopped bool
+}
+
+type execReq struct {
+	group chat.GroupID
+	line  string
+}
+
+// Messages from commands.
+type (
+	snapshotMsg struct {
+		self        chat.Self
+		groups      []chat.GroupView
+		invitations []chat.Invitation
+		status      chat.NetStatus
+	}
+	groupLoadedMsg struct {
+		group   chat.GroupID
+		page    []chat.Message
+		members []chat.Member
+		limit   int
+	}
+	olderLoadedMsg struct {
+		group chat.GroupID
+		page  []chat.Message
+		limit int
+	}
+	eventsMsg       []chat.Event
+	engineClosedMsg struct{}
+	execDoneMsg     struct {
+		req         execReq
+		out         string
+		err         error
+		refreshed   bool // the fields below are set
+		self        chat.Self
+		groups      []chat.GroupView
+		invitations []chat.Invitation
+	}
+	flashExpiredMsg  struct{ seq int }
+	typingExpiredMsg struct{}
+)
+
+func newModel(ctx context.Context, c chat.Client, st *styles, o options) *model {
+	s := &session{
+		st:       st,
+		keys:     defaultKeyMap(),
+		loc:      o.loc,
+		now:      time.Now,
+		buffers:  map[chat.GroupID]*buffer{},
+		commands: chat.Commands,
+	}
+	m := &model{ctx: ctx, client: c, opts: o, s: s}
+	m.groupList = newGroupList(s)
+	m.timeline = newTimeline(s)
+	m.members = newMemberPanel(s)
+	m.composer = newComposer(s)
+	m.statusBar = newStatusBar(s)
+	m.help = newHelpView(s)
+	m.composer.setPlaceholder("")
+	events := c.Events()
+	m.fx = effects{
+		wait: func() tea.Cmd { return waitForEvents(ctx, events) },
+		tick: tea.Tick,
+		bell: func() {},
+	}
+	return m
+}
+
+// waitForEvents waits for the next engine event and takes whatever else is
+// queued behind it, so a burst costs one update and one render.
+func waitForEvents(ctx context.Context, ch <-chan chat.Event) tea.Cmd {
+	return func() tea.Msg {
+		var batch eventsMsg
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-ch:
+			if !ok {
+				return engineClosedMsg{}
+			}
+			batch = append(batch, ev)
+		}
+		for len(batch) < 256 {
+			select {
+			case ev, ok := <-ch:
+				if !ok {
+					return batch // the close is seen on the next wait
+				}
+				batch = append(batch, ev)
+			default:
+				return batch
+			}
+		}
+		return batch
+	}
+}
+
+func (m *model) waitCmd() tea.Cmd {
+	if m.fx.wait == nil {
+		return nil
+	}
+	return m.fx.wait()
+}
+
+func (m *model) tick(d time.Duration, msg tea.Msg) tea.Cmd {
+	if m.fx.tick == nil {
+		return nil
+	}
+	return m.fx.tick(d, func(time.Time) tea.Msg { return msg })
+}
+
+func (m *model) Init() tea.Cmd {
+	c := m.client
+	return tea.Batch(func() tea.Msg {
+		return snapshotMsg{self: c.Self(), groups: c.Groups(), invitations: c.Invitations(), status: c.Status()}
+	}, m.waitCmd())
+}
+
+// --- commands that talk to the engine ----------------------------------
+
+func (m *model) loadGroupCmd(id chat.GroupID) tea.Cmd {
+	c, limit := m.client, m.opts.historyPage
+	return func() tea.Msg {
+		return groupLoadedMsg{group: id, page: c.History(id, "", limit), members: c.Members(id), limit: limit}
+	}
+}
+
+func (m *model) loadOlderCmd(id chat.GroupID, before chat.MessageID) tea.Cmd {
+	c, limit := m.client, m.opts.historyPage
+	return func() tea.Msg {
+		return olderLoadedMsg{group: id, page: c.History(id, before, limit), limit: limit}
+	}
+}
+
+func (m *model) markReadCmd(id chat.GroupID) tea.Cmd {
+	if id == homeID {
+		return nil
+	}
+	c := m.client
+	return func() tea.Msg { c.MarkRead(id); return nil }
+}
+
+func (m *model) execCmd(req execReq) tea.Cmd {
+	c, ctx := m.client, m.ctx
+	return func() tea.Msg {
+		out, err := c.Execute(ctx, req.group, req.line)
+		done := execDoneMsg{req: req, out: out, err: err}
+		if isCommandLine(req.line) {
+			// A command may have changed the nick, the groups or the
+			// invitations, for which chat has no events: re-read them.
+			done.refreshed = true
+			done.self, done.groups, done.invitations = c.Self(), c.Groups(), c.Invitations()
+		}
+		return done
+	}
+}
+
+func (m *model) enqueue(req execReq) tea.Cmd {
+	m.execQueue = append(m.execQueue, req)
+	if m.executing {
+		return nil
+	}
+	return m.nextExec()
+}
+
+func (m *model) nextExec() tea.Cmd {
+	if len(m.execQueue) == 0 {
+		m.executing = false
+		return nil
+	}
+	req := m.execQueue[0]
+	m.execQueue = m.execQueue[1:]
+	m.executing = true
+	return m.execCmd(req)
+}
+
+// --- update -------------------------------------------------------------
+
+func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	cmd := m.update(msg)
+	m.layout()
+	return m, cmd
+}
+
+func (m *model) update(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		return nil
+	case tea.KeyMsg:
+		return m.handleKey(msg)
+	case tea.MouseMsg:
+		return m.handleMouse(msg)
+	case tea.FocusMsg:
+		m.s.blurred = false
+		return m.readSelected()
+	case tea.BlurMsg:
+		m.s.blurred = true
+		return nil
+
+	case snapshotMsg:
+		return m.applySnapshot(msg)
+	case groupLoadedMsg:
+		b := m.s.buffer(msg.group)
+		b.loading = false
+		b.loaded = true
+		b.merge(msg.page, false)
+		b.noMore = len(msg.page) < msg.limit
+		m.setMembers(msg.group, msg.members, false)
+		return nil
+	case olderLoadedMsg:
+		b := m.s.buffer(msg.group)
+		b.loadingOlder = false
+		b.merge(msg.page, true)
+		if len(msg.page) < msg.limit {
+			b.noMore = true
+			b.version++
+		}
+		return nil
+	case eventsMsg:
+		var cmds []tea.Cmd
+		for _, ev := range msg {
+			cmds = append(cmds, m.handleEvent(ev))
+		}
+		cmds = append(cmds, m.waitCmd())
+		return tea.Batch(cmds...)
+	case engineClosedMsg:
+		m.engineStopped = true
+		m.quitting = true
+		return tea.Quit
+	case execDoneMsg:
+		return tea.Batch(m.execDone(msg), m.nextExec())
+
+	case selectGroupMsg:
+		m.userSelected = true
+		cmd := m.selectGroup(msg.id)
+		if msg.focus {
+			m.setFocus(focusComposer)
+		}
+		return cmd
+	case composeMsg:
+		v := msg.text
+		if !msg.replace {
+			v = m.composer.Value() + msg.text
+		}
+		m.composer.SetValue(v)
+		m.setFocus(focusComposer)
+		return nil
+	case loadOlderMsg:
+		b := m.s.buffer(msg.group)
+		if b.loadingOlder || b.noMore {
+			return nil
+		}
+		b.loadingOlder = true
+		return m.loadOlderCmd(msg.group, b.oldestID())
+	case flashExpiredMsg:
+		m.statusBar.clearFlash(msg.seq)
+		return nil
+	case typingExpiredMsg:
+		now := m.s.now()
+		for _, b := range m.s.buffers {
+			for n, at := range b.typing {
+				if now.Sub(at) >= typingTTL {
+					delete(b.typing, n)
+				}
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+func (m *model) applySnapshot(msg snapshotMsg) tea.Cmd {
+	m.s.self = sanitizeSelf(msg.self)
+	m.s.status = msg.status
+	m.s.invitations = msg.invitations
+	m.s.groups = msg.groups
+	if m.userSelected || len(m.s.groups) == 0 {
+		if m.s.selected != homeID && m.s.group(m.s.selected) < 0 {
+			return m.selectGroup(homeID)
+		}
+		return m.selectGroup(m.s.selected)
+	}
+	return m.selectGroup(m.s.groups[0].ID)
+}
+
+func sanitizeSelf(s chat.Self) chat.Self {
+	s.Nick = sanitize(s.Nick, false)
+	s.Fingerprint = sanitize(s.Fingerprint, false)
+	s.Card = sanitize(s.Card, false)
+	return s
+}
+
+// selectGroup shows a group: its unread counters reset, its history loads
+// the first time, and its draft comes back into the composer.
+func (m *model) selectGroup(id chat.GroupID) tea.Cmd {
+	if id != homeID && m.s.group(id) < 0 {
+		id = homeID
+	}
+	prev := m.s.buffer(m.s.selected)
+	if id != m.s.selected {
+		prev.draft = m.composer.Value()
+		m.s.selected = id
+		m.composer.SetValue(m.s.buffer(id).draft)
+		m.members.cursor, m.members.offset = 0, 0
+	}
+	m.placeholder()
+	var cmds []tea.Cmd
+	cmds = append(cmds, m.readSelected())
+	b := m.s.buffer(id)
+	if !b.loaded && !b.loading {
+		b.loading = true
+		cmds = append(cmds, m.loadGroupCmd(id))
+	}
+	return tea.Batch(cmds...)
+}
+
+// placeholder sets the composer's placeholder for the selected buffer.
+func (m *model) placeholder() {
+	id := m.s.selected
+	switch {
+	case id == homeID:
+		m.composer.setPlaceholder("")
+	case m.s.left(id):
+		m.composer.ta.Placeholder = "you are no longer a member of " + sanitize(m.s.groupName(id), false)
+	default:
+		m.composer.setPlaceholder(sanitize(m.s.groupName(id), false))
+	}
+}
+
+// readSelected clears the selected group's counters (when the user can see
+// it).
+func (m *model) readSelected() tea.Cmd {
+	if m.s.blurred {
+		return nil
+	}
+	if m.s.selected == homeID {
+		m.s.homeUnread = 0
+		return nil
+	}
+	i := m.s.group(m.s.selected)
+	if i < 0 {
+		return nil
+	}
+	m.s.groups[i].Unread, m.s.groups[i].Mentions = 0, 0
+	return m.markReadCmd(m.s.selected)
+}
+
+func (m *model) cycleGroup(dir int) tea.Cmd {
+	ids := m.s.entries()
+	i := m.s.selectedIndex()
+	n := len(ids)
+	return m.selectGroup(ids[((i+dir)%n+n)%n])
+}

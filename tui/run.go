@@ -1,0 +1,163 @@
+package tui
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+
+	"github.com/canopy-chat/canopy/chat"
+)
+
+// ErrEngineStopped is returned by Run when the engine closed its event
+// channel while the TUI was running.
+var ErrEngineStopped = errors.New("tui: the chat engine stopped")
+
+// Option configures Run.
+type Option func(*options)
+
+type options struct {
+	input       io.Reader
+	output      io.Writer
+	loc         *time.Location
+	mouse       bool
+	noBell      bool
+	notify      func(chat.Message)
+	historyPage int
+}
+
+func defaultOptions() options {
+	return options{loc: time.Local, mouse: true, historyPage: 200}
+}
+
+// WithInput reads keys from r instead of standard input.
+func WithInput(r io.Reader) Option { return func(o *options) { o.input = r } }
+
+// WithOutput draws on w instead of standard output. If w is a terminal
+// (an *os.File, say) its size and colour support are used.
+func WithOutput(w io.Writer) Option { return func(o *options) { o.output = w } }
+
+// WithLocation shows timestamps in loc instead of the local time zone.
+func WithLocation(loc *time.Location) Option {
+	return func(o *options) {
+		if loc != nil {
+			o.loc = loc
+		}
+	}
+}
+
+// WithoutMouse leaves the mouse to the terminal (native text selection)
+// instead of using it for scrolling and clicking.
+func WithoutMouse() Option { return func(o *options) { o.mouse = false } }
+
+// WithoutBell keeps the terminal bell silent on mentions.
+func WithoutBell() Option { return func(o *options) { o.noBell = true } }
+
+// WithNotify calls fn (in a goroutine of its own) for every message that
+// mentions the user while they cannot see it: in another group or with the
+// terminal window in the background. Use it for desktop notifications; the
+// bell rings as well unless WithoutBell is given.
+func WithNotify(fn func(chat.Message)) Option { return func(o *options) { o.notify = fn } }
+
+// WithHistoryPage sets how many messages are loaded per page of scrollback
+// (default 200).
+func WithHistoryPage(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.historyPage = n
+		}
+	}
+}
+
+// Run shows the messenger for c until the user quits (nil), ctx ends
+// (ctx.Err()) or the engine stops (ErrEngineStopped). It takes over the
+// terminal: alternate screen, mouse cell motion (unless WithoutMouse),
+// bracketed paste and focus reporting.
+func Run(ctx context.Context, c chat.Client, opts ...Option) error {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.output == nil {
+		o.output = os.Stdout
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	out := lockOutput(o.output)
+	r := lipgloss.NewRenderer(out)
+	m := newModel(runCtx, c, newStyles(r), o)
+	m.fx.bell = func() { _, _ = out.Write([]byte("\a")) }
+	m.fx.notify = o.notify
+
+	popts := []tea.ProgramOption{
+		tea.WithOutput(out),
+		tea.WithAltScreen(),
+		tea.WithReportFocus(),
+	}
+	if o.mouse {
+		popts = append(popts, tea.WithMouseCellMotion())
+	}
+	if o.input != nil {
+		popts = append(popts, tea.WithInput(o.input))
+	}
+	p := tea.NewProgram(m, popts...)
+	// When ctx ends the program quits the ordinary way (restoring the
+	// terminal and waiting for its input reader) rather than being killed.
+	stop := context.AfterFunc(ctx, p.Quit)
+	defer stop()
+	final, err := p.Run()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil && !errors.Is(err, tea.ErrInterrupted) {
+		return err
+	}
+	if fm, ok := final.(*model); ok && fm.engineStopped {
+		return ErrEngineStopped
+	}
+	return nil
+}
+
+// lockOutput serialises writes to the terminal, so that the bell, written
+// from a command's goroutine, lands between two frames of the renderer and
+// never inside an escape sequence. A terminal stays recognisable as one
+// (Bubble Tea and Lip Gloss look for Fd).
+func lockOutput(w io.Writer) io.Writer {
+	lw := &lockedWriter{w: w}
+	if f, ok := w.(interface {
+		io.ReadWriteCloser
+		Fd() uintptr
+	}); ok {
+		return &lockedFile{lockedWriter: lw, f: f}
+	}
+	return lw
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+type lockedFile struct {
+	*lockedWriter
+	f interface {
+		io.ReadWriteCloser
+		Fd() uintptr
+	}
+}
+
+func (l *lockedFile) Read(p []byte) (int, error) { return l.f.Read(p) }
+func (l *lockedFile) Close() error               { return l.f.Close() }
+func (l *lockedFile) Fd() uintptr                { return l.f.Fd() }
