@@ -1,0 +1,239 @@
+package p2p
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+)
+
+// Every canopy stream protocol is a sequence of frames. A frame is an
+// unsigned LEB128 varint length (as in multistream and msgio, minimal
+// encoding required) followed by that many bytes. Each protocol fixes a
+// maximum frame size; a reader rejects a larger announced length before it
+// reads or allocates the body.
+//
+// Frame bodies are encoded with enc/dec below: fixed-width integers are not
+// used, integers are uvarints, byte strings are uvarint-length-prefixed, and
+// every decoder rejects trailing bytes.
+
+// ErrFrameTooLarge is returned when a frame exceeds the size cap of its
+// protocol, on either side of a stream.
+var ErrFrameTooLarge = errors.New("p2p: frame too large")
+
+// errBadVarint reports a malformed frame length.
+var errBadVarint = errors.New("p2p: malformed frame length")
+
+// maxVarintLen is the longest uvarint accepted for a frame length (2^63).
+const maxVarintLen = binary.MaxVarintLen64
+
+// readUvarint reads a minimally encoded uvarint.
+func readUvarint(r io.ByteReader) (uint64, error) {
+	var x uint64
+	var s uint
+	for i := 0; i < maxVarintLen; i++ {
+		c, err := r.ReadByte()
+		if err != nil {
+			if i > 0 && err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		if c < 0x80 {
+			if i > 0 && c == 0 {
+				return 0, errBadVarint // non-minimal
+			}
+			if i == maxVarintLen-1 && c > 1 {
+				return 0, errBadVarint // overflow
+			}
+			return x | uint64(c)<<s, nil
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, errBadVarint
+}
+
+// directAllocLimit is the largest frame body allocated up front. Larger
+// bodies grow as bytes actually arrive, so a peer that announces a large
+// frame and then stalls costs us little memory.
+const directAllocLimit = 64 << 10
+
+// frameReader is the byte source a frame is read from.
+type frameReader interface {
+	io.Reader
+	io.ByteReader
+}
+
+// readFrame reads one frame of at most max bytes.
+func readFrame(r frameReader, max int) ([]byte, error) {
+	n, err := readUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(max) {
+		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, n, max)
+	}
+	if n <= directAllocLimit {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		return b, nil
+	}
+	var buf bytes.Buffer
+	buf.Grow(directAllocLimit)
+	m, err := io.CopyN(&buf, r, int64(n))
+	if err != nil {
+		if err == io.EOF && uint64(m) < n {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// appendFrame appends body as a frame.
+func appendFrame(dst, body []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(body)))
+	return append(dst, body...)
+}
+
+// writeFrame writes body as one frame with a single Write call.
+func writeFrame(w io.Writer, body []byte, max int) error {
+	if len(body) > max {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(body), max)
+	}
+	buf := make([]byte, 0, len(body)+binary.MaxVarintLen64)
+	_, err := w.Write(appendFrame(buf, body))
+	return err
+}
+
+// enc builds a frame body.
+type enc struct{ b []byte }
+
+func (e *enc) u8(v uint8)       { e.b = append(e.b, v) }
+func (e *enc) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) bool(v bool) {
+	if v {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+}
+func (e *enc) bytes(v []byte) { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *enc) str(v string)   { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *enc) fixed(v []byte) { e.b = append(e.b, v...) }
+
+// errDecode is wrapped by every frame body decoding error.
+var errDecode = errors.New("p2p: malformed frame")
+
+// dec parses a frame body. The first error sticks; later reads return zero
+// values, so decoders read every field and check err once at the end.
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: "+format, append([]any{errDecode}, args...)...)
+	}
+}
+
+func (d *dec) u8() uint8 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 1 {
+		d.fail("short body")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *dec) bool() bool {
+	switch d.u8() {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	d.fail("bad boolean")
+	return false
+}
+
+func (d *dec) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	if n > 1 && d.b[n-1] == 0 {
+		d.fail("non-minimal varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes reads a length-prefixed byte string of at most max bytes. The result
+// aliases the frame body.
+func (d *dec) bytes(max int) []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(max) {
+		d.fail("field of %d bytes exceeds limit %d", n, max)
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("field of %d bytes exceeds remaining %d", n, len(d.b))
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// str reads a length-prefixed UTF-8 string of at most max bytes.
+func (d *dec) str(max int) string {
+	v := d.bytes(max)
+	if d.err == nil && !utf8.Valid(v) {
+		d.fail("invalid UTF-8")
+		return ""
+	}
+	return string(v)
+}
+
+func (d *dec) fixed(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if len(d.b) < n {
+		d.fail("short body")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// done returns the first error, or an error if bytes remain.
+func (d *dec) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d trailing bytes", len(d.b))
+	}
+	return d.err
+}

@@ -1,0 +1,199 @@
+// Package p2ptest holds contract tests for implementations of p2p's store
+// interfaces (p2p.TopicLog, p2p.Mailbox, p2p.KeyPackageCache). Each function
+// takes a fresh, empty store and checks the behaviour relays rely on:
+//
+//	func TestSQLiteTopicLog(t *testing.T) { p2ptest.TopicLog(t, newSQLiteTopicLog(t)) }
+package p2ptest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func newID(t *testing.T) (peer.ID, error) {
+	t.Helper()
+	k, err := p2p.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p2p.PeerIDOf(k)
+}
+
+// TopicLog checks a TopicLog: sequence numbers, idempotent appends, quota
+// eviction, cursor/epoch/limit queries and pruning.
+func TopicLog(t *testing.T, l p2p.TopicLog) {
+	ctx := context.Background()
+	t0 := time.Unix(1e9, 0)
+	entry := func(i int) p2p.LogEntry {
+		data := []byte(fmt.Sprintf("frame %02d", i)) // 8 bytes each
+		return p2p.LogEntry{ID: p2p.IDOf(data), Epoch: uint64(i / 2), Data: data, Received: t0.Add(time.Duration(i) * time.Minute)}
+	}
+	q := p2p.Quota{Bytes: 8 * 8}
+	var seqs []uint64
+	for i := 0; i < 10; i++ {
+		seq, err := l.Append(ctx, "t", entry(i), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("sequence numbers not increasing: %v", seqs)
+		}
+	}
+	// Idempotent append (entry 9 is still stored).
+	if seq, err := l.Append(ctx, "t", entry(9), q); err != nil || seq != seqs[9] {
+		t.Fatalf("re-append: %d %v, want %d", seq, err, seqs[9])
+	}
+	// The quota (8 entries) evicted the two oldest.
+	all, err := l.List(ctx, "t", p2p.LogQuery{Limit: 100})
+	if err != nil || len(all) != 8 || string(all[0].Data) != "frame 02" {
+		t.Fatalf("after eviction: %d entries, %v", len(all), err)
+	}
+	got, _ := l.List(ctx, "t", p2p.LogQuery{After: seqs[4], MinEpoch: 3, Limit: 2})
+	if len(got) != 2 || string(got[0].Data) != "frame 06" || string(got[1].Data) != "frame 07" {
+		t.Fatalf("List(after, epoch, limit) = %v", got)
+	}
+	if got, _ := l.List(ctx, "other", p2p.LogQuery{Limit: 10}); len(got) != 0 {
+		t.Fatal("topics not separated")
+	}
+	if _, err := l.Append(ctx, "t", p2p.LogEntry{ID: p2p.IDOf(make([]byte, 100)), Data: make([]byte, 100)}, q); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("entry larger than the quota: %v", err)
+	}
+	if err := l.Prune(ctx, t0.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = l.List(ctx, "t", p2p.LogQuery{Limit: 100})
+	if len(got) != 5 || string(got[0].Data) != "frame 05" {
+		t.Fatalf("after prune: %v", got)
+	}
+	// Sequence numbers keep increasing after pruning.
+	if seq, _ := l.Append(ctx, "t", entry(10), q); seq <= seqs[9] {
+		t.Fatalf("sequence reused: %d", seq)
+	}
+}
+
+// Mailbox checks a Mailbox: idempotent deposits, per-recipient and
+// per-sender quotas, fetch without delete, delete, expiry and pruning.
+func Mailbox(t *testing.T, m p2p.Mailbox) {
+	ctx := context.Background()
+	now := time.Unix(1e9, 0)
+	alice, _ := newID(t)
+	bob, _ := newID(t)
+	carol, _ := newID(t)
+	item := func(from string, data string, ttl time.Duration) p2p.MailItem {
+		f := alice
+		if from == "carol" {
+			f = carol
+		}
+		return p2p.MailItem{ID: p2p.IDOf([]byte(data)), Recipient: bob, From: f, Data: []byte(data), Deposited: now, Expires: now.Add(ttl)}
+	}
+	perRecipient, perSender := p2p.Quota{Count: 3}, p2p.Quota{Count: 2}
+	for _, d := range []string{"w1", "w2"} {
+		if err := m.Deposit(ctx, item("alice", d, time.Hour), perRecipient, perSender); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Deposit(ctx, item("alice", "w1", time.Hour), perRecipient, perSender); err != nil {
+		t.Fatalf("duplicate deposit: %v", err)
+	}
+	if err := m.Deposit(ctx, item("alice", "w3", time.Hour), perRecipient, perSender); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("sender share: %v", err)
+	}
+	if err := m.Deposit(ctx, item("carol", "c1", time.Minute), perRecipient, perSender); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Deposit(ctx, item("carol", "c2", time.Hour), perRecipient, perSender); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("recipient quota: %v", err)
+	}
+	got, err := m.Fetch(ctx, bob, now, 10)
+	if err != nil || len(got) != 3 || string(got[0].Data) != "w1" {
+		t.Fatalf("Fetch: %v %v", got, err)
+	}
+	if got, _ := m.Fetch(ctx, alice, now, 10); len(got) != 0 {
+		t.Fatal("mail of another recipient returned")
+	}
+	// Fetch does not delete; Delete does.
+	if err := m.Delete(ctx, bob, []p2p.MessageID{got[0].ID, p2p.IDOf([]byte("unknown"))}); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(2 * time.Minute)
+	got, _ = m.Fetch(ctx, bob, later, 10)
+	if len(got) != 1 || string(got[0].Data) != "w2" {
+		t.Fatalf("after delete and expiry: %v", got)
+	}
+	if err := m.Prune(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Deposit(ctx, item("carol", "c2", time.Hour), perRecipient, perSender); err != nil {
+		t.Fatalf("deposit after prune: %v", err)
+	}
+}
+
+// KeyPackageCache checks a KeyPackageCache: one-time packages handed out
+// once and never re-accepted, last-resort replacement and reuse per cipher
+// suite, suite selection, quotas, expiry and pruning.
+func KeyPackageCache(t *testing.T, c p2p.KeyPackageCache) {
+	ctx := context.Background()
+	now := time.Unix(1e9, 0)
+	bob, _ := newID(t)
+	q := p2p.Quota{Count: 5, Bytes: 100}
+	kp := func(s string, suite uint16, lr bool) p2p.KeyPackage {
+		return p2p.KeyPackage{Data: []byte(s), CipherSuite: suite, LastResort: lr}
+	}
+	n, err := c.Put(ctx, bob, []p2p.KeyPackage{kp("a", 1, false), kp("b", 1, false), kp("a", 1, false), kp("x", 2, false), kp("lr1", 1, true)}, now.Add(time.Hour), q)
+	if err != nil || n != 4 {
+		t.Fatalf("Put: %d %v", n, err)
+	}
+	// Over quota: nothing stored.
+	if _, err := c.Put(ctx, bob, []p2p.KeyPackage{kp("c", 1, false), kp("d", 1, false)}, now.Add(time.Hour), q); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("quota: %v", err)
+	}
+	take := func(suite uint16) string {
+		k, err := c.Take(ctx, bob, suite, now)
+		if err != nil {
+			return err.Error()
+		}
+		return fmt.Sprintf("%s/%d/%v", k.Data, k.CipherSuite, k.LastResort)
+	}
+	if got := take(2); got != "x/2/false" {
+		t.Fatalf("suite 2: %s", got)
+	}
+	if a, b := take(0), take(1); a != "a/1/false" || b != "b/1/false" {
+		t.Fatalf("one-time packages: %s %s", a, b)
+	}
+	if got := take(2); !strings.Contains(got, "not found") {
+		t.Fatalf("suite 2 exhausted: %s", got)
+	}
+	// A handed-out package cannot be uploaded again; a new last-resort
+	// package replaces the old one of its suite.
+	if n, err := c.Put(ctx, bob, []p2p.KeyPackage{kp("a", 1, false), kp("lr2", 1, true)}, now.Add(time.Hour), q); err != nil || n != 1 {
+		t.Fatalf("re-upload: %d %v", n, err)
+	}
+	if a, b := take(1), take(0); a != "lr2/1/true" || b != "lr2/1/true" {
+		t.Fatalf("last resort: %s %s", a, b)
+	}
+	// Expired packages are not handed out.
+	if _, err := c.Put(ctx, bob, []p2p.KeyPackage{kp("e", 1, false)}, now.Add(time.Minute), q); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Hour)
+	if _, err := c.Take(ctx, bob, 0, now); !errors.Is(err, p2p.ErrNotFound) {
+		t.Fatalf("expired: %v", err)
+	}
+	if err := c.Prune(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	stranger, _ := newID(t)
+	if _, err := c.Take(ctx, stranger, 0, now); !errors.Is(err, p2p.ErrNotFound) {
+		t.Fatalf("unknown owner: %v", err)
+	}
+}

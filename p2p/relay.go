@@ -1,0 +1,518 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// A relay is a headless canopy peer that anyone can operate. It
+//
+//   - is a DHT server and a bootstrap peer,
+//   - runs a circuit relay v2 service for members behind NAT,
+//   - keeps the topics members ask it to keep: it joins them, stores every
+//     valid frame (ciphertext: it holds no group keys) for the retention
+//     period and serves /canopy/sync/1 from that log,
+//   - holds mailboxes (Welcomes for offline joiners) and KeyPackages of
+//     offline users,
+//   - enforces per-peer quotas and request rates.
+//
+// Members talk to it over /canopy/relay/1 (relayproto.go).
+
+// Quotas bound what one peer can make a relay store and do.
+type Quotas struct {
+	// Topics caps the topics the relay keeps in total.
+	Topics int
+	// TopicsPerPeer caps the topics one peer keeps leased.
+	TopicsPerPeer int
+	// TopicBytes caps one topic's log; the oldest frames are evicted.
+	TopicBytes int64
+	// MailboxItems and MailboxBytes cap one recipient's mailbox.
+	MailboxItems int
+	MailboxBytes int64
+	// MailboxItemsPerSender caps one depositor's share of a mailbox.
+	MailboxItemsPerSender int
+	// KeyPackages and KeyPackageBytes cap one owner's KeyPackages.
+	KeyPackages     int
+	KeyPackageBytes int64
+	// RequestRate limits stream requests per peer.
+	RequestRate RateLimit
+}
+
+// DefaultQuotas suit a small public relay.
+func DefaultQuotas() Quotas {
+	return Quotas{
+		Topics:                10000,
+		TopicsPerPeer:         64,
+		TopicBytes:            256 << 20,
+		MailboxItems:          256,
+		MailboxBytes:          64 << 20,
+		MailboxItemsPerSender: 32,
+		KeyPackages:           256,
+		KeyPackageBytes:       1 << 20,
+		RequestRate:           RateLimit{Rate: 10, Burst: 100},
+	}
+}
+
+// CircuitLimits configure the circuit relay v2 service.
+//
+// Relayed connections are unlimited in duration and data (RelayLimit nil):
+// gossipsub opens its streams without network.WithAllowLimitedConn, so it
+// refuses to run over a *limited* circuit, and a member reachable only
+// through the relay could never join a group's mesh. Data-limited circuits
+// would also cut a Commit of several MB mid-transfer. The relay cannot tell
+// members from strangers (it holds no group state), so instead of per-member
+// exceptions, abuse is bounded by the number of reservations and circuits,
+// per-IP reservation caps, the resource manager's per-peer memory and stream
+// limits, and DCUtR hole punching, which moves most circuits to direct
+// connections within seconds.
+type CircuitLimits struct {
+	// Disabled turns the circuit relay service off.
+	Disabled bool
+	// MaxReservations caps active reservations (default 1024).
+	MaxReservations int
+	// MaxCircuits caps open circuits per peer (default 16).
+	MaxCircuits int
+	// MaxReservationsPerIP caps reservations from one IP (default 32:
+	// offices and families behind one NAT).
+	MaxReservationsPerIP int
+	// BufferSize is the per-direction copy buffer of a circuit (default
+	// 16 KiB).
+	BufferSize int
+	// ReservationTTL is the lifetime of a reservation (default 1h).
+	ReservationTTL time.Duration
+	// AllowPrivateAddrs vouches for non-public addresses in reservations
+	// (LAN relays and tests).
+	AllowPrivateAddrs bool
+}
+
+// RelayConfig configures a relay. Zero fields take defaults.
+type RelayConfig struct {
+	// Stores; nil: in-memory.
+	TopicLog    TopicLog
+	Mailbox     Mailbox
+	KeyPackages KeyPackageCache
+	// Retention is how long frames of kept topics are stored (default 7d).
+	Retention time.Duration
+	// MaxLease caps how long a keep request lasts before members renew it
+	// (default 24h).
+	MaxLease time.Duration
+	// MailboxTTL caps how long mail waits (default 14d).
+	MailboxTTL time.Duration
+	// KeyPackageTTL is how long uploaded KeyPackages are kept (default 30d).
+	KeyPackageTTL time.Duration
+	// PruneInterval is how often expired data is deleted (default 1m).
+	PruneInterval time.Duration
+	Quotas        Quotas
+	Circuit       CircuitLimits
+	// Registry receives the relay's and go-libp2p's metrics plus Go and
+	// process metrics; nil: a new registry (see Relay.Registry).
+	Registry *prometheus.Registry
+}
+
+func (c *RelayConfig) fill() {
+	if c.TopicLog == nil {
+		c.TopicLog = NewMemoryTopicLog()
+	}
+	if c.Mailbox == nil {
+		c.Mailbox = NewMemoryMailbox()
+	}
+	if c.KeyPackages == nil {
+		c.KeyPackages = NewMemoryKeyPackageCache()
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Retention, 7*24*time.Hour)
+	def(&c.MaxLease, 24*time.Hour)
+	def(&c.MailboxTTL, 14*24*time.Hour)
+	def(&c.KeyPackageTTL, 30*24*time.Hour)
+	def(&c.PruneInterval, time.Minute)
+	def(&c.Circuit.ReservationTTL, time.Hour)
+	dq := DefaultQuotas()
+	q := &c.Quotas
+	if q.Topics <= 0 {
+		q.Topics = dq.Topics
+	}
+	if q.TopicsPerPeer <= 0 {
+		q.TopicsPerPeer = dq.TopicsPerPeer
+	}
+	if q.TopicBytes <= 0 {
+		q.TopicBytes = dq.TopicBytes
+	}
+	if q.MailboxItems <= 0 {
+		q.MailboxItems = dq.MailboxItems
+	}
+	if q.MailboxBytes <= 0 {
+		q.MailboxBytes = dq.MailboxBytes
+	}
+	if q.MailboxItemsPerSender <= 0 {
+		q.MailboxItemsPerSender = dq.MailboxItemsPerSender
+	}
+	if q.KeyPackages <= 0 {
+		q.KeyPackages = dq.KeyPackages
+	}
+	if q.KeyPackageBytes <= 0 {
+		q.KeyPackageBytes = dq.KeyPackageBytes
+	}
+	if q.RequestRate.Rate <= 0 {
+		q.RequestRate = dq.RequestRate
+	}
+	cl := &c.Circuit
+	if cl.MaxReservations <= 0 {
+		cl.MaxReservations = 1024
+	}
+	if cl.MaxCircuits <= 0 {
+		cl.MaxCircuits = 16
+	}
+	if cl.MaxReservationsPerIP <= 0 {
+		cl.MaxReservationsPerIP = 32
+	}
+	if cl.BufferSize <= 0 {
+		cl.BufferSize = 16 << 10
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+}
+
+// Relay is a running relay. It is safe for concurrent use; its kept topics
+// are owned by its run goroutine.
+type Relay struct {
+	n       *Node
+	cfg     RelayConfig
+	circuit *relayv2.Relay
+	started time.Time
+
+	keepCh chan keepReq
+	kept   atomic.Int64
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type keepReq struct {
+	from  peer.ID
+	topic string
+	lease time.Duration
+	reply chan keepResp
+}
+
+type keepResp struct {
+	granted time.Duration
+	err     error
+}
+
+// NewRelay starts a relay. opts configure its node as for New (listen and
+// announce addresses, logger, bootstrap peers, ...); a relay defaults to no
+// mDNS, DHT server mode, 512/1024 connection water marks, a resource manager
+// scaled to the machine, and the relay's metrics registry.
+func NewRelay(ctx context.Context, key crypto.PrivKey, cfg RelayConfig, opts ...Option) (*Relay, error) {
+	cfg.fill()
+	r := &Relay{cfg: cfg, started: time.Now(), keepCh: make(chan keepReq)}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+
+	c := defaultConfig()
+	c.mdns = false
+	c.dht = DHTServer
+	c.connLow, c.connHigh = 512, 1024
+	c.requestRate = cfg.Quotas.RequestRate
+	c.registerer = cfg.Registry
+	c.userAgent = "canopy-relay"
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			r.cancel()
+			return nil, err
+		}
+	}
+	c.relay = r
+	n, err := newNode(ctx, key, c)
+	if err != nil {
+		r.cancel()
+		return nil, err
+	}
+	r.n = n
+
+	if !cfg.Circuit.Disabled {
+		rc := relayv2.DefaultResources()
+		rc.Limit = nil // unlimited circuits: see CircuitLimits
+		rc.MaxReservations = cfg.Circuit.MaxReservations
+		rc.MaxCircuits = cfg.Circuit.MaxCircuits
+		rc.MaxReservationsPerIP = cfg.Circuit.MaxReservationsPerIP
+		rc.MaxReservationsPerASN = 4 * cfg.Circuit.MaxReservationsPerIP
+		rc.BufferSize = cfg.Circuit.BufferSize
+		rc.ReservationTTL = cfg.Circuit.ReservationTTL
+		ropts := []relayv2.Option{relayv2.WithResources(rc)}
+		if c.registerer != nil {
+			ropts = append(ropts, relayv2.WithMetricsTracer(relayv2.NewMetricsTracer(relayv2.WithRegisterer(c.registerer))))
+		}
+		if cfg.Circuit.AllowPrivateAddrs {
+			ropts = append(ropts, relayv2.WithReservationAddressFilter(func(ma.Multiaddr) bool { return true }))
+		}
+		if r.circuit, err = relayv2.New(n.h, ropts...); err != nil {
+			r.cancel()
+			_ = n.Close()
+			return nil, fmt.Errorf("p2p: circuit relay service: %w", err)
+		}
+	}
+
+	r.wg.Add(1)
+	go r.run()
+	n.log.Info("relay started", "retention", cfg.Retention, "max_lease", cfg.MaxLease)
+	return r, nil
+}
+
+// Node returns the relay's node.
+func (r *Relay) Node() *Node { return r.n }
+
+// Registry returns the registry holding the relay's metrics.
+func (r *Relay) Registry() *prometheus.Registry { return r.cfg.Registry }
+
+// MetricsHandler serves the relay's metrics in the Prometheus text format.
+func (r *Relay) MetricsHandler() http.Handler { return MetricsHandler(r.cfg.Registry) }
+
+// RelayHealth is a relay's health report.
+type RelayHealth struct {
+	OK         bool     `json:"ok"`
+	PeerID     string   `json:"peer_id"`
+	Addrs      []string `json:"addrs"`
+	Peers      int      `json:"peers"`
+	KeptTopics int      `json:"kept_topics"`
+	Uptime     string   `json:"uptime"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// Health reports whether the relay runs, listens and can reach its stores.
+func (r *Relay) Health(ctx context.Context) RelayHealth {
+	h := RelayHealth{
+		PeerID:     r.n.ID().String(),
+		Peers:      len(r.n.Peers()),
+		KeptTopics: int(r.kept.Load()),
+		Uptime:     time.Since(r.started).Round(time.Second).String(),
+	}
+	for _, a := range r.n.Addrs() {
+		h.Addrs = append(h.Addrs, a.String())
+	}
+	var err error
+	switch {
+	case r.ctx.Err() != nil:
+		err = ErrClosed
+	case len(r.n.h.Network().ListenAddresses()) == 0:
+		err = errors.New("not listening")
+	default:
+		_, err = r.cfg.TopicLog.List(ctx, topicPrefix+"health", LogQuery{Limit: 1})
+	}
+	if err != nil {
+		h.Error = err.Error()
+	} else {
+		h.OK = true
+	}
+	return h
+}
+
+// KeptTopics returns the topics the relay currently keeps.
+func (r *Relay) KeptTopics() []string {
+	r.n.mu.Lock()
+	defer r.n.mu.Unlock()
+	var out []string
+	for name := range r.n.topics {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Close stops the relay.
+func (r *Relay) Close() error {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+		var errs []error
+		if r.circuit != nil {
+			errs = append(errs, r.circuit.Close())
+		}
+		errs = append(errs, r.n.Close())
+		r.closeErr = errors.Join(errs...)
+	})
+	return r.closeErr
+}
+
+type keptTopic struct {
+	t      *Topic
+	leases map[peer.ID]time.Time
+}
+
+// run owns the kept topics and their leases, and prunes the stores.
+func (r *Relay) run() {
+	defer r.wg.Done()
+	topics := make(map[string]*keptTopic)
+	perPeer := make(map[peer.ID]int)
+	tick := time.NewTicker(r.cfg.PruneInterval)
+	defer tick.Stop()
+	defer func() {
+		for _, kt := range topics {
+			_ = kt.t.Close()
+		}
+	}()
+	update := func() {
+		r.kept.Store(int64(len(topics)))
+		r.n.metrics.keptTopics(len(topics))
+	}
+	release := func(name string, kt *keptTopic, p peer.ID) {
+		delete(kt.leases, p)
+		if perPeer[p]--; perPeer[p] <= 0 {
+			delete(perPeer, p)
+		}
+		if len(kt.leases) == 0 {
+			_ = kt.t.Close()
+			delete(topics, name)
+			r.n.log.Info("relay released topic", "topic", name)
+		}
+	}
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case req := <-r.keepCh:
+			req.reply <- r.keep(req, topics, perPeer, release)
+			update()
+		case now := <-tick.C:
+			for name, kt := range topics {
+				for p, exp := range kt.leases {
+					if !exp.After(now) {
+						release(name, kt, p)
+					}
+				}
+			}
+			update()
+			r.prune(now)
+		}
+	}
+}
+
+func (r *Relay) keep(req keepReq, topics map[string]*keptTopic, perPeer map[peer.ID]int, release func(string, *keptTopic, peer.ID)) keepResp {
+	kt := topics[req.topic]
+	if req.lease <= 0 {
+		if kt != nil {
+			if _, ok := kt.leases[req.from]; ok {
+				release(req.topic, kt, req.from)
+			}
+		}
+		return keepResp{}
+	}
+	lease := min(req.lease, r.cfg.MaxLease)
+	if kt != nil {
+		if _, ok := kt.leases[req.from]; ok {
+			kt.leases[req.from] = time.Now().Add(lease)
+			return keepResp{granted: lease}
+		}
+	}
+	if perPeer[req.from] >= r.cfg.Quotas.TopicsPerPeer {
+		r.n.metrics.quota("topics_per_peer")
+		return keepResp{err: fmt.Errorf("%w: %d topics kept for this peer", ErrQuotaExceeded, perPeer[req.from])}
+	}
+	if kt == nil {
+		if len(topics) >= r.cfg.Quotas.Topics {
+			r.n.metrics.quota("topics")
+			return keepResp{err: fmt.Errorf("%w: relay keeps its maximum of topics", ErrQuotaExceeded)}
+		}
+		t, err := r.n.JoinTopic(req.topic, WithTopicValidator(nil), withoutRelayKeep())
+		if err != nil {
+			return keepResp{err: err}
+		}
+		kt = &keptTopic{t: t, leases: make(map[peer.ID]time.Time)}
+		topics[req.topic] = kt
+		r.wg.Add(1)
+		go r.ingest(t)
+		r.n.log.Info("relay keeps topic", "topic", req.topic)
+	}
+	kt.leases[req.from] = time.Now().Add(lease)
+	perPeer[req.from]++
+	return keepResp{granted: lease}
+}
+
+// ingest stores every frame of a kept topic.
+func (r *Relay) ingest(t *Topic) {
+	defer r.wg.Done()
+	q := Quota{Bytes: r.cfg.Quotas.TopicBytes}
+	for {
+		m, err := t.Next(t.ctx)
+		if err != nil {
+			return
+		}
+		_, err = r.cfg.TopicLog.Append(t.ctx, t.name, LogEntry{ID: m.ID, Epoch: m.Header.Epoch, Data: m.Data, Received: time.Now()}, q)
+		if err != nil {
+			r.n.metrics.logAppend("error")
+			if t.ctx.Err() == nil {
+				r.n.log.Warn("relay: storing frame failed", "topic", t.name, "err", err)
+			}
+			continue
+		}
+		r.n.metrics.logAppend("ok")
+	}
+}
+
+func (r *Relay) prune(now time.Time) {
+	ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
+	defer cancel()
+	if err := r.cfg.TopicLog.Prune(ctx, now.Add(-r.cfg.Retention)); err != nil {
+		r.n.log.Warn("relay: pruning topic log failed", "err", err)
+	}
+	if err := r.cfg.Mailbox.Prune(ctx, now); err != nil {
+		r.n.log.Warn("relay: pruning mailboxes failed", "err", err)
+	}
+	if err := r.cfg.KeyPackages.Prune(ctx, now); err != nil {
+		r.n.log.Warn("relay: pruning key packages failed", "err", err)
+	}
+}
+
+func (r *Relay) syncPage(ctx context.Context, req SyncRequest) (SyncPage, error) {
+	entries, err := r.cfg.TopicLog.List(ctx, req.Topic, LogQuery{After: req.After, MinEpoch: req.SinceEpoch, Limit: req.Limit + 1})
+	if err != nil {
+		return SyncPage{}, err
+	}
+	page := SyncPage{Next: req.After}
+	if len(entries) > req.Limit {
+		entries = entries[:req.Limit]
+		page.More = true
+	}
+	for _, e := range entries {
+		page.Entries = append(page.Entries, SyncEntry{Seq: e.Seq, Epoch: e.Epoch, Data: e.Data})
+		page.Next = e.Seq
+	}
+	return page, nil
+}
+
+func (r *Relay) takeKeyPackage(ctx context.Context, owner peer.ID, suite uint16) (KeyPackage, error) {
+	kp, err := r.cfg.KeyPackages.Take(ctx, owner, suite, time.Now())
+	switch {
+	case errors.Is(err, ErrNotFound):
+		r.n.metrics.keyPackage("miss", 1)
+		return kp, fmt.Errorf("%w: no key packages for this owner", ErrNotFound)
+	case err != nil:
+		return kp, err
+	case kp.LastResort:
+		r.n.metrics.keyPackage("served_last_resort", 1)
+	default:
+		r.n.metrics.keyPackage("served_one_time", 1)
+	}
+	return kp, nil
+}

@@ -1,0 +1,131 @@
+package p2p
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Persistence for relays sits behind the three small interfaces below. p2p
+// ships in-memory implementations (memstore.go); store/ provides SQLite ones.
+// Implementations must be safe for concurrent use: the relay calls them from
+// stream handlers and from its topic goroutines at the same time.
+
+// MessageID identifies a message by content: SHA-256 of its bytes. It is the
+// gossipsub message id, the TopicLog de-duplication key and the id of mail
+// and KeyPackages.
+type MessageID [32]byte
+
+// IDOf returns the content id of data.
+func IDOf(data []byte) MessageID { return sha256.Sum256(data) }
+
+func (id MessageID) String() string { return hex.EncodeToString(id[:]) }
+
+// Quota bounds a set of stored items. Zero fields mean "no limit".
+type Quota struct {
+	Count int
+	Bytes int64
+}
+
+// exceeds reports whether count items of bytes total break the quota.
+func (q Quota) exceeds(count int, bytes int64) bool {
+	return (q.Count > 0 && count > q.Count) || (q.Bytes > 0 && bytes > q.Bytes)
+}
+
+// LogEntry is one message of a topic as a relay stored it.
+type LogEntry struct {
+	// Seq is the position in the topic's log, assigned by Append, starting
+	// at 1 and increasing. It is the cursor of sync requests; it is local to
+	// one relay.
+	Seq uint64
+	ID  MessageID
+	// Epoch is the MLS epoch of the message, from its header.
+	Epoch    uint64
+	Data     []byte
+	Received time.Time
+}
+
+// LogQuery selects entries of a topic log.
+type LogQuery struct {
+	// After is a cursor: only entries with Seq > After are returned.
+	After uint64
+	// MinEpoch drops entries of earlier epochs.
+	MinEpoch uint64
+	// Limit caps the number of entries returned (required, > 0).
+	Limit int
+}
+
+// TopicLog keeps the messages of the topics a relay was asked to keep.
+type TopicLog interface {
+	// Append stores e (e.Seq is ignored) and returns its sequence number.
+	// It is idempotent: appending an id the topic already holds returns the
+	// existing sequence number and stores nothing. To stay within q it
+	// evicts the topic's oldest entries; an entry larger than q.Bytes on its
+	// own fails with ErrQuotaExceeded.
+	Append(ctx context.Context, topic string, e LogEntry, q Quota) (seq uint64, err error)
+	// List returns entries in sequence order.
+	List(ctx context.Context, topic string, q LogQuery) ([]LogEntry, error)
+	// Prune deletes entries received before the given time.
+	Prune(ctx context.Context, before time.Time) error
+}
+
+// MailItem is a message waiting in a relay mailbox for an offline peer.
+type MailItem struct {
+	ID        MessageID
+	Recipient peer.ID
+	From      peer.ID
+	// Data is an encoded InboxMessage (see DecodeInboxMessage).
+	Data      []byte
+	Deposited time.Time
+	Expires   time.Time
+}
+
+// Mailbox holds mail for offline peers. Reading is two-step (Fetch, then
+// Delete of what the recipient acknowledged) so that a Welcome is never lost
+// when a stream breaks halfway through a delivery.
+type Mailbox interface {
+	// Deposit stores item for item.Recipient. Depositing an id the mailbox
+	// already holds is a no-op. It fails with ErrQuotaExceeded when the
+	// recipient's mailbox would break perRecipient or the depositor's share
+	// of it (items with the same From) would break perSender.
+	Deposit(ctx context.Context, item MailItem, perRecipient, perSender Quota) error
+	// Fetch returns up to limit unexpired items, oldest first, without
+	// deleting them.
+	Fetch(ctx context.Context, recipient peer.ID, now time.Time, limit int) ([]MailItem, error)
+	// Delete removes the given items of recipient; unknown ids are ignored.
+	Delete(ctx context.Context, recipient peer.ID, ids []MessageID) error
+	// Prune deletes expired items.
+	Prune(ctx context.Context, now time.Time) error
+}
+
+// KeyPackage is an MLS KeyPackage as p2p carries it: opaque bytes, its
+// cipher suite as the owner declares it (0: unspecified), and whether the
+// owner marked it last-resort (RFC 9420 §16.8: a last-resort package may be
+// handed out more than once; all others exactly once).
+type KeyPackage struct {
+	Data        []byte
+	CipherSuite uint16
+	LastResort  bool
+}
+
+// KeyPackageCache holds KeyPackages that users uploaded to a relay, so that
+// others can add them to groups while they are offline.
+type KeyPackageCache interface {
+	// Put adds packages of owner, expiring at expires. Duplicates (same
+	// content) and one-time packages that were already handed out are
+	// ignored; a last-resort package replaces the owner's previous one of
+	// the same cipher suite. If the owner's packages would break q nothing
+	// is stored and Put fails with ErrQuotaExceeded. It returns how many
+	// packages the owner has.
+	Put(ctx context.Context, owner peer.ID, kps []KeyPackage, expires time.Time, q Quota) (available int, err error)
+	// Take hands out one package of owner of the given cipher suite (0:
+	// any): the oldest one-time package if any is left, which is then
+	// deleted and never handed out again; otherwise the last-resort package,
+	// which stays. ErrNotFound if there is neither.
+	Take(ctx context.Context, owner peer.ID, suite uint16, now time.Time) (KeyPackage, error)
+	// Prune deletes expired packages.
+	Prune(ctx context.Context, now time.Time) error
+}
