@@ -1,6 +1,7 @@
 package mls
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -47,9 +48,6 @@ func (cs CipherSuite) EncryptWithLabel(pub []byte, label string, context, plaint
 	if err != nil {
 		return nil, nil, err
 	}
-	if rand == nil {
-		return nil, nil, readRandom(nil, nil)
-	}
 	pk, err := p.kemScheme.UnmarshalBinaryPublicKey(pub)
 	if err != nil {
 		return nil, nil, cryptoErr(kindKey, err, "HPKE public key of %d bytes does not decode", len(pub))
@@ -62,16 +60,15 @@ func (cs CipherSuite) EncryptWithLabel(pub []byte, label string, context, plaint
 	if err != nil {
 		return nil, nil, fmt.Errorf("mls: HPKE: %w", err)
 	}
-	// Count what circl reads, so that a failing random source is reported
-	// as such and not confused with a bad key.
-	cr := &countingReader{r: rand}
-	enc, sealer, err := sender.Setup(cr)
+	// The ephemeral key is DeriveKeyPair(seed) (RFC 9180 §4.1 Encap); the
+	// seed is read here so that a failing random source is reported as
+	// such, and the only Setup failure left is a zero DH output.
+	seed := make([]byte, p.kemScheme.EncapsulationSeedSize())
+	if err := readRandom(rand, seed); err != nil {
+		return nil, nil, err
+	}
+	enc, sealer, err := sender.Setup(bytes.NewReader(seed))
 	if err != nil {
-		if cr.n < p.kemScheme.EncapsulationSeedSize() {
-			return nil, nil, fmt.Errorf("mls: reading randomness: %w", err)
-		}
-		// The only remaining failure is a DH output of zero: pub is a
-		// low-order point.
 		return nil, nil, cryptoErr(kindKey, err, "HPKE public key is a low-order point")
 	}
 	ct, err := sealer.Seal(plaintext, nil)
@@ -79,18 +76,6 @@ func (cs CipherSuite) EncryptWithLabel(pub []byte, label string, context, plaint
 		return nil, nil, fmt.Errorf("mls: HPKE seal: %w", err)
 	}
 	return enc, ct, nil
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int
-}
-
-func (c *countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n += n
-	return n, err
 }
 
 // DecryptWithLabel opens an EncryptWithLabel ciphertext; failures wrap
@@ -101,7 +86,7 @@ func (cs CipherSuite) DecryptWithLabel(priv []byte, label string, context, kemOu
 	if err != nil {
 		return nil, err
 	}
-	sk, err := p.kemScheme.UnmarshalBinaryPrivateKey(priv)
+	sk, err := p.kemScheme.UnmarshalBinaryPrivateKey(p.padKEMScalar(priv))
 	if err != nil {
 		return nil, cryptoErr(kindDecKey, err, "HPKE private key of %d bytes does not decode", len(priv))
 	}
@@ -135,7 +120,7 @@ func (cs CipherSuite) HPKEPublicKey(priv []byte) ([]byte, error) {
 }
 
 func (p *suiteParams) hpkePublicKey(priv []byte) ([]byte, error) {
-	sk, err := p.kemScheme.UnmarshalBinaryPrivateKey(priv)
+	sk, err := p.kemScheme.UnmarshalBinaryPrivateKey(p.padKEMScalar(priv))
 	if err != nil {
 		return nil, cryptoErr(kindKey, err, "HPKE private key of %d bytes does not decode", len(priv))
 	}
@@ -237,4 +222,12 @@ func littleEndianInt(b []byte) *big.Int {
 		be[len(b)-1-i] = v
 	}
 	return new(big.Int).SetBytes(be)
+}
+
+// padKEMScalar left-pads a short NIST-curve HPKE private key (see padScalar).
+func (p *suiteParams) padKEMScalar(priv []byte) []byte {
+	if p.kemInfo.curve == nil {
+		return priv
+	}
+	return padScalar(priv, p.kemInfo.nsk)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cloudflare/circl/ecc/goldilocks"
+	"github.com/cloudflare/circl/math/fp25519"
 	"github.com/cloudflare/circl/sign/ed448"
 )
 
@@ -157,6 +158,7 @@ func (cs CipherSuite) SignaturePublicKey(priv []byte) ([]byte, error) {
 
 func (p *suiteParams) signaturePublicKey(priv []byte) ([]byte, error) {
 	s := &p.sigInfo
+	priv = padScalar(priv, s.scalarSize)
 	if len(priv) != s.privSize {
 		return nil, cryptoErr(kindKey, nil, "signature private key is %d bytes, suite needs %d", len(priv), s.privSize)
 	}
@@ -189,6 +191,7 @@ func (cs CipherSuite) SignWithLabel(priv []byte, label string, content []byte, r
 		return nil, err
 	}
 	s := &p.sigInfo
+	priv = padScalar(priv, s.scalarSize)
 	if len(priv) != s.privSize {
 		return nil, cryptoErr(kindKey, nil, "signature private key is %d bytes, suite needs %d", len(priv), s.privSize)
 	}
@@ -326,32 +329,60 @@ var (
 	ed448SmallOrderY = x448LowOrder
 )
 
-// validateEd25519PublicKey performs RFC 8032 §5.1.3 point decoding (without
-// computing x: only whether it exists) and rejects small-order points.
+// The same constants as field elements (little-endian, circl fp25519).
+var (
+	ed25519DElt        = ed25519Elt(ed25519D)
+	ed25519PElt        = fp25519.P()
+	ed25519SmallOrderE = func() (out [][32]byte) {
+		for _, y := range ed25519SmallOrderY {
+			out = append(out, ed25519Elt(y))
+		}
+		return out
+	}()
+)
+
+func ed25519Elt(x *big.Int) fp25519.Elt {
+	var e fp25519.Elt
+	be := x.FillBytes(make([]byte, 32))
+	for i := range be {
+		e[31-i] = be[i]
+	}
+	return e
+}
+
+// validateEd25519PublicKey performs RFC 8032 §5.1.3 point decoding (only
+// deciding whether x exists, in constant time with circl's fp25519) and
+// rejects small-order points.
 func validateEd25519PublicKey(pub []byte) error {
-	enc := make([]byte, 32)
-	copy(enc, pub)
-	enc[31] &= 0x7f // the sign of x
-	y := littleEndianInt(enc)
-	if y.Cmp(ed25519P) >= 0 {
+	var y fp25519.Elt
+	copy(y[:], pub)
+	y[31] &= 0x7f // the sign of x
+	// Canonical: y < p (compare little-endian, most significant byte first).
+	canonical := false
+	for i := 31; i >= 0; i-- {
+		if y[i] != ed25519PElt[i] {
+			canonical = y[i] < ed25519PElt[i]
+			break
+		}
+	}
+	if !canonical {
 		return cryptoErr(kindKey, nil, "Ed25519 public key has a non-canonical y-coordinate")
 	}
-	for _, lo := range ed25519SmallOrderY {
-		if y.Cmp(lo) == 0 {
+	for _, lo := range ed25519SmallOrderE {
+		if y == lo {
 			return cryptoErr(kindKey, nil, "Ed25519 public key is a small-order point")
 		}
 	}
 	// x^2 = u/v with u = y^2 - 1, v = d y^2 + 1 (v is never 0: -1/d is not
 	// a square). u = 0 (y = ±1) was rejected above as small order, so x != 0
-	// and the sign bit is free; x exists iff u*v is a square mod p.
-	y2 := new(big.Int).Mul(y, y)
-	y2.Mod(y2, ed25519P)
-	u := new(big.Int).Sub(y2, big.NewInt(1))
-	v := new(big.Int).Mul(ed25519D, y2)
-	v.Add(v, big.NewInt(1))
-	uv := u.Mul(u, v)
-	uv.Mod(uv, ed25519P)
-	if big.Jacobi(uv, ed25519P) != 1 {
+	// and either sign bit is fine; x exists iff u/v is a square mod p.
+	var one, y2, u, v, x fp25519.Elt
+	fp25519.SetOne(&one)
+	fp25519.Sqr(&y2, &y)
+	fp25519.Sub(&u, &y2, &one)
+	fp25519.Mul(&v, &ed25519DElt, &y2)
+	fp25519.Add(&v, &v, &one)
+	if !fp25519.InvSqrt(&x, &u, &v) {
 		return cryptoErr(kindKey, nil, "Ed25519 public key is not a point on the curve")
 	}
 	return nil
@@ -381,4 +412,17 @@ func cryptoConstHex(s string) []byte {
 		panic("mls: internal error: bad hex constant " + s)
 	}
 	return b
+}
+
+// padScalar left-pads a big-endian private scalar that another stack
+// serialized without its leading zero bytes (P-521 keys of 65 bytes occur in
+// the official vectors and in the wild). size is 0 for keys that are not
+// scalars (EdDSA seeds, X25519/X448 keys), which are returned unchanged.
+func padScalar(priv []byte, size int) []byte {
+	if size == 0 || len(priv) == 0 || len(priv) >= size {
+		return priv
+	}
+	out := make([]byte, size)
+	copy(out[size-len(priv):], priv)
+	return out
 }

@@ -103,10 +103,6 @@ func checkPassiveClient(t *testing.T, cs CipherSuite, tc passiveClientVector) {
 		t.Fatalf("key_package: %v", err)
 	}
 	kp := m.KeyPackage
-	p := cs.mustParams()
-	tc.SignaturePriv = leftPad(tc.SignaturePriv, p.sigInfo.privSize)
-	tc.EncryptionPriv = leftPad(tc.EncryptionPriv, p.kemInfo.nsk)
-	tc.InitPriv = leftPad(tc.InitPriv, p.kemInfo.nsk)
 	bundle := &KeyPackageBundle{KeyPackage: *kp, InitPriv: tc.InitPriv, EncryptionPriv: tc.EncryptionPriv, SignaturePriv: tc.SignaturePriv}
 	for _, k := range []struct {
 		what      string
@@ -156,12 +152,3 @@ func checkPassiveClient(t *testing.T, cs CipherSuite, tc passiveClientVector) {
 	}
 }
 
-// leftPad restores the leading zero bytes some generators strip from
-// big-endian private keys (P-521 scalars of 65 bytes instead of 66 in the
-// passive-client vectors).
-func leftPad(b []byte, n int) []byte {
-	if len(b) >= n {
-		return b
-	}
-	return append(make([]byte, n-len(b)), b...)
-}

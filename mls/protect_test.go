@@ -117,12 +117,6 @@ func checkMessageProtectionCase(t *testing.T, cs CipherSuite, tc messageProtecti
 		}
 	}
 	rng := rand.NewChaCha8([32]byte{byte(cs)})
-	// The P-521 case encodes signature_priv as a minimal big-endian integer
-	// (65 bytes: its scalar has a leading zero byte); SignWithLabel takes
-	// the fixed-length 66-byte scalar, so left-pad.
-	if n := cs.mustParams().sigInfo.privSize; len(tc.SignaturePriv) < n && cs.mustParams().sigInfo.curve != nil {
-		tc.SignaturePriv = append(make([]byte, n-len(tc.SignaturePriv)), tc.SignaturePriv...)
-	}
 
 	kinds := []struct {
 		name      string
