@@ -28,7 +28,24 @@ import (
 // SIGTERM. It prints the relay's peer id and addresses on stdout (for
 // others' --bootstrap) and logs to stderr with log/slog. -h prints the flags
 // and returns nil.
+//
+// Everything the relay keeps lives in the -data directory: the SQLite store
+// (canopy.db with its -wal/-shm files, lock, and key, the key file that
+// seals it: relays have no passphrase) holds the topic log, mailboxes and
+// KeyPackages through the adapters of relaystore.go, so they survive
+// restarts; identity.key holds the relay's libp2p key (kept in its own file
+// rather than in the store's identity row: it is the only secret a relay
+// has, operators back it up or provision it on its own, and relays created
+// before the store existed keep their peer id). The store's lock also keeps
+// two relays from sharing a directory.
 func runRelay(args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runRelayContext(ctx, args, stdout, stderr)
+}
+
+// runRelayContext is runRelay running until ctx ends.
+func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet("relay", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.Usage = func() {
@@ -40,7 +57,7 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 		listen    = fl.String("listen", "/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1,/ip6/::/tcp/4001,/ip6/::/udp/4001/quic-v1", "comma-separated multiaddrs to listen on")
 		announce  = fl.String("announce", "", "comma-separated multiaddrs to advertise instead of the listen addresses (e.g. the public address behind port forwarding)")
 		bootstrap = fl.String("bootstrap", "", "comma-separated full multiaddrs (/…/p2p/<id>) of other relays to join the DHT through")
-		dataDir   = fl.String("data", defaultRelayDataDir(), "data directory (holds the relay's identity key)")
+		dataDir   = fl.String("data", defaultRelayDataDir(), "data directory: the relay's database (topic log, mailboxes, KeyPackages) and identity key")
 		retention = fl.Duration("retention", 7*24*time.Hour, "how long frames of kept topics are stored")
 		maxLease  = fl.Duration("max-lease", 24*time.Hour, "longest a member's keep-topic request lasts before renewal")
 		mailTTL   = fl.Duration("mailbox-ttl", 14*24*time.Hour, "longest mail waits for its recipient")
@@ -51,7 +68,7 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 
 		qTopics      = fl.Int("quota-topics", dq.Topics, "topics kept in total")
 		qTopicsPeer  = fl.Int("quota-topics-per-peer", dq.TopicsPerPeer, "topics one peer may have kept")
-		qMailItems   = fl.Int("quota-mailbox-items", dq.MailboxItems, "items in one recipient's mailbox")
+		qMailItems   = fl.Int("quota-mailbox-items", dq.MailboxItems, "items in one recipient's mailbox (at most 10000)")
 		qMailSender  = fl.Int("quota-mailbox-per-sender", dq.MailboxItemsPerSender, "items one sender may leave in one mailbox")
 		qKPs         = fl.Int("quota-keypackages", dq.KeyPackages, "KeyPackages held for one user")
 		qRate        = fl.Float64("quota-rate", dq.RequestRate.Rate, "requests per second one peer may make (sustained)")
@@ -82,6 +99,33 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The relay and its store must agree on every quota: fill in p2p's
+	// defaults for zero flags here, as p2p.NewRelay would.
+	quotas := relayQuotas(p2p.Quotas{
+		Topics:                *qTopics,
+		TopicsPerPeer:         *qTopicsPeer,
+		TopicBytes:            int64(qTopicBytes),
+		MailboxItems:          *qMailItems,
+		MailboxBytes:          int64(qMailBytes),
+		MailboxItemsPerSender: *qMailSender,
+		KeyPackages:           *qKPs,
+		KeyPackageBytes:       int64(qKPBytes),
+		RequestRate:           p2p.RateLimit{Rate: *qRate, Burst: *qBurst},
+	})
+	// Open the store first: its lock fails fast if another relay runs on
+	// the same directory.
+	rs, err := openRelayStore(ctx, *dataDir, quotas)
+	if err != nil {
+		return fmt.Errorf("relay: opening the store in %s: %w", *dataDir, err)
+	}
+	// Deferred before the relay's Close, so it runs after it: the relay
+	// uses the store until it has stopped.
+	defer func() {
+		if err := rs.Close(); err != nil {
+			logger.Warn("closing the store", "err", err)
+		}
+	}()
+	logger.Info("opened relay store", "dir", *dataDir)
 	key, created, err := loadOrCreateRelayIdentity(*dataDir)
 	if err != nil {
 		return err
@@ -106,34 +150,20 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 		opts = append(opts, p2p.WithResourceLimits(int64(maxResMemory), 4096))
 	}
 	cfg := p2p.RelayConfig{
-		// In-memory stores for now; store/ provides the SQLite ones.
-		TopicLog:      p2p.NewMemoryTopicLog(),
-		Mailbox:       p2p.NewMemoryMailbox(),
-		KeyPackages:   p2p.NewMemoryKeyPackageCache(),
+		TopicLog:      rs.topicLog,
+		Mailbox:       rs.mailbox,
+		KeyPackages:   rs.keyPackages,
 		Retention:     *retention,
 		MaxLease:      *maxLease,
 		MailboxTTL:    *mailTTL,
 		KeyPackageTTL: *kpTTL,
-		Quotas: p2p.Quotas{
-			Topics:                *qTopics,
-			TopicsPerPeer:         *qTopicsPeer,
-			TopicBytes:            int64(qTopicBytes),
-			MailboxItems:          *qMailItems,
-			MailboxBytes:          int64(qMailBytes),
-			MailboxItemsPerSender: *qMailSender,
-			KeyPackages:           *qKPs,
-			KeyPackageBytes:       int64(qKPBytes),
-			RequestRate:           p2p.RateLimit{Rate: *qRate, Burst: *qBurst},
-		},
+		Quotas:        quotas,
 		Circuit: p2p.CircuitLimits{
 			Disabled:        *noCircuit,
 			MaxReservations: *maxRsvp,
 			MaxCircuits:     *maxCircuits,
 		},
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	var metricsLn net.Listener
 	if *metrics != "" {

@@ -1,0 +1,543 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/canopy-chat/canopy/p2p/p2ptest"
+	"github.com/canopy-chat/canopy/store"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// contractQuotas are the quotas p2ptest's contract tests pass to the stores:
+// the store must be opened with the same ones (see relaystore.go).
+var contractQuotas = relayQuotas(p2p.Quotas{TopicBytes: 8 * 8, KeyPackages: 5, KeyPackageBytes: 100})
+
+func openTestRelayStore(t *testing.T, dir string, q p2p.Quotas) *relayStore {
+	t.Helper()
+	rs, err := openRelayStore(context.Background(), dir, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Close() })
+	return rs
+}
+
+// TestRelayStoreContract runs p2p's store contract tests against the
+// SQLite adapters, each on a fresh database file.
+func TestRelayStoreContract(t *testing.T) {
+	t.Run("TopicLog", func(t *testing.T) {
+		p2ptest.TopicLog(t, openTestRelayStore(t, t.TempDir(), contractQuotas).topicLog)
+	})
+	t.Run("Mailbox", func(t *testing.T) {
+		p2ptest.Mailbox(t, openTestRelayStore(t, t.TempDir(), contractQuotas).mailbox)
+	})
+	t.Run("KeyPackageCache", func(t *testing.T) {
+		p2ptest.KeyPackageCache(t, openTestRelayStore(t, t.TempDir(), contractQuotas).keyPackages)
+	})
+}
+
+func testPeer(t *testing.T) peer.ID {
+	t.Helper()
+	k, err := p2p.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := p2p.PeerIDOf(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func logEntry(data string, epoch uint64, at time.Time) p2p.LogEntry {
+	return p2p.LogEntry{ID: p2p.IDOf([]byte(data)), Epoch: epoch, Data: []byte(data), Received: at}
+}
+
+func mailItem(from, to peer.ID, data string, now time.Time) p2p.MailItem {
+	return p2p.MailItem{ID: p2p.IDOf([]byte(data)), Recipient: to, From: from, Data: []byte(data), Deposited: now, Expires: now.Add(time.Hour)}
+}
+
+// TestRelayStoreReopen: what a relay stored is there, with the same
+// cursors, after the database is closed and opened again; sequence numbers
+// keep growing.
+func TestRelayStoreReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	q := relayQuotas(p2p.Quotas{})
+	now := time.Now().Truncate(time.Second)
+	alice, bob := testPeer(t), testPeer(t)
+
+	rs, err := openRelayStore(ctx, dir, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for i := range 4 {
+		seq, err := rs.topicLog.Append(ctx, "topic", logEntry(fmt.Sprintf("frame %d", i), uint64(i), now), rs.topicLog.quota)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	if err := rs.mailbox.Deposit(ctx, mailItem(alice, bob, "welcome", now), p2p.Quota{}, p2p.Quota{}); err != nil {
+		t.Fatal(err)
+	}
+	kpq := p2p.Quota{Count: q.KeyPackages, Bytes: q.KeyPackageBytes}
+	kps := []p2p.KeyPackage{{Data: []byte("kp1"), CipherSuite: 1}, {Data: []byte("kp2"), CipherSuite: 1}, {Data: []byte("lr"), CipherSuite: 1, LastResort: true}}
+	if n, err := rs.keyPackages.Put(ctx, bob, kps, now.Add(time.Hour), kpq); err != nil || n != 3 {
+		t.Fatalf("Put: %d %v", n, err)
+	}
+	if kp, err := rs.keyPackages.Take(ctx, bob, 1, now); err != nil || string(kp.Data) != "kp1" {
+		t.Fatalf("Take: %q %v", kp.Data, err)
+	}
+	if err := rs.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	rs = openTestRelayStore(t, dir, q)
+	got, err := rs.topicLog.List(ctx, "topic", p2p.LogQuery{MinEpoch: 2, Limit: 10})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("List after reopen: %v %v", got, err)
+	}
+	for i, e := range got {
+		want := logEntry(fmt.Sprintf("frame %d", i+2), uint64(i+2), now)
+		if e.Seq != seqs[i+2] || e.ID != want.ID || e.Epoch != want.Epoch || !bytes.Equal(e.Data, want.Data) || !e.Received.Equal(now) {
+			t.Fatalf("entry %d after reopen: %+v", i, e)
+		}
+	}
+	if seq, err := rs.topicLog.Append(ctx, "topic", logEntry("frame 1", 1, now), rs.topicLog.quota); err != nil || seq != seqs[1] {
+		t.Fatalf("re-append after reopen: %d %v, want %d", seq, err, seqs[1])
+	}
+	if seq, err := rs.topicLog.Append(ctx, "topic", logEntry("frame 4", 4, now), rs.topicLog.quota); err != nil || seq <= seqs[3] {
+		t.Fatalf("append after reopen: %d %v", seq, err)
+	}
+	mail, err := rs.mailbox.Fetch(ctx, bob, now, 10)
+	if err != nil || len(mail) != 1 || string(mail[0].Data) != "welcome" || mail[0].From != alice || mail[0].Recipient != bob ||
+		mail[0].ID != p2p.IDOf([]byte("welcome")) || !mail[0].Expires.Equal(now.Add(time.Hour)) {
+		t.Fatalf("mail after reopen: %+v %v", mail, err)
+	}
+	if err := rs.mailbox.Delete(ctx, bob, []p2p.MessageID{mail[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if mail, _ := rs.mailbox.Fetch(ctx, bob, now, 10); len(mail) != 0 {
+		t.Fatalf("acknowledged mail still there: %+v", mail)
+	}
+	for _, want := range []string{"kp2", "lr", "lr"} {
+		if kp, err := rs.keyPackages.Take(ctx, bob, 0, now); err != nil || string(kp.Data) != want {
+			t.Fatalf("Take after reopen: %q %v, want %s", kp.Data, err, want)
+		}
+	}
+}
+
+// TestRelayStoreLastResortRefresh: re-uploading the same last-resort
+// package extends its expiry, as in p2p's stores, and the placeholder the
+// adapter uses for it is never counted or handed out.
+func TestRelayStoreLastResortRefresh(t *testing.T) {
+	ctx := context.Background()
+	rs := openTestRelayStore(t, t.TempDir(), contractQuotas)
+	c := rs.keyPackages
+	q := p2p.Quota{Count: contractQuotas.KeyPackages, Bytes: contractQuotas.KeyPackageBytes}
+	bob := testPeer(t)
+	t0 := time.Unix(1e9, 0)
+	lr := []p2p.KeyPackage{{Data: []byte("lr"), LastResort: true}}
+	if n, err := c.Put(ctx, bob, lr, t0.Add(time.Hour), q); err != nil || n != 1 {
+		t.Fatalf("Put: %d %v", n, err)
+	}
+	if n, err := c.Put(ctx, bob, append(lr, p2p.KeyPackage{Data: []byte("one")}), t0.Add(3*time.Hour), q); err != nil || n != 2 {
+		t.Fatalf("re-upload: %d %v", n, err)
+	}
+	later := t0.Add(2 * time.Hour)
+	if err := c.Prune(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"one/false", "lr/true", "lr/true"} {
+		kp, err := c.Take(ctx, bob, 0, later)
+		if got := fmt.Sprintf("%s/%v", kp.Data, kp.LastResort); err != nil || got != want {
+			t.Fatalf("Take: %s %v, want %s", got, err, want)
+		}
+	}
+	// Several last-resort packages of one suite in one upload: the last wins.
+	two := []p2p.KeyPackage{{Data: []byte("lr-a"), LastResort: true}, {Data: []byte("lr-b"), LastResort: true}}
+	if n, err := c.Put(ctx, bob, two, t0.Add(3*time.Hour), q); err != nil || n != 1 {
+		t.Fatalf("two last-resort packages: %d %v", n, err)
+	}
+	if kp, err := c.Take(ctx, bob, 0, later); err != nil || string(kp.Data) != "lr-b" {
+		t.Fatalf("Take: %q %v", kp.Data, err)
+	}
+}
+
+// TestRelayStoreQuotas: per-call mailbox quotas in bytes, the per-upload
+// KeyPackage byte quota, and refusal of quotas the store was not opened
+// with.
+func TestRelayStoreQuotas(t *testing.T) {
+	ctx := context.Background()
+	rs := openTestRelayStore(t, t.TempDir(), contractQuotas)
+	now := time.Unix(1e9, 0)
+	alice, bob, carol := testPeer(t), testPeer(t), testPeer(t)
+
+	perRecipient, perSender := p2p.Quota{Bytes: 10}, p2p.Quota{Bytes: 6}
+	if err := rs.mailbox.Deposit(ctx, mailItem(alice, bob, "aaaa", now), perRecipient, perSender); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.mailbox.Deposit(ctx, mailItem(alice, bob, "bbb", now), perRecipient, perSender); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("sender bytes: %v", err)
+	}
+	if err := rs.mailbox.Deposit(ctx, mailItem(carol, bob, "cccccc", now), perRecipient, perSender); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.mailbox.Deposit(ctx, mailItem(carol, alice, "dd", now), perRecipient, perSender); err != nil {
+		t.Fatalf("another recipient: %v", err)
+	}
+	if err := rs.mailbox.Deposit(ctx, mailItem(bob, bob, "e", now), perRecipient, perSender); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("recipient bytes: %v", err)
+	}
+	bad := mailItem(alice, carol, "x", now)
+	bad.ID = p2p.IDOf([]byte("y"))
+	if err := rs.mailbox.Deposit(ctx, bad, perRecipient, perSender); !errors.Is(err, p2p.ErrBadRequest) {
+		t.Fatalf("mail id not its content hash: %v", err)
+	}
+
+	kpq := p2p.Quota{Count: contractQuotas.KeyPackages, Bytes: contractQuotas.KeyPackageBytes}
+	big := []p2p.KeyPackage{{Data: make([]byte, 60)}, {Data: make([]byte, 41)}}
+	big[1].Data[0] = 1
+	if _, err := rs.keyPackages.Put(ctx, bob, big, now.Add(time.Hour), kpq); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("KeyPackage bytes: %v", err)
+	}
+	if _, err := rs.keyPackages.Take(ctx, bob, 0, now); !errors.Is(err, p2p.ErrNotFound) {
+		t.Fatalf("over-quota upload stored something: %v", err)
+	}
+	if _, err := rs.keyPackages.Put(ctx, bob, big[:1], now.Add(time.Hour), p2p.Quota{Count: 6, Bytes: 100}); err == nil || errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("KeyPackage count quota the store does not enforce: %v", err)
+	}
+
+	if _, err := rs.topicLog.Append(ctx, "t", logEntry("frame", 1, now), p2p.Quota{Bytes: 1 << 20}); err == nil || errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("topic quota the store does not enforce: %v", err)
+	}
+	if got, _ := rs.topicLog.List(ctx, "t", p2p.LogQuery{Limit: 10}); len(got) != 0 {
+		t.Fatalf("frame stored despite the quota mismatch: %v", got)
+	}
+}
+
+// TestRelayStoreTopicLogEdges: paging through the store, ranges SQLite
+// cannot hold, malformed entries, and the errors of a closed store.
+func TestRelayStoreTopicLogEdges(t *testing.T) {
+	ctx := context.Background()
+	rs := openTestRelayStore(t, t.TempDir(), relayQuotas(p2p.Quotas{}))
+	l := rs.topicLog
+	defer func(n int) { frameBatch = n }(frameBatch)
+	frameBatch = 3
+	now := time.Now()
+	for i := range 10 {
+		if _, err := l.Append(ctx, "t", logEntry(fmt.Sprintf("f%d", i), uint64(i%3), now), l.quota); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.List(ctx, "t", p2p.LogQuery{MinEpoch: 1, Limit: 5})
+	if err != nil || len(got) != 5 {
+		t.Fatalf("paged List: %d %v", len(got), err)
+	}
+	for i, want := range []string{"f1", "f2", "f4", "f5", "f7"} {
+		if string(got[i].Data) != want || (i > 0 && got[i].Seq <= got[i-1].Seq) {
+			t.Fatalf("paged List: entry %d = %s (seq %d)", i, got[i].Data, got[i].Seq)
+		}
+	}
+	if got, err := l.List(ctx, "t", p2p.LogQuery{MinEpoch: 1, Limit: 100}); err != nil || len(got) != 6 {
+		t.Fatalf("List all: %d %v", len(got), err)
+	}
+	if got, err := l.List(ctx, "t", p2p.LogQuery{After: math.MaxUint64, Limit: 10}); err != nil || len(got) != 0 {
+		t.Fatalf("cursor beyond int64: %v %v", got, err)
+	}
+	if got, err := l.List(ctx, "t", p2p.LogQuery{MinEpoch: math.MaxUint64, Limit: 10}); err != nil || len(got) != 0 {
+		t.Fatalf("epoch beyond int64: %v %v", got, err)
+	}
+	if _, err := l.List(ctx, "t", p2p.LogQuery{}); !errors.Is(err, p2p.ErrBadRequest) {
+		t.Fatalf("zero limit: %v", err)
+	}
+	if _, err := l.Append(ctx, "t", logEntry("huge epoch", math.MaxUint64, now), l.quota); !errors.Is(err, p2p.ErrBadRequest) {
+		t.Fatalf("epoch beyond int64: %v", err)
+	}
+	e := logEntry("x", 1, now)
+	e.ID[0] ^= 1
+	if _, err := l.Append(ctx, "t", e, l.quota); !errors.Is(err, p2p.ErrBadRequest) {
+		t.Fatalf("id not the content hash: %v", err)
+	}
+	if _, err := l.Append(ctx, "", logEntry("x", 1, now), l.quota); !errors.Is(err, p2p.ErrBadRequest) {
+		t.Fatalf("empty topic: %v", err)
+	}
+	if err := rs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.List(ctx, "t", p2p.LogQuery{Limit: 1}); !errors.Is(err, p2p.ErrUnavailable) {
+		t.Fatalf("closed store: %v", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// testRelayProcess is `canopy relay` run in-process by runRelayContext.
+type testRelayProcess struct {
+	info   peer.AddrInfo
+	stderr *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startRelayCommand runs `canopy relay -data dir` on 127.0.0.1 and waits
+// for the peer id and address it prints.
+func startRelayCommand(t *testing.T, dir string) *testRelayProcess {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout syncBuffer
+	r := &testRelayProcess{stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	args := []string{"-data", dir, "-listen", "/ip4/127.0.0.1/tcp/0", "-metrics", "", "-no-circuit", "-log-level", "warn"}
+	go func() { r.done <- runRelayContext(ctx, args, &stdout, r.stderr) }()
+	t.Cleanup(func() { r.stop(t) })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var id peer.ID
+		var addrs []ma.Multiaddr
+		for _, line := range strings.Split(stdout.String(), "\n") {
+			if s, ok := strings.CutPrefix(line, "canopy relay "); ok {
+				id, _ = peer.Decode(strings.TrimSpace(s))
+			} else if s := strings.TrimSpace(line); strings.HasPrefix(s, "/ip4/127.0.0.1/tcp/") {
+				if a, err := ma.NewMultiaddr(s); err == nil {
+					addrs = append(addrs, a)
+				}
+			}
+		}
+		if id != "" && len(addrs) > 0 {
+			r.info = peer.AddrInfo{ID: id, Addrs: addrs}
+			return r
+		}
+		select {
+		case err := <-r.done:
+			r.done <- err
+			t.Fatalf("relay exited: %v\nstderr:\n%s", err, r.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay did not print its address; stdout:\n%s\nstderr:\n%s", stdout.String(), r.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the relay as SIGINT would and checks that it shut down cleanly.
+func (r *testRelayProcess) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("relay: %v\nstderr:\n%s", err, r.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("relay did not stop")
+	}
+}
+
+func newTestMember(t *testing.T, opts ...p2p.Option) *p2p.Node {
+	t.Helper()
+	base := []p2p.Option{
+		p2p.WithListenAddrs("/ip4/127.0.0.1/tcp/0"),
+		p2p.WithMDNS(false),
+		p2p.WithDHT(p2p.DHTOff),
+		p2p.WithAutoNAT(false),
+		p2p.WithHolePunching(false),
+	}
+	n, err := p2p.New(context.Background(), nil, append(base, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+func syncAll(t *testing.T, n *p2p.Node, relay peer.ID, topic string, since uint64) map[string]uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := map[string]uint64{}
+	err := n.SyncAll(ctx, relay, topic, since, func(e p2p.SyncEntry) error {
+		got[string(e.Data)] = e.Epoch
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	return got
+}
+
+// TestRelayRestartServesStoredFrames runs `canopy relay -data DIR` with
+// real hosts on 127.0.0.1: a member has the relay keep its group's topic
+// and publishes; the relay is stopped and started again on the same
+// directory; a peer that was never online before catches up from the
+// restarted relay (same peer id) with /canopy/sync/1.
+func TestRelayRestartServesStoredFrames(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts libp2p hosts")
+	}
+	dir := t.TempDir()
+	r1 := startRelayCommand(t, dir)
+
+	group := fmt.Appendf(nil, "relay-restart-%d", time.Now().UnixNano())
+	topic := p2p.TopicName(group)
+	a := newTestMember(t, p2p.WithRelays(r1.info))
+	ta, err := a.JoinGroup(group) // asks the relay to keep the topic
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := ta.WaitPeers(ctx, 1); err != nil {
+		t.Fatalf("relay never joined the topic: %v\nrelay stderr:\n%s", err, r1.stderr)
+	}
+	sent := map[string]uint64{}
+	for epoch := uint64(1); epoch <= 4; epoch++ {
+		f := p2p.BuildPrivateMessage(group, epoch, p2p.ContentApplication, nil, []byte("sender-data"), fmt.Appendf(nil, "message of epoch %d", epoch))
+		sent[string(f)] = epoch
+		if _, err := ta.Publish(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		page, err := a.Sync(ctx, r1.info.ID, p2p.SyncRequest{Topic: topic})
+		if err == nil && len(page.Entries) == len(sent) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("relay stored %d of %d frames (%v)\nrelay stderr:\n%s", len(page.Entries), len(sent), err, r1.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r1.stop(t)
+	_ = a.Close()
+	for _, f := range []string{store.DBFileName, relayKeyFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("data directory: %v", err)
+		}
+	}
+
+	r2 := startRelayCommand(t, dir)
+	if r2.info.ID != r1.info.ID {
+		t.Fatalf("relay peer id changed across restart: %s, then %s", r1.info.ID, r2.info.ID)
+	}
+	// A second relay on the same directory is refused by the store's lock.
+	err = runRelayContext(context.Background(), []string{"-data", dir, "-listen", "/ip4/127.0.0.1/tcp/0", "-metrics", ""}, &syncBuffer{}, &syncBuffer{})
+	if !errors.Is(err, store.ErrProfileInUse) {
+		t.Fatalf("second relay on the same directory: %v", err)
+	}
+
+	b := newTestMember(t)
+	if err := b.Connect(ctx, r2.info); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncAll(t, b, r2.info.ID, topic, 0); len(got) != len(sent) {
+		t.Fatalf("caught up on %d of %d frames after the restart", len(got), len(sent))
+	} else {
+		for f, epoch := range sent {
+			if e, ok := got[f]; !ok || e != epoch {
+				t.Fatalf("frame of epoch %d missing after the restart", epoch)
+			}
+		}
+	}
+	if got := syncAll(t, b, r2.info.ID, topic, 3); len(got) != 2 {
+		t.Fatalf("frames of epochs >= 3 after the restart: %d, want 2", len(got))
+	}
+}
+
+// TestRelayStoreConcurrent: quotas and one-time hand-out hold when the
+// relay's stream handlers call the adapters at the same time.
+func TestRelayStoreConcurrent(t *testing.T) {
+	ctx := context.Background()
+	rs := openTestRelayStore(t, t.TempDir(), contractQuotas)
+	now := time.Unix(1e9, 0)
+	alice, bob := testPeer(t), testPeer(t)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			errs <- rs.mailbox.Deposit(ctx, mailItem(alice, bob, fmt.Sprintf("mail %d", i), now), p2p.Quota{Count: 10}, p2p.Quota{Count: 5})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	var ok int
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, p2p.ErrQuotaExceeded):
+			t.Fatal(err)
+		}
+	}
+	if mail, _ := rs.mailbox.Fetch(ctx, bob, now, 100); ok != 5 || len(mail) != 5 {
+		t.Fatalf("%d deposits accepted, %d stored; want 5", ok, len(mail))
+	}
+
+	kpq := p2p.Quota{Count: contractQuotas.KeyPackages, Bytes: contractQuotas.KeyPackageBytes}
+	var kps []p2p.KeyPackage
+	for i := range 5 {
+		kps = append(kps, p2p.KeyPackage{Data: fmt.Appendf(nil, "kp%d", i)})
+	}
+	if _, err := rs.keyPackages.Put(ctx, bob, kps, now.Add(time.Hour), kpq); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	taken := map[string]int{}
+	for range 10 {
+		wg.Go(func() {
+			kp, err := rs.keyPackages.Take(ctx, bob, 0, now)
+			if err != nil && !errors.Is(err, p2p.ErrNotFound) {
+				t.Error(err)
+			}
+			if err == nil {
+				mu.Lock()
+				taken[string(kp.Data)]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(taken) != 5 {
+		t.Fatalf("handed out %v", taken)
+	}
+	for d, n := range taken {
+		if n != 1 {
+			t.Fatalf("one-time package %s handed out %d times", d, n)
+		}
+	}
+}
