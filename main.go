@@ -30,10 +30,10 @@ type subcommand struct {
 
 func subcommands() []subcommand {
 	return []subcommand{
-		{"chat", "open the messenger (the default when no subcommand is given)", nil},
-		{"relay", "run a headless relay peer (DHT server, circuit relay, mailboxes, sync)", nil},
-		{"headless", "run the chat engine without a screen: slash commands on stdin, JSON events on stdout", nil},
-		{"id", "print this profile's contact card", nil},
+		{"chat", "open the messenger (the default when no subcommand is given)", runChat},
+		{"relay", "run a headless relay peer (DHT server, circuit relay, mailboxes, sync)", runRelay},
+		{"headless", "run the chat engine without a screen: slash commands on stdin, JSON events on stdout", runHeadless},
+		{"id", "print this profile's contact card", runID},
 	}
 }
 

@@ -1,6 +1,97 @@
 // Package chat is canopy's messenger engine: profile, contacts, groups,
 // invitations, the outbox and the application message format, tying mls,
-// ordering, p2p and store together behind a typed event stream (DESIGN.md §6).
+// ordering, p2p and store together behind a typed event stream (DESIGN.md
+// §6). The TUI and `canopy headless` are its two front ends; both program
+// against Client (api.go).
 //
-// It is not built yet (issue 8).
+// # Using the engine
+//
+//	e, err := chat.Open(ctx, chat.Config{ProfileDir: dir, Nick: "alice", MDNS: true})
+//	defer e.Close()
+//	for ev := range e.Events() { … }            // MessageEvent, GroupEvent, …
+//	res, err := e.Run(ctx, group, "/create team "+card)
+//	_, err = e.Execute(ctx, res.Group, "hello") // plain text is sent
+//
+// Open creates the profile on first use (MLS signature key, basic
+// credential naming the libp2p peer id, libp2p key, all sealed by the
+// store), starts the p2p node (listen addresses, mDNS, --bootstrap relays),
+// keeps a pool of KeyPackages (served over /canopy/keypackage/1, uploaded to
+// relays) and starts every stored group. Execute runs the slash commands of
+// Commands; Run returns a Result that also names the group a command
+// created or joined. Close stops everything and closes Events.
+//
+// # Concurrency
+//
+// Engine is safe for concurrent use. Each group is owned by one goroutine,
+// its loop (group.go), in the style of pubsub's processLoop: the MLS states
+// (held by the group's ordering.Machine), queued changes, held messages and
+// receipts are touched only there; everything else posts closures to it.
+// What front ends read (GroupView, members) is a snapshot the loop
+// publishes under a mutex. Engine-wide state (contacts cache, invitations,
+// nearby peers) is guarded by Engine.mu. Events are queued without bound
+// so that a slow front end never stalls a group (events.go).
+//
+// # Messages
+//
+// The application payload inside MLS is a versioned, extensible struct
+// (appmsg.go: id, kind, sender time, reply-to, body, extensions), parsed
+// strictly and fuzzed (FuzzAppMessage); unknown kinds and versions are
+// ignored, never fatal. Own messages go pending (stored) → sent (published)
+// → delivered (a member's receipt, kind receipt, batched). A message that
+// cannot be sent yet because proposals are pending (RFC 9420 §12.4) is
+// held until the designated member's Commit arrives. Members send their
+// contact card inside the group (kind profile, authenticated by MLS and
+// checked against the sender's leaf) to learn nicks and addresses.
+//
+// # Groups and ordering
+//
+// Every frame of a group goes through its ordering.Machine (order.go): the
+// fork choice decides which Commit of an epoch is canonical, buffers what
+// cannot be read yet and returns decisions that the loop executes: persist
+// the new tip (store.CommitEpoch, one transaction with the messages it
+// decrypted), deliver, re-send own messages whose epoch lost (same id:
+// receivers de-duplicate), re-commit own changes whose Commit lost, send a
+// Welcome only once its Commit settled, announce claims to members
+// (/canopy/inbox/1), rejoin by external commit, catch up (/canopy/sync/1
+// from members and relays). Membership changes are batched: /create with
+// several members is one Commit and one Welcome, and invites, kicks and
+// updates issued within Config.BatchDelay are committed together. A member
+// leaves with a Remove proposal that another member commits (designated
+// by leaf order, with staggered timers). Protocol decisions use epochs and
+// generations, never clocks; sender times are only displayed.
+//
+// Key rotation: /update, and automatically after Config.RotateAfter or
+// Config.RotateMessages own messages, commits a fresh path. Group settings
+// (name, disappearing-messages retention) travel in an application
+// GroupContext extension (ext.go), so every member agrees on them.
+//
+// # Invitations
+//
+// invite.go: the inviter fetches the invitee's KeyPackage (from the
+// invitee, else a relay), checks it against the pasted card's fingerprint,
+// commits the Add and, once the Commit settled, delivers the Welcome
+// directly or into relay mailboxes (else retried when the invitee
+// connects). The invitee opens and validates it at once (fetching the
+// ratchet tree over /canopy/tree/1 when the Welcome leaves it out), keeps
+// it as a pending invitation, and /accept joins (then catches up), while
+// /decline discards it and asks the inviter to remove the leaf.
+//
+// # Identity and verification
+//
+// card.go: a contact card carries the peer id, addresses, the signature-key
+// fingerprint and the nick; its compact form "canopy1:…" is parsed
+// strictly (FuzzCard). Safety numbers are derived from both fingerprints,
+// independently of order. Contacts (contacts.go) remember the key last seen
+// per peer; a change is flagged loudly (NoticeWarning, Member.KeyChanged)
+// until the user verifies again.
+//
+// # Headless
+//
+// jsonevents.go documents the JSON event stream of `canopy headless`.
+//
+// # Logging
+//
+// The engine logs with log/slog to ProfileDir/canopy.log ($CANOPY_LOG sets
+// the level); secrets (keys, epoch secrets, message text) are never
+// logged.
 package chat

@@ -1,0 +1,242 @@
+package chat
+
+import (
+	"context"
+	"time"
+)
+
+// This file is the surface the front ends (tui, headless mode) program
+// against. The engine implements Client; tests of the front ends use a fake.
+
+// Client is what a front end needs from the engine. Its methods are safe to
+// call from any goroutine; the engine's own goroutines own the state.
+type Client interface {
+	// Events delivers engine events in order. The channel is closed when
+	// the engine stops.
+	Events() <-chan Event
+	// Self describes the local profile.
+	Self() Self
+	// Groups lists the groups this profile is in, most recently active first.
+	Groups() []GroupView
+	// Members lists a group's members with their verification state.
+	Members(group GroupID) []Member
+	// History returns up to limit messages of a group before the given
+	// message id (zero: the newest), oldest first.
+	History(group GroupID, before MessageID, limit int) []Message
+	// Invitations lists pending invitations.
+	Invitations() []Invitation
+	// Status is the network status shown in the status bar.
+	Status() NetStatus
+	// Execute runs one input line typed in the context of a group (which
+	// may be empty when no group is selected): a slash command from
+	// Commands, or plain text, which is sent as a message. The result is a
+	// short text for the user (empty for plain messages).
+	Execute(ctx context.Context, group GroupID, line string) (string, error)
+	// MarkRead clears a group's unread and mention counters.
+	MarkRead(group GroupID)
+}
+
+// GroupID identifies a group (the MLS group id, hex encoded).
+type GroupID string
+
+// MessageID identifies an application message; re-sends keep it.
+type MessageID string
+
+// Self is the local profile.
+type Self struct {
+	Nick        string
+	PeerID      string
+	Fingerprint string // signature-key fingerprint, grouped for reading aloud
+	Card        string // the compact contact card to paste
+}
+
+// GroupView is a group as a list shows it.
+type GroupView struct {
+	ID       GroupID
+	Name     string
+	Epoch    uint64
+	Members  int
+	Unread   int
+	Mentions int
+	LastAt   time.Time
+	// Left is set when this profile is no longer a member (it left or was
+	// removed); the history stays readable.
+	Left bool
+}
+
+// Member is one member of a group.
+type Member struct {
+	Nick        string
+	Fingerprint string
+	Self        bool
+	Verified    bool
+	// KeyChanged is set when this contact's signature key differs from the
+	// one the user verified or first saw: front ends flag it loudly.
+	KeyChanged bool
+}
+
+// Kind is the kind of an application message.
+type Kind string
+
+const (
+	KindText     Kind = "text"
+	KindEdit     Kind = "edit"
+	KindDelete   Kind = "delete"
+	KindReaction Kind = "reaction"
+	KindReceipt  Kind = "receipt"
+	KindTyping   Kind = "typing"
+	// KindSystem marks timeline lines the engine writes itself (joins,
+	// leaves, forks healed); they are never sent.
+	KindSystem Kind = "system"
+)
+
+// Delivery is the delivery state of one's own message.
+type Delivery int
+
+const (
+	Pending   Delivery = iota // written locally, not yet published
+	Sent                      // published to the group topic
+	Delivered                 // settled on the canonical branch and seen by a member
+	Failed                    // could not be sent; will be retried
+)
+
+func (d Delivery) String() string {
+	switch d {
+	case Pending:
+		return "pending"
+	case Sent:
+		return "sent"
+	case Delivered:
+		return "delivered"
+	case Failed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// Message is one timeline entry.
+type Message struct {
+	ID       MessageID
+	Group    GroupID
+	Kind     Kind
+	Sender   string // nick as the reader knows it
+	SenderFP string // sender's fingerprint: the stable key for nick colours
+	Own      bool
+	Body     string
+	ReplyTo  MessageID
+	// SentAt is the sender's clock, for display only; protocol decisions
+	// never use it.
+	SentAt   time.Time
+	Epoch    uint64
+	Delivery Delivery
+	Mentions bool // mentions the local user
+}
+
+// Invitation is a pending invitation to a group.
+type Invitation struct {
+	ID        string
+	GroupName string
+	From      string
+	At        time.Time
+}
+
+// NetStatus is the status bar's view of the network.
+type NetStatus struct {
+	Peers        int
+	Relays       int
+	Reachability string // "public", "private", "unknown"
+	Addrs        []string
+	// Nearby lists the canopy peers currently connected (LAN peers found
+	// by mDNS among them) that introduced themselves: /invite accepts
+	// their nick.
+	Nearby []Peer
+}
+
+// Peer is a canopy peer the engine is connected to.
+type Peer struct {
+	Nick   string
+	PeerID string
+	Card   string // compact contact card
+}
+
+// Event is something the engine reports to a front end.
+type Event interface{ event() }
+
+type (
+	// MessageEvent: a message arrived, or one of ours was created.
+	MessageEvent struct{ Message Message }
+	// DeliveryEvent: the delivery state of our own message changed.
+	DeliveryEvent struct {
+		Group    GroupID
+		ID       MessageID
+		Delivery Delivery
+	}
+	// GroupEvent: a group was created, joined, renamed or changed epoch or
+	// membership; front ends refresh their view of it.
+	GroupEvent struct{ Group GroupView }
+	// MembersEvent: a group's membership or verification state changed.
+	MembersEvent struct {
+		Group   GroupID
+		Members []Member
+	}
+	// InvitationEvent: a new invitation is waiting for /accept.
+	InvitationEvent struct{ Invitation Invitation }
+	// StatusEvent: the network status changed.
+	StatusEvent struct{ Status NetStatus }
+	// NoticeEvent: a one-line notice for the user (errors in background
+	// work, forks healed, key changes), optionally tied to a group.
+	NoticeEvent struct {
+		Group GroupID
+		Text  string
+		Level NoticeLevel
+	}
+	// PeerEvent: a canopy peer connected (Online) or disconnected.
+	PeerEvent struct {
+		Peer   Peer
+		Online bool
+	}
+)
+
+// NoticeLevel grades a NoticeEvent.
+type NoticeLevel int
+
+const (
+	NoticeInfo NoticeLevel = iota
+	NoticeWarning
+	NoticeError
+)
+
+func (MessageEvent) event()    {}
+func (DeliveryEvent) event()   {}
+func (GroupEvent) event()      {}
+func (MembersEvent) event()    {}
+func (InvitationEvent) event() {}
+func (StatusEvent) event()     {}
+func (NoticeEvent) event()     {}
+func (PeerEvent) event()       {}
+
+// Command describes one slash command, for help screens and completion.
+type Command struct {
+	Name    string // without the slash
+	Args    string // argument synopsis
+	Summary string
+}
+
+// Commands lists the slash commands every front end accepts (DESIGN.md §7).
+var Commands = []Command{
+	{"create", "NAME [CONTACT…]", "create a group and add contacts in one commit"},
+	{"invite", "CONTACT|CARD", "invite a contact (petname, nearby peer or pasted card)"},
+	{"accept", "[INVITATION]", "accept an invitation"},
+	{"decline", "[INVITATION]", "decline an invitation"},
+	{"kick", "NICK", "remove a member from the group"},
+	{"leave", "", "leave the group (a member commits your removal)"},
+	{"members", "", "list members with verification marks"},
+	{"verify", "NICK [confirm]", "show the safety number; confirm after comparing"},
+	{"nick", "NAME", "set your nickname"},
+	{"update", "", "rotate your own leaf key (post-compromise security)"},
+	{"search", "WORDS…", "search message history"},
+	{"retention", "DURATION|off", "make messages disappear after DURATION (e.g. 7d) on every member"},
+	{"card", "", "show your contact card to paste to others"},
+	{"help", "", "list commands"},
+	{"quit", "", "quit canopy"},
+}

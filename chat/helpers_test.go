@@ -1,0 +1,211 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/canopy-chat/canopy/store"
+)
+
+// Tests run real engines: real libp2p hosts on 127.0.0.1 (mDNS, DHT,
+// AutoNAT off), connected by explicit addresses, with in-memory or
+// t.TempDir() stores. Waits are readiness waits with deadlines.
+
+const waitLong = 20 * time.Second
+
+type testPeer struct {
+	t   testing.TB
+	e   *Engine
+	rec *recorder
+}
+
+type engineOpt func(*Config)
+
+func newPeer(t testing.TB, nick string, opts ...engineOpt) *testPeer {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.OpenMemory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Store:        db,
+		Nick:         nick,
+		ListenAddrs:  []string{"/ip4/127.0.0.1/tcp/0"},
+		NoNAT:        true,
+		Logger:       testLogger(t, nick),
+		SyncInterval: 300 * time.Millisecond,
+		BatchDelay:   50 * time.Millisecond,
+		CommitDelay:  100 * time.Millisecond,
+		SettleTime:   200 * time.Millisecond,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open %s: %v", nick, err)
+	}
+	p := &testPeer{t: t, e: e, rec: newRecorder(e.Events())}
+	t.Cleanup(func() {
+		_ = e.Close()
+		_ = db.Close()
+	})
+	return p
+}
+
+func testLogger(t testing.TB, name string) *slog.Logger {
+	if os.Getenv("CANOPY_TEST_LOG") == "" {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("who", name)
+}
+
+// connect dials b from a.
+func connect(t testing.TB, a, b *testPeer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.e.node.Connect(ctx, b.e.node.AddrInfo()); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+}
+
+// run executes a command line and fails the test on error.
+func (p *testPeer) run(g GroupID, line string) Result {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	r, err := p.e.Run(ctx, g, line)
+	if err != nil {
+		p.t.Fatalf("%s: %q: %v", p.e.nick(), line, err)
+	}
+	return r
+}
+
+func (p *testPeer) card() string { return p.e.Self().Card }
+
+// recorder keeps every event and lets tests wait for one.
+type recorder struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	events []Event
+	closed bool
+}
+
+func newRecorder(ch <-chan Event) *recorder {
+	r := &recorder{}
+	r.cond = sync.NewCond(&r.mu)
+	go func() {
+		for ev := range ch {
+			r.mu.Lock()
+			r.events = append(r.events, ev)
+			r.cond.Broadcast()
+			r.mu.Unlock()
+		}
+		r.mu.Lock()
+		r.closed = true
+		r.cond.Broadcast()
+		r.mu.Unlock()
+	}()
+	return r
+}
+
+// wait returns the first event (from the start) matching f.
+func (r *recorder) wait(t testing.TB, what string, f func(Event) bool) Event {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	timer := time.AfterFunc(waitLong, func() {
+		r.mu.Lock()
+		r.cond.Broadcast()
+		r.mu.Unlock()
+	})
+	defer timer.Stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := 0; ; {
+		for ; i < len(r.events); i++ {
+			if f(r.events[i]) {
+				return r.events[i]
+			}
+		}
+		if r.closed || time.Now().After(deadline) {
+			var sb strings.Builder
+			for _, ev := range r.events {
+				fmt.Fprintf(&sb, "\n  %T %+v", ev, ev)
+			}
+			t.Fatalf("timed out waiting for %s; events:%s", what, sb.String())
+		}
+		r.cond.Wait()
+	}
+}
+
+func (r *recorder) has(f func(Event) bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range r.events {
+		if f(ev) {
+			return true
+		}
+	}
+	return false
+}
+
+func isMessage(g GroupID, body string) func(Event) bool {
+	return func(ev Event) bool {
+		m, ok := ev.(MessageEvent)
+		return ok && m.Message.Group == g && m.Message.Body == body
+	}
+}
+
+func isSystem(g GroupID, substr string) func(Event) bool {
+	return func(ev Event) bool {
+		m, ok := ev.(MessageEvent)
+		return ok && m.Message.Group == g && m.Message.Kind == KindSystem && strings.Contains(m.Message.Body, substr)
+	}
+}
+
+func isInvitation(ev Event) bool { _, ok := ev.(InvitationEvent); return ok }
+
+// waitFor polls cond until it holds.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func memberNames(ms []Member) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Nick)
+	}
+	return out
+}
+
+func hasMember(ms []Member, nick string) bool {
+	for _, m := range ms {
+		if m.Nick == nick {
+			return true
+		}
+	}
+	return false
+}
+
+// join accepts the pending invitation of p and returns its group.
+func (p *testPeer) acceptInvitation() GroupID {
+	p.t.Helper()
+	p.rec.wait(p.t, p.e.nick()+" invitation", isInvitation)
+	return p.run("", "/accept").Group
+}

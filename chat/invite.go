@@ -1,0 +1,466 @@
+package chat
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/canopy-chat/canopy/store"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Invitations.
+//
+// The inviter fetches the invitee's KeyPackage over /canopy/keypackage/1
+// (from the invitee, or from a relay holding it), commits the Add and
+// sends the Welcome over /canopy/inbox/1 (or leaves it in relays'
+// mailboxes; if neither works it is kept in the outbox and retried when
+// the invitee connects). The invitee opens the Welcome at once (fetching
+// the ratchet tree over /canopy/tree/1 when the Welcome leaves it out) to
+// check it and learn the group's name, and keeps it as a pending
+// invitation (ProfileDir/invitations/, so that it survives a restart)
+// until the user accepts or declines. Accepting joins the group at the
+// Welcome's epoch and catches up from there; declining discards the
+// Welcome and its KeyPackage and asks the inviter to remove the leaf.
+
+type invitation struct {
+	ID        string    `json:"id"`
+	Welcome   []byte    `json:"welcome"`
+	From      peer.ID   `json:"from"`
+	Tree      []byte    `json:"tree,omitempty"`
+	GroupID   []byte    `json:"group_id"`
+	GroupName string    `json:"group_name"`
+	FromNick  string    `json:"from_nick"`
+	At        time.Time `json:"at"`
+}
+
+func (inv *invitation) view() Invitation {
+	return Invitation{ID: inv.ID, GroupName: inv.GroupName, From: inv.FromNick, At: inv.At}
+}
+
+func (e *Engine) invitationDir() string {
+	if e.cfg.ProfileDir == "" {
+		return ""
+	}
+	return filepath.Join(e.cfg.ProfileDir, "invitations")
+}
+
+func (e *Engine) saveInvitation(inv *invitation) {
+	dir := e.invitationDir()
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		e.log.Warn("invitation dir", "err", err)
+		return
+	}
+	b, err := json.Marshal(inv)
+	if err != nil {
+		return
+	}
+	if err := writeFileAtomic(filepath.Join(dir, inv.ID+".json"), b); err != nil {
+		e.log.Warn("saving invitation", "err", err)
+	}
+}
+
+func (e *Engine) deleteInvitation(id string) {
+	e.mu.Lock()
+	delete(e.invites, id)
+	e.mu.Unlock()
+	if dir := e.invitationDir(); dir != "" {
+		_ = os.Remove(filepath.Join(dir, id+".json"))
+	}
+}
+
+func (e *Engine) loadInvitations() {
+	dir := e.invitationDir()
+	if dir == "" {
+		return
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, ent := range ents {
+		if !strings.HasSuffix(ent.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, ent.Name()))
+		if err != nil {
+			continue
+		}
+		var inv invitation
+		if json.Unmarshal(b, &inv) != nil || inv.ID == "" {
+			continue
+		}
+		e.mu.Lock()
+		e.invites[inv.ID] = &inv
+		e.mu.Unlock()
+	}
+}
+
+// onWelcome handles a Welcome received directly or from a relay mailbox.
+func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, welcome []byte) error {
+	sum := sha256.Sum256(welcome)
+	id := hex.EncodeToString(sum[:4])
+	e.mu.Lock()
+	_, known := e.invites[id]
+	e.mu.Unlock()
+	if known {
+		return nil
+	}
+	bundles, _, err := e.keyPackageBundles(ctx)
+	if err != nil {
+		return err
+	}
+	sw, err := mls.OpenWelcome(welcome, bundles, e.mlsOptions()...)
+	if err != nil {
+		e.log.Info("welcome not usable", "from", from, "err", err)
+		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
+	}
+	gid := sw.GroupID()
+	if topic != "" && topic != p2p.TopicName(gid) {
+		return fmt.Errorf("%w: welcome for another topic", p2p.ErrBadRequest)
+	}
+	e.mu.Lock()
+	existing := e.groups[string(gid)]
+	e.mu.Unlock()
+	if existing != nil && !existing.snapshot().Left && existing.snapshot().Epoch >= sw.Epoch() {
+		return nil
+	}
+	var tree []byte
+	if sw.NeedsRatchetTree() {
+		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		tree, err = e.node.FetchTree(tctx, from, p2p.TreeRequest{Topic: p2p.TopicName(gid), Epoch: sw.Epoch(), TreeHash: sw.TreeHash()})
+		cancel()
+		if err != nil {
+			e.log.Warn("fetching ratchet tree for a welcome", "from", from, "err", err)
+			return fmt.Errorf("fetching the ratchet tree: %w", err)
+		}
+	}
+	st, err := sw.Join(tree)
+	if err != nil {
+		e.log.Warn("invalid welcome", "from", from, "err", err)
+		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
+	}
+	settings := settingsOf(st.Extensions())
+	fromNick := shortPeer(from)
+	for _, m := range st.Members() {
+		if p, err := peerOfCredential(&m.Credential); err == nil && p == from {
+			e.learnKey(ctx, p, Fingerprint(uint16(suite), m.SignatureKey), nil, leafNick(m.LeafNode))
+			fromNick = e.displayName(p, leafNick(m.LeafNode))
+		}
+	}
+	inv := &invitation{ID: id, Welcome: welcome, From: from, Tree: tree, GroupID: gid, GroupName: settings.Name, FromNick: fromNick, At: e.now()}
+	e.mu.Lock()
+	if _, dup := e.invites[id]; dup {
+		e.mu.Unlock()
+		return nil
+	}
+	e.invites[id] = inv
+	e.mu.Unlock()
+	e.saveInvitation(inv)
+	e.log.Info("invitation received", "id", id, "from", from)
+	e.emit(InvitationEvent{Invitation: inv.view()})
+	return nil
+}
+
+// findInvitation returns the invitation with id (or the only pending one
+// when id is empty).
+func (e *Engine) findInvitation(id string) (*invitation, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id = strings.TrimSpace(id)
+	if id == "" {
+		switch len(e.invites) {
+		case 0:
+			return nil, errors.New("no pending invitation")
+		case 1:
+			for _, inv := range e.invites {
+				return inv, nil
+			}
+		}
+		return nil, errors.New("several invitations are pending: name one (see the invitation's id)")
+	}
+	if inv, ok := e.invites[id]; ok {
+		return inv, nil
+	}
+	var hit *invitation
+	for _, inv := range e.invites {
+		if strings.EqualFold(inv.GroupName, id) || strings.HasPrefix(inv.ID, id) {
+			if hit != nil {
+				return nil, fmt.Errorf("%q matches several invitations", id)
+			}
+			hit = inv
+		}
+	}
+	if hit == nil {
+		return nil, fmt.Errorf("no invitation %q", id)
+	}
+	return hit, nil
+}
+
+// bundleFor finds the KeyPackage a Welcome is addressed to.
+func (e *Engine) bundleFor(ctx context.Context, welcome []byte) (*mls.KeyPackageBundle, []byte, error) {
+	var msg mls.MLSMessage
+	if err := msg.Unmarshal(welcome); err != nil || msg.Welcome == nil {
+		return nil, nil, errors.New("invitation is not a Welcome")
+	}
+	bundles, refs, err := e.keyPackageBundles(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, b := range bundles {
+		ref, err := b.KeyPackage.Ref()
+		if err != nil {
+			continue
+		}
+		if _, ok := msg.Welcome.Find(ref); ok {
+			return b, refs[i], nil
+		}
+	}
+	return nil, nil, errors.New("the KeyPackage this invitation was made for is gone (used or expired): ask to be invited again")
+}
+
+// accept joins the group of an invitation.
+func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
+	inv, err := e.findInvitation(id)
+	if err != nil {
+		return nil, err
+	}
+	bundle, ref, err := e.bundleFor(ctx, inv.Welcome)
+	if err != nil {
+		return nil, err
+	}
+	st, err := mls.JoinFromWelcome(inv.Welcome, bundle, inv.Tree, e.mlsOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("joining: %w", err)
+	}
+	gid := st.GroupID()
+	e.mu.Lock()
+	old := e.groups[string(gid)]
+	e.mu.Unlock()
+	if old != nil {
+		if !old.snapshot().Left {
+			e.deleteInvitation(inv.ID)
+			return nil, errors.New("you are already a member of this group")
+		}
+		old.stop()
+		e.mu.Lock()
+		delete(e.groups, string(gid))
+		e.mu.Unlock()
+	}
+	settings := settingsOf(st.Extensions())
+	meta := groupMeta{LastPath: e.now().Unix()}
+	mb, _ := json.Marshal(meta)
+	row := store.Group{ID: gid, Name: settings.Name, Retention: settings.Retention, Meta: mb, CreatedAt: e.now(), UpdatedAt: e.now()}
+	state, err := st.MarshalState()
+	if err != nil {
+		return nil, err
+	}
+	g := e.newGroup(row, st, nil)
+	line := g.systemLine("you joined %s (invited by %s)", settings.Name, inv.FromNick)
+	if _, err := e.db.CommitEpoch(ctx, store.EpochTransition{
+		GroupID: gid, Epoch: st.Epoch(), State: state, Group: &row,
+		Messages: []store.Message{line}, ConsumedKeyPackage: ref,
+	}); err != nil {
+		return nil, err
+	}
+	for _, m := range st.Members() {
+		if p, err := peerOfCredential(&m.Credential); err == nil {
+			e.learnKey(ctx, p, Fingerprint(uint16(suite), m.SignatureKey), nil, leafNick(m.LeafNode))
+		}
+	}
+	e.deleteInvitation(inv.ID)
+	g.start()
+	g.refreshMembers(false)
+	g.post(func() {
+		g.emitRows([]store.Message{line})
+		g.refreshMembers(true)
+		g.catchUp(true)
+	})
+	e.goBackground(func(context.Context) { e.fillKeyPackages(e.ctx) })
+	e.log.Info("joined group", "group", g.gid, "epoch", st.Epoch())
+	return g, nil
+}
+
+// decline discards an invitation.
+func (e *Engine) decline(ctx context.Context, id string) (*invitation, error) {
+	inv, err := e.findInvitation(id)
+	if err != nil {
+		return nil, err
+	}
+	e.deleteInvitation(inv.ID)
+	if _, ref, err := e.bundleFor(ctx, inv.Welcome); err == nil {
+		if kp, err := e.db.KeyPackage(ctx, ref); err == nil && !kp.LastResort {
+			_ = e.db.DeleteKeyPackage(ctx, ref)
+		}
+	}
+	topic := p2p.TopicName(inv.GroupID)
+	e.goBackground(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		msg := p2p.InboxMessage{Kind: p2p.InboxDirect, Topic: topic, Data: []byte{dmDecline}}
+		if _, err := e.node.SendOrDeposit(ctx, inv.From, msg, 5*time.Second, 7*24*time.Hour); err != nil {
+			e.log.Debug("decline notice", "err", err)
+		}
+		_ = e.fillKeyPackages(ctx)
+	})
+	return inv, nil
+}
+
+// onDecline: an invitee declined; the inviter removes the leaf it added.
+func (e *Engine) onDecline(from peer.ID, topic string) {
+	e.mu.Lock()
+	g := e.byTopic[topic]
+	e.mu.Unlock()
+	if g == nil {
+		return
+	}
+	g.post(func() {
+		if _, ok := g.infoByPeer(from); !ok || g.closed {
+			return
+		}
+		g.e.notice(g.gid, NoticeInfo, "%s declined the invitation to %s", g.e.displayName(from, ""), g.settings.Name)
+		g.enqueue(change{kind: changeRemove, peer: from})
+	})
+}
+
+// fetchKeyPackage gets a KeyPackage of p from p or a relay and checks it:
+// valid (RFC 9420 §10.1), for p's peer id, canopy-capable, and with the
+// key of the card when one was pasted.
+func (e *Engine) fetchKeyPackage(ctx context.Context, p peer.ID, card *Card) (*mls.KeyPackage, []byte, error) {
+	if card != nil {
+		e.addContactAddrs(p, card.Addrs)
+	} else {
+		e.mu.Lock()
+		if ci := e.contacts[p]; ci != nil {
+			e.addContactAddrs(p, ci.addrs)
+		}
+		e.mu.Unlock()
+	}
+	var kpData []byte
+	var errs []error
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	kp, err := e.node.FetchKeyPackage(dctx, p, p)
+	cancel()
+	if err == nil {
+		kpData = kp.Data
+	} else {
+		errs = append(errs, fmt.Errorf("from the peer: %w", err))
+		for _, r := range e.relays {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			kp, err := e.node.FetchKeyPackage(rctx, r.ID, p)
+			cancel()
+			if err == nil {
+				kpData = kp.Data
+				break
+			}
+			errs = append(errs, fmt.Errorf("from relay %s: %w", shortPeer(r.ID), err))
+		}
+	}
+	if kpData == nil {
+		return nil, nil, fmt.Errorf("could not get a KeyPackage of %s (offline, and no relay holds one): %w", e.displayName(p, ""), errors.Join(errs...))
+	}
+	pkg, err := mls.ParseKeyPackage(kpData, mls.WithClock(e.now))
+	if err != nil {
+		return nil, nil, fmt.Errorf("invalid KeyPackage: %w", err)
+	}
+	owner, err := peerOfCredential(&pkg.LeafNode.Credential)
+	if err != nil || owner != p {
+		return nil, nil, errors.New("the KeyPackage is not for that peer")
+	}
+	if pkg.CipherSuite != suite || !pkg.LeafNode.Capabilities.SupportsExtension(extSettings) {
+		return nil, nil, errors.New("that peer runs an incompatible canopy")
+	}
+	fp := Fingerprint(uint16(suite), pkg.LeafNode.SignatureKey)
+	if card != nil && !bytes.Equal(fp, card.Fingerprint) {
+		e.notice("", NoticeError, "SECURITY WARNING: the key %s offered for %s does not match the fingerprint on the card (%s); not inviting", FormatFingerprint(fp), card.Nick, FormatFingerprint(card.Fingerprint))
+		return nil, nil, errors.New("key does not match the contact card: not invited")
+	}
+	return pkg, fp, nil
+}
+
+// queueWelcome delivers a Welcome to a new member: directly, else into
+// relay mailboxes, else kept (outbox) and retried when the peer connects.
+func (e *Engine) queueWelcome(to peer.ID, g *group, entryID, welcome []byte, persist bool) {
+	if persist {
+		if err := e.db.Enqueue(g.ctx, store.OutboxEntry{GroupID: g.id, ID: entryID, Kind: outWelcome, Epoch: g.epoch(), Payload: []byte(to), Wire: welcome}); err != nil {
+			e.log.Warn("welcome outbox", "err", err)
+		}
+	}
+	pw := &pendingWelcome{to: to, g: g, id: entryID, welcome: welcome}
+	e.mu.Lock()
+	e.welcomes = append(e.welcomes, pw)
+	e.mu.Unlock()
+	e.goBackground(func(ctx context.Context) { e.deliverWelcome(ctx, pw) })
+}
+
+type pendingWelcome struct {
+	to      peer.ID
+	g       *group
+	id      []byte
+	welcome []byte
+	busy    bool
+}
+
+func (e *Engine) deliverWelcome(ctx context.Context, pw *pendingWelcome) {
+	e.mu.Lock()
+	if pw.busy {
+		e.mu.Unlock()
+		return
+	}
+	pw.busy = true
+	e.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	msg := p2p.InboxMessage{Kind: p2p.InboxWelcome, Topic: pw.g.topicName, Data: pw.welcome}
+	d, err := e.node.SendOrDeposit(ctx, pw.to, msg, 5*time.Second, 14*24*time.Hour)
+	e.mu.Lock()
+	pw.busy = false
+	if err == nil {
+		for i, x := range e.welcomes {
+			if x == pw {
+				e.welcomes = append(e.welcomes[:i], e.welcomes[i+1:]...)
+				break
+			}
+		}
+	}
+	e.mu.Unlock()
+	name := e.displayName(pw.to, "")
+	if err != nil {
+		e.log.Info("welcome not delivered yet; retrying when the peer connects", "to", pw.to, "err", err)
+		e.notice(pw.g.gid, NoticeInfo, "%s is offline: the invitation will be delivered when they are online", name)
+		return
+	}
+	e.log.Info("welcome delivered", "to", pw.to, "direct", d.Direct, "relays", len(d.Relays))
+	if !d.Direct {
+		e.notice(pw.g.gid, NoticeInfo, "%s is offline: the invitation waits on %d relay(s)", name, len(d.Relays))
+	}
+	_ = e.db.Settle(e.ctx, pw.g.id, pw.id)
+}
+
+// retryWelcomes retries Welcomes for a peer that just connected.
+func (e *Engine) retryWelcomes(p peer.ID) {
+	e.mu.Lock()
+	var todo []*pendingWelcome
+	for _, pw := range e.welcomes {
+		if pw.to == p && !pw.busy {
+			todo = append(todo, pw)
+		}
+	}
+	e.mu.Unlock()
+	for _, pw := range todo {
+		e.goBackground(func(ctx context.Context) { e.deliverWelcome(ctx, pw) })
+	}
+}

@@ -1,0 +1,241 @@
+package chat
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Headless event stream.
+//
+// `canopy headless` writes one JSON object per line on stdout. Every object
+// has a "type"; times are RFC 3339 with nanoseconds; ids are lower-case hex.
+// Fields may be added in later versions (readers must ignore unknown
+// fields and unknown types); none will be removed or change meaning.
+//
+//	{"type":"ready","self":SELF,"addrs":[MULTIADDR…]}
+//	    once, first: the engine runs. SELF = {"nick","peer_id",
+//	    "fingerprint","card"}; addrs are full multiaddrs (…/p2p/<id>).
+//	{"type":"result","line":N,"input":"…","ok":true,"text":"…","group":"ID"}
+//	{"type":"result","line":N,"input":"…","ok":false,"error":"…"}
+//	    the outcome of input line N (1-based). "group" is set by commands
+//	    that create, join or select a group.
+//	{"type":"message","message":MESSAGE}
+//	    a message arrived or one of ours was created. MESSAGE = {"id",
+//	    "group","kind","sender","sender_fp","own","body","reply_to",
+//	    "sent_at","epoch","delivery","mentions"}; kind is text, edit,
+//	    delete, reaction, receipt, typing or system; delivery (own
+//	    messages) is pending, sent, delivered or failed.
+//	{"type":"delivery","group":"ID","id":"MSGID","delivery":"sent"}
+//	{"type":"group","group":GROUP}
+//	    GROUP = {"id","name","epoch","members","unread","mentions",
+//	    "last_at","left"}
+//	{"type":"members","group":"ID","members":[MEMBER…]}
+//	    MEMBER = {"nick","fingerprint","self","verified","key_changed"}
+//	{"type":"invitation","invitation":{"id","group_name","from","at"}}
+//	{"type":"status","status":{"peers","relays","reachability","addrs",
+//	    "nearby":[PEER…]}}   PEER = {"nick","peer_id","card"}
+//	{"type":"peer","peer":PEER,"online":true}
+//	{"type":"notice","group":"ID","level":"info|warning|error","text":"…"}
+//	{"type":"bye"}
+//	    last: the engine stopped.
+
+// JSONSelf is Self in the headless stream.
+type JSONSelf struct {
+	Nick        string `json:"nick"`
+	PeerID      string `json:"peer_id"`
+	Fingerprint string `json:"fingerprint"`
+	Card        string `json:"card"`
+}
+
+type jsonMessage struct {
+	ID       MessageID `json:"id"`
+	Group    GroupID   `json:"group"`
+	Kind     Kind      `json:"kind"`
+	Sender   string    `json:"sender"`
+	SenderFP string    `json:"sender_fp,omitempty"`
+	Own      bool      `json:"own"`
+	Body     string    `json:"body"`
+	ReplyTo  MessageID `json:"reply_to,omitempty"`
+	SentAt   time.Time `json:"sent_at"`
+	Epoch    uint64    `json:"epoch"`
+	Delivery string    `json:"delivery,omitempty"`
+	Mentions bool      `json:"mentions,omitempty"`
+}
+
+type jsonGroup struct {
+	ID       GroupID   `json:"id"`
+	Name     string    `json:"name"`
+	Epoch    uint64    `json:"epoch"`
+	Members  int       `json:"members"`
+	Unread   int       `json:"unread"`
+	Mentions int       `json:"mentions"`
+	LastAt   time.Time `json:"last_at"`
+	Left     bool      `json:"left"`
+}
+
+type jsonMember struct {
+	Nick        string `json:"nick"`
+	Fingerprint string `json:"fingerprint"`
+	Self        bool   `json:"self"`
+	Verified    bool   `json:"verified"`
+	KeyChanged  bool   `json:"key_changed"`
+}
+
+type jsonPeer struct {
+	Nick   string `json:"nick"`
+	PeerID string `json:"peer_id"`
+	Card   string `json:"card"`
+}
+
+type jsonStatus struct {
+	Peers        int        `json:"peers"`
+	Relays       int        `json:"relays"`
+	Reachability string     `json:"reachability"`
+	Addrs        []string   `json:"addrs"`
+	Nearby       []jsonPeer `json:"nearby"`
+}
+
+func toJSONMessage(m Message) jsonMessage {
+	j := jsonMessage{
+		ID: m.ID, Group: m.Group, Kind: m.Kind, Sender: m.Sender, SenderFP: m.SenderFP, Own: m.Own,
+		Body: m.Body, ReplyTo: m.ReplyTo, SentAt: m.SentAt, Epoch: m.Epoch, Mentions: m.Mentions,
+	}
+	if m.Own {
+		j.Delivery = m.Delivery.String()
+	}
+	return j
+}
+
+func toJSONGroup(g GroupView) jsonGroup {
+	return jsonGroup{ID: g.ID, Name: g.Name, Epoch: g.Epoch, Members: g.Members, Unread: g.Unread, Mentions: g.Mentions, LastAt: g.LastAt, Left: g.Left}
+}
+
+func toJSONPeer(p Peer) jsonPeer { return jsonPeer(p) }
+
+func levelName(l NoticeLevel) string {
+	switch l {
+	case NoticeWarning:
+		return "warning"
+	case NoticeError:
+		return "error"
+	}
+	return "info"
+}
+
+// EventJSON encodes an event as one line of the headless stream (without
+// the newline).
+func EventJSON(ev Event) ([]byte, error) {
+	var v any
+	switch ev := ev.(type) {
+	case MessageEvent:
+		v = struct {
+			Type    string      `json:"type"`
+			Message jsonMessage `json:"message"`
+		}{"message", toJSONMessage(ev.Message)}
+	case DeliveryEvent:
+		v = struct {
+			Type     string    `json:"type"`
+			Group    GroupID   `json:"group"`
+			ID       MessageID `json:"id"`
+			Delivery string    `json:"delivery"`
+		}{"delivery", ev.Group, ev.ID, ev.Delivery.String()}
+	case GroupEvent:
+		v = struct {
+			Type  string    `json:"type"`
+			Group jsonGroup `json:"group"`
+		}{"group", toJSONGroup(ev.Group)}
+	case MembersEvent:
+		ms := make([]jsonMember, 0, len(ev.Members))
+		for _, m := range ev.Members {
+			ms = append(ms, jsonMember(m))
+		}
+		v = struct {
+			Type    string       `json:"type"`
+			Group   GroupID      `json:"group"`
+			Members []jsonMember `json:"members"`
+		}{"members", ev.Group, ms}
+	case InvitationEvent:
+		v = struct {
+			Type       string `json:"type"`
+			Invitation struct {
+				ID        string    `json:"id"`
+				GroupName string    `json:"group_name"`
+				From      string    `json:"from"`
+				At        time.Time `json:"at"`
+			} `json:"invitation"`
+		}{Type: "invitation", Invitation: struct {
+			ID        string    `json:"id"`
+			GroupName string    `json:"group_name"`
+			From      string    `json:"from"`
+			At        time.Time `json:"at"`
+		}(ev.Invitation)}
+	case StatusEvent:
+		v = struct {
+			Type   string     `json:"type"`
+			Status jsonStatus `json:"status"`
+		}{"status", toJSONStatus(ev.Status)}
+	case PeerEvent:
+		v = struct {
+			Type   string   `json:"type"`
+			Peer   jsonPeer `json:"peer"`
+			Online bool     `json:"online"`
+		}{"peer", toJSONPeer(ev.Peer), ev.Online}
+	case NoticeEvent:
+		v = struct {
+			Type  string  `json:"type"`
+			Group GroupID `json:"group,omitempty"`
+			Level string  `json:"level"`
+			Text  string  `json:"text"`
+		}{"notice", ev.Group, levelName(ev.Level), ev.Text}
+	default:
+		return nil, fmt.Errorf("chat: no JSON form for %T", ev)
+	}
+	return json.Marshal(v)
+}
+
+func toJSONStatus(s NetStatus) jsonStatus {
+	j := jsonStatus{Peers: s.Peers, Relays: s.Relays, Reachability: s.Reachability, Addrs: s.Addrs, Nearby: []jsonPeer{}}
+	if j.Addrs == nil {
+		j.Addrs = []string{}
+	}
+	for _, p := range s.Nearby {
+		j.Nearby = append(j.Nearby, toJSONPeer(p))
+	}
+	return j
+}
+
+// ReadyJSON is the first line of the headless stream.
+func ReadyJSON(e *Engine) ([]byte, error) {
+	s := e.Self()
+	var addrs []string
+	for _, a := range e.node.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	if addrs == nil {
+		addrs = []string{}
+	}
+	return json.Marshal(struct {
+		Type  string   `json:"type"`
+		Self  JSONSelf `json:"self"`
+		Addrs []string `json:"addrs"`
+	}{"ready", JSONSelf(s), addrs})
+}
+
+// ResultJSON encodes the outcome of input line n.
+func ResultJSON(n int, input string, r Result, err error) ([]byte, error) {
+	type res struct {
+		Type  string  `json:"type"`
+		Line  int     `json:"line"`
+		Input string  `json:"input"`
+		OK    bool    `json:"ok"`
+		Text  string  `json:"text,omitempty"`
+		Group GroupID `json:"group,omitempty"`
+		Error string  `json:"error,omitempty"`
+	}
+	v := res{Type: "result", Line: n, Input: input, OK: err == nil, Text: r.Text, Group: r.Group}
+	if err != nil {
+		v.Error = err.Error()
+	}
+	return json.Marshal(v)
+}

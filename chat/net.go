@@ -1,0 +1,469 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/canopy-chat/canopy/store"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Direct messages (p2p.InboxDirect) start with a type byte:
+//
+//	dmHello:   the sender's contact card (binary); sent to every peer on
+//	           connecting, so that nearby peers can be invited by nick.
+//	dmDecline: empty; the invitee declined the invitation to the
+//	           InboxMessage's topic.
+//	dmClaim:   an ordering claim (ordering.MarshalClaim) about the
+//	           InboxMessage's topic, from a member (see order.go).
+const (
+	dmHello   byte = 1
+	dmDecline byte = 2
+	dmClaim   byte = 3
+)
+
+const helloEvery = 5 * time.Minute
+
+func (e *Engine) startNode(ctx context.Context) error {
+	boot, err := p2p.ParseAddrInfos(e.cfg.Bootstrap)
+	if err != nil {
+		return fmt.Errorf("chat: --bootstrap: %w", err)
+	}
+	e.relays = boot
+	opts := []p2p.Option{
+		p2p.WithMDNS(e.cfg.MDNS),
+		p2p.WithLogger(e.log.With("component", "p2p")),
+		p2p.WithHandlers(p2p.Handlers{
+			KeyPackage: e.serveKeyPackage,
+			Inbox:      e.serveInbox,
+			Sync:       e.serveSync,
+			Tree:       e.serveTree,
+		}),
+	}
+	if len(e.cfg.ListenAddrs) > 0 {
+		opts = append(opts, p2p.WithListenAddrs(e.cfg.ListenAddrs...))
+	}
+	if len(boot) > 0 {
+		opts = append(opts, p2p.WithBootstrapPeers(boot...), p2p.WithRelays(boot...), p2p.WithDHT(p2p.DHTClient))
+	} else {
+		opts = append(opts, p2p.WithDHT(p2p.DHTOff))
+	}
+	if e.cfg.NoNAT {
+		opts = append(opts, p2p.WithAutoNAT(false), p2p.WithHolePunching(false))
+	}
+	opts = append(opts, e.cfg.P2POptions...)
+	node, err := p2p.New(ctx, e.id.key, opts...)
+	if err != nil {
+		return err
+	}
+	e.node = node
+	node.Host().Network().Notify(&network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			select {
+			case e.connected <- c.RemotePeer():
+			default:
+			}
+		},
+		DisconnectedF: func(n network.Network, c network.Conn) {
+			p := c.RemotePeer()
+			if n.Connectedness(p) == network.Connected {
+				return
+			}
+			e.mu.Lock()
+			card := e.nearby[p]
+			delete(e.nearby, p)
+			e.mu.Unlock()
+			if card != nil {
+				e.emit(PeerEvent{Peer: peerView(card), Online: false})
+			}
+			e.statusChanged()
+		},
+	})
+	return nil
+}
+
+func peerView(c *Card) Peer {
+	return Peer{Nick: c.Nick, PeerID: c.PeerID.String(), Card: c.String()}
+}
+
+func isCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+func (e *Engine) isConnected(p peer.ID) bool {
+	return e.node != nil && e.node.Host().Network().Connectedness(p) == network.Connected
+}
+
+// connectAsync dials p in the background unless connected.
+func (e *Engine) connectAsync(p peer.ID, addrs []ma.Multiaddr) {
+	if p == e.id.id || e.isConnected(p) {
+		return
+	}
+	e.goBackground(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_ = e.node.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs})
+	})
+}
+
+// startBackground starts the engine-wide loops.
+func (e *Engine) startBackground() {
+	e.goBackground(e.connLoop)
+	e.goBackground(e.reachabilityLoop)
+	e.goBackground(e.housekeeping)
+	if len(e.relays) > 0 {
+		e.goBackground(e.relayLoop)
+	}
+	e.dialContacts()
+}
+
+// connLoop handles new connections: introduce ourselves, retry Welcomes.
+func (e *Engine) connLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-e.connected:
+			e.statusChanged()
+			e.retryWelcomes(p)
+			e.mu.Lock()
+			last := e.helloAt[p]
+			due := time.Since(last) > helloEvery
+			if due {
+				e.helloAt[p] = time.Now()
+			}
+			e.mu.Unlock()
+			if due {
+				e.goBackground(func(ctx context.Context) { e.sendHello(ctx, p) })
+			}
+		}
+	}
+}
+
+func (e *Engine) sendHello(ctx context.Context, p peer.ID) {
+	for _, r := range e.relays {
+		if r.ID == p {
+			return
+		}
+	}
+	b, err := e.card().Marshal()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = e.node.SendInbox(ctx, p, p2p.InboxMessage{Kind: p2p.InboxDirect, Data: append([]byte{dmHello}, b...)})
+	if err != nil {
+		e.log.Debug("hello not delivered", "peer", p, "err", err)
+		if !errors.Is(err, p2p.ErrUnavailable) {
+			e.mu.Lock()
+			delete(e.helloAt, p)
+			e.mu.Unlock()
+		}
+	}
+}
+
+func (e *Engine) reachabilityLoop(ctx context.Context) {
+	sub, err := e.node.Host().EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
+	if err != nil {
+		return
+	}
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-sub.Out():
+			if !ok {
+				return
+			}
+			r := ev.(event.EvtLocalReachabilityChanged).Reachability
+			e.mu.Lock()
+			switch r {
+			case network.ReachabilityPublic:
+				e.reach = "public"
+			case network.ReachabilityPrivate:
+				e.reach = "private"
+			default:
+				e.reach = "unknown"
+			}
+			e.mu.Unlock()
+			e.statusChanged()
+			e.writeCardFile()
+		}
+	}
+}
+
+// housekeeping: disappearing messages, expired KeyPackages, the card file.
+func (e *Engine) housekeeping(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := e.db.ApplyRetention(ctx, e.now()); err == nil && n > 0 {
+			e.log.Info("disappearing messages deleted", "count", n)
+			for _, gv := range e.Groups() {
+				e.emit(GroupEvent{Group: gv})
+			}
+		}
+		_, _ = e.db.PruneFrames(ctx, e.now().Add(-14*24*time.Hour))
+		_ = e.fillKeyPackages(ctx)
+		e.writeCardFile()
+	}
+}
+
+// relayLoop uploads KeyPackages to relays and polls their mailboxes.
+func (e *Engine) relayLoop(ctx context.Context) {
+	uploaded := map[peer.ID]bool{}
+	t := time.NewTicker(e.cfg.MailboxInterval)
+	defer t.Stop()
+	first := time.NewTimer(500 * time.Millisecond)
+	defer first.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-first.C:
+		case <-t.C:
+		}
+		for _, r := range e.relays {
+			if !e.isConnected(r.ID) {
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err := e.node.Connect(cctx, r)
+				cancel()
+				if err != nil {
+					continue
+				}
+			}
+			if !uploaded[r.ID] {
+				kps, err := e.relayKeyPackages(ctx, 4)
+				if err == nil {
+					uctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					_, err = e.node.PutKeyPackages(uctx, r.ID, kps)
+					cancel()
+				}
+				if err == nil {
+					uploaded[r.ID] = true
+					e.notice("", NoticeInfo, "your KeyPackages are on relay %s: you can be invited while offline", shortPeer(r.ID))
+				} else {
+					e.log.Debug("uploading KeyPackages", "relay", r.ID, "err", err)
+				}
+			}
+			e.pollMailbox(ctx, r.ID)
+		}
+	}
+}
+
+// PollMailboxes fetches mail from every relay now (tests and front ends
+// that want an immediate check).
+func (e *Engine) PollMailboxes(ctx context.Context) {
+	for _, r := range e.relays {
+		e.pollMailbox(ctx, r.ID)
+	}
+}
+
+func (e *Engine) pollMailbox(ctx context.Context, relay peer.ID) {
+	for range 10 {
+		fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		mail, err := e.node.FetchMailbox(fctx, relay)
+		cancel()
+		if err != nil {
+			e.log.Debug("mailbox", "relay", relay, "err", err)
+			return
+		}
+		if len(mail) == 0 {
+			return
+		}
+		for _, m := range mail {
+			if err := e.handleInbox(ctx, m.From, m.Message); err != nil {
+				e.log.Debug("mail item", "err", err)
+			}
+		}
+	}
+}
+
+// ---- stream protocol handlers ----
+
+func (e *Engine) serveKeyPackage(ctx context.Context, from peer.ID) (p2p.KeyPackage, error) {
+	return e.handOutKeyPackage(ctx)
+}
+
+func (e *Engine) serveInbox(ctx context.Context, from peer.ID, msg p2p.InboxMessage) error {
+	return e.handleInbox(ctx, from, msg)
+}
+
+func (e *Engine) handleInbox(ctx context.Context, from peer.ID, msg p2p.InboxMessage) error {
+	switch msg.Kind {
+	case p2p.InboxWelcome:
+		return e.onWelcome(ctx, from, msg.Topic, msg.Data)
+	case p2p.InboxDirect:
+		if len(msg.Data) == 0 {
+			return p2p.ErrBadRequest
+		}
+		switch msg.Data[0] {
+		case dmHello:
+			return e.onHello(from, msg.Data[1:])
+		case dmDecline:
+			e.onDecline(from, msg.Topic)
+			return nil
+		case dmClaim:
+			return e.onClaim(from, msg.Topic, msg.Data[1:])
+		}
+	}
+	return nil
+}
+
+func (e *Engine) onHello(from peer.ID, data []byte) error {
+	card, err := UnmarshalCard(data)
+	if err != nil || card.PeerID != from {
+		return p2p.ErrBadRequest
+	}
+	e.mu.Lock()
+	old := e.nearby[from]
+	e.nearby[from] = card
+	_, contact := e.contacts[from]
+	e.mu.Unlock()
+	if contact {
+		// A known contact: keep its card fresh (addresses, nick) and watch
+		// its key.
+		e.learnKey(e.ctx, from, card.Fingerprint, card, "")
+	}
+	if old == nil || old.String() != card.String() {
+		e.emit(PeerEvent{Peer: peerView(card), Online: true})
+		e.statusChanged()
+	}
+	return nil
+}
+
+// serveSync serves the frames of a group's topic to a current member.
+func (e *Engine) serveSync(ctx context.Context, from peer.ID, req p2p.SyncRequest) (p2p.SyncPage, error) {
+	e.mu.Lock()
+	g := e.byTopic[req.Topic]
+	e.mu.Unlock()
+	if g == nil {
+		return p2p.SyncPage{}, p2p.ErrNotFound
+	}
+	if !g.hasMember(from) {
+		return p2p.SyncPage{}, p2p.ErrDenied
+	}
+	limit := req.Limit
+	if limit <= 0 || limit > p2p.MaxSyncLimit {
+		limit = p2p.MaxSyncLimit
+	}
+	since := req.SinceEpoch
+	frames, err := e.db.Frames(ctx, req.Topic, store.FrameQuery{AfterSeq: int64(req.After), MinEpoch: &since, Limit: limit + 1})
+	if err != nil {
+		return p2p.SyncPage{}, err
+	}
+	page := p2p.SyncPage{Next: req.After}
+	for i, f := range frames {
+		if i == limit {
+			page.More = true
+			break
+		}
+		en := p2p.SyncEntry{Seq: uint64(f.Seq), Data: f.Data}
+		if f.Epoch != nil {
+			en.Epoch = *f.Epoch
+		}
+		page.Entries = append(page.Entries, en)
+		page.Next = uint64(f.Seq)
+	}
+	return page, nil
+}
+
+// serveTree serves the ratchet tree of a group to a member of the tree
+// (a joiner whose Welcome left it out).
+func (e *Engine) serveTree(ctx context.Context, from peer.ID, req p2p.TreeRequest) ([]byte, error) {
+	e.mu.Lock()
+	g := e.byTopic[req.Topic]
+	e.mu.Unlock()
+	if g == nil {
+		return nil, p2p.ErrNotFound
+	}
+	var tree []byte
+	var err error
+	derr := g.do(ctx, func() {
+		if t, ok := g.trees[req.Epoch]; ok {
+			tree = t
+			return
+		}
+		if g.st != nil && !g.closed && (req.Epoch == 0 || req.Epoch == g.st.Epoch()) {
+			tree, err = g.st.RatchetTree()
+			return
+		}
+		err = p2p.ErrNotFound
+	})
+	if derr != nil {
+		return nil, derr
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Only the members of that tree may have it.
+	if !treeHasMember(tree, from) {
+		return nil, p2p.ErrDenied
+	}
+	return tree, nil
+}
+
+// treeHasMember reports whether the encoded ratchet tree has a leaf whose
+// credential names p.
+func treeHasMember(tree []byte, p peer.ID) bool {
+	var t mls.RatchetTree
+	if t.Unmarshal(tree) != nil {
+		return false
+	}
+	for _, n := range t {
+		if n == nil || n.Leaf == nil {
+			continue
+		}
+		if id, err := peerOfCredential(&n.Leaf.Credential); err == nil && id == p {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- status ----
+
+// Status implements Client.
+func (e *Engine) Status() NetStatus {
+	st := NetStatus{}
+	if e.node == nil {
+		return st
+	}
+	st.Peers = len(e.node.Peers())
+	for _, r := range e.relays {
+		if e.isConnected(r.ID) {
+			st.Relays++
+		}
+	}
+	for _, a := range e.node.Addrs() {
+		st.Addrs = append(st.Addrs, a.String())
+	}
+	e.mu.Lock()
+	st.Reachability = e.reach
+	for _, c := range e.nearby {
+		st.Nearby = append(st.Nearby, peerView(c))
+	}
+	e.mu.Unlock()
+	sort.Slice(st.Nearby, func(i, j int) bool { return st.Nearby[i].Nick < st.Nearby[j].Nick })
+	return st
+}
+
+func (e *Engine) statusChanged() {
+	e.emit(StatusEvent{Status: e.Status()})
+}

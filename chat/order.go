@@ -1,0 +1,986 @@
+package chat
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/ordering"
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/canopy-chat/canopy/store"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Ordering integration.
+//
+// Every frame of a group goes through the group's ordering.Machine, which
+// holds the MLS states of the retained epochs (the canonical chain and
+// losing branches), decides which Commit of an epoch is canonical, buffers
+// what cannot be read yet and returns decisions the loop executes in
+// order (exec): persist the new tip, deliver messages, re-send own
+// messages whose epoch lost, re-commit own changes whose Commit lost, send
+// or drop held Welcomes, announce claims, rejoin, catch up.
+//
+// The store keeps the canonical tip's state. Its commit id (the store's
+// CommitHash) is the Commit's ordering key, encoded (commitRef), so that
+// the compact history survives a restart (store.EpochHistory) and the
+// machine is rebuilt from the tip and that history. States of older epochs
+// are not kept across restarts: a fork found later heals by the deep path
+// (claims, rejoin).
+//
+// Identities in the machine are credential identities: the binary peer id
+// as a string (ident).
+
+func ident(p peer.ID) string { return string(p) }
+
+// encodeKey and decodeKey convert an ordering key to the store's commit id:
+// hash (32) || class (1) || ticket (8) || epoch (8).
+func encodeKey(k ordering.Key) []byte {
+	b := make([]byte, 0, 49)
+	b = append(b, k.Hash[:]...)
+	b = append(b, byte(k.Class))
+	b = binary.BigEndian.AppendUint64(b, k.Ticket)
+	return binary.BigEndian.AppendUint64(b, k.Epoch)
+}
+
+func decodeKey(b []byte) (ordering.Key, bool) {
+	if len(b) != 49 || b[32] > 1 {
+		return ordering.Key{}, false
+	}
+	var k ordering.Key
+	copy(k.Hash[:], b[:32])
+	k.Class = ordering.Class(b[32])
+	k.Ticket = binary.BigEndian.Uint64(b[33:41])
+	k.Epoch = binary.BigEndian.Uint64(b[41:49])
+	return k, true
+}
+
+// orderingConfig is the machine policy of a group.
+func (e *Engine) orderingConfig(groupID []byte) ordering.Config {
+	return ordering.Config{
+		GroupID:    groupID,
+		Self:       ident(e.id.id),
+		SettleTime: e.cfg.SettleTime,
+	}
+}
+
+func roster(st *mls.Group) []string {
+	var out []string
+	for _, m := range st.Members() {
+		out = append(out, string(m.Credential.Identity))
+	}
+	return out
+}
+
+// newMachine builds the fork choice of a group from its stored tip.
+func (e *Engine) newMachine(g *group, st *mls.Group, commitRef []byte) *ordering.Machine[*mls.Group] {
+	var rootKey *ordering.Key
+	if k, ok := decodeKey(commitRef); ok {
+		rootKey = &k
+	}
+	m := ordering.New(e.orderingConfig(g.id), st, st.Epoch(), rootKey, roster(st), e.now())
+	if recs, err := e.db.EpochHistory(e.ctx, g.id, 0); err == nil {
+		var hist []ordering.Entry
+		for _, r := range recs {
+			if k, ok := decodeKey(r.CommitHash); ok {
+				hist = append(hist, k)
+			}
+		}
+		m.AdoptHistory(hist)
+	}
+	return m
+}
+
+// commitRec is what the loop remembers of a Commit in the window.
+type commitRec struct {
+	info   ordering.CommitInfo
+	parent ordering.Hash
+	epoch  uint64 // the epoch it created
+	// settings of the state it created, to describe changes
+	settings groupSettings
+}
+
+// intentRec is an own membership change until it is applied.
+type intentRec struct {
+	ordering.Intent
+	peer peer.ID
+	kp   *mls.KeyPackage
+	done chan error
+	at   time.Time
+}
+
+// intentTTL is how long an own change is kept for re-committing: well
+// beyond the machine's retention window, after which a lost change can no
+// longer be noticed.
+const intentTTL = time.Hour
+
+func (g *group) pruneIntents() {
+	for id, in := range g.intents {
+		if g.e.now().Sub(in.at) > intentTTL {
+			delete(g.intents, id)
+		}
+	}
+}
+
+// heldWelcome is the Welcome of an own Commit, held until it settles.
+type heldWelcome struct {
+	to      peer.ID
+	ref     []byte
+	welcome []byte
+}
+
+// ownLog keeps recent own messages for re-sending (ordering.Resend).
+type ownLog struct {
+	byID  map[string]*ownMsg
+	order []string
+}
+
+type ownMsg struct {
+	payload []byte
+	epoch   uint64
+	at      time.Time
+}
+
+const maxOwnLog = 2048
+
+func newOwnLog() *ownLog { return &ownLog{byID: map[string]*ownMsg{}} }
+
+func (l *ownLog) add(id string, payload []byte, epoch uint64, at time.Time) {
+	if o, ok := l.byID[id]; ok {
+		o.epoch, o.at = epoch, at
+		return
+	}
+	l.byID[id] = &ownMsg{payload: payload, epoch: epoch, at: at}
+	l.order = append(l.order, id)
+	for len(l.order) > maxOwnLog {
+		delete(l.byID, l.order[0])
+		l.order = l.order[1:]
+	}
+}
+
+// groupProc runs MLS for the machine (ordering.Processor).
+type groupProc struct{ g *group }
+
+func (p *groupProc) ProcessCommit(base *mls.Group, msg []byte) (*mls.Group, ordering.CommitInfo, error) {
+	next := base.Clone()
+	r, err := next.Process(msg)
+	if err != nil {
+		if errors.Is(err, mls.ErrUnknownProposal) {
+			return nil, ordering.CommitInfo{}, fmt.Errorf("%w: %v", ordering.ErrLater, err)
+		}
+		return nil, ordering.CommitInfo{}, err
+	}
+	if r.Commit == nil {
+		return nil, ordering.CommitInfo{}, errors.New("chat: not a commit")
+	}
+	info := commitInfoOf(base, next, r.Commit)
+	h := ordering.HashOf(msg)
+	// (A removed member's next state does not advance: count from base.)
+	p.g.commits[h] = &commitRec{info: info, parent: p.g.stateHash[base], epoch: base.Epoch() + 1, settings: settingsOf(next.Extensions())}
+	p.g.stateHash[next] = h
+	return next, info, nil
+}
+
+func (p *groupProc) Open(st *mls.Group, msg []byte, ct ordering.ContentType) (ordering.Opened, error) {
+	r, err := st.Process(msg)
+	if err != nil {
+		return ordering.Opened{}, err
+	}
+	g := p.g
+	// The machine may have moved its tip during this very call (a drained
+	// buffer): compare with its tip, not with the loop's copy.
+	tip, _, _ := g.m.Current()
+	if st == tip {
+		g.dirty = true
+	}
+	sender := ""
+	if m, ok := st.Member(mls.LeafIndex(r.Sender.LeafIndex)); ok {
+		sender = string(m.Credential.Identity)
+	}
+	switch r.ContentType {
+	case mls.ContentTypeProposal:
+		if st == tip {
+			g.onProposalOpened(r, sender)
+		}
+		return ordering.Opened{Sender: sender}, nil
+	case mls.ContentTypeApplication:
+		am, err := parseAppMessage(r.ApplicationData)
+		if err != nil {
+			// Unknown versions and malformed payloads are ignored, never
+			// fatal: the key was used, the message shows nothing.
+			return ordering.Opened{Sender: sender}, nil
+		}
+		return ordering.Opened{ID: ordering.MessageID(am.ID), Sender: sender, Payload: r.ApplicationData}, nil
+	}
+	return ordering.Opened{}, errors.New("chat: unexpected content")
+}
+
+func identityAt(g *mls.Group, l mls.LeafIndex) string {
+	m, ok := g.Member(l)
+	if !ok {
+		return ""
+	}
+	return string(m.Credential.Identity)
+}
+
+// commitInfoOf describes a Commit as the machine needs it: a deterministic
+// function of the state it was sent in and its bytes.
+func commitInfoOf(base, next *mls.Group, u *mls.StateUpdate) ordering.CommitInfo {
+	ci := ordering.CommitInfo{External: u.External}
+	if u.External {
+		ci.Sender = identityAt(next, u.Committer)
+	} else {
+		ci.Sender = identityAt(base, u.Committer)
+		if ob, ok := base.Member(u.Committer); ok {
+			if nb, ok := next.Member(u.Committer); ok {
+				ci.Path = !bytes.Equal(ob.LeafNode.EncryptionKey, nb.LeafNode.EncryptionKey)
+			}
+		}
+	}
+	for _, l := range u.Added {
+		ci.Added = append(ci.Added, identityAt(next, l))
+	}
+	for _, r := range u.Removed {
+		if r.LeafNode != nil {
+			ci.Removed = append(ci.Removed, string(r.LeafNode.Credential.Identity))
+		}
+	}
+	for _, l := range u.Updated {
+		ci.Updated = append(ci.Updated, identityAt(next, l))
+	}
+	return ci
+}
+
+// ---- receiving ----
+
+func (g *group) handleFrame(fr inFrame) {
+	if g.offline || g.m == nil {
+		return
+	}
+	hdr, err := p2p.ParseMLSHeader(fr.data)
+	if err != nil || !bytes.Equal(hdr.GroupID, g.id) || !hdr.HasEpoch() {
+		return
+	}
+	if g.parking && !fr.synced {
+		if len(g.parked) < 1024 {
+			g.parked = append(g.parked, fr)
+		}
+		return
+	}
+	seq, inserted := g.logFrame(fr.data, hdr.Epoch, fr.from)
+	if !inserted && (g.sessionSeq == 0 || seq < g.sessionSeq) && hdr.Epoch <= g.m.Epoch() {
+		// Handled by an earlier run, in an epoch we have reached: a
+		// catch-up duplicate (its key is consumed; it would only sit in
+		// the machine's buffer).
+		return
+	}
+	g.exec(g.m.Receive(g.proc, fr.data, hdr.Epoch, ordering.ContentType(hdr.ContentType), g.e.now()))
+}
+
+// exec carries out the machine's decisions in order, then persists the
+// tip with what they produced.
+func (g *group) exec(ds []ordering.Decision) {
+	tipMoved := false
+	for _, d := range ds {
+		switch d := d.(type) {
+		case ordering.Advanced:
+			g.syncTip()
+			g.onAdvanced(d.To)
+			tipMoved = true
+		case ordering.Switched:
+			g.syncTip()
+			g.onSwitched(d)
+			tipMoved = true
+		case ordering.Deliver:
+			g.deliver(d)
+		case ordering.Released:
+			delete(g.commits, d.Node)
+			for st, h := range g.stateHash {
+				if h == d.Node {
+					delete(g.stateHash, st)
+				}
+			}
+		case ordering.Resend:
+			g.resend(d)
+		case ordering.ResendSince:
+			g.resendSince(d)
+		case ordering.Repropose:
+			g.repropose(d.Intents)
+		case ordering.SendWelcome:
+			g.sendWelcome(d.Commit)
+		case ordering.DropWelcome:
+			delete(g.welcomes, d.Commit)
+		case ordering.Announce:
+			g.announce(d.Claim)
+		case ordering.Rejoin:
+			g.rejoin(d)
+		case ordering.CatchUp:
+			if g.syncFrom == 0 || d.From < g.syncFrom {
+				g.syncFrom = d.From
+			}
+			g.catchUp(true)
+		case ordering.Discarded:
+			if d.Reason != ordering.Duplicate {
+				g.e.log.Debug("frame discarded", "group", g.gid, "epoch", d.Epoch, "reason", d.Reason.String())
+			}
+		}
+	}
+	if tipMoved || g.dirty || len(g.rows) > 0 || len(g.outbox) > 0 {
+		_ = g.persistTip()
+	}
+	if tipMoved {
+		g.afterTipMoved()
+	}
+}
+
+// syncTip makes the loop's view follow the machine's canonical tip.
+func (g *group) syncTip() {
+	st, epoch, h := g.m.Current()
+	changedEpoch := g.st == nil || g.st.Epoch() != epoch || g.tipHash != h
+	g.st, g.tipHash = st, h
+	if changedEpoch {
+		g.commitRef = nil
+		if hist := g.m.History(); len(hist) > 0 && hist[len(hist)-1].Hash == h {
+			g.commitRef = encodeKey(hist[len(hist)-1])
+		}
+		// The epoch's proposals are gone with it.
+		g.proposals = 0
+		clear(g.proposers)
+		if g.commitTmr != nil {
+			g.commitTmr.Stop()
+			g.commitTmr = nil
+		}
+	}
+	wasClosed := g.closed
+	g.closed = !g.m.IsMember() || st.Closed()
+	old := g.settings
+	g.settings = settingsOf(st.Extensions())
+	if g.settings.Name == "" {
+		g.settings.Name = old.Name
+	}
+	g.refreshInfos()
+	if g.closed && !wasClosed {
+		g.leaveLater()
+	} else if !g.closed && wasClosed {
+		g.e.notice(g.gid, NoticeInfo, "you are a member of %s again", g.settings.Name)
+	}
+	for ep := range g.trees {
+		if ep+4 < epoch {
+			delete(g.trees, ep)
+		}
+	}
+}
+
+// afterTipMoved runs what a new epoch allows.
+func (g *group) afterTipMoved() {
+	g.emitGroup()
+	g.refreshMembers(true)
+	if g.closed {
+		return
+	}
+	g.flushHeld()
+	if g.meta.Leaving {
+		g.proposeLeave()
+	}
+	if len(g.queue) > 0 {
+		g.armFlush()
+	}
+	g.flushReceipts()
+}
+
+// removedGrace is how long a member removed at the canonical tip keeps
+// listening: a better Commit that keeps it may still win.
+const removedGrace = 30 * time.Second
+
+func (g *group) leaveLater() {
+	g.e.notice(g.gid, NoticeWarning, "you are no longer a member of %s", g.settings.Name)
+	for _, c := range g.queue {
+		if c.done != nil {
+			c.done <- errNotMember
+		}
+	}
+	g.queue = nil
+	for id, in := range g.intents {
+		if in.done != nil {
+			in.done <- errNotMember
+		}
+		delete(g.intents, id)
+	}
+	g.after(removedGrace, func() {
+		if g.closed && !g.offline {
+			g.offline = true
+			if g.topic != nil {
+				_ = g.topic.Close()
+			}
+		}
+	})
+}
+
+// onAdvanced writes the timeline lines of the Commit that created h.
+func (g *group) onAdvanced(h ordering.Hash) {
+	rec := g.commits[h]
+	if rec == nil {
+		return
+	}
+	parentSettings := g.settings
+	if p := g.commits[rec.parent]; p != nil {
+		parentSettings = p.settings
+	}
+	for _, l := range g.describe(rec, parentSettings) {
+		l.Epoch = rec.epoch
+		g.stageRow(l)
+	}
+	if rec.info.Sender == ident(g.e.id.id) && !rec.info.External {
+		g.meta.LastPath = g.e.now().Unix()
+		g.meta.SentSince = 0
+	}
+	for _, id := range rec.info.Removed {
+		delete(g.leavers, id)
+	}
+}
+
+// describe turns a Commit into timeline lines.
+func (g *group) describe(rec *commitRec, before groupSettings) []store.Message {
+	e := g.e
+	self := ident(e.id.id)
+	name := func(id string) string {
+		if id == "" {
+			return "someone"
+		}
+		return e.displayName(peer.ID(id), g.hintOf(peer.ID(id)))
+	}
+	ci := rec.info
+	var lines []store.Message
+	if ci.External {
+		if slices.Contains(ci.Removed, ci.Sender) {
+			lines = append(lines, g.systemLine("%s rejoined", name(ci.Sender)))
+		} else {
+			lines = append(lines, g.systemLine("%s joined", name(ci.Sender)))
+		}
+		return lines
+	}
+	for _, id := range ci.Added {
+		if p, err := peerOfIdent(id); err == nil {
+			if in, ok := g.infoByPeer(p); ok {
+				e.learnKey(g.ctx, p, in.fp, nil, in.hint)
+			}
+		}
+		lines = append(lines, g.systemLine("%s added %s", name(ci.Sender), name(id)))
+	}
+	for _, id := range ci.Removed {
+		switch {
+		case id == self && g.meta.Leaving:
+			lines = append(lines, g.systemLine("you left the group"))
+		case id == self:
+			lines = append(lines, g.systemLine("%s removed you from the group", name(ci.Sender)))
+		case g.leavers[id]:
+			lines = append(lines, g.systemLine("%s left", name(id)))
+		default:
+			lines = append(lines, g.systemLine("%s removed %s", name(ci.Sender), name(id)))
+		}
+	}
+	if rec.settings.Name != "" && rec.settings.Name != before.Name {
+		lines = append(lines, g.systemLine("%s renamed the group to %s", name(ci.Sender), rec.settings.Name))
+	}
+	if rec.settings.Retention != before.Retention {
+		if rec.settings.Retention == 0 {
+			lines = append(lines, g.systemLine("%s turned disappearing messages off", name(ci.Sender)))
+		} else {
+			lines = append(lines, g.systemLine("%s set messages to disappear after %s", name(ci.Sender), fmtDuration(rec.settings.Retention)))
+		}
+	}
+	if len(lines) == 0 && len(ci.Added) == 0 && len(ci.Removed) == 0 {
+		lines = append(lines, g.systemLine("%s rotated their keys", name(ci.Sender)))
+	}
+	return lines
+}
+
+func (g *group) hintOf(p peer.ID) string {
+	if in, ok := g.infoByPeer(p); ok {
+		return in.hint
+	}
+	return ""
+}
+
+func peerOfIdent(id string) (peer.ID, error) { return peer.IDFromBytes([]byte(id)) }
+
+// onSwitched: a better Commit won an epoch we had passed; the machine
+// rolled back and applied the winning branch. One line tells the user;
+// the winning branch's changes are described like any other.
+func (g *group) onSwitched(d ordering.Switched) {
+	var chain []*commitRec
+	for h := d.To; ; {
+		rec := g.commits[h]
+		if rec == nil || rec.epoch <= d.ForkEpoch {
+			break
+		}
+		chain = append(chain, rec)
+		h = rec.parent
+	}
+	slices.Reverse(chain)
+	before := g.settings
+	for _, rec := range chain {
+		for _, l := range g.describe(rec, before) {
+			l.Epoch = rec.epoch
+			g.stageRow(l)
+		}
+		before = rec.settings
+	}
+	text := fmt.Sprintf("concurrent changes resolved: %d change(s) of epoch %d were replaced by the winning one; nothing is lost (own changes and messages are redone)", d.RolledBack, d.ForkEpoch)
+	g.stageRow(g.systemLine("%s", text))
+	g.e.notice(g.gid, NoticeInfo, "fork healed in %s at epoch %d", g.settings.Name, d.ForkEpoch)
+	g.e.log.Info("fork healed", "group", g.gid, "fork_epoch", d.ForkEpoch, "rolled_back", d.RolledBack, "epoch", d.Epoch)
+}
+
+// deliver handles an application message the machine opened.
+func (g *group) deliver(d ordering.Deliver) {
+	am, err := parseAppMessage(d.Payload)
+	if err != nil || d.ID == "" {
+		return
+	}
+	sender, err := peerOfIdent(d.Sender)
+	if err != nil {
+		return
+	}
+	var senderFP []byte
+	hint := ""
+	if in, ok := g.infoByPeer(sender); ok {
+		senderFP, hint = in.fp, in.hint
+	}
+	switch am.Kind {
+	case appText, appReaction:
+		row := store.Message{
+			GroupID: g.id, ID: am.ID, Sender: []byte(sender), Epoch: d.Epoch, Kind: uint16(am.Kind),
+			Text: string(am.Body), ReplyTo: am.ReplyTo, SentAt: am.SentAt, State: store.Received,
+		}
+		g.stageRow(row)
+		g.queueReceipt(am.ID)
+	case appEdit, appDelete:
+		target, err := g.e.db.Message(g.ctx, g.id, am.ReplyTo)
+		if err != nil || peer.ID(target.Sender) != sender {
+			return
+		}
+		if am.Kind == appEdit {
+			err = g.e.db.EditMessage(g.ctx, g.id, am.ReplyTo, string(am.Body), nil)
+		} else {
+			err = g.e.db.DeleteMessage(g.ctx, g.id, am.ReplyTo)
+		}
+		if err != nil {
+			return
+		}
+		m := g.e.messageFromRow(g, store.Message{ID: am.ID, Sender: []byte(sender), Kind: uint16(am.Kind), Text: string(am.Body), ReplyTo: am.ReplyTo, SentAt: am.SentAt, Epoch: d.Epoch})
+		g.e.emit(MessageEvent{Message: m})
+		g.queueReceipt(am.ID)
+	case appReceipt:
+		if ids, err := parseIDList(am.Body); err == nil {
+			g.onReceipt(ids)
+		}
+	case appTyping:
+		m := g.e.messageFromRow(g, store.Message{ID: am.ID, Sender: []byte(sender), Kind: uint16(appTyping), SentAt: am.SentAt, Epoch: d.Epoch})
+		g.e.emit(MessageEvent{Message: m})
+	case appProfile:
+		card, err := UnmarshalCard(am.Body)
+		if err != nil || card.PeerID != sender || !bytes.Equal(card.Fingerprint, senderFP) {
+			g.e.log.Debug("profile card does not match its sender", "group", g.gid)
+			return
+		}
+		old := g.e.displayName(sender, hint)
+		g.e.learnKey(g.ctx, sender, senderFP, card, hint)
+		g.e.addContactAddrs(sender, card.Addrs)
+		g.e.refreshMembersOf(sender)
+		if now := g.e.displayName(sender, hint); now != old && old != shortPeer(sender) {
+			g.stageRow(g.systemLine("%s is now known as %s", old, now))
+		}
+		g.e.connectAsync(sender, card.Addrs)
+	}
+}
+
+// onProposalOpened notes a proposal cached in the tip's epoch.
+func (g *group) onProposalOpened(r *mls.Received, sender string) {
+	g.proposals++
+	g.proposers[r.Sender.LeafIndex] = true
+	p := r.Proposal
+	if p != nil && p.Type == mls.ProposalTypeRemove && p.Remove != nil && p.Remove.Removed == r.Sender.LeafIndex {
+		g.leavers[sender] = true
+		if pid, err := peerOfIdent(sender); err == nil && pid != g.e.id.id {
+			g.e.notice(g.gid, NoticeInfo, "%s is leaving %s", g.e.displayName(pid, g.hintOf(pid)), g.settings.Name)
+		}
+	}
+	g.scheduleCommit()
+}
+
+// scheduleCommit arranges for the proposals of others to be committed by
+// one member: members in leaf order (the proposers and those leaving
+// excluded) wait CommitDelay + rank×CommitStagger, and the first whose
+// timer fires while proposals are still pending commits them. If two do,
+// the fork choice keeps one.
+func (g *group) scheduleCommit() {
+	if g.proposals == 0 || g.closed || g.meta.Leaving || g.m == nil {
+		return
+	}
+	mine := g.st.LeafIndex()
+	if g.proposers[uint32(mine)] {
+		return
+	}
+	rank := 0
+	for _, m := range g.st.Members() {
+		if m.Index == mine {
+			break
+		}
+		if !g.proposers[uint32(m.Index)] && !g.leavers[string(m.Credential.Identity)] {
+			rank++
+		}
+	}
+	if g.commitTmr != nil {
+		g.commitTmr.Stop()
+	}
+	epoch := g.st.Epoch()
+	d := g.e.cfg.CommitDelay + time.Duration(rank)*g.e.cfg.CommitStagger
+	g.commitTmr = g.after(d, func() {
+		if !g.closed && g.st.Epoch() == epoch && g.proposals > 0 {
+			g.flush()
+		}
+	})
+}
+
+// ---- committing ----
+
+// flush commits the queued changes together with the proposals of others
+// cached in this epoch: one Commit, one Welcome. Each change is an intent
+// of the fork choice: if the Commit loses, the machine asks for it again
+// (Repropose) until it is applied.
+func (g *group) flush() {
+	e := g.e
+	queue := g.queue
+	g.queue = nil
+	if g.closed || g.m == nil {
+		for _, c := range queue {
+			if c.done != nil {
+				c.done <- errNotMember
+			}
+		}
+		return
+	}
+	if g.meta.Leaving {
+		for _, c := range queue {
+			if c.done != nil {
+				c.done <- errors.New("you are leaving this group")
+			}
+		}
+		return
+	}
+	var ids []string
+	for _, c := range queue {
+		in := &intentRec{peer: c.peer, kp: c.kp, done: c.done, at: e.now()}
+		in.ID = hex.EncodeToString(newID())
+		switch c.kind {
+		case changeAdd:
+			in.Kind, in.Target = ordering.Add, ident(c.peer)
+		case changeRemove:
+			in.Kind, in.Target = ordering.Remove, ident(c.peer)
+		case changeUpdate:
+			in.Kind = ordering.Update
+		case changeSettings:
+			// Settings are not membership: committed directly, not
+			// re-proposed by the machine.
+			if err := g.commitSettings(c.settings); c.done != nil {
+				c.done <- err
+			}
+			continue
+		}
+		g.intents[in.ID] = in
+		g.exec(g.m.Intend(in.Intent, e.now()))
+		ids = append(ids, in.ID)
+	}
+	if len(ids) == 0 && g.proposals == 0 {
+		return
+	}
+	g.commitIntents(ids)
+}
+
+// commitIntents makes one Commit from Current() carrying the intents
+// still needed (plus the cached proposals of others).
+func (g *group) commitIntents(ids []string) {
+	e := g.e
+	present := map[string]mls.LeafIndex{}
+	for _, m := range g.st.Members() {
+		present[string(m.Credential.Identity)] = m.Index
+	}
+	var (
+		props     []*mls.Proposal
+		forcePath bool
+		used      []string
+		adds      []*intentRec
+	)
+	finish := func(in *intentRec, err error) {
+		if in.done != nil {
+			in.done <- err
+			in.done = nil
+		}
+	}
+	for _, id := range ids {
+		in := g.intents[id]
+		if in == nil {
+			continue
+		}
+		switch in.Kind {
+		case ordering.Add:
+			if _, ok := present[in.Target]; ok {
+				finish(in, fmt.Errorf("%s is already a member", e.displayName(in.peer, "")))
+				continue
+			}
+			present[in.Target] = 0
+			props = append(props, &mls.Proposal{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *in.kp}})
+			adds = append(adds, in)
+		case ordering.Remove:
+			leaf, ok := present[in.Target]
+			if !ok {
+				finish(in, fmt.Errorf("%s is not a member", e.displayName(in.peer, "")))
+				continue
+			}
+			delete(present, in.Target)
+			props = append(props, &mls.Proposal{Type: mls.ProposalTypeRemove, Remove: &mls.Remove{Removed: uint32(leaf)}})
+		case ordering.Update:
+			forcePath = true
+		}
+		used = append(used, id)
+	}
+	if len(props) == 0 && !forcePath && g.proposals == 0 {
+		return
+	}
+	base := g.st
+	work := base.Clone()
+	external := e.cfg.ExternalTreeAbove < 0 || base.MemberCount()+len(adds) > e.cfg.ExternalTreeAbove
+	pc, err := work.Commit(mls.CommitOptions{Proposals: props, ForcePath: forcePath, ExternalTree: external && len(adds) > 0})
+	if err == nil {
+		_, err = work.MergePendingCommit(pc)
+	}
+	if err != nil {
+		e.log.Warn("commit failed", "group", g.gid, "err", err)
+		for _, id := range used {
+			if in := g.intents[id]; in != nil {
+				finish(in, err)
+			}
+		}
+		return
+	}
+	info := commitInfoOf(base, work, pc.Update)
+	h := ordering.HashOf(pc.Message)
+	g.commits[h] = &commitRec{info: info, parent: g.tipHash, epoch: work.Epoch(), settings: settingsOf(work.Extensions())}
+	g.stateHash[work] = h
+	if len(pc.RatchetTree) > 0 {
+		g.trees[work.Epoch()] = pc.RatchetTree
+	}
+	if pc.Welcome != nil {
+		for _, in := range adds {
+			ref, _ := in.kp.Ref()
+			g.welcomes[h] = append(g.welcomes[h], heldWelcome{to: in.peer, ref: ref, welcome: pc.Welcome})
+		}
+	}
+	epoch := base.Epoch()
+	// The machine applies the Commit at once (Advanced: persisted by exec)
+	// before it is published.
+	g.exec(g.m.OwnCommit(g.proc, pc.Message, work, info, used, pc.Welcome != nil, e.now()))
+	g.publish(pc.Message, epoch, nil)
+	for _, id := range used {
+		if in := g.intents[id]; in != nil {
+			finish(in, nil)
+		}
+	}
+}
+
+// commitSettings commits new group settings (GroupContextExtensions).
+func (g *group) commitSettings(s groupSettings) error {
+	exts, err := groupExtensions(g.st.Extensions(), s)
+	if err != nil {
+		return err
+	}
+	base := g.st
+	work := base.Clone()
+	pc, err := work.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeGroupContextExtensions, GroupContextExtensions: &mls.GroupContextExtensions{Extensions: exts}}}})
+	if err == nil {
+		_, err = work.MergePendingCommit(pc)
+	}
+	if err != nil {
+		return err
+	}
+	info := commitInfoOf(base, work, pc.Update)
+	h := ordering.HashOf(pc.Message)
+	g.commits[h] = &commitRec{info: info, parent: g.tipHash, epoch: work.Epoch(), settings: settingsOf(work.Extensions())}
+	g.stateHash[work] = h
+	epoch := base.Epoch()
+	g.exec(g.m.OwnCommit(g.proc, pc.Message, work, info, nil, false, g.e.now()))
+	g.publish(pc.Message, epoch, nil)
+	return nil
+}
+
+// repropose commits own changes again after their Commit lost.
+func (g *group) repropose(intents []ordering.Intent) {
+	var ids []string
+	for _, in := range intents {
+		if rec := g.intents[in.ID]; rec != nil {
+			ids = append(ids, in.ID)
+		}
+	}
+	if len(ids) > 0 && !g.closed {
+		g.e.log.Info("re-committing changes whose commit lost", "group", g.gid, "count", len(ids))
+		g.after(0, func() {
+			if !g.closed {
+				g.commitIntents(ids)
+			}
+		})
+	}
+}
+
+// proposeLeave sends a Remove proposal for ourselves (RFC 9420: a member
+// cannot commit its own removal; another member commits it).
+func (g *group) proposeLeave() {
+	if g.closed || g.m == nil {
+		return
+	}
+	msg, err := g.st.ProposeRemove(g.st.LeafIndex(), nil)
+	if err != nil {
+		g.e.log.Warn("leave proposal", "err", err)
+		return
+	}
+	g.dirty = true
+	_ = g.persistTip()
+	g.publish(msg, g.st.Epoch(), nil)
+}
+
+// ---- re-sending ----
+
+func (g *group) resend(d ordering.Resend) {
+	st, epoch := g.st, g.st.Epoch()
+	if d.At != (ordering.Hash{}) {
+		s, ep, ok := g.m.StateAt(d.At)
+		if !ok {
+			return
+		}
+		st, epoch = s, ep
+	}
+	for _, id := range d.IDs {
+		o := g.own.byID[string(id)]
+		if o == nil {
+			continue
+		}
+		g.resendOne(st, epoch, []byte(id), o)
+	}
+}
+
+func (g *group) resendSince(d ordering.ResendSince) {
+	for _, id := range g.own.order {
+		o := g.own.byID[id]
+		if o.epoch > d.Epoch && !o.at.After(d.Until) {
+			g.resendOne(g.st, g.st.Epoch(), []byte(id), o)
+		}
+	}
+}
+
+func (g *group) resendOne(st *mls.Group, epoch uint64, id []byte, o *ownMsg) {
+	if g.closed {
+		return
+	}
+	wire, err := st.Protect(o.payload, nil)
+	if err != nil {
+		g.e.log.Debug("re-send", "err", err)
+		return
+	}
+	g.dirty = true
+	o.epoch, o.at = epoch, g.e.now()
+	g.exec(g.m.Sent(ordering.MessageID(id), wire, g.e.now()))
+	g.publish(wire, epoch, nil)
+}
+
+// ---- welcomes ----
+
+func (g *group) sendWelcome(h ordering.Hash) {
+	hw := g.welcomes[h]
+	delete(g.welcomes, h)
+	for _, w := range hw {
+		g.e.queueWelcome(w.to, g, append([]byte("welcome:"), w.ref...), w.welcome, true)
+	}
+}
+
+// ---- claims and rejoins (forks older than the window) ----
+
+// announce sends our claim (with a GroupInfo of the tip) to every member
+// of the roster over /canopy/inbox/1: the streams are encrypted and
+// authenticate the sender's peer id, which is its credential identity, so
+// the claim needs no further signature and is never in clear.
+func (g *group) announce(c ordering.Claim) {
+	if gi, err := g.st.GroupInfo(mls.GroupInfoOptions{RatchetTree: true, ExternalPub: true}); err == nil && len(gi) <= ordering.MaxClaimGroupInfo {
+		c.GroupInfo = gi
+	}
+	data, err := ordering.MarshalClaim(&c)
+	if err != nil {
+		return
+	}
+	msg := p2p.InboxMessage{Kind: p2p.InboxDirect, Topic: g.topicName, Data: append([]byte{dmClaim}, data...)}
+	var targets []peer.ID
+	for _, id := range g.m.Roster() {
+		if p, err := peerOfIdent(id); err == nil && p != g.e.id.id {
+			targets = append(targets, p)
+		}
+	}
+	for _, p := range targets {
+		g.e.goBackground(func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := g.e.node.SendInbox(ctx, p, msg); err != nil {
+				g.e.log.Debug("claim not delivered", "peer", p, "err", err)
+			}
+		})
+	}
+}
+
+// onClaim: a member's claim about its branch.
+func (e *Engine) onClaim(from peer.ID, topic string, data []byte) error {
+	e.mu.Lock()
+	g := e.byTopic[topic]
+	e.mu.Unlock()
+	if g == nil {
+		return p2p.ErrNotFound
+	}
+	c, err := ordering.ParseClaim(data)
+	if err != nil {
+		return p2p.ErrBadRequest
+	}
+	c.Signer = ident(from) // authenticated by the stream
+	g.post(func() {
+		if g.m != nil && !g.offline {
+			g.exec(g.m.ClaimReceived(g.proc, *c, e.now()))
+		}
+	})
+	return nil
+}
+
+// rejoin: our branch lost a fork older than the window; join the winning
+// branch by an external commit that replaces our old leaf.
+func (g *group) rejoin(d ordering.Rejoin) {
+	e := g.e
+	st, msg, err := mls.JoinExternal(d.GroupInfo, e.id.sigPriv, e.id.cred, mls.ExternalJoinOptions{RemovePrior: true}, e.mlsOptions()...)
+	if err != nil {
+		e.log.Warn("rejoin failed", "group", g.gid, "err", err)
+		if errors.Is(err, mls.ErrInvalidProposal) {
+			g.exec(g.m.RejoinRefused(e.now()))
+		}
+		return
+	}
+	self := ident(e.id.id)
+	info := ordering.CommitInfo{Sender: self, External: true, Added: []string{self}, Removed: []string{self}, Path: true}
+	h := ordering.HashOf(msg)
+	g.commits[h] = &commitRec{info: info, epoch: st.Epoch(), settings: settingsOf(st.Extensions())}
+	g.stateHash[st] = h
+	g.exec(g.m.Rejoined(g.proc, ordering.RejoinResult[*mls.Group]{
+		State: st, Epoch: d.Epoch + 1, Commit: msg, Info: info, Roster: roster(st), ForkEpoch: d.ForkEpoch,
+	}, e.now()))
+	g.publish(msg, d.Epoch, nil)
+	e.notice(g.gid, NoticeInfo, "rejoined %s after a long split", g.settings.Name)
+}

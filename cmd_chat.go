@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/canopy-chat/canopy/chat"
+	"github.com/canopy-chat/canopy/store"
+	"github.com/canopy-chat/canopy/tui"
+	"github.com/charmbracelet/x/term"
+)
+
+// canopy [chat]: the messenger in the terminal. On first run (no profile
+// yet) tui.Setup asks for a nickname and an optional passphrase; a profile
+// protected by a passphrase asks for it (without echo) when none is given
+// by --passphrase-file or $CANOPY_PASSPHRASE. The engine logs to
+// canopy.log in the profile directory: the TUI owns the terminal.
+
+func runChat(args []string, stdout, stderr io.Writer) error {
+	return chatMain(args, os.Stdin, stdout, stderr)
+}
+
+func chatMain(args []string, stdin *os.File, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("canopy chat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var pf profileFlags
+	pf.register(fs, true)
+	noMouse := fs.Bool("no-mouse", false, "leave the mouse to the terminal (native text selection)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: canopy [chat] [flags]\n\nOpens the messenger. The first run creates the profile.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "canopy: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	cfg, err := pf.config()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	interactive := term.IsTerminal(stdin.Fd())
+	if _, err := os.Stat(filepath.Join(cfg.ProfileDir, "canopy.db")); errors.Is(err, os.ErrNotExist) && interactive {
+		def := pf.nick
+		if def == "" {
+			def = os.Getenv("USER")
+		}
+		nick, pass, err := tui.Setup(ctx, def, stdin, stdout)
+		if err != nil {
+			return err
+		}
+		cfg.Nick = nick
+		if pass != "" && cfg.Passphrase == nil {
+			cfg.Passphrase = []byte(pass)
+		}
+	}
+	e, err := chat.Open(ctx, cfg)
+	if errors.Is(err, store.ErrPassphraseRequired) && interactive {
+		fmt.Fprintf(stdout, "Passphrase for profile %q: ", pf.profile)
+		pass, rerr := term.ReadPassword(stdin.Fd())
+		fmt.Fprintln(stdout)
+		if rerr != nil {
+			return rerr
+		}
+		cfg.Passphrase = pass
+		e, err = chat.Open(ctx, cfg)
+	}
+	if err != nil {
+		return explainOpenError(err, pf.profile)
+	}
+	var opts []tui.Option
+	if *noMouse {
+		opts = append(opts, tui.WithoutMouse())
+	}
+	opts = append(opts, tui.WithInput(stdin), tui.WithOutput(stdout))
+	rerr := tui.Run(ctx, e, opts...)
+	cerr := e.Close()
+	if errors.Is(rerr, context.Canceled) {
+		rerr = nil
+	}
+	return errors.Join(rerr, cerr)
+}
+
+// Flags shared by the subcommands that open a profile (chat, headless, id).
+
+// listFlag is a repeatable, comma-separated string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l = append(*l, part)
+		}
+	}
+	return nil
+}
+
+type profileFlags struct {
+	profile   string
+	data      string
+	nick      string
+	passFile  string
+	listen    listFlag
+	bootstrap listFlag
+	noMDNS    bool
+}
+
+// register adds the profile flags; network adds the flags of subcommands
+// that start the p2p node.
+func (p *profileFlags) register(fs *flag.FlagSet, network bool) {
+	fs.StringVar(&p.profile, "profile", store.DefaultProfile, "profile `name`: run several identities on one machine")
+	fs.StringVar(&p.data, "data", "", "data `directory` (default $XDG_DATA_HOME, or ~/.local/share); the profile lives in DIR/canopy/NAME")
+	fs.StringVar(&p.nick, "nick", "", "nickname of a new profile (default $USER)")
+	fs.StringVar(&p.passFile, "passphrase-file", "", "read the profile's passphrase from `file` (or set CANOPY_PASSPHRASE); none: the profile uses a key file")
+	if network {
+		fs.Var(&p.listen, "listen", "libp2p `multiaddr`s to listen on, comma separated or repeated (default: TCP and QUIC on all interfaces, random ports)")
+		fs.Var(&p.bootstrap, "bootstrap", "full `multiaddr`s (…/p2p/ID) of relays or peers to meet through, comma separated or repeated")
+		fs.BoolVar(&p.noMDNS, "no-mdns", false, "do not look for peers on the LAN (mDNS)")
+	}
+}
+
+func (p *profileFlags) dir() (string, error) {
+	if err := store.ValidateProfileName(p.profile); err != nil {
+		return "", err
+	}
+	return store.ProfileDir(p.data, p.profile)
+}
+
+// passphrase returns the passphrase from --passphrase-file or
+// $CANOPY_PASSPHRASE (nil: none).
+func (p *profileFlags) passphrase() ([]byte, error) {
+	if p.passFile != "" {
+		b, err := os.ReadFile(p.passFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading passphrase: %w", err)
+		}
+		pass := strings.TrimRight(string(b), "\r\n")
+		if pass == "" {
+			return nil, errors.New("the passphrase file is empty")
+		}
+		return []byte(pass), nil
+	}
+	if s := os.Getenv("CANOPY_PASSPHRASE"); s != "" {
+		return []byte(s), nil
+	}
+	return nil, nil
+}
+
+// config builds the engine configuration.
+func (p *profileFlags) config() (chat.Config, error) {
+	dir, err := p.dir()
+	if err != nil {
+		return chat.Config{}, err
+	}
+	pass, err := p.passphrase()
+	if err != nil {
+		return chat.Config{}, err
+	}
+	return chat.Config{
+		ProfileDir:  dir,
+		Nick:        p.nick,
+		Passphrase:  pass,
+		ListenAddrs: p.listen,
+		Bootstrap:   p.bootstrap,
+		MDNS:        !p.noMDNS,
+	}, nil
+}
+
+// explainOpenError turns store errors into advice.
+func explainOpenError(err error, profile string) error {
+	switch {
+	case errors.Is(err, store.ErrProfileInUse):
+		return fmt.Errorf("profile %q is open in another canopy; use --profile NAME for a second identity", profile)
+	case errors.Is(err, store.ErrPassphraseRequired):
+		return fmt.Errorf("profile %q is protected by a passphrase: use --passphrase-file FILE or set CANOPY_PASSPHRASE", profile)
+	case errors.Is(err, store.ErrWrongPassphrase):
+		return fmt.Errorf("wrong passphrase for profile %q", profile)
+	}
+	return err
+}
