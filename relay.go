@@ -31,9 +31,10 @@ import (
 //
 // Everything the relay keeps lives in the -data directory: the SQLite store
 // (canopy.db with its -wal/-shm files, lock, and key, the key file that
-// seals it: relays have no passphrase) holds the topic log, mailboxes and
-// KeyPackages through the adapters of relaystore.go, so they survive
-// restarts; identity.key holds the relay's libp2p key (kept in its own file
+// seals it: relays have no passphrase) holds the topic log, the members'
+// keep-topic leases, mailboxes and KeyPackages through the adapters of
+// relaystore.go, so they survive restarts (a restarted relay rejoins every
+// topic with an unexpired lease); identity.key holds the relay's libp2p key (kept in its own file
 // rather than in the store's identity row: it is the only secret a relay
 // has, operators back it up or provision it on its own, and relays created
 // before the store existed keep their peer id). The store's lock also keeps
@@ -57,7 +58,7 @@ func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Write
 		listen    = fl.String("listen", "/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1,/ip6/::/tcp/4001,/ip6/::/udp/4001/quic-v1", "comma-separated multiaddrs to listen on")
 		announce  = fl.String("announce", "", "comma-separated multiaddrs to advertise instead of the listen addresses (e.g. the public address behind port forwarding)")
 		bootstrap = fl.String("bootstrap", "", "comma-separated full multiaddrs (/…/p2p/<id>) of other relays to join the DHT through")
-		dataDir   = fl.String("data", defaultRelayDataDir(), "data directory: the relay's database (topic log, mailboxes, KeyPackages) and identity key")
+		dataDir   = fl.String("data", defaultRelayDataDir(), "data directory: the relay's database (topic log, leases, mailboxes, KeyPackages) and identity key")
 		retention = fl.Duration("retention", 7*24*time.Hour, "how long frames of kept topics are stored")
 		maxLease  = fl.Duration("max-lease", 24*time.Hour, "longest a member's keep-topic request lasts before renewal")
 		mailTTL   = fl.Duration("mailbox-ttl", 14*24*time.Hour, "longest mail waits for its recipient")
@@ -151,6 +152,7 @@ func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	cfg := p2p.RelayConfig{
 		TopicLog:      rs.topicLog,
+		Leases:        rs.leases,
 		Mailbox:       rs.mailbox,
 		KeyPackages:   rs.keyPackages,
 		Retention:     *retention,

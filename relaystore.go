@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -15,9 +14,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Adapters that let a relay (p2p.NewRelay) keep its topic log, mailboxes and
-// KeyPackages in the SQLite store. store and p2p do not import each other
-// (DESIGN.md §1), so the translation lives here, in the relay's wiring.
+// Adapters that let a relay (p2p.NewRelay) keep its topic log, keep-topic
+// leases, mailboxes and KeyPackages in the SQLite store. store and p2p do
+// not import each other (DESIGN.md §1), so the translation lives here, in
+// the relay's wiring.
 //
 // What is mapped:
 //
@@ -36,6 +36,11 @@ import (
 //     (NULL) is never used, so its MinEpoch filter is p2p's. SQLite integers
 //     are signed: a frame claiming an epoch above 2^63-1 is refused as a bad
 //     request; cursors and epochs above it in queries match nothing.
+//   - Leases. A p2p.Lease is a store.TopicKeep (KeepTopic, ReleaseTopic,
+//     KeptTopics, PruneTopicKeeps). The store's bounds are inclusive where
+//     p2p's are not (KeptTopics lists keeps ending at now, PruneTopicKeeps
+//     spares them); the adapter shifts them by the store's resolution, a
+//     nanosecond.
 //   - Errors. store.ErrNotFound, ErrQuotaExceeded, ErrInvalid and ErrClosed
 //     become p2p.ErrNotFound, ErrQuotaExceeded, ErrBadRequest and
 //     ErrUnavailable (the store error stays in the chain), which is what
@@ -58,45 +63,17 @@ import (
 //     store has no notion of: its SenderMailBytes bounds a sender across all
 //     mailboxes). Deposits are serialized so check and insert are atomic.
 //     The store's own mail quotas are off.
-//   - KeyPackages: the count per owner is the store's KeyPackagesPerOwner
-//     (checked against the call's quota like the topic quota); the store
-//     checks it inside the publishing transaction, so an upload over quota
-//     stores nothing. The store cannot report the bytes an owner has
-//     stored, so the byte quota is enforced per upload only (see GAPS).
+//   - KeyPackages: the count and byte quotas per owner are the store's
+//     KeyPackagesPerOwner and KeyPackageBytesPerOwner (checked against the
+//     call's quota like the topic quota). The store checks them on what the
+//     owner holds at the end of the publishing transaction, so an upload
+//     over quota stores nothing, and replaced last-resort packages count
+//     as gone, as in p2p's stores.
 //
-// Two semantic differences are bridged in the KeyPackage adapter:
-//
-//   - p2p never re-accepts a one-time package it has handed out (until it
-//     would have expired); the store deletes a package when it hands it out
-//     and would accept the same bytes again. The adapter remembers handed-
-//     out packages in memory until their expiry.
-//   - In p2p a last-resort package replaces the owner's previous one of its
-//     suite, so re-uploading the same package (clients do, once per
-//     session) extends its expiry. The store ignores refs it already holds,
-//     so the package would expire KeyPackageTTL after its first upload. The
-//     adapter puts an already-expired placeholder last-resort package of
-//     the same suite before each last-resort package of an upload: in the
-//     same transaction the placeholder evicts the stored copy and is in turn
-//     evicted by the re-inserted package. A placeholder can survive only if
-//     the owner uploaded the same bytes as both one-time and last-resort;
-//     being expired it is never handed out and the next prune deletes it.
-//
-// GAPS (need changes in store/ or p2p/, not bridgeable here):
-//
-//   - The handed-out set above is lost when the relay restarts: a client
-//     that re-uploads a handed-out one-time package after a restart gets it
-//     accepted and handed out again (canopy's own client never re-uploads
-//     one-time packages). Fix: the store keeps tombstones of taken refs.
-//   - KeyPackage bytes per owner are bounded by the upload size and the
-//     count quota, not by KeyPackageBytes in total. Fix: a byte counter for
-//     relay_keypackages like relay_usage.
-//   - Keep-topic leases live in p2p.Relay's memory: after a restart the
-//     relay serves the frames it stored before (sync reads the log), but
-//     stores new frames of a topic only once a member renews its lease,
-//     which members do at half the lease term (12 h by default). The store
-//     has KeepTopic/KeptTopics for this; p2p.RelayConfig has no hook to
-//     persist leases and rejoin kept topics at start.
-
+// KeyPackage semantics match p2p's without bridging: the store remembers
+// the one-time packages it handed out until they would have expired and
+// ignores re-uploads of them (also across restarts), and re-publishing a
+// last-resort package refreshes its expiry, as a replacement in p2p does.
 // maxRelayMailboxItems bounds -quota-mailbox-items: the mailbox adapter
 // scans a recipient's whole mailbox with one store query, and store caps
 // queries at 10000 rows.
@@ -111,6 +88,7 @@ var frameBatch = 1024
 type relayStore struct {
 	db          *store.DB
 	topicLog    *sqlTopicLog
+	leases      *sqlLeaseStore
 	mailbox     *sqlMailbox
 	keyPackages *sqlKeyPackageCache
 }
@@ -126,8 +104,9 @@ func openRelayStore(ctx context.Context, dir string, q p2p.Quotas) (*relayStore,
 	db, err := store.Open(ctx, dir, store.WithQuotas(store.Quotas{
 		// Frame, mail and KeyPackage sizes are bounded by p2p's message
 		// and request size limits; mail quotas are enforced by sqlMailbox.
-		TopicBytes:          q.TopicBytes,
-		KeyPackagesPerOwner: q.KeyPackages,
+		TopicBytes:              q.TopicBytes,
+		KeyPackagesPerOwner:     q.KeyPackages,
+		KeyPackageBytesPerOwner: q.KeyPackageBytes,
 	}))
 	if err != nil {
 		return nil, err
@@ -135,8 +114,9 @@ func openRelayStore(ctx context.Context, dir string, q p2p.Quotas) (*relayStore,
 	return &relayStore{
 		db:          db,
 		topicLog:    &sqlTopicLog{db: db, quota: p2p.Quota{Bytes: q.TopicBytes}},
+		leases:      &sqlLeaseStore{db: db},
 		mailbox:     &sqlMailbox{db: db},
-		keyPackages: &sqlKeyPackageCache{db: db, count: q.KeyPackages, consumed: make(map[consumedKP]time.Time)},
+		keyPackages: &sqlKeyPackageCache{db: db, quota: p2p.Quota{Count: q.KeyPackages, Bytes: q.KeyPackageBytes}},
 	}, nil
 }
 
@@ -285,6 +265,54 @@ func (l *sqlTopicLog) Prune(ctx context.Context, before time.Time) error {
 }
 
 // ---------------------------------------------------------------------------
+// LeaseStore
+
+// sqlLeaseStore is a p2p.LeaseStore on the store's topic keeps. It is safe
+// for concurrent use.
+type sqlLeaseStore struct {
+	db *store.DB
+}
+
+// PutLease implements p2p.LeaseStore.
+func (s *sqlLeaseStore) PutLease(ctx context.Context, l p2p.Lease) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return p2pError(s.db.KeepTopic(ctx, store.TopicKeep{Topic: l.Topic, Peer: l.Peer.String(), Until: l.Until}))
+}
+
+// DeleteLease implements p2p.LeaseStore.
+func (s *sqlLeaseStore) DeleteLease(ctx context.Context, topic string, p peer.ID) error {
+	return p2pError(s.db.ReleaseTopic(ctx, topic, p.String()))
+}
+
+// Leases implements p2p.LeaseStore.
+func (s *sqlLeaseStore) Leases(ctx context.Context, now time.Time) ([]p2p.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	keeps, err := s.db.KeptTopics(ctx, now.Add(time.Nanosecond)) // until > now
+	if err != nil {
+		return nil, p2pError(err)
+	}
+	out := make([]p2p.Lease, 0, len(keeps))
+	for _, k := range keeps {
+		p, err := peerOf(k.Peer)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p2p.Lease{Topic: k.Topic, Peer: p, Until: k.Until})
+	}
+	return out, nil
+}
+
+// Prune implements p2p.LeaseStore.
+func (s *sqlLeaseStore) Prune(ctx context.Context, now time.Time) error {
+	_, err := s.db.PruneTopicKeeps(ctx, now.Add(time.Nanosecond)) // until <= now
+	return p2pError(err)
+}
+
+// ---------------------------------------------------------------------------
 // Mailbox
 
 // sqlMailbox is a p2p.Mailbox on the store's relay mailboxes. It is safe
@@ -420,67 +448,27 @@ func (m *sqlMailbox) Prune(ctx context.Context, now time.Time) error {
 // KeyPackage cache. It is safe for concurrent use.
 type sqlKeyPackageCache struct {
 	db *store.DB
-	// count is the per-owner count quota the store enforces.
-	count int
-
-	mu sync.Mutex // serializes Put, Take and the consumed set
-	// consumed holds handed-out one-time packages until their expiry (zero:
-	// never), so that re-uploads are ignored.
-	consumed map[consumedKP]time.Time
+	// quota is the per-owner quota the store enforces.
+	quota p2p.Quota
 }
-
-type consumedKP struct {
-	owner peer.ID
-	id    p2p.MessageID
-}
-
-// placeholderRef is the store ref of the placeholder last-resort package of
-// a suite. Content refs are 32 bytes; this one is longer, so it can never
-// name an uploaded package.
-func placeholderRef(suite uint16) []byte {
-	return binary.BigEndian.AppendUint16([]byte("canopy relay: placeholder last-resort KeyPackage for suite "), suite)
-}
-
-// placeholderExpiry is in the past for any clock, yet not the zero time
-// (which the store reads as "never expires").
-var placeholderExpiry = time.Unix(0, 1)
 
 // Put implements p2p.KeyPackageCache.
 func (c *sqlKeyPackageCache) Put(ctx context.Context, owner peer.ID, kps []p2p.KeyPackage, expires time.Time, q p2p.Quota) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	if q.Count != c.count {
-		return 0, fmt.Errorf("relay store: KeyPackage count quota %d differs from the %d the store was opened with", q.Count, c.count)
+	if q != c.quota {
+		return 0, fmt.Errorf("relay store: KeyPackage quota %+v differs from the %+v the store was opened with", q, c.quota)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var batch []store.CachedKeyPackage
-	var bytes int64
-	seen := make(map[p2p.MessageID]bool, len(kps))
+	batch := make([]store.CachedKeyPackage, 0, len(kps))
 	for _, kp := range kps {
 		if len(kp.Data) == 0 {
 			return 0, fmt.Errorf("%w: empty KeyPackage", p2p.ErrBadRequest)
 		}
 		id := p2p.IDOf(kp.Data)
-		if kp.LastResort {
-			batch = append(batch, store.CachedKeyPackage{
-				Ref: placeholderRef(kp.CipherSuite), CipherSuite: kp.CipherSuite, Data: []byte{0},
-				LastResort: true, ExpiresAt: placeholderExpiry,
-			})
-		} else if _, gone := c.consumed[consumedKP{owner, id}]; gone {
-			continue
-		}
-		if !seen[id] {
-			seen[id] = true
-			bytes += int64(len(kp.Data))
-		}
 		batch = append(batch, store.CachedKeyPackage{
 			Ref: id[:], CipherSuite: kp.CipherSuite, Data: kp.Data, LastResort: kp.LastResort, ExpiresAt: expires,
 		})
-	}
-	if quotaExceeded(p2p.Quota{Bytes: q.Bytes}, 0, bytes) {
-		return 0, fmt.Errorf("%w: %d bytes of KeyPackages in one upload", p2p.ErrQuotaExceeded, bytes)
 	}
 	o := owner.String()
 	if len(batch) > 0 {
@@ -488,12 +476,12 @@ func (c *sqlKeyPackageCache) Put(ctx context.Context, owner peer.ID, kps []p2p.K
 			return 0, p2pError(err)
 		}
 	}
-	// Count every stored package, expired or not, as p2p's stores do.
-	oneTime, lastResort, err := c.db.CountKeyPackages(ctx, o, time.Time{})
+	// Every stored package counts, expired or not, as in p2p's stores.
+	u, err := c.db.KeyPackageUsage(ctx, o)
 	if err != nil {
 		return 0, p2pError(err)
 	}
-	return oneTime + lastResort, nil
+	return int(u.Items), nil
 }
 
 // Take implements p2p.KeyPackageCache.
@@ -501,35 +489,22 @@ func (c *sqlKeyPackageCache) Take(ctx context.Context, owner peer.ID, suite uint
 	if err := ctx.Err(); err != nil {
 		return p2p.KeyPackage{}, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	kp, err := c.db.TakeKeyPackage(ctx, owner.String(), suite, now)
 	if err != nil {
 		return p2p.KeyPackage{}, p2pError(err)
-	}
-	if !kp.LastResort {
-		c.consumed[consumedKP{owner, p2p.IDOf(kp.Data)}] = kp.ExpiresAt
 	}
 	return p2p.KeyPackage{Data: kp.Data, CipherSuite: kp.CipherSuite, LastResort: kp.LastResort}, nil
 }
 
 // Prune implements p2p.KeyPackageCache.
 func (c *sqlKeyPackageCache) Prune(ctx context.Context, now time.Time) error {
-	if _, err := c.db.PruneKeyPackages(ctx, now); err != nil {
-		return p2pError(err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, exp := range c.consumed {
-		if !exp.IsZero() && !exp.After(now) {
-			delete(c.consumed, k)
-		}
-	}
-	return nil
+	_, err := c.db.PruneKeyPackages(ctx, now)
+	return p2pError(err)
 }
 
 var (
 	_ p2p.TopicLog        = (*sqlTopicLog)(nil)
+	_ p2p.LeaseStore      = (*sqlLeaseStore)(nil)
 	_ p2p.Mailbox         = (*sqlMailbox)(nil)
 	_ p2p.KeyPackageCache = (*sqlKeyPackageCache)(nil)
 )

@@ -46,6 +46,9 @@ func TestRelayStoreContract(t *testing.T) {
 	t.Run("KeyPackageCache", func(t *testing.T) {
 		p2ptest.KeyPackageCache(t, openTestRelayStore(t, t.TempDir(), contractQuotas).keyPackages)
 	})
+	t.Run("LeaseStore", func(t *testing.T) {
+		p2ptest.LeaseStore(t, openTestRelayStore(t, t.TempDir(), contractQuotas).leases)
+	})
 }
 
 func testPeer(t *testing.T) peer.ID {
@@ -71,7 +74,8 @@ func mailItem(from, to peer.ID, data string, now time.Time) p2p.MailItem {
 
 // TestRelayStoreReopen: what a relay stored is there, with the same
 // cursors, after the database is closed and opened again; sequence numbers
-// keep growing.
+// keep growing; leases are kept; a one-time KeyPackage handed out before is
+// still refused when uploaded again.
 func TestRelayStoreReopen(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -101,6 +105,10 @@ func TestRelayStoreReopen(t *testing.T) {
 	}
 	if kp, err := rs.keyPackages.Take(ctx, bob, 1, now); err != nil || string(kp.Data) != "kp1" {
 		t.Fatalf("Take: %q %v", kp.Data, err)
+	}
+	lease := p2p.Lease{Topic: p2p.TopicName([]byte("group")), Peer: alice, Until: now.Add(time.Hour)}
+	if err := rs.leases.PutLease(ctx, lease); err != nil {
+		t.Fatal(err)
 	}
 	if err := rs.Close(); err != nil {
 		t.Fatal(err)
@@ -134,16 +142,23 @@ func TestRelayStoreReopen(t *testing.T) {
 	if mail, _ := rs.mailbox.Fetch(ctx, bob, now, 10); len(mail) != 0 {
 		t.Fatalf("acknowledged mail still there: %+v", mail)
 	}
+	// kp1 was handed out: its re-upload is ignored.
+	if n, err := rs.keyPackages.Put(ctx, bob, kps[:1], now.Add(time.Hour), kpq); err != nil || n != 2 {
+		t.Fatalf("re-upload of a handed-out package after reopen: %d %v, want 2 packages", n, err)
+	}
 	for _, want := range []string{"kp2", "lr", "lr"} {
 		if kp, err := rs.keyPackages.Take(ctx, bob, 0, now); err != nil || string(kp.Data) != want {
 			t.Fatalf("Take after reopen: %q %v, want %s", kp.Data, err, want)
 		}
 	}
+	leases, err := rs.leases.Leases(ctx, now)
+	if err != nil || len(leases) != 1 || leases[0].Topic != lease.Topic || leases[0].Peer != alice || !leases[0].Until.Equal(lease.Until) {
+		t.Fatalf("leases after reopen: %+v %v", leases, err)
+	}
 }
 
 // TestRelayStoreLastResortRefresh: re-uploading the same last-resort
-// package extends its expiry, as in p2p's stores, and the placeholder the
-// adapter uses for it is never counted or handed out.
+// package extends its expiry, as in p2p's stores, and counts it once.
 func TestRelayStoreLastResortRefresh(t *testing.T) {
 	ctx := context.Background()
 	rs := openTestRelayStore(t, t.TempDir(), contractQuotas)
@@ -178,9 +193,9 @@ func TestRelayStoreLastResortRefresh(t *testing.T) {
 	}
 }
 
-// TestRelayStoreQuotas: per-call mailbox quotas in bytes, the per-upload
-// KeyPackage byte quota, and refusal of quotas the store was not opened
-// with.
+// TestRelayStoreQuotas: per-call mailbox quotas in bytes, the per-owner
+// KeyPackage byte quota (across uploads), and refusal of quotas the store
+// was not opened with.
 func TestRelayStoreQuotas(t *testing.T) {
 	ctx := context.Background()
 	rs := openTestRelayStore(t, t.TempDir(), contractQuotas)
@@ -218,8 +233,27 @@ func TestRelayStoreQuotas(t *testing.T) {
 	if _, err := rs.keyPackages.Take(ctx, bob, 0, now); !errors.Is(err, p2p.ErrNotFound) {
 		t.Fatalf("over-quota upload stored something: %v", err)
 	}
-	if _, err := rs.keyPackages.Put(ctx, bob, big[:1], now.Add(time.Hour), p2p.Quota{Count: 6, Bytes: 100}); err == nil || errors.Is(err, p2p.ErrQuotaExceeded) {
-		t.Fatalf("KeyPackage count quota the store does not enforce: %v", err)
+	// The byte quota bounds what an owner holds, not one upload.
+	if n, err := rs.keyPackages.Put(ctx, bob, big[:1], now.Add(time.Hour), kpq); err != nil || n != 1 {
+		t.Fatalf("60 bytes of KeyPackages: %d %v", n, err)
+	}
+	if _, err := rs.keyPackages.Put(ctx, bob, big[1:], now.Add(time.Hour), kpq); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("KeyPackage bytes over two uploads: %v", err)
+	}
+	if n, err := rs.keyPackages.Put(ctx, carol, big[1:], now.Add(time.Hour), kpq); err != nil || n != 1 {
+		t.Fatalf("another owner: %d %v", n, err)
+	}
+	// Handing a package out makes room again.
+	if kp, err := rs.keyPackages.Take(ctx, bob, 0, now); err != nil || len(kp.Data) != 60 {
+		t.Fatalf("Take: %d bytes, %v", len(kp.Data), err)
+	}
+	if n, err := rs.keyPackages.Put(ctx, bob, big[1:], now.Add(time.Hour), kpq); err != nil || n != 1 {
+		t.Fatalf("upload after a hand-out: %d %v", n, err)
+	}
+	for _, bad := range []p2p.Quota{{Count: 6, Bytes: 100}, {Count: 5, Bytes: 99}} {
+		if _, err := rs.keyPackages.Put(ctx, bob, big[:1], now.Add(time.Hour), bad); err == nil || errors.Is(err, p2p.ErrQuotaExceeded) {
+			t.Fatalf("KeyPackage quota %+v the store does not enforce: %v", bad, err)
+		}
 	}
 
 	if _, err := rs.topicLog.Append(ctx, "t", logEntry("frame", 1, now), p2p.Quota{Bytes: 1 << 20}); err == nil || errors.Is(err, p2p.ErrQuotaExceeded) {
@@ -404,7 +438,9 @@ func syncAll(t *testing.T, n *p2p.Node, relay peer.ID, topic string, since uint6
 // real hosts on 127.0.0.1: a member has the relay keep its group's topic
 // and publishes; the relay is stopped and started again on the same
 // directory; a peer that was never online before catches up from the
-// restarted relay (same peer id) with /canopy/sync/1.
+// restarted relay (same peer id) with /canopy/sync/1. The restarted relay
+// rejoined the topic from the stored lease: a frame that peer publishes,
+// although nobody renewed the lease, is kept and served too.
 func TestRelayRestartServesStoredFrames(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts libp2p hosts")
@@ -475,6 +511,30 @@ func TestRelayRestartServesStoredFrames(t *testing.T) {
 	}
 	if got := syncAll(t, b, r2.info.ID, topic, 3); len(got) != 2 {
 		t.Fatalf("frames of epochs >= 3 after the restart: %d, want 2", len(got))
+	}
+
+	// b has no relays configured: joining the group asks nobody to keep
+	// it. The relay is in the topic anyway.
+	tb, err := b.JoinGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.WaitPeers(ctx, 1); err != nil {
+		t.Fatalf("the restarted relay did not rejoin the kept topic: %v\nrelay stderr:\n%s", err, r2.stderr)
+	}
+	f := p2p.BuildPrivateMessage(group, 5, p2p.ContentApplication, nil, []byte("sender-data"), []byte("message after the restart"))
+	if _, err := tb.Publish(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got := syncAll(t, b, r2.info.ID, topic, 5)
+		if e, ok := got[string(f)]; ok && e == 5 && len(got) == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the restarted relay did not keep a frame published after the restart (got %d frames)\nrelay stderr:\n%s", len(got), r2.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

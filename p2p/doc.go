@@ -73,9 +73,11 @@
 // service whose circuits are unlimited so that gossipsub runs over them, a
 // keeper of the topics members ask it to keep (topics joined on a node with
 // WithRelays ask by themselves), and a holder of mailboxes and KeyPackages,
-// each bounded by per-peer Quotas. Storage sits behind the TopicLog, Mailbox
-// and KeyPackageCache interfaces; memory implementations are included and
-// package p2ptest checks other implementations against the same contract.
+// each bounded by per-peer Quotas. Storage sits behind the TopicLog,
+// LeaseStore (keep-topic leases, so a restarted relay rejoins its topics),
+// Mailbox and KeyPackageCache interfaces; memory implementations are
+// included and package p2ptest checks other implementations against the
+// same contract.
 // The relay exports Prometheus metrics (its own and go-libp2p's) and a
 // health report.
 //

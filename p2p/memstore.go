@@ -6,13 +6,15 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// In-memory implementations of TopicLog, Mailbox and KeyPackageCache. They
+// In-memory implementations of TopicLog, Mailbox, KeyPackageCache and
+// LeaseStore. They
 // are safe for concurrent use and lose everything on restart; they serve tests
 // and relays run without a database.
 
@@ -351,8 +353,76 @@ func (c *MemoryKeyPackageCache) Prune(ctx context.Context, now time.Time) error 
 	return nil
 }
 
+// MemoryLeaseStore is an in-memory LeaseStore. A relay's leases outlive a
+// restart only if the same MemoryLeaseStore is passed to the new relay
+// (tests do that); "canopy relay" keeps them in its database.
+type MemoryLeaseStore struct {
+	mu     sync.Mutex
+	leases map[leaseKey]time.Time
+}
+
+type leaseKey struct {
+	topic string
+	peer  peer.ID
+}
+
+// NewMemoryLeaseStore returns an empty in-memory LeaseStore.
+func NewMemoryLeaseStore() *MemoryLeaseStore {
+	return &MemoryLeaseStore{leases: make(map[leaseKey]time.Time)}
+}
+
+// PutLease implements LeaseStore.
+func (s *MemoryLeaseStore) PutLease(ctx context.Context, l Lease) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.leases[leaseKey{l.Topic, l.Peer}] = l.Until
+	return nil
+}
+
+// DeleteLease implements LeaseStore.
+func (s *MemoryLeaseStore) DeleteLease(ctx context.Context, topic string, p peer.ID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.leases, leaseKey{topic, p})
+	return nil
+}
+
+// Leases implements LeaseStore.
+func (s *MemoryLeaseStore) Leases(ctx context.Context, now time.Time) ([]Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Lease
+	for k, until := range s.leases {
+		if until.After(now) {
+			out = append(out, Lease{Topic: k.topic, Peer: k.peer, Until: until})
+		}
+	}
+	slices.SortFunc(out, func(a, b Lease) int {
+		if a.Topic != b.Topic {
+			return strings.Compare(a.Topic, b.Topic)
+		}
+		return strings.Compare(a.Peer.String(), b.Peer.String())
+	})
+	return out, nil
+}
+
+// Prune implements LeaseStore.
+func (s *MemoryLeaseStore) Prune(ctx context.Context, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	maps.DeleteFunc(s.leases, func(_ leaseKey, until time.Time) bool { return !until.After(now) })
+	return nil
+}
+
 var (
 	_ TopicLog        = (*MemoryTopicLog)(nil)
 	_ Mailbox         = (*MemoryMailbox)(nil)
 	_ KeyPackageCache = (*MemoryKeyPackageCache)(nil)
+	_ LeaseStore      = (*MemoryLeaseStore)(nil)
 )

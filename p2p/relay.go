@@ -24,7 +24,9 @@ import (
 //   - runs a circuit relay v2 service for members behind NAT,
 //   - keeps the topics members ask it to keep: it joins them, stores every
 //     valid frame (ciphertext: it holds no group keys) for the retention
-//     period and serves /canopy/sync/1 from that log,
+//     period and serves /canopy/sync/1 from that log; the members' leases
+//     are persisted (LeaseStore), so a restarted relay rejoins the topics
+//     and goes on storing without waiting for renewals,
 //   - holds mailboxes (Welcomes for offline joiners) and KeyPackages of
 //     offline users,
 //   - enforces per-peer quotas and request rates.
@@ -104,6 +106,7 @@ type RelayConfig struct {
 	TopicLog    TopicLog
 	Mailbox     Mailbox
 	KeyPackages KeyPackageCache
+	Leases      LeaseStore
 	// Retention is how long frames of kept topics are stored (default 7d).
 	Retention time.Duration
 	// MaxLease caps how long a keep request lasts before members renew it
@@ -131,6 +134,9 @@ func (c *RelayConfig) fill() {
 	}
 	if c.KeyPackages == nil {
 		c.KeyPackages = NewMemoryKeyPackageCache()
+	}
+	if c.Leases == nil {
+		c.Leases = NewMemoryLeaseStore()
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -274,9 +280,18 @@ func NewRelay(ctx context.Context, key crypto.PrivKey, cfg RelayConfig, opts ...
 		}
 	}
 
+	k, err := r.restoreLeases(ctx)
+	if err != nil {
+		r.cancel()
+		if r.circuit != nil {
+			_ = r.circuit.Close()
+		}
+		_ = n.Close()
+		return nil, fmt.Errorf("p2p: restoring topic leases: %w", err)
+	}
 	r.wg.Add(1)
-	go r.run()
-	n.log.Info("relay started", "retention", cfg.Retention, "max_lease", cfg.MaxLease)
+	go r.run(k)
+	n.log.Info("relay started", "retention", cfg.Retention, "max_lease", cfg.MaxLease, "kept_topics", len(k.topics))
 	return r, nil
 }
 
@@ -360,45 +375,89 @@ type keptTopic struct {
 	leases map[peer.ID]time.Time
 }
 
+// keeper is the state of the kept topics: the topics and their leases, and
+// how many topics each peer has leased. The run goroutine owns it (before
+// run starts, NewRelay fills it from the LeaseStore).
+type keeper struct {
+	topics  map[string]*keptTopic
+	perPeer map[peer.ID]int
+}
+
+// storeTimeout bounds one LeaseStore call made by the run goroutine.
+const storeTimeout = 10 * time.Second
+
+// restoreLeases rejoins every topic with an unexpired lease in the
+// LeaseStore. Leases are capped at MaxLease from now (it may have been
+// lowered since they were granted), and the quotas in force apply: leases
+// beyond Topics or TopicsPerPeer are dropped, from the store as well, as a
+// keep request would have been refused. An error reading the store fails
+// the relay's start; a topic that cannot be joined is logged and skipped
+// (its lease expires in the store).
+func (r *Relay) restoreLeases(ctx context.Context) (*keeper, error) {
+	k := &keeper{topics: make(map[string]*keptTopic), perPeer: make(map[peer.ID]int)}
+	now := time.Now()
+	leases, err := r.cfg.Leases.Leases(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	limit := now.Add(r.cfg.MaxLease)
+	var dropped int
+	for _, l := range leases {
+		if !isTopicName(l.Topic) || l.Peer == "" {
+			r.n.log.Warn("relay: ignoring malformed stored lease", "topic", l.Topic, "peer", l.Peer)
+			continue
+		}
+		until := l.Until
+		if until.After(limit) {
+			until = limit
+		}
+		if err := r.grant(k, l.Topic, l.Peer, until); err != nil {
+			if errors.Is(err, ErrQuotaExceeded) {
+				dropped++
+				r.deleteLease(l.Topic, l.Peer)
+				continue
+			}
+			r.n.log.Warn("relay: rejoining kept topic failed", "topic", l.Topic, "err", err)
+			continue
+		}
+		if until.Before(l.Until) {
+			r.putLease(Lease{Topic: l.Topic, Peer: l.Peer, Until: until})
+		}
+	}
+	if dropped > 0 {
+		r.n.log.Warn("relay: dropped stored leases beyond the quotas", "leases", dropped)
+	}
+	r.kept.Store(int64(len(k.topics)))
+	r.n.metrics.keptTopics(len(k.topics))
+	return k, nil
+}
+
 // run owns the kept topics and their leases, and prunes the stores.
-func (r *Relay) run() {
+func (r *Relay) run(k *keeper) {
 	defer r.wg.Done()
-	topics := make(map[string]*keptTopic)
-	perPeer := make(map[peer.ID]int)
 	tick := time.NewTicker(r.cfg.PruneInterval)
 	defer tick.Stop()
 	defer func() {
-		for _, kt := range topics {
+		for _, kt := range k.topics {
 			_ = kt.t.Close()
 		}
 	}()
 	update := func() {
-		r.kept.Store(int64(len(topics)))
-		r.n.metrics.keptTopics(len(topics))
-	}
-	release := func(name string, kt *keptTopic, p peer.ID) {
-		delete(kt.leases, p)
-		if perPeer[p]--; perPeer[p] <= 0 {
-			delete(perPeer, p)
-		}
-		if len(kt.leases) == 0 {
-			_ = kt.t.Close()
-			delete(topics, name)
-			r.n.log.Info("relay released topic", "topic", name)
-		}
+		r.kept.Store(int64(len(k.topics)))
+		r.n.metrics.keptTopics(len(k.topics))
 	}
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
 		case req := <-r.keepCh:
-			req.reply <- r.keep(req, topics, perPeer, release)
+			req.reply <- r.keep(req, k)
 			update()
 		case now := <-tick.C:
-			for name, kt := range topics {
+			for name, kt := range k.topics {
 				for p, exp := range kt.leases {
 					if !exp.After(now) {
-						release(name, kt, p)
+						r.release(k, name, kt, p)
 					}
 				}
 			}
@@ -408,45 +467,95 @@ func (r *Relay) run() {
 	}
 }
 
-func (r *Relay) keep(req keepReq, topics map[string]*keptTopic, perPeer map[peer.ID]int, release func(string, *keptTopic, peer.ID)) keepResp {
-	kt := topics[req.topic]
+// release ends p's lease on a kept topic in memory (the LeaseStore is the
+// caller's business) and leaves the topic when no lease is left.
+func (r *Relay) release(k *keeper, name string, kt *keptTopic, p peer.ID) {
+	delete(kt.leases, p)
+	if k.perPeer[p]--; k.perPeer[p] <= 0 {
+		delete(k.perPeer, p)
+	}
+	if len(kt.leases) == 0 {
+		_ = kt.t.Close()
+		delete(k.topics, name)
+		r.n.log.Info("relay released topic", "topic", name)
+	}
+}
+
+// grant gives p a lease on topic until the given time, joining the topic if
+// the relay does not keep it yet. It enforces the topic quotas for new
+// leases and does not touch the LeaseStore.
+func (r *Relay) grant(k *keeper, topic string, p peer.ID, until time.Time) error {
+	kt := k.topics[topic]
+	if kt != nil {
+		if _, ok := kt.leases[p]; ok {
+			kt.leases[p] = until
+			return nil
+		}
+	}
+	if k.perPeer[p] >= r.cfg.Quotas.TopicsPerPeer {
+		r.n.metrics.quota("topics_per_peer")
+		return fmt.Errorf("%w: %d topics kept for this peer", ErrQuotaExceeded, k.perPeer[p])
+	}
+	if kt == nil {
+		if len(k.topics) >= r.cfg.Quotas.Topics {
+			r.n.metrics.quota("topics")
+			return fmt.Errorf("%w: relay keeps its maximum of topics", ErrQuotaExceeded)
+		}
+		t, err := r.n.JoinTopic(topic, WithTopicValidator(nil), withoutRelayKeep())
+		if err != nil {
+			return err
+		}
+		kt = &keptTopic{t: t, leases: make(map[peer.ID]time.Time)}
+		k.topics[topic] = kt
+		r.wg.Add(1)
+		go r.ingest(t)
+		r.n.log.Info("relay keeps topic", "topic", topic)
+	}
+	kt.leases[p] = until
+	k.perPeer[p]++
+	return nil
+}
+
+func (r *Relay) keep(req keepReq, k *keeper) keepResp {
 	if req.lease <= 0 {
-		if kt != nil {
+		if kt := k.topics[req.topic]; kt != nil {
 			if _, ok := kt.leases[req.from]; ok {
-				release(req.topic, kt, req.from)
+				r.release(k, req.topic, kt, req.from)
 			}
 		}
+		// Also when the lease is not in memory: a stored lease the relay
+		// could not restore must not come back at the next start.
+		r.deleteLease(req.topic, req.from)
 		return keepResp{}
 	}
 	lease := min(req.lease, r.cfg.MaxLease)
-	if kt != nil {
-		if _, ok := kt.leases[req.from]; ok {
-			kt.leases[req.from] = time.Now().Add(lease)
-			return keepResp{granted: lease}
-		}
+	until := time.Now().Add(lease)
+	if err := r.grant(k, req.topic, req.from, until); err != nil {
+		return keepResp{err: err}
 	}
-	if perPeer[req.from] >= r.cfg.Quotas.TopicsPerPeer {
-		r.n.metrics.quota("topics_per_peer")
-		return keepResp{err: fmt.Errorf("%w: %d topics kept for this peer", ErrQuotaExceeded, perPeer[req.from])}
-	}
-	if kt == nil {
-		if len(topics) >= r.cfg.Quotas.Topics {
-			r.n.metrics.quota("topics")
-			return keepResp{err: fmt.Errorf("%w: relay keeps its maximum of topics", ErrQuotaExceeded)}
-		}
-		t, err := r.n.JoinTopic(req.topic, WithTopicValidator(nil), withoutRelayKeep())
-		if err != nil {
-			return keepResp{err: err}
-		}
-		kt = &keptTopic{t: t, leases: make(map[peer.ID]time.Time)}
-		topics[req.topic] = kt
-		r.wg.Add(1)
-		go r.ingest(t)
-		r.n.log.Info("relay keeps topic", "topic", req.topic)
-	}
-	kt.leases[req.from] = time.Now().Add(lease)
-	perPeer[req.from]++
+	r.putLease(Lease{Topic: req.topic, Peer: req.from, Until: until})
 	return keepResp{granted: lease}
+}
+
+// putLease records a lease in the LeaseStore. A failure is logged, and the
+// lease holds anyway: the relay keeps the topic until it restarts (and
+// again once the member renews).
+func (r *Relay) putLease(l Lease) {
+	ctx, cancel := context.WithTimeout(r.ctx, storeTimeout)
+	defer cancel()
+	if err := r.cfg.Leases.PutLease(ctx, l); err != nil && r.ctx.Err() == nil {
+		r.n.log.Warn("relay: storing topic lease failed", "topic", l.Topic, "err", err)
+	}
+}
+
+// deleteLease removes a lease from the LeaseStore. A failure is logged: the
+// lease then ends at its expiry instead.
+func (r *Relay) deleteLease(topic string, p peer.ID) {
+	ctx, cancel := context.WithTimeout(r.ctx, storeTimeout)
+	defer cancel()
+	if err := r.cfg.Leases.DeleteLease(ctx, topic, p); err != nil && r.ctx.Err() == nil {
+		r.n.log.Warn("relay: deleting topic lease failed", "topic", topic, "err", err)
+	}
 }
 
 // ingest stores every frame of a kept topic.
@@ -481,6 +590,9 @@ func (r *Relay) prune(now time.Time) {
 	}
 	if err := r.cfg.KeyPackages.Prune(ctx, now); err != nil {
 		r.n.log.Warn("relay: pruning key packages failed", "err", err)
+	}
+	if err := r.cfg.Leases.Prune(ctx, now); err != nil {
+		r.n.log.Warn("relay: pruning topic leases failed", "err", err)
 	}
 }
 

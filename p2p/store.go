@@ -9,7 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Persistence for relays sits behind the three small interfaces below. p2p
+// Persistence for relays sits behind the four small interfaces below. p2p
 // ships in-memory implementations (memstore.go); store/ provides SQLite ones.
 // Implementations must be safe for concurrent use: the relay calls them from
 // stream handlers and from its topic goroutines at the same time.
@@ -127,5 +127,29 @@ type KeyPackageCache interface {
 	// which stays. ErrNotFound if there is neither.
 	Take(ctx context.Context, owner peer.ID, suite uint16, now time.Time) (KeyPackage, error)
 	// Prune deletes expired packages.
+	Prune(ctx context.Context, now time.Time) error
+}
+
+// Lease is a peer's request that a relay keep a topic, valid until Until.
+type Lease struct {
+	Topic string
+	Peer  peer.ID
+	Until time.Time
+}
+
+// LeaseStore persists the keep-topic leases a relay grants, so that a
+// restarted relay rejoins the topics its members asked it to keep and goes
+// on storing their frames without waiting for the members to renew (which
+// they do at half the lease term). A relay is its store's only writer.
+type LeaseStore interface {
+	// PutLease records l, replacing any lease of the same topic and peer.
+	PutLease(ctx context.Context, l Lease) error
+	// DeleteLease removes peer p's lease on topic; unknown leases are
+	// ignored.
+	DeleteLease(ctx context.Context, topic string, p peer.ID) error
+	// Leases returns the leases still valid at now (Until after now),
+	// ordered by topic, then peer (as text).
+	Leases(ctx context.Context, now time.Time) ([]Lease, error)
+	// Prune deletes leases that ended at or before now.
 	Prune(ctx context.Context, now time.Time) error
 }

@@ -108,6 +108,7 @@
 // quota is refused with ErrQuotaExceeded, a topic over its quota loses its
 // oldest frames. Mailbox holds items for offline peers (Peek+Ack for
 // at-least-once delivery, or TakeMail), with expiry and quotas.
-// KeyPackageCache hands each one-time KeyPackage out once, then the
-// owner's last-resort package.
+// KeyPackageCache hands each one-time KeyPackage out once (and remembers
+// it until its expiry, so a re-upload is not handed out again), then the
+// owner's last-resort package, with per-owner count and byte quotas.
 package store

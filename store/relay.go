@@ -11,31 +11,33 @@ import (
 
 // Quotas bound what a relay stores for others. A zero field means no limit.
 type Quotas struct {
-	MaxFrameBytes       int           // largest frame accepted
-	TopicBytes          int64         // bytes kept per topic; beyond it the oldest frames are evicted
-	PeerBytes           int64         // bytes of stored frames delivered by one peer
-	MaxMailBytes        int           // largest mailbox item
-	MailboxBytes        int64         // bytes waiting per recipient
-	MailboxItems        int64         // items waiting per recipient
-	SenderMailBytes     int64         // bytes waiting that one sender deposited
-	MailTTL             time.Duration // expiry of mail deposited without ExpiresAt
-	KeyPackagesPerOwner int           // packages held per owner
-	MaxKeyPackageBytes  int           // largest KeyPackage accepted
+	MaxFrameBytes           int           // largest frame accepted
+	TopicBytes              int64         // bytes kept per topic; beyond it the oldest frames are evicted
+	PeerBytes               int64         // bytes of stored frames delivered by one peer
+	MaxMailBytes            int           // largest mailbox item
+	MailboxBytes            int64         // bytes waiting per recipient
+	MailboxItems            int64         // items waiting per recipient
+	SenderMailBytes         int64         // bytes waiting that one sender deposited
+	MailTTL                 time.Duration // expiry of mail deposited without ExpiresAt
+	KeyPackagesPerOwner     int           // packages held per owner
+	KeyPackageBytesPerOwner int64         // bytes of the packages held per owner
+	MaxKeyPackageBytes      int           // largest KeyPackage accepted
 }
 
 // DefaultQuotas suits a small community relay.
 func DefaultQuotas() Quotas {
 	return Quotas{
-		MaxFrameBytes:       1 << 20,
-		TopicBytes:          64 << 20,
-		PeerBytes:           16 << 20,
-		MaxMailBytes:        1 << 20,
-		MailboxBytes:        8 << 20,
-		MailboxItems:        1000,
-		SenderMailBytes:     8 << 20,
-		MailTTL:             14 * 24 * time.Hour,
-		KeyPackagesPerOwner: 100,
-		MaxKeyPackageBytes:  64 << 10,
+		MaxFrameBytes:           1 << 20,
+		TopicBytes:              64 << 20,
+		PeerBytes:               16 << 20,
+		MaxMailBytes:            1 << 20,
+		MailboxBytes:            8 << 20,
+		MailboxItems:            1000,
+		SenderMailBytes:         8 << 20,
+		MailTTL:                 14 * 24 * time.Hour,
+		KeyPackagesPerOwner:     100,
+		KeyPackageBytesPerOwner: 1 << 20,
+		MaxKeyPackageBytes:      64 << 10,
 	}
 }
 
@@ -249,6 +251,15 @@ func (db *DB) KeepTopic(ctx context.Context, k TopicKeep) error {
 	})
 }
 
+// ReleaseTopic deletes peer's request to keep topic; an unknown request is
+// no error.
+func (db *DB) ReleaseTopic(ctx context.Context, topic, peer string) error {
+	return db.write(ctx, "release topic", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM relay_topics WHERE topic = ? AND peer = ?`, topic, peer)
+		return err
+	})
+}
+
 // KeptTopics lists keep requests still valid at now, by topic.
 func (db *DB) KeptTopics(ctx context.Context, now time.Time) ([]TopicKeep, error) {
 	q, err := db.read()
@@ -435,6 +446,16 @@ func (db *DB) PruneMail(ctx context.Context, now time.Time) (int64, error) {
 const cachedKPColumns = `owner, ref, cipher_suite, data, last_resort, published_at, expires_at`
 
 // PublishKeyPackages stores KeyPackages for owner; see KeyPackageCache.
+//
+// In order, for each package: a ref owner already has stored is not stored
+// again, but if the package is published as last-resort the stored row
+// becomes the owner's last-resort package of its suite (replacing another
+// one) and takes the new ExpiresAt: re-publishing a last-resort package
+// refreshes it. A one-time package that was handed out (and has not
+// expired) is ignored. A new last-resort package replaces the owner's
+// previous one of its suite. The quotas apply to what owner holds once all
+// packages are in, and only if something was added: over a quota, nothing
+// changes.
 func (db *DB) PublishKeyPackages(ctx context.Context, owner string, kps ...CachedKeyPackage) error {
 	if err := checkName("owner", owner); err != nil {
 		return err
@@ -456,34 +477,65 @@ func (db *DB) PublishKeyPackages(ctx context.Context, owner string, kps ...Cache
 	}
 	now := db.now()
 	return db.write(ctx, "publish key packages", func(tx *sql.Tx) error {
+		added := false
 		for _, kp := range kps {
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM relay_keypackages WHERE owner = ? AND ref = ?`, owner, kp.Ref).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
+				if kp.LastResort {
+					if err := refreshLastResort(ctx, tx, owner, kp); err != nil {
+						return err
+					}
+				}
 				continue
 			}
-			if kp.LastResort {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM relay_keypackages WHERE owner = ? AND cipher_suite = ? AND last_resort = 1`, owner, kp.CipherSuite); err != nil {
+			if !kp.LastResort {
+				// Handed out before. (An expired record still counts
+				// until pruning deletes it, like an expired package.)
+				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM relay_keypackages_taken WHERE owner = ? AND ref = ?`, owner, kp.Ref).Scan(&n); err != nil {
 					return err
 				}
-			}
-			if quota.KeyPackagesPerOwner > 0 {
-				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM relay_keypackages WHERE owner = ?`, owner).Scan(&n); err != nil {
-					return err
+				if n > 0 {
+					continue
 				}
-				if n+1 > quota.KeyPackagesPerOwner {
-					return fmt.Errorf("%w: %s already has %d key packages stored (limit %d)", ErrQuotaExceeded, owner, n, quota.KeyPackagesPerOwner)
-				}
+			} else if _, err := tx.ExecContext(ctx, `DELETE FROM relay_keypackages WHERE owner = ? AND cipher_suite = ? AND last_resort = 1`, owner, kp.CipherSuite); err != nil {
+				return err
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO relay_keypackages (`+cachedKPColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 				owner, kp.Ref, kp.CipherSuite, kp.Data, b2i(kp.LastResort), ts(orTime(kp.PublishedAt, now)), ts(kp.ExpiresAt)); err != nil {
 				return err
 			}
+			added = true
+		}
+		if !added {
+			return nil
+		}
+		u, err := usage(ctx, tx, "keypackages", owner)
+		if err != nil {
+			return err
+		}
+		if quota.KeyPackagesPerOwner > 0 && u.Items > int64(quota.KeyPackagesPerOwner) {
+			return fmt.Errorf("%w: %s would hold %d key packages (limit %d)", ErrQuotaExceeded, owner, u.Items, quota.KeyPackagesPerOwner)
+		}
+		if quota.KeyPackageBytesPerOwner > 0 && u.Bytes > quota.KeyPackageBytesPerOwner {
+			return fmt.Errorf("%w: %s would hold %d bytes of key packages (limit %d)", ErrQuotaExceeded, owner, u.Bytes, quota.KeyPackageBytesPerOwner)
 		}
 		return nil
 	})
+}
+
+// refreshLastResort makes owner's stored package kp.Ref the last-resort
+// package of kp.CipherSuite, expiring at kp.ExpiresAt.
+func refreshLastResort(ctx context.Context, tx *sql.Tx, owner string, kp CachedKeyPackage) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM relay_keypackages WHERE owner = ? AND cipher_suite = ? AND last_resort = 1 AND ref <> ?`,
+		owner, kp.CipherSuite, kp.Ref); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE relay_keypackages SET cipher_suite = ?, last_resort = 1, expires_at = ? WHERE owner = ? AND ref = ?`,
+		kp.CipherSuite, ts(kp.ExpiresAt), owner, kp.Ref)
+	return err
 }
 
 func orTime(t, def time.Time) time.Time {
@@ -507,9 +559,18 @@ func (db *DB) TakeKeyPackage(ctx context.Context, owner string, suite uint16, no
 			return err
 		}
 		kp.PublishedAt, kp.ExpiresAt = fromTS(published), fromTS(expires)
-		if !kp.LastResort {
-			_, err = tx.ExecContext(ctx, `DELETE FROM relay_keypackages WHERE rowid = ?`, rowid)
+		if kp.LastResort {
+			return nil
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM relay_keypackages WHERE rowid = ?`, rowid); err != nil {
+			return err
+		}
+		// Remember the hand-out until the package would have expired (a
+		// package that never expires is remembered for good).
+		_, err = tx.ExecContext(ctx, `INSERT INTO relay_keypackages_taken (owner, ref, expires_at) VALUES (?, ?, ?)
+			ON CONFLICT (owner, ref) DO UPDATE SET expires_at =
+				CASE WHEN expires_at = 0 OR excluded.expires_at = 0 THEN 0 ELSE max(expires_at, excluded.expires_at) END`,
+			owner, kp.Ref, expires)
 		return err
 	})
 	if err != nil {
@@ -529,7 +590,32 @@ func (db *DB) CountKeyPackages(ctx context.Context, owner string, now time.Time)
 	return oneTime, lastResort, db.fail("count key packages", err)
 }
 
-// PruneKeyPackages deletes packages that expired at or before now.
+// KeyPackageUsage reports the packages stored for owner, expired or not
+// (until pruned): what the per-owner quotas are checked against.
+func (db *DB) KeyPackageUsage(ctx context.Context, owner string) (Usage, error) {
+	q, err := db.read()
+	if err != nil {
+		return Usage{}, err
+	}
+	u, err := usage(ctx, q, "keypackages", owner)
+	return u, db.fail("key package usage", err)
+}
+
+// PruneKeyPackages deletes packages that expired at or before now, and
+// forgets handed-out packages that would have expired by now. It returns
+// the number of packages deleted.
 func (db *DB) PruneKeyPackages(ctx context.Context, now time.Time) (int64, error) {
-	return db.deleteCount(ctx, "prune key packages", `DELETE FROM relay_keypackages WHERE expires_at <> 0 AND expires_at <= ?`, ts(now))
+	var n int64
+	err := db.write(ctx, "prune key packages", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM relay_keypackages WHERE expires_at <> 0 AND expires_at <= ?`, ts(now))
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM relay_keypackages_taken WHERE expires_at <> 0 AND expires_at <= ?`, ts(now))
+		return err
+	})
+	return n, err
 }

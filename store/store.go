@@ -471,6 +471,8 @@ type TopicLog interface {
 	PeerUsage(ctx context.Context, peer string) (Usage, error)
 	// KeepTopic records (or extends) a peer's request to keep a topic.
 	KeepTopic(ctx context.Context, k TopicKeep) error
+	// ReleaseTopic deletes a peer's request to keep a topic.
+	ReleaseTopic(ctx context.Context, topic, peer string) error
 	// KeptTopics lists requests that are still valid at now.
 	KeptTopics(ctx context.Context, now time.Time) ([]TopicKeep, error)
 	// PruneTopicKeeps deletes requests that ended before now.
@@ -516,17 +518,27 @@ type CachedKeyPackage struct {
 
 // KeyPackageCache is the relay's store of other peers' KeyPackages.
 type KeyPackageCache interface {
-	// PublishKeyPackages stores kps for owner (known refs are ignored). A
-	// last-resort package replaces the owner's previous last-resort package
-	// of the same cipher suite. Over the per-owner quota: ErrQuotaExceeded.
+	// PublishKeyPackages stores kps for owner. Known refs are not stored
+	// again, but re-publishing a package as last-resort refreshes its
+	// expiry; one-time packages already handed out (and not yet expired)
+	// are ignored. A last-resort package replaces the owner's previous
+	// last-resort package of the same cipher suite. If the owner would hold
+	// more packages or bytes than the per-owner quotas allow, nothing is
+	// stored: ErrQuotaExceeded.
 	PublishKeyPackages(ctx context.Context, owner string, kps ...CachedKeyPackage) error
 	// TakeKeyPackage hands out one unexpired package of owner for suite (0:
-	// any): a one-time package, deleted in the same transaction, or else a
-	// last-resort package, which is kept. None: ErrNotFound.
+	// any): a one-time package, deleted and recorded as handed out in the
+	// same transaction, or else a last-resort package, which is kept. None:
+	// ErrNotFound.
 	TakeKeyPackage(ctx context.Context, owner string, suite uint16, now time.Time) (CachedKeyPackage, error)
 	// CountKeyPackages counts an owner's unexpired one-time and last-resort packages.
 	CountKeyPackages(ctx context.Context, owner string, now time.Time) (oneTime, lastResort int, err error)
-	// PruneKeyPackages deletes packages that expired before now.
+	// KeyPackageUsage reports the bytes and number of an owner's stored
+	// packages, expired or not (until pruned).
+	KeyPackageUsage(ctx context.Context, owner string) (Usage, error)
+	// PruneKeyPackages deletes packages that expired at or before now and
+	// forgets handed-out ones that would have; it returns how many packages
+	// it deleted.
 	PruneKeyPackages(ctx context.Context, now time.Time) (int64, error)
 }
 

@@ -1,5 +1,6 @@
 // Package p2ptest holds contract tests for implementations of p2p's store
-// interfaces (p2p.TopicLog, p2p.Mailbox, p2p.KeyPackageCache). Each function
+// interfaces (p2p.TopicLog, p2p.Mailbox, p2p.KeyPackageCache,
+// p2p.LeaseStore). Each function
 // takes a fresh, empty store and checks the behaviour relays rely on:
 //
 //	func TestSQLiteTopicLog(t *testing.T) { p2ptest.TopicLog(t, newSQLiteTopicLog(t)) }
@@ -195,5 +196,95 @@ func KeyPackageCache(t *testing.T, c p2p.KeyPackageCache) {
 	stranger, _ := newID(t)
 	if _, err := c.Take(ctx, stranger, 0, now); !errors.Is(err, p2p.ErrNotFound) {
 		t.Fatalf("unknown owner: %v", err)
+	}
+	// The byte quota bounds what an owner holds, across uploads.
+	big := strings.Repeat("x", 60)
+	if _, err := c.Put(ctx, stranger, []p2p.KeyPackage{kp(big, 1, false)}, now.Add(time.Hour), q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, stranger, []p2p.KeyPackage{kp(big[:41]+"y", 1, false)}, now.Add(time.Hour), q); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("bytes over two uploads: %v", err)
+	}
+}
+
+// LeaseStore checks a LeaseStore: put and replace, listing of unexpired
+// leases in (topic, peer) order with their peers and times intact, delete,
+// and pruning of leases that ended at or before a time.
+func LeaseStore(t *testing.T, s p2p.LeaseStore) {
+	ctx := context.Background()
+	t0 := time.Unix(1e9, 0)
+	alice, _ := newID(t)
+	bob, _ := newID(t)
+	if alice.String() > bob.String() {
+		alice, bob = bob, alice
+	}
+	t1, t2 := p2p.TopicName([]byte("one")), p2p.TopicName([]byte("two"))
+	if t1 > t2 {
+		t1, t2 = t2, t1
+	}
+	put := func(topic string, p peer.ID, d time.Duration) {
+		t.Helper()
+		if err := s.PutLease(ctx, p2p.Lease{Topic: topic, Peer: p, Until: t0.Add(d)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(now time.Time) string {
+		t.Helper()
+		ls, err := s.Leases(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range ls {
+			name := "?"
+			switch l.Peer {
+			case alice:
+				name = "alice"
+			case bob:
+				name = "bob"
+			}
+			topic := "t1"
+			if l.Topic == t2 {
+				topic = "t2"
+			} else if l.Topic != t1 {
+				topic = l.Topic
+			}
+			out = append(out, fmt.Sprintf("%s/%s/%v", topic, name, l.Until.Sub(t0)))
+		}
+		return strings.Join(out, " ")
+	}
+	if got := list(t0); got != "" {
+		t.Fatalf("empty store lists %q", got)
+	}
+	put(t2, alice, 2*time.Hour)
+	put(t1, bob, 3*time.Hour)
+	put(t1, alice, time.Hour)
+	put(t1, alice, 90*time.Minute) // replaces
+	if got, want := list(t0), "t1/alice/1h30m0s t1/bob/3h0m0s t2/alice/2h0m0s"; got != want {
+		t.Fatalf("Leases = %q, want %q", got, want)
+	}
+	// A lease ending at now is over.
+	if got, want := list(t0.Add(90*time.Minute)), "t1/bob/3h0m0s t2/alice/2h0m0s"; got != want {
+		t.Fatalf("Leases at the end of one = %q, want %q", got, want)
+	}
+	if err := s.DeleteLease(ctx, t2, alice); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteLease(ctx, t2, bob); err != nil {
+		t.Fatalf("deleting an unknown lease: %v", err)
+	}
+	if got, want := list(t0), "t1/alice/1h30m0s t1/bob/3h0m0s"; got != want {
+		t.Fatalf("after delete: %q, want %q", got, want)
+	}
+	if err := s.Prune(ctx, t0.Add(90*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := list(t0), "t1/bob/3h0m0s"; got != want {
+		t.Fatalf("after prune: %q, want %q", got, want)
+	}
+	// A pruned lease can be granted again.
+	put(t1, alice, 4*time.Hour)
+	if got, want := list(t0.Add(2*time.Hour)), "t1/alice/4h0m0s t1/bob/3h0m0s"; got != want {
+		t.Fatalf("after a new lease: %q, want %q", got, want)
 	}
 }
