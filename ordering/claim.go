@@ -21,6 +21,10 @@ type Claim struct {
 	Entries   []Entry // ascending by epoch
 	Want      *Range  // asks the receivers for their dense entries in this range
 	GroupInfo []byte  // opaque: a signed GroupInfo of the claimant's epoch Tip
+	// Stale lists the hashes of application messages the claimant received
+	// too late to read (their epoch had left its window): their senders
+	// send them again (README.md "No lost messages").
+	Stale []Hash
 }
 
 // Limits of the claim encoding.
@@ -28,6 +32,7 @@ const (
 	MaxClaimEntries   = 1 << 15
 	MaxClaimSigner    = 1 << 10
 	MaxClaimGroupInfo = 1 << 20
+	MaxClaimStale     = 256
 	claimVersion      = 1
 	entrySize         = 1 + 8 + 32 // class, ticket, hash (the epoch is a varint)
 )
@@ -39,10 +44,11 @@ var ErrMalformedClaim = errors.New("ordering: malformed claim")
 //
 //	version(1) signer(uvarint len, bytes) tip(uvarint) want-flag(1) [from to (uvarint)]
 //	n(uvarint) n×{epoch delta(uvarint) class(1) ticket(8) hash(32)} groupinfo(uvarint len, bytes)
+//	k(uvarint) k×stale hash(32)
 //
 // Epochs are delta-encoded (the first from 0) and strictly ascending.
 func MarshalClaim(c *Claim) ([]byte, error) {
-	if len(c.Signer) > MaxClaimSigner || len(c.Entries) > MaxClaimEntries || len(c.GroupInfo) > MaxClaimGroupInfo {
+	if len(c.Signer) > MaxClaimSigner || len(c.Entries) > MaxClaimEntries || len(c.GroupInfo) > MaxClaimGroupInfo || len(c.Stale) > MaxClaimStale {
 		return nil, fmt.Errorf("%w: too large", ErrMalformedClaim)
 	}
 	b := make([]byte, 0, 32+len(c.Signer)+len(c.GroupInfo)+len(c.Entries)*(entrySize+2))
@@ -74,6 +80,10 @@ func MarshalClaim(c *Claim) ([]byte, error) {
 	}
 	b = binary.AppendUvarint(b, uint64(len(c.GroupInfo)))
 	b = append(b, c.GroupInfo...)
+	b = binary.AppendUvarint(b, uint64(len(c.Stale)))
+	for _, h := range c.Stale {
+		b = append(b, h[:]...)
+	}
 	return b, nil
 }
 
@@ -126,6 +136,14 @@ func ParseClaim(data []byte) (*Claim, error) {
 		c.Entries = append(c.Entries, e)
 	}
 	c.GroupInfo = r.bytes(MaxClaimGroupInfo)
+	if ns := r.uvarint(); ns > MaxClaimStale || ns > uint64(len(r.b))/32 {
+		r.fail()
+	} else if ns > 0 {
+		c.Stale = make([]Hash, ns)
+		for i := range c.Stale {
+			copy(c.Stale[i][:], r.take(32))
+		}
+	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail()
 	}

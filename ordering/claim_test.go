@@ -7,7 +7,7 @@ import (
 )
 
 func sampleClaim() *Claim {
-	return &Claim{Signer: "alice", Tip: 42, Want: &Range{From: 3, To: 9}, GroupInfo: []byte("gi"),
+	return &Claim{Signer: "alice", Tip: 42, Want: &Range{From: 3, To: 9}, GroupInfo: []byte("gi"), Stale: []Hash{{9}, {8}},
 		Entries: []Entry{{Epoch: 1, Class: ClassOther, Ticket: 7, Hash: Hash{1}}, {Epoch: 5, Class: ClassRemove, Ticket: 1 << 60, Hash: Hash{2}}}}
 }
 

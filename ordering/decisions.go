@@ -178,19 +178,33 @@ type Released struct {
 }
 
 // Resend: these own messages were sent on a branch that lost. Encrypt each
-// again, with the same message id, in the current epoch, and report it with
-// Sent.
+// again, with the same message id, in the current epoch (At zero) or with
+// the retained canonical state At of epoch Epoch (StateAt), and report it
+// with Sent.
+//
+// At is set when the lost branch had removed a member that is in the group
+// at the canonical tip (its removal was undone by a later re-add): the
+// message is re-sent in a canonical epoch where that member is out, so that
+// it never reads what was written without it (README.md "Re-sending
+// safely").
 type Resend struct {
-	IDs []MessageID
+	IDs   []MessageID
+	At    Hash
+	Epoch uint64
 }
 
 // ResendSince: after a rejoin, re-send every own message sent in an epoch
 // after Epoch and before Until (the time of the rejoin), with the same ids.
 // The machine only tracks messages inside the window; the engine's outbox
 // holds the rest.
+//
+// At and AtEpoch, when set, name the retained canonical state to encrypt
+// with instead of the current one (StateAt), as for Resend.
 type ResendSince struct {
-	Epoch uint64
-	Until time.Time
+	Epoch   uint64
+	Until   time.Time
+	At      Hash
+	AtEpoch uint64
 }
 
 // Repropose: these own changes are not applied on the canonical branch:

@@ -37,6 +37,8 @@
 //
 // Own Commits and messages are always made from Current(). A Commit is
 // applied at once (OwnCommit); its Welcome is held until SendWelcome.
-// Before joining from a Welcome into a group it already has, the engine
-// asks WelcomeAcceptable; it keeps refused Welcomes and asks again later.
+// A Resend or ResendSince that names a state (At) is encrypted with
+// StateAt(At) instead of Current(). Before joining from a Welcome into a
+// group it already has, the engine asks WelcomeAcceptable with the history
+// the adder sent along; it keeps refused Welcomes and asks again later.
 package ordering

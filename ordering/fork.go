@@ -12,7 +12,7 @@ import (
 // for), exponentially sparser before. The engine fills in GroupInfo.
 func (m *Machine[S]) MakeClaim(want *Range) Claim {
 	all := m.History()
-	c := Claim{Signer: m.cfg.Self, Tip: m.tip.epoch}
+	c := Claim{Signer: m.cfg.Self, Tip: m.tip.epoch, Stale: slices.Clone(m.stale)}
 	if len(all) == 0 {
 		return c
 	}
@@ -57,7 +57,24 @@ func (m *Machine[S]) ClaimReceived(p Processor[S], c Claim, now time.Time) []Dec
 }
 
 func (m *Machine[S]) claim(c Claim) {
+	// Own messages the claimant received too late to read: send them
+	// again at the tip (once per copy; a re-sent copy has a new hash).
+	var again []MessageID
+	for _, h := range c.Stale {
+		if id, ok := m.ownHashes[h]; ok {
+			delete(m.ownHashes, h)
+			if !slices.Contains(again, id) {
+				again = append(again, id)
+			}
+		}
+	}
+	if len(again) > 0 && m.IsMember() {
+		m.emit(Resend{IDs: again})
+	}
 	v := CompareHistories(m.History(), c.Entries)
+	if debugf != nil {
+		debugf("%s: claim of %s (tip %d): verdict %+v", m.cfg.Self, c.Signer, c.Tip, v)
+	}
 	if c.Want != nil {
 		m.announce(c.Want, true)
 	}
@@ -80,13 +97,18 @@ func (m *Machine[S]) claim(c Claim) {
 			m.evidence = true // a member lags: tell it where we are
 		}
 	case Fork:
-		if !m.TrustClaim(c.Signer, v.Epoch) {
-			return
-		}
 		if v.Ours.Less(v.Theirs) {
-			// Our branch wins: make sure the losers hear it.
+			// Our branch wins: make sure the losers hear it, whoever the
+			// claimant (a joiner whose join Commit lost was never a member
+			// of our branch, and only our claim can tell it).
 			m.evidence = true
 			m.announce(&Range{From: v.Epoch, To: v.Epoch}, false)
+			return
+		}
+		if !m.TrustClaim(c.Signer, v.Epoch) {
+			if debugf != nil {
+				debugf("%s: distrusts %s at %d (root %d): events %v", m.cfg.Self, c.Signer, v.Epoch, m.root.epoch, m.events[c.Signer])
+			}
 			return
 		}
 		// Even a member that joined or was removed after the fork tries:
@@ -114,6 +136,7 @@ func (m *Machine[S]) loseTo(epoch uint64, theirs Key, c Claim, lag bool) {
 		since = m.lost.since
 	}
 	m.lost = &lostFork{epoch: epoch, theirs: theirs, claim: c, since: since, lag: lag}
+	m.lostAt, m.hasLostAt = epoch, true
 	if lag {
 		// Any Commit at that epoch, once caught up, ends the lag.
 		m.lost.theirs = Key{Epoch: epoch, Class: 255}
@@ -128,6 +151,7 @@ func (m *Machine[S]) announce(want *Range, answer bool) {
 		return
 	}
 	m.announced, m.lastAnnounce, m.evidence = true, m.now, false
+	defer func() { m.stale = nil }() // asked for in this claim
 	if !m.IsMember() {
 		m.announceCount++
 	} else {
@@ -201,6 +225,11 @@ func (m *Machine[S]) timers() {
 func (m *Machine[S]) LostFork() uint64 {
 	if m.lost != nil {
 		return m.lost.epoch
+	}
+	if m.detached && m.hasLostAt {
+		// The fork lost, the rejoin refused: what was sent since is lost
+		// with the branch.
+		return m.lostAt
 	}
 	if !m.IsMember() {
 		// Removed on the canonical branch: nothing of ours was lost.
@@ -300,13 +329,39 @@ func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) 
 			}
 		}
 	}
-	excl := map[string]bool{}
+	// The members the lost branch removed after the fork and had not
+	// re-added at its tip, with the author of the removal: own messages
+	// written on the lost branch were hidden from them (gate).
+	excl := map[string]string{}
 	if m.deepExclude != nil {
 		excl = m.deepExclude
 	}
-	for id := range m.rosterAtEpoch(f) {
-		if !m.tipRoster[id] {
-			excl[id] = true
+	removedBy := map[string]string{}
+	for _, e := range m.eventLog {
+		if e.epoch > f {
+			if e.add {
+				delete(removedBy, e.target)
+			} else {
+				removedBy[e.target] = e.author
+			}
+		}
+	}
+	for _, n := range path {
+		if n.key.Epoch < f {
+			continue
+		}
+		for _, id := range n.info.Removed {
+			if !slices.Contains(n.info.Added, id) {
+				removedBy[id] = n.info.Sender
+			}
+		}
+		for _, id := range n.info.Added {
+			delete(removedBy, id)
+		}
+	}
+	for id, author := range removedBy {
+		if !m.tipRoster[id] && id != self {
+			excl[id] = author
 		}
 	}
 
@@ -338,7 +393,7 @@ func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) 
 	m.AdoptHistory(adopt)
 
 	for _, is := range m.intents {
-		is.carrier, is.asked, is.isSat = Hash{}, false, false
+		is.carrier, is.asked, is.isSat, is.landed = Hash{}, false, false, false
 	}
 	for _, c := range changes {
 		dup := false
@@ -354,9 +409,14 @@ func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) 
 			})
 		}
 	}
-	m.since = &ResendSince{Epoch: f, Until: now}
+	if m.since != nil {
+		// An earlier rejoin's re-send is still waiting: keep its range.
+		m.since = &ResendSince{Epoch: min(m.since.Epoch, f), Until: now}
+	} else {
+		m.since = &ResendSince{Epoch: f, Until: now}
+	}
 	m.deepExclude = excl
-	m.lost, m.lostWelcome, m.rejoined, m.detached, m.confirmedOut = nil, false, true, false, false
+	m.lost, m.lostWelcome, m.rejoined, m.detached, m.confirmedOut, m.hasLostAt = nil, false, true, false, false, false
 	m.lastRejoin = now
 	rolled := 0
 	if oldTip.epoch > f {

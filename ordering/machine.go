@@ -151,12 +151,14 @@ type pendingMsg struct {
 	noted bool   // counted as evidence already
 }
 
-type sentMsg struct {
+type sentMsg[S any] struct {
 	id        MessageID
 	node      Hash
 	n         any // *node[S]
 	resending bool
 	askedAt   time.Time
+	at        *node[S] // the state the pending re-send was asked for (nil: the tip)
+	late      bool     // re-sent once because it was written far behind the group
 }
 
 type intentState struct {
@@ -167,6 +169,8 @@ type intentState struct {
 	askedAt   time.Time
 	satisfied uint64 // epoch at which the canonical branch satisfied it (0: not)
 	isSat     bool
+	landed    bool // its carrier became canonical, creating the state of epoch landedAt
+	landedAt  uint64
 }
 
 type memberEvent struct {
@@ -218,10 +222,10 @@ type Machine[S any] struct {
 	idOrder      []MessageID
 	work         []*node[S]
 
-	sent        []*sentMsg
+	sent        []*sentMsg[S]
 	intents     []*intentState
 	welcomes    []*node[S]
-	deepExclude map[string]bool
+	deepExclude map[string]string // identity -> author of its removal on the lost branch
 	since       *ResendSince
 
 	evidence      bool
@@ -231,12 +235,19 @@ type Machine[S any] struct {
 	announced     bool
 	lastCatchUp   time.Time
 	lost          *lostFork
+	knownFrom     uint64 // the epoch before the state this member joined or rejoined (TrustClaim)
+	lostAt        uint64 // epoch of the last fork lost (hasLostAt), kept past RejoinRefused
+	hasLostAt     bool
 	lastRejoin    time.Time
 	rejoined      bool
 	lostWelcome   bool
 	detached      bool // lost a fork and may not rejoin: out until a Welcome
 	confirmedOut  bool // removed, and a member's claim shows the group went on
 	lastProgress  time.Time
+	sweptAt       uint64             // root epoch at the last sweep of seen and gone
+	stale         []Hash             // application messages received too late to read, to announce (Claim.Stale)
+	ownHashes     map[Hash]MessageID // own recent messages by hash, for Claim.Stale
+	ownOrder      []Hash
 }
 
 // New returns the machine of a group whose current state is root, in epoch
@@ -263,6 +274,10 @@ func (m *Machine[S]) reset(root S, epoch uint64, rootKey *Key, roster []string) 
 	m.tipRoster, m.rootRoster = map[string]bool{}, map[string]bool{}
 	if m.events == nil {
 		m.events = map[string][]memberEvent{}
+	}
+	m.knownFrom = 0
+	if epoch > 0 {
+		m.knownFrom = epoch - 1
 	}
 	for _, id := range roster {
 		m.tipRoster[id], m.rootRoster[id] = true, true
@@ -479,15 +494,57 @@ func (m *Machine[S]) everInWindow(id string) bool {
 // TrustClaim reports whether a claim signed by signer about a fork at
 // epoch may be acted on: the signer must have been a member at the fork
 // (README.md "Deep forks").
+//
+// A member that joined (or rejoined) at epoch j knows nothing of the group
+// before j but what its adder told it: a fork before j is judged by the
+// members it joined with, so a signer that was a member at j is trusted
+// about it (as much as the adder whose history it adopted).
 func (m *Machine[S]) TrustClaim(signer string, forkEpoch uint64) bool {
+	if forkEpoch < m.knownFrom {
+		return m.WasMember(signer, m.knownFrom)
+	}
 	return m.WasMember(signer, forkEpoch)
 }
 
 // WelcomeAcceptable reports whether a Welcome into this group for epoch
-// should replace the current state: only when this member's branch is
-// known to have lost, or it is no longer a member on it.
-func (m *Machine[S]) WelcomeAcceptable(epoch uint64) bool {
-	return m.lostWelcome || m.lost != nil || !m.IsMember() || m.orphaned()
+// should replace the current state. history is the compact history the
+// adder sent with the Welcome (nil if none). A Welcome is accepted only if
+// it leads forward on the canonical chain as this member can judge it:
+//
+//   - with a history that forks from ours, only if its branch wins the
+//     fork (a Welcome into a losing branch is never taken, however stale
+//     our own state is);
+//   - otherwise only if this member needs it (its branch lost, it is not a
+//     member at its tip, or Commits that no state accepts show it is
+//     stranded) and the Welcome is newer than what it holds: past the fork
+//     it lost, past its tip when it was removed.
+//
+// A stale Welcome (an old re-add, kept in the inbox) would otherwise take a
+// member back to a dead state of an old epoch.
+func (m *Machine[S]) WelcomeAcceptable(epoch uint64, history []Entry) bool {
+	if len(history) > 0 {
+		ours := m.History()
+		if m.root.hasKey || len(ours) > 0 {
+			switch v := CompareHistories(ours, history); v.Kind {
+			case Fork:
+				return v.Theirs.Less(v.Ours) && epoch > v.Epoch
+			case Agree:
+				// Same branch as far as both know: only forward.
+				if epoch <= m.tip.epoch {
+					return false
+				}
+			}
+		}
+	}
+	switch {
+	case m.lost != nil:
+		return epoch > m.lost.epoch
+	case m.lostWelcome || m.detached || !m.IsMember():
+		return epoch > m.tip.epoch || (len(history) > 0 && epoch > m.root.epoch)
+	case m.orphaned():
+		return true
+	}
+	return false
 }
 
 func (m *Machine[S]) orphaned() bool {
@@ -568,16 +625,31 @@ func (m *Machine[S]) OwnCommit(p Processor[S], msg []byte, next S, info CommitIn
 // one or a re-send of id). Its echo from the network is recognised.
 func (m *Machine[S]) Sent(id MessageID, msg []byte, now time.Time) []Decision {
 	m.begin(nil, now)
+	if m.ownHashes == nil {
+		m.ownHashes = map[Hash]MessageID{}
+	}
+	oh := HashOf(msg)
+	m.ownHashes[oh] = id
+	m.ownOrder = append(m.ownOrder, oh)
+	for len(m.ownOrder) > m.cfg.MaxSeenIDs {
+		delete(m.ownHashes, m.ownOrder[0])
+		m.ownOrder = m.ownOrder[1:]
+	}
 	m.seen[HashOf(msg)] = m.tip.epoch
 	m.markID(id)
 	found := false
 	for _, s := range m.sent {
 		if s.id == id {
-			s.node, s.n, s.resending, found = m.tip.id, m.tip, false, true
+			at := m.tip
+			if s.at != nil && s.at.live && !s.at.gone {
+				at = s.at
+				m.seen[HashOf(msg)] = at.epoch
+			}
+			s.node, s.n, s.resending, s.at, found = at.id, at, false, nil, true
 		}
 	}
 	if !found {
-		m.sent = append(m.sent, &sentMsg{id: id, node: m.tip.id, n: m.tip})
+		m.sent = append(m.sent, &sentMsg[S]{id: id, node: m.tip.id, n: m.tip})
 	}
 	return m.finish()
 }
@@ -672,6 +744,7 @@ func (m *Machine[S]) receiveMessage(h Hash, msg []byte, epoch uint64, ct Content
 		return
 	}
 	if epoch < m.root.epoch {
+		m.noteStale(h, ct)
 		m.emit(Discarded{Hash: h, Epoch: epoch, Reason: Stale})
 		return
 	}
@@ -713,6 +786,25 @@ func (m *Machine[S]) tryOpen(pm *pendingMsg, cands []*node[S]) bool {
 		return true
 	}
 	return false
+}
+
+// noteStale records an application message that arrived (or waited) until
+// its epoch had left the window: it cannot be read any more, and the next
+// claim asks its sender to send it again (Claim.Stale). A replayed or
+// losing-branch message is asked for too; its sender's re-send is a
+// duplicate that receivers drop by id.
+func (m *Machine[S]) noteStale(h Hash, ct ContentType) {
+	if ct != Application || slices.Contains(m.stale, h) {
+		return
+	}
+	if len(m.stale) >= MaxClaimStale {
+		m.stale = m.stale[1:]
+	}
+	m.stale = append(m.stale, h)
+	m.evidence = true
+	if debugf != nil {
+		debugf("%s: stale %s", m.cfg.Self, h)
+	}
 }
 
 func (m *Machine[S]) markID(id MessageID) {
@@ -814,6 +906,9 @@ func (m *Machine[S]) addNode(parent *node[S], h Hash, next S, info CommitInfo) *
 		// transcript binds it to one); keep the first.
 		m.release(next)
 		return old
+	}
+	if debugf != nil {
+		debugf("%s: node %s on %s (epoch %d): %+v", m.cfg.Self, h, parent.id, parent.epoch+1, info)
 	}
 	n := &node[S]{
 		id: h, parent: parent, epoch: parent.epoch + 1,
@@ -953,27 +1048,42 @@ func (m *Machine[S]) prune() {
 	if cut != nil {
 		m.finalize(cut.best)
 	}
-	// Losing branches: release expired states, drop dead subtrees.
-	for _, n := range m.sortedNodes() {
-		if !n.canon && n.live && m.expired(n) {
-			m.releaseNode(n)
+	// Losing branches: release expired states, drop dead subtrees. Only
+	// the candidates are sorted (deterministic order of the decisions).
+	var cands []*node[S]
+	for _, n := range m.nodes {
+		if !n.canon && (!n.live || m.expired(n)) {
+			cands = append(cands, n)
 		}
 	}
-	for _, n := range m.sortedNodes() {
-		if !n.canon && !n.live && !m.hasLive(n) {
-			m.dropSubtree(n)
+	if len(cands) > 0 {
+		sortNodes(cands)
+		for _, n := range cands {
+			if n.live {
+				m.releaseNode(n)
+			}
+		}
+		for _, n := range cands {
+			if !n.gone && !m.hasLive(n) {
+				m.dropSubtree(n)
+			}
 		}
 	}
 	// Hard cap on losing states: the oldest go first.
 	if losing := m.liveCount - m.canonLive(); losing > m.cfg.MaxLosingStates {
-		for _, n := range m.sortedNodes() {
+		var sorted []*node[S]
+		for _, n := range m.nodes {
+			if n.live && !n.canon {
+				sorted = append(sorted, n)
+			}
+		}
+		sortNodes(sorted)
+		for _, n := range sorted {
 			if losing <= m.cfg.MaxLosingStates {
 				break
 			}
-			if n.live && !n.canon {
-				m.releaseNode(n)
-				losing--
-			}
+			m.releaseNode(n)
+			losing--
 		}
 	}
 	// Buffered messages and seen hashes older than the window.
@@ -982,20 +1092,24 @@ func (m *Machine[S]) prune() {
 			if pm.ct == Commit && !m.historyHas(pm.epoch, pm.hash) {
 				m.evidence = true
 			}
+			m.noteStale(pm.hash, pm.ct)
 			m.dropPending(i)
 			m.emit(Discarded{Hash: pm.hash, Epoch: pm.epoch, Reason: Stale})
 			continue
 		}
 		i++
 	}
-	for h, e := range m.seen {
-		if e < m.root.epoch {
-			delete(m.seen, h)
+	if m.root.epoch != m.sweptAt {
+		m.sweptAt = m.root.epoch
+		for h, e := range m.seen {
+			if e < m.root.epoch {
+				delete(m.seen, h)
+			}
 		}
-	}
-	for h, e := range m.gone {
-		if e < m.root.epoch {
-			delete(m.gone, h)
+		for h, e := range m.gone {
+			if e < m.root.epoch {
+				delete(m.gone, h)
+			}
 		}
 	}
 }
@@ -1019,6 +1133,12 @@ func (m *Machine[S]) sortedNodes() []*node[S] {
 	for _, n := range m.nodes {
 		out = append(out, n)
 	}
+	sortNodes(out)
+	return out
+}
+
+// sortNodes sorts nodes by epoch then key.
+func sortNodes[S any](out []*node[S]) {
 	slices.SortFunc(out, func(a, b *node[S]) int {
 		if a.epoch != b.epoch {
 			if a.epoch < b.epoch {
@@ -1028,7 +1148,6 @@ func (m *Machine[S]) sortedNodes() []*node[S] {
 		}
 		return a.key.Compare(b.key)
 	})
-	return out
 }
 
 func (m *Machine[S]) hasLive(n *node[S]) bool {
@@ -1184,57 +1303,110 @@ func (m *Machine[S]) evaluate() {
 
 	// Own messages whose epoch lost.
 	var resend []MessageID
+	resendAt := map[*node[S]][]MessageID{}
+	var ats []*node[S]
 	kept := m.sent[:0]
 	for _, s := range m.sent {
 		n := s.n.(*node[S])
 		switch {
 		case n.canon && !n.gone && n.epoch >= m.root.epoch:
 			kept = append(kept, s) // canonical, not final yet
+			if !s.late && !s.resending && m.tip.epoch >= n.epoch+m.lateEpochs() && !n.left.IsZero() && m.now.Sub(n.left) <= m.cfg.OrphanTime {
+				// Written while this member lagged far behind the group
+				// (its tip went from that epoch to many epochs later in a
+				// short time: it caught up, e.g. after a partition
+				// healed): the others may have released that epoch's
+				// state before the message reached them. Send it again at
+				// the tip; receivers de-duplicate by id.
+				s.late, s.resending, s.askedAt = true, true, m.now
+				resend = append(resend, s.id)
+			}
 		case n.canon:
 			// final
 		case !member:
 			// lost, and this member is not in the canonical group: the
 			// message cannot be re-sent (the engine reports it failed).
 		default:
-			if m.blocked(m.excluded(n)) {
-				kept = append(kept, s)
+			kept = append(kept, s)
+			fork := n
+			for fork != nil && !fork.canon {
+				fork = fork.parent
+			}
+			ready, at := m.gate(m.excluded(n), fork)
+			if !ready {
 				continue
 			}
 			if !s.resending || m.now.Sub(s.askedAt) > m.cfg.RetryTime {
-				resend = append(resend, s.id)
-				s.resending, s.askedAt = true, m.now
+				s.resending, s.askedAt, s.at = true, m.now, at
+				if at == nil {
+					resend = append(resend, s.id)
+				} else {
+					if resendAt[at] == nil {
+						ats = append(ats, at)
+					}
+					resendAt[at] = append(resendAt[at], s.id)
+				}
 			}
-			kept = append(kept, s)
 		}
 	}
 	m.sent = kept
 	if len(resend) > 0 {
 		m.emit(Resend{IDs: resend})
 	}
-	if m.since != nil && member && !m.blocked(m.deepExclude) {
-		m.emit(*m.since)
-		m.since, m.deepExclude = nil, nil
+	for _, at := range ats {
+		m.emit(Resend{IDs: resendAt[at], At: at.id, Epoch: at.epoch})
+	}
+	if m.since != nil && member {
+		// Gated like Resend. After two retry periods a removal that did
+		// not come is not coming (the canonical branch removed and
+		// re-added the member before this one rejoined: its author's
+		// intent is settled).
+		expired := m.now.Sub(m.since.Until) > 2*m.cfg.RetryTime
+		for id := range m.deepExclude {
+			if !m.tipRoster[id] || expired {
+				// Its removal landed: its presence from now on is a new
+				// decision of the group (a re-add).
+				delete(m.deepExclude, id)
+			}
+		}
+		if ready, at := m.gate(m.deepExclude, nil); ready {
+			d := *m.since
+			if at != nil {
+				d.At, d.AtEpoch = at.id, at.epoch
+			}
+			m.emit(d)
+			m.since, m.deepExclude = nil, nil
+		} else if debugf != nil {
+			debugf("%s: since %+v blocked by %v", self, *m.since, m.deepExclude)
+		}
 	}
 
-	// Own changes.
+	// Own changes. An intent is settled (applied, or made moot) by a
+	// canonical Commit; it is dropped only once that is final: until then a
+	// switch, or a concurrent Commit landing later, may undo it, and it
+	// must be re-proposed.
 	var again []Intent
 	keptI := m.intents[:0]
 	for _, is := range m.intents {
 		if !member {
-			continue // moot: this member is out
-		}
-		if is.isSat && is.satisfied < m.root.epoch {
-			continue // applied, and final
-		}
-		sat, moot := m.intentStatus(is)
-		if moot {
+			if !m.rootRoster[self] {
+				continue // moot: this member's removal is final
+			}
+			keptI = append(keptI, is) // out for now; a switch may undo it
 			continue
 		}
-		if sat {
-			if !is.isSat {
-				is.isSat, is.satisfied = true, m.tip.epoch
-			}
-			if is.satisfied < m.root.epoch {
+		done, at := m.intentStatus(is)
+		if done {
+			is.isSat, is.satisfied = true, at
+			// Final once the deciding Commit is in the compact history and
+			// a whole window has passed since the intent: Commits made
+			// concurrently with it (on branches that had not seen it) are
+			// decided by then, and one of them may still undo the change
+			// (then it is re-proposed).
+			if at <= m.root.epoch && m.tip.epoch >= is.base+uint64(m.cfg.WindowEpochs) {
+				if debugf != nil {
+					debugf("%s: intent %v settled for good at %d", self, is.Intent, at)
+				}
 				continue // final
 			}
 			keptI = append(keptI, is)
@@ -1246,7 +1418,7 @@ func (m *Machine[S]) evaluate() {
 				keptI = append(keptI, is)
 				continue
 			}
-			is.carrier, is.asked = Hash{}, false // its Commit lost
+			is.carrier, is.asked, is.landed = Hash{}, false, false // its Commit lost
 		}
 		if !is.asked || m.now.Sub(is.askedAt) > m.cfg.RetryTime {
 			again = append(again, is.Intent)
@@ -1284,24 +1456,106 @@ func (m *Machine[S]) evaluate() {
 	}
 }
 
-// blocked reports whether one of the excluded identities is a member at
-// the canonical tip.
-func (m *Machine[S]) blocked(excl map[string]bool) bool {
-	for id := range excl {
-		if m.tipRoster[id] {
+// lateEpochs is how far behind the tip an own message's epoch may fall
+// right after it was sent before it is sent again (half the window).
+func (m *Machine[S]) lateEpochs() uint64 { return uint64(max(1, m.cfg.WindowEpochs/2)) }
+
+// safeState returns the newest retained canonical state in which none of
+// the excluded identities is a member, not older than half the window (so
+// that the other members still hold it when the re-send arrives), or nil.
+func (m *Machine[S]) safeState(excl map[string]string) *node[S] {
+	for x := m.tip.parent; x != nil; x = x.parent {
+		if x.epoch+uint64(m.cfg.WindowEpochs)/2 < m.tip.epoch || !x.live {
+			return nil
+		}
+		ok := true
+		for id := range excl {
+			if m.memberAt(x, id) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return x
+		}
+		if x == m.root {
+			break
+		}
+	}
+	return nil
+}
+
+// StateAt returns the retained state of node h (a Commit's hash; the zero
+// hash for a root without one), for a Resend that names it.
+func (m *Machine[S]) StateAt(h Hash) (S, uint64, bool) {
+	if n, ok := m.nodes[h]; ok && n.live {
+		return n.state, n.epoch, true
+	}
+	var zero S
+	return zero, 0, false
+}
+
+// gate decides whether own messages written on a losing branch that had
+// removed the members excl (identity -> author of the removal) may be
+// re-sent now (README.md "Re-sending safely"). A removed identity that is
+// a member at the canonical tip blocks the re-send until the re-proposed
+// removal lands, unless nobody will re-propose it: its author is not a
+// member any more (the group removed the author, its removals go with it),
+// or the canonical chain changed its membership after fork (its removal
+// landed and it was re-added, or it was added: a later decision of the
+// group, which makes the removal moot as in intentStatus). When the re-send
+// may go, at is the newest retained canonical state where none of excl is
+// a member, if that is not the tip (nil: the tip).
+func (m *Machine[S]) gate(excl map[string]string, fork *node[S]) (ready bool, at *node[S]) {
+	in := false
+	for id, author := range excl {
+		if !m.tipRoster[id] {
+			continue
+		}
+		in = true
+		if author != "" && author != m.cfg.Self && !m.tipRoster[author] {
+			continue
+		}
+		if fork != nil && m.changedSince(fork, id) {
+			continue
+		}
+		if debugf != nil {
+			debugf("%s: re-send blocked by %s (removed by %s)", m.cfg.Self, id, author)
+		}
+		return false, nil
+	}
+	if in {
+		at = m.safeState(excl)
+	}
+	return true, at
+}
+
+// changedSince reports whether a canonical Commit after fork removed or
+// added id (a resync by id itself excepted): its membership at the tip is
+// a decision the group took after the fork, which the lost branch's
+// removal does not override (the removal's intent is settled or moot, the
+// same rule as intentStatus).
+func (m *Machine[S]) changedSince(fork *node[S], id string) bool {
+	for x := m.tip; x != nil && x != fork; x = x.parent {
+		if slices.Contains(x.info.Removed, id) && !slices.Contains(x.info.Added, id) {
 			return true
+		}
+		if slices.Contains(x.info.Added, id) && !(x.info.External && x.info.Sender == id) {
+			return true
+		}
+		if x == m.root {
+			break
 		}
 	}
 	return false
 }
 
 // excluded returns the identities that the (losing) branch of n had
-// removed between its fork from the canonical chain and n: a message sent
-// at n must not be re-sent while one of them is a member (README.md,
-// "Re-sending safely").
-func (m *Machine[S]) excluded(n *node[S]) map[string]bool {
+// removed between its fork from the canonical chain and n, with the
+// author of each removal: a message sent at n is hidden from them (gate).
+func (m *Machine[S]) excluded(n *node[S]) map[string]string {
 	decided := map[string]bool{}
-	out := map[string]bool{}
+	out := map[string]string{}
 	for x := n; x != nil && !x.canon; x = x.parent {
 		for _, id := range x.info.Added {
 			if _, ok := decided[id]; !ok {
@@ -1311,7 +1565,7 @@ func (m *Machine[S]) excluded(n *node[S]) map[string]bool {
 		for _, id := range x.info.Removed {
 			if _, ok := decided[id]; !ok {
 				decided[id] = false
-				out[id] = true
+				out[id] = x.info.Sender
 			}
 		}
 	}
@@ -1319,39 +1573,84 @@ func (m *Machine[S]) excluded(n *node[S]) map[string]bool {
 }
 
 // intentStatus says whether the canonical branch applied an intent, or
-// made it moot with a later conflicting change.
-func (m *Machine[S]) intentStatus(is *intentState) (satisfied, moot bool) {
+// made it moot with a later conflicting change, and the epoch of the state
+// created by the Commit that did (the root's epoch or less: final).
+func (m *Machine[S]) intentStatus(is *intentState) (done bool, at uint64) {
+	added := func(n *node[S]) bool {
+		return slices.Contains(n.info.Added, is.Target) && !(n.info.External && n.info.Sender == is.Target)
+	}
+	removed := func(n *node[S]) bool {
+		return slices.Contains(n.info.Removed, is.Target) && !slices.Contains(n.info.Added, is.Target)
+	}
 	switch is.Kind {
 	case Add:
 		if m.tipRoster[is.Target] {
-			return true, false
+			return true, m.lastCanon(added)
 		}
-		return false, m.canonSince(is.base, func(n *node[S]) bool {
-			return slices.Contains(n.info.Removed, is.Target) && !slices.Contains(n.info.Added, is.Target)
-		})
+		// Moot: this member's own add landed and someone removed the
+		// target after it (a later decision, made on top of it).
+		return m.mootAfterCarrier(is, removed)
 	case Remove:
 		if !m.tipRoster[is.Target] {
-			return true, false
+			return true, m.lastCanon(removed)
 		}
-		return false, m.canonSince(is.base, func(n *node[S]) bool {
-			return slices.Contains(n.info.Added, is.Target) && !(n.info.External && n.info.Sender == is.Target)
-		})
+		// Moot: this member's own removal landed and someone re-added
+		// the target after it. A concurrent change (made before it saw
+		// the intent's Commit, e.g. a removal or add by someone else)
+		// does not make it moot: the intent is re-proposed.
+		return m.mootAfterCarrier(is, added)
 	case Update:
-		return m.canonSince(is.base, func(n *node[S]) bool { return n.info.refreshes(m.cfg.Self) }), false
+		return m.canonSince(is.base, func(n *node[S]) bool { return n.info.refreshes(m.cfg.Self) })
 	}
-	return false, true
+	return true, 0
 }
 
-// canonSince reports whether a canonical Commit sent at or after epoch
-// base satisfies f.
-func (m *Machine[S]) canonSince(base uint64, f func(*node[S]) bool) bool {
-	for n := m.tip; n != nil && n.hasKey && n.key.Epoch >= base; n = n.parent {
+// mootAfterCarrier reports whether a canonical Commit built on top of the
+// intent's own carrier Commit (canonical) satisfies f, and the epoch of the
+// state of the oldest such.
+func (m *Machine[S]) mootAfterCarrier(is *intentState, f func(*node[S]) bool) (bool, uint64) {
+	if c, ok := m.nodes[is.carrier]; ok && !is.carrier.IsZero() {
+		is.landed, is.landedAt = c.canon, c.epoch
+	} else if is.landed && is.landedAt > m.root.epoch {
+		is.landed = false // gone without being final: it lost
+	}
+	if !is.landed {
+		return false, 0
+	}
+	ok, at := false, uint64(0)
+	for n := m.tip; n != nil && n.epoch > is.landedAt; n = n.parent {
 		if f(n) {
-			return true
+			ok, at = true, n.epoch
 		}
 		if n == m.root {
 			break
 		}
 	}
-	return false
+	return ok, at
+}
+
+// lastCanon returns the epoch of the newest canonical state in the window
+// whose Commit satisfies f, or the root's epoch (final) if none does.
+func (m *Machine[S]) lastCanon(f func(*node[S]) bool) uint64 {
+	for n := m.tip; n != nil && n != m.root; n = n.parent {
+		if f(n) {
+			return n.epoch
+		}
+	}
+	return m.root.epoch
+}
+
+// canonSince reports whether a canonical Commit sent at or after epoch
+// base satisfies f, and the epoch of the oldest such state.
+func (m *Machine[S]) canonSince(base uint64, f func(*node[S]) bool) (bool, uint64) {
+	ok, at := false, uint64(0)
+	for n := m.tip; n != nil && n.hasKey && n.key.Epoch >= base; n = n.parent {
+		if f(n) {
+			ok, at = true, n.epoch
+		}
+		if n == m.root {
+			break
+		}
+	}
+	return ok, at
 }

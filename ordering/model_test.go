@@ -70,6 +70,42 @@ type modelBackend struct {
 	nonce    uint64
 	released int
 	groupID  []byte
+	commits  map[Hash]*mcommit // parse caches (messages are immutable)
+	apps     map[Hash]*mapp
+}
+
+func (b *modelBackend) parseCommit(msg []byte) (*mcommit, bool) {
+	h := HashOf(msg)
+	if c, ok := b.commits[h]; ok {
+		return c, c != nil
+	}
+	if b.commits == nil {
+		b.commits = map[Hash]*mcommit{}
+	}
+	var c mcommit
+	if err := json.Unmarshal(msg, &c); err != nil || c.T != "C" {
+		b.commits[h] = nil
+		return nil, false
+	}
+	b.commits[h] = &c
+	return &c, true
+}
+
+func (b *modelBackend) parseApp(msg []byte) (*mapp, bool) {
+	h := HashOf(msg)
+	if a, ok := b.apps[h]; ok {
+		return a, a != nil
+	}
+	if b.apps == nil {
+		b.apps = map[Hash]*mapp{}
+	}
+	var a mapp
+	if err := json.Unmarshal(msg, &a); err != nil || a.T != "A" {
+		b.apps[h] = nil
+		return nil, false
+	}
+	b.apps[h] = &a
+	return &a, true
 }
 
 var (
@@ -80,14 +116,14 @@ var (
 func (b *modelBackend) next() uint64 { b.nonce++; return b.nonce }
 
 func (b *modelBackend) ProcessCommit(base *mstate, msg []byte) (*mstate, CommitInfo, error) {
-	var c mcommit
-	if err := json.Unmarshal(msg, &c); err != nil || c.T != "C" {
+	c, ok := b.parseCommit(msg)
+	if !ok {
 		return nil, CommitInfo{}, errModel
 	}
 	if base.removed || c.Parent != base.id || c.Epoch != base.epoch {
 		return nil, CommitInfo{}, errModel
 	}
-	return b.apply(base, &c, msg)
+	return b.apply(base, c, msg)
 }
 
 func (b *modelBackend) apply(base *mstate, c *mcommit, msg []byte) (*mstate, CommitInfo, error) {
@@ -122,8 +158,8 @@ func (b *modelBackend) apply(base *mstate, c *mcommit, msg []byte) (*mstate, Com
 }
 
 func (b *modelBackend) Open(st *mstate, msg []byte, ct ContentType) (Opened, error) {
-	var a mapp
-	if err := json.Unmarshal(msg, &a); err != nil || a.T != "A" {
+	a, ok := b.parseApp(msg)
+	if !ok {
 		return Opened{}, errModel
 	}
 	if st.removed || a.Key != st.id || a.Epoch != st.epoch || !st.has(a.Sender) || a.Sender == st.self {
@@ -171,15 +207,13 @@ func (b *modelBackend) protect(self string, st *mstate, id MessageID, payload []
 }
 
 func (b *modelBackend) header(msg []byte) (uint64, ContentType) {
-	var h struct {
-		T string `json:"t"`
-		E uint64 `json:"e"`
+	if c, ok := b.parseCommit(msg); ok {
+		return c.Epoch, Commit
 	}
-	_ = json.Unmarshal(msg, &h)
-	if h.T == "C" {
-		return h.E, Commit
+	if a, ok := b.parseApp(msg); ok {
+		return a.Epoch, Application
 	}
-	return h.E, Application
+	return 0, Application
 }
 
 func (b *modelBackend) groupInfo(st *mstate) []byte {

@@ -21,27 +21,28 @@ func seeds(def int) int {
 type scenario struct {
 	name string
 	p    simParams
-	n    int // CI seeds
+	n    int  // CI seeds
+	hard bool // known failures remain: only with -ordering.hard
 }
 
-var hardFlag = flag.Bool("ordering.hard", false, "also run the scenarios with heavy membership churn, partitions and deep forks")
+var hardFlag = flag.Bool("ordering.hard", false, "also run the scenarios that still fail (see README.md \"Status\")")
 
 var modelScenarios = []scenario{
-	{"moderate", simParams{members: 6, pool: 3, opRounds: 80, pMsg: 0.2, pCommit: 0.03, pDup: 0.2, pDrop: 0.1}, 100},
-	{"busy", simParams{members: 6, pool: 3, opRounds: 80, pMsg: 0.2, pCommit: 0.06, pDup: 0.2, pDrop: 0.1}, 100},
+	{"moderate", simParams{members: 6, pool: 3, opRounds: 80, pMsg: 0.2, pCommit: 0.03, pDup: 0.2, pDrop: 0.1}, 150, false},
+	{"busy", simParams{members: 6, pool: 3, opRounds: 80, pMsg: 0.2, pCommit: 0.06, pDup: 0.2, pDrop: 0.1}, 100, false},
 	{"split", simParams{members: 6, pool: 3, opRounds: 100, pMsg: 0.15, pCommit: 0.02, pDup: 0.1, pDrop: 0.1,
-		partitions: 1, partLen: 15}, 100},
-	{"quiet", simParams{members: 5, pool: 3, opRounds: 60, pMsg: 0.2, pCommit: 0.02}, 100},
-	{"concurrent", simParams{members: 8, pool: 6, opRounds: 80, pMsg: 0.2, pCommit: 0.08, pDup: 0.2, pDrop: 0.1}, 100},
+		partitions: 1, partLen: 15}, 150, false},
+	{"quiet", simParams{members: 5, pool: 3, opRounds: 60, pMsg: 0.2, pCommit: 0.02}, 150, false},
+	{"concurrent", simParams{members: 8, pool: 6, opRounds: 80, pMsg: 0.2, pCommit: 0.08, pDup: 0.2, pDrop: 0.1}, 50, false},
 	{"partitions", simParams{members: 8, pool: 6, opRounds: 120, pMsg: 0.15, pCommit: 0.04, pDup: 0.1, pDrop: 0.1,
-		partitions: 2, partLen: 20}, 100},
+		partitions: 2, partLen: 20}, 50, false},
 	{"deep", simParams{members: 6, pool: 4, opRounds: 150, pMsg: 0.1, pCommit: 0.05, pDup: 0.1, pDrop: 0.05,
-		partitions: 1, partLen: 80, window: 4, windowTime: 15 * time.Second}, 100},
+		partitions: 1, partLen: 80, window: 4, windowTime: 15 * time.Second}, 100, true},
 }
 
 func TestModelSim(t *testing.T) {
 	for _, sc := range modelScenarios {
-		if sc.name != "quiet" && !*hardFlag {
+		if sc.hard && !*hardFlag {
 			continue // known failures remain: see README.md "Status"
 		}
 		t.Run(sc.name, func(t *testing.T) {

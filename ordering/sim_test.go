@@ -84,6 +84,14 @@ type delivery struct {
 	hist []Entry
 }
 
+// logged is a published group message and its publisher: the sync
+// protocol (catch-up) serves it from the publisher's side of a partition,
+// so it crosses a partition only when it heals.
+type logged struct {
+	from string
+	msg  []byte
+}
+
 type dq []*delivery
 
 func (q dq) Len() int { return len(q) }
@@ -116,22 +124,26 @@ type simIntent struct {
 }
 
 type peer[S any] struct {
-	id        string
-	m         *Machine[S]
-	start     uint64 // epoch from which it holds canonical states continuously
-	delivered map[MessageID]bool
-	own       []*ownMsg
-	welcomes  map[Hash][]byte
-	rejoins   int
-	nextMsg   int
+	id    string
+	m     *Machine[S]
+	start uint64 // epoch from which it holds canonical states continuously
+	// startCommit is the resync commit that created its state of epoch
+	// start (zero: a Welcome or the group's creation).
+	startCommit Hash
+	delivered   map[MessageID]bool
+	own         []*ownMsg
+	welcomes    map[Hash][]byte
+	rejoins     int
+	nextMsg     int
 	// removedOnce: the peer was out of the group at some point
 	removedOnce bool
 	refused     []refusedWelcome
 }
 
 type refusedWelcome struct {
-	w    []byte
-	hist []Entry
+	w     []byte
+	hist  []Entry
+	epoch uint64
 }
 
 type copyRec struct {
@@ -162,12 +174,14 @@ type sim[S any] struct {
 	seq    int
 	side   map[string]int
 	held   []*delivery
-	log    [][]byte // every group message published
+	log    []logged // every group message published
 	msgs   map[MessageID]*msgRec
 	msgIDs []MessageID
 	intent []simIntent
 	cmts   map[Hash]commitRec
 
+	initEpoch   uint64
+	initRoster  []string
 	lastChange  int
 	opsEnd      int
 	switches    int
@@ -200,6 +214,7 @@ func newSim[S any](t testing.TB, be backend[S], p simParams) *sim[S] {
 		}
 	}
 	states := be.create(initial)
+	s.initEpoch, s.initRoster = be.epochOf(states[0]), initial
 	for i, id := range initial {
 		s.peers[id] = s.newPeer(id, states[i], be.epochOf(states[i]), nil, initial)
 		s.peers[id].start = 0
@@ -251,10 +266,29 @@ func (s *sim[S]) send(d *delivery) {
 	}
 }
 
+// sync delivers the logged group messages of epoch from on to a peer as
+// the sync protocol does: one response, in the order they were published
+// (a lost response is retried by the next CatchUp). Messages from the
+// other side of a partition wait until it heals.
+func (s *sim[S]) sync(to string, from uint64) {
+	at := s.round + 1 + s.rng.IntN(s.p.maxDelay)
+	for _, l := range s.log {
+		if e, _ := s.be.header(l.msg); e >= from {
+			s.seq++
+			d := &delivery{to: to, from: l.from, kind: 0, data: l.msg, seq: s.seq, at: at}
+			if !s.connected(d.from, d.to) {
+				s.held = append(s.held, d)
+				continue
+			}
+			heap.Push(&s.q, d)
+		}
+	}
+}
+
 // publish sends a group message to every other peer (gossip) and logs it
 // for catch-up.
 func (s *sim[S]) publish(from string, msg []byte) {
-	s.log = append(s.log, msg)
+	s.log = append(s.log, logged{from, msg})
 	s.published++
 	for _, p := range s.sorted() {
 		if p.id != from {
@@ -323,14 +357,22 @@ func (s *sim[S]) exec(p *peer[S], ds []Decision) {
 			for _, id := range d.IDs {
 				for _, o := range p.own {
 					if o.id == id {
-						ds = append(ds, s.sendMsg(p, o)...)
+						if d.At.IsZero() && d.Epoch == 0 {
+							ds = append(ds, s.sendMsg(p, o)...)
+						} else {
+							ds = append(ds, s.sendMsgAt(p, o, d.At)...)
+						}
 					}
 				}
 			}
 		case ResendSince:
 			for _, o := range p.own {
 				if o.epoch > d.Epoch && !o.at.After(d.Until) {
-					ds = append(ds, s.sendMsg(p, o)...)
+					if d.At.IsZero() && d.AtEpoch == 0 {
+						ds = append(ds, s.sendMsg(p, o)...)
+					} else {
+						ds = append(ds, s.sendMsgAt(p, o, d.At)...)
+					}
 				}
 			}
 		case Repropose:
@@ -368,15 +410,11 @@ func (s *sim[S]) exec(p *peer[S], ds []Decision) {
 			p.rejoins++
 			s.recordCommit(msg, info, d.Epoch)
 			s.publish(p.id, msg)
-			p.start = d.Epoch + 1
+			p.start, p.startCommit = d.Epoch+1, HashOf(msg)
 			ds = append(ds, p.m.Rejoined(s.be, RejoinResult[S]{State: st, Epoch: d.Epoch + 1, Commit: msg, Info: info,
 				Roster: s.be.roster(st), ForkEpoch: d.ForkEpoch}, now(s.round))...)
 		case CatchUp:
-			for _, msg := range s.log {
-				if e, _ := s.be.header(msg); e >= d.From {
-					s.send(&delivery{to: p.id, from: "relay", kind: 0, data: msg})
-				}
-			}
+			s.sync(p.id, d.From)
 		}
 	}
 }
@@ -386,10 +424,23 @@ func (s *sim[S]) recordCommit(msg []byte, info CommitInfo, epoch uint64) {
 }
 
 func (s *sim[S]) sendMsg(p *peer[S], o *ownMsg) []Decision {
+	st, epoch, node := p.m.Current()
+	return s.protectAndSend(p, o, st, epoch, node)
+}
+
+// sendMsgAt re-sends o with the retained state of node at (Resend.At).
+func (s *sim[S]) sendMsgAt(p *peer[S], o *ownMsg, at Hash) []Decision {
+	st, epoch, ok := p.m.StateAt(at)
+	if !ok {
+		return nil
+	}
+	return s.protectAndSend(p, o, st, epoch, at)
+}
+
+func (s *sim[S]) protectAndSend(p *peer[S], o *ownMsg, st S, epoch uint64, node Hash) []Decision {
 	if !p.m.IsMember() {
 		return nil
 	}
-	st, epoch, node := p.m.Current()
 	if !s.be.usable(st) {
 		return nil
 	}
@@ -400,6 +451,9 @@ func (s *sim[S]) sendMsg(p *peer[S], o *ownMsg) []Decision {
 	o.epoch, o.at = epoch, now(s.round)
 	r := s.msgs[o.id]
 	r.copies = append(r.copies, copyRec{node: node, epoch: epoch})
+	if s.trace {
+		s.t.Logf("r%d %s sends %s at epoch %d node %s", s.round, p.id, o.id, epoch, node)
+	}
 	s.publish(p.id, msg)
 	return p.m.Sent(o.id, msg, now(s.round))
 }
@@ -541,23 +595,19 @@ func (s *sim[S]) welcome(to string, w []byte, hist []Entry) {
 		s.peers[to] = p
 		s.lastChange = s.round
 	} else {
-		if !p.m.WelcomeAcceptable(epoch) {
+		if !p.m.WelcomeAcceptable(epoch, hist) {
 			// Keep it: if our branch turns out to have lost, it is the
 			// way back in (the engine's inbox keeps refused Welcomes).
-			p.refused = append(p.refused, refusedWelcome{w, hist})
+			p.refused = append(p.refused, refusedWelcome{w, hist, epoch})
 			return
 		}
 		p.refused = nil
-		p.start = epoch
+		p.start, p.startCommit = epoch, Hash{}
 		s.exec(p, p.m.Rejoined(s.be, RejoinResult[S]{State: st, Epoch: epoch, Key: key, Roster: s.be.roster(st),
 			ForkEpoch: p.m.LostFork(), History: hist}, now(s.round)))
 	}
 	// Catch up on the group's messages since the Welcome's epoch.
-	for _, msg := range s.log {
-		if e, _ := s.be.header(msg); e >= epoch {
-			s.send(&delivery{to: to, from: "relay", kind: 0, data: msg})
-		}
-	}
+	s.sync(to, epoch)
 }
 
 // step runs one round.
@@ -571,10 +621,14 @@ func (s *sim[S]) step(ops bool) {
 	}
 	for _, p := range s.sorted() {
 		s.exec(p, p.m.Tick(s.be, now(s.round)))
-		if len(p.refused) > 0 && p.m.WelcomeAcceptable(0) {
-			r := p.refused[len(p.refused)-1]
-			p.refused = nil
-			s.welcome(p.id, r.w, r.hist)
+		// The engine keeps refused Welcomes and asks again: the newest
+		// acceptable one is taken.
+		for i := len(p.refused) - 1; i >= 0; i-- {
+			if r := p.refused[i]; p.m.WelcomeAcceptable(r.epoch, r.hist) {
+				p.refused = slices.Delete(p.refused, i, i+1)
+				s.welcome(p.id, r.w, r.hist)
+				break
+			}
 		}
 	}
 	if ops {
@@ -708,6 +762,32 @@ func (s *sim[S]) check() {
 		return ok && e == epoch
 	}
 
+	// The ground truth of membership: the initial roster and the changes
+	// of the canonical Commits (as their senders recorded them), epoch by
+	// epoch.
+	canonAt := map[uint64]Hash{}
+	for h, e := range canon {
+		canonAt[e-1] = h
+	}
+	memberAt := func(id string, epoch uint64) bool {
+		in := slices.Contains(s.initRoster, id)
+		for e := s.initEpoch; e < epoch; e++ {
+			h, ok := canonAt[e]
+			if !ok {
+				s.t.Errorf("seed %d: no canonical Commit known at epoch %d", s.p.seed, e)
+				return false
+			}
+			c := s.cmts[h]
+			if slices.Contains(c.info.Removed, id) {
+				in = false
+			}
+			if slices.Contains(c.info.Added, id) {
+				in = true
+			}
+		}
+		return in
+	}
+
 	// 2. Every message landed, and every member at its landing epoch that
 	// held that epoch's state read it.
 	for _, id := range s.msgIDs {
@@ -725,11 +805,11 @@ func (s *sim[S]) check() {
 			continue
 		}
 		for _, q := range s.sorted() {
-			if q.id == r.sender || q.start > landed.epoch || !ref.m.WasMember(q.id, landed.epoch) || !s.heldAt(q, landed.epoch) {
+			if q.id == r.sender || q.start > landed.epoch || !memberAt(q.id, landed.epoch) || !s.heldAt(q, landed.epoch, canonAt) {
 				continue
 			}
 			if !q.delivered[id] {
-				s.t.Errorf("seed %d: %s, member at epoch %d (per %s), never read message %s", s.p.seed, q.id, landed.epoch, ref.id, id)
+				s.t.Errorf("seed %d: %s, member at epoch %d, never read message %s", s.p.seed, q.id, landed.epoch, id)
 			}
 		}
 	}
@@ -774,9 +854,17 @@ func (s *sim[S]) stayed(id string) bool {
 	return p != nil && !p.removedOnce
 }
 
-// heldAt reports whether q held the canonical state of epoch (it did not
+// heldAt reports whether q held the canonical state of epoch: it did not
+// rejoin past it, and its last rejoin's resync commit is canonical (a resync
+// that lost left it without any canonical state from then on; it was
+// removed, or rejoined again later, which resets start).
 // rejoin past it by external commit).
-func (s *sim[S]) heldAt(q *peer[S], epoch uint64) bool { return q.start <= epoch }
+func (s *sim[S]) heldAt(q *peer[S], epoch uint64, canonAt map[uint64]Hash) bool {
+	if !q.startCommit.IsZero() && q.start > 0 && canonAt[q.start-1] != q.startCommit {
+		return false
+	}
+	return q.start <= epoch
+}
 
 func (s *sim[S]) dump() {
 	for _, p := range s.sorted() {
