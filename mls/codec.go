@@ -3,6 +3,7 @@ package mls
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -114,17 +115,35 @@ func addOpaque(b *cryptobyte.Builder, v []byte) {
 	b.AddBytes(v)
 }
 
-// addVarVector writes a T<V> whose body is produced by f.
+// addVarVector writes a T<V> whose body is produced by f. The body is built
+// in a pooled scratch buffer (the length prefix, whose size depends on the
+// body's, comes first), copied after its prefix and wiped before the buffer
+// is reused: encoding a struct allocates no intermediate buffers. Bodies
+// over maxPooledBody are built in a fresh buffer that is not kept.
 func addVarVector(b *cryptobyte.Builder, f func(b *cryptobyte.Builder)) {
-	child := cryptobyte.NewBuilder(nil)
+	bufp := scratchPool.Get().(*[]byte)
+	child := cryptobyte.NewBuilder((*bufp)[:0])
 	f(child)
 	body, err := child.Bytes()
 	if err != nil {
 		b.SetError(err)
-		return
+	} else {
+		addOpaque(b, body)
 	}
-	addOpaque(b, body)
+	if cap(body) <= maxPooledBody {
+		clear(body) // it may hold secrets (GroupSecrets, state snapshots)
+		*bufp = body[:0]
+		scratchPool.Put(bufp)
+	}
 }
+
+// scratchPool holds the scratch buffers of addVarVector.
+var scratchPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 256)
+	return &b
+}}
+
+const maxPooledBody = 64 << 10
 
 // readVector reads a T<V>, calling elem until the body is consumed. elem must
 // consume at least one byte or fail.
@@ -222,9 +241,15 @@ type wireStruct interface {
 	unmarshal(s *cryptobyte.String) bool
 }
 
-// marshalStruct encodes v.
+// marshalStruct encodes v. Structs that can be large (GroupInfo, Welcome
+// and the MLSMessages carrying them) implement sizeHint, so that their
+// encoding is built in one buffer instead of one that doubles.
 func marshalStruct(v interface{ marshal(b *cryptobyte.Builder) }) ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
+	var buf []byte
+	if h, ok := v.(interface{ sizeHint() int }); ok {
+		buf = make([]byte, 0, h.sizeHint())
+	}
+	b := cryptobyte.NewBuilder(buf)
 	v.marshal(b)
 	return b.Bytes()
 }

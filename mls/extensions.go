@@ -44,11 +44,21 @@ func (e *Extension) unmarshal(s *cryptobyte.String) bool {
 
 // marshalExtensions writes Extension extensions<V>.
 func marshalExtensions(b *cryptobyte.Builder, exts []Extension) {
-	addVarVector(b, func(b *cryptobyte.Builder) {
-		for i := range exts {
-			exts[i].marshal(b)
-		}
-	})
+	// The body's size is known: no intermediate buffer (a GroupInfo's
+	// ratchet_tree extension can be megabytes).
+	addVarint(b, uint64(extensionsSize(exts)))
+	for i := range exts {
+		exts[i].marshal(b)
+	}
+}
+
+// extensionsSize is the length of the body of an Extension extensions<V>.
+func extensionsSize(exts []Extension) int {
+	n := 0
+	for i := range exts {
+		n += 2 + varintSize(len(exts[i].Data)) + len(exts[i].Data)
+	}
+	return n
 }
 
 // unmarshalExtensions reads Extension extensions<V>. Duplicate types are a

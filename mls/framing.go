@@ -759,6 +759,18 @@ type MLSMessage struct {
 	KeyPackage     *KeyPackage
 }
 
+// sizeHint estimates the encoding's length for the large bodies (Welcome,
+// GroupInfo); 0 lets the buffer grow.
+func (m *MLSMessage) sizeHint() int {
+	switch {
+	case m.WireFormat == WireFormatWelcome && m.Welcome != nil:
+		return 4 + m.Welcome.sizeHint()
+	case m.WireFormat == WireFormatGroupInfo && m.GroupInfo != nil:
+		return 4 + m.GroupInfo.sizeHint()
+	}
+	return 0
+}
+
 func (m *MLSMessage) marshal(b *cryptobyte.Builder) {
 	if m.Version != ProtocolMLS10 {
 		b.SetError(fmt.Errorf("mls: cannot encode MLSMessage of version %d", m.Version))

@@ -29,8 +29,9 @@ import (
 // a message makes is consuming a key of this member's sender ratchet when
 // the message is encrypted (§9.2), so that no key is ever used twice.
 //
-// Clone returns an independent copy cheaply (the ratchet tree shares its
-// immutable nodes), and MarshalState/UnmarshalState round-trip the whole
+// Clone returns an independent copy cheaply (the ratchet tree is a
+// copy-on-write structure: O(1) to copy), and MarshalState/UnmarshalState
+// round-trip the whole
 // state byte for byte; local policy (Options) is not part of the state and
 // is passed again on restore.
 type Group struct {
@@ -50,6 +51,8 @@ type Group struct {
 	past    []*pastEpoch  // oldest first, at most cfg.pastEpochs
 	resume  []resumptionEntry
 	props   []cachedProposal // proposals received in this epoch, in arrival order
+	propRef map[string]bool  // refs of props[:propN] (see cacheProposal)
+	propN   int
 	updates map[string]ownUpdate
 	pending []*PendingCommit // own Commits not yet merged or discarded, for echo recognition
 	psks    map[string][]byte
@@ -949,9 +952,13 @@ func (g *Group) encodeAuthenticated(f *epochFraming, ac *AuthenticatedContent) (
 	return marshalStruct(m)
 }
 
-// Clone returns an independent copy of the group. The ratchet tree shares
-// its immutable nodes, so the cost is a few pointer slices plus the
-// secrets (O(n) pointer copies, no hashing or crypto).
+// Clone returns an independent copy of the group. The ratchet tree and its
+// key index are persistent (copy-on-write) structures, so copying them is
+// O(1) whatever the group size; the rest is the secrets: the epoch's
+// secret tree (proportional to the senders heard from in the epoch), the
+// past epochs kept, proposals and PSKs. No hashing or crypto. Like every
+// method, Clone must not run concurrently with another method on g (it
+// updates g's copy-on-write bookkeeping).
 func (g *Group) Clone() *Group {
 	c := &Group{
 		cfg:     g.cfg,

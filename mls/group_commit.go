@@ -374,7 +374,7 @@ func (g *Group) replaceWith(n *Group) {
 func (g *Group) applyStaged(n *Group, upd *StateUpdate) {
 	if upd.RemovedSelf {
 		g.removed = true
-		g.props = nil
+		g.props, g.propRef, g.propN = nil, nil, 0
 		g.updates = nil
 		g.pending = nil
 		return
@@ -515,14 +515,12 @@ func (g *Group) checkPathLeaf(ap *appliedPlan, plan *proposalPlan, ln *LeafNode,
 }
 
 // leftmostFreeLeaf returns the leftmost blank leaf of t, extending the
-// tree when it has none (§12.4.2: the leaf of an external joiner).
+// tree when it has none (§12.4.2: the leaf of an external joiner). O(log n)
+// (the tree keeps subtree member counts).
 func leftmostFreeLeaf(t *ratchetTree) LeafIndex {
-	n := t.numLeaves()
-	for i := uint32(0); i < n; i++ {
-		if t.leaf(LeafIndex(i)) == nil {
-			return LeafIndex(i)
-		}
+	l := t.firstBlankLeaf()
+	if uint32(l) == t.numLeaves() {
+		t.extend()
 	}
-	t.extend()
-	return LeafIndex(n)
+	return l
 }

@@ -30,7 +30,9 @@ type ExternalJoinOptions struct {
 // Commit (another Commit won the epoch), the returned state is void.
 func JoinExternal(groupInfo, sigPriv []byte, cred Credential, eo ExternalJoinOptions, opts ...Option) (*Group, []byte, error) {
 	var m MLSMessage
-	if err := m.Unmarshal(groupInfo); err != nil {
+	// A private copy: the tree (and the joiner's state) keeps referencing
+	// the decoded bytes.
+	if err := m.Unmarshal(slices.Clone(groupInfo)); err != nil {
 		return nil, nil, err
 	}
 	if m.WireFormat != WireFormatGroupInfo {
@@ -46,7 +48,7 @@ func JoinExternal(groupInfo, sigPriv []byte, cred Credential, eo ExternalJoinOpt
 	if err != nil || !ok {
 		return nil, nil, fmt.Errorf("%w: no valid external_pub extension", ErrInvalidGroupInfo)
 	}
-	nodes, ok, err := gi.RatchetTree()
+	nodes, encs, ok, err := ratchetTreeExtension(gi)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: ratchet_tree extension: %w", ErrInvalidGroupInfo, err)
 	}
@@ -54,11 +56,11 @@ func JoinExternal(groupInfo, sigPriv []byte, cred Credential, eo ExternalJoinOpt
 		if len(eo.RatchetTree) == 0 {
 			return nil, nil, fmt.Errorf("%w: the GroupInfo has no ratchet tree and none was given", ErrInvalidGroupInfo)
 		}
-		if err := nodes.Unmarshal(slices.Clone(eo.RatchetTree)); err != nil {
+		if nodes, encs, err = decodeRatchetTree(slices.Clone(eo.RatchetTree)); err != nil {
 			return nil, nil, fmt.Errorf("%w: %w", ErrInvalidTree, err)
 		}
 	}
-	g, err := joinGroup(&cfg, gi, nodes, sigPriv)
+	g, err := joinGroup(&cfg, gi, nodes, encs, sigPriv)
 	if err != nil {
 		return nil, nil, err
 	}

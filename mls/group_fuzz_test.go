@@ -2,6 +2,7 @@ package mls
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -51,32 +52,24 @@ type processFixture struct {
 	seeds [][]byte
 }
 
-// newProcessFixture builds a three-member group and the messages bob could
-// receive next from alice and carol.
+// newProcessFixture builds a three-member group (public handshakes) and a
+// four-member group (encrypted handshakes) and the messages bob could
+// receive next. Bob's senders are cold: his secret tree derives a sender's
+// leaf on the first message from it, and only if that message is accepted,
+// so the seeds from dave (whose leaf bob never derived) check that a failed
+// Process leaves the state untouched in that case too.
 func newProcessFixture(tb testing.TB) *processFixture {
 	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 	pub := newTestGroup(tb, cs, false, "alice", "bob", "carol")
-	priv := newTestGroup(tb, cs, true, "alice", "bob", "carol")
+	priv := newTestGroup(tb, cs, true, "alice", "bob", "carol", "dave")
 	fx := &processFixture{}
 	for i, m := range [][]*testClient{pub, priv} {
 		alice, bob, carol := m[0], m[1], m[2]
+		appSender := alice
 		if i == 1 {
-			// Bob first hears from alice and carol once, so that their
-			// secret-tree leaves are derived: the secret tree derives a
-			// sender's leaf lazily on first use, even for a message that
-			// then fails, and that (key-equivalent) change would mask real
-			// state changes here.
-			for _, c := range []*testClient{alice, carol} {
-				warm, err := c.g.Protect([]byte("warm-up"), nil)
-				if err != nil {
-					tb.Fatal(err)
-				}
-				if _, err := bob.g.Process(warm); err != nil {
-					tb.Fatal(err)
-				}
-			}
+			appSender = m[3] // dave: cold for bob
 		}
-		app, err := alice.g.Protect([]byte("hello"), []byte("ad"))
+		app, err := appSender.g.Protect([]byte("hello"), []byte("ad"))
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -113,6 +106,19 @@ func newProcessFixture(tb testing.TB) *processFixture {
 			fx.seeds = append(fx.seeds, ext)
 			continue
 		}
+		// Dave proposes and commits his own proposal, which bob never
+		// received: bob decrypts the Commit (deriving dave's leaf on the
+		// side) and then rejects it (unknown proposal reference).
+		dave := m[3]
+		dprop, err := dave.g.ProposeRemove(alice.g.LeafIndex(), nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		dpc, err := dave.g.Commit(CommitOptions{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		fx.seeds = append(fx.seeds, dprop, dpc.Message)
 		// The encrypted group's bob is the one fuzzed: the public group's
 		// messages still exercise decoding and deeper checks (same group
 		// id, other keys).
@@ -120,6 +126,16 @@ func newProcessFixture(tb testing.TB) *processFixture {
 			tb.Fatal(err)
 		}
 		fx.opts = bob.opts()
+		g, err := UnmarshalState(fx.state, fx.opts...)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := g.Process(dpc.Message); !errors.Is(err, ErrUnknownProposal) {
+			tb.Fatalf("dave's commit: %v, want an unknown proposal", err)
+		}
+		if after, _ := g.MarshalState(); !bytes.Equal(after, fx.state) {
+			tb.Fatal("a rejected Commit from a cold sender changed the state")
+		}
 	}
 	return fx
 }
@@ -132,7 +148,8 @@ func writeProcessSeeds(tb testing.TB, fx *processFixture) {
 		tb.Fatal(err)
 	}
 	names := []string{"public-group-application", "public-update", "public-remove", "public-commit", "external-commit",
-		"private-application", "private-update", "private-remove", "private-commit"}
+		"private-application", "private-update", "private-remove", "private-commit",
+		"private-cold-proposal", "private-cold-commit-unknown-proposal"}
 	for i, s := range fx.seeds {
 		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
 		if err := os.WriteFile(filepath.Join(dir, "seed-"+names[i]), []byte(body), 0o644); err != nil {

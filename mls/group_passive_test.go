@@ -151,4 +151,3 @@ func checkPassiveClient(t *testing.T, cs CipherSuite, tc passiveClientVector) {
 		}
 	}
 }
-

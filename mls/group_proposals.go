@@ -158,12 +158,20 @@ func (g *Group) checkProposalMessage(ac *AuthenticatedContent) (ProposalRef, err
 }
 
 // cacheProposal caches a checked proposal by reference for this epoch's
-// Commit; a duplicate delivery is cached once.
+// Commit; a duplicate delivery is cached once. The duplicate check uses a
+// set of the references of props[:propN], brought up to date here (props
+// only grows within an epoch; a clone or restore starts without the set),
+// so an epoch with p proposals costs O(p), not O(p²).
 func (g *Group) cacheProposal(ref ProposalRef, ac *AuthenticatedContent) {
-	for _, c := range g.props {
-		if bytes.Equal(c.ref, ref) {
-			return
-		}
+	if g.propRef == nil || g.propN > len(g.props) {
+		g.propRef, g.propN = make(map[string]bool, len(g.props)+1), 0
+	}
+	for _, c := range g.props[g.propN:] {
+		g.propRef[string(c.ref)] = true
+	}
+	g.propN = len(g.props)
+	if g.propRef[string(ref)] {
+		return
 	}
 	g.props = append(g.props, cachedProposal{ref: ref, proposal: ac.Content.Proposal, sender: ac.Content.Sender})
 }

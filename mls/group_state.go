@@ -169,6 +169,9 @@ func UnmarshalState(data []byte, opts ...Option) (*Group, error) {
 	if g.tree, err = unmarshalTree(cs, tree); err != nil {
 		return bad("tree: %v", err)
 	}
+	if err := g.tree.computeHashesParallel(); err != nil {
+		return bad("tree hash: %v", err)
+	}
 	th, err := g.tree.treeHash()
 	if err != nil || !bytes.Equal(th, g.ctx.TreeHash) {
 		return bad("the tree does not match the GroupContext's tree hash")

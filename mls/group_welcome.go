@@ -281,6 +281,7 @@ type StagedWelcome struct {
 	pskSecret []byte
 	resumed   *PreSharedKeyID // the reinit or branch PSK, if any
 	tree      RatchetTree     // from the ratchet_tree extension, or nil
+	treeEncs  [][]byte        // the encodings of tree's leaves
 }
 
 // OpenWelcome decrypts a Welcome (an encoded MLSMessage) with the first of
@@ -391,10 +392,10 @@ func (s *StagedWelcome) open(w *Welcome, egs *EncryptedGroupSecrets) error {
 		return fmt.Errorf("%w: group info for %v version %d in a %v Welcome", ErrInvalidWelcome,
 			gi.GroupContext.CipherSuite, gi.GroupContext.Version, cs)
 	}
-	if tree, ok, err := gi.RatchetTree(); err != nil {
+	if tree, encs, ok, err := ratchetTreeExtension(gi); err != nil {
 		return fmt.Errorf("%w: ratchet_tree extension: %w", ErrInvalidWelcome, err)
 	} else if ok {
-		s.tree = tree
+		s.tree, s.treeEncs = tree, encs
 	}
 	s.gi, s.gs = gi, gs
 	return nil
@@ -445,16 +446,17 @@ func (s *StagedWelcome) NeedsRatchetTree() bool { return s.tree == nil }
 func (s *StagedWelcome) Join(ratchetTree []byte) (*Group, error) {
 	gi := s.gi
 	cs := gi.GroupContext.CipherSuite
-	nodes := s.tree
+	nodes, encs := s.tree, s.treeEncs
 	if nodes == nil {
 		if len(ratchetTree) == 0 {
 			return nil, fmt.Errorf("%w: the Welcome has no ratchet tree and none was given", ErrInvalidWelcome)
 		}
-		if err := nodes.Unmarshal(slices.Clone(ratchetTree)); err != nil {
+		var err error
+		if nodes, encs, err = decodeRatchetTree(slices.Clone(ratchetTree)); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidTree, err)
 		}
 	}
-	g, err := joinGroup(&s.cfg, gi, nodes, s.bundle.SignaturePriv)
+	g, err := joinGroup(&s.cfg, gi, nodes, encs, s.bundle.SignaturePriv)
 	if err != nil {
 		return nil, err
 	}
@@ -517,7 +519,7 @@ func (s *StagedWelcome) Join(ratchetTree []byte) (*Group, error) {
 // and the tree (Welcome or external join): the tree is validated against
 // the GroupInfo's tree hash (§12.4.3.1) and the GroupInfo signature is
 // verified with its signer's leaf.
-func joinGroup(cfg *config, gi *GroupInfo, nodes RatchetTree, sigPriv []byte) (*Group, error) {
+func joinGroup(cfg *config, gi *GroupInfo, nodes RatchetTree, encs [][]byte, sigPriv []byte) (*Group, error) {
 	cs := gi.GroupContext.CipherSuite
 	if !cs.Supported() {
 		return nil, &UnsupportedCipherSuiteError{cs}
@@ -528,7 +530,7 @@ func joinGroup(cfg *config, gi *GroupInfo, nodes RatchetTree, sigPriv []byte) (*
 	if err := checkUniqueExtensionTypes(gi.GroupContext.Extensions); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
 	}
-	tree, err := treeFromWire(cs, nodes)
+	tree, err := treeFromWireEnc(cs, nodes, encs)
 	if err != nil {
 		return nil, err
 	}

@@ -64,9 +64,16 @@ func (gi *GroupInfo) Marshal() ([]byte, error) { return marshalStruct(gi) }
 func (gi *GroupInfo) Unmarshal(data []byte) error { return unmarshalStruct(data, gi, "GroupInfo") }
 
 func (gi *GroupInfo) tbs() ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(make([]byte, 0, gi.sizeHint()))
 	gi.marshalTBS(b)
 	return b.Bytes()
+}
+
+// sizeHint is an upper estimate of the encoding's length.
+func (gi *GroupInfo) sizeHint() int {
+	gc := &gi.GroupContext
+	n := 64 + len(gc.GroupID) + len(gc.TreeHash) + len(gc.ConfirmedTranscriptHash) + extensionsSize(gc.Extensions)
+	return n + extensionsSize(gi.Extensions) + len(gi.ConfirmationTag) + len(gi.Signature)
 }
 
 // Sign sets gi.Signature to SignWithLabel(priv, "GroupInfoTBS",
@@ -119,6 +126,20 @@ func (gi *GroupInfo) RatchetTree() (RatchetTree, bool, error) {
 		return nil, true, err
 	}
 	return t, true, nil
+}
+
+// ratchetTreeExtension is RatchetTree with the encodings of the leaves
+// (see decodeRatchetTree).
+func ratchetTreeExtension(gi *GroupInfo) (RatchetTree, [][]byte, bool, error) {
+	e, ok := findExtension(gi.Extensions, ExtensionRatchetTree)
+	if !ok {
+		return nil, nil, false, nil
+	}
+	t, encs, err := decodeRatchetTree(e.Data)
+	if err != nil {
+		return nil, nil, true, err
+	}
+	return t, encs, true, nil
 }
 
 // ExternalPub decodes the external_pub extension (§12.4.3.2), reporting

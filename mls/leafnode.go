@@ -2,6 +2,7 @@ package mls
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -389,6 +390,36 @@ func (ln *LeafNode) Validate(cs CipherSuite, source LeafNodeSource, groupID []by
 	if ln.Source != source {
 		return fmt.Errorf("%w: leaf_node_source is %v, want %v", ErrInvalidLeafNode, ln.Source, source)
 	}
+	return ln.validateTBS(cs, func() ([]byte, error) { return ln.tbs(groupID, leafIndex) })
+}
+
+// validateEnc is Validate for a LeafNode whose encoding enc is known (nil:
+// unknown): the signed content is then taken from enc instead of being
+// encoded again (enc is LeafNodeTBS's content followed by the signature).
+func (ln *LeafNode) validateEnc(cs CipherSuite, source LeafNodeSource, groupID []byte, leafIndex uint32, enc []byte) error {
+	sigField := varintSize(len(ln.Signature)) + len(ln.Signature)
+	if enc == nil || len(enc) < sigField || ln.Source != source || !cs.Supported() {
+		return ln.Validate(cs, source, groupID, leafIndex)
+	}
+	return ln.validateTBS(cs, func() ([]byte, error) {
+		content := enc[:len(enc)-sigField]
+		if ln.Source != LeafNodeSourceUpdate && ln.Source != LeafNodeSourceCommit {
+			return content, nil
+		}
+		if len(groupID) > maxVarint {
+			return ln.tbs(groupID, leafIndex) // reports the error
+		}
+		tbs := make([]byte, 0, len(content)+4+len(groupID)+4)
+		tbs = append(tbs, content...)
+		tbs = appendVarintPrefix(tbs, len(groupID))
+		tbs = append(tbs, groupID...)
+		return binary.BigEndian.AppendUint32(tbs, leafIndex), nil
+	})
+}
+
+// validateTBS runs the checks of Validate after the source check, with
+// tbs producing the signed content LeafNodeTBS.
+func (ln *LeafNode) validateTBS(cs CipherSuite, tbs func() ([]byte, error)) error {
 	if err := cs.ValidateHPKEPublicKey(ln.EncryptionKey); err != nil {
 		return fmt.Errorf("%w: encryption_key: %w", ErrInvalidLeafNode, err)
 	}
@@ -406,8 +437,12 @@ func (ln *LeafNode) Validate(cs CipherSuite, source LeafNodeSource, groupID []by
 			return fmt.Errorf("%w: extension 0x%04x not listed in capabilities", ErrInvalidLeafNode, uint16(e.Type))
 		}
 	}
-	if err := ln.VerifySignature(cs, groupID, leafIndex); err != nil {
+	content, err := tbs()
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidLeafNode, err)
+	}
+	if err := cs.VerifyWithLabel(ln.SignatureKey, "LeafNodeTBS", content, ln.Signature); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidLeafNode, fmt.Errorf("mls: leaf node signature: %w", err))
 	}
 	return nil
 }

@@ -192,13 +192,26 @@ func nodeTypeAt(i int) NodeType {
 }
 
 func (t *RatchetTree) unmarshal(s *cryptobyte.String) bool {
+	return t.unmarshalWith(s, nil)
+}
+
+// unmarshalWith decodes like unmarshal and, if onLeaf is set, passes it
+// the index and the encoding (a sub-slice of the input) of each LeafNode.
+func (t *RatchetTree) unmarshalWith(s *cryptobyte.String, onLeaf func(i int, enc []byte)) bool {
 	nodes := RatchetTree{}
 	ok := readVector(s, func(s *cryptobyte.String) bool {
 		var present bool
 		var n *Node
 		if !readOptional(s, &present, func(s *cryptobyte.String) bool {
 			n = new(Node)
-			return n.unmarshal(s)
+			before := *s
+			if !n.unmarshal(s) {
+				return false
+			}
+			if onLeaf != nil && n.Type == NodeTypeLeaf {
+				onLeaf(len(nodes), before[1:len(before)-len(*s)]) // after node_type
+			}
+			return true
 		}) {
 			return false
 		}
@@ -225,4 +238,26 @@ func (t RatchetTree) Marshal() ([]byte, error) { return marshalStruct(&t) }
 // Unmarshal decodes t from data, rejecting trailing bytes.
 func (t *RatchetTree) Unmarshal(data []byte) error {
 	return unmarshalStruct(data, t, "RatchetTree")
+}
+
+// decodeRatchetTree decodes an `optional<Node> ratchet_tree<V>` encoding
+// like RatchetTree.Unmarshal and also returns the encoding of every leaf,
+// by leaf index (nil for blank leaves; sub-slices of data, which the nodes
+// alias too).
+func decodeRatchetTree(data []byte) (RatchetTree, [][]byte, error) {
+	var t RatchetTree
+	var encs [][]byte
+	s := cryptobyte.String(data)
+	if !t.unmarshalWith(&s, func(i int, enc []byte) {
+		for len(encs) < i/2 {
+			encs = append(encs, nil)
+		}
+		encs = append(encs, enc)
+	}) {
+		return nil, nil, fmt.Errorf("%w: invalid RatchetTree", ErrMalformed)
+	}
+	if !s.Empty() {
+		return nil, nil, fmt.Errorf("%w: %d trailing bytes after RatchetTree", ErrMalformed, len(s))
+	}
+	return t, encs, nil
 }

@@ -270,10 +270,41 @@ func (t *secretTree) receiveKey(leaf LeafIndex, rt RatchetType, g uint32) (key, 
 // the ratchet. When open returns an error it must neither modify nor
 // retain key and nonce (they may still be stored in the tree); after
 // success they belong to open, which should wipe them once used.
-func (t *secretTree) openWithKey(leaf LeafIndex, rt RatchetType, g uint32, open func(key, nonce []byte) error) error {
-	r, err := t.ratchetFor(leaf, rt)
-	if err != nil {
+//
+// The first message from a sender also derives the sender's leaf secret
+// from the tree (deriveLeaf): that derivation is done on the side as well
+// and kept only if open succeeds, so a failed open leaves the tree exactly
+// as it was (byte for byte in marshal).
+func (t *secretTree) openWithKey(leaf LeafIndex, rt RatchetType, g uint32, open func(key, nonce []byte) error) (err error) {
+	if err := t.checkRatchet(leaf, rt); err != nil {
 		return err
+	}
+	lr, ok := t.ratchet[leaf]
+	if !ok {
+		side, err := t.deriveLeafSide(leaf)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				side.wipe()
+			}
+		}()
+		lr = side.ratchets
+		// Installed before open's result is known only in this copy of
+		// the pointers: commit happens below, after open succeeded.
+		open0 := open
+		open = func(key, nonce []byte) error {
+			if err := open0(key, nonce); err != nil {
+				return err
+			}
+			side.commit(t, leaf)
+			return nil
+		}
+	}
+	r := &lr.handshake
+	if rt == ApplicationRatchet {
+		r = &lr.application
 	}
 	rerr := func(e error) error {
 		return &RatchetError{Leaf: leaf, Ratchet: rt, Generation: g, Next: r.next, Err: e}
@@ -420,14 +451,22 @@ func (t *secretTree) ratchetStep(secret []byte, g uint32) (ratchetKey, []byte, e
 	return ratchetKey{key, nonce}, next, nil
 }
 
+// checkRatchet checks a ratchet type and leaf index.
+func (t *secretTree) checkRatchet(leaf LeafIndex, rt RatchetType) error {
+	if rt != HandshakeRatchet && rt != ApplicationRatchet {
+		return fmt.Errorf("mls: unknown ratchet type %d", uint8(rt))
+	}
+	if uint32(leaf) >= t.n {
+		return &RatchetError{Leaf: leaf, Ratchet: rt, Err: ErrUnknownLeaf}
+	}
+	return nil
+}
+
 // ratchetFor returns one of leaf's ratchets, deriving the path from the
 // lowest stored ancestor down to the leaf the first time (§9).
 func (t *secretTree) ratchetFor(leaf LeafIndex, rt RatchetType) (*hashRatchet, error) {
-	if rt != HandshakeRatchet && rt != ApplicationRatchet {
-		return nil, fmt.Errorf("mls: unknown ratchet type %d", uint8(rt))
-	}
-	if uint32(leaf) >= t.n {
-		return nil, &RatchetError{Leaf: leaf, Ratchet: rt, Err: ErrUnknownLeaf}
+	if err := t.checkRatchet(leaf, rt); err != nil {
+		return nil, err
 	}
 	lr, ok := t.ratchet[leaf]
 	if !ok {
@@ -446,6 +485,28 @@ func (t *secretTree) ratchetFor(leaf LeafIndex, rt RatchetType) (*hashRatchet, e
 // down to the leaf, keeping the off-path children and deleting every node
 // it splits, then turns the leaf secret into the two ratchets (§9, §9.2).
 func (t *secretTree) deriveLeaf(leaf LeafIndex) (*leafRatchets, error) {
+	d, err := t.deriveLeafSide(leaf)
+	if err != nil {
+		return nil, err
+	}
+	lr := d.ratchets
+	d.commit(t, leaf)
+	return lr, nil
+}
+
+// leafDerivation is the result of deriving a leaf's ratchets without
+// changing the tree: commit applies it (the stored ancestor is deleted, the
+// off-path children and the ratchets stored), wipe discards it.
+type leafDerivation struct {
+	from     NodeIndex // the stored ancestor that was split
+	offPath  []NodeIndex
+	secrets  [][]byte // secrets of offPath
+	ratchets *leafRatchets
+}
+
+// deriveLeafSide derives leaf's ratchets from the lowest stored ancestor
+// without modifying t (§9): O(log n) derivations.
+func (t *secretTree) deriveLeafSide(leaf LeafIndex) (*leafDerivation, error) {
 	cs := t.cs
 	target := leaf.nodeIndex()
 	x := root(t.n)
@@ -457,19 +518,27 @@ func (t *secretTree) deriveLeaf(leaf LeafIndex) (*leafRatchets, error) {
 		x = childToward(x, target)
 		secret, ok = t.nodes[x]
 	}
+	d := &leafDerivation{from: x}
+	fail := func(err error) (*leafDerivation, error) {
+		d.wipe()
+		return nil, err
+	}
+	stored := true // secret is the stored one: not ours to clear
 	for x != target {
 		l, _ := left(x)
 		r, _ := right(x)
 		ls, err := cs.ExpandWithLabel(secret, "tree", []byte("left"), cs.Nh())
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
 		rs, err := cs.ExpandWithLabel(secret, "tree", []byte("right"), cs.Nh())
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
-		clear(secret)
-		delete(t.nodes, x)
+		if !stored {
+			clear(secret)
+		}
+		stored = false
 		onPath, off, offSecret := l, r, rs
 		secret = ls
 		if target > x {
@@ -478,29 +547,54 @@ func (t *secretTree) deriveLeaf(leaf LeafIndex) (*leafRatchets, error) {
 		}
 		// A subtree made only of padding leaves (≥ n) is never used.
 		if lo, _ := subtreeLeaves(off); lo < uint64(t.n) {
-			t.nodes[off] = offSecret
+			d.offPath = append(d.offPath, off)
+			d.secrets = append(d.secrets, offSecret)
 		} else {
 			clear(offSecret)
 		}
-		t.nodes[onPath] = secret
 		x = onPath
 	}
 	hs, err := cs.ExpandWithLabel(secret, "handshake", nil, cs.Nh())
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	as, err := cs.ExpandWithLabel(secret, "application", nil, cs.Nh())
 	if err != nil {
-		return nil, err
+		clear(hs)
+		return fail(err)
 	}
-	clear(secret)
-	delete(t.nodes, target)
-	lr := &leafRatchets{
+	if !stored {
+		clear(secret)
+	}
+	d.ratchets = &leafRatchets{
 		handshake:   hashRatchet{secret: hs},
 		application: hashRatchet{secret: as},
 	}
-	t.ratchet[leaf] = lr
-	return lr, nil
+	return d, nil
+}
+
+// commit applies d to t: the split ancestor's secret is deleted and the
+// derived secrets and ratchets are stored.
+func (d *leafDerivation) commit(t *secretTree, leaf LeafIndex) {
+	clear(t.nodes[d.from])
+	delete(t.nodes, d.from)
+	for i, x := range d.offPath {
+		t.nodes[x] = d.secrets[i]
+	}
+	t.ratchet[leaf] = d.ratchets
+	d.offPath, d.secrets, d.ratchets = nil, nil, nil
+}
+
+// wipe discards an uncommitted derivation.
+func (d *leafDerivation) wipe() {
+	for _, s := range d.secrets {
+		clear(s)
+	}
+	if d.ratchets != nil {
+		d.ratchets.handshake.wipe()
+		d.ratchets.application.wipe()
+	}
+	d.offPath, d.secrets, d.ratchets = nil, nil, nil
 }
 
 // clone returns an independent deep copy: consuming keys in one copy never

@@ -254,7 +254,7 @@ func TestSecretTreeForwardCap(t *testing.T) {
 	if re.Next != 0 || re.Generation != 11 {
 		t.Fatalf("RatchetError = %+v", re)
 	}
-	if tree.ratchet[1].application.next != 0 {
+	if lr, ok := tree.ratchet[1]; ok && lr.application.next != 0 {
 		t.Fatal("a refused generation moved the ratchet")
 	}
 	if _, _, err := tree.receiveKey(1, ApplicationRatchet, 10); err != nil {
@@ -292,8 +292,26 @@ func TestSecretTreeOpenFailureKeepsKey(t *testing.T) {
 	tree := testTree(t, 2, SecretTreeOptions{})
 	forged := errors.New("forged")
 	fail := func(key, nonce []byte) error { return forged }
-	// A failed open of a generation ahead neither moves the ratchet nor
-	// consumes anything…
+	// A failed open from a sender heard from for the first time does not
+	// even derive the sender's leaf: the tree is byte for byte unchanged…
+	before, err := tree.marshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tree.openWithKey(1, ApplicationRatchet, 5, fail); !errors.Is(err, forged) {
+		t.Fatal(err)
+	}
+	if _, ok := tree.ratchet[1]; ok {
+		t.Fatal("a failed open derived the leaf")
+	}
+	if after, _ := tree.marshalBinary(); !bytes.Equal(before, after) {
+		t.Fatal("a failed open changed the tree")
+	}
+	// …and once the leaf is derived, a failed open of a generation ahead
+	// neither moves the ratchet nor consumes anything…
+	if _, _, err := tree.receiveKey(1, HandshakeRatchet, 0); err != nil {
+		t.Fatal(err)
+	}
 	if err := tree.openWithKey(1, ApplicationRatchet, 5, fail); !errors.Is(err, forged) {
 		t.Fatal(err)
 	}
@@ -313,6 +331,46 @@ func TestSecretTreeOpenFailureKeepsKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustEqualBytes(t, "key 2 after a failed attempt", got, want[2])
+}
+
+// TestSecretTreeFailedOpensInvisible: a tree that sees failed opens (for
+// cold and warm leaves, behind, at and ahead of the ratchets) ends up
+// byte for byte equal to one that saw only the successful ones.
+func TestSecretTreeFailedOpensInvisible(t *testing.T) {
+	const n = 37
+	a := testTree(t, n, SecretTreeOptions{MaxSkippedKeys: 8, MaxForwardDistance: 30})
+	b := testTree(t, n, SecretTreeOptions{MaxSkippedKeys: 8, MaxForwardDistance: 30})
+	forged := errors.New("forged")
+	fail := func(key, nonce []byte) error { return forged }
+	var ka, kb []byte
+	seed := uint64(1)
+	next := func(m uint64) uint64 { // xorshift: deterministic, no imports
+		seed ^= seed << 13
+		seed ^= seed >> 7
+		seed ^= seed << 17
+		return seed % m
+	}
+	for i := range 2000 {
+		leaf := LeafIndex(next(n))
+		rt := RatchetType(1 + next(2))
+		g := uint32(next(40))
+		if next(2) == 0 {
+			if err := a.openWithKey(leaf, rt, g, fail); err == nil {
+				t.Fatalf("step %d: failing open succeeded", i)
+			}
+		} else {
+			ea := a.openWithKey(leaf, rt, g, func(k, _ []byte) error { ka = bytes.Clone(k); return nil })
+			eb := b.openWithKey(leaf, rt, g, func(k, _ []byte) error { kb = bytes.Clone(k); return nil })
+			if (ea == nil) != (eb == nil) || (ea == nil && !bytes.Equal(ka, kb)) {
+				t.Fatalf("step %d: %v / %v", i, ea, eb)
+			}
+		}
+		sa, _ := a.marshalBinary()
+		sb, _ := b.marshalBinary()
+		if !bytes.Equal(sa, sb) {
+			t.Fatalf("step %d: failed opens changed the tree", i)
+		}
+	}
 }
 
 func TestSecretTreeErrors(t *testing.T) {

@@ -2,40 +2,63 @@ package mls
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 )
 
 // The ratchet tree (RFC 9420 §4, §7).
 //
 // Representation. ratchetTree keeps the public tree in the array layout of
-// Appendix C, split by node kind: leaves[i] is leaf i (node 2i) and
-// parents[i] is node 2i+1; a nil entry is a blank node. The tree is always
-// full (§7.7): len(leaves) is a power of two (or zero for the empty tree
-// under construction), and node indices are stable under extension and
+// Appendix C: slot x of nodes is node x (leaf i is node 2i, parents are odd);
+// a nil LeafNode/ParentNode is a blank node. The tree is always full (§7.7):
+// numLeaves is a power of two (or zero for the empty tree under
+// construction), and node indices are stable under extension and
 // truncation, so caches and private keys keyed by node index stay valid.
 //
-// Immutability and cloning. LeafNode and ParentNode values, once stored in a
-// tree, are never modified: every change stores a new value (copy-on-write),
-// so clone only copies slices of pointers and every clone shares the node
-// data. The same holds for cached hashes. The ordering module keeps the trees
-// of past epochs; a clone costs three pointer-slice copies (about 32 bytes
-// per leaf) plus the small maps of the key-uniqueness overlay and the
-// credential statistics. Plain struct assignment does NOT clone: the copy
-// would share the slices. Use clone.
+// The array is a persistent vector (nodeVec): a radix tree of 64-slot
+// chunks under 64-way directories, so that a clone costs O(1) and a change
+// copies only the chunks and directories on its way (copy-on-write). Every
+// tree has an owner token; chunks carrying the tree's token are private to
+// it and written in place, others are shared with clones and copied before
+// the first write. clone gives both trees fresh tokens, so neither writes
+// into what they now share. A Commit changes O(log n) nodes, which copies
+// O(log n) chunks of 4.5 KiB: a 100,000-member tree is never copied whole.
 //
-// Caches. hashes[x] is the tree hash of node x (§7.8) or nil when it must be
-// recomputed. Invariant: if hashes[x] is nil then so is the hash of every
-// ancestor of x. Every mutation goes through setLeaf/setParent, which clear
-// the node's hash and its ancestors' (stopping at the first ancestor that is
-// already clear), so an Add, Update, Remove or UpdatePath dirties O(log n)
-// nodes and recomputing the root hash touches only those. Extension adds a
-// blank right half whose hashes are computed once, on the next tree hash.
+// Immutability. LeafNode and ParentNode values, once stored in a tree, are
+// never modified: every change stores a new value, so every clone shares
+// the node data. Plain struct assignment does NOT clone: the copy would
+// share chunks with the same owner token. Use clone.
+//
+// Caches and aggregates per slot:
+//   - hash is the tree hash of the node (§7.8) or nil when it must be
+//     recomputed. Invariant: if the hash of x is nil then so is the hash of
+//     every ancestor of x. Every mutation goes through setLeaf/setParent,
+//     which clear the node's hash and its ancestors' (stopping at the first
+//     ancestor that is already clear), so an Add, Update, Remove or
+//     UpdatePath dirties O(log n) nodes and recomputing the root hash
+//     touches only those.
+//   - enc is the encoding of the slot's LeafNode when it is known: the
+//     bytes it was decoded from (trees from the wire or a stored state) or
+//     deep-copied through (every leaf the tree operations store). Tree
+//     hashes, leaf signature checks and encoding the whole tree (Welcome,
+//     GroupInfo, state) then copy it instead of encoding every leaf again.
+//   - members and nonBlank count the non-blank leaves and the non-blank
+//     nodes of the node's subtree. They make "is the resolution of x
+//     empty" O(1) and finding the leftmost blank leaf O(log n), in any
+//     tree, however sparse; setLeaf/setParent keep them up to date along
+//     the direct path when a node turns blank or non-blank.
+//
+// Key index: every encryption key (all nodes) and signature key (leaves)
+// is in a persistent hash map (keyIndex, treevalidate.go) maintained by
+// setLeaf/setParent with the same copy-on-write discipline, so the §7.3
+// uniqueness checks are O(1) lookups and no operation rebuilds it.
 //
 // Concurrency: a ratchetTree is not safe for concurrent use, not even for
-// reads (reads fill caches). Distinct clones may be used by distinct
-// goroutines.
+// reads (reads fill caches), and clone modifies the tree it copies (its
+// owner token). Distinct clones may be used by distinct goroutines.
 //
 // Ownership: the tree never aliases caller memory it did not take over
 // explicitly. addLeaves, updateLeaf and mergeUpdatePath store deep copies of
@@ -44,18 +67,16 @@ import (
 // private copy of its input). Pointers and byte slices returned by accessors
 // are shared with the tree and every clone and must be treated as read-only.
 type ratchetTree struct {
-	cs      CipherSuite
-	leaves  []*LeafNode
-	parents []*ParentNode
-	hashes  []*nodeHash
+	cs    CipherSuite
+	n     uint32  // number of leaf slots: a power of two, or 0
+	nodes nodeVec // slot x is node x
+	owner uint64  // copy-on-write token (see newTreeOwner)
 
-	// Encryption- and signature-key index for the §7.3 uniqueness checks
-	// (see keyIndex in treevalidate.go): an immutable base shared by clones
-	// plus a small per-tree overlay of keys set since the base was built.
-	keyBase   *keyIndex
-	encAdded  map[string]NodeIndex
-	sigAdded  map[string]LeafIndex
-	overlayed int
+	// Encryption- and signature-key index for the §7.3 uniqueness checks,
+	// built on first use (indexed) and then maintained.
+	encIdx  keyIndex
+	sigIdx  keyIndex
+	indexed bool
 
 	// Credential statistics over the non-blank leaves, kept up to date by
 	// setLeaf, for the §7.3 credential-support checks; supportCache counts
@@ -63,6 +84,175 @@ type ratchetTree struct {
 	// setLeaf, not shared by clones).
 	stats        leafStats
 	supportCache map[CredentialType]int
+}
+
+// treeSlot is one node of the tree with its caches (see ratchetTree).
+type treeSlot struct {
+	leaf     *LeafNode   // even node index; nil: blank
+	parent   *ParentNode // odd node index; nil: blank
+	enc      []byte      // encoding of leaf, if known (it is immutable too)
+	hash     []byte      // tree hash of the node, nil when stale
+	members  uint32      // non-blank leaves in the subtree
+	nonBlank uint32      // non-blank nodes in the subtree
+}
+
+// treeOwners hands out copy-on-write tokens; 0 is never handed out.
+var treeOwners atomic.Uint64
+
+func newTreeOwner() uint64 { return treeOwners.Add(1) }
+
+// Persistent vector of treeSlots: a radix tree with vecFan-way directories
+// over chunks of vecFan slots. height is the number of directory levels
+// (0: the root is a chunk). Missing (nil) subtrees read as zero slots:
+// blank nodes with no cached hash. Every node carries the owner token of
+// the tree that created it; a tree writes in place only into nodes with its
+// own token and copies the others first (path copying).
+const (
+	vecBits = 6
+	vecFan  = 1 << vecBits
+	vecMask = vecFan - 1
+)
+
+type vecNode struct {
+	owner uint64
+	kids  []*vecNode // directory: vecFan entries
+	slots []treeSlot // chunk: vecFan entries
+}
+
+type nodeVec struct {
+	root   *vecNode
+	height uint // directory levels above the chunks
+}
+
+// zeroSlot is what missing parts of the vector read as. Never written.
+var zeroSlot treeSlot
+
+func newVecNode(chunk bool, owner uint64) *vecNode {
+	if chunk {
+		return &vecNode{owner: owner, slots: make([]treeSlot, vecFan)}
+	}
+	return &vecNode{owner: owner, kids: make([]*vecNode, vecFan)}
+}
+
+func (v *vecNode) copyFor(owner uint64) *vecNode {
+	treeOps.chunkCopies.Add(1)
+	c := &vecNode{owner: owner}
+	if v.slots != nil {
+		c.slots = slices.Clone(v.slots)
+	} else {
+		c.kids = slices.Clone(v.kids)
+	}
+	return c
+}
+
+// capacity is the number of slots the vector can hold at its height.
+func (v *nodeVec) capacity() uint64 { return uint64(1) << (vecBits * (v.height + 1)) }
+
+// at returns slot x for reading (zeroSlot if never written). The pointer
+// must not be written through and is valid until the next write.
+func (v *nodeVec) at(x NodeIndex) *treeSlot {
+	if uint64(x) >= v.capacity() {
+		return &zeroSlot
+	}
+	n := v.root
+	for h := v.height; h > 0 && n != nil; h-- {
+		n = n.kids[(uint64(x)>>(vecBits*h))&vecMask]
+	}
+	if n == nil {
+		return &zeroSlot
+	}
+	return &n.slots[x&vecMask]
+}
+
+// mut returns slot x for writing by owner, copying shared nodes on the
+// way and creating missing ones. x must be below the capacity.
+func (v *nodeVec) mut(x NodeIndex, owner uint64) *treeSlot {
+	p := &v.root
+	for h := v.height; ; h-- {
+		n := *p
+		switch {
+		case n == nil:
+			n = newVecNode(h == 0, owner)
+			*p = n
+		case n.owner != owner:
+			n = n.copyFor(owner)
+			*p = n
+		}
+		if h == 0 {
+			return &n.slots[x&vecMask]
+		}
+		p = &n.kids[(uint64(x)>>(vecBits*h))&vecMask]
+	}
+}
+
+// grow raises the height until the capacity is at least size.
+func (v *nodeVec) grow(size uint64, owner uint64) {
+	for v.capacity() < size {
+		if v.root != nil {
+			r := newVecNode(false, owner)
+			r.kids[0] = v.root
+			v.root = r
+		}
+		v.height++
+	}
+}
+
+// shrink zeroes every slot at or above size and lowers the height to the
+// smallest that holds size slots.
+func (v *nodeVec) shrink(size uint64, owner uint64) {
+	v.root = v.cut(v.root, v.height, 0, size, owner)
+	for v.height > 0 && v.capacity()>>vecBits >= max(size, 1) {
+		if v.root != nil {
+			v.root = v.root.kids[0]
+		}
+		v.height--
+	}
+}
+
+// cut returns n (covering slots from base at height h) with every slot at
+// or above size zeroed, copying what it changes.
+func (v *nodeVec) cut(n *vecNode, h uint, base, size uint64, owner uint64) *vecNode {
+	span := uint64(1) << (vecBits * (h + 1))
+	switch {
+	case n == nil || base+span <= size:
+		return n
+	case base >= size:
+		return nil
+	}
+	if n.owner != owner {
+		n = n.copyFor(owner)
+	}
+	if h == 0 {
+		clear(n.slots[size-base:])
+		return n
+	}
+	step := span >> vecBits
+	for i := range n.kids {
+		n.kids[i] = v.cut(n.kids[i], h-1, base+uint64(i)*step, size, owner)
+	}
+	return n
+}
+
+// chunks calls f with each allocated chunk overlapping [0, size) and the
+// node index of its first slot, in index order, until f returns false.
+func (v *nodeVec) chunks(size uint64, f func(base NodeIndex, slots []treeSlot) bool) {
+	var walk func(n *vecNode, h uint, base uint64) bool
+	walk = func(n *vecNode, h uint, base uint64) bool {
+		if n == nil || base >= size {
+			return true
+		}
+		if h == 0 {
+			return f(NodeIndex(base), n.slots[:min(uint64(vecFan), size-base)])
+		}
+		step := uint64(1) << (vecBits * h)
+		for i, k := range n.kids {
+			if !walk(k, h-1, base+uint64(i)*step) {
+				return false
+			}
+		}
+		return true
+	}
+	walk(v.root, v.height, 0)
 }
 
 // Sentinel errors of the ratchet tree. Errors wrap the most specific one;
@@ -114,24 +304,22 @@ func treeErr(kinds []error, cause error, format string, args ...any) error {
 	return &treeError{msg: msg, kinds: ks}
 }
 
-// nodeHash is an immutable cached hash (Nh ≤ 64 bytes), allocated once.
-type nodeHash struct {
-	n uint8
-	b [64]byte
+// treeOps counts work done by the tree code, for the operation-counting
+// test TestScaleGrowth: it checks that per-Commit work grows no
+// faster than log n. Atomic because validation runs in parallel.
+var treeOps struct {
+	chunkCopies      atomic.Int64 // copy-on-write copies of vector nodes
+	hashes           atomic.Int64 // tree-hash computations of a node
+	parentHashes     atomic.Int64 // ParentHashInput hashes
+	resolutionVisits atomic.Int64 // nodes visited computing resolutions
+	indexOps         atomic.Int64 // key-index node visits
+	leafScans        atomic.Int64 // leaves visited by linear scans
 }
-
-func newNodeHash(h []byte) *nodeHash {
-	nh := &nodeHash{n: uint8(len(h))}
-	copy(nh.b[:], h)
-	return nh
-}
-
-func (h *nodeHash) bytes() []byte { return h.b[:h.n:h.n] }
 
 // newRatchetTree returns an empty tree (no leaves) for suite cs. A group's
 // first member is added with addLeaves.
 func newRatchetTree(cs CipherSuite) ratchetTree {
-	return ratchetTree{cs: cs, stats: newLeafStats()}
+	return ratchetTree{cs: cs, owner: newTreeOwner(), stats: newLeafStats()}
 }
 
 // treeFromWire builds a tree from its ratchet_tree wire form (§12.4.3.3):
@@ -140,6 +328,13 @@ func newRatchetTree(cs CipherSuite) ratchetTree {
 // Only structural checks are done here (node types by index parity, a
 // non-blank last node, size limits); validate performs §12.4.3.1.
 func treeFromWire(cs CipherSuite, nodes RatchetTree) (ratchetTree, error) {
+	return treeFromWireEnc(cs, nodes, nil)
+}
+
+// treeFromWireEnc is treeFromWire with the leaves' encodings by leaf index
+// (from decodeRatchetTree; nil entries are unknown), which the tree keeps
+// for hashing and encoding.
+func treeFromWireEnc(cs CipherSuite, nodes RatchetTree, encs [][]byte) (ratchetTree, error) {
 	if !cs.Supported() {
 		return ratchetTree{}, &UnsupportedCipherSuiteError{cs}
 	}
@@ -154,13 +349,8 @@ func treeFromWire(cs CipherSuite, nodes RatchetTree) (ratchetTree, error) {
 	for uint64(nodeWidth(n)) < uint64(m) {
 		n <<= 1
 	}
-	t := ratchetTree{
-		cs:      cs,
-		leaves:  make([]*LeafNode, n),
-		parents: make([]*ParentNode, n-1),
-		hashes:  make([]*nodeHash, nodeWidth(n)),
-		stats:   newLeafStats(),
-	}
+	leaves := make([]*LeafNode, n)
+	parents := make([]*ParentNode, n-1)
 	for i, node := range nodes {
 		if node == nil {
 			continue
@@ -169,26 +359,113 @@ func treeFromWire(cs CipherSuite, nodes RatchetTree) (ratchetTree, error) {
 			if node.Type != NodeTypeLeaf || node.Leaf == nil {
 				return ratchetTree{}, treeErr([]error{ErrInvalidTree}, nil, "node %d is not a leaf node", i)
 			}
-			t.leaves[i/2] = node.Leaf
-			t.stats.add(node.Leaf, t.leaves)
+			leaves[i/2] = node.Leaf
 		} else {
 			if node.Type != NodeTypeParent || node.Parent == nil {
 				return ratchetTree{}, treeErr([]error{ErrInvalidTree}, nil, "node %d is not a parent node", i)
 			}
-			t.parents[i/2] = node.Parent
+			parents[i/2] = node.Parent
 		}
 	}
-	return t, nil
+	return treeFromArrays(cs, leaves, parents, nil, encs), nil
+}
+
+// treeFromArrays builds a tree from full-width node arrays: len(leaves) a
+// power of two (or zero), len(parents) = len(leaves)-1, hashes nil or of
+// length 2*len(leaves)-1 holding correct tree hashes (a nil entry must have
+// nil ancestors), and encs nil or holding the encodings of (a prefix of)
+// the leaves. The tree takes ownership of the nodes, hashes and encodings;
+// the arrays themselves are not retained. O(n).
+func treeFromArrays(cs CipherSuite, leaves []*LeafNode, parents []*ParentNode, hashes, encs [][]byte) ratchetTree {
+	t := newRatchetTree(cs)
+	t.n = uint32(len(leaves))
+	w := t.width()
+	t.nodes.grow(uint64(w), t.owner)
+	// Fill chunk by chunk, then the subtree counts level by level.
+	for base := uint32(0); base < w; base += vecFan {
+		var chunk *vecNode
+		for x := base; x < min(base+vecFan, w); x++ {
+			var s treeSlot
+			if x%2 == 0 {
+				s.leaf = leaves[x/2]
+				if int(x/2) < len(encs) && s.leaf != nil {
+					s.enc = encs[x/2]
+				}
+			} else {
+				s.parent = parents[x/2]
+			}
+			if hashes != nil {
+				s.hash = hashes[x]
+			}
+			if s.leaf == nil && s.parent == nil && s.hash == nil {
+				continue
+			}
+			if chunk == nil {
+				chunk = t.nodes.chunkFor(NodeIndex(base), t.owner)
+			}
+			chunk.slots[x-base] = s
+		}
+	}
+	if t.n > 0 {
+		t.recount(t.root())
+	}
+	for i, ln := range leaves {
+		if ln == nil {
+			continue
+		}
+		t.stats.add(ln, func(f func(*LeafNode)) {
+			for _, m := range leaves[:i+1] { // the leaves stored so far
+				if m != nil {
+					f(m)
+				}
+			}
+		})
+	}
+	return t
+}
+
+// chunkFor returns the chunk holding slot x for writing by owner.
+func (v *nodeVec) chunkFor(x NodeIndex, owner uint64) *vecNode {
+	v.mut(x, owner)
+	n := v.root
+	for h := v.height; h > 0; h-- {
+		n = n.kids[(uint64(x)>>(vecBits*h))&vecMask]
+	}
+	return n
+}
+
+// recount recomputes the subtree counts of x and every node below it.
+func (t *ratchetTree) recount(x NodeIndex) (members, nonBlank uint32) {
+	s := t.nodes.at(x)
+	if isLeaf(x) {
+		if s.leaf != nil {
+			members, nonBlank = 1, 1
+		}
+	} else {
+		l, _ := left(x)
+		r, _ := right(x)
+		lm, ln := t.recount(l)
+		rm, rn := t.recount(r)
+		members, nonBlank = lm+rm, ln+rn
+		if s.parent != nil {
+			nonBlank++
+		}
+	}
+	if s.members != members || s.nonBlank != nonBlank {
+		w := t.nodes.mut(x, t.owner)
+		w.members, w.nonBlank = members, nonBlank
+	}
+	return members, nonBlank
 }
 
 // unmarshalTree decodes an `optional<Node> ratchet_tree<V>` encoding. The
 // input is copied, so the tree never aliases data.
 func unmarshalTree(cs CipherSuite, data []byte) (ratchetTree, error) {
-	var nodes RatchetTree
-	if err := nodes.Unmarshal(bytes.Clone(data)); err != nil {
+	nodes, encs, err := decodeRatchetTree(bytes.Clone(data))
+	if err != nil {
 		return ratchetTree{}, err
 	}
-	return treeFromWire(cs, nodes)
+	return treeFromWireEnc(cs, nodes, encs)
 }
 
 // wire returns the ratchet_tree wire form of t without trailing blank nodes
@@ -200,55 +477,151 @@ func unmarshalTree(cs CipherSuite, data []byte) (ratchetTree, error) {
 // produced by the operations of this file satisfies (Add fills or extends,
 // Remove truncates). A one-leaf tree is its single leaf.
 func (t *ratchetTree) wire() RatchetTree {
-	w := t.width()
-	last := -1
-	for x := int(w) - 1; x >= 0; x-- {
-		if !t.blank(NodeIndex(x)) {
-			last = x
-			break
-		}
-	}
+	last := t.lastNonBlank()
 	nodes := make(RatchetTree, last+1)
-	for x := range nodes {
-		if x%2 == 0 {
-			if ln := t.leaves[x/2]; ln != nil {
+	t.nodes.chunks(uint64(last+1), func(base NodeIndex, slots []treeSlot) bool {
+		for i := range slots {
+			x := int(base) + i
+			if ln := slots[i].leaf; ln != nil {
 				nodes[x] = &Node{Type: NodeTypeLeaf, Leaf: ln}
+			} else if pn := slots[i].parent; pn != nil {
+				nodes[x] = &Node{Type: NodeTypeParent, Parent: pn}
 			}
-		} else if pn := t.parents[x/2]; pn != nil {
-			nodes[x] = &Node{Type: NodeTypeParent, Parent: pn}
 		}
-	}
+		return true
+	})
 	return nodes
 }
 
 // marshal encodes t as `optional<Node> ratchet_tree<V>`, the form of the
-// ratchet_tree extension and of canopy's stored group state.
+// ratchet_tree extension and of canopy's stored group state, exactly as
+// t.wire().Marshal() would, into one buffer of the right size: leaves are
+// copied from their kept encodings.
 func (t *ratchetTree) marshal() ([]byte, error) {
-	return t.wire().Marshal()
+	last := t.lastNonBlank()
+	if last < 0 {
+		return nil, errEmptyRatchetTree
+	}
+	// Pass 1: sizes (and the encodings of leaves that have none kept).
+	// Unallocated chunks are blank nodes: one byte each.
+	var missing map[NodeIndex][]byte
+	size := 0
+	var err error
+	next := 0
+	t.nodes.chunks(uint64(last+1), func(base NodeIndex, slots []treeSlot) bool {
+		size += int(base) - next
+		next = int(base) + len(slots)
+		for i := range slots {
+			s := &slots[i]
+			switch {
+			case s.leaf != nil:
+				enc := s.enc
+				if enc == nil {
+					if enc, err = s.leaf.Marshal(); err != nil {
+						return false
+					}
+					if missing == nil {
+						missing = map[NodeIndex][]byte{}
+					}
+					missing[base+NodeIndex(i)] = enc
+				}
+				size += 2 + len(enc)
+			case s.parent != nil:
+				size += 2 + parentNodeSize(s.parent)
+			default:
+				size++
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	size += last + 1 - next
+	if size > maxVarint {
+		return nil, fmt.Errorf("mls: ratchet tree of %d bytes exceeds the 2^30-1 limit", size)
+	}
+	out := make([]byte, 0, varintSize(size)+size)
+	out = appendVarintPrefix(out, size)
+	blanks := func(k int) {
+		for range k {
+			out = append(out, 0)
+		}
+	}
+	next = 0
+	t.nodes.chunks(uint64(last+1), func(base NodeIndex, slots []treeSlot) bool {
+		blanks(int(base) - next)
+		next = int(base) + len(slots)
+		for i := range slots {
+			s := &slots[i]
+			switch {
+			case s.leaf != nil:
+				enc := s.enc
+				if enc == nil {
+					enc = missing[base+NodeIndex(i)]
+				}
+				out = append(out, 1, byte(NodeTypeLeaf))
+				out = append(out, enc...)
+			case s.parent != nil:
+				out = append(out, 1, byte(NodeTypeParent))
+				out = appendParentNode(out, s.parent)
+			default:
+				out = append(out, 0)
+			}
+		}
+		return true
+	})
+	blanks(last + 1 - next)
+	return out, nil
+}
+
+// parentNodeSize is the length of the encoding of pn.
+func parentNodeSize(pn *ParentNode) int {
+	k, h, u := len(pn.EncryptionKey), len(pn.ParentHash), 4*len(pn.UnmergedLeaves)
+	return varintSize(k) + k + varintSize(h) + h + varintSize(u) + u
+}
+
+// appendParentNode appends the encoding of pn (see ParentNode.marshal).
+func appendParentNode(dst []byte, pn *ParentNode) []byte {
+	dst = appendVarintPrefix(dst, len(pn.EncryptionKey))
+	dst = append(dst, pn.EncryptionKey...)
+	dst = appendVarintPrefix(dst, len(pn.ParentHash))
+	dst = append(dst, pn.ParentHash...)
+	dst = appendVarintPrefix(dst, 4*len(pn.UnmergedLeaves))
+	for _, l := range pn.UnmergedLeaves {
+		dst = binary.BigEndian.AppendUint32(dst, l)
+	}
+	return dst
+}
+
+// lastNonBlank returns the index of the rightmost non-blank node, or -1.
+func (t *ratchetTree) lastNonBlank() int {
+	if t.width() == 0 || t.nodes.at(t.root()).nonBlank == 0 {
+		return -1
+	}
+	x := t.root()
+	for !isLeaf(x) {
+		if r, _ := right(x); t.nodes.at(r).nonBlank > 0 {
+			x = r
+			continue
+		}
+		if t.nodes.at(x).parent != nil {
+			break
+		}
+		x, _ = left(x)
+	}
+	return int(x)
 }
 
 // clone returns an independent copy of t that shares all immutable node
-// values and cached hashes with t.
+// values, cached hashes and vector chunks with t. O(1): both trees get
+// fresh owner tokens, so each copies a shared chunk before writing to it.
 func (t *ratchetTree) clone() ratchetTree {
-	c := ratchetTree{
-		cs:        t.cs,
-		leaves:    slices.Clone(t.leaves),
-		parents:   slices.Clone(t.parents),
-		hashes:    slices.Clone(t.hashes),
-		keyBase:   t.keyBase,
-		overlayed: t.overlayed,
-		stats:     t.stats.clone(),
-	}
-	if t.encAdded != nil {
-		c.encAdded = make(map[string]NodeIndex, len(t.encAdded))
-		for k, v := range t.encAdded {
-			c.encAdded[k] = v
-		}
-		c.sigAdded = make(map[string]LeafIndex, len(t.sigAdded))
-		for k, v := range t.sigAdded {
-			c.sigAdded[k] = v
-		}
-	}
+	c := *t
+	c.owner = newTreeOwner()
+	t.owner = newTreeOwner()
+	c.stats = t.stats.clone()
+	c.supportCache = nil
 	return c
 }
 
@@ -256,7 +629,7 @@ func (t *ratchetTree) clone() ratchetTree {
 func (t *ratchetTree) suite() CipherSuite { return t.cs }
 
 // numLeaves is the number of leaf slots (a power of two, or 0).
-func (t *ratchetTree) numLeaves() uint32 { return uint32(len(t.leaves)) }
+func (t *ratchetTree) numLeaves() uint32 { return t.n }
 
 // width is the number of nodes, 2*numLeaves-1 (0 for the empty tree).
 func (t *ratchetTree) width() uint32 { return nodeWidth(t.numLeaves()) }
@@ -267,41 +640,50 @@ func (t *ratchetTree) root() NodeIndex { return root(t.numLeaves()) }
 // inRange reports whether x is a node of t.
 func (t *ratchetTree) inRange(x NodeIndex) bool { return uint32(x) < t.width() }
 
+// slot returns node x for reading (a zero slot outside the tree).
+func (t *ratchetTree) slot(x NodeIndex) *treeSlot {
+	if !t.inRange(x) {
+		return &zeroSlot
+	}
+	return t.nodes.at(x)
+}
+
+// mutSlot returns node x (in range) for writing.
+func (t *ratchetTree) mutSlot(x NodeIndex) *treeSlot {
+	return t.nodes.mut(x, t.owner)
+}
+
 // leaf returns the LeafNode at l, or nil if l is blank or out of range.
 func (t *ratchetTree) leaf(l LeafIndex) *LeafNode {
-	if uint64(l) >= uint64(len(t.leaves)) {
+	if uint64(l) >= uint64(t.n) {
 		return nil
 	}
-	return t.leaves[l]
+	return t.nodes.at(l.nodeIndex()).leaf
 }
 
 // parentNode returns the ParentNode at x, or nil if x is blank, a leaf or
 // out of range.
 func (t *ratchetTree) parentNode(x NodeIndex) *ParentNode {
-	if isLeaf(x) || uint64(x>>1) >= uint64(len(t.parents)) {
+	if isLeaf(x) || !t.inRange(x) {
 		return nil
 	}
-	return t.parents[x>>1]
+	return t.nodes.at(x).parent
 }
 
 // blank reports whether node x is blank (or out of range).
 func (t *ratchetTree) blank(x NodeIndex) bool {
-	if isLeaf(x) {
-		return t.leaf(LeafIndex(x>>1)) == nil
-	}
-	return t.parentNode(x) == nil
+	s := t.slot(x)
+	return s.leaf == nil && s.parent == nil
 }
 
 // encryptionKey returns the HPKE public key of node x, or nil if blank.
 func (t *ratchetTree) encryptionKey(x NodeIndex) []byte {
-	if isLeaf(x) {
-		if ln := t.leaf(LeafIndex(x >> 1)); ln != nil {
-			return ln.EncryptionKey
-		}
-		return nil
-	}
-	if pn := t.parentNode(x); pn != nil {
-		return pn.EncryptionKey
+	s := t.slot(x)
+	switch {
+	case s.leaf != nil:
+		return s.leaf.EncryptionKey
+	case s.parent != nil:
+		return s.parent.EncryptionKey
 	}
 	return nil
 }
@@ -312,50 +694,110 @@ func (t *ratchetTree) memberCount() int { return t.stats.members }
 // forEachMember calls f for each non-blank leaf in index order until f
 // returns false.
 func (t *ratchetTree) forEachMember(f func(LeafIndex, *LeafNode) bool) {
-	for i, ln := range t.leaves {
-		if ln != nil && !f(LeafIndex(i), ln) {
-			return
+	t.nodes.chunks(uint64(t.width()), func(base NodeIndex, slots []treeSlot) bool {
+		for i := 0; i < len(slots); i += 2 { // base is even
+			if ln := slots[i].leaf; ln != nil && !f(LeafIndex((int(base)+i)/2), ln) {
+				return false
+			}
 		}
-	}
+		return true
+	})
 }
 
-// setLeaf stores ln (nil blanks the leaf) and invalidates the path's hashes.
-func (t *ratchetTree) setLeaf(l LeafIndex, ln *LeafNode) {
-	old := t.leaves[l]
+// forEachParent calls f for each non-blank parent node in index order
+// until f returns false.
+func (t *ratchetTree) forEachParent(f func(NodeIndex, *ParentNode) bool) {
+	t.nodes.chunks(uint64(t.width()), func(base NodeIndex, slots []treeSlot) bool {
+		for i := 1; i < len(slots); i += 2 {
+			if pn := slots[i].parent; pn != nil && !f(base+NodeIndex(i), pn) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// setLeaf stores ln (nil blanks the leaf) and updates the caches, counts
+// and key index along the path.
+func (t *ratchetTree) setLeaf(l LeafIndex, ln *LeafNode) { t.setLeafEnc(l, ln, nil) }
+
+// setLeafEnc is setLeaf with the encoding of ln, if known (it must be the
+// encoding of ln; the tree keeps it).
+func (t *ratchetTree) setLeafEnc(l LeafIndex, ln *LeafNode, enc []byte) {
+	x := l.nodeIndex()
+	old := t.nodes.at(x).leaf
 	if old == ln {
 		return
 	}
-	t.leaves[l] = ln
-	t.stats.remove(old)
-	t.stats.add(ln, t.leaves)
-	t.supportCache = nil
-	if ln != nil {
-		t.noteKeys(l.nodeIndex(), ln.EncryptionKey, ln.SignatureKey)
+	if t.indexed && old != nil {
+		t.encIdx.remove(old.EncryptionKey, uint32(x), t.owner)
+		t.sigIdx.remove(old.SignatureKey, uint32(l), t.owner)
 	}
-	t.dirty(l.nodeIndex())
+	ws := t.mutSlot(x)
+	ws.leaf, ws.enc = ln, nil
+	if ln != nil {
+		ws.enc = enc
+	}
+	if t.indexed && ln != nil {
+		t.encIdx.put(ln.EncryptionKey, uint32(x), t.encKeyOf, t.owner)
+		t.sigIdx.put(ln.SignatureKey, uint32(l), t.sigKeyOf, t.owner)
+	}
+	t.stats.remove(old)
+	t.stats.add(ln, t.scanLeaves)
+	t.supportCache = nil
+	t.touch(x, old == nil, ln == nil)
+}
+
+// scanLeaves calls f for every non-blank leaf (for leafStats).
+func (t *ratchetTree) scanLeaves(f func(*LeafNode)) {
+	t.forEachMember(func(_ LeafIndex, ln *LeafNode) bool {
+		treeOps.leafScans.Add(1)
+		f(ln)
+		return true
+	})
 }
 
 // setParent stores pn (nil blanks the node) at parent node x.
 func (t *ratchetTree) setParent(x NodeIndex, pn *ParentNode) {
-	if t.parents[x>>1] == pn {
+	old := t.nodes.at(x).parent
+	if old == pn {
 		return
 	}
-	t.parents[x>>1] = pn
-	if pn != nil {
-		t.noteKeys(x, pn.EncryptionKey, nil)
+	if t.indexed && old != nil {
+		t.encIdx.remove(old.EncryptionKey, uint32(x), t.owner)
 	}
-	t.dirty(x)
+	t.mutSlot(x).parent = pn
+	if t.indexed && pn != nil {
+		t.encIdx.put(pn.EncryptionKey, uint32(x), t.encKeyOf, t.owner)
+	}
+	t.touch(x, old == nil, pn == nil)
 }
 
-// dirty clears the cached hash of x and of its ancestors.
-func (t *ratchetTree) dirty(x NodeIndex) {
+// touch clears the cached hash of node x and its ancestors after x
+// changed; wasBlank/isBlank say whether x was and is blank, to keep the
+// subtree counts. Without a change of blankness it stops at the first
+// ancestor whose hash is already clear (its ancestors' are too).
+func (t *ratchetTree) touch(x NodeIndex, wasBlank, isBlank bool) {
+	var dn int32
+	switch {
+	case wasBlank && !isBlank:
+		dn = 1
+	case !wasBlank && isBlank:
+		dn = -1
+	}
+	var dm int32
+	if isLeaf(x) {
+		dm = dn
+	}
 	n := t.numLeaves()
 	for {
-		if t.hashes[x] == nil {
-			// Invariant: every ancestor of an uncached node is uncached.
+		if dn == 0 && t.nodes.at(x).hash == nil {
 			return
 		}
-		t.hashes[x] = nil
+		s := t.mutSlot(x)
+		s.hash = nil
+		s.members = uint32(int32(s.members) + dm)
+		s.nonBlank = uint32(int32(s.nonBlank) + dn)
 		p, ok := parent(x, n)
 		if !ok {
 			return
@@ -367,43 +809,98 @@ func (t *ratchetTree) dirty(x NodeIndex) {
 // extend doubles the number of leaves, adding a blank root and a blank
 // right subtree (§7.7). The empty tree becomes a one-leaf tree.
 func (t *ratchetTree) extend() {
-	n := len(t.leaves)
-	if n == 0 {
-		t.leaves = append(t.leaves, nil)
-		t.hashes = append(t.hashes, nil)
+	if t.n == 0 {
+		t.n = 1
+		t.nodes.grow(1, t.owner)
 		return
 	}
-	t.leaves = append(t.leaves, make([]*LeafNode, n)...)
-	t.parents = append(t.parents, make([]*ParentNode, n)...)
-	t.hashes = append(t.hashes, make([]*nodeHash, 2*n)...)
+	oldRoot := t.root()
+	t.n *= 2
+	t.nodes.grow(uint64(t.width()), t.owner)
+	// The new root's subtree holds what the old root's held; its hash is
+	// not computed yet (the slots of the right half are already zero).
+	old := *t.nodes.at(oldRoot)
+	s := t.mutSlot(t.root())
+	s.members, s.nonBlank, s.hash = old.members, old.nonBlank, nil
 }
 
 // truncate removes right subtrees without non-blank leaves (§7.7, §12.1.3):
 // with L the rightmost non-blank leaf, the tree keeps the smallest power of
 // two of leaves greater than L. A tree without members becomes empty.
 func (t *ratchetTree) truncate() {
-	last := len(t.leaves) - 1
-	for last >= 0 && t.leaves[last] == nil {
-		last--
-	}
-	n := 0
-	if last >= 0 {
-		n = 1
-		for n <= last {
-			n <<= 1
+	n := t.n
+	for n > 1 {
+		// The right half of the tree of n leaves is the subtree of the
+		// right child of root(n).
+		r, _ := right(root(n))
+		if t.nodes.at(r).members > 0 {
+			break
 		}
+		// A valid tree has no non-blank parent without a member below
+		// it, but one from the wire may: its keys leave the index. The
+		// walk visits only non-blank nodes.
+		t.forgetKeys(r)
+		if pn := t.nodes.at(root(n)).parent; pn != nil && t.indexed {
+			t.encIdx.remove(pn.EncryptionKey, uint32(root(n)), t.owner)
+		}
+		n /= 2
 	}
-	if n == len(t.leaves) {
+	if n == 1 && t.nodes.at(0).leaf == nil {
+		n = 0
+	}
+	if n == t.n {
 		return
 	}
-	clear(t.leaves[n:])
-	t.leaves = t.leaves[:n]
-	np := max(n-1, 0)
-	clear(t.parents[np:])
-	t.parents = t.parents[:np]
-	w := int(nodeWidth(uint32(n)))
-	clear(t.hashes[w:])
-	t.hashes = t.hashes[:w]
+	t.n = n
+	t.nodes.shrink(uint64(t.width()), t.owner)
+}
+
+// forgetKeys removes from the key index the keys of the non-blank nodes of
+// x's subtree, visiting only non-blank nodes.
+func (t *ratchetTree) forgetKeys(x NodeIndex) {
+	s := t.nodes.at(x)
+	if !t.indexed || s.nonBlank == 0 {
+		return
+	}
+	if ln := s.leaf; ln != nil {
+		t.encIdx.remove(ln.EncryptionKey, uint32(x), t.owner)
+		t.sigIdx.remove(ln.SignatureKey, uint32(x>>1), t.owner)
+		return
+	}
+	if pn := s.parent; pn != nil {
+		t.encIdx.remove(pn.EncryptionKey, uint32(x), t.owner)
+	}
+	if !isLeaf(x) {
+		l, _ := left(x)
+		r, _ := right(x)
+		t.forgetKeys(l)
+		t.forgetKeys(r)
+	}
+}
+
+// firstBlankLeaf returns the leftmost blank leaf, or numLeaves if every
+// leaf is taken. O(log n) with the subtree member counts.
+func (t *ratchetTree) firstBlankLeaf() LeafIndex {
+	if t.n == 0 {
+		return 0
+	}
+	x := t.root()
+	full := func(x NodeIndex) bool {
+		lo, hi := subtreeLeaves(x)
+		return uint64(t.nodes.at(x).members) == hi-lo
+	}
+	if full(x) {
+		return LeafIndex(t.n)
+	}
+	for !isLeaf(x) {
+		l, _ := left(x)
+		if !full(l) {
+			x = l
+		} else {
+			x, _ = right(x)
+		}
+	}
+	return LeafIndex(x >> 1)
 }
 
 // addLeaves adds the leaves in order (§12.1.1): each goes to the leftmost
@@ -416,38 +913,35 @@ func (t *ratchetTree) truncate() {
 // unchanged.
 func (t *ratchetTree) addLeaves(lns []*LeafNode) ([]LeafIndex, error) {
 	copies := make([]*LeafNode, len(lns))
+	encs := make([][]byte, len(lns))
 	for i, ln := range lns {
-		c, err := cloneLeafNode(ln)
+		c, enc, err := cloneLeafNode(ln)
 		if err != nil {
 			return nil, err
 		}
-		copies[i] = c
+		copies[i], encs[i] = c, enc
 	}
 	at := make([]LeafIndex, len(copies))
-	next := 0
 	for i, ln := range copies {
-		for next < len(t.leaves) && t.leaves[next] != nil {
-			next++
-		}
-		if next == len(t.leaves) {
+		next := t.firstBlankLeaf()
+		if uint32(next) == t.n {
 			t.extend()
 		}
-		t.setLeaf(LeafIndex(next), ln)
-		at[i] = LeafIndex(next)
-		next++
+		t.setLeafEnc(next, ln, encs[i])
+		at[i] = next
 	}
 	// Positions are increasing, so each parent's additions are sorted.
 	adds := map[NodeIndex][]uint32{}
 	n := t.numLeaves()
 	for _, l := range at {
 		for x, ok := parent(l.nodeIndex(), n); ok; x, ok = parent(x, n) {
-			if t.parents[x>>1] != nil {
+			if t.parentNode(x) != nil {
 				adds[x] = append(adds[x], uint32(l))
 			}
 		}
 	}
 	for x, list := range adds {
-		old := t.parents[x>>1]
+		old := t.parentNode(x)
 		pn := *old
 		pn.UnmergedLeaves = mergeSorted(old.UnmergedLeaves, list)
 		t.setParent(x, &pn)
@@ -465,20 +959,21 @@ func (t *ratchetTree) addLeaf(ln *LeafNode) (LeafIndex, error) {
 }
 
 // cloneLeafNode returns a deep copy of ln (through its encoding), so that
-// the tree does not alias message buffers or caller-owned slices.
-func cloneLeafNode(ln *LeafNode) (*LeafNode, error) {
+// the tree does not alias message buffers or caller-owned slices, and the
+// encoding, which the copy aliases.
+func cloneLeafNode(ln *LeafNode) (*LeafNode, []byte, error) {
 	if ln == nil {
-		return nil, fmt.Errorf("%w: nil leaf node", ErrBlankLeaf)
+		return nil, nil, fmt.Errorf("%w: nil leaf node", ErrBlankLeaf)
 	}
 	enc, err := ln.Marshal()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c := new(LeafNode)
 	if err := c.Unmarshal(enc); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, enc, nil
 }
 
 // mergeSorted returns the sorted union of two sorted lists (duplicates
@@ -509,11 +1004,11 @@ func (t *ratchetTree) updateLeaf(l LeafIndex, ln *LeafNode) error {
 	if t.leaf(l) == nil {
 		return fmt.Errorf("%w: update of leaf %d", ErrBlankLeaf, l)
 	}
-	c, err := cloneLeafNode(ln)
+	c, enc, err := cloneLeafNode(ln)
 	if err != nil {
 		return err
 	}
-	t.setLeaf(l, c)
+	t.setLeafEnc(l, c, enc)
 	t.blankPath(l)
 	return nil
 }
@@ -534,7 +1029,7 @@ func (t *ratchetTree) removeLeaf(l LeafIndex) error {
 func (t *ratchetTree) blankPath(l LeafIndex) {
 	n := t.numLeaves()
 	for x, ok := parent(l.nodeIndex(), n); ok; x, ok = parent(x, n) {
-		if t.parents[x>>1] != nil {
+		if t.parentNode(x) != nil {
 			t.setParent(x, nil)
 		}
 	}
@@ -548,25 +1043,31 @@ func (t *ratchetTree) resolution(x NodeIndex) []NodeIndex {
 }
 
 // appendResolution appends the resolution of x to dst, leaving out the
-// leaves in exclude (new members of the current Commit, §7.6).
+// leaves in exclude (new members of the current Commit, §7.6). Subtrees
+// without non-blank nodes are skipped at once, so the cost is proportional
+// to the size of the result (times log n), however sparse the tree.
 func (t *ratchetTree) appendResolution(dst []NodeIndex, x NodeIndex, exclude map[LeafIndex]bool) []NodeIndex {
+	if !t.inRange(x) {
+		return dst
+	}
+	treeOps.resolutionVisits.Add(1)
+	s := t.nodes.at(x)
+	if s.nonBlank == 0 {
+		return dst
+	}
 	if isLeaf(x) {
-		l := LeafIndex(x >> 1)
-		if t.leaf(l) != nil && !exclude[l] {
+		if !exclude[LeafIndex(x>>1)] {
 			dst = append(dst, x)
 		}
 		return dst
 	}
-	if pn := t.parentNode(x); pn != nil {
+	if pn := s.parent; pn != nil {
 		dst = append(dst, x)
 		for _, u := range pn.UnmergedLeaves {
 			if !exclude[LeafIndex(u)] {
 				dst = append(dst, LeafIndex(u).nodeIndex())
 			}
 		}
-		return dst
-	}
-	if !t.inRange(x) {
 		return dst
 	}
 	l, _ := left(x)
@@ -576,17 +1077,9 @@ func (t *ratchetTree) appendResolution(dst []NodeIndex, x NodeIndex, exclude map
 }
 
 // resolutionEmpty reports whether the resolution of x is empty, i.e. no node
-// of the subtree under x is non-blank. It stops at the first non-blank node.
+// of the subtree under x is non-blank. O(1).
 func (t *ratchetTree) resolutionEmpty(x NodeIndex) bool {
-	if !t.blank(x) {
-		return false
-	}
-	if isLeaf(x) || !t.inRange(x) {
-		return true
-	}
-	l, _ := left(x)
-	r, _ := right(x)
-	return t.resolutionEmpty(l) && t.resolutionEmpty(r)
+	return t.slot(x).nonBlank == 0
 }
 
 // filteredDirectPath returns the filtered direct path of leaf l (§4.1.2),
@@ -614,10 +1107,15 @@ func (t *ratchetTree) filteredDirectPath(l LeafIndex) (path, copathChildren []No
 
 // findLeaf returns the first non-blank leaf for which match is true.
 func (t *ratchetTree) findLeaf(match func(*LeafNode) bool) (LeafIndex, bool) {
-	for i, ln := range t.leaves {
-		if ln != nil && match(ln) {
-			return LeafIndex(i), true
+	var found LeafIndex
+	ok := false
+	t.forEachMember(func(l LeafIndex, ln *LeafNode) bool {
+		treeOps.leafScans.Add(1)
+		if match(ln) {
+			found, ok = l, true
+			return false
 		}
-	}
-	return 0, false
+		return true
+	})
+	return found, ok
 }

@@ -1,7 +1,9 @@
 package mls
 
 import (
+	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sort"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -9,7 +11,7 @@ import (
 
 // Tree hashes (§7.8) and parent hashes (§7.9).
 //
-// Tree hashes are cached per node in ratchetTree.hashes (see tree.go for the
+// Tree hashes are cached per node in the tree's slots (see tree.go for the
 // invalidation invariant); computing the root hash recurses only into
 // uncached nodes, so after a change along one path it costs O(log n) hashes.
 //
@@ -31,7 +33,7 @@ const (
 // treeHash returns the tree hash of the root (§7.8). The returned slice is
 // the caller's.
 func (t *ratchetTree) treeHash() ([]byte, error) {
-	if len(t.leaves) == 0 {
+	if t.n == 0 {
 		return nil, treeErr([]error{ErrInvalidTree}, nil, "tree hash of an empty tree")
 	}
 	h, err := t.nodeTreeHash(t.root())
@@ -47,26 +49,24 @@ func (t *ratchetTree) nodeTreeHash(x NodeIndex) ([]byte, error) {
 	if !t.inRange(x) {
 		return nil, fmt.Errorf("mls: tree hash of node %d outside a tree of %d nodes", x, t.width())
 	}
-	h, err := t.computeHash(x)
-	if err != nil {
-		return nil, err
-	}
-	return h.bytes(), nil
+	return t.computeHash(x)
 }
 
 // computeHash returns the cached hash of x, computing (and caching) it and
 // any uncached descendants first.
-func (t *ratchetTree) computeHash(x NodeIndex) (*nodeHash, error) {
-	if h := t.hashes[x]; h != nil {
-		return h, nil
+func (t *ratchetTree) computeHash(x NodeIndex) ([]byte, error) {
+	s := t.nodes.at(x)
+	if s.hash != nil {
+		return s.hash, nil
 	}
 	var in []byte
 	if isLeaf(x) {
 		var err error
-		if in, err = leafHashInput(LeafIndex(x>>1), t.leaves[x>>1]); err != nil {
+		if in, err = leafHashInputEnc(LeafIndex(x>>1), s.leaf, s.enc); err != nil {
 			return nil, err
 		}
 	} else {
+		pn := s.parent
 		l, _ := left(x)
 		r, _ := right(x)
 		lh, err := t.computeHash(l)
@@ -77,13 +77,93 @@ func (t *ratchetTree) computeHash(x NodeIndex) (*nodeHash, error) {
 		if err != nil {
 			return nil, err
 		}
-		if in, err = parentHashInputTH(t.parents[x>>1], lh.bytes(), rh.bytes()); err != nil {
+		if in, err = parentHashInputTH(pn, lh, rh); err != nil {
 			return nil, err
 		}
 	}
-	h := newNodeHash(t.cs.Hash(in))
-	t.hashes[x] = h
+	treeOps.hashes.Add(1)
+	h := t.cs.Hash(in)
+	t.mutSlot(x).hash = h
 	return h, nil
+}
+
+// computeHashesParallel fills the hash cache of the whole tree, hashing
+// the subtrees below the top levels on GOMAXPROCS goroutines (joining a
+// large group hashes every node once). Results are stored sequentially.
+func (t *ratchetTree) computeHashesParallel() error {
+	workers := runtime.GOMAXPROCS(0)
+	if t.n < 1024 || workers < 2 || t.nodes.at(t.root()).hash != nil {
+		_, err := t.treeHash()
+		return err
+	}
+	// Subtrees of 2^k leaves, at least 4 per worker.
+	k := uint(0)
+	for (t.n>>(k+1)) >= uint32(4*workers) && k < 20 {
+		k++
+	}
+	roots := make([]NodeIndex, 0, t.n>>k)
+	for i := uint32(0); i < t.n>>k; i++ {
+		// The root of the i-th subtree of 2^k leaves.
+		roots = append(roots, NodeIndex(i<<(k+1)+(1<<k)-1))
+	}
+	type sub struct {
+		hashes [][]byte // by node index relative to the subtree's first node
+	}
+	subs := make([]sub, len(roots))
+	err := parallelFor(len(roots), func(i int) error {
+		lo := roots[i] - (NodeIndex(1)<<k - 1)
+		hs := make([][]byte, 1<<(k+1)-1)
+		var count int64
+		defer func() { treeOps.hashes.Add(count) }()
+		var hash func(x NodeIndex) ([]byte, error)
+		hash = func(x NodeIndex) ([]byte, error) {
+			s := t.nodes.at(x) // read-only: safe concurrently
+			if s.hash != nil {
+				return s.hash, nil
+			}
+			var in []byte
+			var err error
+			if isLeaf(x) {
+				in, err = leafHashInputEnc(LeafIndex(x>>1), s.leaf, s.enc)
+			} else {
+				l, _ := left(x)
+				r, _ := right(x)
+				var lh, rh []byte
+				if lh, err = hash(l); err != nil {
+					return nil, err
+				}
+				if rh, err = hash(r); err != nil {
+					return nil, err
+				}
+				in, err = parentHashInputTH(s.parent, lh, rh)
+			}
+			if err != nil {
+				return nil, err
+			}
+			count++
+			h := t.cs.Hash(in)
+			hs[x-lo] = h
+			return h, nil
+		}
+		if _, err := hash(roots[i]); err != nil {
+			return err
+		}
+		subs[i].hashes = hs
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, r := range roots {
+		lo := r - (NodeIndex(1)<<k - 1)
+		for j, h := range subs[i].hashes {
+			if h != nil {
+				t.mutSlot(lo + NodeIndex(j)).hash = h
+			}
+		}
+	}
+	_, err = t.treeHash()
+	return err
 }
 
 // leafHashInput encodes
@@ -103,6 +183,19 @@ func leafHashInput(l LeafIndex, ln *LeafNode) ([]byte, error) {
 		return nil, fmt.Errorf("mls: tree hash input of leaf %d: %w", l, err)
 	}
 	return out, nil
+}
+
+// leafHashInputEnc is leafHashInput from the encoding of ln when it is
+// known (enc non-nil), without encoding ln again.
+func leafHashInputEnc(l LeafIndex, ln *LeafNode, enc []byte) ([]byte, error) {
+	if ln == nil || enc == nil {
+		return leafHashInput(l, ln)
+	}
+	in := make([]byte, 0, 6+len(enc))
+	in = append(in, treeHashLeaf)
+	in = binary.BigEndian.AppendUint32(in, uint32(l))
+	in = append(in, 1)
+	return append(in, enc...), nil
 }
 
 // parentHashInputTH encodes the parent case of TreeHashInput:
@@ -138,6 +231,12 @@ func parentHashInputTH(pn *ParentNode, lh, rh []byte) ([]byte, error) {
 //	    opaque original_sibling_tree_hash<V>;
 //	} ParentHashInput;
 func (t *ratchetTree) parentHash(encryptionKey, parentHash, originalSiblingTreeHash []byte) []byte {
+	return parentHashValue(t.cs, encryptionKey, parentHash, originalSiblingTreeHash)
+}
+
+// parentHashValue is the hash of a ParentHashInput (§7.9) in suite cs.
+func parentHashValue(cs CipherSuite, encryptionKey, parentHash, originalSiblingTreeHash []byte) []byte {
+	treeOps.parentHashes.Add(1)
 	buf := make([]byte, 0, 12+len(encryptionKey)+len(parentHash)+len(originalSiblingTreeHash))
 	buf = appendVarintPrefix(buf, len(encryptionKey))
 	buf = append(buf, encryptionKey...)
@@ -145,7 +244,7 @@ func (t *ratchetTree) parentHash(encryptionKey, parentHash, originalSiblingTreeH
 	buf = append(buf, parentHash...)
 	buf = appendVarintPrefix(buf, len(originalSiblingTreeHash))
 	buf = append(buf, originalSiblingTreeHash...)
-	return t.cs.Hash(buf)
+	return cs.Hash(buf)
 }
 
 // parentHashOf returns the parent hash of the non-blank parent node p with
@@ -257,13 +356,21 @@ func (t *ratchetTree) pathParentHashes(path, copath []NodeIndex, pubs [][]byte) 
 
 // installPath blanks the direct path of sender and stores the new parent
 // nodes of its filtered direct path (§7.5 "merge UpdatePath", steps 1–2).
+// Each node of the direct path is written once (blanked or replaced), so
+// that nodes replaced by new ones do not turn blank in between.
 func (t *ratchetTree) installPath(sender LeafIndex, path []NodeIndex, pubs, nodePH [][]byte) {
-	t.blankPath(sender)
-	for i, x := range path {
-		t.setParent(x, &ParentNode{
-			EncryptionKey:  pubs[i],
-			ParentHash:     nodePH[i],
-			UnmergedLeaves: []uint32{},
-		})
+	n := t.numLeaves()
+	i := 0
+	for x, ok := parent(sender.nodeIndex(), n); ok; x, ok = parent(x, n) {
+		var pn *ParentNode
+		if i < len(path) && path[i] == x {
+			pn = &ParentNode{
+				EncryptionKey:  pubs[i],
+				ParentHash:     nodePH[i],
+				UnmergedLeaves: []uint32{},
+			}
+			i++
+		}
+		t.setParent(x, pn)
 	}
 }

@@ -300,12 +300,12 @@ func (t *ratchetTree) generateUpdatePath(sender LeafIndex, template *LeafNode, s
 	if err := ln.Sign(cs, sigPriv, groupID, uint32(sender), rand); err != nil {
 		return nil, err
 	}
-	stored, err := cloneLeafNode(&ln) // not aliasing the caller's template
+	stored, enc, err := cloneLeafNode(&ln) // not aliasing the caller's template
 	if err != nil {
 		return nil, err
 	}
 	t.installPath(sender, path, pp.pubs, nodePH)
-	t.setLeaf(sender, stored)
+	t.setLeafEnc(sender, stored, enc)
 	return pp, nil
 }
 
@@ -435,7 +435,7 @@ func (t *ratchetTree) mergeUpdatePath(sender LeafIndex, up *UpdatePath, exclude 
 	if !bytes.Equal(leafPH, up.LeafNode.ParentHash) {
 		return treeErr([]error{ErrInvalidUpdatePath, ErrInvalidParentHash}, nil, "leaf parent_hash %x, computed %x", up.LeafNode.ParentHash, leafPH)
 	}
-	ln, err := cloneLeafNode(&up.LeafNode)
+	ln, enc, err := cloneLeafNode(&up.LeafNode)
 	if err != nil {
 		return err
 	}
@@ -443,7 +443,7 @@ func (t *ratchetTree) mergeUpdatePath(sender LeafIndex, up *UpdatePath, exclude 
 		pubs[i] = bytes.Clone(pubs[i])
 	}
 	t.installPath(sender, path, pubs, nodePH)
-	t.setLeaf(sender, ln)
+	t.setLeafEnc(sender, ln, enc)
 	return nil
 }
 

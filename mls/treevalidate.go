@@ -3,23 +3,29 @@ package mls
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"runtime"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // LeafNode validation against a group (§7.3) and whole-tree validation on
 // joining (§12.4.3.1), with no O(n²) step:
 //
-//   - key uniqueness uses maps (keyIndex below), never pairwise comparison;
+//   - key uniqueness uses hash maps (keyIndex below), never pairwise
+//     comparison;
 //   - credential-type compatibility uses per-type counters kept by the tree
 //     (leafStats), so validating one new leaf is O(1) in the group size;
 //   - parent-hash validity is checked top down, each non-blank parent node
 //     once, in O(n + Σ|unmerged_leaves|) node visits plus the hashes;
 //   - leaf signatures, the dominant cost when joining a large group, are
-//     verified in parallel on GOMAXPROCS goroutines.
+//     verified in parallel on GOMAXPROCS goroutines (handed out in small
+//     blocks, so a descheduled worker does not hold up the others), while
+//     the calling goroutine does the structural checks; the tree hashes of
+//     a large tree are computed in parallel too (computeHashesParallel).
 
 // leafValidation holds the group-dependent inputs of §7.3. The zero value
 // checks signatures, capabilities and uniqueness only.
@@ -46,7 +52,13 @@ type leafValidation struct {
 // capabilities, extensions), the AS hook, required capabilities, lifetime,
 // and the HPKE key encoding. Errors wrap ErrInvalidLeafNode.
 func (v *leafValidation) checkLeafContent(cs CipherSuite, ln *LeafNode, at LeafIndex, source LeafNodeSource) error {
-	if err := ln.Validate(cs, source, v.GroupID, uint32(at)); err != nil {
+	return v.checkLeafContentEnc(cs, ln, nil, at, source)
+}
+
+// checkLeafContentEnc is checkLeafContent for a LeafNode whose encoding is
+// known (enc; nil if not), which saves encoding it again.
+func (v *leafValidation) checkLeafContentEnc(cs CipherSuite, ln *LeafNode, enc []byte, at LeafIndex, source LeafNodeSource) error {
+	if err := ln.validateEnc(cs, source, v.GroupID, uint32(at), enc); err != nil {
 		return err
 	}
 	if v.CheckCredential != nil {
@@ -119,11 +131,11 @@ func (t *ratchetTree) checkCredentialCompat(ln, replaced *LeafNode) error {
 		// adding many such members stays linear.
 		var cached bool
 		if supporters, cached = t.supportCache[ct]; !cached {
-			for _, m := range t.leaves {
-				if m != nil && m.Capabilities.SupportsCredential(ct) {
+			t.scanLeaves(func(m *LeafNode) {
+				if m.Capabilities.SupportsCredential(ct) {
 					supporters++
 				}
-			}
+			})
 			if t.supportCache == nil {
 				t.supportCache = map[CredentialType]int{}
 			}
@@ -162,16 +174,21 @@ func (t *ratchetTree) checkCredentialCompat(ln, replaced *LeafNode) error {
 //
 // All errors wrap ErrInvalidTree and the specific sentinel
 // (ErrTreeHashMismatch, ErrInvalidLeafNode, ErrDuplicateKey,
-// ErrInvalidUnmergedLeaves, ErrInvalidParentHash). On success the maps built
-// for the uniqueness check become the tree's key index.
+// ErrInvalidUnmergedLeaves, ErrInvalidParentHash); when several fail, the
+// error is the first in the order tree hash, key uniqueness, leaves,
+// unmerged leaves, parent hashes. On success the index built
+// for the uniqueness check becomes the tree's key index.
 func (t *ratchetTree) validate(treeHash []byte, v *leafValidation) error {
 	if v == nil {
 		v = &leafValidation{}
 	}
-	if len(t.leaves) == 0 || t.memberCount() == 0 {
+	if t.n == 0 || t.memberCount() == 0 {
 		return treeErr([]error{ErrInvalidTree}, nil, "tree has no members")
 	}
 	if treeHash != nil {
+		if err := t.computeHashesParallel(); err != nil {
+			return treeErr([]error{ErrInvalidTree}, err, "computing the tree hash")
+		}
 		got, err := t.treeHash()
 		if err != nil {
 			return treeErr([]error{ErrInvalidTree}, err, "computing the tree hash")
@@ -180,32 +197,53 @@ func (t *ratchetTree) validate(treeHash []byte, v *leafValidation) error {
 			return treeErr([]error{ErrInvalidTree, ErrTreeHashMismatch}, nil, "tree hash %x, expected %x", got, treeHash)
 		}
 	}
-	idx, err := t.checkUniqueKeys()
-	if err != nil {
-		return err
+	// The leaf checks (signatures: the bulk of the work) run on worker
+	// goroutines while this one does the structural checks; the error
+	// reported is the first in the order of the list above.
+	if t.nodes.at(t.root()).hash == nil {
+		// Fill the hash cache first, so that the checks below only read
+		// the tree.
+		if err := t.computeHashesParallel(); err != nil {
+			return treeErr([]error{ErrInvalidTree}, err, "computing the tree hash")
+		}
 	}
-	if err := t.checkLeaves(v); err != nil {
-		return err
+	leafErr := make(chan error, 1)
+	go func() { leafErr <- t.checkLeaves(v) }()
+	enc, sig, errKeys := t.checkUniqueKeys()
+	var errStruct error
+	if errKeys == nil {
+		if errStruct = t.checkUnmergedLeaves(); errStruct == nil {
+			errStruct = t.checkParentHashes()
+		}
 	}
-	if err := t.checkUnmergedLeaves(); err != nil {
-		return err
+	errLeaves := <-leafErr
+	for _, err := range []error{errKeys, errLeaves, errStruct} {
+		if err != nil {
+			return err
+		}
 	}
-	if err := t.checkParentHashes(); err != nil {
-		return err
-	}
-	t.keyBase, t.encAdded, t.sigAdded, t.overlayed = idx, nil, nil, 0
+	t.encIdx, t.sigIdx, t.indexed = enc, sig, true
 	return nil
 }
 
 // checkLeaves validates every non-blank leaf, in parallel for large trees,
 // reporting the failure with the lowest leaf index.
 func (t *ratchetTree) checkLeaves(v *leafValidation) error {
-	checkOne := func(i int) error {
-		ln := t.leaves[i]
-		if ln == nil {
-			return nil
+	var leaves []*LeafNode
+	var encs [][]byte
+	var at []LeafIndex
+	t.nodes.chunks(uint64(t.width()), func(base NodeIndex, slots []treeSlot) bool {
+		for i := 0; i < len(slots); i += 2 {
+			if s := &slots[i]; s.leaf != nil {
+				leaves, encs = append(leaves, s.leaf), append(encs, s.enc)
+				at = append(at, LeafIndex((int(base)+i)/2))
+			}
 		}
-		if err := v.checkLeafContent(t.cs, ln, LeafIndex(i), ln.Source); err != nil {
+		return true
+	})
+	checkOne := func(i int) error {
+		ln := leaves[i]
+		if err := v.checkLeafContentEnc(t.cs, ln, encs[i], at[i], ln.Source); err != nil {
 			return err
 		}
 		for used := range t.stats.credInUse {
@@ -215,7 +253,7 @@ func (t *ratchetTree) checkLeaves(v *leafValidation) error {
 		}
 		return nil
 	}
-	n := len(t.leaves)
+	n := len(leaves)
 	workers := min(runtime.GOMAXPROCS(0), n/32)
 	firstErr := func(lo, hi int) (int, error) {
 		for i := lo; i < hi; i++ {
@@ -225,72 +263,97 @@ func (t *ratchetTree) checkLeaves(v *leafValidation) error {
 		}
 		return -1, nil
 	}
-	var at int
+	var bad int
 	var err error
 	if workers <= 1 {
-		at, err = firstErr(0, n)
+		bad, err = firstErr(0, n)
 	} else {
-		type result struct {
-			at  int
-			err error
-		}
-		results := make([]result, workers)
+		// Small interleaved blocks handed out dynamically, so that a
+		// worker slowed down by the scheduler does not hold up the others;
+		// the lowest failing index is found by stopping only the blocks
+		// above a failure.
+		const block = 16
+		var next atomic.Int64
+		var lowest atomic.Int64
+		lowest.Store(int64(n))
+		errs := make([]error, (n+block-1)/block)
 		var wg sync.WaitGroup
-		chunk := (n + workers - 1) / workers
-		for w := range workers {
+		for range workers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				i, e := firstErr(min(w*chunk, n), min((w+1)*chunk, n))
-				results[w] = result{i, e}
+				for {
+					b := int(next.Add(1) - 1)
+					lo := b * block
+					if lo >= n || int64(lo) > lowest.Load() {
+						return
+					}
+					if i, e := firstErr(lo, min(lo+block, n)); e != nil {
+						errs[b] = e
+						for {
+							cur := lowest.Load()
+							if int64(i) >= cur || lowest.CompareAndSwap(cur, int64(i)) {
+								break
+							}
+						}
+					}
+				}
 			}()
 		}
 		wg.Wait()
-		for _, r := range results {
-			if r.err != nil {
-				at, err = r.at, r.err
-				break
-			}
+		if l := int(lowest.Load()); l < n {
+			bad, err = l, errs[l/block]
 		}
 	}
 	if err != nil {
-		return treeErr([]error{ErrInvalidTree}, err, "leaf %d", at)
+		return treeErr([]error{ErrInvalidTree}, err, "leaf %d", at[bad])
 	}
 	return nil
 }
 
-// checkUniqueKeys builds the encryption-key map over all nodes and the
-// signature-key map over all leaves, failing on any duplicate.
-func (t *ratchetTree) checkUniqueKeys() (*keyIndex, error) {
-	idx := &keyIndex{
-		enc: make(map[string]NodeIndex, int(t.width())),
-		sig: make(map[string]LeafIndex, len(t.leaves)),
-	}
-	for x := NodeIndex(0); uint32(x) < t.width(); x++ {
-		if t.blank(x) {
-			continue
-		}
-		key := t.encryptionKey(x)
-		if y, dup := idx.enc[string(key)]; dup {
-			return nil, treeErr([]error{ErrInvalidTree, ErrDuplicateKey}, nil, "nodes %d and %d have the same encryption key", y, x)
-		}
-		idx.enc[string(key)] = x
-		if !isLeaf(x) {
-			if err := t.cs.ValidateHPKEPublicKey(key); err != nil {
-				return nil, treeErr([]error{ErrInvalidTree}, err, "encryption key of parent node %d", x)
+// checkUniqueKeys builds the encryption-key index over all nodes and the
+// signature-key index over all leaves, failing on any duplicate.
+func (t *ratchetTree) checkUniqueKeys() (enc, sig keyIndex, err error) {
+	owner := t.owner
+	t.nodes.chunks(uint64(t.width()), func(base NodeIndex, slots []treeSlot) bool {
+		for i := range slots {
+			x := base + NodeIndex(i)
+			var key []byte
+			switch s := &slots[i]; {
+			case s.leaf != nil:
+				key = s.leaf.EncryptionKey
+			case s.parent != nil:
+				key = s.parent.EncryptionKey
+				if e := t.cs.ValidateHPKEPublicKey(key); e != nil {
+					err = treeErr([]error{ErrInvalidTree}, e, "encryption key of parent node %d", x)
+					return false
+				}
+			default:
+				continue
 			}
+			if y, dup := enc.get(key, t.encKeyOf); dup {
+				err = treeErr([]error{ErrInvalidTree, ErrDuplicateKey}, nil, "nodes %d and %d have the same encryption key", y, x)
+				return false
+			}
+			enc.put(key, uint32(x), t.encKeyOf, owner)
 		}
+		return true
+	})
+	if err != nil {
+		return keyIndex{}, keyIndex{}, err
 	}
-	for i, ln := range t.leaves {
-		if ln == nil {
-			continue
+	t.forEachMember(func(l LeafIndex, ln *LeafNode) bool {
+		if j, dup := sig.get(ln.SignatureKey, t.sigKeyOf); dup {
+			err = treeErr([]error{ErrInvalidTree, ErrDuplicateKey}, nil, "leaves %d and %d have the same signature key", j, l)
+			return false
 		}
-		if j, dup := idx.sig[string(ln.SignatureKey)]; dup {
-			return nil, treeErr([]error{ErrInvalidTree, ErrDuplicateKey}, nil, "leaves %d and %d have the same signature key", j, i)
-		}
-		idx.sig[string(ln.SignatureKey)] = LeafIndex(i)
+		sig.put(ln.SignatureKey, uint32(l), t.sigKeyOf, owner)
+		return true
+	})
+	if err != nil {
+		return keyIndex{}, keyIndex{}, err
 	}
-	return idx, nil
+	return enc, sig, nil
 }
 
 // checkUnmergedLeaves enforces the unmerged_leaves rules of §7.1 and
@@ -299,40 +362,43 @@ func (t *ratchetTree) checkUnmergedLeaves() error {
 	fail := func(format string, args ...any) error {
 		return treeErr([]error{ErrInvalidTree, ErrInvalidUnmergedLeaves}, nil, format, args...)
 	}
-	for i, pn := range t.parents {
-		if pn == nil {
-			continue
-		}
+	var err error
+	t.forEachParent(func(p NodeIndex, pn *ParentNode) bool {
 		for j := 1; j < len(pn.UnmergedLeaves); j++ {
 			if pn.UnmergedLeaves[j-1] >= pn.UnmergedLeaves[j] {
-				return fail("unmerged leaves of node %d are not strictly increasing", 2*i+1)
+				err = fail("unmerged leaves of node %d are not strictly increasing", p)
+				return false
 			}
 		}
+		return true
+	})
+	if err != nil {
+		return err
 	}
 	n := t.numLeaves()
-	for i, pn := range t.parents {
-		if pn == nil {
-			continue
-		}
-		p := NodeIndex(2*i + 1)
+	t.forEachParent(func(p NodeIndex, pn *ParentNode) bool {
 		lo, hi := subtreeLeaves(p)
 		for _, u := range pn.UnmergedLeaves {
 			if uint64(u) < lo || uint64(u) >= hi || u >= n {
-				return fail("node %d lists leaf %d, which is not below it", p, u)
+				err = fail("node %d lists leaf %d, which is not below it", p, u)
+				return false
 			}
-			if t.leaves[u] == nil {
-				return fail("node %d lists blank leaf %d", p, u)
+			if t.leaf(LeafIndex(u)) == nil {
+				err = fail("node %d lists blank leaf %d", p, u)
+				return false
 			}
 			for x, _ := parent(LeafIndex(u).nodeIndex(), n); x != p; x, _ = parent(x, n) {
-				if in := t.parents[x>>1]; in != nil {
+				if in := t.parentNode(x); in != nil {
 					if _, found := slices.BinarySearch(in.UnmergedLeaves, u); !found {
-						return fail("node %d lists leaf %d but node %d between them does not", p, u, x)
+						err = fail("node %d lists leaf %d but node %d between them does not", p, u, x)
+						return false
 					}
 				}
 			}
 		}
-	}
-	return nil
+		return true
+	})
+	return err
 }
 
 // checkParentHashes verifies that every non-blank parent node is
@@ -341,20 +407,20 @@ func (t *ratchetTree) checkUnmergedLeaves() error {
 // P. Validity of P's descendants is checked when they are visited as P, so
 // every node is chained back to a leaf.
 func (t *ratchetTree) checkParentHashes() error {
-	for i, pn := range t.parents {
-		if pn == nil {
-			continue
-		}
-		p := NodeIndex(2*i + 1)
-		valid, err := t.parentHashValidCount(p)
-		if err != nil {
-			return treeErr([]error{ErrInvalidTree}, err, "parent hash of node %d", p)
+	var err error
+	t.forEachParent(func(p NodeIndex, _ *ParentNode) bool {
+		valid, e := t.parentHashValidCount(p)
+		if e != nil {
+			err = treeErr([]error{ErrInvalidTree}, e, "parent hash of node %d", p)
+			return false
 		}
 		if valid != 1 {
-			return treeErr([]error{ErrInvalidTree, ErrInvalidParentHash}, nil, "parent node %d is not parent-hash valid (%d matching descendants)", p, valid)
+			err = treeErr([]error{ErrInvalidTree, ErrInvalidParentHash}, nil, "parent node %d is not parent-hash valid (%d matching descendants)", p, valid)
+			return false
 		}
-	}
-	return nil
+		return true
+	})
+	return err
 }
 
 // parentHashValidCount counts the descendants D of the non-blank parent p
@@ -365,7 +431,7 @@ func (t *ratchetTree) checkParentHashes() error {
 // candidate D per side: the only element of resolution(C) outside p's
 // unmerged leaves.
 func (t *ratchetTree) parentHashValidCount(p NodeIndex) (int, error) {
-	pn := t.parents[p>>1]
+	pn := t.parentNode(p)
 	l, _ := left(p)
 	r, _ := right(p)
 	valid := 0
@@ -395,13 +461,13 @@ func (t *ratchetTree) parentHashValidCount(p NodeIndex) (int, error) {
 		}
 		var dph []byte
 		if isLeaf(d) {
-			ln := t.leaves[d>>1]
+			ln := t.leaf(LeafIndex(d >> 1))
 			if ln.Source != LeafNodeSourceCommit {
 				continue
 			}
 			dph = ln.ParentHash
 		} else {
-			dph = t.parents[d>>1].ParentHash
+			dph = t.parentNode(d).ParentHash
 		}
 		ph, err := t.parentHashOf(p, s)
 		if err != nil {
@@ -414,100 +480,217 @@ func (t *ratchetTree) parentHashValidCount(p NodeIndex) (int, error) {
 	return valid, nil
 }
 
-// keyIndex maps every encryption key of a tree to its node and every
-// signature key to its leaf. It is immutable once built and shared by
-// clones. A tree records keys stored after the index was built in a small
-// overlay (encAdded/sigAdded); a hit in the base or the overlay counts only
-// if the node still holds that key, so removed or replaced keys need no
-// bookkeeping. When the overlay outgrows max(256, width/64) entries the
-// index is dropped and rebuilt (O(n)) on the next lookup, which keeps both
-// lookups and clones cheap: amortized O(1) per key change. If a tree holds
-// duplicate keys (it then fails validate), lookups may miss one copy.
+// keyIndex is a persistent hash map from public keys to node or leaf
+// indices: a hash trie of 16-way nodes over a keyed 64-bit hash
+// (hash/maphash with a per-process random seed, so keys chosen to collide
+// cannot degrade it), with buckets of up to keyBucket entries at the
+// bottom. An entry holds only the hash and the value (16 bytes): the key
+// itself is read from the tree (keyOf) when a lookup must compare keys.
+// It follows the tree's copy-on-write discipline: trie nodes carry the
+// owner token of the tree that created them and are copied before a tree
+// with another token writes, so a clone shares the whole index and an
+// insertion or removal copies O(log n) small nodes.
+//
+// A tree's index maps every encryption key to the node holding it and every
+// signature key to the leaf holding it; setLeaf/setParent keep it exact
+// (removing a key before its node changes). In a tree with duplicate keys
+// (which fails validate) one holder wins.
 type keyIndex struct {
-	enc map[string]NodeIndex
-	sig map[string]LeafIndex
+	root *keyNode
+	size int
 }
 
-// noteKeys records keys stored at node x in the overlay.
-func (t *ratchetTree) noteKeys(x NodeIndex, enc, sig []byte) {
-	if t.keyBase == nil {
-		return // no index yet: it will be built from the tree as it is then
-	}
-	if t.encAdded == nil {
-		t.encAdded = map[string]NodeIndex{}
-		t.sigAdded = map[string]LeafIndex{}
-	}
-	t.encAdded[string(enc)] = x
-	if sig != nil {
-		t.sigAdded[string(sig)] = LeafIndex(x >> 1)
-	}
-	t.overlayed++
-	if t.overlayed > max(256, int(t.width()/64)) {
-		t.keyBase, t.encAdded, t.sigAdded, t.overlayed = nil, nil, nil, 0
-	}
+const (
+	keyBits   = 4
+	keyFan    = 1 << keyBits
+	keyBucket = 8
+)
+
+type keyNode struct {
+	owner uint64
+	kids  []*keyNode // interior: keyFan entries; nil for a bucket
+	ents  []keyEntry // bucket entries
 }
 
-// ensureKeyIndex builds the key index if there is none.
-func (t *ratchetTree) ensureKeyIndex() {
-	if t.keyBase != nil {
+type keyEntry struct {
+	hash uint64
+	val  uint32
+}
+
+var keyIndexSeed = maphash.MakeSeed()
+
+func keyHash(key []byte) uint64 { return maphash.Bytes(keyIndexSeed, key) }
+
+func (n *keyNode) copyFor(owner uint64) *keyNode {
+	c := &keyNode{owner: owner}
+	if n.kids != nil {
+		c.kids = slices.Clone(n.kids)
+	} else {
+		c.ents = slices.Clone(n.ents)
+	}
+	return c
+}
+
+// get returns the value stored for key; keyOf returns the key a value
+// stands for.
+func (ix *keyIndex) get(key []byte, keyOf func(uint32) []byte) (uint32, bool) {
+	h := keyHash(key)
+	n := ix.root
+	for depth := uint(0); n != nil && n.kids != nil; depth++ {
+		treeOps.indexOps.Add(1)
+		n = n.kids[(h>>(keyBits*depth))&(keyFan-1)]
+	}
+	if n == nil {
+		return 0, false
+	}
+	for _, e := range n.ents {
+		if e.hash == h && bytes.Equal(keyOf(e.val), key) {
+			return e.val, true
+		}
+	}
+	return 0, false
+}
+
+// put stores key → val as owner, replacing the entry of an equal key.
+func (ix *keyIndex) put(key []byte, val uint32, keyOf func(uint32) []byte, owner uint64) {
+	h := keyHash(key)
+	p := &ix.root
+	for depth := uint(0); ; depth++ {
+		treeOps.indexOps.Add(1)
+		n := *p
+		if n == nil {
+			*p = &keyNode{owner: owner, ents: []keyEntry{{h, val}}}
+			ix.size++
+			return
+		}
+		if n.owner != owner {
+			n = n.copyFor(owner)
+			*p = n
+		}
+		if n.kids != nil {
+			p = &n.kids[(h>>(keyBits*depth))&(keyFan-1)]
+			continue
+		}
+		for i := range n.ents {
+			if e := &n.ents[i]; e.hash == h && (e.val == val || bytes.Equal(keyOf(e.val), key)) {
+				e.val = val
+				return
+			}
+		}
+		n.ents = append(n.ents, keyEntry{h, val})
+		ix.size++
+		if len(n.ents) > keyBucket && depth*keyBits < 64 {
+			// Turn the bucket into an interior node over hash digit depth.
+			ents := n.ents
+			n.ents, n.kids = nil, make([]*keyNode, keyFan)
+			for _, e := range ents {
+				i := (e.hash >> (keyBits * depth)) & (keyFan - 1)
+				if n.kids[i] == nil {
+					n.kids[i] = &keyNode{owner: owner, ents: make([]keyEntry, 0, keyBucket/2)}
+				}
+				n.kids[i].ents = append(n.kids[i].ents, e)
+			}
+		}
 		return
 	}
-	idx := &keyIndex{
-		enc: make(map[string]NodeIndex, int(t.width())),
-		sig: make(map[string]LeafIndex, len(t.leaves)),
+}
+
+// remove deletes the entry of key with value val, if any, as owner. It
+// must be called while val still stands for key.
+func (ix *keyIndex) remove(key []byte, val uint32, owner uint64) {
+	h := keyHash(key)
+	match := func(e keyEntry) bool { return e.hash == h && e.val == val }
+	// Find it first: nothing is copied for an absent key.
+	n := ix.root
+	for depth := uint(0); n != nil && n.kids != nil; depth++ {
+		n = n.kids[(h>>(keyBits*depth))&(keyFan-1)]
 	}
-	for i, ln := range t.leaves {
-		if ln == nil {
+	if n == nil || !slices.ContainsFunc(n.ents, match) {
+		return
+	}
+	p := &ix.root
+	for depth := uint(0); ; depth++ {
+		treeOps.indexOps.Add(1)
+		n := *p
+		if n.owner != owner {
+			n = n.copyFor(owner)
+			*p = n
+		}
+		if n.kids != nil {
+			p = &n.kids[(h>>(keyBits*depth))&(keyFan-1)]
 			continue
 		}
-		x := LeafIndex(i).nodeIndex()
-		if _, dup := idx.enc[string(ln.EncryptionKey)]; !dup {
-			idx.enc[string(ln.EncryptionKey)] = x
+		n.ents = slices.DeleteFunc(n.ents, match)
+		ix.size--
+		if len(n.ents) == 0 {
+			*p = nil
 		}
-		if _, dup := idx.sig[string(ln.SignatureKey)]; !dup {
-			idx.sig[string(ln.SignatureKey)] = LeafIndex(i)
-		}
+		return
 	}
-	for i, pn := range t.parents {
-		if pn == nil {
-			continue
-		}
-		if _, dup := idx.enc[string(pn.EncryptionKey)]; !dup {
-			idx.enc[string(pn.EncryptionKey)] = NodeIndex(2*i + 1)
-		}
+}
+
+// encKeyOf and sigKeyOf resolve the values of the tree's key indices.
+func (t *ratchetTree) encKeyOf(v uint32) []byte { return t.encryptionKey(NodeIndex(v)) }
+
+func (t *ratchetTree) sigKeyOf(v uint32) []byte {
+	if ln := t.leaf(LeafIndex(v)); ln != nil {
+		return ln.SignatureKey
 	}
-	t.keyBase, t.encAdded, t.sigAdded, t.overlayed = idx, nil, nil, 0
+	return nil
+}
+
+// ensureKeyIndex builds the key index if there is none: O(n), once per
+// tree that was not validated (restored states, fixtures); clones share it.
+func (t *ratchetTree) ensureKeyIndex() {
+	if t.indexed {
+		return
+	}
+	var enc, sig keyIndex
+	t.nodes.chunks(uint64(t.width()), func(base NodeIndex, slots []treeSlot) bool {
+		for i := range slots {
+			x := base + NodeIndex(i)
+			var key []byte
+			switch s := &slots[i]; {
+			case s.leaf != nil:
+				key = s.leaf.EncryptionKey
+				if _, dup := sig.get(s.leaf.SignatureKey, t.sigKeyOf); !dup {
+					sig.put(s.leaf.SignatureKey, uint32(x>>1), t.sigKeyOf, t.owner)
+				}
+			case s.parent != nil:
+				key = s.parent.EncryptionKey
+			default:
+				continue
+			}
+			if _, dup := enc.get(key, t.encKeyOf); !dup {
+				enc.put(key, uint32(x), t.encKeyOf, t.owner)
+			}
+		}
+		return true
+	})
+	t.encIdx, t.sigIdx, t.indexed = enc, sig, true
 }
 
 // lookupEncryptionKey returns a node whose encryption key is key.
 func (t *ratchetTree) lookupEncryptionKey(key []byte) (NodeIndex, bool) {
 	t.ensureKeyIndex()
-	holds := func(x NodeIndex) bool {
-		return t.inRange(x) && !t.blank(x) && bytes.Equal(t.encryptionKey(x), key)
+	v, ok := t.encIdx.get(key, t.encKeyOf)
+	if !ok || !bytes.Equal(t.encryptionKey(NodeIndex(v)), key) {
+		return 0, false
 	}
-	if x, ok := t.encAdded[string(key)]; ok && holds(x) {
-		return x, true
-	}
-	if x, ok := t.keyBase.enc[string(key)]; ok && holds(x) {
-		return x, true
-	}
-	return 0, false
+	return NodeIndex(v), true
 }
 
 // lookupSignatureKey returns a leaf whose signature key is key.
 func (t *ratchetTree) lookupSignatureKey(key []byte) (LeafIndex, bool) {
 	t.ensureKeyIndex()
-	holds := func(l LeafIndex) bool {
-		ln := t.leaf(l)
-		return ln != nil && bytes.Equal(ln.SignatureKey, key)
+	v, ok := t.sigIdx.get(key, t.sigKeyOf)
+	if !ok {
+		return 0, false
 	}
-	if l, ok := t.sigAdded[string(key)]; ok && holds(l) {
-		return l, true
+	if ln := t.leaf(LeafIndex(v)); ln == nil || !bytes.Equal(ln.SignatureKey, key) {
+		return 0, false
 	}
-	if l, ok := t.keyBase.sig[string(key)]; ok && holds(l) {
-		return l, true
-	}
-	return 0, false
+	return LeafIndex(v), true
 }
 
 // leafStats counts, over the non-blank leaves, the members, the members
@@ -536,9 +719,10 @@ func (s *leafStats) clone() leafStats {
 	return c
 }
 
-// add counts ln (a no-op for nil). leaves is the tree's leaf slice, scanned
-// only when ln brings a credential type into use for the first time.
-func (s *leafStats) add(ln *LeafNode, leaves []*LeafNode) {
+// add counts ln (a no-op for nil). scan enumerates the tree's non-blank
+// leaves; it is called only when ln brings a credential type into use for
+// the first time.
+func (s *leafStats) add(ln *LeafNode, scan func(func(*LeafNode))) {
 	if ln == nil {
 		return
 	}
@@ -557,14 +741,14 @@ func (s *leafStats) add(ln *LeafNode, leaves []*LeafNode) {
 		// if it is already stored in leaves; otherwise add it).
 		sup := 0
 		self := false
-		for _, m := range leaves {
+		scan(func(m *LeafNode) {
 			if m == ln {
 				self = true
 			}
-			if m != nil && m.Capabilities.SupportsCredential(ct) {
+			if m.Capabilities.SupportsCredential(ct) {
 				sup++
 			}
-		}
+		})
 		if !self && ln.Capabilities.SupportsCredential(ct) {
 			sup++
 		}

@@ -104,6 +104,16 @@ type Welcome struct {
 	EncryptedGroupInfo []byte
 }
 
+// sizeHint is an upper estimate of the encoding's length.
+func (w *Welcome) sizeHint() int {
+	n := 16 + len(w.EncryptedGroupInfo)
+	for i := range w.Secrets {
+		e := &w.Secrets[i]
+		n += 16 + len(e.NewMember) + len(e.EncryptedGroupSecrets.KEMOutput) + len(e.EncryptedGroupSecrets.Ciphertext)
+	}
+	return n
+}
+
 func (w *Welcome) marshal(b *cryptobyte.Builder) {
 	b.AddUint16(uint16(w.CipherSuite))
 	addVarVector(b, func(b *cryptobyte.Builder) {
