@@ -118,6 +118,22 @@ func (p PaddingPolicy) validate() error {
 	return nil
 }
 
+// forContent returns the policy for one content type. Decision: under the
+// default policy (the zero value) handshake messages are padded with Padmé
+// alone (block 1) rather than to 256-byte blocks. A handshake message's
+// length is driven by the group's size and the proposals' structure, not by
+// anything a user typed, so fixed blocks buy little there and cost up to
+// 255 bytes on every Commit (a 10-member Commit with path grows from ~0.86
+// to 1.1 KB); Padmé still hides its exact length (at most ~12% overhead).
+// Application messages keep the 256-byte blocks. An explicit policy applies
+// to every content type as given.
+func (p PaddingPolicy) forContent(ct ContentType) PaddingPolicy {
+	if p == (PaddingPolicy{}) && ct != ContentTypeApplication {
+		return PaddingPolicy{Mode: PadPadme, BlockSize: 1}
+	}
+	return p
+}
+
 // paddedLen returns the length n bytes of plaintext are padded to, capped
 // at limit (the caller checks n <= limit).
 func (p PaddingPolicy) paddedLen(n, limit int) int {
@@ -479,7 +495,8 @@ func (f *epochFraming) encryptPrivate(ac *AuthenticatedContent, rand io.Reader) 
 	}
 	fc := &ac.Content
 	hint := 16 + len(fc.ApplicationData) + len(ac.Auth.Signature) + len(ac.Auth.ConfirmationTag)
-	b := cryptobyte.NewBuilder(make([]byte, 0, f.padding.paddedLen(hint, maxVarint)+f.aeadOverhead()))
+	policy := f.padding.forContent(fc.ContentType)
+	b := cryptobyte.NewBuilder(make([]byte, 0, policy.paddedLen(hint, maxVarint)+f.aeadOverhead()))
 	marshalContentBody(b, fc.ContentType, fc.ApplicationData, fc.Proposal, fc.Commit)
 	ac.Auth.marshal(b, fc.ContentType)
 	pt, err := b.Bytes()
@@ -490,7 +507,7 @@ func (f *epochFraming) encryptPrivate(ac *AuthenticatedContent, rand io.Reader) 
 	if len(pt) > limit {
 		return nil, fmt.Errorf("mls: PrivateMessageContent of %d bytes exceeds the ciphertext limit", len(pt))
 	}
-	padded := f.padding.paddedLen(len(pt), limit)
+	padded := policy.paddedLen(len(pt), limit)
 	pt = slices.Grow(pt, padded-len(pt)+f.aeadOverhead())
 	pt = append(pt, make([]byte, padded-len(pt))...)
 	return f.sealPrivate(fc, pt, rand)
