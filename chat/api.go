@@ -237,6 +237,8 @@ var Commands = []Command{
 	{"search", "WORDS…", "search message history"},
 	{"retention", "DURATION|off", "make messages disappear after DURATION (e.g. 7d) on every member"},
 	{"card", "", "show your contact card to paste to others"},
+	{"groups", "", "list your groups"},
+	{"invitations", "", "list pending invitations"},
 	{"help", "", "list commands"},
 	{"quit", "", "quit canopy"},
 }

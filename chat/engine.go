@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -90,6 +91,10 @@ type Config struct {
 	// SettleTime is how long an own Commit must stay canonical before its
 	// Welcome is sent (ordering.Config.SettleTime; default 2 s).
 	SettleTime time.Duration
+	// Ordering overrides the fork choice's local policy (timers, buffer
+	// sizes); zero fields keep the ordering package's defaults. GroupID,
+	// Self and WindowEpochs are the engine's.
+	Ordering ordering.Config
 }
 
 func (c *Config) defaults() {

@@ -58,6 +58,9 @@ func TestRotationRetentionNick(t *testing.T) {
 	connect(t, alice, bob)
 	g := alice.run("", "/create policy "+bob.card()).Group
 	bob.acceptInvitation()
+	// A settings change right after joining (its parent is the joined state).
+	alice.run(g, "/retention 30d")
+	bob.rec.wait(t, "retention line", isSystem(g, "disappear after 30d"))
 	before, _ := bob.state(t, g)
 	for i := range 3 {
 		alice.run(g, "message "+string(rune('1'+i)))

@@ -148,7 +148,10 @@ type group struct {
 	// earlier run.
 	sessionSeq int64
 
+	refused []refusedWelcome
+
 	mu       sync.RWMutex
+	live     bool // running the fork choice on the network (see liveMember)
 	view     GroupView
 	infos    []memberInfo
 	members  []Member
@@ -203,6 +206,7 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 			g.m = e.newMachine(g, st, commitRef)
 			_, _, g.tipHash = g.m.Current()
 			g.stateHash[st] = g.tipHash
+			g.live = true
 		}
 	}
 	if g.settings.Name == "" {
@@ -954,6 +958,9 @@ func (g *group) tick() {
 	g.catchUp(false)
 	g.exec(g.m.Tick(g.proc, g.e.now()))
 	g.pruneIntents()
+	if len(g.refused) > 0 {
+		g.retryRefused()
+	}
 	if g.closed {
 		return
 	}
@@ -1060,7 +1067,9 @@ func (g *group) catchUp(all bool) {
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i] < targets[j] })
 	g.syncing = true
-	since := g.st.Epoch()
+	// From the oldest retained state: a competing Commit of an epoch we
+	// passed may be there (a healed partition).
+	since := min(g.st.Epoch(), g.m.Stats().OldestEpoch)
 	if g.syncFrom > 0 && g.syncFrom < since {
 		since = g.syncFrom
 	}

@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // Invitations.
@@ -38,6 +40,7 @@ type invitation struct {
 	Welcome   []byte    `json:"welcome"`
 	From      peer.ID   `json:"from"`
 	Tree      []byte    `json:"tree,omitempty"`
+	History   [][]byte  `json:"history,omitempty"` // the adder's compact history (encodeKey)
 	GroupID   []byte    `json:"group_id"`
 	GroupName string    `json:"group_name"`
 	FromNick  string    `json:"from_nick"`
@@ -109,8 +112,70 @@ func (e *Engine) loadInvitations() {
 	}
 }
 
+// The Welcome travels in an envelope with the adder's compact history
+// (ordering), so that the joiner's fork choice can compare its branch with
+// the others' from the start:
+//
+//	struct {
+//	    uint8  tag = 0xC1;
+//	    opaque welcome<0..2^32-1>;   // MLSMessage(Welcome)
+//	    opaque history<0..2^32-1>;   // n × 49-byte ordering keys (encodeKey)
+//	} WelcomeEnvelope;
+//
+// A bare MLSMessage (first byte 0x00) is accepted too.
+const welcomeTag = 0xC1
+
+func encodeWelcome(welcome []byte, hist []ordering.Entry) []byte {
+	var b cryptobyte.Builder
+	b.AddUint8(welcomeTag)
+	b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(welcome) })
+	b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) {
+		for _, k := range hist {
+			b.AddBytes(encodeKey(k))
+		}
+	})
+	out, _ := b.Bytes()
+	return out
+}
+
+func decodeWelcome(data []byte) (welcome []byte, hist []ordering.Entry, err error) {
+	if len(data) > 0 && data[0] == 0 {
+		return data, nil, nil
+	}
+	s := cryptobyte.String(data)
+	var tag uint8
+	var w, h cryptobyte.String
+	if !s.ReadUint8(&tag) || tag != welcomeTag || !readUint32Prefixed(&s, &w) || !readUint32Prefixed(&s, &h) || !s.Empty() || len(h)%49 != 0 {
+		return nil, nil, fmt.Errorf("%w: malformed welcome envelope", p2p.ErrBadRequest)
+	}
+	for i := 0; i < len(h); i += 49 {
+		k, ok := decodeKey(h[i : i+49])
+		if !ok || (len(hist) > 0 && k.Epoch <= hist[len(hist)-1].Epoch) {
+			return nil, nil, fmt.Errorf("%w: malformed history", p2p.ErrBadRequest)
+		}
+		hist = append(hist, k)
+	}
+	return w, hist, nil
+}
+
+// rootKeyOf finds, in the adder's history, the key of the Commit that
+// created epoch (the one a Welcome joins).
+func rootKeyOf(hist []ordering.Entry, epoch uint64) *ordering.Key {
+	for i := range hist {
+		if epoch > 0 && hist[i].Epoch == epoch-1 {
+			k := hist[i]
+			return &k
+		}
+	}
+	return nil
+}
+
 // onWelcome handles a Welcome received directly or from a relay mailbox.
-func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, welcome []byte) error {
+func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, data []byte) error {
+	welcome, hist, err := decodeWelcome(data)
+	if err != nil {
+		return err
+	}
 	sum := sha256.Sum256(welcome)
 	id := hex.EncodeToString(sum[:4])
 	e.mu.Lock()
@@ -132,12 +197,6 @@ func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, welc
 	if topic != "" && topic != p2p.TopicName(gid) {
 		return fmt.Errorf("%w: welcome for another topic", p2p.ErrBadRequest)
 	}
-	e.mu.Lock()
-	existing := e.groups[string(gid)]
-	e.mu.Unlock()
-	if existing != nil && !existing.snapshot().Left && existing.snapshot().Epoch >= sw.Epoch() {
-		return nil
-	}
 	var tree []byte
 	if sw.NeedsRatchetTree() {
 		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -153,6 +212,17 @@ func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, welc
 		e.log.Warn("invalid welcome", "from", from, "err", err)
 		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
 	}
+	e.mu.Lock()
+	existing := e.groups[string(gid)]
+	e.mu.Unlock()
+	if existing != nil && existing.liveMember() && !existing.snapshot().Left {
+		// A Welcome into a group we are in (say our join Commit lost and
+		// the adder added us again): the fork choice decides whether it
+		// takes us forward; no prompt. After a removal, a Welcome is a
+		// new invitation.
+		existing.post(func() { existing.welcomeForMember(welcome, tree, hist) })
+		return nil
+	}
 	settings := settingsOf(st.Extensions())
 	fromNick := shortPeer(from)
 	for _, m := range st.Members() {
@@ -162,6 +232,9 @@ func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, welc
 		}
 	}
 	inv := &invitation{ID: id, Welcome: welcome, From: from, Tree: tree, GroupID: gid, GroupName: settings.Name, FromNick: fromNick, At: e.now()}
+	for _, k := range hist {
+		inv.History = append(inv.History, encodeKey(k))
+	}
 	e.mu.Lock()
 	if _, dup := e.invites[id]; dup {
 		e.mu.Unlock()
@@ -173,6 +246,16 @@ func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, welc
 	e.log.Info("invitation received", "id", id, "from", from)
 	e.emit(InvitationEvent{Invitation: inv.view()})
 	return nil
+}
+
+func (inv *invitation) history() []ordering.Entry {
+	var out []ordering.Entry
+	for _, b := range inv.History {
+		if k, ok := decodeKey(b); ok {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // findInvitation returns the invitation with id (or the only pending one
@@ -268,10 +351,18 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := e.newGroup(row, st, nil)
+	hist := inv.history()
+	var ref0 []byte
+	if k := rootKeyOf(hist, st.Epoch()); k != nil {
+		ref0 = encodeKey(*k)
+	}
+	g := e.newGroup(row, st, ref0)
+	if g.m != nil {
+		g.m.AdoptHistory(hist)
+	}
 	line := g.systemLine("you joined %s (invited by %s)", settings.Name, inv.FromNick)
 	if _, err := e.db.CommitEpoch(ctx, store.EpochTransition{
-		GroupID: gid, Epoch: st.Epoch(), State: state, Group: &row,
+		GroupID: gid, Epoch: st.Epoch(), CommitHash: ref0, State: state, Group: &row,
 		Messages: []store.Message{line}, ConsumedKeyPackage: ref,
 	}); err != nil {
 		return nil, err

@@ -6,9 +6,20 @@ import (
 	"time"
 )
 
-// Headless event stream.
+// Headless mode.
 //
-// `canopy headless` writes one JSON object per line on stdout. Every object
+// `canopy headless [--profile NAME] [--data DIR] [--nick NICK]
+// [--passphrase-file FILE] [--listen MADDR,…] [--bootstrap MADDR,…]
+// [--no-mdns] [--group NAME|ID] [--timeout 2m]` runs the engine without a
+// screen. Each line on stdin is what a user would type: a slash command
+// (/create NAME [CARD|NICK…], /invite, /accept [ID], /decline [ID], /kick,
+// /leave, /members, /verify NICK [confirm], /nick, /update, /search,
+// /retention, /card, /groups, /invitations, /help, /quit) or text, sent to
+// the selected group. Headless adds /switch NAME|ID to select the group;
+// /create and /accept select theirs. Lines run one after the other; end of
+// input quits.
+//
+// Stdout carries one JSON object per line. Every object
 // has a "type"; times are RFC 3339 with nanoseconds; ids are lower-case hex.
 // Fields may be added in later versions (readers must ignore unknown
 // fields and unknown types); none will be removed or change meaning.

@@ -135,6 +135,13 @@ func (e *Engine) connLoop(ctx context.Context) {
 		case p := <-e.connected:
 			e.statusChanged()
 			e.retryWelcomes(p)
+			// A peer that comes back may hold what we missed while apart
+			// (a healed partition): catch up from it again.
+			e.mu.Lock()
+			for _, g := range e.groups {
+				g.post(func() { delete(g.synced, p) })
+			}
+			e.mu.Unlock()
 			e.mu.Lock()
 			last := e.helloAt[p]
 			due := time.Since(last) > helloEvery

@@ -63,11 +63,11 @@ func decodeKey(b []byte) (ordering.Key, bool) {
 
 // orderingConfig is the machine policy of a group.
 func (e *Engine) orderingConfig(groupID []byte) ordering.Config {
-	return ordering.Config{
-		GroupID:    groupID,
-		Self:       ident(e.id.id),
-		SettleTime: e.cfg.SettleTime,
-	}
+	c := e.cfg.Ordering
+	c.GroupID, c.Self = groupID, ident(e.id.id)
+	c.WindowEpochs = 0 // the default: the same on every member
+	c.SettleTime = e.cfg.SettleTime
+	return c
 }
 
 func roster(st *mls.Group) []string {
@@ -113,6 +113,10 @@ type intentRec struct {
 	kp   *mls.KeyPackage
 	done chan error
 	at   time.Time
+	// welcomed: a Welcome for kp was sent (the invitee may have used the
+	// KeyPackage, so a re-add needs a fresh one).
+	welcomed   bool
+	refreshing bool
 }
 
 // intentTTL is how long an own change is kept for re-committing: well
@@ -133,6 +137,7 @@ type heldWelcome struct {
 	to      peer.ID
 	ref     []byte
 	welcome []byte
+	intent  string
 }
 
 // ownLog keeps recent own messages for re-sending (ordering.Resend).
@@ -290,12 +295,14 @@ func (g *group) exec(ds []ordering.Decision) {
 	for _, d := range ds {
 		switch d := d.(type) {
 		case ordering.Advanced:
+			before := g.settings
 			g.syncTip()
-			g.onAdvanced(d.To)
+			g.onAdvanced(d.To, before)
 			tipMoved = true
 		case ordering.Switched:
+			before := g.settings
 			g.syncTip()
-			g.onSwitched(d)
+			g.onSwitched(d, before)
 			tipMoved = true
 		case ordering.Deliver:
 			g.deliver(d)
@@ -359,6 +366,9 @@ func (g *group) syncTip() {
 	}
 	wasClosed := g.closed
 	g.closed = !g.m.IsMember() || st.Closed()
+	g.mu.Lock()
+	g.live = !g.offline
+	g.mu.Unlock()
 	old := g.settings
 	g.settings = settingsOf(st.Extensions())
 	if g.settings.Name == "" {
@@ -415,6 +425,9 @@ func (g *group) leaveLater() {
 	g.after(removedGrace, func() {
 		if g.closed && !g.offline {
 			g.offline = true
+			g.mu.Lock()
+			g.live = false
+			g.mu.Unlock()
 			if g.topic != nil {
 				_ = g.topic.Close()
 			}
@@ -423,12 +436,12 @@ func (g *group) leaveLater() {
 }
 
 // onAdvanced writes the timeline lines of the Commit that created h.
-func (g *group) onAdvanced(h ordering.Hash) {
+func (g *group) onAdvanced(h ordering.Hash, before groupSettings) {
 	rec := g.commits[h]
 	if rec == nil {
 		return
 	}
-	parentSettings := g.settings
+	parentSettings := before
 	if p := g.commits[rec.parent]; p != nil {
 		parentSettings = p.settings
 	}
@@ -513,7 +526,7 @@ func peerOfIdent(id string) (peer.ID, error) { return peer.IDFromBytes([]byte(id
 // onSwitched: a better Commit won an epoch we had passed; the machine
 // rolled back and applied the winning branch. One line tells the user;
 // the winning branch's changes are described like any other.
-func (g *group) onSwitched(d ordering.Switched) {
+func (g *group) onSwitched(d ordering.Switched, before groupSettings) {
 	var chain []*commitRec
 	for h := d.To; ; {
 		rec := g.commits[h]
@@ -524,7 +537,11 @@ func (g *group) onSwitched(d ordering.Switched) {
 		h = rec.parent
 	}
 	slices.Reverse(chain)
-	before := g.settings
+	if len(chain) > 0 {
+		if p := g.commits[chain[0].parent]; p != nil {
+			before = p.settings
+		}
+	}
 	for _, rec := range chain {
 		for _, l := range g.describe(rec, before) {
 			l.Epoch = rec.epoch
@@ -780,7 +797,7 @@ func (g *group) commitIntents(ids []string) {
 	if pc.Welcome != nil {
 		for _, in := range adds {
 			ref, _ := in.kp.Ref()
-			g.welcomes[h] = append(g.welcomes[h], heldWelcome{to: in.peer, ref: ref, welcome: pc.Welcome})
+			g.welcomes[h] = append(g.welcomes[h], heldWelcome{to: in.peer, ref: ref, welcome: pc.Welcome, intent: in.ID})
 		}
 	}
 	epoch := base.Epoch()
@@ -820,13 +837,21 @@ func (g *group) commitSettings(s groupSettings) error {
 	return nil
 }
 
-// repropose commits own changes again after their Commit lost.
+// repropose commits own changes again after their Commit lost. An add
+// whose Welcome already went out gets a fresh KeyPackage first: the
+// invitee may have joined the losing branch with the old one.
 func (g *group) repropose(intents []ordering.Intent) {
 	var ids []string
 	for _, in := range intents {
-		if rec := g.intents[in.ID]; rec != nil {
-			ids = append(ids, in.ID)
+		rec := g.intents[in.ID]
+		if rec == nil {
+			continue
 		}
+		if rec.Kind == ordering.Add && rec.welcomed {
+			g.refreshKeyPackage(rec)
+			continue
+		}
+		ids = append(ids, in.ID)
 	}
 	if len(ids) > 0 && !g.closed {
 		g.e.log.Info("re-committing changes whose commit lost", "group", g.gid, "count", len(ids))
@@ -836,6 +861,33 @@ func (g *group) repropose(intents []ordering.Intent) {
 			}
 		})
 	}
+}
+
+// refreshKeyPackage fetches a new KeyPackage for a re-add, then commits.
+func (g *group) refreshKeyPackage(rec *intentRec) {
+	if rec.refreshing {
+		return
+	}
+	rec.refreshing = true
+	to := rec.peer
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
+		kp, _, err := g.e.fetchKeyPackage(ctx, to, nil)
+		cancel()
+		g.post(func() {
+			rec.refreshing = false
+			if err != nil {
+				g.e.log.Info("re-add: no fresh KeyPackage yet", "peer", to, "err", err)
+				return
+			}
+			rec.kp, rec.welcomed = kp, false
+			if !g.closed {
+				g.commitIntents([]string{rec.ID})
+			}
+		})
+	}()
 }
 
 // proposeLeave sends a Remove proposal for ourselves (RFC 9420: a member
@@ -875,10 +927,18 @@ func (g *group) resend(d ordering.Resend) {
 }
 
 func (g *group) resendSince(d ordering.ResendSince) {
+	st, epoch := g.st, g.st.Epoch()
+	if d.At != (ordering.Hash{}) {
+		s, ep, ok := g.m.StateAt(d.At)
+		if !ok {
+			return
+		}
+		st, epoch = s, ep
+	}
 	for _, id := range g.own.order {
 		o := g.own.byID[id]
 		if o.epoch > d.Epoch && !o.at.After(d.Until) {
-			g.resendOne(g.st, g.st.Epoch(), []byte(id), o)
+			g.resendOne(st, epoch, []byte(id), o)
 		}
 	}
 }
@@ -903,8 +963,77 @@ func (g *group) resendOne(st *mls.Group, epoch uint64, id []byte, o *ownMsg) {
 func (g *group) sendWelcome(h ordering.Hash) {
 	hw := g.welcomes[h]
 	delete(g.welcomes, h)
+	if len(hw) == 0 {
+		return
+	}
+	env := encodeWelcome(hw[0].welcome, g.m.MakeClaim(nil).Entries)
 	for _, w := range hw {
-		g.e.queueWelcome(w.to, g, append([]byte("welcome:"), w.ref...), w.welcome, true)
+		if in := g.intents[w.intent]; in != nil {
+			in.welcomed = true
+		}
+		g.e.queueWelcome(w.to, g, append([]byte("welcome:"), w.ref...), env, true)
+	}
+}
+
+// liveMember reports whether the group is running its fork choice (a
+// member, or removed moments ago and still listening).
+func (g *group) liveMember() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.live
+}
+
+// maxRefusedWelcomes bounds the Welcomes kept for a later decision.
+const maxRefusedWelcomes = 8
+
+type refusedWelcome struct {
+	welcome, tree []byte
+	hist          []ordering.Entry
+}
+
+// welcomeForMember handles a Welcome into a group this member already
+// runs: it replaces the state when the fork choice says it leads forward
+// (our join Commit lost, our branch lost, we were removed on a branch that
+// lost), else it is kept and asked about again later.
+func (g *group) welcomeForMember(welcome, tree []byte, hist []ordering.Entry) {
+	e := g.e
+	if g.m == nil || g.offline {
+		return
+	}
+	bundle, ref, err := e.bundleFor(g.ctx, welcome)
+	if err != nil {
+		return
+	}
+	st, err := mls.JoinFromWelcome(welcome, bundle, tree, e.mlsOptions()...)
+	if err != nil {
+		e.log.Debug("welcome for a joined group", "group", g.gid, "err", err)
+		return
+	}
+	if !g.m.WelcomeAcceptable(st.Epoch(), hist) {
+		if len(g.refused) < maxRefusedWelcomes {
+			g.refused = append(g.refused, refusedWelcome{welcome: welcome, tree: tree, hist: hist})
+		}
+		return
+	}
+	key := rootKeyOf(hist, st.Epoch())
+	if key != nil {
+		g.stateHash[st] = key.Hash
+	}
+	_ = e.db.DeleteKeyPackage(g.ctx, ref)
+	e.log.Info("rejoined from a welcome", "group", g.gid, "epoch", st.Epoch())
+	g.exec(g.m.Rejoined(g.proc, ordering.RejoinResult[*mls.Group]{
+		State: st, Epoch: st.Epoch(), Key: key, Roster: roster(st), ForkEpoch: g.m.LostFork(), History: hist,
+	}, e.now()))
+	g.syncFrom = st.Epoch()
+	g.catchUp(true)
+}
+
+// retryRefused asks again about Welcomes the fork choice refused.
+func (g *group) retryRefused() {
+	refused := g.refused
+	g.refused = nil
+	for _, r := range refused {
+		g.welcomeForMember(r.welcome, r.tree, r.hist)
 	}
 }
 
@@ -965,7 +1094,12 @@ func (e *Engine) onClaim(from peer.ID, topic string, data []byte) error {
 // branch by an external commit that replaces our old leaf.
 func (g *group) rejoin(d ordering.Rejoin) {
 	e := g.e
-	st, msg, err := mls.JoinExternal(d.GroupInfo, e.id.sigPriv, e.id.cred, mls.ExternalJoinOptions{RemovePrior: true}, e.mlsOptions()...)
+	leafExt, err := profileExtension(e.nick())
+	if err != nil {
+		return
+	}
+	opts := append([]mls.Option{mls.WithCapabilities(capabilities()), mls.WithLeafExtensions(leafExt)}, e.mlsOptions()...)
+	st, msg, err := mls.JoinExternal(d.GroupInfo, e.id.sigPriv, e.id.cred, mls.ExternalJoinOptions{RemovePrior: true}, opts...)
 	if err != nil {
 		e.log.Warn("rejoin failed", "group", g.gid, "err", err)
 		if errors.Is(err, mls.ErrInvalidProposal) {

@@ -7,6 +7,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/canopy-chat/canopy/ordering"
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // state returns a member's epoch and epoch authenticator for a group.
@@ -192,4 +199,111 @@ func TestConcurrentKickAndInvite(t *testing.T) {
 	alice.run(gid, "after the race")
 	dave.rec.wait(t, "message to the new group", isMessage(gid, "after the race"))
 	bob.rec.wait(t, "message to the new group", isMessage(gid, "after the race"))
+}
+
+// gater blocks connections to and from some peers (a network partition).
+type gater struct {
+	mu      sync.Mutex
+	blocked map[peer.ID]bool
+}
+
+func (g *gater) block(ps ...peer.ID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.blocked == nil {
+		g.blocked = map[peer.ID]bool{}
+	}
+	for _, p := range ps {
+		g.blocked[p] = true
+	}
+}
+
+func (g *gater) unblock() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.blocked = nil
+}
+
+func (g *gater) ok(p peer.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.blocked[p]
+}
+
+func (g *gater) InterceptPeerDial(p peer.ID) bool                 { return g.ok(p) }
+func (g *gater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return g.ok(p) }
+func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
+func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return g.ok(p)
+}
+func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
+// fastOrdering makes fork healing quick in tests.
+func fastOrdering(c *Config) {
+	c.Ordering = ordering.Config{OrphanTime: time.Second, AnnounceInterval: time.Second, RejoinGrace: 2 * time.Second, RejoinRetry: 2 * time.Second}
+}
+
+// Journey 4 across a partition: bob is cut off from alice and carol while
+// both invite someone; each invitee joins its side's branch. When the
+// partition heals, the fork choice keeps one branch everywhere, the losing
+// side's invitee is added again and rejoins by itself, and the messages of
+// both sides are kept.
+func TestPartitionHeal(t *testing.T) {
+	gt := &gater{}
+	alice, carol, dave := newPeer(t, "alice", fastOrdering), newPeer(t, "carol", fastOrdering), newPeer(t, "dave", fastOrdering)
+	bob := newPeer(t, "bob", fastOrdering, func(c *Config) { c.P2POptions = []p2p.Option{p2p.WithConnectionGater(gt)} })
+	erin := newPeer(t, "erin", fastOrdering)
+	connect(t, alice, bob)
+	connect(t, alice, carol)
+	connect(t, bob, carol)
+	connect(t, alice, dave)
+	connect(t, bob, erin)
+	gid := alice.run("", "/create split "+bob.card()+" "+carol.card()).Group
+	bob.acceptInvitation()
+	carol.acceptInvitation()
+	waitFor(t, "three members converge", func() bool { return converged(t, gid, alice, bob, carol) })
+
+	// Partition: {alice, carol, dave} | {bob, erin}.
+	gt.block(alice.e.id.id, carol.e.id.id)
+	for _, p := range []*testPeer{alice, carol} {
+		_ = bob.e.node.Host().Network().ClosePeer(p.e.id.id)
+	}
+	waitFor(t, "partition", func() bool { return !bob.e.isConnected(alice.e.id.id) && !bob.e.isConnected(carol.e.id.id) })
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); alice.run(gid, "/invite "+dave.card()) }()
+	go func() { defer wg.Done(); bob.run(gid, "/invite "+erin.card()) }()
+	wg.Wait()
+	dave.acceptInvitation()
+	erin.acceptInvitation()
+	alice.run(gid, "side A")
+	bob.run(gid, "side B")
+	carol.rec.wait(t, "side A", isMessage(gid, "side A"))
+	erin.rec.wait(t, "side B", isMessage(gid, "side B"))
+
+	// Heal.
+	gt.unblock()
+	connect(t, bob, alice)
+	connect(t, bob, carol)
+	all := []*testPeer{alice, bob, carol, dave, erin}
+	waitFor(t, "all five converge", func() bool {
+		if !converged(t, gid, all...) {
+			return false
+		}
+		for _, p := range all {
+			if len(p.e.Members(gid)) != 5 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range []*testPeer{alice, bob, carol} {
+		p.rec.wait(t, p.e.nick()+" side A", isMessage(gid, "side A"))
+		p.rec.wait(t, p.e.nick()+" side B", isMessage(gid, "side B"))
+	}
+	alice.run(gid, "together again")
+	for _, p := range []*testPeer{bob, carol, dave, erin} {
+		p.rec.wait(t, p.e.nick()+" after healing", isMessage(gid, "together again"))
+	}
 }
