@@ -34,19 +34,8 @@ func chatMain(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	var pf profileFlags
 	pf.register(fs, true)
 	noMouse := fs.Bool("no-mouse", false, "leave the mouse to the terminal (native text selection)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: canopy [chat] [flags]\n\nOpens the messenger. The first run creates the profile.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "canopy: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+	if err := parseFlags(fs, args, stderr, "Usage: canopy [chat] [flags]\n\nOpens the messenger. The first run creates the profile."); err != nil {
+		return err
 	}
 	cfg, err := pf.config()
 	if err != nil {

@@ -51,19 +51,8 @@ func headless(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	pf.register(fs, true)
 	start := fs.String("group", "", "select the group with this `id or name` at start")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up on a command after this long")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: canopy headless [flags]\n\nRuns the chat engine without a screen: commands on stdin, one JSON event per line on stdout.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "canopy headless: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+	if err := parseFlags(fs, args, stderr, "Usage: canopy headless [flags]\n\nRuns the chat engine without a screen: commands on stdin, one JSON event per line on stdout."); err != nil {
+		return err
 	}
 	cfg, err := pf.config()
 	if err != nil {

@@ -26,15 +26,8 @@ func runID(args []string, stdout, stderr io.Writer) error {
 	pf.register(fs, false)
 	compact := fs.Bool("compact", false, "print only the compact card")
 	newKey := fs.Bool("new-key", false, "replace the profile's signature key (after a suspected compromise; contacts are warned and must verify again)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: canopy id [flags]\n\nPrints this profile's contact card (peer id, addresses, fingerprint) as text and as a compact string to paste.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args, stderr, "Usage: canopy id [flags]\n\nPrints this profile's contact card (peer id, addresses, fingerprint) as text and as a compact string to paste."); err != nil {
+		return err
 	}
 	dir, err := pf.dir()
 	if err != nil {

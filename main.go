@@ -90,3 +90,24 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	usage(stderr)
 	return errUsage
 }
+
+// parseFlags parses a subcommand's flags with usage as the head of its help
+// text. Positional arguments are refused: no subcommand takes any.
+// flag.ErrHelp is passed through (exit 0); other errors have been printed.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage string) error {
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage+"\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}
