@@ -581,7 +581,7 @@ func startTUI(t *testing.T, bin string, args ...string) *tuiProc {
 	cmd.Env = append(os.Environ(), "TERM=xterm-256color", "CANOPY_LOG=debug")
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: cols, Rows: rows})
 	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
+		t.Fatalf("no pseudo-terminal (the TUI end-to-end test needs one): %v", err)
 	}
 	p := &tuiProc{t: t, cmd: cmd, ptmx: ptmx, emu: vt.NewEmulator(cols, rows), done: make(chan struct{})}
 	go func() {
