@@ -3,7 +3,6 @@ package mls
 import (
 	"errors"
 	"fmt"
-	"io"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -368,79 +367,6 @@ func (ac *AuthenticatedContent) ProposalRef(cs CipherSuite) (ProposalRef, error)
 	return cs.RefHash(proposalRefLabel, enc), nil
 }
 
-// marshalFramedContentTBS writes FramedContentTBS (§6.1):
-//
-//	struct {
-//	    ProtocolVersion version = mls10;
-//	    WireFormat wire_format;
-//	    FramedContent content;
-//	    select (FramedContentTBS.content.sender.sender_type) {
-//	        case member:
-//	        case new_member_commit:
-//	            GroupContext context;
-//	        case external:
-//	        case new_member_proposal:
-//	            struct{};
-//	    };
-//	} FramedContentTBS;
-//
-// ctx is required for member and new_member_commit senders.
-func marshalFramedContentTBS(b *cryptobyte.Builder, wf WireFormat, fc *FramedContent, ctx *GroupContext) {
-	b.AddUint16(uint16(ProtocolMLS10))
-	b.AddUint16(uint16(wf))
-	fc.marshal(b)
-	switch fc.Sender.Type {
-	case SenderMember, SenderNewMemberCommit:
-		if ctx == nil {
-			b.SetError(fmt.Errorf("mls: FramedContentTBS for a %v sender needs the GroupContext", fc.Sender.Type))
-			return
-		}
-		ctx.marshal(b)
-	}
-}
-
-// framedContentTBS returns the encoded FramedContentTBS of ac.
-func (ac *AuthenticatedContent) framedContentTBS(ctx *GroupContext) ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
-	marshalFramedContentTBS(b, ac.WireFormat, &ac.Content, ctx)
-	return b.Bytes()
-}
-
-// Sign sets ac.Auth.Signature to SignWithLabel(priv, "FramedContentTBS",
-// FramedContentTBS) (§6.1). ctx is the current GroupContext, required for
-// member and new_member_commit senders (nil otherwise).
-func (ac *AuthenticatedContent) Sign(cs CipherSuite, priv []byte, ctx *GroupContext, rand io.Reader) error {
-	if !cs.Supported() {
-		return &UnsupportedCipherSuiteError{cs}
-	}
-	tbs, err := ac.framedContentTBS(ctx)
-	if err != nil {
-		return err
-	}
-	sig, err := cs.SignWithLabel(priv, "FramedContentTBS", tbs, rand)
-	if err != nil {
-		return err
-	}
-	ac.Auth.Signature = sig
-	return nil
-}
-
-// VerifySignature checks ac.Auth.Signature with the sender's signature key
-// pub (§6.1). Errors wrap ErrInvalidSignature when the signature is wrong.
-func (ac *AuthenticatedContent) VerifySignature(cs CipherSuite, pub []byte, ctx *GroupContext) error {
-	if !cs.Supported() {
-		return &UnsupportedCipherSuiteError{cs}
-	}
-	tbs, err := ac.framedContentTBS(ctx)
-	if err != nil {
-		return err
-	}
-	if err := cs.VerifyWithLabel(pub, "FramedContentTBS", tbs, ac.Auth.Signature); err != nil {
-		return fmt.Errorf("mls: FramedContent signature: %w", err)
-	}
-	return nil
-}
-
 // PublicMessage is a signed, unencrypted message (§6.2):
 //
 //	struct {
@@ -496,59 +422,10 @@ func (pm *PublicMessage) AuthenticatedContent() *AuthenticatedContent {
 	return &AuthenticatedContent{WireFormat: WireFormatPublicMessage, Content: pm.Content, Auth: pm.Auth}
 }
 
-// authenticatedContentTBM returns the encoded AuthenticatedContentTBM
-// (§6.2):
-//
-//	struct {
-//	  FramedContentTBS content_tbs;
-//	  FramedContentAuthData auth;
-//	} AuthenticatedContentTBM;
-func (pm *PublicMessage) authenticatedContentTBM(ctx *GroupContext) ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
-	marshalFramedContentTBS(b, WireFormatPublicMessage, &pm.Content, ctx)
-	pm.Auth.marshal(b, pm.Content.ContentType)
-	return b.Bytes()
-}
-
-// SetMembershipTag sets membership_tag = MAC(membership_key,
-// AuthenticatedContentTBM) for a member sender (§6.2).
-func (pm *PublicMessage) SetMembershipTag(cs CipherSuite, membershipKey []byte, ctx *GroupContext) error {
-	if !cs.Supported() {
-		return &UnsupportedCipherSuiteError{cs}
-	}
-	if pm.Content.Sender.Type != SenderMember {
-		return fmt.Errorf("mls: membership tag for a %v sender", pm.Content.Sender.Type)
-	}
-	tbm, err := pm.authenticatedContentTBM(ctx)
-	if err != nil {
-		return err
-	}
-	pm.MembershipTag = cs.MAC(membershipKey, tbm)
-	return nil
-}
-
 // ErrInvalidMembershipTag reports a PublicMessage whose membership_tag does
-// not verify.
+// not verify. Signatures and membership tags are computed by epochFraming
+// (protect.go), which holds the epoch's encoded GroupContext and keys.
 var ErrInvalidMembershipTag = errors.New("mls: invalid membership tag")
-
-// VerifyMembershipTag checks membership_tag for a member sender (§6.2);
-// other sender types carry no tag and pass.
-func (pm *PublicMessage) VerifyMembershipTag(cs CipherSuite, membershipKey []byte, ctx *GroupContext) error {
-	if !cs.Supported() {
-		return &UnsupportedCipherSuiteError{cs}
-	}
-	if pm.Content.Sender.Type != SenderMember {
-		return nil
-	}
-	tbm, err := pm.authenticatedContentTBM(ctx)
-	if err != nil {
-		return err
-	}
-	if !cs.VerifyMAC(membershipKey, tbm, pm.MembershipTag) {
-		return ErrInvalidMembershipTag
-	}
-	return nil
-}
 
 // PrivateMessage is a signed and encrypted message (§6.3):
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -454,44 +455,56 @@ func TestCodecSignaturesGroupInfoAndContent(t *testing.T) {
 				t.Errorf("GroupInfo with another signer: %v", err)
 			}
 
-			// FramedContentTBS and the membership tag.
-			ac := &AuthenticatedContent{
-				WireFormat: WireFormatPublicMessage,
-				Content: FramedContent{
-					GroupID: ctx.GroupID, Epoch: ctx.Epoch, Sender: Sender{Type: SenderMember, LeafIndex: 2},
-					AuthenticatedData: []byte{}, ContentType: ContentTypeProposal,
-					Proposal: &Proposal{Type: ProposalTypeRemove, Remove: &Remove{Removed: 1}},
-				},
-			}
-			if err := ac.Sign(cs, m.sigPriv, &ctx, r); err != nil {
+			// FramedContentTBS and the membership tag, as the group computes
+			// them (epochFraming, protect.go).
+			key := make([]byte, cs.Nh())
+			f, err := newEpochFraming(&ctx, key, nil, nil, PaddingPolicy{})
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := ac.VerifySignature(cs, m.sigPub, &ctx); err != nil {
+			content := FramedContent{
+				GroupID: ctx.GroupID, Epoch: ctx.Epoch, Sender: Sender{Type: SenderMember, LeafIndex: 2},
+				AuthenticatedData: []byte{}, ContentType: ContentTypeProposal,
+				Proposal: &Proposal{Type: ProposalTypeRemove, Remove: &Remove{Removed: 1}},
+			}
+			ac, err := f.sign(WireFormatPublicMessage, &content, m.sigPriv, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.verifySignature(ac, m.sigPub); err != nil {
 				t.Fatalf("FramedContent: %v", err)
 			}
-			if err := ac.Sign(cs, m.sigPriv, nil, r); err == nil {
-				t.Error("member content signed without a GroupContext")
+			if _, err := newEpochFraming(nil, key, nil, nil, PaddingPolicy{}); err == nil {
+				t.Error("member content framed without a GroupContext")
 			}
 			other := ctx
 			other.Epoch++
-			if err := ac.VerifySignature(cs, m.sigPub, &other); !errors.Is(err, ErrInvalidSignature) {
+			fOther, err := newEpochFraming(&other, key, nil, nil, PaddingPolicy{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fOther.verifySignature(ac, m.sigPub); !errors.Is(err, ErrInvalidSignature) {
 				t.Errorf("FramedContent under another GroupContext: %v", err)
 			}
-			pm := &PublicMessage{Content: ac.Content, Auth: ac.Auth}
-			key := make([]byte, cs.Nh())
-			if err := pm.SetMembershipTag(cs, key, &ctx); err != nil {
+			pm, err := f.encodePublic(ac)
+			if err != nil {
 				t.Fatal(err)
 			}
 			var gotPM PublicMessage
 			mustAccept(t, "PublicMessage", &gotPM, mustMarshal(t, pm))
-			if err := gotPM.VerifyMembershipTag(cs, key, &ctx); err != nil {
+			if _, err := f.unprotectPublic(&gotPM); err != nil {
 				t.Fatalf("membership tag: %v", err)
 			}
-			if err := gotPM.AuthenticatedContent().VerifySignature(cs, m.sigPub, &ctx); err != nil {
+			if err := f.verifySignature(gotPM.AuthenticatedContent(), m.sigPub); err != nil {
 				t.Fatalf("decoded PublicMessage signature: %v", err)
 			}
-			key[0] ^= 1
-			if err := gotPM.VerifyMembershipTag(cs, key, &ctx); !errors.Is(err, ErrInvalidMembershipTag) {
+			otherKey := slices.Clone(key)
+			otherKey[0] ^= 1
+			fKey, err := newEpochFraming(&ctx, otherKey, nil, nil, PaddingPolicy{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fKey.unprotectPublic(&gotPM); !errors.Is(err, ErrInvalidMembershipTag) {
 				t.Errorf("membership tag under another key: %v", err)
 			}
 			ref, err := gotPM.AuthenticatedContent().ProposalRef(cs)

@@ -310,7 +310,21 @@ func (f *epochFraming) checkFraming(wf WireFormat, fc *FramedContent) error {
 }
 
 // contentTBS returns the encoded FramedContentTBS (§6.1), with the epoch's
-// GroupContext for member and new_member_commit senders.
+// GroupContext for member and new_member_commit senders:
+//
+//	struct {
+//	    ProtocolVersion version = mls10;
+//	    WireFormat wire_format;
+//	    FramedContent content;
+//	    select (FramedContentTBS.content.sender.sender_type) {
+//	        case member:
+//	        case new_member_commit:
+//	            GroupContext context;
+//	        case external:
+//	        case new_member_proposal:
+//	            struct{};
+//	    };
+//	} FramedContentTBS;
 func (f *epochFraming) contentTBS(wf WireFormat, fc *FramedContent) ([]byte, error) {
 	b := cryptobyte.NewBuilder(make([]byte, 0, f.tbsSizeHint(fc)))
 	f.addContentTBS(b, wf, fc)
@@ -385,7 +399,12 @@ func (f *epochFraming) checkAuth(ac *AuthenticatedContent) error {
 }
 
 // membershipTag returns MAC(membership_key, AuthenticatedContentTBM)
-// (§6.2) for pm's content and auth.
+// (§6.2) for pm's content and auth:
+//
+//	struct {
+//	  FramedContentTBS content_tbs;
+//	  FramedContentAuthData auth;
+//	} AuthenticatedContentTBM;
 func (f *epochFraming) membershipTag(pm *PublicMessage) ([]byte, error) {
 	if f.membershipKey == nil {
 		return nil, errors.New("mls: no membership_key for PublicMessages in this epoch")
