@@ -363,27 +363,16 @@ func (e *Engine) invite(ctx context.Context, g *group, names []string) (Result, 
 	if err != nil {
 		return Result{}, err
 	}
-	dones := make([]chan error, len(invitees))
-	err = g.do(ctx, func() {
-		for i, in := range invitees {
-			dones[i] = make(chan error, 1)
-			g.enqueue(change{kind: changeAdd, kp: in.kp, peer: in.peer, done: dones[i]})
-		}
-	})
-	if err != nil {
+	changes := make([]change, len(invitees))
+	for i, in := range invitees {
+		changes[i] = change{kind: changeAdd, kp: in.kp, peer: in.peer}
+	}
+	if err := g.submitChanges(ctx, changes); err != nil {
 		return Result{}, err
 	}
 	var invited []string
-	for i, d := range dones {
-		select {
-		case err := <-d:
-			if err != nil {
-				return Result{}, err
-			}
-		case <-ctx.Done():
-			return Result{}, ctx.Err()
-		}
-		invited = append(invited, e.displayName(invitees[i].peer, ""))
+	for _, in := range invitees {
+		invited = append(invited, e.displayName(in.peer, ""))
 	}
 	return Result{Text: "invited " + strings.Join(invited, ", ") + " to " + g.snapshot().Name}, nil
 }
@@ -400,27 +389,16 @@ func (e *Engine) kick(ctx context.Context, g *group, names []string) (Result, er
 		}
 		targets = append(targets, in)
 	}
-	dones := make([]chan error, len(targets))
-	err := g.do(ctx, func() {
-		for i, in := range targets {
-			dones[i] = make(chan error, 1)
-			g.enqueue(change{kind: changeRemove, peer: in.peer, done: dones[i]})
-		}
-	})
-	if err != nil {
+	changes := make([]change, len(targets))
+	for i, in := range targets {
+		changes[i] = change{kind: changeRemove, peer: in.peer}
+	}
+	if err := g.submitChanges(ctx, changes); err != nil {
 		return Result{}, err
 	}
 	var kicked []string
-	for i, d := range dones {
-		select {
-		case err := <-d:
-			if err != nil {
-				return Result{}, err
-			}
-		case <-ctx.Done():
-			return Result{}, ctx.Err()
-		}
-		kicked = append(kicked, e.displayName(targets[i].peer, targets[i].hint))
+	for _, in := range targets {
+		kicked = append(kicked, e.displayName(in.peer, in.hint))
 	}
 	return Result{Text: "removed " + strings.Join(kicked, ", ") + " from " + g.snapshot().Name}, nil
 }

@@ -923,6 +923,34 @@ func (g *group) loadOutbox() {
 // ---- membership changes ----
 
 // enqueue adds a change to the next Commit and arms the batch timer.
+// submitChanges queues changes on the group's loop, to be committed together
+// at the next batched flush, and waits until each has settled (committed on
+// the canonical branch, or failed) or ctx ends.
+func (g *group) submitChanges(ctx context.Context, changes []change) error {
+	dones := make([]chan error, len(changes))
+	err := g.do(ctx, func() {
+		for i := range changes {
+			dones[i] = make(chan error, 1)
+			changes[i].done = dones[i]
+			g.enqueue(changes[i])
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range dones {
+		select {
+		case err := <-d:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 func (g *group) enqueue(c change) {
 	g.queue = append(g.queue, c)
 	g.armFlush()
