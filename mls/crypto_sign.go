@@ -3,10 +3,12 @@ package mls
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"math/big"
+	"slices"
 	"strings"
 
 	"github.com/cloudflare/circl/ecc/goldilocks"
@@ -185,7 +187,31 @@ func (p *suiteParams) signaturePublicKey(priv []byte) ([]byte, error) {
 // SignWithLabel signs SignContent{"MLS 1.0 "+label, content}. Signing is
 // deterministic (see the file comment); rand is accepted for API stability
 // and is not read. A malformed priv gives an error wrapping ErrInvalidKey.
+// Callers that sign repeatedly with one key keep a signingKey instead.
 func (cs CipherSuite) SignWithLabel(priv []byte, label string, content []byte, rand io.Reader) ([]byte, error) {
+	k, err := cs.newSigningKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	defer k.wipe()
+	return k.signWithLabel(label, content)
+}
+
+// signingKey is a signature private key parsed once. Parsing is not free:
+// expanding an Ed25519 or Ed448 seed computes the public key, a base-point
+// multiplication that costs half a signature, and crypto/ed25519 caches
+// its precomputed form per expanded key. The signatures are the same as
+// SignWithLabel's (all schemes here are deterministic).
+type signingKey struct {
+	cs    CipherSuite
+	p     *suiteParams
+	seed  []byte // the private key as given (padded), to recognise it
+	ed    ed25519.PrivateKey
+	ed448 ed448.PrivateKey
+	ecdsa *ecdsa.PrivateKey
+}
+
+func (cs CipherSuite) newSigningKey(priv []byte) (*signingKey, error) {
 	p, err := cs.params()
 	if err != nil {
 		return nil, err
@@ -195,25 +221,59 @@ func (cs CipherSuite) SignWithLabel(priv []byte, label string, content []byte, r
 	if len(priv) != s.privSize {
 		return nil, cryptoErr(kindKey, nil, "signature private key is %d bytes, suite needs %d", len(priv), s.privSize)
 	}
-	msg, err := mlsLabeledPair(label, content)
-	if err != nil {
-		return nil, err
-	}
+	k := &signingKey{cs: cs, p: p, seed: slices.Clone(priv)}
 	switch p.sig {
 	case sigEd25519:
-		return ed25519.Sign(ed25519.NewKeyFromSeed(priv), msg), nil
+		k.ed = ed25519.NewKeyFromSeed(priv)
 	case sigEd448:
-		return ed448.Sign(ed448.NewKeyFromSeed(priv), msg, ""), nil
+		k.ed448 = ed448.NewKeyFromSeed(priv)
 	default:
 		key, err := ecdsa.ParseRawPrivateKey(s.curve, priv)
 		if err != nil {
 			return nil, cryptoErr(kindKey, err, "ECDSA private key is not a scalar in [1, n-1]")
 		}
+		k.ecdsa = key
+	}
+	return k, nil
+}
+
+// is reports whether k was parsed from priv (in constant time).
+func (k *signingKey) is(cs CipherSuite, priv []byte) bool {
+	if k == nil || k.cs != cs {
+		return false
+	}
+	return subtle.ConstantTimeCompare(k.seed, padScalar(priv, k.p.sigInfo.scalarSize)) == 1
+}
+
+// wipe clears the key bytes k holds (an *ecdsa.PrivateKey cannot be
+// cleared from outside; it is dropped).
+func (k *signingKey) wipe() {
+	if k == nil {
+		return
+	}
+	clear(k.seed)
+	clear(k.ed)
+	clear(k.ed448)
+	k.ecdsa = nil
+}
+
+func (k *signingKey) signWithLabel(label string, content []byte) ([]byte, error) {
+	msg, err := mlsLabeledPair(label, content)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case k.ed != nil:
+		return ed25519.Sign(k.ed, msg), nil
+	case k.ed448 != nil:
+		return ed448.Sign(k.ed448, msg, ""), nil
+	default:
+		s := &k.p.sigInfo
 		h := s.hash.New()
 		h.Write(msg)
 		// A nil reader selects RFC 6979 deterministic nonces; the output is
 		// a DER ECDSA-Sig-Value.
-		sig, err := key.Sign(nil, h.Sum(nil), s.hash)
+		sig, err := k.ecdsa.Sign(nil, h.Sum(nil), s.hash)
 		if err != nil {
 			return nil, fmt.Errorf("mls: ECDSA signing: %w", err)
 		}
@@ -350,10 +410,38 @@ func ed25519Elt(x *big.Int) fp25519.Elt {
 	return e
 }
 
+// validateSignatureKeyToVerify is ValidateSignaturePublicKey for a key that
+// is about to verify a signature: for Ed25519 it leaves out the on-curve
+// test (a square root, about 6% of joining a large group), because the
+// standard library's Verify decodes the point and fails for an off-curve
+// key. The caller must then call ValidateSignaturePublicKey when Verify
+// fails, so the error still names the key (see LeafNode.validateTBS).
+func (cs CipherSuite) validateSignatureKeyToVerify(pub []byte) error {
+	p, err := cs.params()
+	if err != nil || p.sig != sigEd25519 || len(pub) != p.sigInfo.pubSize {
+		return cs.ValidateSignaturePublicKey(pub)
+	}
+	_, err = ed25519CheapChecks(pub)
+	return err
+}
+
 // validateEd25519PublicKey performs RFC 8032 §5.1.3 point decoding (only
 // deciding whether x exists, in constant time with circl's fp25519) and
 // rejects small-order points.
 func validateEd25519PublicKey(pub []byte) error {
+	y, err := ed25519CheapChecks(pub)
+	if err != nil {
+		return err
+	}
+	if !ed25519YOnCurve(&y) {
+		return cryptoErr(kindKey, nil, "Ed25519 public key is not a point on the curve")
+	}
+	return nil
+}
+
+// ed25519CheapChecks runs the byte comparisons of validateEd25519PublicKey
+// (canonical y, not small order) and returns y without its sign bit.
+func ed25519CheapChecks(pub []byte) (fp25519.Elt, error) {
 	var y fp25519.Elt
 	copy(y[:], pub)
 	y[31] &= 0x7f // the sign of x
@@ -366,26 +454,28 @@ func validateEd25519PublicKey(pub []byte) error {
 		}
 	}
 	if !canonical {
-		return cryptoErr(kindKey, nil, "Ed25519 public key has a non-canonical y-coordinate")
+		return y, cryptoErr(kindKey, nil, "Ed25519 public key has a non-canonical y-coordinate")
 	}
 	for _, lo := range ed25519SmallOrderE {
 		if y == lo {
-			return cryptoErr(kindKey, nil, "Ed25519 public key is a small-order point")
+			return y, cryptoErr(kindKey, nil, "Ed25519 public key is a small-order point")
 		}
 	}
+	return y, nil
+}
+
+// ed25519YOnCurve reports whether some x completes y to a curve point.
+func ed25519YOnCurve(y *fp25519.Elt) bool {
 	// x^2 = u/v with u = y^2 - 1, v = d y^2 + 1 (v is never 0: -1/d is not
 	// a square). u = 0 (y = ±1) was rejected above as small order, so x != 0
 	// and either sign bit is fine; x exists iff u/v is a square mod p.
 	var one, y2, u, v, x fp25519.Elt
 	fp25519.SetOne(&one)
-	fp25519.Sqr(&y2, &y)
+	fp25519.Sqr(&y2, y)
 	fp25519.Sub(&u, &y2, &one)
 	fp25519.Mul(&v, &ed25519DElt, &y2)
 	fp25519.Add(&v, &v, &one)
-	if !fp25519.InvSqrt(&x, &u, &v) {
-		return cryptoErr(kindKey, nil, "Ed25519 public key is not a point on the curve")
-	}
-	return nil
+	return fp25519.InvSqrt(&x, &u, &v)
 }
 
 // validateEd448PublicKey performs RFC 8032 §5.2.3 point decoding with

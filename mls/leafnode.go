@@ -423,7 +423,7 @@ func (ln *LeafNode) validateTBS(cs CipherSuite, tbs func() ([]byte, error)) erro
 	if err := cs.ValidateHPKEPublicKey(ln.EncryptionKey); err != nil {
 		return fmt.Errorf("%w: encryption_key: %w", ErrInvalidLeafNode, err)
 	}
-	if err := cs.ValidateSignaturePublicKey(ln.SignatureKey); err != nil {
+	if err := cs.validateSignatureKeyToVerify(ln.SignatureKey); err != nil {
 		return fmt.Errorf("%w: signature_key: %w", ErrInvalidLeafNode, err)
 	}
 	if !ln.Capabilities.SupportsCredential(ln.Credential.Type) {
@@ -442,6 +442,9 @@ func (ln *LeafNode) validateTBS(cs CipherSuite, tbs func() ([]byte, error)) erro
 		return fmt.Errorf("%w: %w", ErrInvalidLeafNode, err)
 	}
 	if err := cs.VerifyWithLabel(ln.SignatureKey, "LeafNodeTBS", content, ln.Signature); err != nil {
+		if kerr := cs.ValidateSignaturePublicKey(ln.SignatureKey); kerr != nil {
+			return fmt.Errorf("%w: signature_key: %w", ErrInvalidLeafNode, kerr)
+		}
 		return fmt.Errorf("%w: %w", ErrInvalidLeafNode, fmt.Errorf("mls: leaf node signature: %w", err))
 	}
 	return nil

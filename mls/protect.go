@@ -2,7 +2,6 @@ package mls
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -178,37 +177,30 @@ type epochFraming struct {
 	secrets          *secretTree // §9; nil: no PrivateMessage
 	padding          PaddingPolicy
 
-	// edKey caches the expanded Ed25519 private key of the last signer
-	// (suites 1 and 3). SignWithLabel expands the seed with
-	// ed25519.NewKeyFromSeed on every call, which computes the public key
-	// (a base-point multiplication, half the cost of a signature);
-	// signing with a kept ed25519.PrivateKey costs one multiplication
-	// (crypto/ed25519 also caches its precomputed form per key). The
-	// signatures are identical (EdDSA is deterministic). wipe clears it.
-	edKey ed25519.PrivateKey
+	// signer caches the parsed key of the last signer: SignWithLabel
+	// parses the private key on every call, which for EdDSA computes the
+	// public key (half the cost of a signature). wipe clears it.
+	signer *signingKey
 }
 
 // wipe clears the signing key cache. The epoch's secrets and secret tree
 // are owned, and wiped, by the group.
 func (f *epochFraming) wipe() {
-	clear(f.edKey)
-	f.edKey = nil
+	f.signer.wipe()
+	f.signer = nil
 }
 
 // signTBS returns SignWithLabel(sigPriv, "FramedContentTBS", tbs) (§6.1).
-func (f *epochFraming) signTBS(sigPriv, tbs []byte, rand io.Reader) ([]byte, error) {
-	if f.cs.SignatureScheme() != sigEd25519 || len(sigPriv) != ed25519.SeedSize {
-		return f.cs.SignWithLabel(sigPriv, "FramedContentTBS", tbs, rand)
-	}
-	if f.edKey == nil || subtle.ConstantTimeCompare(f.edKey[:ed25519.SeedSize], sigPriv) != 1 {
+func (f *epochFraming) signTBS(sigPriv, tbs []byte) ([]byte, error) {
+	if !f.signer.is(f.cs, sigPriv) {
+		k, err := f.cs.newSigningKey(sigPriv)
+		if err != nil {
+			return nil, err
+		}
 		f.wipe()
-		f.edKey = ed25519.NewKeyFromSeed(sigPriv)
+		f.signer = k
 	}
-	msg, err := mlsLabeledPair("FramedContentTBS", tbs)
-	if err != nil {
-		return nil, err
-	}
-	return ed25519.Sign(f.edKey, msg), nil
+	return f.signer.signWithLabel("FramedContentTBS", tbs)
 }
 
 // newEpochFraming prepares protection for the epoch described by ctx. The
@@ -364,7 +356,7 @@ func (f *epochFraming) sign(wf WireFormat, content *FramedContent, sigPriv []byt
 	if err != nil {
 		return nil, err
 	}
-	sig, err := f.signTBS(sigPriv, tbs, rand)
+	sig, err := f.signTBS(sigPriv, tbs)
 	if err != nil {
 		return nil, err
 	}

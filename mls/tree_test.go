@@ -1248,3 +1248,23 @@ func TestKeyIndexModel(t *testing.T) {
 		verify(v)
 	}
 }
+
+// TestLeafBadSignatureKeyNamed checks that a leaf with a malformed
+// signature key is refused as a bad key, not merely as a bad signature,
+// although the on-curve test of Ed25519 keys now happens inside Verify.
+func TestLeafBadSignatureKeyNamed(t *testing.T) {
+	cs := CipherSuite(1)
+	g := getTree(t, cs, 3, 22)
+	fresh, freshSig, _ := treeTestLeaf(t, g)
+	for i, bad := range cryptoBadSignaturePublicKeys(cs, fresh.SignatureKey) {
+		ln := *fresh
+		ln.SignatureKey = bad
+		if err := ln.Sign(cs, freshSig, nil, 0, g.rnd); err != nil {
+			t.Fatal(err)
+		}
+		err := g.tree.validateLeafNode(&ln, LeafIndex(g.tree.numLeaves()), LeafNodeSourceKeyPackage, &leafValidation{GroupID: g.groupID})
+		if !errors.Is(err, ErrInvalidLeafNode) || !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("bad key %d (%x): %v", i, bad, err)
+		}
+	}
+}
