@@ -159,24 +159,18 @@ func (cs CipherSuite) SignaturePublicKey(priv []byte) ([]byte, error) {
 }
 
 func (p *suiteParams) signaturePublicKey(priv []byte) ([]byte, error) {
-	s := &p.sigInfo
-	priv = padScalar(priv, s.scalarSize)
-	if len(priv) != s.privSize {
-		return nil, cryptoErr(kindKey, nil, "signature private key is %d bytes, suite needs %d", len(priv), s.privSize)
+	k, err := p.newSigningKey(priv)
+	if err != nil {
+		return nil, err
 	}
-	switch p.sig {
-	case sigEd25519:
-		key := ed25519.NewKeyFromSeed(priv)
-		return append([]byte(nil), key[ed25519.SeedSize:]...), nil
-	case sigEd448:
-		key := ed448.NewKeyFromSeed(priv)
-		return append([]byte(nil), key[ed448.SeedSize:]...), nil
+	defer k.wipe()
+	switch {
+	case k.ed != nil:
+		return slices.Clone(k.ed[ed25519.SeedSize:]), nil
+	case k.ed448 != nil:
+		return slices.Clone(k.ed448[ed448.SeedSize:]), nil
 	default:
-		key, err := ecdsa.ParseRawPrivateKey(s.curve, priv)
-		if err != nil {
-			return nil, cryptoErr(kindKey, err, "ECDSA private key is not a scalar in [1, n-1]")
-		}
-		pub, err := key.PublicKey.Bytes()
+		pub, err := k.ecdsa.PublicKey.Bytes()
 		if err != nil {
 			return nil, cryptoErr(kindKey, err, "ECDSA public key does not encode")
 		}
@@ -203,7 +197,6 @@ func (cs CipherSuite) SignWithLabel(priv []byte, label string, content []byte, r
 // its precomputed form per expanded key. The signatures are the same as
 // SignWithLabel's (all schemes here are deterministic).
 type signingKey struct {
-	cs    CipherSuite
 	p     *suiteParams
 	seed  []byte // the private key as given (padded), to recognise it
 	ed    ed25519.PrivateKey
@@ -216,12 +209,16 @@ func (cs CipherSuite) newSigningKey(priv []byte) (*signingKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	return p.newSigningKey(priv)
+}
+
+func (p *suiteParams) newSigningKey(priv []byte) (*signingKey, error) {
 	s := &p.sigInfo
 	priv = padScalar(priv, s.scalarSize)
 	if len(priv) != s.privSize {
 		return nil, cryptoErr(kindKey, nil, "signature private key is %d bytes, suite needs %d", len(priv), s.privSize)
 	}
-	k := &signingKey{cs: cs, p: p, seed: slices.Clone(priv)}
+	k := &signingKey{p: p, seed: slices.Clone(priv)}
 	switch p.sig {
 	case sigEd25519:
 		k.ed = ed25519.NewKeyFromSeed(priv)
@@ -239,7 +236,10 @@ func (cs CipherSuite) newSigningKey(priv []byte) (*signingKey, error) {
 
 // is reports whether k was parsed from priv (in constant time).
 func (k *signingKey) is(cs CipherSuite, priv []byte) bool {
-	if k == nil || k.cs != cs {
+	if k == nil {
+		return false
+	}
+	if p, err := cs.params(); err != nil || p != k.p {
 		return false
 	}
 	return subtle.ConstantTimeCompare(k.seed, padScalar(priv, k.p.sigInfo.scalarSize)) == 1
