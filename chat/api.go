@@ -34,6 +34,10 @@ type Client interface {
 	Execute(ctx context.Context, group GroupID, line string) (string, error)
 	// MarkRead clears a group's unread and mention counters.
 	MarkRead(group GroupID)
+	// Typing tells a group's members that the user is typing (a KindTyping
+	// message, never stored). Best effort; front ends throttle it (the TUI
+	// sends at most one every few seconds per group).
+	Typing(ctx context.Context, group GroupID) error
 }
 
 // GroupID identifies a group (the MLS group id, hex encoded).
@@ -234,6 +238,8 @@ var Commands = []Command{
 	{"verify", "NICK [confirm]", "show the safety number; confirm after comparing"},
 	{"nick", "NAME", "set your nickname"},
 	{"update", "", "rotate your own leaf key (post-compromise security)"},
+	{"edit", "[^N|#ID] TEXT", "replace the text of your last (or Nth last) message"},
+	{"react", "[^N|#ID] EMOJI", "react to the newest (or Nth newest) message"},
 	{"search", "WORDS…", "search message history"},
 	{"retention", "DURATION|off", "make messages disappear after DURATION (e.g. 7d) on every member"},
 	{"card", "", "show your contact card to paste to others"},

@@ -150,6 +150,18 @@ func (e *Engine) Run(ctx context.Context, gid GroupID, line string) (Result, err
 			return Result{}, err
 		}
 		return Result{Text: fmt.Sprintf("your keys in %s are fresh (epoch %d)", g.snapshot().Name, g.snapshot().Epoch)}, nil
+	case "edit":
+		g, err := e.needGroup(gid)
+		if err != nil {
+			return Result{}, err
+		}
+		return e.edit(ctx, g, rest)
+	case "react":
+		g, err := e.needGroup(gid)
+		if err != nil {
+			return Result{}, err
+		}
+		return e.react(ctx, g, rest)
 	case "search":
 		if rest == "" {
 			return Result{}, errors.New("usage: /search WORDS…")

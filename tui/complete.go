@@ -16,6 +16,8 @@ import (
 //   - "/par"             → slash command names (chat.Commands)
 //   - "/kick al", "/verify al" → nicks of the group's members
 //   - "/invite al"       → nicks of nearby canopy peers
+//   - "/edit "           → the text of your last message, to change it
+//   - "/react "          → a few common reactions
 //   - "… @al"            → nicks of the group's members (a mention)
 //
 // Completion works on the end of the text, where the cursor is when typing.
@@ -42,7 +44,11 @@ type completionSource struct {
 	members  []string // nicks in the selected group
 	nearby   []string // nicks of connected canopy peers (/invite)
 	self     string
+	lastOwn  string // text of the user's newest message in the group (/edit)
 }
+
+// quickReactions are what Tab offers after "/react ".
+var quickReactions = []string{"👍", "❤️", "😂", "🎉", "👀", "🔥", "✅"}
 
 // completeCandidates works out the completion context of text. ok is false
 // when text offers no context (then Tab moves the focus instead).
@@ -70,6 +76,14 @@ func completeCandidates(text string, src completionSource) (head string, cands [
 			return "/" + name + " ", matchNicks(src.members, rest, exclude, ""), true
 		case lname == "invite":
 			return "/" + name + " ", matchNicks(src.nearby, rest, src.self, ""), true
+		case lname == "edit" && rest == "" && src.lastOwn != "":
+			text := src.lastOwn
+			if looksLikeSelector(text) {
+				text = "^1 " + text // keep the text from being read as a selector
+			}
+			return "/" + name + " ", []string{text}, true
+		case lname == "react" && rest == "":
+			return "/" + name + " ", quickReactions, true
 		}
 		return "", nil, true
 	}
@@ -123,4 +137,36 @@ func commandHint(text string, commands []chat.Command) string {
 		names[i] = "/" + c.Name
 	}
 	return strings.Join(names, " ")
+}
+
+// looksLikeSelector reports whether text starts with a word that /edit and
+// /react would read as a target selector (^N or #ID, see chat/compose.go).
+func looksLikeSelector(text string) bool {
+	word, _, _ := strings.Cut(text, " ")
+	if len(word) < 2 {
+		return false
+	}
+	switch word[0] {
+	case '^':
+		return strings.Trim(word[1:], "0123456789") == ""
+	case '#':
+		return len(word) >= 5 && strings.Trim(strings.ToLower(word[1:]), "0123456789abcdef") == ""
+	}
+	return false
+}
+
+// lastOwnText is the text of the user's newest (not deleted) message in
+// the selected group, for completing /edit.
+func lastOwnText(s *session) string {
+	if s.selected == homeID {
+		return ""
+	}
+	b := s.buffer(s.selected)
+	for i := len(b.entries) - 1; i >= 0; i-- {
+		e := b.entries[i]
+		if !e.local && !e.deleted && e.msg.Own && e.msg.Kind == chat.KindText {
+			return e.msg.Body
+		}
+	}
+	return ""
 }

@@ -187,6 +187,7 @@ func (c *composer) complete(dir int, s *session) bool {
 			members:  groupNicks(s),
 			nearby:   s.nearbyNicks(),
 			self:     s.self.Nick,
+			lastOwn:  lastOwnText(s),
 		})
 		if !ok {
 			return false

@@ -67,7 +67,8 @@
 //	enter              send the message or run the /command
 //	alt+enter, ctrl+j  new line (pasted text keeps its newlines)
 //	tab                complete /command, the nick after /kick and /verify,
-//	                   @nick; tab again cycles, shift+tab goes back
+//	                   @nick, your last message after /edit, a reaction
+//	                   after /react; tab again cycles, shift+tab goes back
 //	up, down           previous / next sent line
 //
 // In the group list, the timeline and the member panel:
@@ -84,12 +85,20 @@
 //
 // Lines starting with / are commands, listed in the help with their
 // arguments (chat.Commands): /create, /invite, /accept, /decline, /kick,
-// /leave, /members, /verify, /nick, /update, /search, /retention, /card,
-// /help, /quit. /help opens the help and /quit quits without asking the
-// engine; the rest run in the engine, and their output appears in the
-// timeline. Tab completes command names, members' nicks after /kick and
-// /verify, and nearby peers' nicks after /invite. A group you left (or were
-// removed from) stays in the list, marked "left", with its history.
+// /leave, /members, /verify, /nick, /update, /edit, /react, /search,
+// /retention, /card, /help, /quit. /help opens the help and /quit quits
+// without asking the engine; the rest run in the engine, and their output
+// appears in the timeline. Tab completes command names, members' nicks
+// after /kick and /verify, nearby peers' nicks after /invite, the text of
+// your last message after /edit (change it and press Enter) and a few
+// common reactions after /react. /edit and /react act on your last message
+// and the newest message; ^2, ^3 … before the text pick older ones. A group
+// you left (or were removed from) stays in the list, marked "left", with
+// its history.
+//
+// While you write a message (not a /command) in a group, the members are
+// told that you are typing, at most once every 3 seconds; they show it on
+// the line above their composer for a few seconds.
 //
 // # Design notes
 //

@@ -26,6 +26,7 @@ type fakeClient struct {
 
 	executed    []execCall
 	marked      []chat.GroupID
+	typed       []chat.GroupID // Typing calls
 	historyReqs []historyReq
 	// execute, when set, decides the result of Execute.
 	execute func(group chat.GroupID, line string) (string, error)
@@ -198,6 +199,19 @@ func (f *fakeClient) MarkRead(g chat.GroupID) {
 			f.groups[i].Unread, f.groups[i].Mentions = 0, 0
 		}
 	}
+}
+
+func (f *fakeClient) Typing(_ context.Context, g chat.GroupID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.typed = append(f.typed, g)
+	return nil
+}
+
+func (f *fakeClient) typingCalls() []chat.GroupID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]chat.GroupID(nil), f.typed...)
 }
 
 func (f *fakeClient) calls() []execCall {

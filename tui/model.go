@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -21,6 +22,9 @@ const (
 const (
 	flashTTL  = 8 * time.Second
 	typingTTL = 6 * time.Second
+	// typingEvery is the least time between two typing notices the TUI
+	// sends to one group (receivers show one for typingTTL).
+	typingEvery = 3 * time.Second
 )
 
 // effects are the model's ways to touch the world outside tea.Cmds that
@@ -60,6 +64,9 @@ type model struct {
 	// quickly cannot overtake each other.
 	execQueue []execReq
 	executing bool
+
+	// typingSent is when a typing notice last went to each group.
+	typingSent map[chat.GroupID]time.Time
 
 	userSelected  bool // the user chose a group before the snapshot arrived
 	quitting      bool
@@ -114,7 +121,7 @@ func newModel(ctx context.Context, c chat.Client, st *styles, o options) *model 
 		buffers:  map[chat.GroupID]*buffer{},
 		commands: chat.Commands,
 	}
-	m := &model{ctx: ctx, client: c, opts: o, s: s}
+	m := &model{ctx: ctx, client: c, opts: o, s: s, typingSent: map[chat.GroupID]time.Time{}}
 	m.groupList = newGroupList(s)
 	m.timeline = newTimeline(s)
 	m.members = newMemberPanel(s)
@@ -220,6 +227,32 @@ func (m *model) execCmd(req execReq) tea.Cmd {
 	}
 }
 
+// typingCmd tells the selected group that the user is typing, after the
+// composer's text changed: at most once every typingEvery per group, never
+// for a slash command (a line starting with // is a message) and never in
+// home or a group the user left.
+func (m *model) typingCmd() tea.Cmd {
+	id, v := m.s.selected, m.composer.Value()
+	if id == homeID || m.s.group(id) < 0 || m.s.left(id) || strings.TrimSpace(v) == "" {
+		return nil
+	}
+	if isCommandLine(v) && !strings.HasPrefix(v, "//") {
+		return nil
+	}
+	now := m.s.now()
+	if last, ok := m.typingSent[id]; ok && now.Sub(last) < typingEvery && !now.Before(last) {
+		return nil
+	}
+	m.typingSent[id] = now
+	c, ctx := m.client, m.ctx
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = c.Typing(ctx, id) // best effort
+		return nil
+	}
+}
+
 func (m *model) enqueue(req execReq) tea.Cmd {
 	m.execQueue = append(m.execQueue, req)
 	if m.executing {
@@ -253,7 +286,12 @@ func (m *model) update(msg tea.Msg) tea.Cmd {
 		m.width, m.height = msg.Width, msg.Height
 		return nil
 	case tea.KeyMsg:
-		return m.handleKey(msg)
+		group, before := m.s.selected, m.composer.Value()
+		cmd := m.handleKey(msg)
+		if m.s.selected == group && m.composer.Value() != before {
+			return tea.Batch(cmd, m.typingCmd())
+		}
+		return cmd
 	case tea.MouseMsg:
 		return m.handleMouse(msg)
 	case tea.FocusMsg:
