@@ -153,56 +153,35 @@ func (e *Engine) edit(ctx context.Context, g *group, rest string) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
-	// An edit is not kept in the outbox (it is not a timeline entry), so it
-	// cannot be held while proposals wait for their commit (RFC 9420
-	// §12.4): wait for that commit, which comes within moments.
-	wait := time.NewTimer(editWait)
-	defer wait.Stop()
-	for {
-		var ferr error
-		held := false
-		derr := g.do(ctx, func() {
-			// Check again in the loop: the message may be gone (deleted,
-			// expired) since the history was read.
-			row, err := e.db.Message(g.ctx, g.id, tid)
-			if err != nil || !(appKind(row.Kind) == appText && len(row.Sender) > 0 && string(row.Sender) == string(e.id.id)) {
-				ferr = errors.New("that message is gone")
-				return
-			}
-			if !g.closed && g.m != nil && !g.canSendNow() {
-				held = true
-				return
-			}
-			sent, err := g.send(appEdit, []byte(text), tid)
-			if err != nil {
-				ferr = err
-				return
-			}
-			// Receivers apply the edit to their copy; apply it to ours.
-			if ferr = e.db.EditMessage(g.ctx, g.id, tid, text, nil); ferr != nil {
-				return
-			}
-			e.emit(MessageEvent{Message: sent})
-		})
-		if derr != nil {
-			return Result{}, derr
+	// An edit goes through the outbox like messages and reactions (kind
+	// outEdit, without a timeline row of its own): held while proposals
+	// wait for their commit (RFC 9420 §12.4) and sent after it, kept
+	// across a restart, and settled when a member's receipt arrives.
+	var ferr error
+	derr := g.do(ctx, func() {
+		// Check again on the loop: the message may be gone (deleted,
+		// expired) since the history was read.
+		row, err := e.db.Message(g.ctx, g.id, tid)
+		if err != nil || !(appKind(row.Kind) == appText && len(row.Sender) > 0 && string(row.Sender) == string(e.id.id)) {
+			ferr = errors.New("that message is gone")
+			return
 		}
-		if !held {
-			return Result{}, ferr
+		sent, err := g.send(appEdit, []byte(text), tid)
+		if err != nil {
+			ferr = err
+			return
 		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-wait.C:
-			return Result{}, errors.New("the group is busy with a membership change; try again")
-		case <-ctx.Done():
-			return Result{}, ctx.Err()
+		// Receivers apply the edit to their copy; apply it to ours.
+		if ferr = e.db.EditMessage(g.ctx, g.id, tid, text, nil); ferr != nil {
+			return
 		}
+		e.emit(MessageEvent{Message: sent})
+	})
+	if derr != nil {
+		return Result{}, derr
 	}
+	return Result{}, ferr
 }
-
-// editWait bounds how long /edit waits for pending proposals to be
-// committed.
-const editWait = 10 * time.Second
 
 // react runs /react [^N|#ID] EMOJI.
 func (e *Engine) react(ctx context.Context, g *group, rest string) (Result, error) {

@@ -1,11 +1,14 @@
 package chat
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/canopy-chat/canopy/store"
 )
 
 func isKind(g GroupID, k Kind, body string, replyTo MessageID) func(Event) bool {
@@ -187,4 +190,71 @@ func TestSelectorsAndReactions(t *testing.T) {
 			t.Errorf("normalizeReaction(%q) = %q", in, got)
 		}
 	}
+}
+
+// An edit goes through the outbox: one held while proposals wait for
+// their commit is kept across a restart and sent by the restarted engine,
+// and its entry is settled when the other member's receipt arrives.
+func TestEditSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	aliceOpts := func(c *Config) { c.Store, c.ProfileDir = nil, dir }
+	alice, bob := newPeer(t, "alice", aliceOpts), newPeer(t, "bob")
+	connect(t, alice, bob)
+	g := alice.run("", "/create keep "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	alice.run(g, "teh typo")
+	id := bob.idOf(g, "teh typo")
+	raw, _ := hex.DecodeString(string(id))
+	ga := alice.e.group(g)
+	waitFor(t, "alice's message settled", func() bool { return len(alice.outbox(t, raw)) == 0 })
+
+	// Proposals pending (as if one had just arrived): the edit is held.
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if err := ga.do(ctx, func() { ga.proposals = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	alice.run(g, "/edit the typo")
+	if b, _ := alice.historyBody(g, id); b != "the typo" {
+		t.Fatalf("alice's copy says %q", b)
+	}
+	held := alice.outbox(t, nil)
+	if len(held) != 1 || held[0].Kind != outEdit || len(held[0].Wire) != 0 {
+		t.Fatalf("outbox before quitting: %+v", held)
+	}
+	if err := alice.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if bob.rec.has(isKind(g, KindEdit, "the typo", id)) {
+		t.Fatal("a held edit was sent")
+	}
+
+	alice2 := newPeer(t, "alice", aliceOpts)
+	connect(t, alice2, bob)
+	bob.rec.wait(t, "edit sent after the restart", isKind(g, KindEdit, "the typo", id))
+	waitFor(t, "edit stored by bob", func() bool { b, _ := bob.historyBody(g, id); return b == "the typo" })
+	waitFor(t, "edit settled by bob's receipt", func() bool { return len(alice2.outbox(t, nil)) == 0 })
+	if b, _ := alice2.historyBody(g, id); b != "the typo" {
+		t.Errorf("alice's copy after the restart says %q", b)
+	}
+}
+
+// outbox lists p's outbox entries (id: only that one).
+func (p *testPeer) outbox(t *testing.T, id []byte) []store.OutboxEntry {
+	t.Helper()
+	all, err := p.e.db.Outbox(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id == nil {
+		return all
+	}
+	var out []store.OutboxEntry
+	for _, e := range all {
+		if bytes.Equal(e.ID, id) {
+			out = append(out, e)
+		}
+	}
+	return out
 }

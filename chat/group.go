@@ -37,6 +37,7 @@ const (
 const (
 	outApp     uint16 = 1 // an own application message awaiting its receipt
 	outWelcome uint16 = 2 // a Welcome not yet delivered (Payload: peer id)
+	outEdit    uint16 = 3 // an own edit awaiting its receipt (no timeline row; see compose.go)
 )
 
 var (
@@ -128,6 +129,7 @@ type group struct {
 	receipts   [][]byte
 	rcptArmed  bool
 	ownState   map[string]Delivery
+	ownEdits   map[string]bool // own edits awaiting a receipt (outEdit entries)
 	own        *ownLog
 	trees      map[uint64][]byte
 	synced     map[peer.ID]bool
@@ -161,6 +163,7 @@ type group struct {
 type heldMsg struct {
 	id      []byte
 	payload []byte
+	kind    uint16 // outbox kind: outApp or outEdit
 }
 
 // newGroup makes the actor of a group; start runs it. st is the stored
@@ -187,6 +190,7 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 		proposers: make(map[uint32]bool),
 		leavers:   make(map[string]bool),
 		ownState:  make(map[string]Delivery),
+		ownEdits:  make(map[string]bool),
 		own:       newOwnLog(),
 		trees:     make(map[uint64][]byte),
 		synced:    make(map[peer.ID]bool),
@@ -746,23 +750,30 @@ func (g *group) send(kind appKind, body, replyTo []byte) (Message, error) {
 		return Message{}, err
 	}
 	visible := kind == appText || kind == appReaction
+	var okind uint16 // outbox kind; 0: not kept in the outbox
+	switch {
+	case visible:
+		okind = outApp
+	case kind == appEdit:
+		okind = outEdit
+	}
 	row := store.Message{
 		GroupID: g.id, ID: am.ID, Sender: []byte(g.e.id.id), Epoch: g.st.Epoch(), Kind: uint16(kind),
 		Text: string(body), ReplyTo: replyTo, SentAt: am.SentAt, State: store.Pending,
 	}
 	if !g.canSendNow() {
-		return g.hold(visible, row, payload)
+		return g.hold(okind, row, payload)
 	}
 	if visible {
 		g.stageRow(row)
 		g.ownState[string(am.ID)] = Pending
 	}
-	wire, err := g.protectOwn(am.ID, payload, visible)
+	wire, err := g.protectOwn(am.ID, payload, okind)
 	if errors.Is(err, mls.ErrInvalidProposal) {
 		// Proposals arrived that the loop had not counted yet.
 		g.proposals = max(g.proposals, 1)
 		g.scheduleCommit()
-		return g.hold(visible, row, payload)
+		return g.hold(okind, row, payload)
 	}
 	if err != nil {
 		return Message{}, err
@@ -784,16 +795,21 @@ func (g *group) send(kind appKind, body, replyTo []byte) (Message, error) {
 	return g.e.messageFromRow(g, row), nil
 }
 
-// hold keeps an own message until the pending proposals are committed
-// (RFC 9420 §12.4: a member that saw proposals commits before sending).
-func (g *group) hold(visible bool, row store.Message, payload []byte) (Message, error) {
-	if !visible {
+// hold keeps an own message (okind: its outbox kind) until the pending
+// proposals are committed (RFC 9420 §12.4: a member that saw proposals
+// commits before sending).
+func (g *group) hold(okind uint16, row store.Message, payload []byte) (Message, error) {
+	if okind == 0 {
 		return Message{}, errors.New("group has pending proposals")
 	}
-	g.stageRow(row)
-	g.outbox = append(g.outbox, store.OutboxEntry{GroupID: g.id, ID: row.ID, Kind: outApp, Epoch: g.st.Epoch(), Payload: payload})
-	g.held = append(g.held, heldMsg{id: row.ID, payload: payload})
-	g.ownState[string(row.ID)] = Pending
+	g.outbox = append(g.outbox, store.OutboxEntry{GroupID: g.id, ID: row.ID, Kind: okind, Epoch: g.st.Epoch(), Payload: payload})
+	g.held = append(g.held, heldMsg{id: row.ID, payload: payload, kind: okind})
+	if okind == outEdit {
+		g.ownEdits[string(row.ID)] = true // no timeline row of its own
+	} else {
+		g.stageRow(row)
+		g.ownState[string(row.ID)] = Pending
+	}
 	if err := g.persistTip(); err != nil {
 		return Message{}, err
 	}
@@ -802,16 +818,20 @@ func (g *group) hold(visible bool, row store.Message, payload []byte) (Message, 
 
 // protectOwn encrypts an own message with the canonical tip, tells the
 // fork choice (so that it is re-sent if its epoch loses) and persists the
-// state with the staged rows. tracked messages get an outbox entry.
-func (g *group) protectOwn(id, payload []byte, tracked bool) ([]byte, error) {
+// state with the staged rows. Messages with an outbox kind (okind != 0)
+// get an outbox entry.
+func (g *group) protectOwn(id, payload []byte, okind uint16) ([]byte, error) {
 	wire, err := g.st.Protect(payload, nil)
 	if err != nil {
 		return nil, err
 	}
 	g.dirty = true
 	g.own.add(string(id), payload, g.st.Epoch(), g.e.now())
-	if tracked {
-		g.outbox = append(g.outbox, store.OutboxEntry{GroupID: g.id, ID: id, Kind: outApp, Epoch: g.st.Epoch(), Payload: payload, Wire: wire, Attempts: 1, LastAttemptAt: g.e.now()})
+	if okind != 0 {
+		g.outbox = append(g.outbox, store.OutboxEntry{GroupID: g.id, ID: id, Kind: okind, Epoch: g.st.Epoch(), Payload: payload, Wire: wire, Attempts: 1, LastAttemptAt: g.e.now()})
+		if okind == outEdit {
+			g.ownEdits[string(id)] = true
+		}
 	}
 	g.exec(g.m.Sent(ordering.MessageID(id), wire, g.e.now()))
 	return wire, nil
@@ -825,7 +845,7 @@ func (g *group) flushHeld() {
 	held := g.held
 	g.held = nil
 	for _, h := range held {
-		wire, err := g.protectOwn(h.id, h.payload, true)
+		wire, err := g.protectOwn(h.id, h.payload, h.kind)
 		if err != nil {
 			g.e.log.Warn("sending held message", "err", err)
 			continue
@@ -871,6 +891,11 @@ func (g *group) onReceipt(ids [][]byte) {
 		if _, ok := g.ownState[string(id)]; ok {
 			g.setDelivery(id, Delivered)
 		}
+		if g.ownEdits[string(id)] {
+			// An edit has no timeline row or delivery state: settle it.
+			delete(g.ownEdits, string(id))
+			_ = g.e.db.Settle(g.ctx, g.id, id)
+		}
 	}
 }
 
@@ -909,11 +934,16 @@ func (g *group) loadOutbox() {
 		switch en.Kind {
 		case outApp:
 			if len(en.Wire) == 0 {
-				g.held = append(g.held, heldMsg{id: en.ID, payload: en.Payload})
+				g.held = append(g.held, heldMsg{id: en.ID, payload: en.Payload, kind: outApp})
 				g.ownState[string(en.ID)] = Pending
 			} else {
 				g.ownState[string(en.ID)] = Sent
 			}
+		case outEdit:
+			if len(en.Wire) == 0 {
+				g.held = append(g.held, heldMsg{id: en.ID, payload: en.Payload, kind: outEdit})
+			}
+			g.ownEdits[string(en.ID)] = true
 		case outWelcome:
 			g.e.queueWelcome(peer.ID(en.Payload), g, en.ID, en.Wire, false)
 		}

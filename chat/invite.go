@@ -30,11 +30,14 @@ import (
 // the invitee connects). The invitee opens the Welcome at once (fetching
 // the ratchet tree over /canopy/tree/1 when the Welcome leaves it out) to
 // check it and learn the group's name, and keeps it as a pending
-// invitation (ProfileDir/invitations/, so that it survives a restart)
-// until the user accepts or declines. Accepting joins the group at the
+// invitation (in the store, sealed, so that it survives a restart) until
+// the user accepts or declines. Accepting joins the group at the
 // Welcome's epoch and catches up from there; declining discards the
 // Welcome and its KeyPackage and asks the inviter to remove the leaf.
 
+// invitation is a pending invitation. Its JSON is the sealed payload of
+// its store row (and was the format of the legacy files): keep the field
+// names stable.
 type invitation struct {
 	ID        string    `json:"id"`
 	Welcome   []byte    `json:"welcome"`
@@ -51,65 +54,111 @@ func (inv *invitation) view() Invitation {
 	return Invitation{ID: inv.ID, GroupName: inv.GroupName, From: inv.FromNick, At: inv.At}
 }
 
-func (e *Engine) invitationDir() string {
+// Pending invitations live in the store (store.InvitationStore), sealed
+// like the profile's other secrets: the row's payload is the JSON of
+// invitation. Older versions kept them in clear as
+// ProfileDir/invitations/ID.json; loadInvitations imports those files on
+// start and removes each one only after its row committed.
+
+// legacyInvitationDir is where older versions kept pending invitations.
+func (e *Engine) legacyInvitationDir() string {
 	if e.cfg.ProfileDir == "" {
 		return ""
 	}
 	return filepath.Join(e.cfg.ProfileDir, "invitations")
 }
 
-func (e *Engine) saveInvitation(inv *invitation) {
-	dir := e.invitationDir()
-	if dir == "" {
-		return
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		e.log.Warn("invitation dir", "err", err)
-		return
-	}
+func (e *Engine) saveInvitation(ctx context.Context, inv *invitation) error {
 	b, err := json.Marshal(inv)
 	if err != nil {
-		return
+		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, inv.ID+".json"), b); err != nil {
-		e.log.Warn("saving invitation", "err", err)
-	}
+	return e.db.PutInvitation(ctx, store.Invitation{ID: inv.ID, Payload: b, CreatedAt: inv.At})
 }
 
-func (e *Engine) deleteInvitation(id string) {
+// forgetInvitation drops an invitation from memory only (its row is gone,
+// or goes in the same transaction as the join).
+func (e *Engine) forgetInvitation(id string) {
 	e.mu.Lock()
 	delete(e.invites, id)
 	e.mu.Unlock()
-	if dir := e.invitationDir(); dir != "" {
-		_ = os.Remove(filepath.Join(dir, id+".json"))
+}
+
+func (e *Engine) deleteInvitation(ctx context.Context, id string) {
+	e.forgetInvitation(id)
+	if err := e.db.DeleteInvitation(ctx, id); err != nil {
+		e.log.Warn("deleting invitation", "id", id, "err", err)
 	}
 }
 
+// loadInvitations imports legacy invitation files, then loads the pending
+// invitations from the store.
 func (e *Engine) loadInvitations() {
-	dir := e.invitationDir()
-	if dir == "" {
-		return
-	}
-	ents, err := os.ReadDir(dir)
+	ctx := e.ctx
+	e.importLegacyInvitations(ctx)
+	rows, err := e.db.ListInvitations(ctx)
 	if err != nil {
+		e.log.Warn("loading invitations", "err", err)
 		return
 	}
-	for _, ent := range ents {
-		if !strings.HasSuffix(ent.Name(), ".json") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, ent.Name()))
-		if err != nil {
-			continue
-		}
+	for _, r := range rows {
 		var inv invitation
-		if json.Unmarshal(b, &inv) != nil || inv.ID == "" {
+		if err := json.Unmarshal(r.Payload, &inv); err != nil || inv.ID != r.ID {
+			e.log.Warn("unreadable invitation left in the store", "id", r.ID, "err", err)
 			continue
 		}
 		e.mu.Lock()
 		e.invites[inv.ID] = &inv
 		e.mu.Unlock()
 	}
+}
+
+// importLegacyInvitations moves ProfileDir/invitations/*.json into the
+// store. A file is removed only after its invitation is committed to the
+// store; a file that cannot be read or stored stays where it is (and is
+// tried again on the next start).
+func (e *Engine) importLegacyInvitations(ctx context.Context) {
+	dir := e.legacyInvitationDir()
+	if dir == "" {
+		return
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			e.log.Warn("reading legacy invitations", "err", err)
+		}
+		return
+	}
+	n := 0
+	for _, ent := range ents {
+		if !strings.HasSuffix(ent.Name(), ".json") || ent.IsDir() {
+			continue
+		}
+		path := filepath.Join(dir, ent.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			e.log.Warn("reading legacy invitation", "file", path, "err", err)
+			continue
+		}
+		var inv invitation
+		if err := json.Unmarshal(b, &inv); err != nil || inv.ID == "" {
+			e.log.Warn("legacy invitation file not understood; left in place", "file", path, "err", err)
+			continue
+		}
+		if err := e.saveInvitation(ctx, &inv); err != nil {
+			e.log.Warn("importing legacy invitation; file left in place", "file", path, "err", err)
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			e.log.Warn("removing imported invitation file", "file", path, "err", err)
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		e.log.Info("imported legacy invitations into the store", "count", n)
+	}
+	_ = os.Remove(dir) // only when empty
 }
 
 // The Welcome travels in an envelope with the adder's compact history
@@ -242,7 +291,9 @@ func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, data
 	}
 	e.invites[id] = inv
 	e.mu.Unlock()
-	e.saveInvitation(inv)
+	if err := e.saveInvitation(ctx, inv); err != nil {
+		e.log.Warn("saving invitation", "id", id, "err", err)
+	}
 	e.log.Info("invitation received", "id", id, "from", from)
 	e.emit(InvitationEvent{Invitation: inv.view()})
 	return nil
@@ -335,7 +386,7 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 	e.mu.Unlock()
 	if old != nil {
 		if !old.snapshot().Left {
-			e.deleteInvitation(inv.ID)
+			e.deleteInvitation(ctx, inv.ID)
 			return nil, errors.New("you are already a member of this group")
 		}
 		old.stop()
@@ -363,7 +414,7 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 	line := g.systemLine("you joined %s (invited by %s)", settings.Name, inv.FromNick)
 	if _, err := e.db.CommitEpoch(ctx, store.EpochTransition{
 		GroupID: gid, Epoch: st.Epoch(), CommitHash: ref0, State: state, Group: &row,
-		Messages: []store.Message{line}, ConsumedKeyPackage: ref,
+		Messages: []store.Message{line}, ConsumedKeyPackage: ref, InvitationDone: inv.ID,
 	}); err != nil {
 		return nil, err
 	}
@@ -372,7 +423,7 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 			e.learnKey(ctx, p, Fingerprint(uint16(suite), m.SignatureKey), nil, leafNick(m.LeafNode))
 		}
 	}
-	e.deleteInvitation(inv.ID)
+	e.forgetInvitation(inv.ID)
 	g.start()
 	g.refreshMembers(false)
 	g.post(func() {
@@ -391,7 +442,7 @@ func (e *Engine) decline(ctx context.Context, id string) (*invitation, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.deleteInvitation(inv.ID)
+	e.deleteInvitation(ctx, inv.ID)
 	if _, ref, err := e.bundleFor(ctx, inv.Welcome); err == nil {
 		if kp, err := e.db.KeyPackage(ctx, ref); err == nil && !kp.LastResort {
 			_ = e.db.DeleteKeyPackage(ctx, ref)

@@ -28,6 +28,8 @@ var contractCases = []struct {
 	{"Search", testSearch},
 	{"Outbox", testOutbox},
 	{"Proposals", testProposals},
+	{"Invitations", testInvitations},
+	{"InvitationAccepted", testInvitationAccepted},
 	{"TopicLog", testTopicLog},
 	{"TopicQuotas", testTopicQuotas},
 	{"Mailbox", testMailbox},
@@ -577,6 +579,83 @@ func testProposals(t *testing.T, open func(testing.TB, ...Option) full) {
 	}
 }
 
+func testInvitations(t *testing.T, open func(testing.TB, ...Option) full) {
+	s := open(t)
+	if l := must[[]Invitation](t)(s.ListInvitations(ctx)); len(l) != 0 {
+		t.Fatalf("new store has invitations: %+v", l)
+	}
+	_, err := s.Invitation(ctx, "nope")
+	wantErr(t, err, ErrNotFound)
+	// Stored out of order: listed oldest first (ties by id).
+	ok(t, s.PutInvitation(ctx, Invitation{ID: "b", Payload: []byte("welcome b"), CreatedAt: t0.Add(time.Minute)}))
+	ok(t, s.PutInvitation(ctx, Invitation{ID: "c", Payload: []byte("welcome c"), CreatedAt: t0}))
+	ok(t, s.PutInvitation(ctx, Invitation{ID: "a", Payload: []byte("welcome a"), CreatedAt: t0.Add(time.Minute)}))
+	list := must[[]Invitation](t)(s.ListInvitations(ctx))
+	var got []string
+	for _, inv := range list {
+		got = append(got, inv.ID+"="+string(inv.Payload))
+	}
+	if strings.Join(got, ",") != "c=welcome c,a=welcome a,b=welcome b" {
+		t.Fatalf("list: %v", got)
+	}
+	inv := must[Invitation](t)(s.Invitation(ctx, "c"))
+	if string(inv.Payload) != "welcome c" || !inv.CreatedAt.Equal(t0) {
+		t.Fatalf("invitation: %+v", inv)
+	}
+	// The same id again: the payload is replaced, the first CreatedAt (and
+	// so the place in the list) is kept; no duplicate row.
+	ok(t, s.PutInvitation(ctx, Invitation{ID: "c", Payload: []byte("welcome c, again"), CreatedAt: t0.Add(time.Hour)}))
+	list = must[[]Invitation](t)(s.ListInvitations(ctx))
+	if len(list) != 3 || list[0].ID != "c" || string(list[0].Payload) != "welcome c, again" || !list[0].CreatedAt.Equal(t0) {
+		t.Fatalf("after upsert: %+v", list)
+	}
+	// A zero CreatedAt is set by the store.
+	ok(t, s.PutInvitation(ctx, Invitation{ID: "d", Payload: []byte{0}}))
+	if inv = must[Invitation](t)(s.Invitation(ctx, "d")); inv.CreatedAt.IsZero() || !bytes.Equal(inv.Payload, []byte{0}) {
+		t.Fatalf("default time: %+v", inv)
+	}
+	ok(t, s.DeleteInvitation(ctx, "c"))
+	ok(t, s.DeleteInvitation(ctx, "c")) // absent: no error
+	_, err = s.Invitation(ctx, "c")
+	wantErr(t, err, ErrNotFound)
+	if list = must[[]Invitation](t)(s.ListInvitations(ctx)); len(list) != 3 || list[0].ID != "a" {
+		t.Fatalf("after delete: %+v", list)
+	}
+	wantErr(t, s.PutInvitation(ctx, Invitation{Payload: []byte("x")}), ErrInvalid)
+	wantErr(t, s.PutInvitation(ctx, Invitation{ID: strings.Repeat("x", maxIDLen+1), Payload: []byte("x")}), ErrInvalid)
+	wantErr(t, s.PutInvitation(ctx, Invitation{ID: "e"}), ErrInvalid)
+	wantErr(t, s.PutInvitation(ctx, Invitation{ID: "e", Payload: make([]byte, maxSecret+1)}), ErrInvalid)
+	if list = must[[]Invitation](t)(s.ListInvitations(ctx)); len(list) != 3 {
+		t.Fatalf("invalid puts stored something: %+v", list)
+	}
+}
+
+// testInvitationAccepted: joining from an invitation deletes it in the
+// join's transaction, and a failed join keeps it.
+func testInvitationAccepted(t *testing.T, open func(testing.TB, ...Option) full) {
+	s := open(t)
+	ok(t, s.PutInvitation(ctx, Invitation{ID: "inv1", Payload: []byte("welcome")}))
+	ok(t, s.PutInvitation(ctx, Invitation{ID: "inv2", Payload: []byte("other")}))
+	ok(t, s.PutKeyPackage(ctx, KeyPackage{Ref: []byte("kp1"), Data: []byte("d"), Private: []byte("init")}))
+	_, err := s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 3, State: []byte("joined"), Group: &Group{Name: "g"},
+		ConsumedKeyPackage: []byte("kp1"), InvitationDone: "inv1",
+		OutboxAdd: []OutboxEntry{{ID: nil}}}) // invalid: nothing may happen
+	wantErr(t, err, ErrInvalid)
+	must[Invitation](t)(s.Invitation(ctx, "inv1"))
+	must[KeyPackage](t)(s.KeyPackage(ctx, []byte("kp1")))
+	must[TransitionResult](t)(s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 3, State: []byte("joined"), Group: &Group{Name: "g"},
+		ConsumedKeyPackage: []byte("kp1"), InvitationDone: "inv1"}))
+	_, err = s.Invitation(ctx, "inv1")
+	wantErr(t, err, ErrNotFound)
+	_, err = s.KeyPackage(ctx, []byte("kp1"))
+	wantErr(t, err, ErrNotFound)
+	if l := must[[]Invitation](t)(s.ListInvitations(ctx)); len(l) != 1 || l[0].ID != "inv2" {
+		t.Fatalf("left: %+v", l)
+	}
+	// An invitation that is already gone is no error.
+	must[TransitionResult](t)(s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 3, State: []byte("joined'"), InvitationDone: "inv1"}))
+}
+
 func u64p(v uint64) *uint64 { return &v }
 
 func testTopicLog(t *testing.T, open func(testing.TB, ...Option) full) {
@@ -786,4 +865,7 @@ func testClosed(t *testing.T, open func(testing.TB, ...Option) full) {
 	wantErr(t, err, ErrClosed)
 	_, err = s.Search(ctx, SearchQuery{Text: "x"})
 	wantErr(t, err, ErrClosed)
+	_, err = s.ListInvitations(ctx)
+	wantErr(t, err, ErrClosed)
+	wantErr(t, s.PutInvitation(ctx, Invitation{ID: "i", Payload: []byte("p")}), ErrClosed)
 }

@@ -83,7 +83,7 @@ func crashChild(dir string) {
 		}
 	case strings.Contains(err.Error(), "not found"):
 		_, err = db.CommitEpoch(ctx, EpochTransition{GroupID: crashGroup, Epoch: 0, State: st.encode(10), Group: &Group{Name: "crash"},
-			OutboxAdd: []OutboxEntry{{ID: []byte("o0"), Payload: []byte("p")}}})
+			OutboxAdd: []OutboxEntry{{ID: []byte("o0"), Payload: []byte("payload")}}})
 		if err != nil {
 			fail("create: %v", err)
 		}

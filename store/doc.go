@@ -40,21 +40,22 @@
 //
 // *DB implements one small context-first interface per concern:
 // IdentityStore, KeyPackageStore, ContactStore, GroupStore, MessageStore,
-// OutboxStore, ProposalStore, and for relays TopicLog, Mailbox and
-// KeyPackageCache. Store and RelayStore bundle what the messenger and a
-// relay need. Depend on the narrowest interface you use. A missing row is
-// ErrNotFound; a malformed argument ErrInvalid; every error starts with
-// "store: ". *DB is safe for concurrent use.
+// OutboxStore, ProposalStore, InvitationStore, and for relays TopicLog,
+// Mailbox and KeyPackageCache. Store and RelayStore bundle what the
+// messenger and a relay need. Depend on the narrowest interface you use. A
+// missing row is ErrNotFound; a malformed argument ErrInvalid; every error
+// starts with "store: ". *DB is safe for concurrent use.
 //
 // # State transitions are atomic
 //
 // GroupStore.CommitEpoch writes, in one SQLite transaction: the group's new
 // state (a new epoch, or the same epoch after encrypting or decrypting a
 // message advanced its secret tree), the messages of that step, outbox and
-// pending-proposal changes, the KeyPackage a Welcome consumed, and pruning
-// of old epoch states. After a crash all of it is there or none of it. The
-// engine must therefore persist before it acts on a new state: commit the
-// transition, then publish or acknowledge.
+// pending-proposal changes, the KeyPackage a Welcome consumed (and the
+// pending invitation that Welcome came in), and pruning of old epoch states.
+// After a crash all of it is there or none of it. The engine must therefore
+// persist before it acts on a new state: commit the transition, then publish
+// or acknowledge.
 //
 // States are kept per (group, epoch, commit hash) so that the ordering
 // module can roll back to an earlier epoch and switch branch; the compact
@@ -71,8 +72,9 @@
 //
 // # Secrets at rest
 //
-// Private keys, epoch states, outbox payloads and the private parts of our
-// own proposals are sealed with XChaCha20-Poly1305 under a random data key;
+// Private keys, epoch states, outbox payloads, the private parts of our own
+// proposals and pending invitations (whole: Welcome, inviter, group name,
+// ratchet tree) are sealed with XChaCha20-Poly1305 under a random data key;
 // the associated data names table, column and row key, so a sealed value
 // moved to another row fails to open. The data key is wrapped with a key
 // derived from the passphrase by argon2id (salt and parameters recorded in
@@ -80,10 +82,10 @@
 // file. ChangePassphrase re-wraps it. secure_delete is on: consumed
 // KeyPackages and pruned epoch states are overwritten, not just unlinked.
 //
-// Not sealed: message text (the search index needs it), metadata such as
-// group names, contacts and timestamps, and relay ciphertexts (already
-// encrypted end to end). The files are created 0600 in a 0700 directory;
-// full-disk encryption protects the rest.
+// Not sealed: message text (the search index needs it), metadata such as the
+// names of joined groups, contacts and timestamps, and relay ciphertexts
+// (already encrypted end to end). The files are created 0600 in a 0700
+// directory; full-disk encryption protects the rest.
 //
 // # Durability
 //

@@ -137,6 +137,11 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 				return err
 			}
 		}
+		if t.InvitationDone != "" {
+			if err := deleteInvitation(ctx, tx, t.InvitationDone); err != nil {
+				return err
+			}
+		}
 		if t.PruneBelow > 0 {
 			if _, err := deleteStatesBelow(ctx, tx, t.GroupID, t.PruneBelow); err != nil {
 				return err

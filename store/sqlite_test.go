@@ -59,6 +59,7 @@ func TestSecretsSealedOnDisk(t *testing.T) {
 	ok(t, db.PutKeyPackage(ctx, KeyPackage{Ref: []byte("r"), Data: []byte("d"), Private: marker("kp")}))
 	must[TransitionResult](t)(db.CommitEpoch(ctx, EpochTransition{GroupID: gid, State: marker("state"), Group: &Group{},
 		OutboxAdd: []OutboxEntry{{ID: []byte("o"), Payload: marker("outbox")}}, ProposalsAdd: []Proposal{{Ref: []byte("p"), Data: []byte("d"), Private: marker("prop")}}}))
+	ok(t, db.PutInvitation(ctx, Invitation{ID: "inv", Payload: marker("invitation")}))
 	scan := func() {
 		t.Helper()
 		for _, name := range []string{DBFileName, DBFileName + "-wal"} {

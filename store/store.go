@@ -235,6 +235,10 @@ type EpochTransition struct {
 	// PruneBelow, when non-zero, deletes retained states with epoch <
 	// PruneBelow (never the new current state).
 	PruneBelow uint64
+
+	// InvitationDone is the id of the pending invitation this transition
+	// accepted (a Welcome join); it is deleted in the same transaction.
+	InvitationDone string
 	// Discard deletes specific retained states (e.g. a losing branch).
 	Discard []EpochRef
 
@@ -424,6 +428,38 @@ type ProposalStore interface {
 }
 
 // ---------------------------------------------------------------------------
+// Invitations
+
+// Invitation is a pending invitation: a Welcome the user has not accepted
+// or declined yet.
+//
+// The store keeps it as an opaque payload (the engine's encoding of the
+// Welcome, inviter, group name, ratchet tree...) sealed at rest as a whole,
+// rather than as columns: the store never needs to read those fields, and
+// one envelope keeps all of them, including the group name, out of the
+// file in clear. ID and CreatedAt stay in clear for lookup and ordering.
+type Invitation struct {
+	ID        string // chosen by the caller; primary key
+	Payload   []byte // opaque invitation (sealed at rest); required
+	CreatedAt time.Time
+}
+
+// InvitationStore keeps pending invitations until they are accepted
+// (EpochTransition.InvitationDone) or declined (DeleteInvitation).
+type InvitationStore interface {
+	// PutInvitation stores inv, replacing the payload of an invitation
+	// with the same ID (its CreatedAt, and so its place in the list, is
+	// kept).
+	PutInvitation(ctx context.Context, inv Invitation) error
+	// Invitation returns the invitation with id, or ErrNotFound.
+	Invitation(ctx context.Context, id string) (Invitation, error)
+	// ListInvitations returns all pending invitations, oldest first.
+	ListInvitations(ctx context.Context) ([]Invitation, error)
+	// DeleteInvitation deletes the invitation (no error if absent).
+	DeleteInvitation(ctx context.Context, id string) error
+}
+
+// ---------------------------------------------------------------------------
 // Relay
 
 // Frame is one ciphertext frame a relay keeps for a topic.
@@ -554,6 +590,7 @@ type Store interface {
 	MessageStore
 	OutboxStore
 	ProposalStore
+	InvitationStore
 	Close() error
 }
 
