@@ -73,7 +73,7 @@
 // directly or into relay mailboxes (else retried when the invitee
 // connects). The invitee opens and validates it at once (fetching the
 // ratchet tree over /canopy/tree/1 when the Welcome leaves it out), keeps
-// it as a pending invitation, and /accept joins (then catches up), while
+// it as a pending invitation (sealed in the store), and /accept joins (then catches up), while
 // /decline discards it and asks the inviter to remove the leaf.
 //
 // # Identity and verification
