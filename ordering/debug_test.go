@@ -33,6 +33,7 @@ func TestDebugSeed(t *testing.T) {
 		s.check()
 		t.Logf("rounds %d", r)
 		s.dump()
+		logHistories(t, s)
 		if os.Getenv("AUTH") != "" {
 			for _, p := range s.sorted() {
 				for h, n := range p.m.nodes {
@@ -54,10 +55,31 @@ func TestDebugSeed(t *testing.T) {
 			s.check()
 			t.Logf("rounds %d", r)
 			s.dump()
+			logHistories(t, s)
+			if os.Getenv("ROSTER") != "" {
+				for _, p := range s.sorted() {
+					st, _, _ := p.m.Current()
+					t.Logf("roster %s: machine %v state %v detached %v", p.id, p.m.Roster(), s.be.roster(st), p.m.detached)
+				}
+			}
 			return
 		}
 	}
 	t.Fatalf("unknown scenario %q", sc)
+}
+
+// logHistories logs every peer's history with env HIST set.
+func logHistories[S any](t *testing.T, s *sim[S]) {
+	if os.Getenv("HIST") == "" {
+		return
+	}
+	for _, p := range s.sorted() {
+		var es []string
+		for _, e := range p.m.History() {
+			es = append(es, fmt.Sprintf("%d:%s", e.Epoch, e.Hash))
+		}
+		t.Logf("hist %s: %s", p.id, strings.Join(es, " "))
+	}
 }
 
 // quietTB records failures instead of reporting them (TestSurvey).

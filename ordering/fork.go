@@ -59,17 +59,18 @@ func (m *Machine[S]) ClaimReceived(p Processor[S], c Claim, now time.Time) []Dec
 func (m *Machine[S]) claim(c Claim) {
 	// Own messages the claimant received too late to read: send them
 	// again at the tip (once per copy; a re-sent copy has a new hash).
-	var again []MessageID
+	// A member that is out of the group for now (removed, or waiting to
+	// rejoin) owes them: it sends them once it is back (evaluate).
 	for _, h := range c.Stale {
 		if id, ok := m.ownHashes[h]; ok {
 			delete(m.ownHashes, h)
-			if !slices.Contains(again, id) {
-				again = append(again, id)
+			if !slices.ContainsFunc(m.owed, func(o *owedMsg) bool { return o.id == id }) {
+				m.owed = append(m.owed, &owedMsg{id: id})
 			}
 		}
 	}
-	if len(again) > 0 && m.IsMember() {
-		m.emit(Resend{IDs: again})
+	if len(m.owed) > MaxClaimStale {
+		m.owed = m.owed[len(m.owed)-MaxClaimStale:]
 	}
 	v := CompareHistories(m.History(), c.Entries)
 	if debugf != nil {
@@ -106,6 +107,22 @@ func (m *Machine[S]) claim(c Claim) {
 			return
 		}
 		if !m.TrustClaim(c.Signer, v.Epoch) {
+			if l := m.lost; l != nil && !l.lag && len(l.claim.GroupInfo) == 0 && len(c.GroupInfo) > 0 &&
+				v.Epoch == l.epoch && v.Theirs.Compare(l.theirs) == 0 &&
+				CompareHistories(l.claim.Entries, c.Entries).Kind == Agree {
+				// A trusted claim (a member at the fork) showed we lost but
+				// could not say how to rejoin (its signer is out of the
+				// group now); this one is on the same winning branch as far
+				// as both go, and its GroupInfo (signed by a member of that
+				// branch) is the way in. The winning branch is still the
+				// trusted claim's: only the way in comes from here.
+				if debugf != nil {
+					debugf("%s: rejoins through %s's GroupInfo on %s's branch", m.cfg.Self, c.Signer, l.claim.Signer)
+				}
+				l.claim = c
+				m.timers()
+				return
+			}
 			if debugf != nil {
 				debugf("%s: distrusts %s at %d (root %d): events %v", m.cfg.Self, c.Signer, v.Epoch, m.root.epoch, m.events[c.Signer])
 			}
@@ -115,6 +132,9 @@ func (m *Machine[S]) claim(c Claim) {
 		// if the winning branch has it as a member it may resync; if not,
 		// the engine answers RejoinRefused and it waits for a Welcome.
 		m.lostWelcome = true
+		// Our Commit at the fork has a better sibling: every branch
+		// through it is dead (WelcomeAcceptable).
+		m.deadCommit, m.hasDead = v.Ours, true
 		if debugf != nil {
 			debugf("%s loses to %s at %d: ours %v theirs %v (root %d tip %d)", m.cfg.Self, c.Signer, v.Epoch, v.Ours, v.Theirs, m.root.epoch, m.tip.epoch)
 		}
@@ -128,7 +148,8 @@ var debugf func(format string, args ...any)
 // loseTo records that this member's branch lost the fork at epoch to
 // theirs (or that it lags too far behind to catch up).
 func (m *Machine[S]) loseTo(epoch uint64, theirs Key, c Claim, lag bool) {
-	if m.lost != nil && m.lost.epoch == epoch && m.lost.theirs.Compare(theirs) <= 0 && c.Tip <= m.lost.claim.Tip {
+	if m.lost != nil && m.lost.epoch == epoch && m.lost.theirs.Compare(theirs) <= 0 && c.Tip <= m.lost.claim.Tip &&
+		(len(m.lost.claim.GroupInfo) > 0 || len(c.GroupInfo) == 0) {
 		return // nothing newer
 	}
 	since := m.now
@@ -205,7 +226,12 @@ func (m *Machine[S]) timers() {
 	}
 	if l := m.lost; l != nil {
 		deep := l.epoch < m.root.epoch
-		if (deep || m.now.Sub(l.since) >= m.cfg.RejoinGrace) &&
+		if (deep || m.now.Sub(l.since) >= m.cfg.RejoinGrace) && len(l.claim.GroupInfo) == 0 {
+			// A claim without a GroupInfo (its signer is out of the group
+			// at its tip: a removed member's state cannot be joined) tells
+			// us we lost, not how to rejoin: ask the winners.
+			m.announce(nil, false)
+		} else if (deep || m.now.Sub(l.since) >= m.cfg.RejoinGrace) &&
 			(m.lastRejoin.IsZero() || m.now.Sub(m.lastRejoin) >= m.cfg.RejoinRetry) {
 			if !m.lastRejoin.IsZero() {
 				// A retry: the GroupInfo we hold may be stale, ask the
@@ -274,6 +300,18 @@ type RejoinResult[S any] struct {
 func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) []Decision {
 	m.begin(p, now)
 	f := r.ForkEpoch
+	// After a lost fork (not a plain re-add of a removed member) the branch
+	// joined replaces this member's history: what it decided is judged
+	// again there.
+	afterLoss := r.Commit != nil || m.lost != nil || m.lostWelcome || m.detached
+	if len(r.History) > 0 {
+		// The branch joined may fork from ours before what the engine
+		// knows (a removed member's LostFork is its tip): what this member
+		// did since the real fork is lost with its branch.
+		if v := CompareHistories(m.History(), r.History); v.Kind == Fork && v.Epoch < f {
+			f = v.Epoch
+		}
+	}
 	self := m.cfg.Self
 	oldTip := m.tip
 	// The canonical chain up to the fork is common with the branch joined:
@@ -392,8 +430,37 @@ func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) 
 	m.reset(r.State, r.Epoch, key, r.Roster)
 	m.AdoptHistory(adopt)
 
+	// Intents that a Commit of the lost branch settled are open again:
+	// that Commit is gone with its branch (a concurrent change by another
+	// member, which had satisfied them, is not re-proposed by its author
+	// if it came back: README.md "No lost changes").
+	keptS := m.settled[:0]
+	for _, is := range m.settled {
+		if is.satisfied > f {
+			dup := false
+			for _, o := range m.intents {
+				if o.ID == is.ID || (o.Kind == is.Kind && o.Target == is.Target) {
+					dup = true
+				}
+			}
+			if !dup {
+				m.intents = append(m.intents, is)
+			}
+			continue
+		}
+		keptS = append(keptS, is)
+	}
+	m.settled = keptS
 	for _, is := range m.intents {
 		is.carrier, is.asked, is.isSat, is.landed = Hash{}, false, false, false
+		if afterLoss {
+			// Judged again on the branch joined, which may itself lose
+			// a fork: settled only a whole window after the rejoin. (Not
+			// after a plain re-add: a member removed and re-added again
+			// and again would keep its intents forever, and two members
+			// with opposite intents would fight without end.)
+			is.base = max(is.base, r.Epoch)
+		}
 	}
 	for _, c := range changes {
 		dup := false
@@ -464,7 +531,17 @@ func (m *Machine[S]) AdoptHistory(entries []Entry) {
 // member re-adds it (WelcomeAcceptable is true).
 func (m *Machine[S]) RejoinRefused(now time.Time) []Decision {
 	m.begin(nil, now)
-	m.lost, m.lostWelcome, m.detached = nil, true, true
+	// A member that only lagged (same branch, too far behind to catch up
+	// through the window) and is not in the claimant's state is not known
+	// to be out: it may have been removed, or the claimant's tip may still
+	// lose a fork. It keeps catching up (its own removal shows when it
+	// comes) and takes a newer Welcome; it is not detached, which nothing
+	// but a Welcome would undo.
+	lag := m.lost != nil && m.lost.lag
+	m.lost, m.lostWelcome = nil, true
+	if !lag {
+		m.detached = true
+	}
 	return m.finish()
 }
 

@@ -161,6 +161,18 @@ type sentMsg[S any] struct {
 	late      bool     // re-sent once because it was written far behind the group
 }
 
+// owedMsg is an own message a claim asked for (Claim.Stale): re-sent at
+// the tip once this member is in the group, asked again after RetryTime
+// until the engine reports it Sent (it may have been out when it tried),
+// at most maxOwedTries times.
+type owedMsg struct {
+	id      MessageID
+	tries   int
+	askedAt time.Time
+}
+
+const maxOwedTries = 3
+
 type intentState struct {
 	Intent
 	base      uint64 // tip epoch when intended
@@ -238,16 +250,26 @@ type Machine[S any] struct {
 	knownFrom     uint64 // the epoch before the state this member joined or rejoined (TrustClaim)
 	lostAt        uint64 // epoch of the last fork lost (hasLostAt), kept past RejoinRefused
 	hasLostAt     bool
-	lastRejoin    time.Time
-	rejoined      bool
-	lostWelcome   bool
-	detached      bool // lost a fork and may not rejoin: out until a Welcome
-	confirmedOut  bool // removed, and a member's claim shows the group went on
-	lastProgress  time.Time
-	sweptAt       uint64             // root epoch at the last sweep of seen and gone
-	stale         []Hash             // application messages received too late to read, to announce (Claim.Stale)
-	ownHashes     map[Hash]MessageID // own recent messages by hash, for Claim.Stale
-	ownOrder      []Hash
+	// deadCommit is this member's Commit at the last fork its branch lost
+	// (a trusted claim showed a better sibling): a Welcome into a branch
+	// through it is into a dead branch (WelcomeAcceptable).
+	deadCommit   Key
+	hasDead      bool
+	lastRejoin   time.Time
+	rejoined     bool
+	lostWelcome  bool
+	detached     bool // lost a fork and may not rejoin: out until a Welcome
+	confirmedOut bool // removed, and a member's claim shows the group went on
+	lastProgress time.Time
+	sweptAt      uint64             // root epoch at the last sweep of seen and gone
+	stale        []Hash             // application messages received too late to read, to announce (Claim.Stale)
+	ownHashes    map[Hash]MessageID // own recent messages by hash, for Claim.Stale
+	ownOrder     []Hash
+	owed         []*owedMsg // own messages a claim listed as stale, to re-send at the tip (Claim.Stale)
+	// settled: intents dropped as final, with the epoch of the state whose
+	// Commit decided them: a rejoin past a fork before that epoch undoes
+	// the decision and brings them back (Rejoined). Bounded.
+	settled []*intentState
 }
 
 // New returns the machine of a group whose current state is root, in epoch
@@ -383,7 +405,8 @@ func (m *Machine[S]) Stats() Stats {
 	}
 	const nodeSize, entrySz, ptr = 256, 64, 16
 	s.Bytes = s.Nodes*nodeSize + s.HistoryEntries*entrySz + s.BufferedBytes + s.Buffered*96 +
-		s.MemberEvents*48 + s.SeenIDs*48 + len(m.seen)*48 + s.SentTracked*64 + s.Intents*96
+		s.MemberEvents*48 + s.SeenIDs*48 + len(m.seen)*48 + s.SentTracked*64 + s.Intents*96 +
+		len(m.settled)*96 + len(m.owed)*48
 	for id := range m.tipRoster {
 		s.Bytes += 2 * (len(id) + ptr)
 	}
@@ -522,6 +545,16 @@ func (m *Machine[S]) TrustClaim(signer string, forkEpoch uint64) bool {
 // A stale Welcome (an old re-add, kept in the inbox) would otherwise take a
 // member back to a dead state of an old epoch.
 func (m *Machine[S]) WelcomeAcceptable(epoch uint64, history []Entry) bool {
+	if m.hasDead {
+		// A branch through a Commit known to have a better sibling is
+		// dead, whoever adds us to it: its members have not heard yet,
+		// or cannot rejoin (they joined through the dead Commit).
+		for _, e := range history {
+			if e.Epoch == m.deadCommit.Epoch && e.Hash == m.deadCommit.Hash {
+				return false
+			}
+		}
+	}
 	if len(history) > 0 {
 		ours := m.History()
 		if m.root.hasKey || len(ours) > 0 {
@@ -637,6 +670,7 @@ func (m *Machine[S]) Sent(id MessageID, msg []byte, now time.Time) []Decision {
 	}
 	m.seen[HashOf(msg)] = m.tip.epoch
 	m.markID(id)
+	m.owed = slices.DeleteFunc(m.owed, func(o *owedMsg) bool { return o.id == id })
 	found := false
 	for _, s := range m.sent {
 		if s.id == id {
@@ -1350,6 +1384,28 @@ func (m *Machine[S]) evaluate() {
 		}
 	}
 	m.sent = kept
+	if len(m.owed) > 0 && member && !m.detached {
+		// Asked for by a claim (Claim.Stale): at the tip, once this member
+		// is in the group (it may have been out when the claim came, or
+		// may leave before the engine carries it out: asked again until
+		// Sent reports it).
+		keptO := m.owed[:0]
+		for _, o := range m.owed {
+			if o.tries > 0 && m.now.Sub(o.askedAt) <= m.cfg.RetryTime {
+				keptO = append(keptO, o)
+				continue
+			}
+			if o.tries >= maxOwedTries {
+				continue
+			}
+			o.tries, o.askedAt = o.tries+1, m.now
+			if !slices.Contains(resend, o.id) {
+				resend = append(resend, o.id)
+			}
+			keptO = append(keptO, o)
+		}
+		m.owed = keptO
+	}
 	if len(resend) > 0 {
 		m.emit(Resend{IDs: resend})
 	}
@@ -1407,6 +1463,10 @@ func (m *Machine[S]) evaluate() {
 				if debugf != nil {
 					debugf("%s: intent %v settled for good at %d", self, is.Intent, at)
 				}
+				m.settled = append(m.settled, is)
+				if len(m.settled) > maxSettled {
+					m.settled = m.settled[len(m.settled)-maxSettled:]
+				}
 				continue // final
 			}
 			keptI = append(keptI, is)
@@ -1439,6 +1499,10 @@ func (m *Machine[S]) evaluate() {
 		case !n.canon:
 			n.welcome = welcomeDropped
 			m.emit(DropWelcome{Commit: n.id})
+		case m.lost != nil && n.key.Epoch >= m.lost.epoch:
+			// Our branch lost a fork before this Commit (a claim showed
+			// it): the member rejoins, and the Commit with it.
+			keptW = append(keptW, n)
 		case m.tip.epoch >= n.epoch+uint64(m.cfg.SettleEpochs) || m.now.Sub(n.canonSince) >= m.cfg.SettleTime:
 			n.welcome = welcomeSent
 			m.emit(SendWelcome{Commit: n.id})
@@ -1455,6 +1519,9 @@ func (m *Machine[S]) evaluate() {
 		}
 	}
 }
+
+// maxSettled bounds the settled intents kept for a deep rejoin.
+const maxSettled = 256
 
 // lateEpochs is how far behind the tip an own message's epoch may fall
 // right after it was sent before it is sent again (half the window).

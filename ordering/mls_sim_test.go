@@ -269,7 +269,7 @@ var mlsScenarios = []scenario{
 	{"mls-partitions", simParams{members: 6, pool: 3, opRounds: 100, pMsg: 0.15, pCommit: 0.04, pDup: 0.1, pDrop: 0.1,
 		partitions: 2, partLen: 20}, 12, false},
 	{"mls-deep", simParams{members: 5, pool: 3, opRounds: 120, pMsg: 0.1, pCommit: 0.05, pDup: 0.1, pDrop: 0.05,
-		partitions: 1, partLen: 80, window: 4, windowTime: 15 * time.Second}, 30, true},
+		partitions: 1, partLen: 80, window: 4, windowTime: 15 * time.Second}, 8, false},
 }
 
 func mlsScenario(name string) (simParams, bool) {

@@ -37,7 +37,7 @@ var modelScenarios = []scenario{
 	{"partitions", simParams{members: 8, pool: 6, opRounds: 120, pMsg: 0.15, pCommit: 0.04, pDup: 0.1, pDrop: 0.1,
 		partitions: 2, partLen: 20}, 50, false},
 	{"deep", simParams{members: 6, pool: 4, opRounds: 150, pMsg: 0.1, pCommit: 0.05, pDup: 0.1, pDrop: 0.05,
-		partitions: 1, partLen: 80, window: 4, windowTime: 15 * time.Second}, 100, true},
+		partitions: 1, partLen: 80, window: 4, windowTime: 15 * time.Second}, 30, false},
 }
 
 func TestModelSim(t *testing.T) {

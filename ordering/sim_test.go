@@ -137,7 +137,10 @@ type peer[S any] struct {
 	nextMsg     int
 	// removedOnce: the peer was out of the group at some point
 	removedOnce bool
-	refused     []refusedWelcome
+	// outSince: the round since which it is not a member at its own tip
+	// (-1: a member now).
+	outSince int
+	refused  []refusedWelcome
 }
 
 type refusedWelcome struct {
@@ -149,6 +152,7 @@ type refusedWelcome struct {
 type copyRec struct {
 	node  Hash
 	epoch uint64
+	hash  Hash
 }
 
 type msgRec struct {
@@ -179,6 +183,12 @@ type sim[S any] struct {
 	msgIDs []MessageID
 	intent []simIntent
 	cmts   map[Hash]commitRec
+	copyOf map[Hash]MessageID // application message copies by hash
+	// inTime: peer -> copies that reached it while it still held the
+	// state they were written in (README.md "Tests").
+	inTime map[string]map[Hash]bool
+	// arrived: peer -> copy -> round it first reached the peer.
+	arrived map[string]map[Hash]int
 
 	initEpoch   uint64
 	initRoster  []string
@@ -204,7 +214,8 @@ func now(r int) time.Time { return simStart.Add(time.Duration(r) * roundDur) }
 func newSim[S any](t testing.TB, be backend[S], p simParams) *sim[S] {
 	p = p.withDefaults()
 	s := &sim[S]{t: t, p: p, rng: rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15)), be: be,
-		peers: map[string]*peer[S]{}, side: map[string]int{}, msgs: map[MessageID]*msgRec{}, cmts: map[Hash]commitRec{}}
+		peers: map[string]*peer[S]{}, side: map[string]int{}, msgs: map[MessageID]*msgRec{}, cmts: map[Hash]commitRec{},
+		copyOf: map[Hash]MessageID{}, inTime: map[string]map[Hash]bool{}, arrived: map[string]map[Hash]int{}}
 	var initial []string
 	for i := 0; i < p.members+p.pool; i++ {
 		id := fmt.Sprintf("m%03d", i)
@@ -229,7 +240,7 @@ func (s *sim[S]) cfg(self string) Config {
 }
 
 func (s *sim[S]) newPeer(id string, st S, epoch uint64, key *Key, roster []string) *peer[S] {
-	return &peer[S]{id: id, m: New(s.cfg(id), st, epoch, key, roster, now(s.round)), start: epoch,
+	return &peer[S]{id: id, m: New(s.cfg(id), st, epoch, key, roster, now(s.round)), start: epoch, outSince: -1,
 		delivered: map[MessageID]bool{}, welcomes: map[Hash][]byte{}}
 }
 
@@ -390,7 +401,12 @@ func (s *sim[S]) exec(p *peer[S], ds []Decision) {
 		case Announce:
 			st, _, _ := p.m.Current()
 			c := d.Claim
-			c.GroupInfo = s.be.groupInfo(st)
+			if p.m.IsMember() && s.be.usable(st) {
+				// A removed member's state cannot be joined (a real mls
+				// member that processed its own removal holds the closed
+				// state of the epoch before): no GroupInfo.
+				c.GroupInfo = s.be.groupInfo(st)
+			}
 			s.claims++
 			for _, q := range s.sorted() {
 				if q != p {
@@ -408,13 +424,42 @@ func (s *sim[S]) exec(p *peer[S], ds []Decision) {
 			}
 			s.rejoins++
 			p.rejoins++
-			s.recordCommit(msg, info, d.Epoch)
+			// The epoch is the joined state's own (the GroupInfo's epoch
+			// plus one), which is the claim's tip for an honest claimant.
+			epoch := s.be.epochOf(st)
+			s.recordCommit(msg, info, epoch-1)
 			s.publish(p.id, msg)
-			p.start, p.startCommit = d.Epoch+1, HashOf(msg)
-			ds = append(ds, p.m.Rejoined(s.be, RejoinResult[S]{State: st, Epoch: d.Epoch + 1, Commit: msg, Info: info,
+			p.start, p.startCommit = epoch, HashOf(msg)
+			ds = append(ds, p.m.Rejoined(s.be, RejoinResult[S]{State: st, Epoch: epoch, Commit: msg, Info: info,
 				Roster: s.be.roster(st), ForkEpoch: d.ForkEpoch}, now(s.round))...)
 		case CatchUp:
 			s.sync(p.id, d.From)
+		}
+	}
+}
+
+// noteArrival records whether an application message reached p while p
+// still held the state it was written in.
+func (s *sim[S]) noteArrival(p *peer[S], msg []byte) {
+	h := HashOf(msg)
+	id, ok := s.copyOf[h]
+	if !ok {
+		return
+	}
+	if s.arrived[p.id] == nil {
+		s.arrived[p.id] = map[Hash]int{}
+	}
+	if _, ok := s.arrived[p.id][h]; !ok {
+		s.arrived[p.id][h] = s.round
+	}
+	for _, c := range s.msgs[id].copies {
+		if c.hash == h {
+			if _, _, live := p.m.StateAt(c.node); live {
+				if s.inTime[p.id] == nil {
+					s.inTime[p.id] = map[Hash]bool{}
+				}
+				s.inTime[p.id][h] = true
+			}
 		}
 	}
 }
@@ -450,7 +495,8 @@ func (s *sim[S]) protectAndSend(p *peer[S], o *ownMsg, st S, epoch uint64, node 
 	}
 	o.epoch, o.at = epoch, now(s.round)
 	r := s.msgs[o.id]
-	r.copies = append(r.copies, copyRec{node: node, epoch: epoch})
+	r.copies = append(r.copies, copyRec{node: node, epoch: epoch, hash: HashOf(msg)})
+	s.copyOf[HashOf(msg)] = o.id
 	if s.trace {
 		s.t.Logf("r%d %s sends %s at epoch %d node %s", s.round, p.id, o.id, epoch, node)
 	}
@@ -572,6 +618,9 @@ func (s *sim[S]) deliver(d *delivery) {
 			return
 		}
 		epoch, ct := s.be.header(d.data)
+		if ct == Application {
+			s.noteArrival(p, d.data)
+		}
 		s.exec(p, p.m.Receive(s.be, d.data, epoch, ct, now(s.round)))
 	case 1:
 		s.welcome(d.to, d.data, d.hist)
@@ -588,6 +637,19 @@ func (s *sim[S]) welcome(to string, w []byte, hist []Entry) {
 		return // not for us
 	}
 	epoch := s.be.epochOf(st)
+	if key == nil {
+		// Real mls Welcomes do not carry the key of the Commit that
+		// created the joiner's state: take it from the adder's history,
+		// as the chat engine does (chat.rootKeyOf).
+		key = rootKeyOf(hist, epoch)
+	}
+	if s.trace {
+		var es []uint64
+		for _, e := range hist {
+			es = append(es, e.Epoch)
+		}
+		s.t.Logf("r%d %s welcome epoch %d key %v hist %v", s.round, to, epoch, key != nil, es)
+	}
 	p := s.peers[to]
 	if p == nil {
 		p = s.newPeer(to, st, epoch, key, s.be.roster(st))
@@ -648,6 +710,13 @@ func (s *sim[S]) step(ops bool) {
 		}
 	}
 	for _, p := range s.sorted() {
+		if !p.m.IsMember() {
+			if p.outSince < 0 {
+				p.outSince = s.round
+			}
+		} else {
+			p.outSince = -1
+		}
 		st := p.m.Stats()
 		s.maxStates = max(s.maxStates, st.States)
 		if st.States-st.CanonStates > p.m.cfg.MaxLosingStates || st.CanonStates > s.p.window+1 {
@@ -788,6 +857,46 @@ func (s *sim[S]) check() {
 		return in
 	}
 
+	// leftAt returns the round id left the group for good: the creation
+	// round of the canonical Commit that removed it, or the round since
+	// which it held no member state of its own if earlier (a member out
+	// on a branch that lost, refused a rejoin, until its removal came);
+	// -1: a member at the end.
+	final := refEpoch
+	leftAt := func(id string) int {
+		if slices.Contains(roster, id) {
+			return -1
+		}
+		at := -1
+		for e := s.initEpoch; e < final; e++ {
+			if c, ok := s.cmts[canonAt[e]]; ok && slices.Contains(c.info.Removed, id) && !slices.Contains(c.info.Added, id) {
+				at = c.round
+			}
+		}
+		if p := s.peers[id]; p != nil && p.outSince >= 0 && (at < 0 || p.outSince < at) {
+			at = p.outSince
+		}
+		return at
+	}
+	// excused: the copy reached q only after q had released the state it
+	// was written in, and the reader or the sender left the group before a
+	// re-send could help (README.md "Tests").
+	excused := func(q *peer[S], sender string, c *copyRec) bool {
+		if s.inTime[q.id][c.hash] {
+			return false
+		}
+		arr, ok := s.arrived[q.id][c.hash]
+		if !ok {
+			return false
+		}
+		for _, id := range []string{q.id, sender} {
+			if l := leftAt(id); l >= 0 && l <= arr+lateGrace {
+				return true
+			}
+		}
+		return false
+	}
+
 	// 2. Every message landed, and every member at its landing epoch that
 	// held that epoch's state read it.
 	for _, id := range s.msgIDs {
@@ -808,8 +917,10 @@ func (s *sim[S]) check() {
 			if q.id == r.sender || q.start > landed.epoch || !memberAt(q.id, landed.epoch) || !s.heldAt(q, landed.epoch, canonAt) {
 				continue
 			}
-			if !q.delivered[id] {
-				s.t.Errorf("seed %d: %s, member at epoch %d, never read message %s", s.p.seed, q.id, landed.epoch, id)
+			if !q.delivered[id] && !excused(q, r.sender, landed) {
+				s.t.Errorf("seed %d: %s, member at epoch %d, never read message %s (reader member at end %v, in time %v, arrived %v; sender member %v stayed %v left %d; copies %d)",
+					s.p.seed, q.id, landed.epoch, id, q.m.IsMember(), s.inTime[q.id][landed.hash], s.arrived[q.id][landed.hash],
+					s.peers[r.sender].m.IsMember(), s.stayed(r.sender), leftAt(r.sender), len(r.copies))
 			}
 		}
 	}
@@ -838,13 +949,27 @@ func (s *sim[S]) check() {
 				return slices.Contains(c.info.Added, in.Target) && !(c.info.External && c.info.Sender == in.Target)
 			})
 		case Update:
-			ok = canonAfter(si.round, func(c commitRec) bool { return c.info.refreshes(si.by) }) || s.peers[si.by].rejoins > 0
+			// A re-add (Welcome, or resync) gives the member a fresh leaf:
+			// it refreshes it as an Update would.
+			ok = canonAfter(si.round, func(c commitRec) bool {
+				return c.info.refreshes(si.by) || slices.Contains(c.info.Added, si.by)
+			}) || s.peers[si.by].rejoins > 0
 		}
 		if !ok {
 			s.t.Errorf("seed %d: %s's intent %v (round %d) neither applied nor moot; roster %v", s.p.seed, si.by, in, si.round, roster)
 		}
 	}
 }
+
+// lateGrace is how many rounds a message that reached a member too late to
+// be read may take to be recovered: the member's next claim lists it in
+// Claim.Stale (AnnounceInterval, 10 rounds, plus delivery), the sender
+// re-sends it at its tip, and a sender that rejoined after a lost fork may
+// hold its re-sends up to two RetryTimes (80 rounds) while the removals of
+// its lost branch are re-proposed (README.md "Re-sending safely"). A
+// member, reader or sender, that leaves the group for good within that
+// time is excused (check).
+const lateGrace = 100
 
 // stayed reports whether id kept its membership through the run without
 // being removed and re-added (a member removed before it could re-send
@@ -893,4 +1018,16 @@ func (s *sim[S]) retained() (maxB, meanB int, maxStates int) {
 		n++
 	}
 	return maxB, meanB / max(n, 1), maxStates
+}
+
+// rootKeyOf finds, in the adder's history, the key of the Commit that
+// created the state of epoch (chat/invite.go's rootKeyOf).
+func rootKeyOf(hist []Entry, epoch uint64) *Key {
+	for i := range hist {
+		if epoch > 0 && hist[i].Epoch == epoch-1 {
+			k := hist[i]
+			return &k
+		}
+	}
+	return nil
 }
