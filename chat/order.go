@@ -1044,8 +1044,13 @@ func (g *group) retryRefused() {
 // authenticate the sender's peer id, which is its credential identity, so
 // the claim needs no further signature and is never in clear.
 func (g *group) announce(c ordering.Claim) {
-	if gi, err := g.st.GroupInfo(mls.GroupInfoOptions{RatchetTree: true, ExternalPub: true}); err == nil && len(gi) <= ordering.MaxClaimGroupInfo {
-		c.GroupInfo = gi
+	// Only a member's state can be joined: a member that processed its own
+	// removal holds the closed state of the epoch before, and a GroupInfo
+	// of it would send rejoiners to a dead epoch.
+	if g.m.IsMember() && g.st != nil && !g.st.Closed() {
+		if gi, err := g.st.GroupInfo(mls.GroupInfoOptions{RatchetTree: true, ExternalPub: true}); err == nil && len(gi) <= ordering.MaxClaimGroupInfo {
+			c.GroupInfo = gi
+		}
 	}
 	data, err := ordering.MarshalClaim(&c)
 	if err != nil {
@@ -1112,9 +1117,11 @@ func (g *group) rejoin(d ordering.Rejoin) {
 	h := ordering.HashOf(msg)
 	g.commits[h] = &commitRec{info: info, epoch: st.Epoch(), settings: settingsOf(st.Extensions())}
 	g.stateHash[st] = h
+	// The joined state's own epoch (the GroupInfo's plus one), which is
+	// the claim's tip only for an honest, current claimant.
 	g.exec(g.m.Rejoined(g.proc, ordering.RejoinResult[*mls.Group]{
-		State: st, Epoch: d.Epoch + 1, Commit: msg, Info: info, Roster: roster(st), ForkEpoch: d.ForkEpoch,
+		State: st, Epoch: st.Epoch(), Commit: msg, Info: info, Roster: roster(st), ForkEpoch: d.ForkEpoch,
 	}, e.now()))
-	g.publish(msg, d.Epoch, nil)
+	g.publish(msg, st.Epoch()-1, nil)
 	e.notice(g.gid, NoticeInfo, "rejoined %s after a long split", g.settings.Name)
 }
