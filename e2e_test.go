@@ -153,10 +153,14 @@ type peerProc struct {
 	ready  *jev
 }
 
+// e2eListen is what peers listen on: TCP and QUIC, like the default, so
+// that peers talk over QUIC (libp2p prefers it) as they do in real use.
+const e2eListen = "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1"
+
 func startPeer(t *testing.T, bin, data, nick string, extra ...string) *peerProc {
 	t.Helper()
 	args := append([]string{"headless", "--data", data, "--profile", nick, "--nick", nick,
-		"--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"}, extra...)
+		"--listen", e2eListen, "--no-mdns"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "CANOPY_LOG=debug")
 	p := &peerProc{t: t, name: nick, cmd: cmd, exited: make(chan struct{})}
@@ -661,7 +665,7 @@ func TestE2ETUI(t *testing.T) {
 	data := t.TempDir()
 	alice := startPeer(t, bin, data, "alice")
 	tim := startTUI(t, bin, "chat", "--data", data, "--profile", "tim", "--nick", "tim",
-		"--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns")
+		"--listen", e2eListen, "--no-mdns")
 
 	// First run: the nickname is offered; Enter accepts it, Enter on an
 	// empty passphrase finishes.

@@ -36,9 +36,10 @@ func newPeer(t testing.TB, nick string, opts ...engineOpt) *testPeer {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		Store:        db,
-		Nick:         nick,
-		ListenAddrs:  []string{"/ip4/127.0.0.1/tcp/0"},
+		Store: db,
+		Nick:  nick,
+		// TCP and QUIC, like the default: libp2p prefers QUIC between them.
+		ListenAddrs:  []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
 		NoNAT:        true,
 		Logger:       testLogger(t, nick),
 		SyncInterval: 300 * time.Millisecond,

@@ -298,7 +298,11 @@ func (n *Node) call(ctx context.Context, p peer.ID, proto protocol.ID, fn func(*
 		}
 		return &Error{Protocol: proto, Peer: p, Op: op, Err: ctxErr(ctx, err)}
 	}
-	return s.Close()
+	// fn read the whole response, which is the outcome. Close only frees
+	// the stream: over QUIC it fails whenever the server closed first (a
+	// QUIC Close also stops reading, which cancels our send side).
+	_ = s.Close()
+	return nil
 }
 
 // opError labels an error with the client step it happened in.

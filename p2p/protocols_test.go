@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // pair returns two connected nodes; the server gets the given options.
@@ -302,5 +303,47 @@ func TestRawFrameCaps(t *testing.T) {
 			t.Errorf("%s %x: code %v (%s), err %v; want %v", tc.proto, tc.req[:min(8, len(tc.req))], code, msg, err, tc.code)
 		}
 		_ = s.Close()
+	}
+}
+
+// TestProtocolsOverQUIC runs the request/response protocols over QUIC
+// only. A QUIC stream's Close also stops reading, so a server that closes
+// its stream after answering cancels the client's send side: the client
+// must take the response it read as the outcome, not the error its own
+// Close then reports ("close called for canceled stream").
+func TestProtocolsOverQUIC(t *testing.T) {
+	const quic = "/ip4/127.0.0.1/udp/0/quic-v1"
+	group := newGroupID()
+	inbox := make(chan InboxMessage, 32)
+	server := newTestNode(t, WithListenAddrs(quic), WithHandlers(Handlers{
+		KeyPackage: func(context.Context, peer.ID) (KeyPackage, error) {
+			return KeyPackage{Data: []byte("a key package")}, nil
+		},
+		Inbox: func(_ context.Context, _ peer.ID, m InboxMessage) error {
+			inbox <- m
+			return nil
+		},
+		Tree: func(context.Context, peer.ID, TreeRequest) ([]byte, error) {
+			return []byte("a tree"), nil
+		},
+	}))
+	client := newTestNode(t, WithListenAddrs(quic))
+	connect(t, client, server)
+	for _, c := range client.Host().Network().ConnsToPeer(server.ID()) {
+		if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_QUIC_V1); err != nil {
+			t.Fatalf("not a QUIC connection: %s", c.RemoteMultiaddr())
+		}
+	}
+	ctx := testCtx(t, 20*time.Second)
+	for i := range 20 {
+		if kp, err := client.FetchKeyPackage(ctx, server.ID(), server.ID()); err != nil || string(kp.Data) != "a key package" {
+			t.Fatalf("FetchKeyPackage #%d: %+v %v", i, kp, err)
+		}
+		if err := client.SendInbox(ctx, server.ID(), InboxMessage{Kind: InboxWelcome, Data: []byte("w")}); err != nil {
+			t.Fatalf("SendInbox #%d: %v", i, err)
+		}
+		if tree, err := client.FetchTree(ctx, server.ID(), TreeRequest{Topic: TopicName(group)}); err != nil || string(tree) != "a tree" {
+			t.Fatalf("FetchTree #%d: %q %v", i, tree, err)
+		}
 	}
 }
