@@ -720,7 +720,7 @@ func TestE2ETUI(t *testing.T) {
 // multiaddr.
 func startRelay(t *testing.T, bin, dir string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--data", dir, "--metrics", "", "--log-level", "debug")
+	cmd := exec.Command(bin, "relay", "--listen", e2eListen, "--data", dir, "--metrics", "", "--log-level", "debug")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
