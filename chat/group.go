@@ -612,7 +612,7 @@ func (g *group) persistTip() error {
 		prune = epoch - ordering.DefaultWindowEpochs
 	}
 	_, err = g.e.db.CommitEpoch(g.ctx, store.EpochTransition{
-		GroupID: g.id, Epoch: epoch, CommitHash: g.commitRef, State: state, Group: &row,
+		GroupID: g.id, Epoch: epoch, CommitHash: g.commitRef, State: state, CommitInfo: g.tipCommitInfo(), Group: &row,
 		Messages: rows, OutboxAdd: outbox, PruneBelow: prune,
 	})
 	if err != nil {

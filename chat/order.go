@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,10 +30,16 @@ import (
 //
 // The store keeps the canonical tip's state. Its commit id (the store's
 // CommitHash) is the Commit's ordering key, encoded (commitRef), so that
-// the compact history survives a restart (store.EpochHistory) and the
-// machine is rebuilt from the tip and that history. States of older epochs
-// are not kept across restarts: a fork found later heals by the deep path
-// (claims, rejoin).
+// the compact history survives a restart (store.EpochHistory); with it the
+// store keeps the Commit's ordering info (storedCommit, with the hash of
+// the parent state's Commit). The store retains the last window of
+// canonical states (PruneBelow), and a restart rebuilds the machine from
+// that chain (newMachine: ordering.New with the oldest, Restore for the
+// others), so that a better Commit for an epoch before the restart is
+// still judged by rolling back. Losing-branch states are not kept across
+// restarts, and where the chain is missing (rows from before the info was
+// stored, a switch that skipped epochs) the machine starts from the tip
+// alone: a fork found later heals by the deep path (claims, rejoin).
 //
 // Identities in the machine are credential identities: the binary peer id
 // as a string (ident).
@@ -78,23 +85,183 @@ func roster(st *mls.Group) []string {
 	return out
 }
 
-// newMachine builds the fork choice of a group from its stored tip.
+// newMachine builds the fork choice of a group from its stored tip st
+// (commitRef: the stored id of its Commit) and, when the store has them,
+// the retained canonical states before it (restoreMachine).
 func (e *Engine) newMachine(g *group, st *mls.Group, commitRef []byte) *ordering.Machine[*mls.Group] {
-	var rootKey *ordering.Key
-	if k, ok := decodeKey(commitRef); ok {
-		rootKey = &k
-	}
-	m := ordering.New(e.orderingConfig(g.id), st, st.Epoch(), rootKey, roster(st), e.now())
+	var hist []ordering.Entry
 	if recs, err := e.db.EpochHistory(e.ctx, g.id, 0); err == nil {
-		var hist []ordering.Entry
 		for _, r := range recs {
 			if k, ok := decodeKey(r.CommitHash); ok {
 				hist = append(hist, k)
 			}
 		}
-		m.AdoptHistory(hist)
+	}
+	if m := e.restoreMachine(g, st, commitRef, hist); m != nil {
+		return m
+	}
+	var rootKey *ordering.Key
+	if k, ok := decodeKey(commitRef); ok {
+		rootKey = &k
+	}
+	m := ordering.New(e.orderingConfig(g.id), st, st.Epoch(), rootKey, roster(st), e.now())
+	m.AdoptHistory(hist)
+	return m
+}
+
+// restoreMachine rebuilds the machine from the canonical chain the store
+// retained (store.CanonicalChain) ending at st: the longest run of states
+// each created by a Commit with a stored info naming the previous state's
+// Commit as its parent. The loop's records of those Commits (g.commits,
+// g.stateHash) are rebuilt as the live path made them. hist is the stored
+// compact history, adopted before the oldest state (the entries of the
+// restored states are the machine's own). It returns nil when there is no
+// such run beyond st (the caller starts from st alone).
+func (e *Engine) restoreMachine(g *group, st *mls.Group, commitRef []byte, hist []ordering.Entry) *ordering.Machine[*mls.Group] {
+	chain, err := e.db.CanonicalChain(e.ctx, g.id)
+	if err != nil || len(chain) < 2 {
+		return nil
+	}
+	last := len(chain) - 1
+	if chain[last].Epoch != st.Epoch() || !bytes.Equal(chain[last].CommitHash, commitRef) {
+		return nil
+	}
+	// nodeHash is the machine's id of a stored state: its Commit's hash,
+	// zero for a state without a Commit (creation, a Welcome without key).
+	nodeHash := func(c store.EpochState) (ordering.Hash, bool) {
+		if len(c.CommitHash) == 0 {
+			return ordering.Hash{}, true
+		}
+		k, ok := decodeKey(c.CommitHash)
+		return k.Hash, ok
+	}
+	type link struct {
+		key    ordering.Key
+		info   ordering.CommitInfo
+		parent ordering.Hash
+		st     *mls.Group
+	}
+	links := make([]link, len(chain))
+	start := last
+	for i := last; i > 0; i-- {
+		k, ok := decodeKey(chain[i].CommitHash)
+		if !ok || k.Epoch+1 != chain[i].Epoch {
+			break
+		}
+		info, parent, ok := decodeStoredCommit(chain[i].Info)
+		if !ok {
+			break
+		}
+		if ph, ok := nodeHash(chain[i-1]); !ok || ph != parent {
+			break
+		}
+		links[i] = link{key: k, info: info, parent: parent}
+		start = i - 1
+	}
+	if start == last {
+		return nil
+	}
+	links[last].st = st
+	for i := last - 1; i >= start; i-- {
+		s, err := mls.UnmarshalState(chain[i].State, e.mlsOptions()...)
+		if err != nil {
+			start = i + 1
+			break
+		}
+		links[i].st = s
+	}
+	if start == last {
+		return nil
+	}
+	now := e.now()
+	var rootKey *ordering.Key
+	if k, ok := decodeKey(chain[start].CommitHash); ok {
+		rootKey = &k
+	}
+	root := links[start].st
+	m := ordering.New(e.orderingConfig(g.id), root, root.Epoch(), rootKey, roster(root), now)
+	m.AdoptHistory(hist)
+	for i := start + 1; i <= last; i++ {
+		l := links[i]
+		if err := m.Restore(l.st, l.key, l.info, now); err != nil {
+			e.log.Warn("restoring the window failed; starting from the current state", "group", hex.EncodeToString(g.id), "epoch", chain[i].Epoch, "err", err)
+			return nil
+		}
+	}
+	rootHash, _ := nodeHash(chain[start])
+	g.stateHash[root] = rootHash
+	for i := start + 1; i <= last; i++ {
+		l := links[i]
+		g.commits[l.key.Hash] = &commitRec{info: l.info, parent: l.parent, epoch: chain[i].Epoch, settings: settingsOf(l.st.Extensions())}
+		g.stateHash[l.st] = l.key.Hash
 	}
 	return m
+}
+
+// storedCommit is the ordering info of a canonical state's Commit as the
+// store keeps it with the state (store.EpochTransition.CommitInfo), JSON
+// with identities as bytes (they are binary peer ids), with the hash of
+// the Commit that created the parent state (zero: a state without one) so
+// that a restart can tell a chain from states of two branches.
+type storedCommit struct {
+	V        int      `json:"v"`
+	Parent   []byte   `json:"p"`
+	Sender   []byte   `json:"s"`
+	External bool     `json:"x,omitempty"`
+	Added    [][]byte `json:"a,omitempty"`
+	Removed  [][]byte `json:"r,omitempty"`
+	Updated  [][]byte `json:"u,omitempty"`
+	Path     bool     `json:"w,omitempty"`
+}
+
+const storedCommitVersion = 1
+
+func encodeStoredCommit(rec *commitRec) []byte {
+	ids := func(l []string) [][]byte {
+		var out [][]byte
+		for _, id := range l {
+			out = append(out, []byte(id))
+		}
+		return out
+	}
+	ci := rec.info
+	b, err := json.Marshal(storedCommit{V: storedCommitVersion, Parent: rec.parent[:], Sender: []byte(ci.Sender), External: ci.External,
+		Added: ids(ci.Added), Removed: ids(ci.Removed), Updated: ids(ci.Updated), Path: ci.Path})
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func decodeStoredCommit(b []byte) (ordering.CommitInfo, ordering.Hash, bool) {
+	var sc storedCommit
+	var parent ordering.Hash
+	if len(b) == 0 || json.Unmarshal(b, &sc) != nil || sc.V != storedCommitVersion || len(sc.Parent) != len(parent) {
+		return ordering.CommitInfo{}, parent, false
+	}
+	copy(parent[:], sc.Parent)
+	ids := func(l [][]byte) []string {
+		var out []string
+		for _, id := range l {
+			out = append(out, string(id))
+		}
+		return out
+	}
+	return ordering.CommitInfo{Sender: string(sc.Sender), External: sc.External, Added: ids(sc.Added),
+		Removed: ids(sc.Removed), Updated: ids(sc.Updated), Path: sc.Path}, parent, true
+}
+
+// tipCommitInfo is the stored info of the canonical tip's Commit, nil when
+// the loop does not know it (the store then keeps what it has).
+func (g *group) tipCommitInfo() []byte {
+	if len(g.commitRef) == 0 || g.m == nil {
+		return nil
+	}
+	_, _, h := g.m.Current()
+	if rec := g.commits[h]; rec != nil {
+		return encodeStoredCommit(rec)
+	}
+	return nil
 }
 
 // commitRec is what the loop remembers of a Commit in the window.

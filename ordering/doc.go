@@ -17,6 +17,8 @@
 //
 //	m := ordering.New(cfg, state, epoch, rootKey, roster, now)
 //	// joiners: m.AdoptHistory(historySentWithTheWelcome)
+//	// after a restart, from the oldest stored canonical state:
+//	//   m.AdoptHistory(storedHistory); m.Restore(next, key, info, now) for each later one
 //
 //	ds := m.Receive(proc, msg, epoch, contentType, now) // every group message
 //	ds  = m.Tick(proc, now)                             // every few seconds

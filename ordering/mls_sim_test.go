@@ -253,6 +253,18 @@ func (b *mlsBackend) roster(st *mls.Group) []string {
 	slices.Sort(out)
 	return out
 }
+func (b *mlsBackend) reload(self string, st *mls.Group) *mls.Group {
+	data, err := st.MarshalState()
+	if err != nil {
+		panic(err)
+	}
+	g, err := mls.UnmarshalState(data, b.client(self).opts()...)
+	if err != nil {
+		panic(err)
+	}
+	return g
+}
+
 func (b *mlsBackend) usable(st *mls.Group) bool { return st != nil && !st.Closed() }
 func (b *mlsBackend) size(st *mls.Group) int {
 	s, err := st.MarshalState()
@@ -268,6 +280,8 @@ var mlsScenarios = []scenario{
 	{"mls-concurrent", simParams{members: 8, pool: 4, opRounds: 60, pMsg: 0.15, pCommit: 0.08, pDup: 0.2, pDrop: 0.1}, 6, false},
 	{"mls-partitions", simParams{members: 6, pool: 3, opRounds: 100, pMsg: 0.15, pCommit: 0.04, pDup: 0.1, pDrop: 0.1,
 		partitions: 2, partLen: 20}, 12, false},
+	{"mls-restart", simParams{members: 5, pool: 2, opRounds: 60, pMsg: 0.2, pCommit: 0.05, pDup: 0.1, pDrop: 0.1,
+		pRestart: 0.03}, 10, false},
 	{"mls-deep", simParams{members: 5, pool: 3, opRounds: 120, pMsg: 0.1, pCommit: 0.05, pDup: 0.1, pDrop: 0.05,
 		partitions: 1, partLen: 80, window: 4, windowTime: 15 * time.Second}, 8, false},
 }
@@ -289,7 +303,7 @@ func TestMLSSim(t *testing.T) {
 		}
 		t.Run(sc.name, func(t *testing.T) {
 			n := seeds(sc.n)
-			worst := 0
+			worst, rs, rr := 0, 0, 0
 			for seed := 1; seed <= n; seed++ {
 				p := sc.p
 				p.seed = uint64(seed)
@@ -299,9 +313,9 @@ func TestMLSSim(t *testing.T) {
 				if t.Failed() {
 					t.Fatalf("seed %d failed", seed)
 				}
-				worst = max(worst, r)
+				worst, rs, rr = max(worst, r), rs+s.restarts, rr+s.restoredRollbacks
 			}
-			t.Logf("%d seeds with real mls members: worst convergence %d rounds", n, worst)
+			t.Logf("%d seeds with real mls members: worst convergence %d rounds%s", n, worst, restartNote(rs, rr))
 		})
 	}
 }

@@ -2,6 +2,7 @@ package ordering
 
 import (
 	"flag"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -36,6 +37,10 @@ var modelScenarios = []scenario{
 	{"concurrent", simParams{members: 8, pool: 6, opRounds: 80, pMsg: 0.2, pCommit: 0.08, pDup: 0.2, pDrop: 0.1}, 50, false},
 	{"partitions", simParams{members: 8, pool: 6, opRounds: 120, pMsg: 0.15, pCommit: 0.04, pDup: 0.1, pDrop: 0.1,
 		partitions: 2, partLen: 20}, 50, false},
+	{"restart", simParams{members: 6, pool: 3, opRounds: 100, pMsg: 0.2, pCommit: 0.04, pDup: 0.2, pDrop: 0.1,
+		pRestart: 0.02}, 100, false},
+	{"restart-split", simParams{members: 6, pool: 3, opRounds: 120, pMsg: 0.15, pCommit: 0.04, pDup: 0.1, pDrop: 0.1,
+		partitions: 2, partLen: 15, pRestart: 0.02}, 60, false},
 	{"deep", simParams{members: 6, pool: 4, opRounds: 150, pMsg: 0.1, pCommit: 0.05, pDup: 0.1, pDrop: 0.05,
 		partitions: 1, partLen: 80, window: 4, windowTime: 15 * time.Second}, 30, false},
 }
@@ -47,7 +52,7 @@ func TestModelSim(t *testing.T) {
 		}
 		t.Run(sc.name, func(t *testing.T) {
 			n := seeds(sc.n)
-			worst, sw, rj := 0, 0, 0
+			worst, sw, rj, rs, rr := 0, 0, 0, 0, 0
 			for seed := 1; seed <= n; seed++ {
 				p := sc.p
 				p.seed = uint64(seed)
@@ -57,9 +62,18 @@ func TestModelSim(t *testing.T) {
 				if t.Failed() {
 					t.Fatalf("seed %d failed (rounds %d)", seed, r)
 				}
-				worst, sw, rj = max(worst, r), sw+s.switches, rj+s.rejoins
+				worst, sw, rj, rs = max(worst, r), sw+s.switches, rj+s.rejoins, rs+s.restarts
+				rr += s.restoredRollbacks
 			}
-			t.Logf("%d seeds: worst convergence %d rounds, %d switches, %d rejoins", n, worst, sw, rj)
+			t.Logf("%d seeds: worst convergence %d rounds, %d switches, %d rejoins%s", n, worst, sw, rj, restartNote(rs, rr))
 		})
 	}
+}
+
+// restartNote describes the restarts of a scenario's seeds (none: empty).
+func restartNote(restarts, rollbacks int) string {
+	if restarts == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d restarts (%d rollbacks to a restored state)", restarts, rollbacks)
 }

@@ -50,7 +50,11 @@ type simParams struct {
 	windowTime time.Duration
 	maxRounds  int
 	grinder    string // identity of a hash-grinding member (adversarial)
-	noChecks   bool
+	// pRestart: per member per round, the member restarts: its machine is
+	// rebuilt from its canonical states (New + Restore), as the chat
+	// engine does from its store (restart).
+	pRestart float64
+	noChecks bool
 }
 
 func (p simParams) withDefaults() simParams {
@@ -141,6 +145,8 @@ type peer[S any] struct {
 	// (-1: a member now).
 	outSince int
 	refused  []refusedWelcome
+	// restartTip: the tip's epoch at its last restart (0: none).
+	restartTip uint64
 }
 
 type refusedWelcome struct {
@@ -203,10 +209,14 @@ type sim[S any] struct {
 	published   int
 	claims      int
 	failedJoins int
-	violations  []string
-	trace       bool
-	traceWho    string
-	hook        func(round int)
+	restarts    int
+	// restoredRollbacks: switches that rolled a restarted member back to
+	// a state older than its tip at the restart (one Restore gave it).
+	restoredRollbacks int
+	violations        []string
+	trace             bool
+	traceWho          string
+	hook              func(round int)
 }
 
 func now(r int) time.Time { return simStart.Add(time.Duration(r) * roundDur) }
@@ -359,6 +369,10 @@ func (s *sim[S]) exec(p *peer[S], ds []Decision) {
 		case Switched:
 			s.lastChange = s.round
 			s.switches++
+			if p.restartTip > 0 && d.ForkEpoch < p.restartTip && d.RolledBack > 0 && p.m.root.epoch <= d.ForkEpoch {
+				// A rollback past the tip of a restart, to a restored state.
+				s.restoredRollbacks++
+			}
 			if !d.Member {
 				p.removedOnce = true
 			}
@@ -707,6 +721,9 @@ func (s *sim[S]) step(ops bool) {
 			if s.rng.Float64() < s.p.pCommit {
 				s.randomOp(p)
 			}
+			if s.p.pRestart > 0 && s.rng.Float64() < s.p.pRestart {
+				s.restart(p)
+			}
 		}
 	}
 	for _, p := range s.sorted() {
@@ -726,6 +743,96 @@ func (s *sim[S]) step(ops bool) {
 			s.violate("%s retains a state of epoch %d at tip %d (window %d)", p.id, live[0], st.Epoch, s.p.window)
 		}
 	}
+}
+
+// reloader is implemented by backends whose states are mutable: a
+// restart reads each state back from its serialized form.
+type reloader[S any] interface {
+	reload(self string, st S) S
+}
+
+// restart rebuilds p's machine as the chat engine does after a restart:
+// New with the oldest retained canonical state, the stored history, then
+// Restore for each later canonical state (the backend's states are the
+// stored ones). The engine keeps in its store what the machine forgets:
+// own messages not yet final go out again from its outbox (same id), and
+// it catches up from the oldest restored epoch. Only a member with no
+// obligation the engine would have to rebuild restarts (no intents, held
+// Welcomes, owed or gated re-sends, lost fork, buffered messages): the
+// chat engine loses those today too. The rebuilt machine must have the
+// window, history and roster of the live one.
+func (s *sim[S]) restart(p *peer[S]) {
+	old := p.m
+	if !old.IsMember() || old.lost != nil || old.detached || old.lostWelcome || old.since != nil ||
+		len(old.intents) > 0 || len(old.owed) > 0 || len(old.pending) > 0 {
+		return
+	}
+	for _, n := range old.welcomes {
+		if n.welcome == welcomeHeld {
+			return
+		}
+	}
+	for _, sm := range old.sent {
+		if sm.resending || !sm.n.(*node[S]).canon {
+			return
+		}
+	}
+	var chain []*node[S]
+	for n := old.tip; n != nil && n.live; n = n.parent {
+		chain = append(chain, n)
+		if n == old.root {
+			break
+		}
+	}
+	slices.Reverse(chain)
+	c0 := chain[0]
+	var key *Key
+	if c0.hasKey {
+		k := c0.key
+		key = &k
+	}
+	if r, ok := s.be.(reloader[S]); ok {
+		// Through the store's bytes, as the engine reads them.
+		for _, n := range chain {
+			n.state = r.reload(p.id, n.state)
+		}
+	}
+	at := now(s.round)
+	m := New(s.cfg(p.id), c0.state, c0.epoch, key, s.be.roster(c0.state), at)
+	m.AdoptHistory(old.History())
+	var epochs []uint64
+	epochs = append(epochs, c0.epoch)
+	for _, n := range chain[1:] {
+		if err := m.Restore(n.state, n.key, n.info, at); err != nil {
+			s.t.Fatalf("seed %d round %d: %s restore: %v", s.p.seed, s.round, p.id, err)
+		}
+		epochs = append(epochs, n.epoch)
+	}
+	_, e1, h1 := old.Current()
+	_, e2, h2 := m.Current()
+	switch {
+	case e1 != e2 || h1 != h2:
+		s.violate("%s restarted at %d %s, was at %d %s", p.id, e2, h2, e1, h1)
+	case !slices.Equal(m.History(), old.History()):
+		s.violate("%s restarted with history %v, had %v", p.id, m.History(), old.History())
+	case !slices.Equal(m.Roster(), old.Roster()) || m.IsMember() != old.IsMember():
+		s.violate("%s restarted with roster %v, had %v", p.id, m.Roster(), old.Roster())
+	case !slices.Equal(m.LiveStates(), epochs):
+		s.violate("%s restarted with states %v, had the canonical %v", p.id, m.LiveStates(), epochs)
+	}
+	if s.trace {
+		s.t.Logf("r%d %s restarts with states %v", s.round, p.id, epochs)
+	}
+	s.restarts++
+	p.m, p.restartTip = m, e2
+	for _, sm := range old.sent {
+		for _, o := range p.own {
+			if o.id == sm.id {
+				s.exec(p, s.sendMsg(p, o))
+			}
+		}
+	}
+	s.sync(p.id, c0.epoch)
 }
 
 func (s *sim[S]) violate(f string, a ...any) {

@@ -21,6 +21,7 @@ var contractCases = []struct {
 	{"Contacts", testContacts},
 	{"GroupLifecycle", testGroupLifecycle},
 	{"BranchSwitch", testBranchSwitch},
+	{"CanonicalChain", testCanonicalChain},
 	{"TransitionAtomic", testTransitionAtomic},
 	{"TransitionJoin", testTransitionJoin},
 	{"Messages", testMessages},
@@ -280,6 +281,66 @@ func testBranchSwitch(t *testing.T, open func(testing.TB, ...Option) full) {
 		Discard: []EpochRef{{2, []byte{'b', 2}}}}))
 	if cur := must[EpochState](t)(s.CurrentState(ctx, gid)); string(cur.State) != "x" {
 		t.Fatalf("current: %+v", cur)
+	}
+}
+
+// testCanonicalChain: the retained canonical states come back oldest first
+// with their Commit info, consecutive up to the current state; pruned
+// epochs, states of a losing branch and holes in the history end the run.
+func testCanonicalChain(t *testing.T, open func(testing.TB, ...Option) full) {
+	s := open(t)
+	_, err := s.CanonicalChain(ctx, gid)
+	wantErr(t, err, ErrNotFound)
+	createGroup(t, s, gid)
+	chain := func() []EpochState {
+		t.Helper()
+		return must[[]EpochState](t)(s.CanonicalChain(ctx, gid))
+	}
+	if c := chain(); len(c) != 1 || c[0].Epoch != 0 || string(c[0].State) != "s0" || c[0].Info != nil {
+		t.Fatalf("chain of a new group: %+v", c)
+	}
+	for e := uint64(1); e <= 6; e++ {
+		must[TransitionResult](t)(s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: e, CommitHash: []byte{'a', byte(e)},
+			State: []byte{'a', byte(e)}, CommitInfo: []byte{'i', byte(e)}, PruneBelow: max(e, 3) - 3}))
+	}
+	// A later write of the same state without info keeps the info.
+	must[TransitionResult](t)(s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 6, CommitHash: []byte{'a', 6}, State: []byte("a6'")}))
+	c := chain()
+	if len(c) != 4 || c[0].Epoch != 3 || c[3].Epoch != 6 {
+		t.Fatalf("chain after pruning below 3: %+v", c)
+	}
+	for i, st := range c {
+		e := byte(3 + i)
+		if !bytes.Equal(st.CommitHash, []byte{'a', e}) || !bytes.Equal(st.Info, []byte{'i', e}) {
+			t.Fatalf("state %d: %+v", i, st)
+		}
+	}
+	if string(c[3].State) != "a6'" {
+		t.Fatalf("current state %q", c[3].State)
+	}
+	if cur := must[EpochState](t)(s.CurrentState(ctx, gid)); !bytes.Equal(cur.Info, []byte{'i', 6}) {
+		t.Fatalf("current state's info: %q", cur.Info)
+	}
+	// A switch at epoch 4 straight to epoch 5 of branch b: the state of
+	// epoch 4 of branch a stays retained but is not in the history; the
+	// run stops below the current state.
+	must[TransitionResult](t)(s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 5, CommitHash: []byte{'b', 5},
+		State: []byte{'b', 5}, CommitInfo: []byte{'j', 5}}))
+	if c := chain(); len(c) != 3 || !bytes.Equal(c[2].CommitHash, []byte{'b', 5}) || !bytes.Equal(c[2].Info, []byte{'j', 5}) || c[0].Epoch != 3 {
+		// Epochs 3 and 4 (branch a, still in the history) come with it:
+		// parentage is the engine's to check.
+		t.Fatalf("chain after a switch: %+v", c)
+	}
+	must[TransitionResult](t)(s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 7, CommitHash: []byte{'b', 7},
+		State: []byte{'b', 7}, CommitInfo: []byte{'j', 7}}))
+	if c := chain(); len(c) != 1 || c[0].Epoch != 7 {
+		// Epoch 6 of branch b was never written: a hole.
+		t.Fatalf("chain after a hole: %+v", c)
+	}
+	// Other groups are not mixed in.
+	createGroup(t, s, []byte("other"))
+	if c := chain(); len(c) != 1 || c[0].Epoch != 7 {
+		t.Fatalf("chain with another group: %+v", c)
 	}
 }
 

@@ -50,7 +50,9 @@
 //
 // GroupStore.CommitEpoch writes, in one SQLite transaction: the group's new
 // state (a new epoch, or the same epoch after encrypting or decrypting a
-// message advanced its secret tree), the messages of that step, outbox and
+// message advanced its secret tree) with the engine's description of the
+// Commit that created it (GroupStore.CanonicalChain gives the retained
+// canonical states back with it after a restart), the messages of that step, outbox and
 // pending-proposal changes, the KeyPackage a Welcome consumed (and the
 // pending invitation that Welcome came in), and pruning of old epoch states.
 // After a crash all of it is there or none of it. The engine must therefore
@@ -72,7 +74,7 @@
 //
 // # Secrets at rest
 //
-// Private keys, epoch states, outbox payloads, the private parts of our own
+// Private keys, epoch states (and their Commits' descriptions), outbox payloads, the private parts of our own
 // proposals and pending invitations (whole: Welcome, inviter, group name,
 // ratchet tree) are sealed with XChaCha20-Poly1305 under a random data key;
 // the associated data names table, column and row key, so a sealed value

@@ -1,15 +1,21 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
 func stateAD(groupID []byte, epoch uint64, commit []byte) []byte {
 	return rowAD("epoch_states", "state", groupID, u64(epoch), commit)
+}
+
+func infoAD(groupID []byte, epoch uint64, commit []byte) []byte {
+	return rowAD("epoch_states", "info", groupID, u64(epoch), commit)
 }
 
 func checkEpoch(e uint64) error {
@@ -46,6 +52,7 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 	commit := nz(t.CommitHash)
 	at := db.orNow(t.At)
 	sealed := db.seal.seal(stateAD(t.GroupID, t.Epoch, commit), t.State)
+	sealedInfo := db.seal.sealOpt(infoAD(t.GroupID, t.Epoch, commit), t.CommitInfo)
 	msgs, err := db.prepareMessages(t.GroupID, t.Messages, at)
 	if err != nil {
 		return res, err
@@ -92,10 +99,11 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 				}
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO epoch_states (group_id, epoch, commit_hash, state, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (group_id, epoch, commit_hash) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
-			t.GroupID, int64(t.Epoch), commit, sealed, ts(at), ts(at)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO epoch_states (group_id, epoch, commit_hash, state, info, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (group_id, epoch, commit_hash) DO UPDATE SET state = excluded.state,
+				info = coalesce(excluded.info, info), updated_at = excluded.updated_at`,
+			t.GroupID, int64(t.Epoch), commit, sealed, sealedInfo, ts(at), ts(at)); err != nil {
 			return err
 		}
 		if !t.Retained {
@@ -251,16 +259,20 @@ func (db *DB) DeleteGroup(ctx context.Context, id []byte) error {
 
 func (db *DB) scanState(sc interface{ Scan(...any) error }) (EpochState, error) {
 	var s EpochState
-	var sealed []byte
+	var sealed, sealedInfo []byte
 	var created, updated int64
-	if err := sc.Scan(&s.GroupID, &s.Epoch, &s.CommitHash, &sealed, &created, &updated); err != nil {
+	if err := sc.Scan(&s.GroupID, &s.Epoch, &s.CommitHash, &sealed, &sealedInfo, &created, &updated); err != nil {
 		return EpochState{}, err
 	}
 	st, err := db.seal.open(stateAD(s.GroupID, s.Epoch, nz(s.CommitHash)), sealed)
 	if err != nil {
 		return EpochState{}, err
 	}
-	s.State, s.CreatedAt, s.UpdatedAt = st, fromTS(created), fromTS(updated)
+	info, err := db.seal.openOpt(infoAD(s.GroupID, s.Epoch, nz(s.CommitHash)), sealedInfo)
+	if err != nil {
+		return EpochState{}, err
+	}
+	s.State, s.Info, s.CreatedAt, s.UpdatedAt = st, info, fromTS(created), fromTS(updated)
 	return s, nil
 }
 
@@ -270,7 +282,7 @@ func (db *DB) CurrentState(ctx context.Context, groupID []byte) (EpochState, err
 	if err != nil {
 		return EpochState{}, err
 	}
-	s, err := db.scanState(q.QueryRowContext(ctx, `SELECT s.group_id, s.epoch, s.commit_hash, s.state, s.created_at, s.updated_at
+	s, err := db.scanState(q.QueryRowContext(ctx, `SELECT s.group_id, s.epoch, s.commit_hash, s.state, s.info, s.created_at, s.updated_at
 		FROM groups g JOIN epoch_states s ON s.group_id = g.id AND s.epoch = g.epoch AND s.commit_hash = g.commit_hash
 		WHERE g.id = ?`, nz(groupID)))
 	if err != nil {
@@ -288,12 +300,58 @@ func (db *DB) EpochState(ctx context.Context, groupID []byte, ref EpochRef) (Epo
 	if err != nil {
 		return EpochState{}, err
 	}
-	s, err := db.scanState(q.QueryRowContext(ctx, `SELECT group_id, epoch, commit_hash, state, created_at, updated_at
+	s, err := db.scanState(q.QueryRowContext(ctx, `SELECT group_id, epoch, commit_hash, state, info, created_at, updated_at
 		FROM epoch_states WHERE group_id = ? AND epoch = ? AND commit_hash = ?`, nz(groupID), int64(ref.Epoch), nz(ref.CommitHash)))
 	if err != nil {
 		return EpochState{}, db.fail("epoch state", err)
 	}
 	return s, nil
+}
+
+// CanonicalChain returns the retained canonical states up to the current
+// one, oldest first; see GroupStore.
+func (db *DB) CanonicalChain(ctx context.Context, groupID []byte) ([]EpochState, error) {
+	cur, err := db.CurrentState(ctx, groupID)
+	if err != nil {
+		return nil, err
+	}
+	q, err := db.read()
+	if err != nil {
+		return nil, err
+	}
+	// Newest first: the current state, then each retained state of the
+	// history below it while the epochs are consecutive.
+	rows, err := q.QueryContext(ctx, `SELECT s.group_id, s.epoch, s.commit_hash, s.state, s.info, s.created_at, s.updated_at
+		FROM groups g
+		JOIN epoch_states s ON s.group_id = g.id AND s.epoch <= g.epoch
+		JOIN epoch_history h ON h.group_id = s.group_id AND h.epoch = s.epoch AND h.commit_hash = s.commit_hash
+		WHERE g.id = ? AND (s.epoch < g.epoch OR s.commit_hash = g.commit_hash)
+		ORDER BY s.epoch DESC`, nz(groupID))
+	if err != nil {
+		return nil, db.fail("canonical chain", err)
+	}
+	defer rows.Close()
+	var out []EpochState
+	for rows.Next() {
+		s, err := db.scanState(rows)
+		if err != nil {
+			return nil, db.fail("canonical chain", err)
+		}
+		if len(out) == 0 && (s.Epoch != cur.Epoch || !bytes.Equal(s.CommitHash, cur.CommitHash)) ||
+			len(out) > 0 && s.Epoch+1 != out[len(out)-1].Epoch {
+			break
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.fail("canonical chain", err)
+	}
+	if len(out) == 0 {
+		// No history row for the current state: the current state alone.
+		return []EpochState{cur}, nil
+	}
+	slices.Reverse(out)
+	return out, nil
 }
 
 // RetainedEpochs lists the group's retained states by epoch.

@@ -80,7 +80,7 @@ func TestMigrationEveryVersion(t *testing.T) {
 	t.Cleanup(func() { migrationSource = orig })
 	all, err := loadMigrations(orig)
 	ok(t, err)
-	if len(all) < 3 {
+	if len(all) < 4 {
 		t.Fatalf("%d migrations", len(all))
 	}
 	for v := 1; v < len(all); v++ {
@@ -95,7 +95,18 @@ func TestMigrationEveryVersion(t *testing.T) {
 			migrationSource = old
 			db := openTest(t, dir)
 			ok(t, db.PutIdentity(ctx, Identity{SignaturePrivate: []byte("k")}))
-			createGroup(t, db, gid)
+			// A group as the binary of that version wrote it (the
+			// current CommitEpoch writes columns added since).
+			tx, err := db.w.Begin()
+			ok(t, err)
+			_, err = tx.Exec(`INSERT INTO groups (id, name, epoch, commit_hash, created_at, updated_at) VALUES (?, 'old', 0, x'', 0, 0)`, gid)
+			ok(t, err)
+			_, err = tx.Exec(`INSERT INTO epoch_states (group_id, epoch, commit_hash, state, created_at, updated_at) VALUES (?, 0, x'', ?, 0, 0)`,
+				gid, db.seal.seal(stateAD(gid, 0, []byte{}), []byte("s0")))
+			ok(t, err)
+			_, err = tx.Exec(`INSERT INTO epoch_history (group_id, epoch, commit_hash, at) VALUES (?, 0, x'', 0)`, gid)
+			ok(t, err)
+			ok(t, tx.Commit())
 			ok(t, db.Enqueue(ctx, OutboxEntry{GroupID: gid, ID: []byte("o"), Payload: []byte("p")}))
 			ok(t, db.Close())
 
@@ -115,6 +126,15 @@ func TestMigrationEveryVersion(t *testing.T) {
 			ok(t, db.PutInvitation(ctx, Invitation{ID: "i", Payload: []byte("w")}))
 			if l := must[[]Invitation](t)(db.ListInvitations(ctx)); len(l) != 1 {
 				t.Fatalf("invitations: %+v", l)
+			}
+			// States written before the info column have none; new ones do.
+			if c := must[[]EpochState](t)(db.CanonicalChain(ctx, gid)); len(c) != 1 || c[0].Info != nil {
+				t.Fatalf("chain of an old group: %+v", c)
+			}
+			must[TransitionResult](t)(db.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 1, CommitHash: []byte("c1"),
+				State: []byte("s1"), CommitInfo: []byte("i1")}))
+			if c := must[[]EpochState](t)(db.CanonicalChain(ctx, gid)); len(c) != 2 || c[0].Info != nil || string(c[1].Info) != "i1" {
+				t.Fatalf("chain after the upgrade: %+v", c)
 			}
 			ok(t, db.CheckIntegrity(ctx))
 		})

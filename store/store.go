@@ -181,8 +181,12 @@ type EpochState struct {
 	Epoch      uint64
 	CommitHash []byte // commit that created Epoch; empty for the group's first state
 	State      []byte // opaque serialized state (sealed at rest)
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// Info is the engine's opaque description of the Commit that created
+	// Epoch (EpochTransition.CommitInfo; sealed at rest), nil if none was
+	// written (rows from before schema version 4).
+	Info      []byte
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // EpochRef names a retained state: (group, epoch, commit hash).
@@ -208,6 +212,11 @@ type EpochTransition struct {
 	Epoch      uint64
 	CommitHash []byte // commit that created Epoch; empty for creation or a Welcome join
 	State      []byte // the new serialized state (required)
+	// CommitInfo is the engine's opaque description of the Commit that
+	// created Epoch (the chat engine: its ordering information), stored
+	// sealed with the state (EpochState.Info, CanonicalChain). nil keeps
+	// what the row has.
+	CommitInfo []byte
 
 	// Group, when set, creates the group (first transition) or updates its
 	// Name, Retention, Left and Meta. It must be set when the group does
@@ -277,6 +286,14 @@ type GroupStore interface {
 	DeleteEpochStates(ctx context.Context, groupID []byte, below uint64) (int64, error)
 	// EpochHistory returns canonical history entries with epoch >= from.
 	EpochHistory(ctx context.Context, groupID []byte, from uint64) ([]EpochRecord, error)
+	// CanonicalChain returns the retained canonical states, oldest first:
+	// the states whose (Epoch, CommitHash) is in the canonical history,
+	// in consecutive epochs up to and including the group's current state
+	// (the run stops at the first epoch missing below it). Each comes with
+	// its Info. Consecutive epochs are not proof of parentage (a branch
+	// switch that skipped epochs leaves older rows of the losing branch):
+	// the engine checks that from Info.
+	CanonicalChain(ctx context.Context, groupID []byte) ([]EpochState, error)
 }
 
 // ---------------------------------------------------------------------------

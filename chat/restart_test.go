@@ -1,0 +1,128 @@
+package chat
+
+import (
+	"context"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/canopy-chat/canopy/ordering"
+)
+
+// TestRestartKeepsWindow: a member restarted from its profile rebuilds its
+// fork choice from the canonical states its store retained, not from the
+// tip alone: the epochs before the restart are live in its machine (a
+// better Commit for one of them would still be judged by rolling back),
+// the loop knows their Commits, and the group keeps working both ways.
+func TestRestartKeepsWindow(t *testing.T) {
+	dir := t.TempDir()
+	aliceOpts := func(c *Config) { c.Store, c.ProfileDir = nil, dir }
+	alice, bob := newPeer(t, "alice", aliceOpts), newPeer(t, "bob")
+	connect(t, alice, bob)
+	g := alice.run("", "/create window "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	epochs := func(p *testPeer) (uint64, uint64) {
+		return p.e.group(g).snapshot().Epoch, bob.e.group(g).snapshot().Epoch
+	}
+	for i, who := range []*testPeer{alice, bob, alice} {
+		who.run(g, "/update")
+		waitFor(t, "both at the same epoch", func() bool { a, b := epochs(alice); return a == b && a >= uint64(i+2) })
+	}
+	tip, _ := epochs(alice)
+	alice.run(g, "before the restart")
+	bob.rec.wait(t, "message before the restart", isMessage(g, "before the restart"))
+	liveBefore := liveStates(t, alice.e.group(g))
+	histBefore := history(t, alice.e.group(g))
+	if err := alice.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	alice2 := newPeer(t, "alice", aliceOpts)
+	ga := alice2.e.group(g)
+	if ga == nil {
+		t.Fatal("group not loaded")
+	}
+	live := liveStates(t, ga)
+	t.Logf("live before the restart %v, after %v", liveBefore, live)
+	for e := tip - 3; e <= tip; e++ {
+		if !slices.Contains(live, e) {
+			t.Fatalf("restarted machine holds epochs %v, want %d..%d (before the restart: %v)", live, tip-3, tip, liveBefore)
+		}
+	}
+	if h := history(t, ga); !slices.Equal(h, histBefore) {
+		t.Fatalf("history after the restart\n%v\nbefore\n%v", h, histBefore)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	var known int
+	var tipEpoch uint64
+	if err := ga.do(ctx, func() {
+		_, tipEpoch, _ = ga.m.Current()
+		for _, rec := range ga.commits {
+			if rec.epoch > tip-3 && rec.epoch <= tip {
+				known++
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if tipEpoch != tip || known != 3 {
+		t.Fatalf("restarted at epoch %d (want %d) knowing %d of the last 3 Commits", tipEpoch, tip, known)
+	}
+
+	connect(t, alice2, bob)
+	alice2.run(g, "after the restart")
+	bob.rec.wait(t, "alice's message after the restart", isMessage(g, "after the restart"))
+	bob.run(g, "welcome back")
+	alice2.rec.wait(t, "bob's message after the restart", isMessage(g, "welcome back"))
+	bob.run(g, "/update")
+	waitFor(t, "alice follows bob's update", func() bool { a, b := epochs(alice2); return a == b && a == tip+1 })
+	alice2.run(g, "/update")
+	waitFor(t, "bob follows alice's update", func() bool { a, b := epochs(alice2); return a == b && a == tip+2 })
+	alice2.run(g, "still here")
+	bob.rec.wait(t, "message after the commits", isMessage(g, "still here"))
+	if l := liveStates(t, ga); !slices.Contains(l, tip) || !slices.Contains(l, tip+2) {
+		t.Fatalf("live states after new commits: %v", l)
+	}
+}
+
+func liveStates(t *testing.T, g *group) []uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	var out []uint64
+	if err := g.do(ctx, func() { out = g.m.LiveStates() }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func history(t *testing.T, g *group) []ordering.Entry {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	var out []ordering.Entry
+	if err := g.do(ctx, func() { out = g.m.History() }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestStoredCommitRoundTrip: the stored ordering info of a Commit keeps
+// binary identities and the parent's hash; anything else is refused.
+func TestStoredCommitRoundTrip(t *testing.T) {
+	rec := &commitRec{parent: ordering.Hash{1, 2, 3}, info: ordering.CommitInfo{
+		Sender: "\x00\xffsender", External: true, Added: []string{"\xfe\x00a"}, Removed: []string{"r\x80"},
+		Updated: []string{"u"}, Path: true,
+	}}
+	info, parent, ok := decodeStoredCommit(encodeStoredCommit(rec))
+	if !ok || parent != rec.parent || !reflect.DeepEqual(info, rec.info) {
+		t.Fatalf("round trip: %+v %v %v", info, parent, ok)
+	}
+	for _, b := range [][]byte{nil, []byte("{}"), []byte(`{"v":1,"p":"AQ=="}`), []byte(`{"v":2,"p":"` + string(make([]byte, 0)) + `"}`), []byte("x")} {
+		if _, _, ok := decodeStoredCommit(b); ok {
+			t.Fatalf("accepted %q", b)
+		}
+	}
+}
