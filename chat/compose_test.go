@@ -196,13 +196,7 @@ func TestSelectorsAndReactions(t *testing.T) {
 // their commit is kept across a restart and sent by the restarted engine,
 // and its entry is settled when the other member's receipt arrives.
 func TestEditSurvivesRestart(t *testing.T) {
-	dir := t.TempDir()
-	aliceOpts := func(c *Config) { c.Store, c.ProfileDir = nil, dir }
-	alice, bob := newPeer(t, "alice", aliceOpts), newPeer(t, "bob")
-	connect(t, alice, bob)
-	g := alice.run("", "/create keep "+bob.card()).Group
-	bob.acceptInvitation()
-	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	alice, bob, aliceOpts, g := restartablePair(t, "keep")
 	alice.run(g, "teh typo")
 	id := bob.idOf(g, "teh typo")
 	raw, _ := hex.DecodeString(string(id))

@@ -210,3 +210,18 @@ func (p *testPeer) acceptInvitation() GroupID {
 	p.rec.wait(p.t, p.e.nick()+" invitation", isInvitation)
 	return p.run("", "/accept").Group
 }
+
+// restartablePair creates a group of two, alice (whose profile lives in a
+// directory, so that the test can restart her with newPeer(t, "alice",
+// aliceOpts)) and bob, and waits until both see both.
+func restartablePair(t *testing.T, name string) (alice, bob *testPeer, aliceOpts func(*Config), g GroupID) {
+	t.Helper()
+	dir := t.TempDir()
+	aliceOpts = func(c *Config) { c.Store, c.ProfileDir = nil, dir }
+	alice, bob = newPeer(t, "alice", aliceOpts), newPeer(t, "bob")
+	connect(t, alice, bob)
+	g = alice.run("", "/create "+name+" "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	return alice, bob, aliceOpts, g
+}

@@ -15,13 +15,7 @@ import (
 // better Commit for one of them would still be judged by rolling back),
 // the loop knows their Commits, and the group keeps working both ways.
 func TestRestartKeepsWindow(t *testing.T) {
-	dir := t.TempDir()
-	aliceOpts := func(c *Config) { c.Store, c.ProfileDir = nil, dir }
-	alice, bob := newPeer(t, "alice", aliceOpts), newPeer(t, "bob")
-	connect(t, alice, bob)
-	g := alice.run("", "/create window "+bob.card()).Group
-	bob.acceptInvitation()
-	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	alice, bob, aliceOpts, g := restartablePair(t, "window")
 	epochs := func(p *testPeer) (uint64, uint64) {
 		return p.e.group(g).snapshot().Epoch, bob.e.group(g).snapshot().Epoch
 	}
