@@ -188,9 +188,13 @@ func (m *Machine[S]) timers() {
 		if m.now.Sub(pm.at) < m.cfg.OrphanTime {
 			continue
 		}
-		if pm.epoch <= m.tip.epoch && pm.ct == Commit && !pm.noted {
+		if pm.epoch <= m.tip.epoch && !pm.noted {
+			// A Commit no retained state accepts, or a message no
+			// retained state opens: a branch this member does not have
+			// (e.g. a joiner whose join Commit lost, in a group that has
+			// nothing more to commit: only a claim can tell it).
 			pm.noted = true
-			m.evidence = true // a Commit no retained state accepts
+			m.evidence = true
 		} else if pm.epoch > m.tip.epoch {
 			// Stuck behind: fetch what is missing, and tell the others
 			// where we are, so that they answer if our branch lost.
@@ -314,6 +318,20 @@ func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) 
 	}
 	self := m.cfg.Self
 	oldTip := m.tip
+	// The epoch of each intent's carrier Commit, while the old tree is
+	// still here (a re-add below checks it against the history joined).
+	carrierAt := map[*intentState]uint64{}
+	for _, is := range m.intents {
+		if is.carrier.IsZero() {
+			continue
+		}
+		if c, ok := m.nodes[is.carrier]; ok && c.hasKey {
+			carrierAt[is] = c.key.Epoch
+		} else if is.landed && is.landedAt > 0 {
+			carrierAt[is] = is.landedAt - 1
+		}
+	}
+
 	// The canonical chain up to the fork is common with the branch joined:
 	// make it final history first.
 	for c := m.tip; c != nil && c != m.root; c = c.parent {
@@ -451,6 +469,32 @@ func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) 
 		keptS = append(keptS, is)
 	}
 	m.settled = keptS
+	if !afterLoss {
+		// A plain re-add of a removed member: an intent whose own Commit
+		// is on the branch joined was applied there, and whatever the
+		// branch did to its target since is a later decision made on top
+		// of it (the same rule as mootAfterCarrier, whose evidence went
+		// with the old tree): settled, not re-proposed. Re-proposing it
+		// undid the decisions of the members that re-added this one, and
+		// members removing and re-adding each other fought without end
+		// (restart-split seeds 138, 748).
+		keptI := m.intents[:0]
+		for _, is := range m.intents {
+			if e, ok := carrierAt[is]; ok && m.historyHas(e, is.carrier) {
+				if debugf != nil {
+					debugf("%s: intent %v applied on the branch joined at %d", self, is.Intent, e+1)
+				}
+				is.isSat, is.satisfied = true, e+1
+				m.settled = append(m.settled, is)
+				if len(m.settled) > maxSettled {
+					m.settled = m.settled[len(m.settled)-maxSettled:]
+				}
+				continue
+			}
+			keptI = append(keptI, is)
+		}
+		m.intents = keptI
+	}
 	for _, is := range m.intents {
 		is.carrier, is.asked, is.isSat, is.landed = Hash{}, false, false, false
 		if afterLoss {
