@@ -140,7 +140,7 @@ func (g *Group) commit(list []committedProposal, opts *CommitOptions, cc *commit
 	}
 	fc := g.newContent(ContentTypeCommit, opts.AuthenticatedData)
 	fc.Commit = commit
-	ac, err := f.sign(g.handshakeWireFormat(), fc, g.sigPriv, rnd)
+	ac, err := f.sign(g.handshakeWireFormat(), fc, g.sigPriv)
 	if err != nil {
 		return nil, err
 	}

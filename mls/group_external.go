@@ -156,7 +156,7 @@ func JoinExternal(groupInfo, sigPriv []byte, cred Credential, eo ExternalJoinOpt
 	}
 	fc := &FramedContent{GroupID: g.ctx.GroupID, Epoch: g.ctx.Epoch, Sender: joiner,
 		AuthenticatedData: eo.AuthenticatedData, ContentType: ContentTypeCommit, Commit: commit}
-	ac, err := f.sign(WireFormatPublicMessage, fc, sigPriv, cfg.rand)
+	ac, err := f.sign(WireFormatPublicMessage, fc, sigPriv)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -214,7 +214,7 @@ func signedExternalProposal(groupInfo []byte, sender Sender, sigPriv []byte, p *
 	}
 	fc := &FramedContent{GroupID: ctx.GroupID, Epoch: ctx.Epoch, Sender: sender, AuthenticatedData: authData,
 		ContentType: ContentTypeProposal, Proposal: p}
-	pm, err := f.protectPublic(fc, sigPriv, nil, cfg.rand)
+	pm, err := f.protectPublic(fc, sigPriv, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -131,7 +131,7 @@ func (g *Group) propose(p *Proposal, authData []byte) ([]byte, ProposalRef, erro
 	}
 	fc := g.newContent(ContentTypeProposal, authData)
 	fc.Proposal = p
-	ac, err := f.sign(g.handshakeWireFormat(), fc, g.sigPriv, g.cfg.rand)
+	ac, err := f.sign(g.handshakeWireFormat(), fc, g.sigPriv)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -31,7 +31,7 @@ func forgeCommit(t *testing.T, committer *testClient, base []byte, signer []byte
 		t.Fatal(err)
 	}
 	if signer != nil {
-		ac, err := f.sign(WireFormatPublicMessage, &fc, signer, committer.rand)
+		ac, err := f.sign(WireFormatPublicMessage, &fc, signer)
 		if err != nil {
 			t.Fatal(err)
 		}

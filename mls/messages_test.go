@@ -467,7 +467,7 @@ func TestCodecSignaturesGroupInfoAndContent(t *testing.T) {
 				AuthenticatedData: []byte{}, ContentType: ContentTypeProposal,
 				Proposal: &Proposal{Type: ProposalTypeRemove, Remove: &Remove{Removed: 1}},
 			}
-			ac, err := f.sign(WireFormatPublicMessage, &content, m.sigPriv, r)
+			ac, err := f.sign(WireFormatPublicMessage, &content, m.sigPriv)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -345,7 +345,7 @@ func (f *epochFraming) tbsSizeHint(fc *FramedContent) int {
 // Auth.ConfirmationTag (computed from the transcript hash, which covers the
 // signature) before encodePublic / encryptPrivate. content is referenced,
 // not copied.
-func (f *epochFraming) sign(wf WireFormat, content *FramedContent, sigPriv []byte, rand io.Reader) (*AuthenticatedContent, error) {
+func (f *epochFraming) sign(wf WireFormat, content *FramedContent, sigPriv []byte) (*AuthenticatedContent, error) {
 	if content == nil {
 		return nil, errors.New("mls: signing no content")
 	}
@@ -437,8 +437,8 @@ func (f *epochFraming) encodePublic(ac *AuthenticatedContent) (*PublicMessage, e
 
 // protectPublic signs content and encodes it as a PublicMessage.
 // confirmationTag is required for a commit and ignored otherwise.
-func (f *epochFraming) protectPublic(content *FramedContent, sigPriv, confirmationTag []byte, rand io.Reader) (*PublicMessage, error) {
-	ac, err := f.sign(WireFormatPublicMessage, content, sigPriv, rand)
+func (f *epochFraming) protectPublic(content *FramedContent, sigPriv, confirmationTag []byte) (*PublicMessage, error) {
+	ac, err := f.sign(WireFormatPublicMessage, content, sigPriv)
 	if err != nil {
 		return nil, err
 	}
@@ -531,7 +531,7 @@ func (f *epochFraming) aeadOverhead() int { return 16 }
 // protectPrivate signs content and encodes it as a PrivateMessage.
 // confirmationTag is required for a commit and ignored otherwise.
 func (f *epochFraming) protectPrivate(content *FramedContent, sigPriv, confirmationTag []byte, rand io.Reader) (*PrivateMessage, error) {
-	ac, err := f.sign(WireFormatPrivateMessage, content, sigPriv, rand)
+	ac, err := f.sign(WireFormatPrivateMessage, content, sigPriv)
 	if err != nil {
 		return nil, err
 	}

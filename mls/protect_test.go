@@ -166,7 +166,7 @@ func checkMessageProtectionCase(t *testing.T, cs CipherSuite, tc messageProtecti
 				ac := open(t, k.name+"_pub", k.pub, WireFormatPublicMessage)
 				mustEqualBytes(t, k.name+"_pub content", body(t, ac), k.raw)
 				// Protect afresh as PublicMessage and unprotect.
-				pm, err := framing(t).protectPublic(content, tc.SignaturePriv, confirmationTag, rng)
+				pm, err := framing(t).protectPublic(content, tc.SignaturePriv, confirmationTag)
 				if err != nil {
 					t.Fatalf("protectPublic: %v", err)
 				}
@@ -179,7 +179,7 @@ func checkMessageProtectionCase(t *testing.T, cs CipherSuite, tc messageProtecti
 				mustEqualBytes(t, "fresh PublicMessage authenticated_data", ac.Content.AuthenticatedData, content.AuthenticatedData)
 			} else {
 				// Application data must not be sent as PublicMessage.
-				_, err := framing(t).protectPublic(content, tc.SignaturePriv, nil, rng)
+				_, err := framing(t).protectPublic(content, tc.SignaturePriv, nil)
 				if !errors.Is(err, ErrInvalidFraming) {
 					t.Fatalf("protectPublic(application) = %v, want ErrInvalidFraming", err)
 				}
@@ -336,7 +336,7 @@ func (p *protectFixture) private(t testing.TB, f *epochFraming, fc *FramedConten
 
 func (p *protectFixture) public(t testing.TB, f *epochFraming, fc *FramedContent, priv []byte) []byte {
 	t.Helper()
-	pm, err := f.protectPublic(fc, priv, p.confirmationTag, p.rng)
+	pm, err := f.protectPublic(fc, priv, p.confirmationTag)
 	if err != nil {
 		t.Fatalf("protectPublic: %v", err)
 	}
@@ -611,7 +611,7 @@ func TestProtectBadSignature(t *testing.T) {
 	forger.secrets = send.secrets.clone()
 
 	fc := p.content(1, ContentTypeApplication)
-	ac, err := forger.sign(WireFormatPrivateMessage, fc, p.sigPriv[1], nil)
+	ac, err := forger.sign(WireFormatPrivateMessage, fc, p.sigPriv[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,7 +625,7 @@ func TestProtectBadSignature(t *testing.T) {
 		t.Fatalf("forged signature: %v, want ErrInvalidSignature", err)
 	}
 	// Signed by the wrong member.
-	ac, err = forger.sign(WireFormatPrivateMessage, fc, p.sigPriv[0], nil)
+	ac, err = forger.sign(WireFormatPrivateMessage, fc, p.sigPriv[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -642,7 +642,7 @@ func TestProtectBadSignature(t *testing.T) {
 
 	// PublicMessage: bad signature under a valid membership tag.
 	pc := p.content(1, ContentTypeProposal)
-	ac, err = send.sign(WireFormatPublicMessage, pc, p.sigPriv[1], nil)
+	ac, err = send.sign(WireFormatPublicMessage, pc, p.sigPriv[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -681,7 +681,7 @@ func TestProtectPaddingRejected(t *testing.T) {
 	forger.secrets = send.secrets.clone()
 
 	fc := p.content(0, ContentTypeApplication)
-	ac, err := forger.sign(WireFormatPrivateMessage, fc, p.sigPriv[0], nil)
+	ac, err := forger.sign(WireFormatPrivateMessage, fc, p.sigPriv[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -735,7 +735,7 @@ func TestProtectPaddingPolicy(t *testing.T) {
 		for _, size := range []int{0, 1, 100, 185, 186, 300, 5000, 70000} {
 			fc := p.content(0, ContentTypeApplication)
 			fc.ApplicationData = bytes.Repeat([]byte{'x'}, size)
-			ac, err := send.sign(WireFormatPrivateMessage, fc, p.sigPriv[0], nil)
+			ac, err := send.sign(WireFormatPrivateMessage, fc, p.sigPriv[0])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -819,7 +819,7 @@ func TestProtectEpochMismatch(t *testing.T) {
 			t.Fatalf("protectPrivate: %v, want ErrEpochMismatch", err)
 		}
 		fc.ContentType, fc.Proposal = ContentTypeProposal, &Proposal{Type: ProposalTypeRemove, Remove: &Remove{}}
-		if _, err := f.protectPublic(fc, p.sigPriv[0], nil, p.rng); !errors.Is(err, ErrEpochMismatch) {
+		if _, err := f.protectPublic(fc, p.sigPriv[0], nil); !errors.Is(err, ErrEpochMismatch) {
 			t.Fatalf("protectPublic: %v, want ErrEpochMismatch", err)
 		}
 	}
@@ -865,7 +865,7 @@ func TestProtectFramingRules(t *testing.T) {
 		{"new member PrivateMessage", WireFormatPrivateMessage, withSender(ContentTypeCommit, Sender{Type: SenderNewMemberCommit})},
 		{"welcome wire format", WireFormatWelcome, p.content(0, ContentTypeProposal)},
 	} {
-		if _, err := f.sign(tc.wf, tc.fc, p.sigPriv[0], nil); !errors.Is(err, ErrInvalidFraming) {
+		if _, err := f.sign(tc.wf, tc.fc, p.sigPriv[0]); !errors.Is(err, ErrInvalidFraming) {
 			t.Errorf("%s: sign: %v, want ErrInvalidFraming", tc.name, err)
 		}
 	}
@@ -873,7 +873,7 @@ func TestProtectFramingRules(t *testing.T) {
 	if _, err := f.protectPrivate(p.content(0, ContentTypeCommit), p.sigPriv[0], nil, p.rng); !errors.Is(err, ErrInvalidFraming) {
 		t.Errorf("commit without confirmation tag: %v", err)
 	}
-	if _, err := f.protectPublic(p.content(0, ContentTypeCommit), p.sigPriv[0], nil, p.rng); !errors.Is(err, ErrInvalidFraming) {
+	if _, err := f.protectPublic(p.content(0, ContentTypeCommit), p.sigPriv[0], nil); !errors.Is(err, ErrInvalidFraming) {
 		t.Errorf("public commit without confirmation tag: %v", err)
 	}
 	// A received PublicMessage carrying application data is refused even
@@ -902,11 +902,11 @@ func TestProtectFramingRules(t *testing.T) {
 	if _, err := bare.protectPrivate(p.content(0, ContentTypeApplication), p.sigPriv[0], nil, p.rng); err == nil {
 		t.Error("protectPrivate without secret tree succeeded")
 	}
-	if _, err := bare.protectPublic(p.content(0, ContentTypeProposal), p.sigPriv[0], nil, p.rng); err == nil {
+	if _, err := bare.protectPublic(p.content(0, ContentTypeProposal), p.sigPriv[0], nil); err == nil {
 		t.Error("member protectPublic without membership key succeeded")
 	}
 	// External senders need no membership key.
-	if _, err := bare.protectPublic(withSender(ContentTypeProposal, ext), p.extPriv, nil, p.rng); err != nil {
+	if _, err := bare.protectPublic(withSender(ContentTypeProposal, ext), p.extPriv, nil); err != nil {
 		t.Errorf("external proposal: %v", err)
 	}
 	// Bad constructor inputs.
