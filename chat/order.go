@@ -1075,14 +1075,20 @@ func (g *group) proposeLeave() {
 
 // ---- re-sending ----
 
+// resendState is the state a re-send goes into: the retained canonical
+// state at (ordering.Resend.At, ResendSince.At), or the tip when at is zero;
+// ok is false when that state is no longer retained.
+func (g *group) resendState(at ordering.Hash) (*mls.Group, uint64, bool) {
+	if at == (ordering.Hash{}) {
+		return g.st, g.st.Epoch(), true
+	}
+	return g.m.StateAt(at)
+}
+
 func (g *group) resend(d ordering.Resend) {
-	st, epoch := g.st, g.st.Epoch()
-	if d.At != (ordering.Hash{}) {
-		s, ep, ok := g.m.StateAt(d.At)
-		if !ok {
-			return
-		}
-		st, epoch = s, ep
+	st, epoch, ok := g.resendState(d.At)
+	if !ok {
+		return
 	}
 	for _, id := range d.IDs {
 		o := g.own.byID[string(id)]
@@ -1094,13 +1100,9 @@ func (g *group) resend(d ordering.Resend) {
 }
 
 func (g *group) resendSince(d ordering.ResendSince) {
-	st, epoch := g.st, g.st.Epoch()
-	if d.At != (ordering.Hash{}) {
-		s, ep, ok := g.m.StateAt(d.At)
-		if !ok {
-			return
-		}
-		st, epoch = s, ep
+	st, epoch, ok := g.resendState(d.At)
+	if !ok {
+		return
 	}
 	for _, id := range g.own.order {
 		o := g.own.byID[id]

@@ -51,6 +51,19 @@ func converged(t testing.TB, gid GroupID, ps ...*testPeer) bool {
 	return true
 }
 
+// convergedWith is converged, with every peer seeing n members.
+func convergedWith(t testing.TB, gid GroupID, n int, ps ...*testPeer) bool {
+	if !converged(t, gid, ps...) {
+		return false
+	}
+	for _, p := range ps {
+		if len(p.e.Members(gid)) != n {
+			return false
+		}
+	}
+	return true
+}
+
 // concurrently makes each (peer, change) Commit at the same time: the
 // group loops are held until all changes are ready, so that no member sees
 // the other's Commit before making its own.
@@ -125,17 +138,7 @@ func TestConcurrentInvites(t *testing.T) {
 	dave.acceptInvitation()
 	erin.acceptInvitation()
 	all := []*testPeer{alice, bob, carol, dave, erin}
-	waitFor(t, "five members converge", func() bool {
-		if !converged(t, gid, all...) {
-			return false
-		}
-		for _, p := range all {
-			if len(p.e.Members(gid)) != 5 {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, "five members converge", func() bool { return convergedWith(t, gid, 5, all...) })
 	for _, p := range []*testPeer{alice, bob, carol} {
 		p.rec.wait(t, p.e.nick()+": alice's message", isMessage(gid, "alice during the race"))
 		p.rec.wait(t, p.e.nick()+": bob's message", isMessage(gid, "bob during the race"))
@@ -287,17 +290,7 @@ func TestPartitionHeal(t *testing.T) {
 	connect(t, bob, alice)
 	connect(t, bob, carol)
 	all := []*testPeer{alice, bob, carol, dave, erin}
-	waitFor(t, "all five converge", func() bool {
-		if !converged(t, gid, all...) {
-			return false
-		}
-		for _, p := range all {
-			if len(p.e.Members(gid)) != 5 {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, "all five converge", func() bool { return convergedWith(t, gid, 5, all...) })
 	for _, p := range []*testPeer{alice, bob, carol} {
 		p.rec.wait(t, p.e.nick()+" side A", isMessage(gid, "side A"))
 		p.rec.wait(t, p.e.nick()+" side B", isMessage(gid, "side B"))
