@@ -522,6 +522,24 @@ func (g *agreement) addAuth(name string, auth []byte) error {
 	return nil
 }
 
+// handleCommit has member m (named n) process a Commit (with the
+// proposals sent by reference before it) and adds its epoch authenticator
+// and state update to the agreement.
+func (g *agreement) handleCommit(r *run, n string, m *actor, byRef [][]byte, commit []byte) error {
+	var md metadata.MD
+	hr, err := m.client.HandleCommit(r.ctx, &mlsclientpb.HandleCommitRequest{StateId: m.state, Proposal: byRef, Commit: commit}, grpc.Header(&md))
+	if err != nil {
+		return fmt.Errorf("%s: HandleCommit: %w", n, err)
+	}
+	if hr.StateId != m.state {
+		m.state = r.noteID(m, hr.StateId)
+	}
+	if err := g.addAuth(n, hr.EpochAuthenticator); err != nil {
+		return err
+	}
+	return g.addUpdate(n, md)
+}
+
 func (g *agreement) addUpdate(name string, md metadata.MD) error {
 	u, err := parseStateUpdate(md)
 	if err != nil {
@@ -830,18 +848,7 @@ func (r *run) fullCommit(i int, c *actor, byRef []int, byValue []scriptDescripti
 		if err != nil {
 			return err
 		}
-		var md metadata.MD
-		hr, err := m.client.HandleCommit(r.ctx, &mlsclientpb.HandleCommitRequest{StateId: m.state, Proposal: req.ByReference, Commit: resp.Commit}, grpc.Header(&md))
-		if err != nil {
-			return fmt.Errorf("%s: HandleCommit: %w", n, err)
-		}
-		if hr.StateId != m.state {
-			m.state = r.noteID(m, hr.StateId)
-		}
-		if err := g.addAuth(n, hr.EpochAuthenticator); err != nil {
-			return err
-		}
-		if err := g.addUpdate(n, md); err != nil {
+		if err := g.handleCommit(r, n, m, req.ByReference, resp.Commit); err != nil {
 			return err
 		}
 	}
@@ -921,18 +928,7 @@ func (r *run) externalJoin(i int, s *scriptStep) error {
 		if err != nil {
 			return err
 		}
-		var md metadata.MD
-		hr, err := m.client.HandleCommit(r.ctx, &mlsclientpb.HandleCommitRequest{StateId: m.state, Commit: jr.Commit}, grpc.Header(&md))
-		if err != nil {
-			return fmt.Errorf("%s: HandleCommit: %w", n, err)
-		}
-		if hr.StateId != m.state {
-			m.state = r.noteID(m, hr.StateId)
-		}
-		if err := g.addAuth(n, hr.EpochAuthenticator); err != nil {
-			return err
-		}
-		if err := g.addUpdate(n, md); err != nil {
+		if err := g.handleCommit(r, n, m, nil, jr.Commit); err != nil {
 			return err
 		}
 	}
