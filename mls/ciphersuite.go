@@ -19,7 +19,8 @@ import (
 )
 
 // CipherSuite is an MLS cipher suite identifier (RFC 9420 §5.1, §17.1).
-// canopy implements all seven suites registered by the RFC.
+// canopy implements all seven suites registered by the RFC and the hybrid
+// post-quantum suite MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519.
 //
 // All methods are safe for concurrent use: a CipherSuite is a number, and the
 // per-suite parameters behind it are immutable after package initialization.
@@ -36,8 +37,20 @@ const (
 	MLS_256_DHKEMP384_AES256GCM_SHA384_P384             CipherSuite = 0x0007
 )
 
-// CipherSuites lists every supported suite in registry order.
-var CipherSuites = []CipherSuite{1, 2, 3, 4, 5, 6, 7}
+// MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519 is the hybrid post-quantum
+// suite OpenMLS and ts-mls ship under code point 0x004D: HPKE with the X-Wing
+// KEM (ML-KEM-768 + X25519, HPKE KEM id 0x647A), HKDF-SHA256,
+// ChaCha20-Poly1305 and Ed25519 signatures, SHA-256 as the MLS hash.
+//
+// The code point comes from a draft (draft-mahy-mls-xwing and the
+// implementations that followed it); IANA has not registered it. The KEM is
+// the one of draft-connolly-cfrg-xwing-kem, including its HPKE DeriveKeyPair
+// (the X-Wing seed is SHAKE256(ikm, 32)); see crypto_xwing.go.
+const MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519 CipherSuite = 0x004D
+
+// CipherSuites lists every supported suite: the seven of the RFC in registry
+// order, then the draft X-Wing suite.
+var CipherSuites = []CipherSuite{1, 2, 3, 4, 5, 6, 7, MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519}
 
 type aeadAlg uint8
 
@@ -89,6 +102,7 @@ type kemParams struct {
 	npk     int              // Npk: public key length
 	curve   ecdh.Curve       // NIST curves; nil for X25519/X448
 	bitmask byte             // DeriveKeyPair rejection-sampling mask (NIST curves)
+	xwing   bool             // the X-Wing KEM: not a DHKEM (see crypto_xwing.go)
 }
 
 var (
@@ -97,6 +111,9 @@ var (
 	kemP256   = &kemParams{id: 0x0010, newHash: sha256.New, nsk: 32, npk: 65, curve: ecdh.P256(), bitmask: 0xff}
 	kemP384   = &kemParams{id: 0x0011, newHash: sha512.New384, nsk: 48, npk: 97, curve: ecdh.P384(), bitmask: 0xff}
 	kemP521   = &kemParams{id: 0x0012, newHash: sha512.New, nsk: 66, npk: 133, curve: ecdh.P521(), bitmask: 0x01}
+	// X-Wing: the private key is the 32-byte seed, the public key the
+	// 1184-byte ML-KEM-768 encapsulation key followed by the X25519 key.
+	kemXWing = &kemParams{id: 0x647a, nsk: xwingSeedSize, npk: xwingPublicKeySize, xwing: true}
 )
 
 // sigParams describe the suite's signature scheme.
@@ -130,6 +147,9 @@ var suiteTable = map[CipherSuite]*suiteParams{
 	0x0007: {name: "MLS_256_DHKEMP384_AES256GCM_SHA384_P384", hash: crypto.SHA384, newHash: sha512.New384,
 		aead: aeadAES256GCM, nk: 32, nn: 12,
 		kem: hpke.KEM_P384_HKDF_SHA384, kdf: hpke.KDF_HKDF_SHA384, hpkeAE: hpke.AEAD_AES256GCM, sig: sigECDSAP384SHA384},
+	0x004D: {name: "MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519", hash: crypto.SHA256, newHash: sha256.New,
+		aead: aeadChaCha20Poly1305, nk: 32, nn: 12,
+		kem: hpke.KEM_XWING, kdf: hpke.KDF_HKDF_SHA256, hpkeAE: hpke.AEAD_ChaCha20Poly1305, sig: sigEd25519},
 }
 
 func init() {
@@ -147,11 +167,13 @@ func init() {
 			p.kemInfo = kemP384
 		case hpke.KEM_P521_HKDF_SHA512:
 			p.kemInfo = kemP521
+		case hpke.KEM_XWING:
+			p.kemInfo = kemXWing
 		default:
-			panic("mls: internal error: no DHKEM parameters for " + cs.String())
+			panic("mls: internal error: no KEM parameters for " + cs.String())
 		}
 		if p.kemScheme.PrivateKeySize() != p.kemInfo.nsk || p.kemScheme.PublicKeySize() != p.kemInfo.npk {
-			panic("mls: internal error: DHKEM sizes disagree with circl for " + cs.String())
+			panic("mls: internal error: KEM sizes disagree with circl for " + cs.String())
 		}
 		switch p.sig {
 		case sigEd25519:
@@ -198,7 +220,8 @@ func (cs CipherSuite) mustParams() *suiteParams {
 	return p
 }
 
-// Supported reports whether cs is one of the seven suites canopy implements.
+// Supported reports whether cs is one of the suites canopy implements (see
+// CipherSuites).
 func (cs CipherSuite) Supported() bool { _, ok := suiteTable[cs]; return ok }
 
 func (cs CipherSuite) String() string {

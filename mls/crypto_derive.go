@@ -7,7 +7,8 @@ import (
 	"io"
 )
 
-// RFC 9180 §7.1.3 DeriveKeyPair for the five DHKEMs of the MLS suites.
+// RFC 9180 §7.1.3 DeriveKeyPair for the five DHKEMs of the MLS suites (and,
+// in one line, for the X-Wing KEM of crypto_xwing.go).
 //
 // circl's kem.Scheme.DeriveKeyPair panics unless the seed is exactly
 // SeedSize() bytes, but MLS derives node key pairs from Nh-byte path secrets
@@ -75,8 +76,13 @@ func (k *kemParams) labeledExpand(prk []byte, label string, info []byte, length 
 //     candidate = LabeledExpand(dkp_prk, "candidate", I2OSP(counter, 1), Nsk)
 //     with its first byte masked by 0xff (P-256, P-384) or 0x01 (P-521); the
 //     first candidate with 0 < sk < order wins.
+//   - X-Wing: the seed SHAKE256(ikm, 32) (crypto_xwing.go).
 func (p *suiteParams) deriveKeyPair(ikm []byte) (priv, pub []byte, err error) {
 	k := p.kemInfo
+	if k.xwing {
+		priv, pub := xwingDeriveKeyPair(ikm)
+		return priv, pub, nil
+	}
 	dkpPRK := k.labeledExtract(nil, "dkp_prk", ikm)
 	if k.curve == nil {
 		sk, err := k.labeledExpand(dkpPRK, "sk", nil, k.nsk)

@@ -18,7 +18,8 @@ import (
 // used as the HPKE info with base mode and empty AAD. Keys are serialized
 // with the suite KEM's SerializePublicKey / SerializePrivateKey (RFC 9180
 // §7.1.1, §7.1.2): raw 32/56-byte X25519/X448 keys, uncompressed SEC1 points
-// and fixed-length big-endian scalars for P-256/P-384/P-521.
+// and fixed-length big-endian scalars for P-256/P-384/P-521, and for X-Wing
+// the 1216-byte public key and the 32-byte seed (crypto_xwing.go).
 //
 // HPKE itself is circl's hpke package (RFC 9180 base mode, single-shot: MLS
 // seals exactly one message per context). DeriveKeyPair and
@@ -38,15 +39,21 @@ func readRandom(rand io.Reader, buf []byte) error {
 
 // EncryptWithLabel seals plaintext to pub.
 //
-// Exactly EncapsulationSeedSize (= Nsk) bytes are read from rand for the
-// ephemeral key, so the output is a deterministic function of the bytes rand
-// yields. A pub that is not a valid key for the suite (wrong length, not on
-// the curve, a low-order X25519/X448 point) gives an error wrapping
-// ErrInvalidKey.
+// Exactly the KEM's EncapsulationSeedSize bytes are read from rand (Nsk for
+// the DHKEMs, 64 for X-Wing), so the output is a deterministic function of
+// the bytes rand yields. A pub that is not a valid key for the suite (see
+// ValidateHPKEPublicKey) gives an error wrapping ErrInvalidKey.
 func (cs CipherSuite) EncryptWithLabel(pub []byte, label string, context, plaintext []byte, rand io.Reader) (kemOutput, ciphertext []byte, err error) {
 	p, err := cs.params()
 	if err != nil {
 		return nil, nil, err
+	}
+	if p.kemInfo.xwing {
+		// circl's X-Wing accepts a low-order X25519 part (the draft
+		// does not require the check); hold it to the leaf rules.
+		if err := cs.ValidateHPKEPublicKey(pub); err != nil {
+			return nil, nil, err
+		}
 	}
 	pk, err := p.kemScheme.UnmarshalBinaryPublicKey(pub)
 	if err != nil {
@@ -138,7 +145,9 @@ func (p *suiteParams) hpkePublicKey(priv []byte) ([]byte, error) {
 // the right length and not one of the low-order points whose DH output is
 // all zeros. HPKE encryption to such a point always fails, so a leaf that
 // carried one would make every Commit whose path covers it impossible; it
-// must be rejected when the leaf is validated. Errors wrap ErrInvalidKey.
+// must be rejected when the leaf is validated. For X-Wing: the right length,
+// the FIPS 203 modulus check on the ML-KEM part and a not-low-order X25519
+// part (xwingValidatePublicKey). Errors wrap ErrInvalidKey.
 //
 // The check is table-driven (no scalar multiplication), cheap enough to run
 // on every node of a large tree.
@@ -150,6 +159,9 @@ func (cs CipherSuite) ValidateHPKEPublicKey(pub []byte) error {
 	k := p.kemInfo
 	if len(pub) != k.npk {
 		return cryptoErr(kindKey, nil, "HPKE public key is %d bytes, suite needs %d", len(pub), k.npk)
+	}
+	if k.xwing {
+		return xwingValidatePublicKey(pub)
 	}
 	if k.curve != nil {
 		if _, err := k.curve.NewPublicKey(pub); err != nil {

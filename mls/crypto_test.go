@@ -682,6 +682,8 @@ func cryptoBadHPKEPublicKeys(cs CipherSuite) [][]byte {
 			out = append(out, cryptoTestLE(u, 56))
 		}
 		out = append(out, cryptoTestLE(x448P, 56), cryptoTestLE(new(big.Int).Add(x448P, big.NewInt(1)), 56))
+	case kemXWing:
+		out = append(out, cryptoBadXWingPublicKeys(cs)...)
 	default:
 		inf := make([]byte, k.npk)
 		inf[0] = 4

@@ -5,7 +5,9 @@
 // The package is pure: it does no I/O and reads no clock. Randomness comes
 // from an io.Reader (WithRandom, default crypto/rand) and time from a
 // function (WithClock); messages are byte slices the caller carries.
-// All seven cipher suites of the RFC are supported (CipherSuites).
+// All seven cipher suites of the RFC are supported, and the draft hybrid
+// post-quantum suite MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519 (0x004D)
+// (CipherSuites).
 //
 // # Groups
 //

@@ -433,6 +433,12 @@ func externalInitSecretSend(cs CipherSuite, externalPub []byte, rand io.Reader) 
 	if rand == nil {
 		return nil, nil, errors.New("mls: no random source (nil io.Reader)")
 	}
+	if p.kemInfo.xwing {
+		// As in EncryptWithLabel: circl accepts a low-order X25519 part.
+		if err := cs.ValidateHPKEPublicKey(externalPub); err != nil {
+			return nil, nil, fmt.Errorf("external_pub: %w", err)
+		}
+	}
 	pk, err := p.kemScheme.UnmarshalBinaryPublicKey(externalPub)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: external_pub: %v", ErrInvalidKey, err)
