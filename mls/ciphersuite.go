@@ -199,6 +199,18 @@ func (e *UnsupportedCipherSuiteError) Error() string {
 	return fmt.Sprintf("mls: unsupported cipher suite 0x%04x", uint16(e.Suite))
 }
 
+// MembersLackCipherSuiteError reports the members whose leaves do not list
+// a cipher suite the operation needs (ProposeReInit to a suite some member
+// cannot use).
+type MembersLackCipherSuiteError struct {
+	Suite  CipherSuite
+	Leaves []LeafIndex
+}
+
+func (e *MembersLackCipherSuiteError) Error() string {
+	return fmt.Sprintf("mls: members at leaves %v do not support %v", e.Leaves, e.Suite)
+}
+
 func (cs CipherSuite) params() (*suiteParams, error) {
 	p, ok := suiteTable[cs]
 	if !ok {

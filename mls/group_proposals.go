@@ -104,6 +104,21 @@ func (g *Group) ProposeReInit(groupID []byte, cs CipherSuite, extensions []Exten
 	if !cs.Supported() {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidProposal, &UnsupportedCipherSuiteError{cs})
 	}
+	// A member whose leaf does not list the new suite could not make a
+	// KeyPackage for the new group and would be left behind by the ReInit
+	// (moving a group to the draft X-Wing suite is the common case); refuse
+	// to propose it rather than strand them. Received ReInits are not held
+	// to this: that would be a local rule deciding whether a Commit applies.
+	var lacking []LeafIndex
+	g.tree.forEachMember(func(l LeafIndex, ln *LeafNode) bool {
+		if !ln.Capabilities.SupportsCipherSuite(cs) {
+			lacking = append(lacking, l)
+		}
+		return true
+	})
+	if len(lacking) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidProposal, &MembersLackCipherSuiteError{Suite: cs, Leaves: lacking})
+	}
 	msg, _, err := g.propose(&Proposal{Type: ProposalTypeReInit, ReInit: r}, authenticatedData)
 	return msg, err
 }
