@@ -14,7 +14,9 @@ import (
 
 // The simulator's backend on real mls members (test-only import).
 
-const mlsSuite = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+// mlsSuite is the suite of the simulated groups (a variable so that
+// mls_sim_xwing_test.go can run a pass with the X-Wing suite).
+var mlsSuite = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 
 var mlsNow = time.Unix(1_900_000_000, 0)
 

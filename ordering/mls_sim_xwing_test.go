@@ -1,0 +1,48 @@
+package ordering
+
+import (
+	"testing"
+
+	"github.com/canopy-chat/canopy/mls"
+)
+
+// TestMLSSimXWing runs the concurrent scenario of TestMLSSim with real mls
+// members on the draft X-Wing suite 0x004D, one seed (-ordering.seeds for more):
+// fork choice must not depend on the suite, and X-Wing's larger Commits and
+// Welcomes must go through the same paths. It swaps the package's mlsSuite
+// for its duration, which is safe because no test in this package runs in
+// parallel.
+func TestMLSSimXWing(t *testing.T) {
+	old := mlsSuite
+	mlsSuite = mls.MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519
+	t.Cleanup(func() { mlsSuite = old })
+	for _, name := range []string{"mls-concurrent"} {
+		t.Run(name, func(t *testing.T) {
+			p, ok := mlsScenario(name)
+			if !ok {
+				t.Fatalf("no scenario %q", name)
+			}
+			n := 1
+			if *seedsFlag > 0 {
+				n = *seedsFlag
+			}
+			for seed := 1; seed <= n; seed++ {
+				p.seed = uint64(seed)
+				b := newMLSBackend(uint64(seed))
+				s := newSim[*mls.Group](t, b, p)
+				s.run()
+				s.check()
+				if t.Failed() {
+					t.Fatalf("seed %d failed", seed)
+				}
+				for _, c := range b.clients {
+					for _, kp := range c.bundles {
+						if kp.KeyPackage.CipherSuite != mlsSuite {
+							t.Fatalf("KeyPackage of suite %v", kp.KeyPackage.CipherSuite)
+						}
+					}
+				}
+			}
+		})
+	}
+}
