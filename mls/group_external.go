@@ -45,8 +45,14 @@ func JoinExternal(groupInfo, sigPriv []byte, cred Credential, eo ExternalJoinOpt
 	}
 	cfg := newConfig(opts)
 	ep, ok, err := gi.ExternalPub()
-	if err != nil || !ok {
-		return nil, nil, fmt.Errorf("%w: no valid external_pub extension", ErrInvalidGroupInfo)
+	if err != nil {
+		// Kept apart from "missing": a peer that encodes the extension
+		// wrongly (e.g. the bare HPKEPublicKey without its opaque<V> length,
+		// §12.4.3.2, §5.1.1) is told what the decoder refused.
+		return nil, nil, fmt.Errorf("%w: malformed external_pub extension: %w", ErrInvalidGroupInfo, err)
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: no external_pub extension", ErrInvalidGroupInfo)
 	}
 	nodes, encs, ok, err := ratchetTreeExtension(gi)
 	if err != nil {
