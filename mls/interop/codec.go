@@ -12,7 +12,6 @@ import (
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/mls/interop/mlsclientpb"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Conversions between the interop protocol's byte strings and package
@@ -23,7 +22,8 @@ import (
 // wrapping a bare struct (Welcome, GroupInfo) if that is what was given.
 func asMLSMessage(data []byte, wf mls.WireFormat) ([]byte, error) {
 	var m mls.MLSMessage
-	if err := m.Unmarshal(data); err == nil {
+	msgErr := m.Unmarshal(data)
+	if msgErr == nil {
 		if m.WireFormat != wf {
 			return nil, invalidArg("expected a %v, got an MLSMessage carrying a %v", wf, m.WireFormat)
 		}
@@ -39,14 +39,16 @@ func asMLSMessage(data []byte, wf mls.WireFormat) ([]byte, error) {
 		m.GroupInfo = new(mls.GroupInfo)
 		err = m.GroupInfo.Unmarshal(data)
 	default:
-		err = fmt.Errorf("not an MLSMessage")
+		return nil, invalidArg("malformed %v: %w", wf, msgErr)
 	}
 	if err != nil {
-		return nil, invalidArg("malformed %v: %v", wf, err)
+		// Both readings failed: say why for each, as a peer's bug may be
+		// in either the MLSMessage framing or the struct.
+		return nil, invalidArg("malformed %v: as an MLSMessage: %w; as a bare %v: %w", wf, msgErr, wf, err)
 	}
 	out, err := m.Marshal()
 	if err != nil {
-		return nil, invalidArg("malformed %v: %v", wf, err)
+		return nil, invalidArg("malformed %v: %w", wf, err)
 	}
 	return out, nil
 }
@@ -60,10 +62,10 @@ func parseGroupInfo(data []byte) ([]byte, *mls.GroupInfo, error) {
 	}
 	var m mls.MLSMessage
 	if err := m.Unmarshal(msg); err != nil {
-		return nil, nil, invalidArg("malformed group info: %v", err)
+		return nil, nil, invalidArg("malformed group info: %w", err)
 	}
 	if !m.GroupInfo.GroupContext.CipherSuite.Supported() {
-		return nil, nil, status.Errorf(codes.Unimplemented, "group info: unsupported cipher suite 0x%04x",
+		return nil, nil, errorf(codes.Unimplemented, "group info: unsupported cipher suite 0x%04x",
 			uint16(m.GroupInfo.GroupContext.CipherSuite))
 	}
 	return msg, m.GroupInfo, nil
@@ -74,7 +76,7 @@ func parseGroupInfo(data []byte) ([]byte, *mls.GroupInfo, error) {
 func contentType(msg []byte) (mls.ContentType, error) {
 	var m mls.MLSMessage
 	if err := m.Unmarshal(msg); err != nil {
-		return 0, invalidArg("malformed message: %v", err)
+		return 0, invalidArg("malformed message: %w", err)
 	}
 	switch m.WireFormat {
 	case mls.WireFormatPublicMessage:
@@ -145,11 +147,11 @@ func treeLeafByIdentity(tree mls.RatchetTree, identity []byte) (mls.LeafIndex, e
 func oneLeaf(found []mls.LeafIndex, identity []byte) (mls.LeafIndex, error) {
 	switch len(found) {
 	case 0:
-		return 0, status.Errorf(codes.NotFound, "no member with identity %q", identity)
+		return 0, errorf(codes.NotFound, "no member with identity %q", identity)
 	case 1:
 		return found[0], nil
 	}
-	return 0, status.Errorf(codes.FailedPrecondition, "%d members with identity %q", len(found), identity)
+	return 0, errorf(codes.FailedPrecondition, "%d members with identity %q", len(found), identity)
 }
 
 // groupView is what a proposal description needs to know of its group.
@@ -172,14 +174,14 @@ func groupViewOfGroupInfo(gi *mls.GroupInfo, ratchetTree []byte) (*groupView, er
 	v.leaf = func(identity []byte) (mls.LeafIndex, error) {
 		tree, ok, err := gi.RatchetTree()
 		if err != nil {
-			return 0, invalidArg("group info: ratchet_tree extension: %v", err)
+			return 0, invalidArg("group info: ratchet_tree extension: %w", err)
 		}
 		if !ok {
 			if len(ratchetTree) == 0 {
 				return 0, invalidArg("the group info has no ratchet tree and none was given")
 			}
 			if err := tree.Unmarshal(bytes.Clone(ratchetTree)); err != nil {
-				return 0, invalidArg("ratchet tree: %v", err)
+				return 0, invalidArg("ratchet tree: %w", err)
 			}
 		}
 		return treeLeafByIdentity(tree, identity)
@@ -191,7 +193,7 @@ func groupViewOfGroupInfo(gi *mls.GroupInfo, ratchetTree []byte) (*groupView, er
 func (s *Server) pskNonce(cs mls.CipherSuite) ([]byte, error) {
 	n := make([]byte, cs.Nh())
 	if _, err := s.random.Read(n); err != nil {
-		return nil, status.Errorf(codes.Internal, "psk nonce: %v", err)
+		return nil, errorf(codes.Internal, "psk nonce: %w", err)
 	}
 	return n, nil
 }

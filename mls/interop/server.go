@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 
@@ -14,11 +15,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
-// clientName is what the Name RPC reports.
-const clientName = "canopy"
+// DefaultName is what the Name RPC reports unless WithName says otherwise.
+const DefaultName = "canopy"
 
 // Server implements service MLSClient of the official MLS interop test
 // harness (mls_client.proto) on top of package mls. It is safe for
@@ -34,25 +34,53 @@ type Server struct {
 	// missing RPC is a compile error, not a runtime "unimplemented".
 	mlsclientpb.UnsafeMLSClientServer
 
-	random io.Reader
-	st     store
+	random  io.Reader
+	name    string
+	padding mls.PaddingPolicy
+	log     *slog.Logger
+	st      store
 }
 
 var _ mlsclientpb.MLSClientServer = (*Server)(nil)
 
+// ServerOption configures a Server.
+type ServerOption func(*Server)
+
+// WithName sets what the Name RPC answers (DefaultName if unset), so that
+// two instances can be told apart in the runner's results.
+func WithName(name string) ServerOption { return func(s *Server) { s.name = name } }
+
+// WithPadding sets the padding of the PrivateMessages (handshake and
+// application) of every group the server creates or joins (§6.3.1). The
+// zero policy is package mls's default.
+func WithPadding(p mls.PaddingPolicy) ServerOption { return func(s *Server) { s.padding = p } }
+
+// WithLogger sets the logger of the RPC log (see logRPC; nil: none). Failed
+// RPCs are logged at level WARN, the others at DEBUG.
+func WithLogger(l *slog.Logger) ServerOption { return func(s *Server) { s.log = l } }
+
 // NewServer returns a server with no state. random is the source of
 // randomness (nil: crypto/rand).
-func NewServer(random io.Reader) *Server {
+func NewServer(random io.Reader, opts ...ServerOption) *Server {
 	if random == nil {
 		random = rand.Reader
 	}
-	return &Server{random: random}
+	s := &Server{random: random, name: DefaultName}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s
 }
 
-// Serve registers s on a new gRPC server and serves lis until the
-// listener fails or Stop is called on the returned server (Serve runs in
-// its own goroutine; its error is sent on the returned channel).
+// Serve registers s on a new gRPC server, with the RPC log as its first
+// unary interceptor, and serves lis until the listener fails or Stop is
+// called on the returned server (Serve runs in its own goroutine; its
+// error is sent on the returned channel).
 func (s *Server) Serve(lis net.Listener, opts ...grpc.ServerOption) (*grpc.Server, <-chan error) {
+	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.logRPC)}, opts...)
 	gs := grpc.NewServer(opts...)
 	mlsclientpb.RegisterMLSClientServer(gs, s)
 	errc := make(chan error, 1)
@@ -71,37 +99,10 @@ func (s *Server) Serve(lis net.Listener, opts ...grpc.ServerOption) (*grpc.Serve
 // where psks are the PreSharedKeyIDs with an empty psk_nonce.
 const StateUpdateHeader = "canopy-state-update"
 
-// --- errors ---------------------------------------------------------------
-
-func invalidArg(format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, format, args...)
-}
-
-// mlsError turns an error of package mls into a gRPC status error whose
-// message names the operation.
-func mlsError(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	code := codes.InvalidArgument
-	var unsupported *mls.UnsupportedCipherSuiteError
-	switch {
-	case errors.As(err, &unsupported):
-		code = codes.Unimplemented
-	case errors.Is(err, mls.ErrGroupClosed), errors.Is(err, mls.ErrNotPending), errors.Is(err, mls.ErrMissingPSK),
-		errors.Is(err, mls.ErrWrongEpoch):
-		code = codes.FailedPrecondition
-	}
-	return status.Errorf(code, "%s: %v", op, err)
-}
-
 // suite checks a cipher suite of a request.
 func suite(v uint32) (mls.CipherSuite, error) {
 	if v > math.MaxUint16 || !mls.CipherSuite(v).Supported() {
-		return 0, status.Errorf(codes.Unimplemented, "unsupported cipher suite 0x%04x", v)
+		return 0, errorf(codes.Unimplemented, "unsupported cipher suite 0x%04x", v)
 	}
 	return mls.CipherSuite(v), nil
 }
@@ -110,7 +111,7 @@ func suite(v uint32) (mls.CipherSuite, error) {
 
 // groupOpts are the local policy options of every group of this server.
 func (s *Server) groupOpts(encrypt bool, psks map[string][]byte) []mls.Option {
-	opts := []mls.Option{mls.WithRandom(s.random), mls.WithEncryptedHandshake(encrypt)}
+	opts := []mls.Option{mls.WithRandom(s.random), mls.WithEncryptedHandshake(encrypt), mls.WithPadding(s.padding)}
 	return append(opts, pskOptions(psks)...)
 }
 
@@ -119,7 +120,7 @@ func (s *Server) groupOpts(encrypt bool, psks map[string][]byte) []mls.Option {
 func (s *Server) newSigner(cs mls.CipherSuite, identity []byte) ([]byte, []byte, mls.Credential, error) {
 	priv, pub, err := cs.GenerateSignatureKeyPair(s.random)
 	if err != nil {
-		return nil, nil, mls.Credential{}, status.Errorf(codes.Internal, "signature key: %v", err)
+		return nil, nil, mls.Credential{}, errorf(codes.Internal, "signature key: %w", err)
 	}
 	return priv, pub, mls.NewBasicCredential(append([]byte(nil), identity...)), nil
 }
@@ -153,9 +154,9 @@ func setStateUpdate(ctx context.Context, u *mls.StateUpdate) {
 
 // --- information ----------------------------------------------------------
 
-// Name reports the name of the stack.
+// Name reports the name of this instance (WithName).
 func (s *Server) Name(context.Context, *mlsclientpb.NameRequest) (*mlsclientpb.NameResponse, error) {
-	return &mlsclientpb.NameResponse{Name: clientName}, nil
+	return &mlsclientpb.NameResponse{Name: s.name}, nil
 }
 
 // SupportedCiphersuites lists every cipher suite of package mls.
@@ -173,11 +174,11 @@ func (s *Server) SupportedCiphersuites(context.Context, *mlsclientpb.SupportedCi
 func (s *Server) CreateGroup(_ context.Context, req *mlsclientpb.CreateGroupRequest) (*mlsclientpb.CreateGroupResponse, error) {
 	cs, err := suite(req.CipherSuite)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("create group", err)
 	}
 	priv, _, cred, err := s.newSigner(cs, req.Identity)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("create group", err)
 	}
 	g, err := mls.CreateGroup(cs, req.GroupId, priv, cred, s.groupOpts(req.EncryptHandshake, nil)...)
 	if err != nil {
@@ -192,7 +193,7 @@ func (s *Server) CreateGroup(_ context.Context, req *mlsclientpb.CreateGroupRequ
 func (s *Server) CreateKeyPackage(_ context.Context, req *mlsclientpb.CreateKeyPackageRequest) (*mlsclientpb.CreateKeyPackageResponse, error) {
 	cs, err := suite(req.CipherSuite)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("create key package", err)
 	}
 	b, enc, err := s.newKeyPackage(cs, req.Identity)
 	if err != nil {
@@ -216,7 +217,7 @@ func (s *Server) JoinGroup(_ context.Context, req *mlsclientpb.JoinGroupRequest)
 	}
 	welcome, err := asMLSMessage(req.Welcome, mls.WireFormatWelcome)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("join group", err)
 	}
 	tx.Lock()
 	defer tx.Unlock()
@@ -232,11 +233,11 @@ func (s *Server) JoinGroup(_ context.Context, req *mlsclientpb.JoinGroupRequest)
 func (s *Server) ExternalJoin(_ context.Context, req *mlsclientpb.ExternalJoinRequest) (*mlsclientpb.ExternalJoinResponse, error) {
 	giMsg, gi, err := parseGroupInfo(req.GroupInfo)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("external join", err)
 	}
 	priv, _, cred, err := s.newSigner(gi.GroupContext.CipherSuite, req.Identity)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("external join", err)
 	}
 	psks := map[string][]byte{}
 	eo := mls.ExternalJoinOptions{RatchetTree: req.RatchetTree, RemovePrior: req.RemovePrior}
@@ -322,7 +323,7 @@ func (s *Server) Unprotect(_ context.Context, req *mlsclientpb.UnprotectRequest)
 		// Check the content type before Process: a handshake message
 		// passed here must not change the group.
 		if ct, err := contentType(req.Ciphertext); err != nil {
-			return nil, err
+			return nil, mlsError("unprotect", err)
 		} else if ct != mls.ContentTypeApplication {
 			return nil, invalidArg("unprotect: the message carries a %v, not application data", ct)
 		}
@@ -339,7 +340,7 @@ func (s *Server) Unprotect(_ context.Context, req *mlsclientpb.UnprotectRequest)
 func (s *Server) StorePSK(_ context.Context, req *mlsclientpb.StorePSKRequest) (*mlsclientpb.StorePSKResponse, error) {
 	it, ok := s.st.get(req.StateOrTransactionId)
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "store psk: no state with id %d", req.StateOrTransactionId)
+		return nil, errorf(codes.NotFound, "store psk: no state with id %d", req.StateOrTransactionId)
 	}
 	it.Lock()
 	defer it.Unlock()
@@ -422,7 +423,7 @@ func (s *Server) ResumptionPSKProposal(_ context.Context, req *mlsclientpb.Resum
 func (s *Server) GroupContextExtensionsProposal(_ context.Context, req *mlsclientpb.GroupContextExtensionsProposalRequest) (*mlsclientpb.ProposalResponse, error) {
 	exts, err := convertExtensions(req.Extensions)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("group context extensions proposal", err)
 	}
 	return s.propose(req.StateId, "group context extensions proposal", func(st *groupState) ([]byte, error) {
 		return st.g.ProposeGroupContextExtensions(exts, nil)
@@ -440,7 +441,7 @@ func receiveProposals(st *groupState, op string, proposals [][]byte) error {
 		}
 		ct, err := contentType(p)
 		if err != nil {
-			return status.Errorf(codes.InvalidArgument, "%s: proposal %d: %v", op, i, status.Convert(err).Message())
+			return fmt.Errorf("%s: proposal %d: %w", op, i, err)
 		}
 		if ct != mls.ContentTypeProposal {
 			return invalidArg("%s: proposal %d is a %v message", op, i, ct)
@@ -476,7 +477,7 @@ func (s *Server) commit(req *mlsclientpb.CommitRequest, op string, reinit bool) 
 		for i, d := range req.ByValue {
 			p, err := s.proposalFromDescription(d, view, false)
 			if err != nil {
-				return nil, status.Errorf(status.Code(err), "%s: by-value proposal %d: %s", op, i, status.Convert(err).Message())
+				return nil, fmt.Errorf("%s: by-value proposal %d: %w", op, i, err)
 			}
 			props[i] = p
 		}
@@ -490,7 +491,7 @@ func (s *Server) commit(req *mlsclientpb.CommitRequest, op string, reinit bool) 
 		}
 		if reinit && pc.Update.ReInit == nil {
 			st.g.DiscardPendingCommit(pc)
-			return nil, status.Errorf(codes.FailedPrecondition, "%s: the Commit carries no ReInit proposal", op)
+			return nil, errorf(codes.FailedPrecondition, "%s: the Commit carries no ReInit proposal", op)
 		}
 		st.pending = pc
 		resp := &mlsclientpb.CommitResponse{Commit: pc.Message, Welcome: pc.Welcome}
@@ -509,7 +510,7 @@ func handleCommit(st *groupState, op string, req *mlsclientpb.HandleCommitReques
 	}
 	ct, err := contentType(req.Commit)
 	if err != nil {
-		return nil, err
+		return nil, mlsError(op, err)
 	}
 	if ct != mls.ContentTypeCommit {
 		return nil, invalidArg("%s: the message carries a %v, not a Commit", op, ct)
@@ -519,7 +520,7 @@ func handleCommit(st *groupState, op string, req *mlsclientpb.HandleCommitReques
 		return nil, mlsError(op, err)
 	}
 	if r.Commit == nil {
-		return nil, status.Errorf(codes.Internal, "%s: no state update for a processed Commit", op)
+		return nil, errorf(codes.Internal, "%s: no state update for a processed Commit", op)
 	}
 	st.pending = nil // void now
 	return r.Commit, nil
@@ -528,7 +529,7 @@ func handleCommit(st *groupState, op string, req *mlsclientpb.HandleCommitReques
 // mergePending merges the client's own pending Commit.
 func mergePending(st *groupState, op string) (*mls.StateUpdate, error) {
 	if st.pending == nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "%s: no pending commit", op)
+		return nil, errorf(codes.FailedPrecondition, "%s: no pending commit", op)
 	}
 	upd, err := st.g.MergePendingCommit(st.pending)
 	if err != nil {
@@ -568,11 +569,11 @@ func (s *Server) HandlePendingCommit(ctx context.Context, req *mlsclientpb.Handl
 func (s *Server) ReInitProposal(_ context.Context, req *mlsclientpb.ReInitProposalRequest) (*mlsclientpb.ProposalResponse, error) {
 	cs, err := suite(req.CipherSuite)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("reinit proposal", err)
 	}
 	exts, err := convertExtensions(req.Extensions)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("reinit proposal", err)
 	}
 	return s.propose(req.StateId, "reinit proposal", func(st *groupState) ([]byte, error) {
 		return st.g.ProposeReInit(req.GroupId, cs, exts, nil)
@@ -585,11 +586,11 @@ func (s *Server) startReInit(ctx context.Context, st *groupState, op string, upd
 	setStateUpdate(ctx, upd)
 	r, ok := st.g.PendingReInit()
 	if !ok {
-		return nil, status.Errorf(codes.FailedPrecondition, "%s: the Commit carried no ReInit proposal", op)
+		return nil, errorf(codes.FailedPrecondition, "%s: the Commit carried no ReInit proposal", op)
 	}
 	b, enc, err := s.newKeyPackage(r.CipherSuite, st.identity)
 	if err != nil {
-		return nil, err
+		return nil, mlsError(op, err)
 	}
 	id := s.st.add(&reinitState{old: st.g.Clone(), bundle: b, encrypt: st.encrypt, identity: st.identity})
 	return &mlsclientpb.HandleReInitCommitResponse{ReinitId: id, KeyPackage: enc, EpochAuthenticator: st.g.EpochAuthenticator()}, nil
@@ -601,7 +602,7 @@ func (s *Server) HandlePendingReInitCommit(ctx context.Context, req *mlsclientpb
 	const op = "handle pending reinit commit"
 	return withGroup(s, req.StateId, op, func(st *groupState) (*mlsclientpb.HandleReInitCommitResponse, error) {
 		if st.pending != nil && st.pending.Update.ReInit == nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "%s: the pending Commit carries no ReInit", op)
+			return nil, errorf(codes.FailedPrecondition, "%s: the pending Commit carries no ReInit", op)
 		}
 		upd, err := mergePending(st, op)
 		if err != nil {
@@ -660,7 +661,7 @@ func (s *Server) HandleReInitWelcome(_ context.Context, req *mlsclientpb.HandleR
 	}
 	welcome, err := asMLSMessage(req.Welcome, mls.WireFormatWelcome)
 	if err != nil {
-		return nil, err
+		return nil, mlsError(op, err)
 	}
 	r.Lock()
 	defer r.Unlock()
@@ -680,7 +681,7 @@ func (s *Server) CreateBranch(_ context.Context, req *mlsclientpb.CreateBranchRe
 	const op = "create branch"
 	exts, err := convertExtensions(req.Extensions)
 	if err != nil {
-		return nil, err
+		return nil, mlsError(op, err)
 	}
 	kps, err := parseKeyPackages(op, req.KeyPackages, nil)
 	if err != nil {
@@ -712,7 +713,7 @@ func (s *Server) HandleBranch(_ context.Context, req *mlsclientpb.HandleBranchRe
 	}
 	welcome, err := asMLSMessage(req.Welcome, mls.WireFormatWelcome)
 	if err != nil {
-		return nil, err
+		return nil, mlsError(op, err)
 	}
 	unlock := lockItems([]uint32{req.StateId, req.TransactionId}, []item{st, tx})
 	defer unlock()
@@ -741,11 +742,11 @@ func (s *Server) NewMemberAddProposal(_ context.Context, req *mlsclientpb.NewMem
 	const op = "new member add proposal"
 	giMsg, gi, err := parseGroupInfo(req.GroupInfo)
 	if err != nil {
-		return nil, err
+		return nil, mlsError(op, err)
 	}
 	b, _, err := s.newKeyPackage(gi.GroupContext.CipherSuite, req.Identity)
 	if err != nil {
-		return nil, err
+		return nil, mlsError(op, err)
 	}
 	msg, err := mls.NewMemberAddProposal(giMsg, b, nil, mls.WithRandom(s.random))
 	if err != nil {
@@ -766,11 +767,11 @@ func (s *Server) NewMemberAddProposal(_ context.Context, req *mlsclientpb.NewMem
 func (s *Server) CreateExternalSigner(_ context.Context, req *mlsclientpb.CreateExternalSignerRequest) (*mlsclientpb.CreateExternalSignerResponse, error) {
 	cs, err := suite(req.CipherSuite)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("create external signer", err)
 	}
 	priv, pub, cred, err := s.newSigner(cs, req.Identity)
 	if err != nil {
-		return nil, err
+		return nil, mlsError("create external signer", err)
 	}
 	enc, err := marshalExternalSender(mls.ExternalSender{SignatureKey: pub, Credential: cred})
 	if err != nil {
@@ -787,7 +788,7 @@ func (s *Server) AddExternalSigner(_ context.Context, req *mlsclientpb.AddExtern
 	const op = "add external signer"
 	es, err := unmarshalExternalSender(req.ExternalSender)
 	if err != nil {
-		return nil, invalidArg("%s: %v", op, err)
+		return nil, invalidArg("%s: %w", op, err)
 	}
 	return s.propose(req.StateId, op, func(st *groupState) ([]byte, error) {
 		exts, err := withExternalSender(st.g.Extensions(), es)
@@ -807,7 +808,7 @@ func (s *Server) ExternalSignerProposal(_ context.Context, req *mlsclientpb.Exte
 	}
 	giMsg, gi, err := parseGroupInfo(req.GroupInfo)
 	if err != nil {
-		return nil, err
+		return nil, mlsError(op, err)
 	}
 	if req.Description == nil {
 		return nil, invalidArg("%s: no proposal description", op)
@@ -818,7 +819,7 @@ func (s *Server) ExternalSignerProposal(_ context.Context, req *mlsclientpb.Exte
 	}
 	p, err := s.proposalFromDescription(req.Description, view, true)
 	if err != nil {
-		return nil, err
+		return nil, mlsError(op, err)
 	}
 	sig.Lock()
 	defer sig.Unlock()
@@ -829,7 +830,7 @@ func (s *Server) ExternalSignerProposal(_ context.Context, req *mlsclientpb.Exte
 	// position in the group's external_senders extension is authoritative.
 	index := req.SignerIndex
 	if i, ok, err := externalSenderIndex(gi.GroupContext.Extensions, sig.sigPub); err != nil {
-		return nil, invalidArg("%s: %v", op, err)
+		return nil, invalidArg("%s: %w", op, err)
 	} else if ok {
 		index = i
 	}

@@ -34,7 +34,7 @@ func TestServerErrors(t *testing.T) {
 	ctx := context.Background()
 	s := NewServer(nil)
 
-	if n, _ := s.Name(ctx, &mlsclientpb.NameRequest{}); n.Name != clientName {
+	if n, _ := s.Name(ctx, &mlsclientpb.NameRequest{}); n.Name != DefaultName {
 		t.Fatalf("Name = %q", n.Name)
 	}
 	sc, _ := s.SupportedCiphersuites(ctx, &mlsclientpb.SupportedCiphersuitesRequest{})

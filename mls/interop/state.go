@@ -7,7 +7,6 @@ import (
 
 	"github.com/canopy-chat/canopy/mls"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // The server keeps four kinds of state, all in one id space (the protocol
@@ -156,11 +155,11 @@ func lookup[T item](st *store, id uint32, what string) (T, error) {
 	var zero T
 	it, ok := st.get(id)
 	if !ok {
-		return zero, status.Errorf(codes.NotFound, "%s: no state with id %d", what, id)
+		return zero, errorf(codes.NotFound, "%s: no state with id %d", what, id)
 	}
 	t, ok := it.(T)
 	if !ok {
-		return zero, status.Errorf(codes.InvalidArgument, "%s: id %d is a %s, not a %s", what, id, it.kind(), zero.kind())
+		return zero, errorf(codes.InvalidArgument, "%s: id %d is a %s, not a %s", what, id, it.kind(), zero.kind())
 	}
 	return t, nil
 }
