@@ -42,15 +42,17 @@
 // blocks. -padding none sends everything unpadded.
 //
 // Peers that need -padding none: mls-go v1.6.0 refuses padded
-// PrivateMessage proposals and commits (it accepts padded application
-// messages), so with canopy's default every handshake message canopy
-// encrypts for it fails; run canopy with -padding none against mls-go
-// v1.6.0 (or run the runner with -public). ts-mls 1.6.4 accepts padding.
+// PrivateMessage proposals and commits, so with canopy's default every
+// handshake message canopy encrypts for it fails; run canopy with
+// -padding none against mls-go v1.6.0 (or run the runner with -public).
+// ts-mls 1.6.4 accepts padding (its runs against canopy failed only on
+// external_pub, see README.md).
 //
 // # Cipher suites
 //
-// Every suite of package mls. Suites 5 and 7 (P-384, P-521) are several
-// times slower than the others for reasons of the curves, not of canopy
-// (README.md has the numbers): give the runner more time for deep_random
-// on them.
+// Every suite of package mls. Suite 5 (P-521) and suite 7 (P-384) are far
+// slower than the others because ECDSA verification on those curves is
+// slow (about 55 and 11 times an Ed25519 verification in Go's standard
+// library), not because of canopy; deep_random, which verifies tens of
+// thousands of signatures, shows it most. README.md has the numbers.
 package main
