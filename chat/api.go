@@ -142,6 +142,11 @@ type Invitation struct {
 	GroupName string
 	From      string
 	At        time.Time
+	// Warning, when set, says in plain words what is not as it seems (an
+	// inviter whose key is not the one known for that name, a group that
+	// claims the id of one the user is in without continuing it): front
+	// ends show it with the invitation.
+	Warning string
 }
 
 // NetStatus is the status bar's view of the network.

@@ -512,7 +512,7 @@ func (e *Engine) verify(ctx context.Context, g *group, name string, confirm bool
 		}
 		fmt.Fprintf(&sb, "Safety number with %s:\n  %s\n", who, number)
 		if !bytes.Equal(fp, in.fp) {
-			fmt.Fprintf(&sb, "Note: %s's key in this group (%s) is older than their current key.\n", who, FormatFingerprint(in.fp))
+			fmt.Fprintf(&sb, "WARNING: the key of %s in this group (%s) is not the key you know for them: this member may not be who the name says.\n", who, FormatFingerprint(in.fp))
 		}
 		fmt.Fprintf(&sb, "Compare it with %s in person or on a call. If it matches, type /verify %s confirm", who, name)
 		return Result{Text: sb.String()}, nil

@@ -475,12 +475,14 @@ func (g *group) refreshMembers(emit bool) {
 			ci := e.contacts[in.peer]
 			e.mu.Unlock()
 			if ci != nil {
-				// Flags concern keys the user verified, and key changes:
-				// a verified contact whose leaf here has another key is
-				// not verified here.
-				sameKey := bytes.Equal(ci.fp, in.fp)
+				// Identity is the key, not the nick or the peer id a
+				// credential names: a leaf whose key is not the one known
+				// for that contact is a key change here, verified or not
+				// (say, a group of a stranger whose leaf reuses the
+				// contact's peer id and nick with its own key).
+				sameKey := len(ci.fp) == 0 || bytes.Equal(ci.fp, in.fp)
 				m.Verified = ci.verif == store.Verified && sameKey
-				m.KeyChanged = ci.verif == store.KeyChanged || ci.verif == store.Verified && !sameKey
+				m.KeyChanged = ci.verif == store.KeyChanged || !sameKey
 			}
 		}
 		count[strings.ToLower(m.Nick)]++

@@ -18,7 +18,6 @@ import (
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"golang.org/x/crypto/cryptobyte"
 )
 
 // Invitations.
@@ -48,10 +47,16 @@ type invitation struct {
 	GroupName string    `json:"group_name"`
 	FromNick  string    `json:"from_nick"`
 	At        time.Time `json:"at"`
+	// Warning says in plain words what is not as it seems (invite.go
+	// describeInviter, welcomeForMember).
+	Warning string `json:"warning,omitempty"`
+	// Separate: a Welcome into a group with the id of one we are in that
+	// does not continue it; accepting it needs leaving that group first.
+	Separate bool `json:"separate,omitempty"`
 }
 
 func (inv *invitation) view() Invitation {
-	return Invitation{ID: inv.ID, GroupName: inv.GroupName, From: inv.FromNick, At: inv.At}
+	return Invitation{ID: inv.ID, GroupName: inv.GroupName, From: inv.FromNick, At: inv.At, Warning: inv.Warning}
 }
 
 // Pending invitations live in the store (store.InvitationStore), sealed
@@ -161,52 +166,6 @@ func (e *Engine) importLegacyInvitations(ctx context.Context) {
 	_ = os.Remove(dir) // only when empty
 }
 
-// The Welcome travels in an envelope with the adder's compact history
-// (ordering), so that the joiner's fork choice can compare its branch with
-// the others' from the start:
-//
-//	struct {
-//	    uint8  tag = 0xC1;
-//	    opaque welcome<0..2^32-1>;   // MLSMessage(Welcome)
-//	    opaque history<0..2^32-1>;   // n × 49-byte ordering keys (encodeKey)
-//	} WelcomeEnvelope;
-//
-// A bare MLSMessage (first byte 0x00) is accepted too.
-const welcomeTag = 0xC1
-
-func encodeWelcome(welcome []byte, hist []ordering.Entry) []byte {
-	var b cryptobyte.Builder
-	b.AddUint8(welcomeTag)
-	b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(welcome) })
-	b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) {
-		for _, k := range hist {
-			b.AddBytes(encodeKey(k))
-		}
-	})
-	out, _ := b.Bytes()
-	return out
-}
-
-func decodeWelcome(data []byte) (welcome []byte, hist []ordering.Entry, err error) {
-	if len(data) > 0 && data[0] == 0 {
-		return data, nil, nil
-	}
-	s := cryptobyte.String(data)
-	var tag uint8
-	var w, h cryptobyte.String
-	if !s.ReadUint8(&tag) || tag != welcomeTag || !readUint32Prefixed(&s, &w) || !readUint32Prefixed(&s, &h) || !s.Empty() || len(h)%49 != 0 {
-		return nil, nil, fmt.Errorf("%w: malformed welcome envelope", p2p.ErrBadRequest)
-	}
-	for i := 0; i < len(h); i += 49 {
-		k, ok := decodeKey(h[i : i+49])
-		if !ok || (len(hist) > 0 && k.Epoch <= hist[len(hist)-1].Epoch) {
-			return nil, nil, fmt.Errorf("%w: malformed history", p2p.ErrBadRequest)
-		}
-		hist = append(hist, k)
-	}
-	return w, hist, nil
-}
-
 // rootKeyOf finds, in the adder's history, the key of the Commit that
 // created epoch (the one a Welcome joins).
 func rootKeyOf(hist []ordering.Entry, epoch uint64) *ordering.Key {
@@ -220,13 +179,15 @@ func rootKeyOf(hist []ordering.Entry, epoch uint64) *ordering.Key {
 }
 
 // onWelcome handles a Welcome received directly or from a relay mailbox.
-func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, data []byte) error {
-	welcome, hist, err := decodeWelcome(data)
+// from is only a hint (where to fetch the ratchet tree, who delivered it
+// when src is viaStream): the inviter is the leaf that signed the envelope.
+func (e *Engine) onWelcome(ctx context.Context, src inboxSource, from peer.ID, topic string, data []byte) error {
+	env, err := decodeWelcome(data)
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(welcome)
-	id := hex.EncodeToString(sum[:4])
+	welcome := env.Welcome
+	id := invitationID(welcome)
 	e.mu.Lock()
 	_, known := e.invites[id]
 	e.mu.Unlock()
@@ -261,27 +222,62 @@ func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, data
 		e.log.Warn("invalid welcome", "from", from, "err", err)
 		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
 	}
+	inviter, warning := e.describeInviter(st, env, src, from)
 	e.mu.Lock()
 	existing := e.groups[string(gid)]
 	e.mu.Unlock()
 	if existing != nil && existing.liveMember() && !existing.snapshot().Left {
 		// A Welcome into a group we are in (say our join Commit lost and
-		// the adder added us again): the fork choice decides whether it
-		// takes us forward; no prompt. After a removal, a Welcome is a
-		// new invitation.
-		existing.post(func() { existing.welcomeForMember(welcome, tree, hist) })
+		// the adder added us again): it is a fork heal only if it proves
+		// to continue our group (welcomeForMember), else at most a
+		// separate invitation.
+		existing.post(func() { existing.welcomeForMember(env, tree, inviter, warning, from) })
 		return nil
 	}
-	settings := settingsOf(st.Extensions())
-	fromNick := shortPeer(from)
-	for _, m := range st.Members() {
-		if p, err := peerOfCredential(&m.Credential); err == nil && p == from {
-			e.learnKey(ctx, p, Fingerprint(uint16(suite), m.SignatureKey), nil, leafNick(m.LeafNode))
-			fromNick = e.displayName(p, leafNick(m.LeafNode))
+	return e.addInvitation(ctx, st, env, tree, from, inviter, warning, false)
+}
+
+func invitationID(welcome []byte) string {
+	sum := sha256.Sum256(welcome)
+	return hex.EncodeToString(sum[:4])
+}
+
+// describeInviter names the inviter of a joined Welcome for the user: the
+// leaf that signed the envelope; for an unsigned (older) envelope, the
+// peer that delivered it directly, never a relay's sender field. warning
+// says in plain words what is not as it seems: a signing key that is not
+// the one known for that contact, an inviter nobody vouches for.
+func (e *Engine) describeInviter(st *mls.Group, env *welcomeEnvelope, src inboxSource, from peer.ID) (name, warning string) {
+	if m, ok := adderOf(st, env); ok {
+		p, err := peerOfCredential(&m.Credential)
+		if err != nil {
+			return "someone unknown", "the inviter's credential is not a peer id"
 		}
+		name = e.displayName(p, leafNick(m.LeafNode))
+		fp := Fingerprint(uint16(suite), m.SignatureKey)
+		e.mu.Lock()
+		ci := e.contacts[p]
+		e.mu.Unlock()
+		if ci != nil && len(ci.fp) > 0 && !bytes.Equal(ci.fp, fp) {
+			warning = fmt.Sprintf("the inviter uses the name of %s but not the key you know for %s (fingerprint %s)", name, name, FormatFingerprint(fp))
+		}
+		return name, warning
 	}
-	inv := &invitation{ID: id, Welcome: welcome, From: from, Tree: tree, GroupID: gid, GroupName: settings.Name, FromNick: fromNick, At: e.now()}
-	for _, k := range hist {
+	if src == viaStream && memberOf(st, from) {
+		return e.displayName(from, ""), "the invitation is not signed by its inviter (an older version?)"
+	}
+	return "someone unknown", "the invitation is not signed by its inviter and came through a relay: nobody vouches for it"
+}
+
+// addInvitation keeps a joined Welcome as a pending invitation and tells
+// the user. separate marks a Welcome for a group we are in that does not
+// continue it (welcomeForMember).
+func (e *Engine) addInvitation(ctx context.Context, st *mls.Group, env *welcomeEnvelope, tree []byte, from peer.ID, inviter, warning string, separate bool) error {
+	settings := settingsOf(st.Extensions())
+	id := invitationID(env.Welcome)
+	inv := &invitation{ID: id, Welcome: env.Welcome, From: from, Tree: tree, GroupID: st.GroupID(), GroupName: settings.Name,
+		FromNick: inviter, At: e.now(), Warning: warning, Separate: separate}
+	for _, k := range env.History {
 		inv.History = append(inv.History, encodeKey(k))
 	}
 	e.mu.Lock()
@@ -294,7 +290,7 @@ func (e *Engine) onWelcome(ctx context.Context, from peer.ID, topic string, data
 	if err := e.saveInvitation(ctx, inv); err != nil {
 		e.log.Warn("saving invitation", "id", id, "err", err)
 	}
-	e.log.Info("invitation received", "id", id, "from", from)
+	e.log.Info("invitation received", "id", id, "from", from, "separate", separate)
 	e.emit(InvitationEvent{Invitation: inv.view()})
 	return nil
 }
@@ -386,6 +382,11 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 	e.mu.Unlock()
 	if old != nil {
 		if !old.snapshot().Left {
+			if inv.Separate {
+				// Never replace a group the user is in behind its back: the
+				// user leaves it first, knowingly.
+				return nil, fmt.Errorf("this invitation is into a different group that claims the id of %s, which you are in: /leave %s first to accept it, or /decline %s", old.snapshot().Name, old.snapshot().Name, inv.ID)
+			}
 			e.deleteInvitation(ctx, inv.ID)
 			return nil, errors.New("you are already a member of this group")
 		}
@@ -443,39 +444,80 @@ func (e *Engine) decline(ctx context.Context, id string) (*invitation, error) {
 		return nil, err
 	}
 	e.deleteInvitation(ctx, inv.ID)
-	if _, ref, err := e.bundleFor(ctx, inv.Welcome); err == nil {
+	// The decline names the declined leaf by its encryption key: signed,
+	// it cannot be replayed against a later invitation (control.go).
+	var leafKey []byte
+	if b, ref, err := e.bundleFor(ctx, inv.Welcome); err == nil {
+		leafKey = b.KeyPackage.LeafNode.EncryptionKey
 		if kp, err := e.db.KeyPackage(ctx, ref); err == nil && !kp.LastResort {
 			_ = e.db.DeleteKeyPackage(ctx, ref)
 		}
 	}
 	topic := p2p.TopicName(inv.GroupID)
 	e.goBackground(func(ctx context.Context) {
+		defer func() { _ = e.fillKeyPackages(ctx) }()
+		if leafKey == nil {
+			return
+		}
+		data, err := e.signControl(dmDecline, topic, leafKey)
+		if err != nil {
+			e.log.Warn("signing a decline", "err", err)
+			return
+		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		msg := p2p.InboxMessage{Kind: p2p.InboxDirect, Topic: topic, Data: []byte{dmDecline}}
+		msg := p2p.InboxMessage{Kind: p2p.InboxDirect, Topic: topic, Data: data}
 		if _, err := e.node.SendOrDeposit(ctx, inv.From, msg, 5*time.Second, 7*24*time.Hour); err != nil {
 			e.log.Debug("decline notice", "err", err)
 		}
-		_ = e.fillKeyPackages(ctx)
 	})
 	return inv, nil
 }
 
 // onDecline: an invitee declined; the inviter removes the leaf it added.
-func (e *Engine) onDecline(from peer.ID, topic string) {
+// The decline must be signed with the key of that leaf and name its
+// encryption key, whatever path it took.
+func (e *Engine) onDecline(src inboxSource, relay peer.ID, c *signedControl) {
 	e.mu.Lock()
-	g := e.byTopic[topic]
+	g := e.byTopic[c.Topic]
 	e.mu.Unlock()
 	if g == nil {
 		return
 	}
 	g.post(func() {
-		if _, ok := g.infoByPeer(from); !ok || g.closed {
+		if g.closed || g.st == nil {
 			return
 		}
-		g.e.notice(g.gid, NoticeInfo, "%s declined the invitation to %s", g.e.displayName(from, ""), g.settings.Name)
-		g.enqueue(change{kind: changeRemove, peer: from})
+		if _, ok := g.infoByPeer(c.Sender); !ok {
+			return
+		}
+		if !declineMatches(g.st, c) {
+			why := "it does not match the invitation they got (not signed by their key, or a replay)"
+			if src == viaMailbox {
+				e.distrust(relay, c.Sender, "a decline for "+g.settings.Name, why)
+			} else {
+				e.log.Warn("decline does not match the invitee's leaf", "group", g.gid, "peer", c.Sender)
+			}
+			return
+		}
+		e.notice(g.gid, NoticeInfo, "%s declined the invitation to %s", e.displayName(c.Sender, ""), g.settings.Name)
+		g.enqueue(change{kind: changeRemove, peer: c.Sender})
 	})
+}
+
+// declineMatches reports whether st has the leaf a signed decline names:
+// the sender's, with the signing key and the declined encryption key.
+func declineMatches(st *mls.Group, c *signedControl) bool {
+	for _, m := range st.Members() {
+		p, err := peerOfCredential(&m.Credential)
+		if err != nil || p != c.Sender {
+			continue
+		}
+		if bytes.Equal(m.SignatureKey, c.SigKey) && bytes.Equal(m.LeafNode.EncryptionKey, c.Body) {
+			return true
+		}
+	}
+	return false
 }
 
 // fetchKeyPackage gets a KeyPackage of p from p or a relay and checks it:

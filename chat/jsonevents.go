@@ -43,7 +43,10 @@ import (
 //	    "last_at","left"}
 //	{"type":"members","group":"ID","members":[MEMBER…]}
 //	    MEMBER = {"nick","fingerprint","self","verified","key_changed"}
-//	{"type":"invitation","invitation":{"id","group_name","from","at"}}
+//	{"type":"invitation","invitation":{"id","group_name","from","at","warning"}}
+//	    warning (omitted when empty): what is not as it seems, in plain
+//	    words (an inviter using a known name with another key, a group
+//	    that claims the id of one you are in without continuing it).
 //	{"type":"status","status":{"peers","relays","reachability","addrs",
 //	    "nearby":[PEER…]}}   PEER = {"nick","peer_id","card"}
 //	{"type":"peer","peer":PEER,"online":true}
@@ -167,20 +170,17 @@ func EventJSON(ev Event) ([]byte, error) {
 			Members []jsonMember `json:"members"`
 		}{"members", ev.Group, ms}
 	case InvitationEvent:
-		v = struct {
-			Type       string `json:"type"`
-			Invitation struct {
-				ID        string    `json:"id"`
-				GroupName string    `json:"group_name"`
-				From      string    `json:"from"`
-				At        time.Time `json:"at"`
-			} `json:"invitation"`
-		}{Type: "invitation", Invitation: struct {
+		type jsonInvitation struct {
 			ID        string    `json:"id"`
 			GroupName string    `json:"group_name"`
 			From      string    `json:"from"`
 			At        time.Time `json:"at"`
-		}(ev.Invitation)}
+			Warning   string    `json:"warning,omitempty"`
+		}
+		v = struct {
+			Type       string         `json:"type"`
+			Invitation jsonInvitation `json:"invitation"`
+		}{Type: "invitation", Invitation: jsonInvitation(ev.Invitation)}
 	case StatusEvent:
 		v = struct {
 			Type   string     `json:"type"`

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,14 +17,19 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// Direct messages (p2p.InboxDirect) start with a type byte:
+// Direct messages (p2p.InboxDirect) are signed control messages
+// (control.go): dmSigned followed by a SignedControl of one of these kinds:
 //
-//	dmHello:   the sender's contact card (binary); sent to every peer on
-//	           connecting, so that nearby peers can be invited by nick.
-//	dmDecline: empty; the invitee declined the invitation to the
-//	           InboxMessage's topic.
+//	dmHello:   the sender's contact card (binary); sent directly to every
+//	           peer on connecting, so that nearby peers can be invited by
+//	           nick.
+//	dmDecline: the invitee declined the invitation to the InboxMessage's
+//	           topic (directly or through relay mailboxes).
 //	dmClaim:   an ordering claim (ordering.MarshalClaim) about the
-//	           InboxMessage's topic, from a member (see order.go).
+//	           InboxMessage's topic, sent directly by a member (order.go).
+//
+// Unsigned messages with these type bytes (older versions, or a relay
+// writing in someone's name) are refused.
 const (
 	dmHello   byte = 1
 	dmDecline byte = 2
@@ -166,9 +172,14 @@ func (e *Engine) sendHello(ctx context.Context, p peer.ID) {
 	if err != nil {
 		return
 	}
+	data, err := e.signControl(dmHello, "", b)
+	if err != nil {
+		e.log.Warn("signing a hello", "err", err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	err = e.node.SendInbox(ctx, p, p2p.InboxMessage{Kind: p2p.InboxDirect, Data: append([]byte{dmHello}, b...)})
+	err = e.node.SendInbox(ctx, p, p2p.InboxMessage{Kind: p2p.InboxDirect, Data: data})
 	if err != nil {
 		e.log.Debug("hello not delivered", "peer", p, "err", err)
 		if !errors.Is(err, p2p.ErrUnavailable) {
@@ -295,7 +306,9 @@ func (e *Engine) pollMailbox(ctx context.Context, relay peer.ID) {
 			return
 		}
 		for _, m := range mail {
-			if err := e.handleInbox(ctx, m.From, m.Message); err != nil {
+			// m.From is what the relay wrote: handleInbox never takes it
+			// as authentication (viaMailbox).
+			if err := e.handleInbox(ctx, viaMailbox, relay, m.From, m.Message); err != nil {
 				e.log.Debug("mail item", "err", err)
 			}
 		}
@@ -309,35 +322,101 @@ func (e *Engine) serveKeyPackage(ctx context.Context, from peer.ID) (p2p.KeyPack
 }
 
 func (e *Engine) serveInbox(ctx context.Context, from peer.ID, msg p2p.InboxMessage) error {
-	return e.handleInbox(ctx, from, msg)
+	return e.handleInbox(ctx, viaStream, "", from, msg)
 }
 
-func (e *Engine) handleInbox(ctx context.Context, from peer.ID, msg p2p.InboxMessage) error {
+// handleInbox dispatches an inbox item. from is authenticated only when
+// src is viaStream; relay names the relay of a mailbox item.
+func (e *Engine) handleInbox(ctx context.Context, src inboxSource, relay, from peer.ID, msg p2p.InboxMessage) error {
 	switch msg.Kind {
 	case p2p.InboxWelcome:
-		return e.onWelcome(ctx, from, msg.Topic, msg.Data)
+		return e.onWelcome(ctx, src, from, msg.Topic, msg.Data)
 	case p2p.InboxDirect:
 		if len(msg.Data) == 0 {
 			return p2p.ErrBadRequest
 		}
 		switch msg.Data[0] {
-		case dmHello:
-			return e.onHello(from, msg.Data[1:])
-		case dmDecline:
-			e.onDecline(from, msg.Topic)
-			return nil
-		case dmClaim:
-			return e.onClaim(from, msg.Topic, msg.Data[1:])
+		case dmSigned:
+			return e.onControl(src, relay, from, msg.Topic, msg.Data[1:])
+		case dmHello, dmDecline, dmClaim:
+			if src == viaMailbox {
+				e.distrust(relay, from, controlName(msg.Data[0]), "it is not signed by them")
+			}
+			return fmt.Errorf("%w: unsigned control message", p2p.ErrBadRequest)
 		}
 	}
 	return nil
 }
 
-func (e *Engine) onHello(from peer.ID, data []byte) error {
-	card, err := UnmarshalCard(data)
-	if err != nil || card.PeerID != from {
+func controlName(kind byte) string {
+	switch kind {
+	case dmHello:
+		return "a hello"
+	case dmDecline:
+		return "a decline"
+	case dmClaim:
+		return "a fork claim"
+	}
+	return "a message"
+}
+
+// distrust tells the user that relay delivered a control message in the
+// name of claimed that was not theirs, and that it was ignored.
+func (e *Engine) distrust(relay, claimed peer.ID, what, why string) {
+	e.log.Warn("ignored a mailbox item not authenticated by its claimed sender", "relay", relay, "claimed", claimed, "what", what, "why", why)
+	e.notice("", NoticeWarning, "ignored %s that relay %s delivered in the name of %s: %s (a relay cannot speak for anyone)",
+		what, shortPeer(relay), e.displayName(claimed, ""), why)
+}
+
+// onControl checks a signed control message and hands it on. The
+// signature must verify with the key it carries; each handler then checks
+// that key against what it knows of the sender. Hellos and claims are only
+// ever sent directly: from a mailbox they are replays or forgeries.
+func (e *Engine) onControl(src inboxSource, relay, from peer.ID, topic string, data []byte) error {
+	c, err := parseSignedControl(data)
+	if err != nil {
+		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
+	}
+	claimed := c.Sender
+	if src == viaMailbox {
+		claimed = from
+	}
+	if err := c.verify(); err != nil {
+		if src == viaMailbox {
+			e.distrust(relay, claimed, controlName(c.Kind), "its signature does not verify")
+		}
+		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
+	}
+	if c.Topic != topic || (src == viaStream && c.Sender != from) {
+		return fmt.Errorf("%w: control message for another topic or sender", p2p.ErrBadRequest)
+	}
+	switch c.Kind {
+	case dmHello:
+		if src != viaStream {
+			e.distrust(relay, claimed, "a hello", "hellos are only accepted from the peer itself")
+			return nil
+		}
+		return e.onHello(c)
+	case dmDecline:
+		e.onDecline(src, relay, c)
+		return nil
+	case dmClaim:
+		if src != viaStream {
+			e.distrust(relay, claimed, "a fork claim", "claims are only accepted from the member itself")
+			return nil
+		}
+		return e.onClaim(c)
+	}
+	return nil
+}
+
+// onHello: a peer's card, signed with the key its fingerprint names.
+func (e *Engine) onHello(c *signedControl) error {
+	card, err := UnmarshalCard(c.Body)
+	if err != nil || card.PeerID != c.Sender || !bytes.Equal(card.Fingerprint, Fingerprint(uint16(suite), c.SigKey)) {
 		return p2p.ErrBadRequest
 	}
+	from := c.Sender
 	e.mu.Lock()
 	old := e.nearby[from]
 	e.nearby[from] = card

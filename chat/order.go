@@ -1135,10 +1135,20 @@ func (g *group) sendWelcome(h ordering.Hash) {
 	if len(hw) == 0 {
 		return
 	}
-	env := encodeWelcome(hw[0].welcome, g.m.MakeClaim(nil).Entries)
+	joined, _, ok := g.m.StateAt(h)
+	if !ok {
+		joined = g.st
+	}
+	hist := g.m.MakeClaim(nil).Entries
+	held := g.heldStates()
 	for _, w := range hw {
 		if in := g.intents[w.intent]; in != nil {
 			in.welcomed = true
+		}
+		env, err := g.e.sealWelcome(w.welcome, hist, joined, held, w.to)
+		if err != nil {
+			g.e.log.Warn("sealing a welcome", "group", g.gid, "err", err)
+			continue
 		}
 		g.e.queueWelcome(w.to, g, append([]byte("welcome:"), w.ref...), env, true)
 	}
@@ -1156,19 +1166,27 @@ func (g *group) liveMember() bool {
 const maxRefusedWelcomes = 8
 
 type refusedWelcome struct {
-	welcome, tree []byte
-	hist          []ordering.Entry
+	env              *welcomeEnvelope
+	tree             []byte
+	inviter, warning string
+	from             peer.ID
 }
 
 // welcomeForMember handles a Welcome into a group this member already
-// runs: it replaces the state when the fork choice says it leads forward
-// (our join Commit lost, our branch lost, we were removed on a branch that
-// lost), else it is kept and asked about again later.
-func (g *group) welcomeForMember(welcome, tree []byte, hist []ordering.Entry) {
+// runs. It is a fork heal only if it proves to continue this member's
+// group (welcomeContinues: its adder was a member of a state of our own
+// canonical chain and knew that state's secrets); then it replaces the
+// state when the fork choice says it leads forward (our join Commit lost,
+// our branch lost, we were removed on a branch that lost), else it is kept
+// and asked about again later. A Welcome that does not prove it is
+// somebody else's group with the same id: at most a separate invitation,
+// which the user sees as such and must accept explicitly.
+func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter, warning string, from peer.ID) {
 	e := g.e
 	if g.m == nil || g.offline {
 		return
 	}
+	welcome, hist := env.Welcome, env.History
 	bundle, ref, err := e.bundleFor(g.ctx, welcome)
 	if err != nil {
 		return
@@ -1178,9 +1196,13 @@ func (g *group) welcomeForMember(welcome, tree []byte, hist []ordering.Entry) {
 		e.log.Debug("welcome for a joined group", "group", g.gid, "err", err)
 		return
 	}
+	if _, ok := welcomeContinues(st, env, g.canonicalStates(), e.id.id); !ok {
+		g.separateWelcome(st, env, tree, inviter, warning, from)
+		return
+	}
 	if !g.m.WelcomeAcceptable(st.Epoch(), hist) {
 		if len(g.refused) < maxRefusedWelcomes {
-			g.refused = append(g.refused, refusedWelcome{welcome: welcome, tree: tree, hist: hist})
+			g.refused = append(g.refused, refusedWelcome{env: env, tree: tree, inviter: inviter, warning: warning, from: from})
 		}
 		return
 	}
@@ -1197,21 +1219,39 @@ func (g *group) welcomeForMember(welcome, tree []byte, hist []ordering.Entry) {
 	g.catchUp(true)
 }
 
+// separateWelcome keeps a Welcome that claims our group's id without
+// continuing it as a separate invitation, and says so in plain words. Our
+// group, its state and its messages are untouched.
+func (g *group) separateWelcome(st *mls.Group, env *welcomeEnvelope, tree []byte, inviter, warning string, from peer.ID) {
+	e := g.e
+	name := g.settings.Name
+	what := fmt.Sprintf("%s invited you into a different group that claims the id of %s; it does not continue your group", inviter, name)
+	if warning != "" {
+		what += " (" + warning + ")"
+	}
+	e.log.Warn("welcome for a group we are in does not continue it", "group", g.gid, "from", from)
+	e.notice(g.gid, NoticeWarning, "%s. Your group is unchanged; the invitation is listed separately (/decline %s drops it).", what, invitationID(env.Welcome))
+	if err := e.addInvitation(g.ctx, st, env, tree, from, inviter, what, true); err != nil {
+		e.log.Warn("keeping a separate invitation", "err", err)
+	}
+}
+
 // retryRefused asks again about Welcomes the fork choice refused.
 func (g *group) retryRefused() {
 	refused := g.refused
 	g.refused = nil
 	for _, r := range refused {
-		g.welcomeForMember(r.welcome, r.tree, r.hist)
+		g.welcomeForMember(r.env, r.tree, r.inviter, r.warning, r.from)
 	}
 }
 
 // ---- claims and rejoins (forks older than the window) ----
 
 // announce sends our claim (with a GroupInfo of the tip) to every member
-// of the roster over /canopy/inbox/1: the streams are encrypted and
-// authenticate the sender's peer id, which is its credential identity, so
-// the claim needs no further signature and is never in clear.
+// of the roster over /canopy/inbox/1, signed (control.go): the streams are
+// encrypted and authenticate the sender's peer id, and the signature
+// binds the claim to the key of the member's leaf, so that no relay or
+// stranger can make one in a member's name.
 func (g *group) announce(c ordering.Claim) {
 	// Only a member's state can be joined: a member that processed its own
 	// removal holds the closed state of the epoch before, and a GroupInfo
@@ -1225,7 +1265,11 @@ func (g *group) announce(c ordering.Claim) {
 	if err != nil {
 		return
 	}
-	msg := p2p.InboxMessage{Kind: p2p.InboxDirect, Topic: g.topicName, Data: append([]byte{dmClaim}, data...)}
+	signed, err := g.e.signControl(dmClaim, g.topicName, data)
+	if err != nil {
+		return
+	}
+	msg := p2p.InboxMessage{Kind: p2p.InboxDirect, Topic: g.topicName, Data: signed}
 	var targets []peer.ID
 	for _, id := range g.m.Roster() {
 		if p, err := peerOfIdent(id); err == nil && p != g.e.id.id {
@@ -1243,25 +1287,54 @@ func (g *group) announce(c ordering.Claim) {
 	}
 }
 
-// onClaim: a member's claim about its branch.
-func (e *Engine) onClaim(from peer.ID, topic string, data []byte) error {
+// onClaim: a member's signed claim about its branch, received directly.
+// Its signer is the sender only if the signing key is that member's leaf
+// key in a state this member holds.
+func (e *Engine) onClaim(c *signedControl) error {
 	e.mu.Lock()
-	g := e.byTopic[topic]
+	g := e.byTopic[c.Topic]
 	e.mu.Unlock()
 	if g == nil {
 		return p2p.ErrNotFound
 	}
-	c, err := ordering.ParseClaim(data)
+	cl, err := ordering.ParseClaim(c.Body)
 	if err != nil {
 		return p2p.ErrBadRequest
 	}
-	c.Signer = ident(from) // authenticated by the stream
+	cl.Signer = ident(c.Sender)
 	g.post(func() {
-		if g.m != nil && !g.offline {
-			g.exec(g.m.ClaimReceived(g.proc, *c, e.now()))
+		if g.m == nil || g.offline {
+			return
 		}
+		if !g.knowsKey(c.Sender, c.SigKey) {
+			e.log.Warn("claim signed by a key that is not the member's", "group", g.gid, "peer", c.Sender)
+			return
+		}
+		g.exec(g.m.ClaimReceived(g.proc, *cl, e.now()))
 	})
 	return nil
+}
+
+// knowsKey reports whether p has a leaf with signature key key in a state
+// the loop holds (the tip, or any retained state of the window).
+func (g *group) knowsKey(p peer.ID, key []byte) bool {
+	has := func(st *mls.Group) bool {
+		for _, m := range st.Members() {
+			if q, err := peerOfCredential(&m.Credential); err == nil && q == p && bytes.Equal(m.SignatureKey, key) {
+				return true
+			}
+		}
+		return false
+	}
+	if g.st != nil && has(g.st) {
+		return true
+	}
+	for st := range g.stateHash {
+		if has(st) {
+			return true
+		}
+	}
+	return false
 }
 
 // rejoin: our branch lost a fork older than the window; join the winning
