@@ -419,11 +419,7 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 	}); err != nil {
 		return nil, err
 	}
-	for _, m := range st.Members() {
-		if p, err := peerOfCredential(&m.Credential); err == nil {
-			e.learnKey(ctx, p, Fingerprint(uint16(suite), m.SignatureKey), nil, leafNick(m.LeafNode))
-		}
-	}
+	e.learnJoinedKeys(ctx, g, st)
 	e.forgetInvitation(inv.ID)
 	g.start()
 	g.refreshMembers(false)
@@ -437,6 +433,31 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 	return g, nil
 }
 
+// learnJoinedKeys records the keys of the members of a group just joined
+// for peers not known yet. A leaf that names a known contact with another
+// key does not replace that contact's key (the adder, not the contact,
+// put it there): it is flagged as a key change in the member list
+// (refreshMembers) and the user is told in plain words.
+func (e *Engine) learnJoinedKeys(ctx context.Context, g *group, st *mls.Group) {
+	for _, m := range st.Members() {
+		p, err := peerOfCredential(&m.Credential)
+		if err != nil || p == e.id.id {
+			continue
+		}
+		fp := Fingerprint(uint16(suite), m.SignatureKey)
+		e.mu.Lock()
+		ci := e.contacts[p]
+		e.mu.Unlock()
+		if ci != nil && len(ci.fp) > 0 && !bytes.Equal(ci.fp, fp) {
+			name := e.displayName(p, leafNick(m.LeafNode))
+			e.log.Warn("joined a group where a contact's leaf has another key", "group", g.gid, "peer", p)
+			e.notice(g.gid, NoticeWarning, "SECURITY WARNING: in %s, the member called %s has the key %s, not the key you know for %s: it may not be them. Compare safety numbers with /verify %s", g.settings.Name, name, FormatFingerprint(fp), name, name)
+			continue
+		}
+		e.learnKey(ctx, p, fp, nil, leafNick(m.LeafNode))
+	}
+}
+
 // decline discards an invitation.
 func (e *Engine) decline(ctx context.Context, id string) (*invitation, error) {
 	inv, err := e.findInvitation(id)
@@ -444,14 +465,15 @@ func (e *Engine) decline(ctx context.Context, id string) (*invitation, error) {
 		return nil, err
 	}
 	e.deleteInvitation(ctx, inv.ID)
-	// The decline names the declined leaf by its encryption key: signed,
-	// it cannot be replayed against a later invitation (control.go).
+	// The decline names the declined leaf by its encryption key, and the
+	// KeyPackage goes, the last-resort one included (fillKeyPackages makes
+	// a new one): no later invitation can carry that key, so a relay that
+	// replays this signed decline cannot make the inviter remove us from a
+	// group we joined later (control.go).
 	var leafKey []byte
 	if b, ref, err := e.bundleFor(ctx, inv.Welcome); err == nil {
 		leafKey = b.KeyPackage.LeafNode.EncryptionKey
-		if kp, err := e.db.KeyPackage(ctx, ref); err == nil && !kp.LastResort {
-			_ = e.db.DeleteKeyPackage(ctx, ref)
-		}
+		_ = e.db.DeleteKeyPackage(ctx, ref)
 	}
 	topic := p2p.TopicName(inv.GroupID)
 	e.goBackground(func(ctx context.Context) {
