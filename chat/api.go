@@ -74,8 +74,10 @@ type Member struct {
 	Fingerprint string
 	Self        bool
 	Verified    bool
-	// KeyChanged is set when this contact's signature key differs from the
-	// one the user verified or first saw: front ends flag it loudly.
+	// KeyChanged is set when this member's signature key is not the key
+	// known for that contact (identity is the key, not the nick or peer
+	// id), or the contact's key changed since the user last verified it:
+	// front ends flag it loudly.
 	KeyChanged bool
 }
 

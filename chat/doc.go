@@ -76,6 +76,16 @@
 // it as a pending invitation (sealed in the store), and /accept joins (then catches up), while
 // /decline discards it and asks the inviter to remove the leaf.
 //
+// Welcomes travel in a signed envelope (welcome.go): the adder's leaf
+// signs it, so the inviter shown is never a relay's word, and for a
+// joiner that may already be in the group the adder adds continuity
+// proofs. A Welcome into a group the member is in continues that group
+// only with a proof that verifies against a state of the member's own
+// canonical chain; anything else (a stranger's group with the same id)
+// is a separate invitation with a plain-words warning. Hellos, declines
+// and claims are signed control messages (control.go); a relay's sender
+// field authenticates nothing.
+//
 // # Identity and verification
 //
 // card.go: a contact card carries the peer id, addresses, the signature-key
@@ -83,7 +93,9 @@
 // strictly (FuzzCard). Safety numbers are derived from both fingerprints,
 // independently of order. Contacts (contacts.go) remember the key last seen
 // per peer; a change is flagged loudly (NoticeWarning, Member.KeyChanged)
-// until the user verifies again.
+// until the user verifies again. Identity is the key: a member whose leaf
+// key is not the contact's known key is KeyChanged in that group, and
+// joining a group does not overwrite a known contact's key.
 //
 // # Headless
 //

@@ -50,6 +50,9 @@ type invitation struct {
 	// Warning says in plain words what is not as it seems (invite.go
 	// describeInviter, welcomeForMember).
 	Warning string `json:"warning,omitempty"`
+	// Inviter is the authenticated inviter (the leaf that signed the
+	// envelope), empty if none; From is only who delivered it.
+	Inviter peer.ID `json:"inviter,omitempty"`
 	// Separate: a Welcome into a group with the id of one we are in that
 	// does not continue it; accepting it needs leaving that group first.
 	Separate bool `json:"separate,omitempty"`
@@ -247,13 +250,14 @@ func invitationID(welcome []byte) string {
 // peer that delivered it directly, never a relay's sender field. warning
 // says in plain words what is not as it seems: a signing key that is not
 // the one known for that contact, an inviter nobody vouches for.
-func (e *Engine) describeInviter(st *mls.Group, env *welcomeEnvelope, src inboxSource, from peer.ID) (name, warning string) {
+func (e *Engine) describeInviter(st *mls.Group, env *welcomeEnvelope, src inboxSource, from peer.ID) (who inviterInfo, warning string) {
 	if m, ok := adderOf(st, env); ok {
 		p, err := peerOfCredential(&m.Credential)
 		if err != nil {
-			return "someone unknown", "the inviter's credential is not a peer id"
+			return inviterInfo{name: "someone unknown"}, "the inviter's credential is not a peer id"
 		}
-		name = e.displayName(p, leafNick(m.LeafNode))
+		name := e.displayName(p, leafNick(m.LeafNode))
+		who = inviterInfo{peer: p, name: name}
 		fp := Fingerprint(uint16(suite), m.SignatureKey)
 		e.mu.Lock()
 		ci := e.contacts[p]
@@ -261,22 +265,29 @@ func (e *Engine) describeInviter(st *mls.Group, env *welcomeEnvelope, src inboxS
 		if ci != nil && len(ci.fp) > 0 && !bytes.Equal(ci.fp, fp) {
 			warning = fmt.Sprintf("the inviter uses the name of %s but not the key you know for %s (fingerprint %s)", name, name, FormatFingerprint(fp))
 		}
-		return name, warning
+		return who, warning
 	}
 	if src == viaStream && memberOf(st, from) {
-		return e.displayName(from, ""), "the invitation is not signed by its inviter (an older version?)"
+		return inviterInfo{peer: from, name: e.displayName(from, "")}, "the invitation is not signed by its inviter (an older version?)"
 	}
-	return "someone unknown", "the invitation is not signed by its inviter and came through a relay: nobody vouches for it"
+	return inviterInfo{name: "someone unknown"}, "the invitation is not signed by its inviter and came through a relay: nobody vouches for it"
+}
+
+// inviterInfo is who sent an invitation as far as it is authenticated:
+// peer is empty when nobody is.
+type inviterInfo struct {
+	peer peer.ID
+	name string
 }
 
 // addInvitation keeps a joined Welcome as a pending invitation and tells
 // the user. separate marks a Welcome for a group we are in that does not
 // continue it (welcomeForMember).
-func (e *Engine) addInvitation(ctx context.Context, st *mls.Group, env *welcomeEnvelope, tree []byte, from peer.ID, inviter, warning string, separate bool) error {
+func (e *Engine) addInvitation(ctx context.Context, st *mls.Group, env *welcomeEnvelope, tree []byte, from peer.ID, inviter inviterInfo, warning string, separate bool) error {
 	settings := settingsOf(st.Extensions())
 	id := invitationID(env.Welcome)
 	inv := &invitation{ID: id, Welcome: env.Welcome, From: from, Tree: tree, GroupID: st.GroupID(), GroupName: settings.Name,
-		FromNick: inviter, At: e.now(), Warning: warning, Separate: separate}
+		FromNick: inviter.name, Inviter: inviter.peer, At: e.now(), Warning: warning, Separate: separate}
 	for _, k := range env.History {
 		inv.History = append(inv.History, encodeKey(k))
 	}
@@ -489,7 +500,11 @@ func (e *Engine) decline(ctx context.Context, id string) (*invitation, error) {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		msg := p2p.InboxMessage{Kind: p2p.InboxDirect, Topic: topic, Data: data}
-		if _, err := e.node.SendOrDeposit(ctx, inv.From, msg, 5*time.Second, 7*24*time.Hour); err != nil {
+		to := inv.Inviter // never a relay's word for who sent the Welcome
+		if to == "" {
+			to = inv.From
+		}
+		if _, err := e.node.SendOrDeposit(ctx, to, msg, 5*time.Second, 7*24*time.Hour); err != nil {
 			e.log.Debug("decline notice", "err", err)
 		}
 	})

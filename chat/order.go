@@ -1166,10 +1166,11 @@ func (g *group) liveMember() bool {
 const maxRefusedWelcomes = 8
 
 type refusedWelcome struct {
-	env              *welcomeEnvelope
-	tree             []byte
-	inviter, warning string
-	from             peer.ID
+	env     *welcomeEnvelope
+	tree    []byte
+	inviter inviterInfo
+	warning string
+	from    peer.ID
 }
 
 // welcomeForMember handles a Welcome into a group this member already
@@ -1181,7 +1182,7 @@ type refusedWelcome struct {
 // and asked about again later. A Welcome that does not prove it is
 // somebody else's group with the same id: at most a separate invitation,
 // which the user sees as such and must accept explicitly.
-func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter, warning string, from peer.ID) {
+func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter inviterInfo, warning string, from peer.ID) {
 	e := g.e
 	if g.m == nil || g.offline {
 		return
@@ -1222,10 +1223,10 @@ func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter, war
 // separateWelcome keeps a Welcome that claims our group's id without
 // continuing it as a separate invitation, and says so in plain words. Our
 // group, its state and its messages are untouched.
-func (g *group) separateWelcome(st *mls.Group, env *welcomeEnvelope, tree []byte, inviter, warning string, from peer.ID) {
+func (g *group) separateWelcome(st *mls.Group, env *welcomeEnvelope, tree []byte, inviter inviterInfo, warning string, from peer.ID) {
 	e := g.e
 	name := g.settings.Name
-	what := fmt.Sprintf("%s invited you into a different group that claims the id of %s; it does not continue your group", inviter, name)
+	what := fmt.Sprintf("%s invited you into a different group that claims the id of %s; it does not continue your group", inviter.name, name)
 	if warning != "" {
 		what += " (" + warning + ")"
 	}

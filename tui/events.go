@@ -42,8 +42,13 @@ func (m *model) handleEvent(ev chat.Event) tea.Cmd {
 		}
 		m.s.invitations = append(m.s.invitations, inv)
 		text := "invitation to " + sanitize(inv.GroupName, false) + " from " + sanitize(inv.From, false) + " · /accept " + sanitize(inv.ID, false)
-		m.homeLine(text, chat.NoticeInfo)
-		return m.flash(text, chat.NoticeInfo)
+		level := chat.NoticeInfo
+		if inv.Warning != "" {
+			text += " · WARNING: " + sanitize(inv.Warning, false)
+			level = chat.NoticeWarning
+		}
+		m.homeLine(text, level)
+		return m.flash(text, level)
 	case chat.StatusEvent:
 		m.s.status = ev.Status
 	case chat.PeerEvent:

@@ -404,7 +404,11 @@ func (t *timeline) homeIntro(w int) []string {
 		invs := append([]chat.Invitation(nil), t.s.invitations...)
 		sort.SliceStable(invs, func(i, j int) bool { return invs[i].At.Before(invs[j].At) })
 		for _, inv := range invs {
-			add(plain, "✉ "+sanitize(inv.GroupName, false)+" from "+sanitize(inv.From, false)+" · /accept "+sanitize(inv.ID, false), 3)
+			line := "✉ " + sanitize(inv.GroupName, false) + " from " + sanitize(inv.From, false) + " · /accept " + sanitize(inv.ID, false)
+			if inv.Warning != "" {
+				line += " · WARNING: " + sanitize(inv.Warning, false)
+			}
+			add(plain, line, 3)
 		}
 	}
 	add(st.dim.Render, "Start a group with /create NAME [CONTACT…]. /help lists the commands, ? the keys.", 1)
