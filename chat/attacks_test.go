@@ -593,3 +593,39 @@ func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+// The honest side of item 2: carol's signed decline of alice's invitation
+// reaches alice through the relay's mailbox (deposited as SendOrDeposit
+// does when alice is unreachable), and alice removes carol's leaf.
+func TestSignedDeclineThroughRelay(t *testing.T) {
+	relay, _ := newLyingRelay(t)
+	via := viaRelayOpts(relay)
+	alice, carol := newPeer(t, "alice", via), newPeer(t, "carol", via)
+	connect(t, alice, carol)
+	gid := alice.run("", "/create club "+carol.card()).Group
+	carol.rec.wait(t, "invitation", isInvitation)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	inv, err := carol.e.findInvitation("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := carol.e.bundleFor(ctx, inv.Welcome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := p2p.TopicName(inv.GroupID)
+	data, err := carol.e.signControl(dmDecline, topic, b.KeyPackage.LeafNode.EncryptionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.e.node.Deposit(ctx, relay.Node().ID(), alice.e.id.id, p2p.InboxMessage{Kind: p2p.InboxDirect, Topic: topic, Data: data}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	poll(alice)
+	alice.rec.wait(t, "carol's decline", isNotice("carol declined the invitation to club"))
+	waitFor(t, "carol's leaf removed", func() bool { return len(alice.e.Members(gid)) == 1 })
+	if alice.rec.has(isNotice("ignored")) {
+		t.Fatal("alice distrusted carol's genuine decline")
+	}
+}
