@@ -629,3 +629,50 @@ func TestSignedDeclineThroughRelay(t *testing.T) {
 		t.Fatal("alice distrusted carol's genuine decline")
 	}
 }
+
+// The rejoin path of a deep fork (order.go rejoin) follows a member's
+// signed claim to the GroupInfo it carries: only to that member's own
+// state of this group, signed with the key bob knows for it; never to a
+// GroupInfo of a stranger's group with the same id whose leaf poses as
+// that member.
+func TestRejoinOnlyToClaimantsOwnState(t *testing.T) {
+	alice, bob, mallory := newPeer(t, "alice"), newPeer(t, "bob"), newPeer(t, "mallory")
+	connect(t, alice, bob)
+	gid := alice.run("", "/create team "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return convergedWith(t, gid, 2, alice, bob) })
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	ag, bg := alice.e.group(gid), bob.e.group(gid)
+	var honestGI []byte
+	if err := ag.do(ctx, func() {
+		honestGI, _ = ag.st.GroupInfo(mls.GroupInfoOptions{RatchetTree: true, ExternalPub: true})
+	}); err != nil || honestGI == nil {
+		t.Fatal("alice's GroupInfo", err)
+	}
+	sg := newStrangerGroup(t, mallory, bg.id, "team", alice.e.id.id, "alice", 2)
+	strangerGI, err := sg.st.GroupInfo(mls.GroupInfoOptions{RatchetTree: true, ExternalPub: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := func(gi []byte, removePrior bool) *mls.Group {
+		leafExt, _ := profileExtension("bob")
+		opts := append([]mls.Option{mls.WithCapabilities(capabilities()), mls.WithLeafExtensions(leafExt)}, bob.e.mlsOptions()...)
+		st, _, err := mls.JoinExternal(gi, bob.e.id.sigPriv, bob.e.id.cred, mls.ExternalJoinOptions{RemovePrior: removePrior}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	honest, stranger := join(honestGI, true), join(strangerGI, false)
+	aliceID := ident(alice.e.id.id)
+	var okHonest, okWrongSigner, okStranger bool
+	_ = bg.do(ctx, func() {
+		okHonest = bg.rejoinTargetTrusted(honestGI, honest, aliceID)
+		okWrongSigner = bg.rejoinTargetTrusted(honestGI, honest, ident(mallory.e.id.id))
+		okStranger = bg.rejoinTargetTrusted(strangerGI, stranger, aliceID)
+	})
+	if !okHonest || okWrongSigner || okStranger {
+		t.Fatalf("trusted: alice's own state %v (want true), named for another signer %v, stranger's group %v (want false)", okHonest, okWrongSigner, okStranger)
+	}
+}

@@ -1355,6 +1355,11 @@ func (g *group) rejoin(d ordering.Rejoin) {
 		}
 		return
 	}
+	if !g.rejoinTargetTrusted(d.GroupInfo, st, d.Signer) {
+		e.log.Warn("rejoin refused: the claim's GroupInfo is not its signer's state of this group", "group", g.gid)
+		g.exec(g.m.RejoinRefused(e.now()))
+		return
+	}
 	self := ident(e.id.id)
 	info := ordering.CommitInfo{Sender: self, External: true, Added: []string{self}, Removed: []string{self}, Path: true}
 	h := ordering.HashOf(msg)
@@ -1367,4 +1372,23 @@ func (g *group) rejoin(d ordering.Rejoin) {
 	}, e.now()))
 	g.publish(msg, st.Epoch()-1, nil)
 	e.notice(g.gid, NoticeInfo, "rejoined %s after a long split", g.settings.Name)
+}
+
+// rejoinTargetTrusted reports whether a claim's GroupInfo may take us
+// there: it is of this group, and signed by the claim's signer, with the
+// key this member knows for that signer. A claim is a member's word (its
+// signature was checked against the member's leaf, onClaim); it may send
+// us only to that member's own state, never to a GroupInfo of somebody
+// else's group with the same id.
+func (g *group) rejoinTargetTrusted(groupInfo []byte, st *mls.Group, signer string) bool {
+	var m mls.MLSMessage
+	if m.Unmarshal(groupInfo) != nil || m.GroupInfo == nil || !bytes.Equal(st.GroupID(), g.id) {
+		return false
+	}
+	mem, ok := st.Member(mls.LeafIndex(m.GroupInfo.Signer))
+	if !ok || string(mem.Credential.Identity) != signer {
+		return false
+	}
+	p, err := peerOfIdent(signer)
+	return err == nil && g.knowsKey(p, mem.SignatureKey)
 }
