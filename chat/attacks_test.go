@@ -645,8 +645,10 @@ func TestRejoinOnlyToClaimantsOwnState(t *testing.T) {
 	defer cancel()
 	ag, bg := alice.e.group(gid), bob.e.group(gid)
 	var honestGI []byte
+	var aliceTip *mls.Group
 	if err := ag.do(ctx, func() {
 		honestGI, _ = ag.st.GroupInfo(mls.GroupInfoOptions{RatchetTree: true, ExternalPub: true})
+		aliceTip = ag.st.Clone()
 	}); err != nil || honestGI == nil {
 		t.Fatal("alice's GroupInfo", err)
 	}
@@ -672,6 +674,16 @@ func TestRejoinOnlyToClaimantsOwnState(t *testing.T) {
 		okWrongSigner = bg.rejoinTargetTrusted(honestGI, honest, ident(mallory.e.id.id))
 		okStranger = bg.rejoinTargetTrusted(strangerGI, stranger, aliceID)
 	})
+	// A Welcome into a state bob holds (a replayed Welcome) is recognised
+	// as such; a stranger's state with the same id and epoch is not.
+	var holdsOwn, holdsStranger bool
+	_ = bg.do(ctx, func() {
+		holdsOwn = holdsState(bg.canonicalStates(), aliceTip)
+		holdsStranger = holdsState(bg.canonicalStates(), sg.states[aliceTip.Epoch()])
+	})
+	if !holdsOwn || holdsStranger {
+		t.Fatalf("holdsState: own chain %v (want true), stranger's %v (want false)", holdsOwn, holdsStranger)
+	}
 	if !okHonest || okWrongSigner || okStranger {
 		t.Fatalf("trusted: alice's own state %v (want true), named for another signer %v, stranger's group %v (want false)", okHonest, okWrongSigner, okStranger)
 	}

@@ -1197,7 +1197,14 @@ func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter invi
 		e.log.Debug("welcome for a joined group", "group", g.gid, "err", err)
 		return
 	}
-	if _, ok := welcomeContinues(st, env, g.canonicalStates(), e.id.id); !ok {
+	canon := g.canonicalStates()
+	if holdsState(canon, st) {
+		// A Welcome into a state we already hold (a relay replaying the
+		// Welcome we joined with): nothing new, nothing to say.
+		e.log.Debug("welcome into a state we hold", "group", g.gid, "epoch", st.Epoch())
+		return
+	}
+	if _, ok := welcomeContinues(st, env, canon, e.id.id); !ok {
 		g.separateWelcome(st, env, tree, inviter, warning, from)
 		return
 	}

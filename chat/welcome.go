@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"slices"
 
@@ -296,6 +297,18 @@ func welcomeContinues(joined *mls.Group, env *welcomeEnvelope, canon []*mls.Grou
 		}
 	}
 	return "", false
+}
+
+// holdsState reports whether canon has the state st joined: same group,
+// epoch and epoch authenticator (which commits to the whole chain).
+func holdsState(canon []*mls.Group, st *mls.Group) bool {
+	for _, c := range canon {
+		if c != nil && c.Epoch() == st.Epoch() && bytes.Equal(c.GroupID(), st.GroupID()) &&
+			subtle.ConstantTimeCompare(c.EpochAuthenticator(), st.EpochAuthenticator()) == 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // canonicalStates returns the states of this member's canonical chain the
