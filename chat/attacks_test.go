@@ -234,6 +234,9 @@ func assertSeparateInvitation(t *testing.T, victim *testPeer, name string) {
 	if _, err := victim.e.Run(ctx, "", "/accept "+inv.ID); err == nil || !strings.Contains(err.Error(), "/leave "+name) {
 		t.Fatalf("accepting the stranger's invitation while in %s: %v", name, err)
 	}
+	if _, err := victim.e.Run(ctx, "", "/decline "+inv.ID); err != nil {
+		t.Fatalf("declining the stranger's invitation: %v", err)
+	}
 }
 
 // Issue 12, item 1, directly: a stranger who knows the group id makes its

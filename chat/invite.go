@@ -489,7 +489,10 @@ func (e *Engine) decline(ctx context.Context, id string) (*invitation, error) {
 	topic := p2p.TopicName(inv.GroupID)
 	e.goBackground(func(ctx context.Context) {
 		defer func() { _ = e.fillKeyPackages(ctx) }()
-		if leafKey == nil {
+		// A separate invitation shares the topic of our own group and may
+		// name one of its members as inviter: nobody there added us, so
+		// nobody is told.
+		if leafKey == nil || inv.Separate {
 			return
 		}
 		data, err := e.signControl(dmDecline, topic, leafKey)
