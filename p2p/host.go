@@ -54,6 +54,7 @@ type Node struct {
 	log      *slog.Logger
 	metrics  *metrics
 	reqLimit *peerLimiter
+	scores   *peerScores
 	handlers atomic.Pointer[Handlers]
 	relay    *Relay // non-nil on relay nodes
 	mesh     *meshTracer
@@ -121,6 +122,7 @@ func newNode(ctx context.Context, key crypto.PrivKey, cfg *config) (*Node, error
 		log:      logger,
 		metrics:  newMetrics(cfg.registerer),
 		reqLimit: newPeerLimiter(cfg.requestRate),
+		scores:   newPeerScores(),
 		relay:    cfg.relay,
 		relayIDs: make(map[peer.ID]bool),
 		topics:   make(map[string]*Topic),
@@ -350,7 +352,8 @@ func (n *Node) newPubSub() (*pubsub.PubSub, error) {
 		// The RPC limit leaves room for the envelope around a maximal frame.
 		pubsub.WithMaxMessageSize(n.cfg.maxMsgSize + 64<<10),
 		pubsub.WithPeerExchange(true),
-		pubsub.WithPeerScore(peerScoreParams(n.relayIDs), peerScoreThresholds()),
+		pubsub.WithPeerScore(peerScoreParams(n.relayIDs, n.scores), peerScoreThresholds()),
+		pubsub.WithPeerScoreInspect(n.scores.inspect, scoreInspectInterval),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithSeenMessagesTTL(10 * time.Minute),
 		pubsub.WithValidateQueueSize(256),

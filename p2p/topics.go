@@ -427,22 +427,37 @@ func (t *Topic) sendDirect(m *pendingMsg, p peer.ID) {
 	}()
 }
 
-// deliverDirect handles a topic frame received over /canopy/inbox/1: it is
-// validated like a gossiped frame from the sender and re-published, which
-// delivers it locally and forwards it to the mesh.
+// deliverDirect handles a topic frame received over /canopy/inbox/1. It is
+// a back door into the topic, so it is held to gossip's rules: a peer whose
+// score keeps gossipsub from exchanging gossip with it (graylisted, or
+// penalised here before) is refused; the frame then goes through the
+// topic's validation as if the sender had gossiped it (size, header, the
+// same per-peer rate limits, the engine's validator); an invalid frame
+// counts against the sender's score like an invalid gossip frame. Only a
+// frame the validator accepted is re-published, which delivers it locally
+// and forwards it to the mesh; p2p decides whom it hears, the engine's
+// validator what is accepted.
 func (n *Node) deliverDirect(ctx context.Context, from peer.ID, topic string, data []byte) error {
 	t := n.topic(topic)
 	if t == nil {
 		return fmt.Errorf("%w: topic not joined", ErrNotFound)
 	}
+	if !n.scores.admitted(from) {
+		n.metrics.directDelivery("in", "refused")
+		return fmt.Errorf("%w: peer score too low", ErrDenied)
+	}
 	_, res, reason := t.val.validate(ctx, from, data)
 	n.metrics.gossipResult(res, reason)
 	switch res {
 	case Reject:
+		n.scores.strike(from)
 		n.metrics.directDelivery("in", "rejected")
 		return fmt.Errorf("%w: frame rejected (%s)", ErrBadRequest, reason)
 	case Ignore:
 		n.metrics.directDelivery("in", "ignored")
+		if reason == "rate" {
+			return fmt.Errorf("%w: too many frames", ErrRateLimited)
+		}
 		return nil
 	}
 	if err := t.pt.Publish(ctx, data, pubsub.WithValidatorData(&localMark{from: from})); err != nil {

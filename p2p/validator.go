@@ -135,10 +135,12 @@ func newTopicValidator(n *Node, check *frameCheck, user Validator) *topicValidat
 	}
 }
 
-// validate runs the whole pipeline. Frames over the rate limit are rejected,
-// not ignored: honest neighbours forward only frames they accepted under the
-// same limits, so exceeding them is a flood by the neighbour or by a peer
-// behind it that the neighbour should have throttled.
+// validate runs the whole pipeline. Frames over the rate limit are ignored,
+// never rejected: gossipsub counts a Reject against the neighbour that
+// forwarded the frame, and a neighbour forwarding the (valid) frames of
+// several peers behind it exceeds our per-neighbour limit without any fault
+// of its own; punishing it would let two sybils make us graylist an honest
+// member. Reject is kept for frames that are provably invalid.
 func (v *topicValidator) validate(ctx context.Context, from peer.ID, data []byte) (MLSHeader, ValidationResult, string) {
 	hdr, reason, err := v.check.check(data)
 	if err != nil {
@@ -146,7 +148,7 @@ func (v *topicValidator) validate(ctx context.Context, from peer.ID, data []byte
 	}
 	if from != v.n.h.ID() {
 		if !v.frames.allow(from, 1) || !v.bytes.allow(from, float64(len(data))) {
-			return hdr, Reject, "rate"
+			return hdr, Ignore, "rate"
 		}
 	}
 	if v.user != nil {

@@ -59,7 +59,7 @@ func TestValidatorChecks(t *testing.T) {
 			t.Fatalf("burst frame %d: %v", i, r)
 		}
 	}
-	if _, r, reason := v.validate(ctx, other, mlsFrame(group, 2, "flood")); r != Reject || reason != "rate" {
+	if _, r, reason := v.validate(ctx, other, mlsFrame(group, 2, "flood")); r != Ignore || reason != "rate" {
 		t.Fatalf("flood frame: %v %s", r, reason)
 	}
 	// Other peers and the local node are not affected.
@@ -170,9 +170,9 @@ func TestValidatorRejectsOnTheWire(t *testing.T) {
 	expectNoMsg(t, tv, 500*time.Millisecond)
 }
 
-// TestValidatorRejectsFlood: a neighbour publishing faster than the rate
+// TestValidatorDropsFlood: a neighbour publishing faster than the rate
 // limit gets its burst through and nothing more.
-func TestValidatorRejectsFlood(t *testing.T) {
+func TestValidatorDropsFlood(t *testing.T) {
 	group := newGroupID()
 	const burst = 5
 	victim := newTestNode(t, WithGossipRateLimit(RateLimit{Rate: 0.001, Burst: burst}, DefaultGossipByteRate))

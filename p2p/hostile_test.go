@@ -1,0 +1,248 @@
+package p2p
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Attacks by peers that mint ids or misuse the direct protocols (issue 13).
+// Each test reproduces the attack with real hosts on loopback and asserts
+// both the bound and that honest traffic still flows.
+
+// counterValue reads a counter of reg by name and label values.
+func counterValue(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue metric
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// gossipCount reads a node's gossip validation counter.
+func gossipCount(t testing.TB, reg *prometheus.Registry, result ValidationResult, reason string) float64 {
+	return counterValue(t, reg, metricsNS+"_gossip_validated_total", map[string]string{"result": result.String(), "reason": reason})
+}
+
+// bucketFull reports whether p's token bucket in l has refilled.
+func bucketFull(l *peerLimiter, p peer.ID) bool {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[p]
+	return b == nil || b.tokens+now.Sub(b.last).Seconds()*l.limit.Rate >= l.limit.Burst
+}
+
+// TestSybilFloodThroughForwarderKeepsItsScore: two throw-away peers flood
+// honest B, each within B's per-neighbour limit, so that B forwards more to
+// A than A's per-neighbour limit. A drops the excess without penalising B
+// (before the fix, every dropped frame was an invalid delivery: B fell onto
+// A's graylist and A then received 0 of B's own frames), and B's own frames
+// all reach A.
+func TestSybilFloodThroughForwarderKeepsItsScore(t *testing.T) {
+	group := newGroupID()
+	lim := RateLimit{Rate: 20, Burst: 40}
+	reg := prometheus.NewRegistry()
+	a := newTestNode(t, WithGossipRateLimit(lim, DefaultGossipByteRate), WithMetrics(reg))
+	b := newTestNode(t, WithGossipRateLimit(lim, DefaultGossipByteRate))
+	ta, err := a.JoinGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := b.JoinGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, a, b)
+	ctx := testCtx(t, 40*time.Second)
+	if err := ta.WaitMesh(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.WaitMesh(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	var sybils []*pubsub.Topic
+	for i := 0; i < 2; i++ {
+		h, ps := rawPeer(t)
+		sybils = append(sybils, joinRaw(t, h, ps, b, tb.Name()))
+	}
+	waitFor(t, 10*time.Second, "sybils in B's topic", func() bool { return len(tb.Peers()) == 3 })
+
+	const flood = 200
+	for i, s := range sybils {
+		for j := 0; j < flood; j++ {
+			if err := s.Publish(ctx, mlsFrame(group, 1, fmt.Sprintf("sybil %d frame %d", i, j))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A drops part of B's forwards as over its limit for B.
+	waitFor(t, 30*time.Second, "A to drop B's excess forwards", func() bool {
+		return gossipCount(t, reg, Ignore, "rate")+gossipCount(t, reg, Reject, "rate") > 0
+	})
+	// Drain what A accepted of the flood; then B's own frames, once A's
+	// bucket for B has refilled, must all arrive.
+	waitFor(t, 30*time.Second, "A's limit for B to refill", func() bool { return bucketFull(ta.val.frames, b.ID()) })
+	const own = 20
+	want := make(map[string]bool, own)
+	for i := 0; i < own; i++ {
+		f := mlsFrame(group, 1, fmt.Sprintf("B's own frame %d", i))
+		want[string(f)] = true
+		if _, err := tb.Publish(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := gossipCount(t, reg, Reject, "rate"); n != 0 {
+		t.Errorf("A rejected %v forwards of B as invalid", n)
+	}
+	got := 0
+	for got < own {
+		m, err := ta.Next(ctx)
+		if err != nil {
+			t.Fatalf("A received %d of B's %d frames: %v", got, own, err)
+		}
+		if want[string(m.Data)] {
+			got++
+		}
+	}
+	t.Logf("A: %v of B's forwards dropped over the rate limit, 0 rejected; %d/%d of B's own frames delivered", gossipCount(t, reg, Ignore, "rate"), got, own)
+	if s := a.scores.standing(b.ID()); s < 0 {
+		t.Fatalf("B's standing at A is %v", s)
+	}
+}
+
+// TestInboxRefusesLowScorePeers: a peer that gossips invalid frames until
+// it is below the gossip threshold cannot go on injecting through
+// /canopy/inbox/1; and invalid frames sent directly lower the sender's
+// score as invalid gossip does, so a peer using only the inbox ends up
+// refused too. Nothing of either is re-published to the victim's mesh,
+// and an honest peer's direct frame still is.
+func TestInboxRefusesLowScorePeers(t *testing.T) {
+	group := newGroupID()
+	victim := newTestNode(t)
+	honest := newTestNode(t)
+	witness := newTestNode(t)
+	tv, err := victim.JoinGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw, err := witness.JoinGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := honest.JoinGroup(group); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, witness, victim)
+	connect(t, honest, victim)
+	ctx := testCtx(t, 60*time.Second)
+	if err := tw.WaitMesh(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	// 1. Graylisted by gossip: a raw peer sends garbage until its score
+	// is below the gossip threshold.
+	mallory := newTestNode(t)
+	connect(t, mallory, victim)
+	h, ps := rawPeer(t)
+	pt := joinRaw(t, h, ps, victim, tv.Name())
+	for i := 0; i < 6; i++ {
+		if err := pt.Publish(ctx, []byte(fmt.Sprintf("garbage %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the raw peer to sink below the gossip threshold", func() bool {
+		return victim.scores.standing(h.ID()) < peerScoreThresholds().GossipThreshold
+	})
+	// The same peer id now tries the inbox: its libp2p host is raw, so it
+	// speaks the protocol by hand.
+	frame := mlsFrame(group, 1, "from a graylisted peer")
+	err = rawInbox(t, h, victim, InboxMessage{Kind: InboxTopic, Topic: tv.Name(), Data: frame})
+	if !errors.Is(err, ErrDenied) {
+		t.Fatalf("graylisted peer's direct frame: %v, want ErrDenied", err)
+	}
+
+	// 2. Invalid frames only over the inbox: each counts against mallory.
+	bad := InboxMessage{Kind: InboxTopic, Topic: tv.Name(), Data: mlsFrame([]byte("another group"), 1, "x")}
+	refused := false
+	for i := 0; i < 10 && !refused; i++ {
+		err := mallory.SendInbox(ctx, victim.ID(), bad)
+		switch {
+		case errors.Is(err, ErrBadRequest):
+		case errors.Is(err, ErrDenied):
+			refused = true
+		default:
+			t.Fatalf("invalid direct frame %d: %v", i, err)
+		}
+	}
+	if !refused {
+		t.Fatal("a peer sending only invalid direct frames was never refused")
+	}
+	good := mlsFrame(group, 1, "mallory's valid-looking frame")
+	if err := mallory.SendInbox(ctx, victim.ID(), InboxMessage{Kind: InboxTopic, Topic: tv.Name(), Data: good}); !errors.Is(err, ErrDenied) {
+		t.Fatalf("penalised peer's frame: %v, want ErrDenied", err)
+	}
+	waitFor(t, 10*time.Second, "gossipsub to see mallory's direct penalty", func() bool {
+		victim.scores.mu.Lock()
+		defer victim.scores.mu.Unlock()
+		s, ok := victim.scores.gossip[mallory.ID()]
+		return ok && s < peerScoreThresholds().GossipThreshold
+	})
+
+	// 3. The honest peer's direct frame is accepted and forwarded; the
+	// witness sees it and nothing of the attackers'.
+	hf := mlsFrame(group, 1, "honest direct frame")
+	if err := honest.SendInbox(ctx, victim.ID(), InboxMessage{Kind: InboxTopic, Topic: tv.Name(), Data: hf}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m := nextMsg(t, tw, 10*time.Second)
+		if bytes.Equal(m.Data, frame) || bytes.Equal(m.Data, good) {
+			t.Fatalf("witness received an attacker's frame %q", m.Data)
+		}
+		if bytes.Equal(m.Data, hf) {
+			break
+		}
+	}
+}
+
+// rawInbox sends msg to victim over /canopy/inbox/1 from a plain libp2p
+// host and returns the remote status as an *Error (nil for OK).
+func rawInbox(t *testing.T, h host.Host, victim *Node, msg InboxMessage) error {
+	t.Helper()
+	ctx := testCtx(t, 10*time.Second)
+	s, err := h.NewStream(ctx, victim.ID(), ProtocolInbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f := newFrameStream(s, 10*time.Second, time.Time{})
+	if err := f.write(EncodeInboxMessage(msg), victim.inboxFrameMax()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = expectOK(f, 0)
+	return err
+}
