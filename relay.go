@@ -289,27 +289,45 @@ func loadOrCreateRelayIdentity(dir string) (crypto.PrivKey, bool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("relay: data directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, relayKeyFile+".tmp-*")
-	if err != nil {
-		return nil, false, fmt.Errorf("relay: writing identity: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
-		_, err = tmp.Write(b)
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), path)
-		}
-	}
-	if err != nil {
+	if err := writeIdentityFile(dir, path, b); err != nil {
 		return nil, false, fmt.Errorf("relay: writing identity: %w", err)
 	}
 	return k, true, nil
+}
+
+// syncIdentityFile flushes the new identity file to disk; a variable so
+// that tests can make it fail.
+var syncIdentityFile = (*os.File).Sync
+
+// writeIdentityFile writes b to path atomically: a temporary file in dir,
+// synced, then renamed over path. Every step's failure is returned, so that
+// a relay never reports an identity it did not keep (its peer id would
+// change at the next start while others' --bootstrap addresses name the
+// old one).
+func writeIdentityFile(dir, path string, b []byte) (err error) {
+	tmp, err := os.CreateTemp(dir, relayKeyFile+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		return err
+	}
+	if err := syncIdentityFile(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // relayByteSize is a flag.Value for sizes like 256MiB, 1GB or 1048576.
