@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -69,12 +68,24 @@ type frameReader interface {
 
 // readFrame reads one frame of at most max bytes.
 func readFrame(r frameReader, max int) ([]byte, error) {
+	return readFrameReserving(r, max, nil)
+}
+
+// readFrameReserving reads one frame of at most max bytes, first calling
+// reserve (if not nil) with the announced length: nothing of the body is
+// buffered unless reserve accepted it.
+func readFrameReserving(r frameReader, max int, reserve func(int) error) ([]byte, error) {
 	n, err := readUvarint(r)
 	if err != nil {
 		return nil, err
 	}
 	if n > uint64(max) {
 		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, n, max)
+	}
+	if reserve != nil {
+		if err := reserve(int(n)); err != nil {
+			return nil, err
+		}
 	}
 	if n <= directAllocLimit {
 		b := make([]byte, n)
@@ -86,16 +97,28 @@ func readFrame(r frameReader, max int) ([]byte, error) {
 		}
 		return b, nil
 	}
-	var buf bytes.Buffer
-	buf.Grow(directAllocLimit)
-	m, err := io.CopyN(&buf, r, int64(n))
-	if err != nil {
-		if err == io.EOF && uint64(m) < n {
-			err = io.ErrUnexpectedEOF
+	// Grow by doubling, but never past n: the final buffer is exactly the
+	// size that was announced (and reserved), not up to twice that.
+	b := make([]byte, 0, directAllocLimit)
+	for uint64(len(b)) < n {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(2*uint64(cap(b)), n))
+			copy(nb, b)
+			b = nb
 		}
-		return nil, err
+		m, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err != nil {
+			if err == io.EOF {
+				if uint64(len(b)) == n {
+					break
+				}
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // appendFrame appends body as a frame.

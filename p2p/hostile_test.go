@@ -2,8 +2,13 @@ package p2p
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -245,4 +250,129 @@ func rawInbox(t *testing.T, h host.Host, victim *Node, msg InboxMessage) error {
 	}
 	_, err = expectOK(f, 0)
 	return err
+}
+
+// heapInuse returns the live heap after a collection.
+func heapInuse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// TestLargeInboxFloodStaysInBudget: three peers each open eight inbox
+// streams at once, each carrying a maximal (8 MiB) message, to a victim
+// whose handler holds every request it gets. The victim reads a body only
+// after reserving its memory in the resource manager, so it holds at most
+// two such requests per peer (60% of the 32 MiB per-peer inbox budget) and
+// refuses the rest unread with ErrUnavailable; its live heap grows by less
+// than 64 MiB (before: every request was read whole first, 24 × 8 MiB).
+// An honest peer's small message is accepted during the flood.
+func TestLargeInboxFloodStaysInBudget(t *testing.T) {
+	const attackers, streams = 3, 8
+	var (
+		mu      sync.Mutex
+		held    int
+		release = make(chan struct{})
+		bad     = map[peer.ID]bool{}
+		kept    [][]byte
+	)
+	honestGot := make(chan InboxMessage, 1)
+	victim := newTestNode(t, WithHandlers(Handlers{Inbox: func(ctx context.Context, from peer.ID, m InboxMessage) error {
+		mu.Lock()
+		isBad := bad[from]
+		if isBad {
+			held++
+			kept = append(kept, m.Data) // as a slow handler would
+		}
+		mu.Unlock()
+		if !isBad {
+			honestGot <- m
+			return nil
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}}))
+	var nodes []*Node
+	for i := 0; i < attackers; i++ {
+		a := newTestNode(t)
+		connect(t, a, victim)
+		nodes = append(nodes, a)
+		mu.Lock()
+		bad[a.ID()] = true
+		mu.Unlock()
+	}
+	honest := newTestNode(t)
+	connect(t, honest, victim)
+	body := EncodeInboxMessage(InboxMessage{Kind: InboxDirect, Data: make([]byte, DefaultMaxMessageSize-64)})
+	head := binary.AppendUvarint(nil, uint64(len(body)))
+
+	base := heapInuse()
+	var refused atomic.Int32
+	var wg sync.WaitGroup
+	ctx := testCtx(t, 60*time.Second)
+	for _, a := range nodes {
+		for j := 0; j < streams; j++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := a.h.NewStream(ctx, victim.ID(), ProtocolInbox)
+				if err != nil {
+					t.Errorf("open: %v", err)
+					return
+				}
+				defer s.Reset()
+				_ = s.SetDeadline(time.Now().Add(50 * time.Second))
+				// Send the frame as written by hand, sharing one body, so
+				// that the attackers' own memory does not blur the figure.
+				go func() {
+					if _, err := s.Write(head); err == nil {
+						_, _ = s.Write(body) // fails once the victim refuses
+					}
+				}()
+				f := newFrameStream(s, 50*time.Second, time.Time{})
+				if _, err := expectOK(f, 0); errors.Is(err, ErrUnavailable) {
+					refused.Add(1)
+				}
+			}()
+		}
+	}
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		mu.Lock()
+		h := held
+		mu.Unlock()
+		if h+int(refused.Load()) == attackers*streams {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flood requests: %d held, %d refused of %d", h, refused.Load(), attackers*streams)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	grown := int64(heapInuse()) - int64(base)
+	mu.Lock()
+	h := held
+	mu.Unlock()
+	if err := honest.SendInbox(ctx, victim.ID(), InboxMessage{Kind: InboxDirect, Data: []byte("hello")}); err != nil {
+		t.Fatalf("honest message during the flood: %v", err)
+	}
+	if m := <-honestGot; string(m.Data) != "hello" {
+		t.Fatalf("honest message: %q", m.Data)
+	}
+	close(release)
+	wg.Wait()
+	mu.Lock()
+	kept = nil
+	mu.Unlock()
+	t.Logf("held %d of %d maximal requests, refused %d; live heap grew %d MiB (load: see report)", h, attackers*streams, refused.Load(), grown>>20)
+	if h > 2*attackers {
+		t.Errorf("victim held %d maximal requests, want at most %d", h, 2*attackers)
+	}
+	if grown > 64<<20 {
+		t.Errorf("victim's live heap grew by %d MiB under the flood, want < 64 MiB", grown>>20)
+	}
 }

@@ -188,15 +188,61 @@ func shortID(p peer.ID) string {
 
 // frameStream wraps a stream with a buffered reader and per-frame deadlines
 // bounded by an overall deadline.
+//
+// Every frame body is accounted in the libp2p resource manager before it is
+// read: its announced length is reserved from the stream's scope (and so
+// from the peer's, the protocol's and the system's), and a frame the
+// budget has no room for is refused unread. A server holds what it read
+// until the request is handled (release); a client gives each frame's
+// reservation back once the frame is read, since a response may be many
+// frames, all asked for.
 type frameStream struct {
 	s        network.Stream
 	r        *bufio.Reader
 	timeout  time.Duration // per read/write
 	deadline time.Time     // overall, zero for none
+	hold     bool          // keep reservations until release
+	reserved int
 }
 
 func newFrameStream(s network.Stream, timeout time.Duration, deadline time.Time) *frameStream {
 	return &frameStream{s: s, r: bufio.NewReaderSize(s, 4096), timeout: timeout, deadline: deadline}
+}
+
+// ErrNoResources is returned when the resource manager has no memory left
+// for a frame; the frame is not read.
+var ErrNoResources = fmt.Errorf("%w: out of resources", ErrUnavailable)
+
+// Reservation priorities: frames up to directAllocLimit may use the whole
+// budget, larger ones only 60% of it at every scope (stream, peer,
+// protocol, system), so a flood of large frames leaves room for the small
+// requests that make up honest traffic (KeyPackages, Welcomes, acks).
+const (
+	smallFramePrio = network.ReservationPriorityAlways
+	largeFramePrio = network.ReservationPriorityMedium
+)
+
+func (f *frameStream) reserve(n int) error {
+	if n == 0 {
+		return nil
+	}
+	prio := uint8(smallFramePrio)
+	if n > directAllocLimit {
+		prio = largeFramePrio
+	}
+	if err := f.s.Scope().ReserveMemory(n, prio); err != nil {
+		return fmt.Errorf("%w: %d-byte frame: %w", ErrNoResources, n, err)
+	}
+	f.reserved += n
+	return nil
+}
+
+// release gives back the memory reserved for frames read so far.
+func (f *frameStream) release() {
+	if f.reserved > 0 {
+		f.s.Scope().ReleaseMemory(f.reserved)
+		f.reserved = 0
+	}
 }
 
 func (f *frameStream) nextDeadline() time.Time {
@@ -208,13 +254,17 @@ func (f *frameStream) nextDeadline() time.Time {
 }
 
 // read reads one frame of at most max bytes. Memory is bounded by the frame
-// cap, by the resource manager's per-protocol stream limits and by readFrame
-// growing large bodies only as bytes arrive.
+// cap, by the memory reserved for it in the resource manager before the
+// body is read, and by readFrame growing large bodies only as bytes arrive.
 func (f *frameStream) read(max int) ([]byte, error) {
 	if err := f.s.SetReadDeadline(f.nextDeadline()); err != nil {
 		return nil, err
 	}
-	return readFrame(f.r, max)
+	b, err := readFrameReserving(f.r, max, f.reserve)
+	if !f.hold {
+		f.release()
+	}
+	return b, err
 }
 
 func (f *frameStream) write(body []byte, max int) error {
@@ -282,6 +332,7 @@ func (n *Node) call(ctx context.Context, p peer.ID, proto protocol.ID, fn func(*
 	defer stop()
 
 	fs := newFrameStream(s, n.cfg.requestTimeout, deadline)
+	defer fs.release()
 	if err := fn(fs); err != nil {
 		_ = s.Reset()
 		var pe *Error
@@ -357,26 +408,34 @@ func (n *Node) serve(proto protocol.ID, maxReq int, fn serverFunc) network.Strea
 		from := s.Conn().RemotePeer()
 		start := time.Now()
 		f := newFrameStream(s, n.cfg.serverTimeout, time.Now().Add(n.cfg.handlerTimeout))
+		f.hold = true
 		code := n.handle(proto, f, from, maxReq, fn)
+		f.release()
 		n.metrics.request(proto, code, time.Since(start))
 		_ = s.Close()
 	}
 }
 
+// handle checks the peer's request rate before reading anything, then
+// reads the request within the resource manager's budget and runs fn.
 func (n *Node) handle(proto protocol.ID, f *frameStream, from peer.ID, maxReq int, fn serverFunc) Code {
+	if !n.reqLimit.allow(from, 1) {
+		_ = f.writeStatus(CodeRateLimited, "too many requests", nil, 0)
+		return CodeRateLimited
+	}
 	req, err := f.read(maxReq)
 	if err != nil {
-		if errors.Is(err, ErrFrameTooLarge) {
+		switch {
+		case errors.Is(err, ErrFrameTooLarge):
 			_ = f.writeStatus(CodeTooLarge, err.Error(), nil, 0)
 			return CodeTooLarge
+		case errors.Is(err, ErrNoResources):
+			_ = f.writeStatus(CodeUnavailable, "busy: no memory for the request", nil, 0)
+			return CodeUnavailable
 		}
 		n.log.Debug("request read failed", "protocol", proto, "peer", from, "err", err)
 		_ = f.s.Reset()
 		return CodeBadRequest
-	}
-	if !n.reqLimit.allow(from, 1) {
-		_ = f.writeStatus(CodeRateLimited, "too many requests", nil, 0)
-		return CodeRateLimited
 	}
 	ctx, cancel := context.WithDeadline(n.ctx, f.deadline)
 	defer cancel()
