@@ -69,6 +69,7 @@ func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Write
 
 		qTopics      = fl.Int("quota-topics", dq.Topics, "topics kept in total")
 		qTopicsPeer  = fl.Int("quota-topics-per-peer", dq.TopicsPerPeer, "topics one peer may have kept")
+		qTopicsIP    = fl.Int("quota-topics-per-ip", dq.TopicsPerIP, "topics the peers at one IP address (IPv6: one /64) may have kept")
 		qMailItems   = fl.Int("quota-mailbox-items", dq.MailboxItems, "items in one recipient's mailbox (at most 10000)")
 		qMailSender  = fl.Int("quota-mailbox-per-sender", dq.MailboxItemsPerSender, "items one sender may leave in one mailbox")
 		qKPs         = fl.Int("quota-keypackages", dq.KeyPackages, "KeyPackages held for one user")
@@ -79,11 +80,17 @@ func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Write
 		noCircuit    = fl.Bool("no-circuit", false, "disable the circuit relay service")
 		qTopicBytes  = relayByteSize(dq.TopicBytes)
 		qMailBytes   = relayByteSize(dq.MailboxBytes)
+		qSenderBytes = relayByteSize(dq.MailboxBytesPerSender)
+		qMailItem    = relayByteSize(dq.MaxMailItem)
+		qMailTotal   = relayByteSize(dq.MailBytes)
 		qKPBytes     = relayByteSize(dq.KeyPackageBytes)
 		maxResMemory = relayByteSize(0)
 	)
 	fl.Var(&qTopicBytes, "quota-topic-bytes", "bytes stored per topic; the oldest frames are evicted (e.g. 256MiB)")
 	fl.Var(&qMailBytes, "quota-mailbox-bytes", "bytes in one recipient's mailbox")
+	fl.Var(&qSenderBytes, "quota-mailbox-sender-bytes", "bytes one sender may leave in one mailbox")
+	fl.Var(&qMailItem, "quota-mail-item", "largest message one may leave in a mailbox")
+	fl.Var(&qMailTotal, "quota-mail-bytes", "bytes in all mailboxes together")
 	fl.Var(&qKPBytes, "quota-keypackage-bytes", "bytes of KeyPackages held for one user")
 	fl.Var(&maxResMemory, "max-memory", "memory budget of the libp2p resource manager (default: 1/8 of RAM)")
 	if err := fl.Parse(args); err != nil {
@@ -105,10 +112,14 @@ func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Write
 	quotas := relayQuotas(p2p.Quotas{
 		Topics:                *qTopics,
 		TopicsPerPeer:         *qTopicsPeer,
+		TopicsPerIP:           *qTopicsIP,
 		TopicBytes:            int64(qTopicBytes),
 		MailboxItems:          *qMailItems,
 		MailboxBytes:          int64(qMailBytes),
 		MailboxItemsPerSender: *qMailSender,
+		MailboxBytesPerSender: int64(qSenderBytes),
+		MaxMailItem:           int(min(int64(qMailItem), 1<<31-1)),
+		MailBytes:             int64(qMailTotal),
 		KeyPackages:           *qKPs,
 		KeyPackageBytes:       int64(qKPBytes),
 		RequestRate:           p2p.RateLimit{Rate: *qRate, Burst: *qBurst},

@@ -58,11 +58,13 @@ import (
 //     that the quota it is passed is the one the store was opened with and
 //     fails otherwise (a wiring bug, not a peer's fault).
 //   - Mailboxes: enforced exactly by the adapter, per call, from the
-//     store's usage counters and a scan of the recipient's mailbox (for
+//     store's usage counters (the recipient's, and their sum over all
+//     mailboxes for the total) and a scan of the recipient's mailbox (for
 //     de-duplication and the sender's share of that mailbox, which the
 //     store has no notion of: its SenderMailBytes bounds a sender across all
 //     mailboxes). Deposits are serialized so check and insert are atomic.
-//     The store's own mail quotas are off.
+//     The store's own mail quotas are off, except its item size cap, set
+//     to MaxMailItem as a second line.
 //   - KeyPackages: the count and byte quotas per owner are the store's
 //     KeyPackagesPerOwner and KeyPackageBytesPerOwner (checked against the
 //     call's quota like the topic quota). The store checks them on what the
@@ -105,6 +107,7 @@ func openRelayStore(ctx context.Context, dir string, q p2p.Quotas) (*relayStore,
 		// Frame, mail and KeyPackage sizes are bounded by p2p's message
 		// and request size limits; mail quotas are enforced by sqlMailbox.
 		TopicBytes:              q.TopicBytes,
+		MaxMailBytes:            q.MaxMailItem,
 		KeyPackagesPerOwner:     q.KeyPackages,
 		KeyPackageBytesPerOwner: q.KeyPackageBytes,
 	}))
@@ -125,31 +128,7 @@ func (s *relayStore) Close() error { return s.db.Close() }
 
 // relayQuotas fills zero (or negative) fields of q with p2p's defaults, as
 // p2p.NewRelay does, so that the relay and the store agree on every quota.
-func relayQuotas(q p2p.Quotas) p2p.Quotas {
-	dq := p2p.DefaultQuotas()
-	defInt := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	defInt64 := func(v *int64, d int64) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	defInt(&q.Topics, dq.Topics)
-	defInt(&q.TopicsPerPeer, dq.TopicsPerPeer)
-	defInt64(&q.TopicBytes, dq.TopicBytes)
-	defInt(&q.MailboxItems, dq.MailboxItems)
-	defInt64(&q.MailboxBytes, dq.MailboxBytes)
-	defInt(&q.MailboxItemsPerSender, dq.MailboxItemsPerSender)
-	defInt(&q.KeyPackages, dq.KeyPackages)
-	defInt64(&q.KeyPackageBytes, dq.KeyPackageBytes)
-	if q.RequestRate.Rate <= 0 {
-		q.RequestRate = dq.RequestRate
-	}
-	return q
-}
+func relayQuotas(q p2p.Quotas) p2p.Quotas { return q.WithDefaults() }
 
 // p2pError maps store errors to the p2p sentinels relays and peers expect.
 func p2pError(err error) error {
@@ -331,7 +310,7 @@ func (m *sqlMailbox) allMail(ctx context.Context, recipient string) ([]store.Mai
 }
 
 // Deposit implements p2p.Mailbox.
-func (m *sqlMailbox) Deposit(ctx context.Context, item p2p.MailItem, perRecipient, perSender p2p.Quota) error {
+func (m *sqlMailbox) Deposit(ctx context.Context, item p2p.MailItem, q p2p.MailQuota) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -363,11 +342,20 @@ func (m *sqlMailbox) Deposit(ctx context.Context, item p2p.MailItem, perRecipien
 			}
 		}
 	}
-	if quotaExceeded(perRecipient, u.Items+1, u.Bytes+size) {
+	if quotaExceeded(q.PerRecipient, u.Items+1, u.Bytes+size) {
 		return fmt.Errorf("%w: mailbox of recipient is full", p2p.ErrQuotaExceeded)
 	}
-	if quotaExceeded(perSender, fromItems+1, fromBytes+size) {
+	if quotaExceeded(q.PerSender, fromItems+1, fromBytes+size) {
 		return fmt.Errorf("%w: sender's share of the mailbox is full", p2p.ErrQuotaExceeded)
+	}
+	if q.Total != (p2p.Quota{}) {
+		tu, err := m.db.MailTotals(ctx)
+		if err != nil {
+			return p2pError(err)
+		}
+		if quotaExceeded(q.Total, tu.Items+1, tu.Bytes+size) {
+			return fmt.Errorf("%w: the relay's mailboxes are full", p2p.ErrQuotaExceeded)
+		}
 	}
 	_, err = m.db.Deposit(ctx, store.MailItem{
 		Recipient:   recipient,
@@ -494,6 +482,18 @@ func (c *sqlKeyPackageCache) Take(ctx context.Context, owner peer.ID, suite uint
 		return p2p.KeyPackage{}, p2pError(err)
 	}
 	return p2p.KeyPackage{Data: kp.Data, CipherSuite: kp.CipherSuite, LastResort: kp.LastResort}, nil
+}
+
+// LastResort implements p2p.KeyPackageCache.
+func (c *sqlKeyPackageCache) LastResort(ctx context.Context, owner peer.ID, suite uint16, now time.Time) (p2p.KeyPackage, error) {
+	if err := ctx.Err(); err != nil {
+		return p2p.KeyPackage{}, err
+	}
+	kp, err := c.db.LastResortKeyPackage(ctx, owner.String(), suite, now)
+	if err != nil {
+		return p2p.KeyPackage{}, p2pError(err)
+	}
+	return p2p.KeyPackage{Data: kp.Data, CipherSuite: kp.CipherSuite, LastResort: true}, nil
 }
 
 // Prune implements p2p.KeyPackageCache.

@@ -95,7 +95,7 @@ func TestRelayStoreReopen(t *testing.T) {
 		}
 		seqs = append(seqs, seq)
 	}
-	if err := rs.mailbox.Deposit(ctx, mailItem(alice, bob, "welcome", now), p2p.Quota{}, p2p.Quota{}); err != nil {
+	if err := rs.mailbox.Deposit(ctx, mailItem(alice, bob, "welcome", now), p2p.MailQuota{}); err != nil {
 		t.Fatal(err)
 	}
 	kpq := p2p.Quota{Count: q.KeyPackages, Bytes: q.KeyPackageBytes}
@@ -203,24 +203,24 @@ func TestRelayStoreQuotas(t *testing.T) {
 	alice, bob, carol := testPeer(t), testPeer(t), testPeer(t)
 
 	perRecipient, perSender := p2p.Quota{Bytes: 10}, p2p.Quota{Bytes: 6}
-	if err := rs.mailbox.Deposit(ctx, mailItem(alice, bob, "aaaa", now), perRecipient, perSender); err != nil {
+	if err := rs.mailbox.Deposit(ctx, mailItem(alice, bob, "aaaa", now), p2p.MailQuota{PerRecipient: perRecipient, PerSender: perSender}); err != nil {
 		t.Fatal(err)
 	}
-	if err := rs.mailbox.Deposit(ctx, mailItem(alice, bob, "bbb", now), perRecipient, perSender); !errors.Is(err, p2p.ErrQuotaExceeded) {
+	if err := rs.mailbox.Deposit(ctx, mailItem(alice, bob, "bbb", now), p2p.MailQuota{PerRecipient: perRecipient, PerSender: perSender}); !errors.Is(err, p2p.ErrQuotaExceeded) {
 		t.Fatalf("sender bytes: %v", err)
 	}
-	if err := rs.mailbox.Deposit(ctx, mailItem(carol, bob, "cccccc", now), perRecipient, perSender); err != nil {
+	if err := rs.mailbox.Deposit(ctx, mailItem(carol, bob, "cccccc", now), p2p.MailQuota{PerRecipient: perRecipient, PerSender: perSender}); err != nil {
 		t.Fatal(err)
 	}
-	if err := rs.mailbox.Deposit(ctx, mailItem(carol, alice, "dd", now), perRecipient, perSender); err != nil {
+	if err := rs.mailbox.Deposit(ctx, mailItem(carol, alice, "dd", now), p2p.MailQuota{PerRecipient: perRecipient, PerSender: perSender}); err != nil {
 		t.Fatalf("another recipient: %v", err)
 	}
-	if err := rs.mailbox.Deposit(ctx, mailItem(bob, bob, "e", now), perRecipient, perSender); !errors.Is(err, p2p.ErrQuotaExceeded) {
+	if err := rs.mailbox.Deposit(ctx, mailItem(bob, bob, "e", now), p2p.MailQuota{PerRecipient: perRecipient, PerSender: perSender}); !errors.Is(err, p2p.ErrQuotaExceeded) {
 		t.Fatalf("recipient bytes: %v", err)
 	}
 	bad := mailItem(alice, carol, "x", now)
 	bad.ID = p2p.IDOf([]byte("y"))
-	if err := rs.mailbox.Deposit(ctx, bad, perRecipient, perSender); !errors.Is(err, p2p.ErrBadRequest) {
+	if err := rs.mailbox.Deposit(ctx, bad, p2p.MailQuota{PerRecipient: perRecipient, PerSender: perSender}); !errors.Is(err, p2p.ErrBadRequest) {
 		t.Fatalf("mail id not its content hash: %v", err)
 	}
 
@@ -550,7 +550,7 @@ func TestRelayStoreConcurrent(t *testing.T) {
 	errs := make(chan error, 20)
 	for i := range 20 {
 		wg.Go(func() {
-			errs <- rs.mailbox.Deposit(ctx, mailItem(alice, bob, fmt.Sprintf("mail %d", i), now), p2p.Quota{Count: 10}, p2p.Quota{Count: 5})
+			errs <- rs.mailbox.Deposit(ctx, mailItem(alice, bob, fmt.Sprintf("mail %d", i), now), p2p.MailQuota{PerRecipient: p2p.Quota{Count: 10}, PerSender: p2p.Quota{Count: 5}})
 		})
 	}
 	wg.Wait()

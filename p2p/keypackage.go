@@ -102,7 +102,7 @@ func (n *Node) serveKeyPackage(ctx context.Context, f *frameStream, from peer.ID
 			return fmt.Errorf("%w: no key packages", ErrNotFound)
 		}
 	case n.relay != nil:
-		kp, err = n.relay.takeKeyPackage(ctx, owner, suite)
+		kp, err = n.relay.takeKeyPackage(ctx, owner, suite, sourceOf(f.s.Conn()))
 	default:
 		return fmt.Errorf("%w: not a relay; ask the owner", ErrNotFound)
 	}

@@ -122,6 +122,9 @@ func (l *MemoryTopicLog) Prune(ctx context.Context, before time.Time) error {
 type MemoryMailbox struct {
 	mu    sync.Mutex
 	boxes map[peer.ID][]MailItem // oldest first
+	// items and bytes count all mailboxes together.
+	items int
+	bytes int64
 }
 
 // NewMemoryMailbox returns an empty in-memory Mailbox.
@@ -130,7 +133,7 @@ func NewMemoryMailbox() *MemoryMailbox {
 }
 
 // Deposit implements Mailbox.
-func (m *MemoryMailbox) Deposit(ctx context.Context, item MailItem, perRecipient, perSender Quota) error {
+func (m *MemoryMailbox) Deposit(ctx context.Context, item MailItem, q MailQuota) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -151,14 +154,19 @@ func (m *MemoryMailbox) Deposit(ctx context.Context, item MailItem, perRecipient
 		}
 	}
 	size := int64(len(item.Data))
-	if perRecipient.exceeds(n+1, bytes+size) {
+	if q.PerRecipient.exceeds(n+1, bytes+size) {
 		return fmt.Errorf("%w: mailbox of recipient is full", ErrQuotaExceeded)
 	}
-	if perSender.exceeds(ns+1, bytesS+size) {
+	if q.PerSender.exceeds(ns+1, bytesS+size) {
 		return fmt.Errorf("%w: sender's share of the mailbox is full", ErrQuotaExceeded)
+	}
+	if q.Total.exceeds(m.items+1, m.bytes+size) {
+		return fmt.Errorf("%w: the relay's mailboxes are full", ErrQuotaExceeded)
 	}
 	item.Data = append([]byte(nil), item.Data...)
 	m.boxes[item.Recipient] = append(box, item)
+	m.items++
+	m.bytes += size
 	return nil
 }
 
@@ -209,6 +217,9 @@ func (m *MemoryMailbox) filter(r peer.ID, keep func(MailItem) bool) {
 	for _, it := range box {
 		if keep(it) {
 			kept = append(kept, it)
+		} else {
+			m.items--
+			m.bytes -= int64(len(it.Data))
 		}
 	}
 	clear(box[len(kept):])
@@ -314,16 +325,40 @@ func (c *MemoryKeyPackageCache) Take(ctx context.Context, owner peer.ID, suite u
 		o.consumed[k.id] = k.expires
 		return KeyPackage{Data: k.data, CipherSuite: k.suite}, nil
 	}
+	if kp, ok := o.lastResortFor(suite, now); ok {
+		return kp, nil
+	}
+	return KeyPackage{}, ErrNotFound
+}
+
+// LastResort implements KeyPackageCache.
+func (c *MemoryKeyPackageCache) LastResort(ctx context.Context, owner peer.ID, suite uint16, now time.Time) (KeyPackage, error) {
+	if err := ctx.Err(); err != nil {
+		return KeyPackage{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o := c.owners[owner]; o != nil {
+		if kp, ok := o.lastResortFor(suite, now); ok {
+			return kp, nil
+		}
+	}
+	return KeyPackage{}, ErrNotFound
+}
+
+// lastResortFor returns the unexpired last-resort package of suite (0:
+// the lowest suite there is).
+func (o *memOwner) lastResortFor(suite uint16, now time.Time) (KeyPackage, bool) {
 	var lr *memKP
 	for s, k := range o.lastResort {
-		if live(k.expires) && (suite == 0 || s == suite) && (lr == nil || s < lr.suite) {
+		if (k.expires.IsZero() || k.expires.After(now)) && (suite == 0 || s == suite) && (lr == nil || s < lr.suite) {
 			lr = &k
 		}
 	}
-	if lr != nil {
-		return KeyPackage{Data: append([]byte(nil), lr.data...), CipherSuite: lr.suite, LastResort: true}, nil
+	if lr == nil {
+		return KeyPackage{}, false
 	}
-	return KeyPackage{}, ErrNotFound
+	return KeyPackage{Data: append([]byte(nil), lr.data...), CipherSuite: lr.suite, LastResort: true}, true
 }
 
 // Prune implements KeyPackageCache.

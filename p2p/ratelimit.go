@@ -14,36 +14,47 @@ type RateLimit struct {
 	Burst float64
 }
 
-// peerLimiter keeps one token bucket per peer. It is safe for concurrent use
-// (validators and stream handlers run on many goroutines).
-type peerLimiter struct {
+// keyLimiter keeps one token bucket per key (a peer, an address, an
+// owner). It is safe for concurrent use (validators and stream handlers run
+// on many goroutines).
+type keyLimiter[K comparable] struct {
 	limit RateLimit
 	now   func() time.Time
 
 	mu      sync.Mutex
-	buckets map[peer.ID]*bucket
+	buckets map[K]*bucket
 	sweep   time.Time
 }
+
+// peerLimiter keeps one token bucket per peer.
+type peerLimiter = keyLimiter[peer.ID]
 
 type bucket struct {
 	tokens float64
 	last   time.Time
 }
 
-// maxIdleBuckets bounds the map before full buckets are dropped.
-const maxIdleBuckets = 4096
+// maxIdleBuckets bounds the map before full buckets are dropped, and
+// maxBuckets bounds it for good: while the map holds maxBuckets buckets
+// that have not refilled, new keys are refused (keys are cheap to mint).
+const (
+	maxIdleBuckets = 4096
+	maxBuckets     = 1 << 16
+)
 
-func newPeerLimiter(l RateLimit) *peerLimiter {
+func newPeerLimiter(l RateLimit) *peerLimiter { return newKeyLimiter[peer.ID](l) }
+
+func newKeyLimiter[K comparable](l RateLimit) *keyLimiter[K] {
 	if l.Burst < 1 {
 		l.Burst = 1
 	}
-	return &peerLimiter{limit: l, now: time.Now, buckets: make(map[peer.ID]*bucket)}
+	return &keyLimiter[K]{limit: l, now: time.Now, buckets: make(map[K]*bucket)}
 }
 
 // allow takes n tokens from p's bucket and reports whether they were there.
 // A request for more than Burst tokens is allowed only from a full bucket,
 // which it then empties: a single large item is never refused forever.
-func (l *peerLimiter) allow(p peer.ID, n float64) bool {
+func (l *keyLimiter[K]) allow(p K, n float64) bool {
 	if l == nil || l.limit.Rate <= 0 {
 		return true
 	}
@@ -54,6 +65,9 @@ func (l *peerLimiter) allow(p peer.ID, n float64) bool {
 	if b == nil {
 		if len(l.buckets) >= maxIdleBuckets && now.Sub(l.sweep) > time.Second {
 			l.sweepFull(now)
+		}
+		if len(l.buckets) >= maxBuckets {
+			return false
 		}
 		b = &bucket{tokens: l.limit.Burst, last: now}
 		l.buckets[p] = b
@@ -72,7 +86,7 @@ func (l *peerLimiter) allow(p peer.ID, n float64) bool {
 }
 
 // sweepFull drops buckets that have refilled; they carry no information.
-func (l *peerLimiter) sweepFull(now time.Time) {
+func (l *keyLimiter[K]) sweepFull(now time.Time) {
 	l.sweep = now
 	for p, b := range l.buckets {
 		if b.tokens+now.Sub(b.last).Seconds()*l.limit.Rate >= l.limit.Burst {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -11,9 +12,11 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -33,39 +36,126 @@ import (
 //
 // Members talk to it over /canopy/relay/1 (relayproto.go).
 
-// Quotas bound what one peer can make a relay store and do.
+// Quotas bound what one peer, one source address and everyone together can
+// make a relay store and do. A relay holds no group keys and cannot tell a
+// member from a stranger (see the package documentation), so every
+// per-peer bound also has a per-address or global one: minting peer ids
+// alone takes no quota over.
 type Quotas struct {
 	// Topics caps the topics the relay keeps in total.
 	Topics int
 	// TopicsPerPeer caps the topics one peer keeps leased.
 	TopicsPerPeer int
-	// TopicBytes caps one topic's log; the oldest frames are evicted.
+	// TopicsPerIP caps the topic leases held by peers connecting from one
+	// IP address (peers of an office or a family share one).
+	TopicsPerIP int
+	// NewPeerLease caps the leases granted to a peer whose connection is
+	// younger than NewPeerLease itself: a throw-away peer id keeps a
+	// topic only briefly after it leaves, a member simply renews sooner.
+	NewPeerLease time.Duration
+	// TopicBytes caps one topic's log; the oldest frames are evicted. All
+	// logs together hold at most Topics × TopicBytes.
 	TopicBytes int64
 	// MailboxItems and MailboxBytes cap one recipient's mailbox.
 	MailboxItems int
 	MailboxBytes int64
-	// MailboxItemsPerSender caps one depositor's share of a mailbox.
+	// MailboxItemsPerSender and MailboxBytesPerSender cap one depositor's
+	// share of a mailbox, so one stranger cannot fill it.
 	MailboxItemsPerSender int
+	MailboxBytesPerSender int64
+	// MaxMailItem caps one deposited message: sized for Welcomes, which
+	// carry the ratchet tree inline only for small groups (chat's
+	// ExternalTreeAbove, 64 members, with credentials of a few KiB).
+	MaxMailItem int
+	// MailItems and MailBytes cap all mailboxes together.
+	MailItems int
+	MailBytes int64
+	// DepositBytesPerIP limits the mail bytes peers from one IP address
+	// may deposit (token bucket, in bytes): it bounds how fast one address
+	// can fill the global mail quota, whatever peer ids it uses.
+	DepositBytesPerIP RateLimit
 	// KeyPackages and KeyPackageBytes cap one owner's KeyPackages.
 	KeyPackages     int
 	KeyPackageBytes int64
+	// KeyPackageHandouts limits the one-time KeyPackages of one owner
+	// handed out to everyone together, and KeyPackageHandoutsPerIP those
+	// handed out to requesters from one IP address (token buckets, in
+	// packages). Beyond them only the owner's last-resort package is
+	// served, so nobody can drain a user's one-time packages.
+	KeyPackageHandouts      RateLimit
+	KeyPackageHandoutsPerIP RateLimit
 	// RequestRate limits stream requests per peer.
 	RequestRate RateLimit
 }
 
-// DefaultQuotas suit a small public relay.
+// DefaultQuotas suit a small public relay: at most 10,000 topics (1,024
+// per IP address, 64 per peer) of 256 MiB each, 1 GiB of mail (64 MiB per
+// recipient, 2 MiB of it per sender, items of at most 1 MiB, 64 MiB per
+// IP address and hour), 1 MiB of KeyPackages per user, of which 16
+// one-time packages a day are handed out (4 to one IP address).
 func DefaultQuotas() Quotas {
 	return Quotas{
-		Topics:                10000,
-		TopicsPerPeer:         64,
-		TopicBytes:            256 << 20,
-		MailboxItems:          256,
-		MailboxBytes:          64 << 20,
-		MailboxItemsPerSender: 32,
-		KeyPackages:           256,
-		KeyPackageBytes:       1 << 20,
-		RequestRate:           RateLimit{Rate: 10, Burst: 100},
+		Topics:                  10000,
+		TopicsPerPeer:           64,
+		TopicsPerIP:             1024,
+		NewPeerLease:            time.Hour,
+		TopicBytes:              256 << 20,
+		MailboxItems:            256,
+		MailboxBytes:            64 << 20,
+		MailboxItemsPerSender:   32,
+		MailboxBytesPerSender:   2 << 20,
+		MaxMailItem:             1 << 20,
+		MailItems:               1 << 16,
+		MailBytes:               1 << 30,
+		DepositBytesPerIP:       RateLimit{Rate: float64(64<<20) / 3600, Burst: 64 << 20},
+		KeyPackages:             256,
+		KeyPackageBytes:         1 << 20,
+		KeyPackageHandouts:      RateLimit{Rate: 16.0 / 86400, Burst: 16},
+		KeyPackageHandoutsPerIP: RateLimit{Rate: 4.0 / 86400, Burst: 4},
+		RequestRate:             RateLimit{Rate: 10, Burst: 100},
 	}
+}
+
+// WithDefaults returns q with zero (or negative) fields set to
+// DefaultQuotas.
+func (q Quotas) WithDefaults() Quotas {
+	dq := DefaultQuotas()
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt64 := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defRate := func(v *RateLimit, d RateLimit) {
+		if v.Rate <= 0 {
+			*v = d
+		}
+	}
+	defInt(&q.Topics, dq.Topics)
+	defInt(&q.TopicsPerPeer, dq.TopicsPerPeer)
+	defInt(&q.TopicsPerIP, dq.TopicsPerIP)
+	if q.NewPeerLease <= 0 {
+		q.NewPeerLease = dq.NewPeerLease
+	}
+	defInt64(&q.TopicBytes, dq.TopicBytes)
+	defInt(&q.MailboxItems, dq.MailboxItems)
+	defInt64(&q.MailboxBytes, dq.MailboxBytes)
+	defInt(&q.MailboxItemsPerSender, dq.MailboxItemsPerSender)
+	defInt64(&q.MailboxBytesPerSender, dq.MailboxBytesPerSender)
+	defInt(&q.MaxMailItem, dq.MaxMailItem)
+	defInt(&q.MailItems, dq.MailItems)
+	defInt64(&q.MailBytes, dq.MailBytes)
+	defRate(&q.DepositBytesPerIP, dq.DepositBytesPerIP)
+	defInt(&q.KeyPackages, dq.KeyPackages)
+	defInt64(&q.KeyPackageBytes, dq.KeyPackageBytes)
+	defRate(&q.KeyPackageHandouts, dq.KeyPackageHandouts)
+	defRate(&q.KeyPackageHandoutsPerIP, dq.KeyPackageHandoutsPerIP)
+	defRate(&q.RequestRate, dq.RequestRate)
+	return q
 }
 
 // CircuitLimits configure the circuit relay v2 service.
@@ -149,35 +239,7 @@ func (c *RelayConfig) fill() {
 	def(&c.KeyPackageTTL, 30*24*time.Hour)
 	def(&c.PruneInterval, time.Minute)
 	def(&c.Circuit.ReservationTTL, time.Hour)
-	dq := DefaultQuotas()
-	q := &c.Quotas
-	if q.Topics <= 0 {
-		q.Topics = dq.Topics
-	}
-	if q.TopicsPerPeer <= 0 {
-		q.TopicsPerPeer = dq.TopicsPerPeer
-	}
-	if q.TopicBytes <= 0 {
-		q.TopicBytes = dq.TopicBytes
-	}
-	if q.MailboxItems <= 0 {
-		q.MailboxItems = dq.MailboxItems
-	}
-	if q.MailboxBytes <= 0 {
-		q.MailboxBytes = dq.MailboxBytes
-	}
-	if q.MailboxItemsPerSender <= 0 {
-		q.MailboxItemsPerSender = dq.MailboxItemsPerSender
-	}
-	if q.KeyPackages <= 0 {
-		q.KeyPackages = dq.KeyPackages
-	}
-	if q.KeyPackageBytes <= 0 {
-		q.KeyPackageBytes = dq.KeyPackageBytes
-	}
-	if q.RequestRate.Rate <= 0 {
-		q.RequestRate = dq.RequestRate
-	}
+	c.Quotas = c.Quotas.WithDefaults()
 	cl := &c.Circuit
 	if cl.MaxReservations <= 0 {
 		cl.MaxReservations = 1024
@@ -207,9 +269,13 @@ type Relay struct {
 
 	keepCh chan keepReq
 	kept   atomic.Int64
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+
+	depositIP *keyLimiter[string]  // mail bytes per source address
+	kpOwner   *keyLimiter[peer.ID] // one-time KeyPackages per owner
+	kpOwnerIP *keyLimiter[ownerIP] // ... per owner and requester address
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -217,9 +283,15 @@ type Relay struct {
 
 type keepReq struct {
 	from  peer.ID
+	ip    string // source address (sourceOf)
 	topic string
 	lease time.Duration
 	reply chan keepResp
+}
+
+type ownerIP struct {
+	owner peer.ID
+	ip    string
 }
 
 type keepResp struct {
@@ -233,7 +305,12 @@ type keepResp struct {
 // scaled to the machine, and the relay's metrics registry.
 func NewRelay(ctx context.Context, key crypto.PrivKey, cfg RelayConfig, opts ...Option) (*Relay, error) {
 	cfg.fill()
-	r := &Relay{cfg: cfg, started: time.Now(), keepCh: make(chan keepReq)}
+	r := &Relay{
+		cfg: cfg, started: time.Now(), keepCh: make(chan keepReq),
+		depositIP: newKeyLimiter[string](cfg.Quotas.DepositBytesPerIP),
+		kpOwner:   newKeyLimiter[peer.ID](cfg.Quotas.KeyPackageHandouts),
+		kpOwnerIP: newKeyLimiter[ownerIP](cfg.Quotas.KeyPackageHandoutsPerIP),
+	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 
 	c := defaultConfig()
@@ -372,15 +449,22 @@ func (r *Relay) Close() error {
 
 type keptTopic struct {
 	t      *Topic
-	leases map[peer.ID]time.Time
+	leases map[peer.ID]lease
+}
+
+type lease struct {
+	until time.Time
+	ip    string // "" for leases restored from the LeaseStore
 }
 
 // keeper is the state of the kept topics: the topics and their leases, and
-// how many topics each peer has leased. The run goroutine owns it (before
-// run starts, NewRelay fills it from the LeaseStore).
+// how many topics each peer and each source address has leased. The run
+// goroutine owns it (before run starts, NewRelay fills it from the
+// LeaseStore).
 type keeper struct {
 	topics  map[string]*keptTopic
 	perPeer map[peer.ID]int
+	perIP   map[string]int
 }
 
 // storeTimeout bounds one LeaseStore call made by the run goroutine.
@@ -394,7 +478,7 @@ const storeTimeout = 10 * time.Second
 // the relay's start; a topic that cannot be joined is logged and skipped
 // (its lease expires in the store).
 func (r *Relay) restoreLeases(ctx context.Context) (*keeper, error) {
-	k := &keeper{topics: make(map[string]*keptTopic), perPeer: make(map[peer.ID]int)}
+	k := &keeper{topics: make(map[string]*keptTopic), perPeer: make(map[peer.ID]int), perIP: make(map[string]int)}
 	now := time.Now()
 	leases, err := r.cfg.Leases.Leases(ctx, now)
 	if err != nil {
@@ -411,7 +495,7 @@ func (r *Relay) restoreLeases(ctx context.Context) (*keeper, error) {
 		if until.After(limit) {
 			until = limit
 		}
-		if err := r.grant(k, l.Topic, l.Peer, until); err != nil {
+		if err := r.grant(k, l.Topic, l.Peer, "", until); err != nil {
 			if errors.Is(err, ErrQuotaExceeded) {
 				dropped++
 				r.deleteLease(l.Topic, l.Peer)
@@ -455,8 +539,8 @@ func (r *Relay) run(k *keeper) {
 			update()
 		case now := <-tick.C:
 			for name, kt := range k.topics {
-				for p, exp := range kt.leases {
-					if !exp.After(now) {
+				for p, l := range kt.leases {
+					if !l.until.After(now) {
 						r.release(k, name, kt, p)
 					}
 				}
@@ -470,9 +554,15 @@ func (r *Relay) run(k *keeper) {
 // release ends p's lease on a kept topic in memory (the LeaseStore is the
 // caller's business) and leaves the topic when no lease is left.
 func (r *Relay) release(k *keeper, name string, kt *keptTopic, p peer.ID) {
+	ip := kt.leases[p].ip
 	delete(kt.leases, p)
 	if k.perPeer[p]--; k.perPeer[p] <= 0 {
 		delete(k.perPeer, p)
+	}
+	if ip != "" {
+		if k.perIP[ip]--; k.perIP[ip] <= 0 {
+			delete(k.perIP, ip)
+		}
 	}
 	if len(kt.leases) == 0 {
 		_ = kt.t.Close()
@@ -481,20 +571,30 @@ func (r *Relay) release(k *keeper, name string, kt *keptTopic, p peer.ID) {
 	}
 }
 
-// grant gives p a lease on topic until the given time, joining the topic if
-// the relay does not keep it yet. It enforces the topic quotas for new
-// leases and does not touch the LeaseStore.
-func (r *Relay) grant(k *keeper, topic string, p peer.ID, until time.Time) error {
+// grant gives p, connected from ip ("": unknown, for restored leases), a
+// lease on topic until the given time, joining the topic if the relay does
+// not keep it yet. It enforces the topic quotas for new leases and does not
+// touch the LeaseStore.
+func (r *Relay) grant(k *keeper, topic string, p peer.ID, ip string, until time.Time) error {
 	kt := k.topics[topic]
 	if kt != nil {
-		if _, ok := kt.leases[p]; ok {
-			kt.leases[p] = until
+		if l, ok := kt.leases[p]; ok {
+			if l.ip == "" && ip != "" {
+				k.perIP[ip]++
+				l.ip = ip
+			}
+			l.until = until
+			kt.leases[p] = l
 			return nil
 		}
 	}
 	if k.perPeer[p] >= r.cfg.Quotas.TopicsPerPeer {
 		r.n.metrics.quota("topics_per_peer")
 		return fmt.Errorf("%w: %d topics kept for this peer", ErrQuotaExceeded, k.perPeer[p])
+	}
+	if ip != "" && k.perIP[ip] >= r.cfg.Quotas.TopicsPerIP {
+		r.n.metrics.quota("topics_per_ip")
+		return fmt.Errorf("%w: %d topics kept for peers at this address", ErrQuotaExceeded, k.perIP[ip])
 	}
 	if kt == nil {
 		if len(k.topics) >= r.cfg.Quotas.Topics {
@@ -505,14 +605,17 @@ func (r *Relay) grant(k *keeper, topic string, p peer.ID, until time.Time) error
 		if err != nil {
 			return err
 		}
-		kt = &keptTopic{t: t, leases: make(map[peer.ID]time.Time)}
+		kt = &keptTopic{t: t, leases: make(map[peer.ID]lease)}
 		k.topics[topic] = kt
 		r.wg.Add(1)
 		go r.ingest(t)
 		r.n.log.Info("relay keeps topic", "topic", topic)
 	}
-	kt.leases[p] = until
+	kt.leases[p] = lease{until: until, ip: ip}
 	k.perPeer[p]++
+	if ip != "" {
+		k.perIP[ip]++
+	}
 	return nil
 }
 
@@ -530,7 +633,7 @@ func (r *Relay) keep(req keepReq, k *keeper) keepResp {
 	}
 	lease := min(req.lease, r.cfg.MaxLease)
 	until := time.Now().Add(lease)
-	if err := r.grant(k, req.topic, req.from, until); err != nil {
+	if err := r.grant(k, req.topic, req.from, req.ip, until); err != nil {
 		return keepResp{err: err}
 	}
 	r.putLease(Lease{Topic: req.topic, Peer: req.from, Until: until})
@@ -613,8 +716,19 @@ func (r *Relay) syncPage(ctx context.Context, req SyncRequest) (SyncPage, error)
 	return page, nil
 }
 
-func (r *Relay) takeKeyPackage(ctx context.Context, owner peer.ID, suite uint16) (KeyPackage, error) {
-	kp, err := r.cfg.KeyPackages.Take(ctx, owner, suite, time.Now())
+// takeKeyPackage hands out one of owner's KeyPackages to a requester from
+// ip: a one-time package while the owner's hand-out budgets (in total and
+// to that address) allow it, otherwise the last-resort one.
+func (r *Relay) takeKeyPackage(ctx context.Context, owner peer.ID, suite uint16, ip string) (KeyPackage, error) {
+	now := time.Now()
+	var kp KeyPackage
+	var err error
+	if r.kpOwnerIP.allow(ownerIP{owner, ip}, 1) && r.kpOwner.allow(owner, 1) {
+		kp, err = r.cfg.KeyPackages.Take(ctx, owner, suite, now)
+	} else {
+		r.n.metrics.quota("keypackage_handouts")
+		kp, err = r.cfg.KeyPackages.LastResort(ctx, owner, suite, now)
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		r.n.metrics.keyPackage("miss", 1)
@@ -627,4 +741,33 @@ func (r *Relay) takeKeyPackage(ctx context.Context, owner peer.ID, suite uint16)
 		r.n.metrics.keyPackage("served_one_time", 1)
 	}
 	return kp, nil
+}
+
+// sourceOf names the address a connection comes from for per-address
+// quotas: the IPv4 address, or the /64 of an IPv6 address (one host's
+// worth; hosts get whole /64s). Relayed connections count as their relay's
+// address. "" if the address has no IP.
+func sourceOf(c network.Conn) string {
+	ip, err := manet.ToIP(c.RemoteMultiaddr())
+	if err != nil {
+		return ""
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return v4.String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String()
+}
+
+// connAge is how long p has been connected (its oldest connection).
+func (n *Node) connAge(p peer.ID) time.Duration {
+	var oldest time.Time
+	for _, c := range n.h.Network().ConnsToPeer(p) {
+		if o := c.Stat().Opened; !o.IsZero() && (oldest.IsZero() || o.Before(oldest)) {
+			oldest = o
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return time.Since(oldest)
 }

@@ -29,8 +29,9 @@ import (
 //
 // Mail and KeyPackages belong to the authenticated remote peer: only a peer
 // can fetch its own mail and upload its own KeyPackages. Anyone can deposit
-// mail for anyone, within the recipient's quota and a per-sender share of
-// it, so that a spammer cannot fill a mailbox on its own.
+// mail for anyone, within the recipient's quota, a per-sender share of it
+// (items and bytes), a maximum item size, a per-address deposit rate and
+// a cap on all mailboxes together (Quotas).
 
 // Relay request ops.
 const (
@@ -154,9 +155,14 @@ func (r *Relay) serveRelay(ctx context.Context, f *frameStream, from peer.ID, re
 	switch q.op {
 	case relayOpKeep:
 		lease := time.Duration(min(q.leaseSecs, uint64(r.cfg.MaxLease/time.Second))) * time.Second
+		// A peer id minted a moment ago gets a short lease: sybils that
+		// disconnect lose their topics soon, members renew sooner.
+		if fresh := r.cfg.Quotas.NewPeerLease; r.n.connAge(from) < fresh {
+			lease = min(lease, fresh)
+		}
 		reply := make(chan keepResp, 1)
 		select {
-		case r.keepCh <- keepReq{from: from, topic: q.topic, lease: lease, reply: reply}:
+		case r.keepCh <- keepReq{from: from, ip: sourceOf(f.s.Conn()), topic: q.topic, lease: lease, reply: reply}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -178,10 +184,22 @@ func (r *Relay) serveRelay(ctx context.Context, f *frameStream, from peer.ID, re
 		if ttl <= 0 {
 			ttl = r.cfg.MailboxTTL
 		}
+		qs := r.cfg.Quotas
+		if len(q.message) > qs.MaxMailItem {
+			r.n.metrics.quota("mail_item_size")
+			return fmt.Errorf("%w: message of %d bytes, limit %d", ErrFrameTooLarge, len(q.message), qs.MaxMailItem)
+		}
+		if !r.depositIP.allow(sourceOf(f.s.Conn()), float64(len(q.message))) {
+			r.n.metrics.quota("deposit_per_ip")
+			return fmt.Errorf("%w: too much mail from this address", ErrRateLimited)
+		}
 		now := time.Now()
 		item := MailItem{ID: IDOf(q.message), Recipient: q.recipient, From: from, Data: q.message, Deposited: now, Expires: now.Add(ttl)}
-		qs := r.cfg.Quotas
-		err := r.cfg.Mailbox.Deposit(ctx, item, Quota{Count: qs.MailboxItems, Bytes: qs.MailboxBytes}, Quota{Count: qs.MailboxItemsPerSender})
+		err := r.cfg.Mailbox.Deposit(ctx, item, MailQuota{
+			PerRecipient: Quota{Count: qs.MailboxItems, Bytes: qs.MailboxBytes},
+			PerSender:    Quota{Count: qs.MailboxItemsPerSender, Bytes: qs.MailboxBytesPerSender},
+			Total:        Quota{Count: qs.MailItems, Bytes: qs.MailBytes},
+		})
 		if err != nil {
 			if errors.Is(err, ErrQuotaExceeded) {
 				r.n.metrics.quota("mailbox")

@@ -83,15 +83,26 @@ type MailItem struct {
 	Expires   time.Time
 }
 
+// MailQuota bounds a deposit.
+type MailQuota struct {
+	// PerRecipient bounds one recipient's mailbox.
+	PerRecipient Quota
+	// PerSender bounds one depositor's share of a mailbox (items of the
+	// recipient with the same From).
+	PerSender Quota
+	// Total bounds all mailboxes together, so that deposits for made-up
+	// recipients cannot fill the disk.
+	Total Quota
+}
+
 // Mailbox holds mail for offline peers. Reading is two-step (Fetch, then
 // Delete of what the recipient acknowledged) so that a Welcome is never lost
 // when a stream breaks halfway through a delivery.
 type Mailbox interface {
 	// Deposit stores item for item.Recipient. Depositing an id the mailbox
-	// already holds is a no-op. It fails with ErrQuotaExceeded when the
-	// recipient's mailbox would break perRecipient or the depositor's share
-	// of it (items with the same From) would break perSender.
-	Deposit(ctx context.Context, item MailItem, perRecipient, perSender Quota) error
+	// already holds is a no-op. It fails with ErrQuotaExceeded when any
+	// bound of q would break.
+	Deposit(ctx context.Context, item MailItem, q MailQuota) error
 	// Fetch returns up to limit unexpired items, oldest first, without
 	// deleting them.
 	Fetch(ctx context.Context, recipient peer.ID, now time.Time, limit int) ([]MailItem, error)
@@ -126,6 +137,10 @@ type KeyPackageCache interface {
 	// deleted and never handed out again; otherwise the last-resort package,
 	// which stays. ErrNotFound if there is neither.
 	Take(ctx context.Context, owner peer.ID, suite uint16, now time.Time) (KeyPackage, error)
+	// LastResort returns owner's unexpired last-resort package of the given
+	// cipher suite (0: any; the lowest suite wins) without handing out any
+	// one-time package. ErrNotFound if there is none.
+	LastResort(ctx context.Context, owner peer.ID, suite uint16, now time.Time) (KeyPackage, error)
 	// Prune deletes expired packages.
 	Prune(ctx context.Context, now time.Time) error
 }

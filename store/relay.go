@@ -435,6 +435,17 @@ func (db *DB) MailboxUsage(ctx context.Context, recipient string) (Usage, error)
 	return u, db.fail("mailbox usage", err)
 }
 
+// MailTotals reports what waits in all mailboxes together.
+func (db *DB) MailTotals(ctx context.Context) (Usage, error) {
+	q, err := db.read()
+	if err != nil {
+		return Usage{}, err
+	}
+	var u Usage
+	err = q.QueryRowContext(ctx, `SELECT coalesce(sum(bytes), 0), coalesce(sum(items), 0) FROM relay_usage WHERE scope = 'mailbox'`).Scan(&u.Bytes, &u.Items)
+	return u, db.fail("mail totals", err)
+}
+
 // PruneMail deletes items that expired at or before now.
 func (db *DB) PruneMail(ctx context.Context, now time.Time) (int64, error) {
 	return db.deleteCount(ctx, "prune mail", `DELETE FROM relay_mail WHERE expires_at <> 0 AND expires_at <= ?`, ts(now))
@@ -576,6 +587,30 @@ func (db *DB) TakeKeyPackage(ctx context.Context, owner string, suite uint16, no
 	if err != nil {
 		return CachedKeyPackage{}, err
 	}
+	return kp, nil
+}
+
+// LastResortKeyPackage returns owner's unexpired last-resort package of
+// suite (0: the lowest suite), handing out no one-time package. None:
+// ErrNotFound.
+func (db *DB) LastResortKeyPackage(ctx context.Context, owner string, suite uint16, now time.Time) (CachedKeyPackage, error) {
+	q, err := db.read()
+	if err != nil {
+		return CachedKeyPackage{}, err
+	}
+	var kp CachedKeyPackage
+	var published, expires int64
+	err = q.QueryRowContext(ctx, `SELECT `+cachedKPColumns+` FROM relay_keypackages
+		WHERE owner = ? AND last_resort = 1 AND (? = 0 OR cipher_suite = ?) AND (expires_at = 0 OR expires_at > ?)
+		ORDER BY cipher_suite LIMIT 1`, owner, suite, suite, ts(now)).
+		Scan(&kp.Owner, &kp.Ref, &kp.CipherSuite, &kp.Data, &kp.LastResort, &published, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return CachedKeyPackage{}, fmt.Errorf("%w: no last-resort key package of %s", ErrNotFound, owner)
+	}
+	if err != nil {
+		return CachedKeyPackage{}, db.fail("last-resort key package", err)
+	}
+	kp.PublishedAt, kp.ExpiresAt = fromTS(published), fromTS(expires)
 	return kp, nil
 }
 

@@ -82,8 +82,9 @@ func TopicLog(t *testing.T, l p2p.TopicLog) {
 	}
 }
 
-// Mailbox checks a Mailbox: idempotent deposits, per-recipient and
-// per-sender quotas, fetch without delete, delete, expiry and pruning.
+// Mailbox checks a Mailbox: idempotent deposits, per-recipient, per-sender
+// (items and bytes) and total quotas, fetch without delete, delete, expiry
+// and pruning.
 func Mailbox(t *testing.T, m p2p.Mailbox) {
 	ctx := context.Background()
 	now := time.Unix(1e9, 0)
@@ -97,22 +98,22 @@ func Mailbox(t *testing.T, m p2p.Mailbox) {
 		}
 		return p2p.MailItem{ID: p2p.IDOf([]byte(data)), Recipient: bob, From: f, Data: []byte(data), Deposited: now, Expires: now.Add(ttl)}
 	}
-	perRecipient, perSender := p2p.Quota{Count: 3}, p2p.Quota{Count: 2}
+	q := p2p.MailQuota{PerRecipient: p2p.Quota{Count: 3}, PerSender: p2p.Quota{Count: 2}}
 	for _, d := range []string{"w1", "w2"} {
-		if err := m.Deposit(ctx, item("alice", d, time.Hour), perRecipient, perSender); err != nil {
+		if err := m.Deposit(ctx, item("alice", d, time.Hour), q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := m.Deposit(ctx, item("alice", "w1", time.Hour), perRecipient, perSender); err != nil {
+	if err := m.Deposit(ctx, item("alice", "w1", time.Hour), q); err != nil {
 		t.Fatalf("duplicate deposit: %v", err)
 	}
-	if err := m.Deposit(ctx, item("alice", "w3", time.Hour), perRecipient, perSender); !errors.Is(err, p2p.ErrQuotaExceeded) {
+	if err := m.Deposit(ctx, item("alice", "w3", time.Hour), q); !errors.Is(err, p2p.ErrQuotaExceeded) {
 		t.Fatalf("sender share: %v", err)
 	}
-	if err := m.Deposit(ctx, item("carol", "c1", time.Minute), perRecipient, perSender); err != nil {
+	if err := m.Deposit(ctx, item("carol", "c1", time.Minute), q); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Deposit(ctx, item("carol", "c2", time.Hour), perRecipient, perSender); !errors.Is(err, p2p.ErrQuotaExceeded) {
+	if err := m.Deposit(ctx, item("carol", "c2", time.Hour), q); !errors.Is(err, p2p.ErrQuotaExceeded) {
 		t.Fatalf("recipient quota: %v", err)
 	}
 	got, err := m.Fetch(ctx, bob, now, 10)
@@ -134,8 +135,35 @@ func Mailbox(t *testing.T, m p2p.Mailbox) {
 	if err := m.Prune(ctx, later); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Deposit(ctx, item("carol", "c2", time.Hour), perRecipient, perSender); err != nil {
+	if err := m.Deposit(ctx, item("carol", "c2", time.Hour), q); err != nil {
 		t.Fatalf("deposit after prune: %v", err)
+	}
+
+	// The byte share of one sender, and the bound on all mailboxes: what
+	// bob holds (w2, c2: 4 bytes) counts against the total.
+	dave, _ := newID(t)
+	to := func(r peer.ID, data string) p2p.MailItem {
+		return p2p.MailItem{ID: p2p.IDOf([]byte(data)), Recipient: r, From: carol, Data: []byte(data), Deposited: later, Expires: later.Add(time.Hour)}
+	}
+	qb := p2p.MailQuota{PerSender: p2p.Quota{Bytes: 8}, Total: p2p.Quota{Count: 5, Bytes: 14}}
+	if err := m.Deposit(ctx, to(dave, "12345678"), qb); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Deposit(ctx, to(dave, "9"), qb); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("sender's byte share: %v", err)
+	}
+	if err := m.Deposit(ctx, to(alice, "abc"), qb); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("total bytes (4+8+3 > 14): %v", err)
+	}
+	if err := m.Deposit(ctx, to(alice, "ab"), qb); err != nil {
+		t.Fatalf("within the total: %v", err)
+	}
+	// Deleting frees room in the total.
+	if err := m.Delete(ctx, dave, []p2p.MessageID{p2p.IDOf([]byte("12345678"))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Deposit(ctx, to(alice, "abcdef"), qb); err != nil {
+		t.Fatalf("after delete: %v", err)
 	}
 }
 
@@ -181,6 +209,20 @@ func KeyPackageCache(t *testing.T, c p2p.KeyPackageCache) {
 	}
 	if a, b := take(1), take(0); a != "lr2/1/true" || b != "lr2/1/true" {
 		t.Fatalf("last resort: %s %s", a, b)
+	}
+	// LastResort serves the last-resort package and leaves one-time
+	// packages alone.
+	if _, err := c.Put(ctx, bob, []p2p.KeyPackage{kp("f", 1, false)}, now.Add(time.Hour), q); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := c.LastResort(ctx, bob, 0, now); err != nil || string(k.Data) != "lr2" || !k.LastResort {
+		t.Fatalf("LastResort: %q %v", k.Data, err)
+	}
+	if _, err := c.LastResort(ctx, bob, 2, now); !errors.Is(err, p2p.ErrNotFound) {
+		t.Fatalf("LastResort of a suite without one: %v", err)
+	}
+	if got := take(1); got != "f/1/false" {
+		t.Fatalf("one-time package after LastResort: %s", got)
 	}
 	// Expired packages are not handed out.
 	if _, err := c.Put(ctx, bob, []p2p.KeyPackage{kp("e", 1, false)}, now.Add(time.Minute), q); err != nil {
