@@ -348,6 +348,15 @@ func (m *sqlMailbox) Deposit(ctx context.Context, item p2p.MailItem, q p2p.MailQ
 	if quotaExceeded(q.PerSender, fromItems+1, fromBytes+size) {
 		return fmt.Errorf("%w: sender's share of the mailbox is full", p2p.ErrQuotaExceeded)
 	}
+	if q.SenderTotal != (p2p.Quota{}) {
+		su, err := m.db.SenderMailUsage(ctx, from)
+		if err != nil {
+			return p2pError(err)
+		}
+		if quotaExceeded(q.SenderTotal, su.Items+1, su.Bytes+size) {
+			return fmt.Errorf("%w: sender has too much mail waiting", p2p.ErrQuotaExceeded)
+		}
+	}
 	if q.Total != (p2p.Quota{}) {
 		tu, err := m.db.MailTotals(ctx)
 		if err != nil {

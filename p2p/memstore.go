@@ -122,14 +122,20 @@ func (l *MemoryTopicLog) Prune(ctx context.Context, before time.Time) error {
 type MemoryMailbox struct {
 	mu    sync.Mutex
 	boxes map[peer.ID][]MailItem // oldest first
-	// items and bytes count all mailboxes together.
+	// items and bytes count all mailboxes together, senders per sender.
+	items   int
+	bytes   int64
+	senders map[peer.ID]*mailUsage
+}
+
+type mailUsage struct {
 	items int
 	bytes int64
 }
 
 // NewMemoryMailbox returns an empty in-memory Mailbox.
 func NewMemoryMailbox() *MemoryMailbox {
-	return &MemoryMailbox{boxes: make(map[peer.ID][]MailItem)}
+	return &MemoryMailbox{boxes: make(map[peer.ID][]MailItem), senders: make(map[peer.ID]*mailUsage)}
 }
 
 // Deposit implements Mailbox.
@@ -160,6 +166,13 @@ func (m *MemoryMailbox) Deposit(ctx context.Context, item MailItem, q MailQuota)
 	if q.PerSender.exceeds(ns+1, bytesS+size) {
 		return fmt.Errorf("%w: sender's share of the mailbox is full", ErrQuotaExceeded)
 	}
+	su := m.senders[item.From]
+	if su == nil {
+		su = &mailUsage{}
+	}
+	if q.SenderTotal.exceeds(su.items+1, su.bytes+size) {
+		return fmt.Errorf("%w: sender has too much mail waiting", ErrQuotaExceeded)
+	}
 	if q.Total.exceeds(m.items+1, m.bytes+size) {
 		return fmt.Errorf("%w: the relay's mailboxes are full", ErrQuotaExceeded)
 	}
@@ -167,6 +180,9 @@ func (m *MemoryMailbox) Deposit(ctx context.Context, item MailItem, q MailQuota)
 	m.boxes[item.Recipient] = append(box, item)
 	m.items++
 	m.bytes += size
+	su.items++
+	su.bytes += size
+	m.senders[item.From] = su
 	return nil
 }
 
@@ -220,6 +236,13 @@ func (m *MemoryMailbox) filter(r peer.ID, keep func(MailItem) bool) {
 		} else {
 			m.items--
 			m.bytes -= int64(len(it.Data))
+			if su := m.senders[it.From]; su != nil {
+				if su.items--; su.items <= 0 {
+					delete(m.senders, it.From)
+				} else {
+					su.bytes -= int64(len(it.Data))
+				}
+			}
 		}
 	}
 	clear(box[len(kept):])

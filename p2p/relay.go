@@ -67,6 +67,10 @@ type Quotas struct {
 	// carry the ratchet tree inline only for small groups (chat's
 	// ExternalTreeAbove, 64 members, with credentials of a few KiB).
 	MaxMailItem int
+	// MailItemsPerSender and MailBytesPerSender cap what one depositor has
+	// waiting in all mailboxes together (deposits for made-up recipients).
+	MailItemsPerSender int
+	MailBytesPerSender int64
 	// MailItems and MailBytes cap all mailboxes together.
 	MailItems int
 	MailBytes int64
@@ -90,8 +94,8 @@ type Quotas struct {
 
 // DefaultQuotas suit a small public relay: at most 10,000 topics (1,024
 // per IP address, 64 per peer) of 256 MiB each, 1 GiB of mail (64 MiB per
-// recipient, 2 MiB of it per sender, items of at most 1 MiB, 64 MiB per
-// IP address and hour), 1 MiB of KeyPackages per user, of which 16
+// recipient, 2 MiB of it per sender, 16 MiB per sender in all, items of at
+// most 1 MiB, 64 MiB per IP address and hour), 1 MiB of KeyPackages per user, of which 16
 // one-time packages a day are handed out (4 to one IP address).
 func DefaultQuotas() Quotas {
 	return Quotas{
@@ -105,6 +109,8 @@ func DefaultQuotas() Quotas {
 		MailboxItemsPerSender:   32,
 		MailboxBytesPerSender:   2 << 20,
 		MaxMailItem:             1 << 20,
+		MailItemsPerSender:      256,
+		MailBytesPerSender:      16 << 20,
 		MailItems:               1 << 16,
 		MailBytes:               1 << 30,
 		DepositBytesPerIP:       RateLimit{Rate: float64(64<<20) / 3600, Burst: 64 << 20},
@@ -147,6 +153,8 @@ func (q Quotas) WithDefaults() Quotas {
 	defInt(&q.MailboxItemsPerSender, dq.MailboxItemsPerSender)
 	defInt64(&q.MailboxBytesPerSender, dq.MailboxBytesPerSender)
 	defInt(&q.MaxMailItem, dq.MaxMailItem)
+	defInt(&q.MailItemsPerSender, dq.MailItemsPerSender)
+	defInt64(&q.MailBytesPerSender, dq.MailBytesPerSender)
 	defInt(&q.MailItems, dq.MailItems)
 	defInt64(&q.MailBytes, dq.MailBytes)
 	defRate(&q.DepositBytesPerIP, dq.DepositBytesPerIP)

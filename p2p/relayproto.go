@@ -198,6 +198,7 @@ func (r *Relay) serveRelay(ctx context.Context, f *frameStream, from peer.ID, re
 		err := r.cfg.Mailbox.Deposit(ctx, item, MailQuota{
 			PerRecipient: Quota{Count: qs.MailboxItems, Bytes: qs.MailboxBytes},
 			PerSender:    Quota{Count: qs.MailboxItemsPerSender, Bytes: qs.MailboxBytesPerSender},
+			SenderTotal:  Quota{Count: qs.MailItemsPerSender, Bytes: qs.MailBytesPerSender},
 			Total:        Quota{Count: qs.MailItems, Bytes: qs.MailBytes},
 		})
 		if err != nil {

@@ -90,6 +90,10 @@ type MailQuota struct {
 	// PerSender bounds one depositor's share of a mailbox (items of the
 	// recipient with the same From).
 	PerSender Quota
+	// SenderTotal bounds what one depositor has waiting in all mailboxes
+	// together, so that deposits for made-up recipients are bounded per
+	// sender, not only by Total.
+	SenderTotal Quota
 	// Total bounds all mailboxes together, so that deposits for made-up
 	// recipients cannot fill the disk.
 	Total Quota

@@ -435,6 +435,16 @@ func (db *DB) MailboxUsage(ctx context.Context, recipient string) (Usage, error)
 	return u, db.fail("mailbox usage", err)
 }
 
+// SenderMailUsage reports what one sender has waiting in all mailboxes.
+func (db *DB) SenderMailUsage(ctx context.Context, sender string) (Usage, error) {
+	q, err := db.read()
+	if err != nil {
+		return Usage{}, err
+	}
+	u, err := usage(ctx, q, "sender", sender)
+	return u, db.fail("sender mail usage", err)
+}
+
 // MailTotals reports what waits in all mailboxes together.
 func (db *DB) MailTotals(ctx context.Context) (Usage, error) {
 	q, err := db.read()

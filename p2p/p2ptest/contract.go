@@ -165,6 +165,15 @@ func Mailbox(t *testing.T, m p2p.Mailbox) {
 	if err := m.Deposit(ctx, to(alice, "abcdef"), qb); err != nil {
 		t.Fatalf("after delete: %v", err)
 	}
+	// What one sender has waiting in all mailboxes (carol: c2, ab, abcdef).
+	eve, _ := newID(t)
+	qs := p2p.MailQuota{SenderTotal: p2p.Quota{Count: 5, Bytes: 12}}
+	if err := m.Deposit(ctx, to(eve, "xyz"), qs); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("sender's total (10+3 > 12): %v", err)
+	}
+	if err := m.Deposit(ctx, to(eve, "xy"), qs); err != nil {
+		t.Fatalf("within the sender's total: %v", err)
+	}
 }
 
 // KeyPackageCache checks a KeyPackageCache: one-time packages handed out
