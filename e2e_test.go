@@ -718,9 +718,9 @@ func TestE2ETUI(t *testing.T) {
 
 // startRelay runs `canopy relay` on 127.0.0.1 and returns its full
 // multiaddr.
-func startRelay(t *testing.T, bin, dir string) string {
+func startRelay(t *testing.T, bin, dir string, extra ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "relay", "--listen", e2eListen, "--data", dir, "--metrics", "", "--log-level", "debug")
+	cmd := exec.Command(bin, append([]string{"relay", "--listen", e2eListen, "--data", dir, "--metrics", "", "--log-level", "debug"}, extra...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
