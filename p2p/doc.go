@@ -43,8 +43,13 @@
 // Every frame must be an MLSMessage (PublicMessage or PrivateMessage) of the
 // topic's group; p2p checks its header (ParseMLSHeader), its size
 // (WithMaxMessageSize), the sender's rate, and then calls the engine's
-// Validator, which must accept frames of future epochs (the engine buffers
-// them). Message ids are content hashes, so copies of a frame de-duplicate
+// Validator, which decides whether the frame is accepted. A frame over a
+// neighbour's rate limit is ignored, not rejected: the neighbour may be
+// forwarding others' frames, and a rejection would count against its score.
+// Frames that arrive directly over /canopy/inbox/1 pass the same checks;
+// p2p refuses them from peers whose score is below gossipsub's gossip
+// threshold, counts invalid ones against the sender's score, and
+// re-publishes only what the Validator accepted. Message ids are content hashes, so copies of a frame de-duplicate
 // however they arrive. Publish right after JoinGroup waits briefly for the
 // first peer; a frame published while the topic has no peer at all is sent
 // directly to peers that join later (PublishResult.Queued). Gossip does not
@@ -53,9 +58,14 @@
 //
 // # Direct protocols
 //
-// Length-prefixed, size-capped request/response protocols with deadlines;
-// every client error is an *Error that matches the sentinel errors
-// (ErrNotFound, ErrTimeout, ...) with errors.Is:
+// Length-prefixed, size-capped request/response protocols with deadlines.
+// A server checks the peer's request rate before it reads anything, and
+// reserves every frame's announced length in the libp2p resource manager
+// (stream, peer, protocol and system scopes) before it buffers the body:
+// with the default 256 MiB budget a peer has at most two maximal (8 MiB)
+// requests per protocol in flight, and large frames leave 40% of every
+// scope to small ones. Every client error is an *Error that matches the
+// sentinel errors (ErrNotFound, ErrTimeout, ...) with errors.Is:
 //
 //	/canopy/keypackage/1  FetchKeyPackage   Handlers.KeyPackage, relay cache
 //	/canopy/inbox/1       SendInbox         Handlers.Inbox (Welcomes, direct)
@@ -73,13 +83,52 @@
 // service whose circuits are unlimited so that gossipsub runs over them, a
 // keeper of the topics members ask it to keep (topics joined on a node with
 // WithRelays ask by themselves), and a holder of mailboxes and KeyPackages,
-// each bounded by per-peer Quotas. Storage sits behind the TopicLog,
+// each bounded by Quotas (see below). Storage sits behind the TopicLog,
 // LeaseStore (keep-topic leases, so a restarted relay rejoins its topics),
 // Mailbox and KeyPackageCache interfaces; memory implementations are
 // included and package p2ptest checks other implementations against the
 // same contract.
 // The relay exports Prometheus metrics (its own and go-libp2p's) and a
 // health report.
+//
+// # What a relay can check, and how it is bounded instead
+//
+// A relay holds no group keys. It can check that a frame is a well-formed
+// MLSMessage of the topic's group (the hash of the group id in its header
+// matches the topic name), its size and its sender's rate; it cannot tell
+// a member's frame from a stranger's who knows the group id, nor a
+// Welcome from junk, nor whether whoever asks for a topic's log belongs
+// to the group. Topic names are not secrets: gossipsub tells every
+// connected peer which topics the relay subscribes to, so anyone connected
+// can learn the kept topics and sync their logs. What it gets is
+// ciphertext, sizes, timing and epoch numbers, which every peer carrying
+// the topic sees anyway; the relay has no call that lists its topics, and
+// serves sync only for a topic name given in the request. Members decide
+// what to accept (the engine's Validator), not the relay.
+//
+// So a relay bounds everything by source rather than by membership
+// (Quotas, DefaultQuotas):
+//
+//   - stream requests: per peer (10/s, bursts of 100), after which the
+//     resource manager caps concurrent streams and memory per peer, per
+//     protocol and in total;
+//   - kept topics: per peer (64), per IP address or IPv6 /64 (1,024) and
+//     in total (10,000); a peer connected for less than an hour gets a
+//     lease of at most an hour, so throw-away ids keep topics only briefly;
+//     each topic's log holds at most 256 MiB (oldest frames evicted), all
+//     logs at most Topics × TopicBytes;
+//   - mailboxes: items of at most 1 MiB (a Welcome with its tree inline);
+//     per recipient 256 items / 64 MiB, of which one sender may fill 32
+//     items / 2 MiB; one sender at most 256 items / 16 MiB in all
+//     mailboxes; one IP address may deposit 64 MiB an hour; all mailboxes
+//     together at most 65,536 items / 1 GiB;
+//   - KeyPackages: per owner 256 packages / 1 MiB; at most 16 one-time
+//     packages of an owner are handed out a day, 4 of them to requesters
+//     from one address; beyond that only the last-resort package.
+//
+// The global caps are the last line: peers at many addresses can still
+// reach them and then deny service (refused deposits, keeps), but cannot
+// make the relay use more memory or disk than they allow.
 //
 // # Concurrency
 //

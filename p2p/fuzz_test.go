@@ -59,7 +59,35 @@ func fuzzSeeds() map[string][][]byte {
 			encodeMailAck([]MessageID{IDOf(inbox), {1}}),
 		},
 		"FuzzStatus": {{byte(CodeNotFound), 3, 'a', 'b', 'c'}, {0, 0, 1, 2, 3}},
+		"FuzzTreeResponse": {
+			treeResponse([]byte("a small tree")),
+			treeResponse(bytes.Repeat([]byte("t"), 3000), 1000),
+			appendFrame(nil, []byte{byte(CodeNotFound), 4, 'g', 'o', 'n', 'e'}),
+			appendFrame(appendFrame(nil, []byte{0, 0, 5}), []byte("toolong")),
+			appendFrame(nil, []byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0x7f}),
+		},
+		"FuzzRelayResponses": {{0x90, 0x1c}, {0}, {0x80, 0x00}, {1, 2}},
 	}
+}
+
+// treeResponse encodes a /canopy/tree/1 response carrying tree in chunks
+// of the given size (default: one chunk).
+func treeResponse(tree []byte, chunk ...int) []byte {
+	size := len(tree)
+	if len(chunk) > 0 {
+		size = chunk[0]
+	}
+	var head enc
+	head.u8(uint8(CodeOK))
+	head.str("")
+	head.uvarint(uint64(len(tree)))
+	out := appendFrame(nil, head.b)
+	for len(tree) > 0 {
+		n := min(size, len(tree))
+		out = appendFrame(out, tree[:n])
+		tree = tree[n:]
+	}
+	return out
 }
 
 func addSeeds(f *testing.F, name string) {
@@ -91,6 +119,26 @@ func FuzzReadFrame(f *testing.F) {
 		}
 		if enc := appendFrame(nil, b); !bytes.HasPrefix(data, enc) {
 			t.Fatalf("re-encoded frame %x is not a prefix of the input", enc)
+		}
+		// With a budget: a frame the budget refuses is not read, one it
+		// grants is read whole.
+		budget := int(max / 2)
+		r = bufio.NewReader(bytes.NewReader(data))
+		var asked int
+		b2, err := readFrameReserving(r, int(max), func(n int) error {
+			asked = n
+			if n > budget {
+				return ErrNoResources
+			}
+			return nil
+		})
+		switch {
+		case len(b) > budget:
+			if !errors.Is(err, ErrNoResources) || b2 != nil || asked != len(b) {
+				t.Fatalf("frame of %d bytes over a %d budget: %v", len(b), budget, err)
+			}
+		case err != nil || !bytes.Equal(b, b2):
+			t.Fatalf("frame within the budget: %v", err)
 		}
 	})
 }
@@ -253,11 +301,44 @@ func FuzzStatus(f *testing.F) {
 	})
 }
 
+func FuzzTreeResponse(f *testing.F) {
+	addSeeds(f, "FuzzTreeResponse")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bufio.NewReader(bytes.NewReader(data))
+		read := func(max int) ([]byte, error) { return readFrame(r, max) }
+		tree, err := readTreeResponse(read)
+		if err != nil {
+			return
+		}
+		// A tree is never empty and never larger than the bytes that
+		// carried it, whatever size the response announced.
+		if len(tree) == 0 || len(tree) > len(data) {
+			t.Fatalf("tree of %d bytes from %d bytes of input", len(tree), len(data))
+		}
+	})
+}
+
+func FuzzRelayResponses(f *testing.F) {
+	addSeeds(f, "FuzzRelayResponses")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := decodeCount(data)
+		if err != nil {
+			return
+		}
+		var e enc
+		e.uvarint(v)
+		if !bytes.Equal(e.b, data) {
+			t.Fatalf("round trip: %x != %x", e.b, data)
+		}
+	})
+}
+
 // TestFuzzCorpusPresent makes sure the committed seed corpora exist, so that
 // `go test` runs every parser on them from a clean clone.
 func TestFuzzCorpusPresent(t *testing.T) {
 	for _, name := range []string{"FuzzReadFrame", "FuzzParseMLSHeader", "FuzzRelayRequest", "FuzzInboxMessage",
-		"FuzzSyncMessages", "FuzzKeyPackageMessages", "FuzzTreeRequest", "FuzzMailFrames", "FuzzStatus"} {
+		"FuzzSyncMessages", "FuzzKeyPackageMessages", "FuzzTreeRequest", "FuzzMailFrames", "FuzzStatus",
+		"FuzzTreeResponse", "FuzzRelayResponses"} {
 		entries, err := os.ReadDir(filepath.Join("testdata", "fuzz", name))
 		if err != nil || len(entries) == 0 {
 			t.Errorf("no seed corpus for %s: %v", name, err)

@@ -375,7 +375,16 @@ func writeReq(f *frameStream, body []byte, max int) error {
 
 // expectOK reads a response head; a non-OK code becomes a remote *Error.
 func expectOK(f *frameStream, max int) ([]byte, error) {
-	code, msg, body, err := f.readStatus(max)
+	return expectOKWith(f.read, max)
+}
+
+// expectOKWith is expectOK reading frames with read.
+func expectOKWith(read func(max int) ([]byte, error), max int) ([]byte, error) {
+	b, err := read(max + maxStatusMsgLen + 16)
+	if err != nil {
+		return nil, err
+	}
+	code, msg, body, err := decodeStatus(b)
 	if err != nil {
 		return nil, err
 	}

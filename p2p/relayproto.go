@@ -357,6 +357,14 @@ func decodeMailAck(b []byte) ([]MessageID, error) {
 	return ids, d.done()
 }
 
+// decodeCount decodes a response body that is one uvarint (granted lease
+// seconds, available KeyPackages).
+func decodeCount(body []byte) (uint64, error) {
+	d := dec{b: body}
+	v := d.uvarint()
+	return v, d.done()
+}
+
 // Relay clients.
 
 // KeepTopic asks relay to keep topic's frames for lease (capped by the
@@ -376,9 +384,8 @@ func (n *Node) KeepTopic(ctx context.Context, relay peer.ID, topic string, lease
 		if err != nil {
 			return err
 		}
-		d := dec{b: body}
-		secs := d.uvarint()
-		if err := d.done(); err != nil {
+		secs, err := decodeCount(body)
+		if err != nil {
 			return err
 		}
 		granted = time.Duration(min(secs, 1<<32)) * time.Second
@@ -474,9 +481,8 @@ func (n *Node) PutKeyPackages(ctx context.Context, relay peer.ID, kps []KeyPacka
 		if err != nil {
 			return err
 		}
-		d := dec{b: body}
-		v := d.uvarint()
-		if err := d.done(); err != nil {
+		v, err := decodeCount(body)
+		if err != nil {
 			return err
 		}
 		avail = int(min(v, 1<<31))

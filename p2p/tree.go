@@ -96,34 +96,42 @@ func (n *Node) FetchTree(ctx context.Context, from peer.ID, req TreeRequest) ([]
 		if err := writeReq(f, encodeTreeRequest(req), smallFrame); err != nil {
 			return err
 		}
-		body, err := expectOK(f, 16)
-		if err != nil {
-			return err
-		}
-		d := dec{b: body}
-		total := d.uvarint()
-		if err := d.done(); err != nil {
-			return err
-		}
-		if total == 0 || total > MaxTreeSize {
-			return fmt.Errorf("%w: tree of %d bytes (limit %d)", ErrFrameTooLarge, total, MaxTreeSize)
-		}
-		// Grow with the data actually received, not the announced total.
-		tree = make([]byte, 0, min(total, treeChunkSize))
-		for uint64(len(tree)) < total {
-			chunk, err := f.read(treeChunkSize)
-			if err != nil {
-				return err
-			}
-			if len(chunk) == 0 || uint64(len(tree)+len(chunk)) > total {
-				return fmt.Errorf("%w: tree chunks do not add up to %d bytes", ErrBadResponse, total)
-			}
-			tree = append(tree, chunk...)
-		}
-		return nil
+		var err error
+		tree, err = readTreeResponse(f.read)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return tree, nil
+}
+
+// readTreeResponse reads a /canopy/tree/1 response with read: a status
+// whose body is the tree's total size, then chunks that add up to it.
+// Memory grows with the bytes actually received, not the announced total.
+func readTreeResponse(read func(max int) ([]byte, error)) ([]byte, error) {
+	body, err := expectOKWith(read, 16)
+	if err != nil {
+		return nil, err
+	}
+	d := dec{b: body}
+	total := d.uvarint()
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	if total == 0 || total > MaxTreeSize {
+		return nil, fmt.Errorf("%w: tree of %d bytes (limit %d)", ErrFrameTooLarge, total, MaxTreeSize)
+	}
+	tree := make([]byte, 0, min(total, treeChunkSize))
+	for uint64(len(tree)) < total {
+		chunk, err := read(treeChunkSize)
+		if err != nil {
+			return nil, err
+		}
+		if len(chunk) == 0 || uint64(len(tree)+len(chunk)) > total {
+			return nil, fmt.Errorf("%w: tree chunks do not add up to %d bytes", ErrBadResponse, total)
+		}
+		tree = append(tree, chunk...)
 	}
 	return tree, nil
 }
