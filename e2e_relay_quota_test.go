@@ -144,3 +144,90 @@ func TestE2ERelayMailQuotas(t *testing.T) {
 		t.Fatalf("victim's mailbox lacks the Welcome (%d items)", len(mail))
 	}
 }
+
+// TestE2ERelayKeepAndKeyPackageQuotas runs the real relay binary against
+// sybils at one address: fresh peer ids lease topics until refused (before:
+// 5 ids kept 320 topics for 24 h after leaving) and fetch a user's
+// KeyPackages over and over (before: they took every one-time package).
+// They get the address's share of topics, with leases of at most an hour,
+// and 4 one-time packages before only the last-resort one is served; a
+// member at another address still has its topic kept and gets a one-time
+// package.
+func TestE2ERelayKeepAndKeyPackageQuotas(t *testing.T) {
+	bin := canopyBinary(t)
+	dir := filepath.Join(t.TempDir(), "relay")
+	addr := startRelay(t, bin, dir, "--quota-topics-per-ip", "12", "--quota-topics-per-peer", "8",
+		"--quota-rate", "1000", "--quota-burst", "1000", "--no-circuit")
+	infos, err := p2p.ParseAddrInfos([]string{addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := infos[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	join := func(listen string) *p2p.Node {
+		n := quotaTestNode(t, listen)
+		if err := n.Connect(ctx, relay); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	kept := 0
+	for i := 0; i < 5; i++ {
+		sybil := join("/ip4/127.0.0.1/tcp/0")
+		for j := 0; j < 8; j++ {
+			granted, err := sybil.KeepTopic(ctx, relay.ID, p2p.TopicName(fmt.Appendf(nil, "sybil group %d/%d", i, j)), 24*time.Hour)
+			if errors.Is(err, p2p.ErrQuotaExceeded) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if granted > time.Hour {
+				t.Fatalf("fresh peer id granted a %v lease", granted)
+			}
+			kept++
+		}
+	}
+	if kept != 12 {
+		t.Fatalf("sybils at one address keep %d topics, want 12", kept)
+	}
+	member := join("/ip4/127.0.0.2/tcp/0")
+	if _, err := member.KeepTopic(ctx, relay.ID, p2p.TopicName([]byte("the member's group")), 24*time.Hour); err != nil {
+		t.Fatalf("member's keep request: %v", err)
+	}
+
+	owner := join("/ip4/127.0.0.3/tcp/0")
+	var kps []p2p.KeyPackage
+	for i := 0; i < 20; i++ {
+		kps = append(kps, p2p.KeyPackage{Data: fmt.Appendf(nil, "one-time %d", i), CipherSuite: 1})
+	}
+	kps = append(kps, p2p.KeyPackage{Data: []byte("last resort"), CipherSuite: 1, LastResort: true})
+	if _, err := owner.PutKeyPackages(ctx, relay.ID, kps); err != nil {
+		t.Fatal(err)
+	}
+	oneTime := 0
+	for i := 0; i < 4; i++ {
+		sybil := join("/ip4/127.0.0.1/tcp/0")
+		for j := 0; j < 10; j++ {
+			kp, err := sybil.FetchKeyPackage(ctx, relay.ID, owner.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !kp.LastResort {
+				oneTime++
+			} else if string(kp.Data) != "last resort" {
+				t.Fatalf("last-resort package %q", kp.Data)
+			}
+		}
+	}
+	if float64(oneTime) != p2p.DefaultQuotas().KeyPackageHandoutsPerIP.Burst {
+		t.Fatalf("40 fetches by sybils at one address took %d one-time packages, want %v", oneTime, p2p.DefaultQuotas().KeyPackageHandoutsPerIP.Burst)
+	}
+	kp, err := member.FetchKeyPackage(ctx, relay.ID, owner.ID())
+	if err != nil || kp.LastResort {
+		t.Fatalf("inviter at another address: last resort %v, %v", kp.LastResort, err)
+	}
+	t.Logf("sybils: %d topics kept of 40 asked, %d one-time KeyPackages of 40 fetches; member served", kept, oneTime)
+}
