@@ -376,3 +376,58 @@ func TestLargeInboxFloodStaysInBudget(t *testing.T) {
 		t.Errorf("victim's live heap grew by %d MiB under the flood, want < 64 MiB", grown>>20)
 	}
 }
+
+// TestInboxRepublishesOnlyAccepted: a direct frame the engine's validator
+// does not accept (Ignore: it cannot judge it; Reject: invalid) is neither
+// delivered nor re-published to the victim's mesh; an accepted one is both.
+func TestInboxRepublishesOnlyAccepted(t *testing.T) {
+	group := newGroupID()
+	verdict := func(ctx context.Context, from peer.ID, hdr MLSHeader, data []byte) ValidationResult {
+		switch {
+		case bytes.HasSuffix(data, []byte("undecidable")):
+			return Ignore
+		case bytes.HasSuffix(data, []byte("forged")):
+			return Reject
+		}
+		return Accept
+	}
+	victim := newTestNode(t, WithValidator(verdict))
+	witness := newTestNode(t)
+	sender := newTestNode(t)
+	tv, err := victim.JoinGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw, err := witness.JoinGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, witness, victim)
+	connect(t, sender, victim)
+	ctx := testCtx(t, 30*time.Second)
+	if err := tw.WaitMesh(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	send := func(body string) error {
+		return sender.SendInbox(ctx, victim.ID(), InboxMessage{Kind: InboxTopic, Topic: tv.Name(), Data: mlsFrame(group, 1, body)})
+	}
+	if err := send("undecidable"); err != nil {
+		t.Fatalf("ignored frame: %v", err)
+	}
+	if err := send("forged"); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("rejected frame: %v, want ErrBadRequest", err)
+	}
+	if err := send("accepted"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range []*Topic{tv, tw} {
+		m := nextMsg(t, tp, 10*time.Second)
+		if !bytes.HasSuffix(m.Data, []byte("accepted")) {
+			t.Fatalf("%s received %q first", shortID(tp.n.ID()), m.Data)
+		}
+	}
+	// One invalid frame: -20, decaying over an hour.
+	if s := victim.scores.directPenalty(sender.ID()); s > 0.99*directInvalidWeight || s < directInvalidWeight {
+		t.Fatalf("sender's direct penalty %v, want about %v for one invalid frame", s, float64(directInvalidWeight))
+	}
+}
