@@ -79,6 +79,7 @@ func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Write
 		maxCircuits  = fl.Int("max-circuits", 16, "open relayed connections per peer")
 		noCircuit    = fl.Bool("no-circuit", false, "disable the circuit relay service")
 		qTopicBytes  = relayByteSize(dq.TopicBytes)
+		qLogBytes    = relayByteSize(dq.TopicLogBytes)
 		qMailBytes   = relayByteSize(dq.MailboxBytes)
 		qSenderBytes = relayByteSize(dq.MailboxBytesPerSender)
 		qMailItem    = relayByteSize(dq.MaxMailItem)
@@ -87,6 +88,7 @@ func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Write
 		maxResMemory = relayByteSize(0)
 	)
 	fl.Var(&qTopicBytes, "quota-topic-bytes", "bytes stored per topic; the oldest frames are evicted (e.g. 256MiB)")
+	fl.Var(&qLogBytes, "quota-topic-log-bytes", "bytes stored for all topics; the largest topic's oldest frames are evicted")
 	fl.Var(&qMailBytes, "quota-mailbox-bytes", "bytes in one recipient's mailbox")
 	fl.Var(&qSenderBytes, "quota-mailbox-sender-bytes", "bytes one sender may leave in one mailbox")
 	fl.Var(&qMailItem, "quota-mail-item", "largest message one may leave in a mailbox")
@@ -114,6 +116,7 @@ func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Write
 		TopicsPerPeer:         *qTopicsPeer,
 		TopicsPerIP:           *qTopicsIP,
 		TopicBytes:            int64(qTopicBytes),
+		TopicLogBytes:         int64(qLogBytes),
 		MailboxItems:          *qMailItems,
 		MailboxBytes:          int64(qMailBytes),
 		MailboxItemsPerSender: *qMailSender,

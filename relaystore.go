@@ -52,7 +52,8 @@ import (
 // store's quotas from the relay's p2p.Quotas and each adapter handles the
 // rest:
 //
-//   - Topic log: the store evicts a topic's oldest frames beyond TopicBytes.
+//   - Topic log: the store evicts a topic's oldest frames beyond TopicBytes,
+//     and the largest topic's oldest frames beyond TopicLogBytes in all.
 //     It cannot be given another bound per call, and the adapter cannot
 //     evict by itself (the store has no per-frame delete), so Append checks
 //     that the quota it is passed is the one the store was opened with and
@@ -107,6 +108,7 @@ func openRelayStore(ctx context.Context, dir string, q p2p.Quotas) (*relayStore,
 		// Frame, mail and KeyPackage sizes are bounded by p2p's message
 		// and request size limits; mail quotas are enforced by sqlMailbox.
 		TopicBytes:              q.TopicBytes,
+		TopicLogBytes:           q.TopicLogBytes,
 		MaxMailBytes:            q.MaxMailItem,
 		KeyPackagesPerOwner:     q.KeyPackages,
 		KeyPackageBytesPerOwner: q.KeyPackageBytes,
@@ -116,7 +118,7 @@ func openRelayStore(ctx context.Context, dir string, q p2p.Quotas) (*relayStore,
 	}
 	return &relayStore{
 		db:          db,
-		topicLog:    &sqlTopicLog{db: db, quota: p2p.Quota{Bytes: q.TopicBytes}},
+		topicLog:    &sqlTopicLog{db: db, quota: p2p.LogQuota{PerTopic: p2p.Quota{Bytes: q.TopicBytes}, Total: p2p.Quota{Bytes: q.TopicLogBytes}}},
 		leases:      &sqlLeaseStore{db: db},
 		mailbox:     &sqlMailbox{db: db},
 		keyPackages: &sqlKeyPackageCache{db: db, quota: p2p.Quota{Count: q.KeyPackages, Bytes: q.KeyPackageBytes}},
@@ -171,12 +173,12 @@ func peerOf(s string) (peer.ID, error) {
 // for concurrent use.
 type sqlTopicLog struct {
 	db *store.DB
-	// quota is the per-topic quota the store enforces.
-	quota p2p.Quota
+	// quota is the quota the store enforces.
+	quota p2p.LogQuota
 }
 
 // Append implements p2p.TopicLog.
-func (l *sqlTopicLog) Append(ctx context.Context, topic string, e p2p.LogEntry, q p2p.Quota) (uint64, error) {
+func (l *sqlTopicLog) Append(ctx context.Context, topic string, e p2p.LogEntry, q p2p.LogQuota) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}

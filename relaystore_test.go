@@ -22,7 +22,7 @@ import (
 
 // contractQuotas are the quotas p2ptest's contract tests pass to the stores:
 // the store must be opened with the same ones (see relaystore.go).
-var contractQuotas = relayQuotas(p2p.Quotas{TopicBytes: 8 * 8, KeyPackages: 5, KeyPackageBytes: 100})
+var contractQuotas = relayQuotas(p2p.Quotas{TopicBytes: 8 * 8, TopicLogBytes: 12 * 8, KeyPackages: 5, KeyPackageBytes: 100})
 
 func openTestRelayStore(t *testing.T, dir string, q p2p.Quotas) *relayStore {
 	t.Helper()
@@ -256,7 +256,7 @@ func TestRelayStoreQuotas(t *testing.T) {
 		}
 	}
 
-	if _, err := rs.topicLog.Append(ctx, "t", logEntry("frame", 1, now), p2p.Quota{Bytes: 1 << 20}); err == nil || errors.Is(err, p2p.ErrQuotaExceeded) {
+	if _, err := rs.topicLog.Append(ctx, "t", logEntry("frame", 1, now), p2p.LogQuota{PerTopic: p2p.Quota{Bytes: 1 << 20}}); err == nil || errors.Is(err, p2p.ErrQuotaExceeded) {
 		t.Fatalf("topic quota the store does not enforce: %v", err)
 	}
 	if got, _ := rs.topicLog.List(ctx, "t", p2p.LogQuery{Limit: 10}); len(got) != 0 {

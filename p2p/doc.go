@@ -116,7 +116,9 @@
 //     in total (10,000); a peer connected for less than an hour gets a
 //     lease of at most an hour, so throw-away ids keep topics only briefly;
 //     each topic's log holds at most 256 MiB (oldest frames evicted), all
-//     logs at most Topics × TopicBytes;
+//     logs together 8 GiB, beyond which the largest topic's oldest frames
+//     are evicted: a flood evicts its own topic's history, not a quiet
+//     group's;
 //   - mailboxes: items of at most 1 MiB (a Welcome with its tree inline);
 //     per recipient 256 items / 64 MiB, of which one sender may fill 32
 //     items / 2 MiB; one sender at most 256 items / 16 MiB in all

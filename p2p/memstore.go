@@ -22,6 +22,9 @@ import (
 type MemoryTopicLog struct {
 	mu     sync.Mutex
 	topics map[string]*memTopic
+	// items and bytes count all topics together.
+	items int
+	bytes int64
 }
 
 type memTopic struct {
@@ -37,13 +40,13 @@ func NewMemoryTopicLog() *MemoryTopicLog {
 }
 
 // Append implements TopicLog.
-func (l *MemoryTopicLog) Append(ctx context.Context, topic string, e LogEntry, q Quota) (uint64, error) {
+func (l *MemoryTopicLog) Append(ctx context.Context, topic string, e LogEntry, q LogQuota) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	size := int64(len(e.Data))
-	if q.Bytes > 0 && size > q.Bytes {
-		return 0, fmt.Errorf("%w: entry of %d bytes exceeds topic quota of %d", ErrQuotaExceeded, size, q.Bytes)
+	if (q.PerTopic.Bytes > 0 && size > q.PerTopic.Bytes) || (q.Total.Bytes > 0 && size > q.Total.Bytes) {
+		return 0, fmt.Errorf("%w: entry of %d bytes exceeds the log quota", ErrQuotaExceeded, size)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -55,12 +58,20 @@ func (l *MemoryTopicLog) Append(ctx context.Context, topic string, e LogEntry, q
 	if seq, ok := t.ids[e.ID]; ok {
 		return seq, nil
 	}
-	for len(t.entries) > 0 && q.exceeds(len(t.entries)+1, t.bytes+size) {
-		old := t.entries[0]
-		t.entries[0] = LogEntry{}
-		t.entries = t.entries[1:]
-		t.bytes -= int64(len(old.Data))
-		delete(t.ids, old.ID)
+	for len(t.entries) > 0 && q.PerTopic.exceeds(len(t.entries)+1, t.bytes+size) {
+		l.evictOldest(t)
+	}
+	for q.Total.exceeds(l.items+1, l.bytes+size) {
+		var largest *memTopic
+		for _, o := range l.topics {
+			if len(o.entries) > 0 && (largest == nil || o.bytes > largest.bytes) {
+				largest = o
+			}
+		}
+		if largest == nil {
+			break
+		}
+		l.evictOldest(largest)
 	}
 	e.Seq = t.next
 	t.next++
@@ -68,7 +79,19 @@ func (l *MemoryTopicLog) Append(ctx context.Context, topic string, e LogEntry, q
 	t.entries = append(t.entries, e)
 	t.ids[e.ID] = e.Seq
 	t.bytes += size
+	l.items++
+	l.bytes += size
 	return e.Seq, nil
+}
+
+func (l *MemoryTopicLog) evictOldest(t *memTopic) {
+	old := t.entries[0]
+	t.entries[0] = LogEntry{}
+	t.entries = t.entries[1:]
+	t.bytes -= int64(len(old.Data))
+	delete(t.ids, old.ID)
+	l.items--
+	l.bytes -= int64(len(old.Data))
 }
 
 // List implements TopicLog.
@@ -105,6 +128,8 @@ func (l *MemoryTopicLog) Prune(ctx context.Context, before time.Time) error {
 			if e.Received.Before(before) {
 				t.bytes -= int64(len(e.Data))
 				delete(t.ids, e.ID)
+				l.items--
+				l.bytes -= int64(len(e.Data))
 				continue
 			}
 			kept = append(kept, e)

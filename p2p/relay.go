@@ -53,9 +53,12 @@ type Quotas struct {
 	// younger than NewPeerLease itself: a throw-away peer id keeps a
 	// topic only briefly after it leaves, a member simply renews sooner.
 	NewPeerLease time.Duration
-	// TopicBytes caps one topic's log; the oldest frames are evicted. All
-	// logs together hold at most Topics × TopicBytes.
+	// TopicBytes caps one topic's log; the oldest frames are evicted.
 	TopicBytes int64
+	// TopicLogBytes caps all topics' logs together; the oldest frames of
+	// the largest topic are evicted, so a flood costs its own topic's
+	// history, not the quiet groups'.
+	TopicLogBytes int64
 	// MailboxItems and MailboxBytes cap one recipient's mailbox.
 	MailboxItems int
 	MailboxBytes int64
@@ -93,7 +96,7 @@ type Quotas struct {
 }
 
 // DefaultQuotas suit a small public relay: at most 10,000 topics (1,024
-// per IP address, 64 per peer) of 256 MiB each, 1 GiB of mail (64 MiB per
+// per IP address, 64 per peer) of 256 MiB each and 8 GiB in all, 1 GiB of mail (64 MiB per
 // recipient, 2 MiB of it per sender, 16 MiB per sender in all, items of at
 // most 1 MiB, 64 MiB per IP address and hour), 1 MiB of KeyPackages per user, of which 16
 // one-time packages a day are handed out (4 to one IP address).
@@ -104,6 +107,7 @@ func DefaultQuotas() Quotas {
 		TopicsPerIP:             1024,
 		NewPeerLease:            time.Hour,
 		TopicBytes:              256 << 20,
+		TopicLogBytes:           8 << 30,
 		MailboxItems:            256,
 		MailboxBytes:            64 << 20,
 		MailboxItemsPerSender:   32,
@@ -148,6 +152,7 @@ func (q Quotas) WithDefaults() Quotas {
 		q.NewPeerLease = dq.NewPeerLease
 	}
 	defInt64(&q.TopicBytes, dq.TopicBytes)
+	defInt64(&q.TopicLogBytes, dq.TopicLogBytes)
 	defInt(&q.MailboxItems, dq.MailboxItems)
 	defInt64(&q.MailboxBytes, dq.MailboxBytes)
 	defInt(&q.MailboxItemsPerSender, dq.MailboxItemsPerSender)
@@ -672,7 +677,7 @@ func (r *Relay) deleteLease(topic string, p peer.ID) {
 // ingest stores every frame of a kept topic.
 func (r *Relay) ingest(t *Topic) {
 	defer r.wg.Done()
-	q := Quota{Bytes: r.cfg.Quotas.TopicBytes}
+	q := LogQuota{PerTopic: Quota{Bytes: r.cfg.Quotas.TopicBytes}, Total: Quota{Bytes: r.cfg.Quotas.TopicLogBytes}}
 	for {
 		m, err := t.Next(t.ctx)
 		if err != nil {

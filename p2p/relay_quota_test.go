@@ -282,3 +282,84 @@ func TestRelayKeyPackageHandoutsBounded(t *testing.T) {
 		t.Fatalf("%d one-time packages left, want 14", left)
 	}
 }
+
+// TestRelayTopicLogFloodEvictsItself: a stranger keeps a topic of its own
+// on a relay and floods it with well-formed frames (a relay cannot tell
+// them from a member's). The relay's logs stay within their total, and the
+// flood evicts its own topic's frames, not a quiet group's history, which
+// a member catching up still gets whole.
+func TestRelayTopicLogFloodEvictsItself(t *testing.T) {
+	const kib = 1 << 10
+	logs := NewMemoryTopicLog()
+	r := newTestRelay(t, RelayConfig{TopicLog: logs, Quotas: Quotas{
+		TopicBytes:    256 * kib,
+		TopicLogBytes: 128 * kib,
+		RequestRate:   RateLimit{Rate: 1000, Burst: 1000},
+	}})
+	ctx := testCtx(t, 60*time.Second)
+	quiet, loud := newGroupID(), newGroupID()
+
+	member := newHonestNode(t, WithRelays(r.Node().AddrInfo()))
+	tm, err := member.JoinGroup(quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "relay keeping the quiet topic", func() bool { return slices.Contains(r.KeptTopics(), tm.Name()) })
+	if err := tm.WaitMesh(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	var history [][]byte
+	for i := 0; i < 5; i++ {
+		f := mlsFrame(quiet, 1, fmt.Sprintf("quiet message %d %s", i, make([]byte, 4*kib)))
+		history = append(history, f)
+		if _, err := tm.Publish(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "relay storing the quiet history", func() bool { return logLen(t, r, tm.Name()) == len(history) })
+
+	stranger := newTestNode(t, WithRelays(r.Node().AddrInfo()), WithGossipRateLimit(RateLimit{}, RateLimit{}))
+	ts, err := stranger.JoinGroup(loud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "relay keeping the loud topic", func() bool { return slices.Contains(r.KeptTopics(), ts.Name()) })
+	if err := ts.WaitMesh(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	const flood = 100 // 100 × 4 KiB against a 128 KiB total
+	for i := 0; i < flood; i++ {
+		if _, err := ts.Publish(ctx, mlsFrame(loud, 1, fmt.Sprintf("flood %d %s", i, make([]byte, 4*kib)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every frame of both topics appended (5 quiet + the flood).
+	waitFor(t, 30*time.Second, "relay storing the flood", func() bool {
+		return counterValue(t, r.Registry(), metricsNS+"_relay_log_appends_total", map[string]string{"result": "ok"}) >= float64(len(history)+flood)
+	})
+	logs.mu.Lock()
+	total := logs.bytes
+	logs.mu.Unlock()
+	t.Logf("relay logs hold %d KiB of a 128 KiB total; loud topic %d frames, quiet %d", total/kib, logLen(t, r, ts.Name()), logLen(t, r, tm.Name()))
+	if total > 128*kib {
+		t.Fatalf("relay logs hold %d bytes", total)
+	}
+
+	late := newHonestNode(t, WithBootstrapPeers(r.Node().AddrInfo()))
+	connect(t, late, r.Node())
+	var got [][]byte
+	if err := late.SyncAll(ctx, r.Node().ID(), tm.Name(), 0, func(e SyncEntry) error {
+		got = append(got, e.Data)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(history) {
+		t.Fatalf("catch-up after the flood: %d of %d quiet frames", len(got), len(history))
+	}
+	for _, h := range history {
+		if !containsBytes(got, h) {
+			t.Fatal("a quiet frame was evicted")
+		}
+	}
+}

@@ -58,14 +58,25 @@ type LogQuery struct {
 	Limit int
 }
 
+// LogQuota bounds the topic logs.
+type LogQuota struct {
+	// PerTopic bounds one topic's log.
+	PerTopic Quota
+	// Total bounds all topics' logs together.
+	Total Quota
+}
+
 // TopicLog keeps the messages of the topics a relay was asked to keep.
 type TopicLog interface {
 	// Append stores e (e.Seq is ignored) and returns its sequence number.
 	// It is idempotent: appending an id the topic already holds returns the
-	// existing sequence number and stores nothing. To stay within q it
-	// evicts the topic's oldest entries; an entry larger than q.Bytes on its
-	// own fails with ErrQuotaExceeded.
-	Append(ctx context.Context, topic string, e LogEntry, q Quota) (seq uint64, err error)
+	// existing sequence number and stores nothing. To stay within
+	// q.PerTopic it evicts the topic's oldest entries; to stay within
+	// q.Total, the oldest entries of the largest topic (by bytes), so that
+	// a flooded topic pays for the flood, not the quiet ones. An entry
+	// larger than either byte quota on its own fails with
+	// ErrQuotaExceeded.
+	Append(ctx context.Context, topic string, e LogEntry, q LogQuota) (seq uint64, err error)
 	// List returns entries in sequence order.
 	List(ctx context.Context, topic string, q LogQuery) ([]LogEntry, error)
 	// Prune deletes entries received before the given time.

@@ -13,6 +13,7 @@ import (
 type Quotas struct {
 	MaxFrameBytes           int           // largest frame accepted
 	TopicBytes              int64         // bytes kept per topic; beyond it the oldest frames are evicted
+	TopicLogBytes           int64         // bytes kept in all topics; beyond it the oldest frames of the largest topic are evicted
 	PeerBytes               int64         // bytes of stored frames delivered by one peer
 	MaxMailBytes            int           // largest mailbox item
 	MailboxBytes            int64         // bytes waiting per recipient
@@ -115,6 +116,14 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame) (seq int64, inserted boo
 				}
 			}
 		}
+		if quota.TopicLogBytes > 0 {
+			if size > quota.TopicLogBytes {
+				return fmt.Errorf("%w: frame of %d bytes exceeds the log limit of %d", ErrQuotaExceeded, size, quota.TopicLogBytes)
+			}
+			if err := evictLargest(ctx, tx, quota.TopicLogBytes-size); err != nil {
+				return err
+			}
+		}
 		var epoch any
 		if f.Epoch != nil {
 			epoch = int64(*f.Epoch)
@@ -132,6 +141,37 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame) (seq int64, inserted boo
 		return 0, false, err
 	}
 	return seq, inserted, nil
+}
+
+// evictLargest deletes the oldest frames of the largest topics until all
+// topics together hold at most limit bytes: a flooded topic pays for its
+// flood, not the quiet ones.
+func evictLargest(ctx context.Context, tx *sql.Tx, limit int64) error {
+	prev := int64(-1)
+	for {
+		var total int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(bytes), 0) FROM relay_usage WHERE scope = 'topic'`).Scan(&total); err != nil {
+			return err
+		}
+		if total <= limit {
+			return nil
+		}
+		if prev >= 0 && total >= prev {
+			return fmt.Errorf("store: evicting frames freed nothing (%d bytes stored, limit %d)", total, limit)
+		}
+		prev = total
+		var topic string
+		var bytes int64
+		err := tx.QueryRowContext(ctx, `SELECT key, bytes FROM relay_usage WHERE scope = 'topic' ORDER BY bytes DESC LIMIT 1`).Scan(&topic, &bytes)
+		if err != nil {
+			return err
+		}
+		// Free the excess, but no more than brings this topic down to the
+		// next one's size would (approximately: at least one frame).
+		if err := evictOldest(ctx, tx, topic, min(total-limit, max(bytes/2, 1))); err != nil {
+			return err
+		}
+	}
 }
 
 // evictOldest deletes a topic's oldest frames until at least need bytes

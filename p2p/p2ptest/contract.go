@@ -28,7 +28,9 @@ func newID(t *testing.T) (peer.ID, error) {
 }
 
 // TopicLog checks a TopicLog: sequence numbers, idempotent appends, quota
-// eviction, cursor/epoch/limit queries and pruning.
+// eviction (per topic, and from the largest topic for the total),
+// cursor/epoch/limit queries and pruning. It passes the same quota to
+// every call: 64 bytes per topic, 96 in all.
 func TopicLog(t *testing.T, l p2p.TopicLog) {
 	ctx := context.Background()
 	t0 := time.Unix(1e9, 0)
@@ -36,7 +38,7 @@ func TopicLog(t *testing.T, l p2p.TopicLog) {
 		data := []byte(fmt.Sprintf("frame %02d", i)) // 8 bytes each
 		return p2p.LogEntry{ID: p2p.IDOf(data), Epoch: uint64(i / 2), Data: data, Received: t0.Add(time.Duration(i) * time.Minute)}
 	}
-	q := p2p.Quota{Bytes: 8 * 8}
+	q := p2p.LogQuota{PerTopic: p2p.Quota{Bytes: 8 * 8}, Total: p2p.Quota{Bytes: 12 * 8}}
 	var seqs []uint64
 	for i := 0; i < 10; i++ {
 		seq, err := l.Append(ctx, "t", entry(i), q)
@@ -79,6 +81,32 @@ func TopicLog(t *testing.T, l p2p.TopicLog) {
 	// Sequence numbers keep increasing after pruning.
 	if seq, _ := l.Append(ctx, "t", entry(10), q); seq <= seqs[9] {
 		t.Fatalf("sequence reused: %d", seq)
+	}
+
+	// The total quota evicts from the largest topic: "t" holds 6 entries
+	// (48 bytes); "quiet" gets 2, "flood" 20 within a total of 12 entries.
+	for i := 20; i < 22; i++ {
+		if _, err := l.Append(ctx, "quiet", entry(i), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 30; i < 50; i++ {
+		if _, err := l.Append(ctx, "flood", entry(i), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(topic string) int {
+		es, err := l.List(ctx, topic, p2p.LogQuery{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(es)
+	}
+	if a, b, c := count("t"), count("quiet"), count("flood"); b != 2 || a+b+c > 12 || c < 3 {
+		t.Fatalf("after the total quota: t %d, quiet %d, flood %d entries", a, b, c)
+	}
+	if _, err := l.Append(ctx, "quiet", p2p.LogEntry{ID: p2p.IDOf(make([]byte, 200)), Data: make([]byte, 200)}, q); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("entry larger than the total: %v", err)
 	}
 }
 
