@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"strings"
@@ -22,6 +23,7 @@ var relayCases = []struct {
 	{"KeyPackageTaken", testKeyPackageTaken},
 	{"KeyPackageQuotas", testKeyPackageQuotas},
 	{"LastResortRefresh", testLastResortRefresh},
+	{"TopicLogTotal", testTopicLogTotal},
 }
 
 func TestRelayContract(t *testing.T) {
@@ -261,5 +263,53 @@ func TestKeyPackageQuotaLowered(t *testing.T) {
 	wantErr(t, db.PublishKeyPackages(ctx, "alice", cachedKP("o3", 1, false, time.Time{})), ErrQuotaExceeded)
 	if o, l := must2(t)(db.CountKeyPackages(ctx, "alice", t0)); o != 2 || l != 1 {
 		t.Fatalf("count %d %d", o, l)
+	}
+}
+
+// testTopicLogTotal: beyond TopicLogBytes the largest topic's oldest
+// frames are evicted, so a flooded topic loses its own history and a quiet
+// one keeps all of it.
+func testTopicLogTotal(t *testing.T, open func(testing.TB, ...Option) full) {
+	s := open(t, WithQuotas(Quotas{TopicLogBytes: 100}))
+	frame := func(topic string, i int) Frame {
+		return Frame{Topic: topic, Data: []byte(fmt.Sprintf("%s %05d", topic, i)), ReceivedAt: t0} // 9 bytes
+	}
+	for i := 0; i < 53; i++ {
+		f := frame("big", i)
+		if i < 3 {
+			f = frame("qui", i)
+		}
+		if _, _, err := s.AppendFrame(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	quiet := must[[]Frame](t)(s.Frames(ctx, "qui", FrameQuery{Limit: 100}))
+	big := must[[]Frame](t)(s.Frames(ctx, "big", FrameQuery{Limit: 100}))
+	if len(quiet) != 3 || (len(quiet)+len(big))*9 > 100 || len(big) < 8 {
+		t.Fatalf("quiet %d, big %d frames", len(quiet), len(big))
+	}
+	if got := string(big[len(big)-1].Data); got != "big 00052" {
+		t.Fatalf("newest frame of the flooded topic: %q", got)
+	}
+	if _, _, err := s.AppendFrame(ctx, Frame{Topic: "qui", Data: make([]byte, 101)}); !errors.Is(err, ErrQuotaExceeded) {
+		t.Fatalf("frame over the total: %v", err)
+	}
+}
+
+// TestMailTotals: usage of all mailboxes together and per sender.
+func TestMailTotals(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	for _, m := range []MailItem{
+		{Recipient: "r1", Sender: "a", Data: []byte("1234"), DepositedAt: t0},
+		{Recipient: "r2", Sender: "a", Data: []byte("56"), DepositedAt: t0},
+		{Recipient: "r2", Sender: "b", Data: []byte("7"), DepositedAt: t0},
+	} {
+		must[int64](t)(db.Deposit(ctx, m))
+	}
+	if u := must[Usage](t)(db.MailTotals(ctx)); u.Items != 3 || u.Bytes != 7 {
+		t.Fatalf("totals: %+v", u)
+	}
+	if u := must[Usage](t)(db.SenderMailUsage(ctx, "a")); u.Items != 2 || u.Bytes != 6 {
+		t.Fatalf("sender a: %+v", u)
 	}
 }
