@@ -196,7 +196,7 @@ func forge(t *testing.T, mb *p2p.MemoryMailbox, to, from peer.ID, msg p2p.InboxM
 	data := p2p.EncodeInboxMessage(msg)
 	now := time.Now()
 	big := p2p.Quota{Count: 1 << 20, Bytes: 1 << 30}
-	if err := mb.Deposit(context.Background(), p2p.MailItem{ID: p2p.IDOf(data), Recipient: to, From: from, Data: data, Deposited: now, Expires: now.Add(time.Hour)}, big, big); err != nil {
+	if err := mb.Deposit(context.Background(), p2p.MailItem{ID: p2p.IDOf(data), Recipient: to, From: from, Data: data, Deposited: now, Expires: now.Add(time.Hour)}, p2p.MailQuota{PerRecipient: big, PerSender: big}); err != nil {
 		t.Fatal(err)
 	}
 }
