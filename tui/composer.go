@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/charmbracelet/bubbles/cursor"
-	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textarea"
 	tea "github.com/charmbracelet/bubbletea"
 )
@@ -148,7 +147,7 @@ func (c *composer) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	k := c.s.keys
 	single := !strings.Contains(c.ta.Value(), "\n")
 	switch {
-	case key.Matches(km, k.HistoryPrev) && single && !km.Paste:
+	case matches(km, k.HistoryPrev) && single:
 		if c.histPos > 0 {
 			if c.histPos == len(c.history) {
 				c.draft = c.ta.Value()
@@ -158,7 +157,7 @@ func (c *composer) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			c.setHeight()
 		}
 		return c, nil
-	case key.Matches(km, k.HistoryNext) && single && !km.Paste && c.histPos < len(c.history):
+	case matches(km, k.HistoryNext) && single && c.histPos < len(c.history):
 		c.histPos++
 		if c.histPos == len(c.history) {
 			c.ta.SetValue(c.draft)
@@ -168,7 +167,8 @@ func (c *composer) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		c.setHeight()
 		return c, nil
 	}
-	if km.Paste {
+	if isText(km) {
+		km = asText(km)
 		km.Runes = normalizeNewlines(km.Runes)
 	}
 	var cmd tea.Cmd

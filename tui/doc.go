@@ -78,7 +78,10 @@
 //	enter              open the group; on a member: write @nick
 //	v                  on a member: /verify NICK
 //
-// Typing a letter in another pane goes to the composer. The usual editing
+// Typing a letter in another pane goes to the composer. Text is never a
+// key: a word whose letters arrive together (over a slow link, or pasted
+// without bracketed paste) is typed as it is, even if it reads "enter",
+// "up" or "ctrl+c". The usual editing
 // keys work in the composer (ctrl+a/e, ctrl+u/k, ctrl+w, alt+b/f, …).
 //
 // # Commands

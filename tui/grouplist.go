@@ -1,7 +1,6 @@
 package tui
 
 import (
-	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/canopy-chat/canopy/chat"
@@ -30,15 +29,15 @@ func (g *groupList) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	i := g.s.selectedIndex()
 	k := g.s.keys
 	switch {
-	case key.Matches(km, k.Up):
+	case matches(km, k.Up):
 		i--
-	case key.Matches(km, k.Down):
+	case matches(km, k.Down):
 		i++
-	case key.Matches(km, k.Top):
+	case matches(km, k.Top):
 		i = 0
-	case key.Matches(km, k.Bottom):
+	case matches(km, k.Bottom):
 		i = len(ids) - 1
-	case key.Matches(km, k.Select):
+	case matches(km, k.Select):
 		return g, cmdOf(selectGroupMsg{id: g.s.selected, focus: true})
 	default:
 		return g, nil

@@ -3,7 +3,6 @@ package tui
 import (
 	"strings"
 
-	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/canopy-chat/canopy/chat"
@@ -32,17 +31,17 @@ func (v *helpView) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	k := v.s.keys
 	page := max(1, v.innerH()-1)
 	switch {
-	case key.Matches(km, k.Up):
+	case matches(km, k.Up):
 		v.offset--
-	case key.Matches(km, k.Down):
+	case matches(km, k.Down):
 		v.offset++
-	case key.Matches(km, k.PageUp):
+	case matches(km, k.PageUp):
 		v.offset -= page
-	case key.Matches(km, k.PageDown):
+	case matches(km, k.PageDown):
 		v.offset += page
-	case key.Matches(km, k.Top):
+	case matches(km, k.Top):
 		v.offset = 0
-	case key.Matches(km, k.Bottom):
+	case matches(km, k.Bottom):
 		v.offset = 1 << 30
 	}
 	v.clamp()

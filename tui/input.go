@@ -3,7 +3,6 @@ package tui
 import (
 	"strings"
 
-	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 )
 
@@ -39,38 +38,39 @@ func (m *model) cycleFocus(dir int) {
 
 func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
 	k := m.s.keys
-	if key.Matches(msg, k.Quit) {
+	if matches(msg, k.Quit) {
 		m.quitting = true
 		return tea.Quit
 	}
 	if m.helpOpen {
 		switch {
-		case key.Matches(msg, k.Back, k.Help) || msg.String() == "q":
+		case matches(msg, k.Back, k.Help) || (!isText(msg) && msg.String() == "q"):
 			m.helpOpen = false
 		default:
 			m.help.Update(msg)
 		}
 		return nil
 	}
-	if msg.Paste {
+	if isText(msg) {
+		// typed or pasted text, never a key, whichever pane has the focus
 		m.setFocus(focusComposer)
 		_, cmd := m.composer.Update(msg)
 		return cmd
 	}
 	switch {
-	case key.Matches(msg, k.NextGroup):
+	case matches(msg, k.NextGroup):
 		m.userSelected = true
 		return m.cycleGroup(1)
-	case key.Matches(msg, k.PrevGroup):
+	case matches(msg, k.PrevGroup):
 		m.userSelected = true
 		return m.cycleGroup(-1)
-	case key.Matches(msg, k.PageUp):
+	case matches(msg, k.PageUp):
 		return m.timeline.page(1)
-	case key.Matches(msg, k.PageDown):
+	case matches(msg, k.PageDown):
 		return m.timeline.page(-1)
-	case key.Matches(msg, k.FocusNext, k.FocusPrev):
+	case matches(msg, k.FocusNext, k.FocusPrev):
 		dir := 1
-		if key.Matches(msg, k.FocusPrev) {
+		if matches(msg, k.FocusPrev) {
 			dir = -1
 		}
 		if m.s.focus == focusComposer && m.composer.complete(dir, m.s) {
@@ -79,14 +79,14 @@ func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		m.composer.comp = nil
 		m.cycleFocus(dir)
 		return nil
-	case key.Matches(msg, k.Back):
+	case matches(msg, k.Back):
 		if m.composer.comp != nil {
 			m.composer.comp = nil
 			return nil
 		}
 		m.setFocus(focusComposer)
 		return nil
-	case key.Matches(msg, k.Help) && (m.s.focus != focusComposer || m.composer.Value() == ""):
+	case matches(msg, k.Help) && (m.s.focus != focusComposer || m.composer.Value() == ""):
 		m.helpOpen = true
 		m.help.offset = 0
 		return nil
@@ -94,23 +94,23 @@ func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
 
 	switch m.s.focus {
 	case focusComposer:
-		if key.Matches(msg, k.Send) {
+		if matches(msg, k.Send) {
 			return m.send()
 		}
 		_, cmd := m.composer.Update(msg)
 		return cmd
 	case focusGroups:
-		if key.Matches(msg, k.Up, k.Down, k.Top, k.Bottom, k.Select) {
+		if matches(msg, k.Up, k.Down, k.Top, k.Bottom, k.Select) {
 			_, cmd := m.groupList.Update(msg)
 			return cmd
 		}
 	case focusTimeline:
-		if key.Matches(msg, k.Up, k.Down, k.Top, k.Bottom) {
+		if matches(msg, k.Up, k.Down, k.Top, k.Bottom) {
 			_, cmd := m.timeline.Update(msg)
 			return cmd
 		}
 	case focusMembers:
-		if key.Matches(msg, k.Up, k.Down, k.Top, k.Bottom, k.Select, k.Verify) {
+		if matches(msg, k.Up, k.Down, k.Top, k.Bottom, k.Select, k.Verify) {
 			_, cmd := m.members.Update(msg)
 			return cmd
 		}

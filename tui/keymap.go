@@ -5,7 +5,32 @@ import (
 
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textarea"
+	tea "github.com/charmbracelet/bubbletea"
 )
+
+// isText reports whether a key message carries typed or pasted text rather
+// than one key press. Bubble Tea v1 hands runes that arrive in one read (SSH
+// lag, a busy machine, a paste without bracketed paste) to the program as a
+// single KeyRunes message whose String() is the text itself, and bindings
+// compare String(): typed quickly, the word "enter" would be the Enter key,
+// "up" the Up arrow and "ctrl+c" would quit. A real key press is never more
+// than one rune, so several runes, like a bracketed paste, are always text.
+func isText(msg tea.KeyMsg) bool {
+	return msg.Paste || (msg.Type == tea.KeyRunes && len(msg.Runes) > 1)
+}
+
+// matches is key.Matches for real key presses only: text never matches a
+// binding. Every binding in the TUI is checked through it.
+func matches(msg tea.KeyMsg, bindings ...key.Binding) bool {
+	return !isText(msg) && key.Matches(msg, bindings...)
+}
+
+// asText turns a text message into a bracketed paste, whose String() is
+// "[text]": the bubbles text inputs then insert it as it is instead of
+// matching it against their own editing bindings.
+func asText(msg tea.KeyMsg) tea.KeyMsg {
+	return tea.KeyMsg{Type: tea.KeyRunes, Runes: msg.Runes, Paste: true}
+}
 
 // keyMap holds every key binding of the TUI. The help overlay and the package
 // documentation are generated from / checked against it (see doc_test).

@@ -4,7 +4,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/canopy-chat/canopy/chat"
@@ -50,19 +49,19 @@ func (p *memberPanel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	ms := p.list()
 	k := p.s.keys
 	switch {
-	case key.Matches(km, k.Up):
+	case matches(km, k.Up):
 		p.cursor--
-	case key.Matches(km, k.Down):
+	case matches(km, k.Down):
 		p.cursor++
-	case key.Matches(km, k.Top):
+	case matches(km, k.Top):
 		p.cursor = 0
-	case key.Matches(km, k.Bottom):
+	case matches(km, k.Bottom):
 		p.cursor = len(ms) - 1
-	case key.Matches(km, k.Select):
+	case matches(km, k.Select):
 		if p.cursor < len(ms) {
 			return p, cmdOf(composeMsg{text: "@" + sanitize(ms[p.cursor].Nick, false) + " "})
 		}
-	case key.Matches(km, k.Verify):
+	case matches(km, k.Verify):
 		if p.cursor < len(ms) {
 			return p, cmdOf(composeMsg{text: "/verify " + sanitize(ms[p.cursor].Nick, false), replace: true})
 		}

@@ -128,6 +128,13 @@ func (m *setupModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.width = msg.Width
 		return m, nil
 	case tea.KeyMsg:
+		if isText(msg) {
+			// typed or pasted text goes into the field as it is
+			var cmd tea.Cmd
+			m.inputs[m.focus], cmd = m.inputs[m.focus].Update(asText(msg))
+			m.err = ""
+			return m, cmd
+		}
 		switch msg.String() {
 		case "ctrl+c", "esc":
 			m.quit = true

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/canopy-chat/canopy/chat"
@@ -47,17 +46,17 @@ func (t *timeline) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	k := t.s.keys
 	page := max(1, t.rows()-1)
 	switch {
-	case key.Matches(km, k.Up):
+	case matches(km, k.Up):
 		return t, t.scroll(1)
-	case key.Matches(km, k.Down):
+	case matches(km, k.Down):
 		return t, t.scroll(-1)
-	case key.Matches(km, k.PageUp):
+	case matches(km, k.PageUp):
 		return t, t.scroll(page)
-	case key.Matches(km, k.PageDown):
+	case matches(km, k.PageDown):
 		return t, t.scroll(-page)
-	case key.Matches(km, k.Top):
+	case matches(km, k.Top):
 		return t, t.scroll(1 << 30)
-	case key.Matches(km, k.Bottom):
+	case matches(km, k.Bottom):
 		t.s.buffer(t.s.selected).fromBottom = 0
 	}
 	return t, nil
