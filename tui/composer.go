@@ -177,6 +177,12 @@ func (c *composer) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return c, cmd
 }
 
+// cursorMoves reports whether a key would move the text cursor.
+func (c *composer) cursorMoves(km tea.KeyMsg) bool {
+	ta, _ := c.ta.Update(km) // a copy: only the cursor position of the copy changes
+	return ta.Line() != c.ta.Line() || ta.LineInfo() != c.ta.LineInfo()
+}
+
 // complete runs one completion step (dir is +1 for Tab, -1 for Shift-Tab).
 // It reports false when the text offers nothing to complete.
 func (c *composer) complete(dir int, s *session) bool {

@@ -60,6 +60,7 @@
 //	tab, shift+tab     focus the next / previous pane
 //	ctrl+n, ctrl+p     next / previous group (also alt+down / alt+up)
 //	pgup, pgdn         scroll the timeline; older messages load at the top
+//	ctrl+home, ctrl+end  the oldest / newest message of the timeline
 //	mouse wheel        scroll the pane under the pointer; click a group to open it
 //
 // In the composer:
@@ -70,6 +71,8 @@
 //	                   @nick, your last message after /edit, a reaction
 //	                   after /react; tab again cycles, shift+tab goes back
 //	up, down           previous / next sent line
+//	home, end            start / end of the line; again: the oldest / newest
+//	                     message (what a scrolled timeline's "· End" offers)
 //
 // In the group list, the timeline and the member panel:
 //

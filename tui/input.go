@@ -68,6 +68,11 @@ func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		return m.timeline.page(1)
 	case matches(msg, k.PageDown):
 		return m.timeline.page(-1)
+	case matches(msg, k.Oldest):
+		return m.timeline.scroll(1 << 30)
+	case matches(msg, k.Newest):
+		m.s.buffer(m.s.selected).fromBottom = 0
+		return nil
 	case matches(msg, k.FocusNext, k.FocusPrev):
 		dir := 1
 		if matches(msg, k.FocusPrev) {
@@ -96,6 +101,17 @@ func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
 	case focusComposer:
 		if matches(msg, k.Send) {
 			return m.send()
+		}
+		// Home and End move the cursor in the line; pressed with the
+		// cursor already there they scroll the timeline to its oldest or
+		// newest message, which is what the "· End" hint of a scrolled
+		// timeline offers.
+		if matches(msg, k.LineStart, k.LineEnd) && !m.composer.cursorMoves(msg) {
+			if matches(msg, k.LineStart) {
+				return m.timeline.scroll(1 << 30)
+			}
+			m.s.buffer(m.s.selected).fromBottom = 0
+			return nil
 		}
 		_, cmd := m.composer.Update(msg)
 		return cmd

@@ -45,6 +45,8 @@ type keyMap struct {
 	PrevGroup key.Binding
 	PageUp    key.Binding
 	PageDown  key.Binding
+	Oldest    key.Binding
+	Newest    key.Binding
 	Wheel     key.Binding // documentation only: mouse wheel scrolling
 
 	// composer
@@ -53,6 +55,8 @@ type keyMap struct {
 	Complete    key.Binding
 	HistoryPrev key.Binding
 	HistoryNext key.Binding
+	LineStart   key.Binding
+	LineEnd     key.Binding
 
 	// group list, timeline, member panel
 	Up     key.Binding
@@ -77,6 +81,8 @@ func defaultKeyMap() keyMap {
 		PrevGroup: b([]string{"ctrl+p", "alt+up"}, "ctrl+p", "previous group"),
 		PageUp:    b([]string{"pgup"}, "pgup", "scroll the timeline up (loads older messages)"),
 		PageDown:  b([]string{"pgdown"}, "pgdn", "scroll the timeline down"),
+		Oldest:    b([]string{"ctrl+home"}, "ctrl+home", "the oldest message of the timeline"),
+		Newest:    b([]string{"ctrl+end"}, "ctrl+end", "the newest message of the timeline"),
 		Wheel:     b(nil, "mouse wheel", "scroll the pane under the mouse; click selects a group"),
 
 		Send:        b([]string{"enter"}, "enter", "send the message or run the /command"),
@@ -84,6 +90,8 @@ func defaultKeyMap() keyMap {
 		Complete:    b([]string{"tab"}, "tab", "complete /command, nick after /kick /verify, @nick"),
 		HistoryPrev: b([]string{"up"}, "up", "previous sent line (single-line composer)"),
 		HistoryNext: b([]string{"down"}, "down", "next sent line"),
+		LineStart:   b([]string{"home"}, "home", "start of the line; there already: the oldest message"),
+		LineEnd:     b([]string{"end"}, "end", "end of the line; there already: the newest message"),
 
 		Up:     b([]string{"up", "k"}, "up/k", "move up / scroll up"),
 		Down:   b([]string{"down", "j"}, "down/j", "move down / scroll down"),
@@ -125,6 +133,7 @@ func (k keyMap) sections() []helpSection {
 			row("focus the next / previous pane", k.FocusNext, k.FocusPrev),
 			row("next / previous group (also alt+down / alt+up)", k.NextGroup, k.PrevGroup),
 			row("scroll the timeline; older messages load at the top", k.PageUp, k.PageDown),
+			row("the oldest / newest message of the timeline", k.Oldest, k.Newest),
 			row("scroll the pane under the pointer; click a group to open it", k.Wheel),
 		}},
 		{"Composer", []helpRow{
@@ -132,6 +141,7 @@ func (k keyMap) sections() []helpSection {
 			row("new line", k.Newline),
 			row("complete /command, the nick after /kick and /verify, @nick", k.Complete),
 			row("previous / next sent line", k.HistoryPrev, k.HistoryNext),
+			row("start / end of the line; again: the oldest / newest message", k.LineStart, k.LineEnd),
 		}},
 		{"Groups, timeline, members", []helpRow{
 			row("move / scroll", k.Up, k.Down),
