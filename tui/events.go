@@ -201,15 +201,15 @@ func (m *model) execDone(msg execDoneMsg) tea.Cmd {
 		for _, g := range m.s.groups {
 			known[g.ID] = true
 		}
-		var fresh chat.GroupID
+		fresh := msg.opened
 		for _, g := range msg.groups {
-			if !known[g.ID] && fresh == "" {
+			if !known[g.ID] && fresh == "" && msg.err == nil {
 				fresh = g.ID
 			}
 		}
 		m.mergeGroups(msg.groups)
 		switch {
-		case fresh != "" && msg.err == nil:
+		case fresh != "" && m.s.group(fresh) >= 0:
 			// /create, /accept: open the new group
 			cmds = append(cmds, m.selectGroup(fresh))
 		case m.s.selected != homeID && m.s.group(m.s.selected) < 0:

@@ -103,6 +103,7 @@ type (
 		req         execReq
 		out         string
 		err         error
+		opened      chat.GroupID // the group the command created or joined
 		refreshed   bool // the fields below are set
 		self        chat.Self
 		groups      []chat.GroupView
@@ -212,11 +213,25 @@ func (m *model) markReadCmd(id chat.GroupID) tea.Cmd {
 	return func() tea.Msg { c.MarkRead(id); return nil }
 }
 
+// runner is the engine's Execute with a structured result (chat.Engine
+// has it): it names the group a command created or joined, which the TUI
+// opens. Without it, a group that first appears in the command's refresh
+// is taken for that group, which misses one whose GroupEvent came first.
+type runner interface {
+	Run(ctx context.Context, group chat.GroupID, line string) (chat.Result, error)
+}
+
 func (m *model) execCmd(req execReq) tea.Cmd {
 	c, ctx := m.client, m.ctx
 	return func() tea.Msg {
-		out, err := c.Execute(ctx, req.group, req.line)
-		done := execDoneMsg{req: req, out: out, err: err}
+		var done execDoneMsg
+		if r, ok := c.(runner); ok {
+			res, err := r.Run(ctx, req.group, req.line)
+			done = execDoneMsg{req: req, out: res.Text, err: err, opened: res.Group}
+		} else {
+			out, err := c.Execute(ctx, req.group, req.line)
+			done = execDoneMsg{req: req, out: out, err: err}
+		}
 		if isCommandLine(req.line) {
 			// A command may have changed the nick, the groups or the
 			// invitations, for which chat has no events: re-read them.
