@@ -104,7 +104,7 @@ type (
 		out         string
 		err         error
 		opened      chat.GroupID // the group the command created or joined
-		refreshed   bool // the fields below are set
+		refreshed   bool         // the fields below are set
 		self        chat.Self
 		groups      []chat.GroupView
 		invitations []chat.Invitation
