@@ -66,6 +66,10 @@ type GroupView struct {
 	// Left is set when this profile is no longer a member (it left or was
 	// removed); the history stays readable.
 	Left bool
+	// RemovedBy is set with Left when another member removed this profile
+	// (empty after /leave): that member's name as this profile knows it,
+	// or "someone" when the Commit is not at hand.
+	RemovedBy string
 }
 
 // Member is one member of a group.
@@ -153,10 +157,13 @@ type Invitation struct {
 
 // NetStatus is the status bar's view of the network.
 type NetStatus struct {
-	Peers        int
-	Relays       int
-	Reachability string // "public", "private", "unknown"
-	Addrs        []string
+	Peers  int
+	Relays int // configured relays currently connected
+	// RelaysConfigured is how many relays the profile uses (--bootstrap);
+	// front ends hide the relay count when there are none.
+	RelaysConfigured int
+	Reachability     string // "public", "private", "unknown"
+	Addrs            []string
 	// Nearby lists the canopy peers currently connected (LAN peers found
 	// by mDNS among them) that introduced themselves: /invite accepts
 	// their nick.

@@ -101,6 +101,9 @@ func TestKickAndLeave(t *testing.T) {
 	carol.rec.wait(t, "carol removed", isSystem(g, "removed you"))
 	bob.rec.wait(t, "bob sees the kick", isSystem(g, "alice removed carol"))
 	waitFor(t, "carol's group left", func() bool { return carol.e.Groups()[0].Left })
+	if by := carol.e.Groups()[0].RemovedBy; by != "alice" {
+		t.Errorf("carol's group: RemovedBy %q, want alice", by)
+	}
 	if _, err := carol.e.Run(context.Background(), g, "still here?"); err == nil {
 		t.Error("kicked member could still send")
 	}
@@ -114,6 +117,10 @@ func TestKickAndLeave(t *testing.T) {
 	alice.rec.wait(t, "alice sees bob leave", isSystem(g, "bob left"))
 	bob.rec.wait(t, "bob left", isSystem(g, "you left"))
 	waitFor(t, "alice alone", func() bool { return len(alice.e.Members(g)) == 1 })
+	waitFor(t, "bob's group left", func() bool { return bob.e.Groups()[0].Left })
+	if by := bob.e.Groups()[0].RemovedBy; by != "" {
+		t.Errorf("bob left on his own, but RemovedBy is %q", by)
+	}
 	if carol.rec.has(isMessage(g, "after the kick")) {
 		t.Fatal("kicked member read a later message")
 	}

@@ -73,7 +73,8 @@ type groupMeta struct {
 	Leaving   bool   `json:"leaving,omitempty"`
 	LastPath  int64  `json:"last_path,omitempty"` // Unix time of our last fresh path
 	SentSince int    `json:"sent_since,omitempty"`
-	CardSent  string `json:"card_sent,omitempty"` // hash of the last card published
+	CardSent  string `json:"card_sent,omitempty"`  // hash of the last card published
+	RemovedBy string `json:"removed_by,omitempty"` // who committed our removal (not after /leave)
 }
 
 type memberInfo struct {
@@ -456,6 +457,7 @@ func (g *group) refreshInfos() {
 	}
 	g.view.Members = len(infos)
 	g.view.Left = g.closed
+	g.view.RemovedBy = g.removedBy()
 	g.mu.Unlock()
 	g.refreshMembers(false)
 }

@@ -532,6 +532,7 @@ func (e *Engine) Status() NetStatus {
 		return st
 	}
 	st.Peers = len(e.node.Peers())
+	st.RelaysConfigured = len(e.relays)
 	for _, r := range e.relays {
 		if e.isConnected(r.ID) {
 			st.Relays++

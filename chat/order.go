@@ -658,6 +658,7 @@ func (g *group) describe(rec *commitRec, before groupSettings) []store.Message {
 		case id == self && g.meta.Leaving:
 			lines = append(lines, g.systemLine("you left the group"))
 		case id == self:
+			g.noteRemovedBy(name(ci.Sender))
 			lines = append(lines, g.systemLine("%s removed you from the group", name(ci.Sender)))
 		case g.leavers[id]:
 			lines = append(lines, g.systemLine("%s left", name(id)))
