@@ -41,8 +41,9 @@
 // safety numbers with /verify before trusting that member). The line above
 // the composer shows hints: the synopsis of the command being typed, Tab
 // completions, who is typing. The status bar shows your nick, peers,
-// relays, reachability (public, behind NAT, reach ?) and the group's MLS
-// epoch, and flashes notices. Below 80 columns the member panel is hidden
+// connected relays (when relays are configured), reachability (public,
+// behind NAT, reachability unknown) and the group's MLS epoch (not for a
+// group you are no longer in), and flashes notices. Below 80 columns the member panel is hidden
 // (/members lists them), below 50 the group list (Ctrl-N/Ctrl-P still
 // switch); below 40×10 the screen asks for a larger window.
 //
@@ -100,7 +101,7 @@
 // common reactions after /react. /edit and /react act on your last message
 // and the newest message; ^2, ^3 … before the text pick older ones. A group
 // you left (or were removed from) stays in the list, marked "left", with
-// its history.
+// its history; its title says "you left" or "removed by NICK".
 //
 // While you write a message (not a /command) in a group, the members are
 // told that you are typing, at most once every 3 seconds; they show it on

@@ -115,7 +115,7 @@ func newFake() *fakeClient {
 		invitations: []chat.Invitation{
 			{ID: "inv-7f3a", GroupName: "design crew", From: "dave", At: at("08:15")},
 		},
-		status: chat.NetStatus{Peers: 4, Relays: 2, Reachability: "private"},
+		status: chat.NetStatus{Peers: 4, Relays: 2, RelaysConfigured: 2, Reachability: "private"},
 	}
 	return f
 }

@@ -32,6 +32,9 @@ func TestGoldenRoot(t *testing.T) {
 		{"root_60x15_multiline", 60, 15, func(d *driver) {
 			d.paste("first line\nsecond line, 二行目\nthird line that is long enough to wrap at sixty columns")
 		}},
+		{"root_100x30_removed", 100, 30, func(d *driver) {
+			d.events(chat.GroupEvent{Group: chat.GroupView{ID: "g1", Name: "general", Epoch: 13, Members: 3, Left: true, RemovedBy: "bob"}})
+		}},
 		{"root_100x30_keychanged", 100, 30, func(d *driver) {
 			ms := d.fake.Members("g1")
 			ms[2].KeyChanged = true
@@ -160,6 +163,12 @@ func TestGoldenStatusBar(t *testing.T) {
 		}},
 		{"statusbar_60_offline_public", 60, func(d *driver) {
 			d.events(chat.StatusEvent{Status: chat.NetStatus{Reachability: "public"}})
+		}},
+		{"statusbar_80_no_relays_unknown", 80, func(d *driver) {
+			d.events(chat.StatusEvent{Status: chat.NetStatus{Peers: 1, Reachability: "unknown"}})
+		}},
+		{"statusbar_80_relays_down", 80, func(d *driver) {
+			d.events(chat.StatusEvent{Status: chat.NetStatus{Peers: 1, RelaysConfigured: 2, Reachability: "private"}})
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

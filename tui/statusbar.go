@@ -61,7 +61,11 @@ func (b *statusBar) segments() []segment {
 		segs = append(segs, segment{text: "offline", warn: true, drop: 0})
 	} else {
 		segs = append(segs, segment{text: plural(ns.Peers, "peer", "peers"), drop: 0})
-		segs = append(segs, segment{text: plural(ns.Relays, "relay", "relays"), drop: 3})
+	}
+	// The relay count only means something with relays configured; none
+	// of them connected is worth a warning.
+	if ns.RelaysConfigured > 0 || ns.Relays > 0 {
+		segs = append(segs, segment{text: plural(ns.Relays, "relay", "relays"), warn: ns.Relays == 0, drop: 3})
 	}
 	switch strings.ToLower(ns.Reachability) {
 	case "public":
@@ -69,9 +73,11 @@ func (b *statusBar) segments() []segment {
 	case "private":
 		segs = append(segs, segment{text: "behind NAT", drop: 1})
 	default:
-		segs = append(segs, segment{text: "reach ?", drop: 1})
+		segs = append(segs, segment{text: "reachability unknown", drop: 4})
 	}
-	if i := b.s.group(b.s.selected); i >= 0 {
+	// A group the user is no longer in has no live epoch (the timeline's
+	// title says why).
+	if i := b.s.group(b.s.selected); i >= 0 && !b.s.groups[i].Left {
 		segs = append(segs, segment{text: "epoch " + strconv.FormatUint(b.s.groups[i].Epoch, 10), drop: 2})
 	}
 	return segs

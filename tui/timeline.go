@@ -117,8 +117,8 @@ func (t *timeline) title(b *buffer) string {
 	name := "# " + sanitize(t.s.groupName(b.id), false)
 	text := name
 	if i := t.s.group(b.id); i >= 0 {
-		if t.s.groups[i].Left {
-			text += " · you left"
+		if g := t.s.groups[i]; g.Left {
+			text += " · " + leftReason(g)
 		} else {
 			text += " · " + plural(t.s.groups[i].Members, "member", "members")
 		}
@@ -138,6 +138,18 @@ func (t *timeline) title(b *buffer) string {
 		return st.warnBadge.Render(fit(warn, t.w))
 	}
 	return fit(paneTitle(st, text, focused, tw)+"  "+st.warnBadge.Render(truncate(warn, t.w-tw-2)), t.w)
+}
+
+// leftReason says why the user is no longer in a group.
+func leftReason(g chat.GroupView) string {
+	switch by := sanitize(g.RemovedBy, false); by {
+	case "":
+		return "you left"
+	case "someone":
+		return "you were removed"
+	default:
+		return "removed by " + by
+	}
 }
 
 // lines renders every entry of a buffer at the pane's width, cached.
