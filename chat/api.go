@@ -253,7 +253,7 @@ var Commands = []Command{
 	{"nick", "NAME", "set your nickname"},
 	{"update", "", "rotate your own leaf key (post-compromise security)"},
 	{"edit", "[^N|#ID] TEXT", "replace the text of your last (or Nth last) message"},
-	{"react", "[^N|#ID] EMOJI", "react to the newest (or Nth newest) message"},
+	{"react", "[^N|#ID] EMOJI", "react to the newest (or Nth newest) message of someone else"},
 	{"search", "WORDS…", "search message history"},
 	{"retention", "DURATION|off", "make messages disappear after DURATION (e.g. 7d) on every member"},
 	{"card", "", "show your contact card to paste to others"},

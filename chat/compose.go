@@ -185,13 +185,15 @@ func (e *Engine) edit(ctx context.Context, g *group, rest string) (Result, error
 
 // react runs /react [^N|#ID] EMOJI.
 func (e *Engine) react(ctx context.Context, g *group, rest string) (Result, error) {
-	const usage = "usage: /react [^N|#ID] EMOJI (^1, the default, is the newest message)"
+	const usage = "usage: /react [^N|#ID] EMOJI (^1, the default, is the newest message of someone else)"
 	sel, emoji := splitSelector(rest)
 	emoji, err := normalizeReaction(emoji)
 	if err != nil {
 		return Result{}, fmt.Errorf("%v; %s", err, usage)
 	}
-	target, err := e.findTarget(g, sel, "messages", func(m Message) bool { return m.Kind == KindText })
+	// ^N counts the messages of others: a reaction answers someone, and
+	// the newest message is often one's own. #ID can pick any message.
+	target, err := e.findTarget(g, sel, "messages of others", func(m Message) bool { return m.Kind == KindText && !m.Own })
 	if err != nil {
 		return Result{}, err
 	}

@@ -87,11 +87,14 @@ func TestSendEditReactTyping(t *testing.T) {
 	// Reactions: to the newest message, then to a picked one.
 	bob.run(g, "/react 👍")
 	alice.rec.wait(t, "reaction", isKind(g, KindReaction, "👍", second))
+	// bob's own newest message is not the default target: alice's is
 	bob.run(g, "nice")
 	alice.idOf(g, "nice")
-	bob.run(g, "/react ^3 :tada:")
-	alice.rec.wait(t, "reaction ^3", isKind(g, KindReaction, "🎉", first))
-	if err := bob.runErr(g, "/react ^3 🎉"); err == nil || !strings.Contains(err.Error(), "already") {
+	bob.run(g, "/react :heart:")
+	alice.rec.wait(t, "reaction to the newest of others", isKind(g, KindReaction, "❤️", second))
+	bob.run(g, "/react ^2 :tada:")
+	alice.rec.wait(t, "reaction ^2", isKind(g, KindReaction, "🎉", first))
+	if err := bob.runErr(g, "/react ^2 🎉"); err == nil || !strings.Contains(err.Error(), "already") {
 		t.Errorf("second identical reaction: %v", err)
 	}
 	for _, bad := range []string{"/react", "/react two words", "/edit", "/edit ^1   "} {

@@ -98,8 +98,9 @@
 // appears in the timeline. Tab completes command names, members' nicks
 // after /kick and /verify, nearby peers' nicks after /invite, the text of
 // your last message after /edit (change it and press Enter) and a few
-// common reactions after /react. /edit and /react act on your last message
-// and the newest message; ^2, ^3 … before the text pick older ones. A group
+// common reactions after /react. /edit acts on your last message and
+// /react on the newest message of someone else; ^2, ^3 … before the text
+// pick older ones. A group
 // you left (or were removed from) stays in the list, marked "left", with
 // its history; its title says "you left" or "removed by NICK".
 //
