@@ -192,7 +192,13 @@ func (m *model) execDone(msg execDoneMsg) tea.Cmd {
 		b.addLocal(m.s.now(), text, chat.NoticeError)
 		cmds = append(cmds, m.flash(text, chat.NoticeError))
 	} else if out := strings.TrimRight(sanitize(msg.out, true), "\n"); out != "" {
-		b.addLocal(m.s.now(), out, chat.NoticeInfo)
+		if commandLogged(msg.req.line) {
+			// the engine's own timeline line ("alice added bob") tells
+			// it; the result would say it twice
+			cmds = append(cmds, m.flash(out, chat.NoticeInfo))
+		} else {
+			b.addLocal(m.s.now(), out, chat.NoticeInfo)
+		}
 	}
 	if msg.refreshed {
 		m.s.self = sanitizeSelf(msg.self)
@@ -219,6 +225,24 @@ func (m *model) execDone(msg execDoneMsg) tea.Cmd {
 		m.placeholder() // /leave: the group is now marked left
 	}
 	return tea.Batch(cmds...)
+}
+
+// commandLogged reports whether a command line is one whose success the
+// engine writes into the group's timeline itself, as the Commit's system
+// line, seen by every member: membership changes, key updates and the
+// retention setting. Their results go to the status bar only.
+func commandLogged(line string) bool {
+	if !isCommandLine(line) {
+		return false
+	}
+	name, args, _ := strings.Cut(strings.TrimSpace(line[1:]), " ")
+	switch strings.ToLower(name) {
+	case "invite", "kick", "update":
+		return true
+	case "retention": // without an argument it only reports the setting
+		return strings.TrimSpace(args) != ""
+	}
+	return false
 }
 
 // mergeGroups replaces the group list by the engine's, keeping the order

@@ -57,3 +57,40 @@ func TestFlowCreateWithContactOpensTheGroup(t *testing.T) {
 		t.Errorf("the timeline does not show the new group:\n%s", v)
 	}
 }
+
+// TestFlowInviteShowsOneLine: the inviter's timeline tells an invitation
+// once, by the engine's system line; the command's own result goes to the
+// status bar.
+func TestFlowInviteShowsOneLine(t *testing.T) {
+	f := newFake()
+	f.execute = func(g chat.GroupID, line string) (string, error) {
+		switch {
+		case strings.HasPrefix(line, "/invite "):
+			return "invited dave to general", nil
+		case line == "/retention":
+			return "messages in general do not disappear", nil
+		}
+		return "", nil
+	}
+	d := newDriverWith(t, f, 100, 30)
+	d.typing("/invite dave")
+	d.key(tea.KeyEnter)
+	d.events(chat.MessageEvent{Message: chat.Message{ID: "s1", Group: "g1", Kind: chat.KindSystem, Body: "alice added dave", SentAt: at("10:20")}})
+	v := d.view()
+	if n := strings.Count(v, "dave"); n != 2 { // the timeline line and the status bar
+		t.Errorf("dave appears %d times, want the system line and the status bar:\n%s", n, v)
+	}
+	lines := strings.Split(v, "\n")
+	if !strings.Contains(lines[len(lines)-1], "invited dave to general") {
+		t.Errorf("the result is not in the status bar:\n%s", v)
+	}
+	if strings.Contains(strings.Join(lines[:len(lines)-1], "\n"), "invited dave") {
+		t.Errorf("the result is in the timeline too:\n%s", v)
+	}
+	// a command that only reports stays in the timeline
+	d.typing("/retention")
+	d.key(tea.KeyEnter)
+	if v := d.view(); strings.Count(v, "do not disappear") != 1 || !strings.Contains(strings.Join(strings.Split(v, "\n")[:28], "\n"), "do not disappear") {
+		t.Errorf("/retention's report is not in the timeline:\n%s", v)
+	}
+}
