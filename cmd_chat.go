@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -34,8 +35,13 @@ func chatMain(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	var pf profileFlags
 	pf.register(fs, true)
 	noMouse := fs.Bool("no-mouse", false, "leave the mouse to the terminal (native text selection)")
+	notify := fs.String("notify", "off", "desktop notifications for mentions, as terminal escape sequences: off, osc9 or osc777")
 	if err := parseFlags(fs, args, stderr, "Usage: canopy [chat] [flags]\n\nOpens the messenger. The first run creates the profile."); err != nil {
 		return err
+	}
+	desktop, ok := tui.ParseDesktopNotify(*notify)
+	if !ok {
+		return fmt.Errorf("--notify %q: want off, osc9 or osc777", *notify)
 	}
 	cfg, err := pf.config()
 	if err != nil {
@@ -45,11 +51,7 @@ func chatMain(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	defer stop()
 	interactive := term.IsTerminal(stdin.Fd())
 	if _, err := os.Stat(filepath.Join(cfg.ProfileDir, "canopy.db")); errors.Is(err, os.ErrNotExist) && interactive {
-		def := pf.nick
-		if def == "" {
-			def = os.Getenv("USER")
-		}
-		nick, pass, err := tui.Setup(ctx, def, stdin, stdout)
+		nick, pass, err := tui.Setup(ctx, firstRunNick(pf.nick, pf.profile, os.Getenv, accountName), stdin, stdout)
 		if err != nil {
 			return err
 		}
@@ -76,6 +78,9 @@ func chatMain(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	if *noMouse {
 		opts = append(opts, tui.WithoutMouse())
 	}
+	if desktop != tui.NotifyOff {
+		opts = append(opts, tui.WithDesktopNotify(desktop))
+	}
 	opts = append(opts, tui.WithInput(stdin), tui.WithOutput(stdout))
 	rerr := tui.Run(ctx, e, opts...)
 	cerr := e.Close()
@@ -83,6 +88,35 @@ func chatMain(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 		rerr = nil
 	}
 	return errors.Join(rerr, cerr)
+}
+
+// firstRunNick is the nickname the first-run screen offers: --nick; else
+// the profile's name when it is not the default one (--profile bob offers
+// "bob": a second profile is usually a second person or role); else the
+// login name from $USER, $LOGNAME or the account database (empty in some
+// containers and service shells). The user can change it before accepting.
+func firstRunNick(flagNick, profile string, getenv func(string) string, account func() string) string {
+	if flagNick != "" {
+		return flagNick
+	}
+	if profile != "" && profile != store.DefaultProfile {
+		return profile
+	}
+	for _, v := range []string{"USER", "LOGNAME"} {
+		if n := strings.TrimSpace(getenv(v)); n != "" {
+			return n
+		}
+	}
+	return account()
+}
+
+// accountName is the current account's login name, or "".
+func accountName() string {
+	u, err := user.Current()
+	if err != nil {
+		return ""
+	}
+	return u.Username
 }
 
 // Flags shared by the subcommands that open a profile (chat, headless, id).
@@ -116,7 +150,7 @@ type profileFlags struct {
 func (p *profileFlags) register(fs *flag.FlagSet, network bool) {
 	fs.StringVar(&p.profile, "profile", store.DefaultProfile, "profile `name`: run several identities on one machine")
 	fs.StringVar(&p.data, "data", "", "data `directory` (default $XDG_DATA_HOME, or ~/.local/share); the profile lives in DIR/canopy/NAME")
-	fs.StringVar(&p.nick, "nick", "", "nickname of a new profile (default $USER)")
+	fs.StringVar(&p.nick, "nick", "", "nickname of a new profile (default: the profile's name, or your login name)")
 	fs.StringVar(&p.passFile, "passphrase-file", "", "read the profile's passphrase from `file` (or set CANOPY_PASSPHRASE); none: the profile uses a key file")
 	if network {
 		fs.Var(&p.listen, "listen", "libp2p `multiaddr`s to listen on, comma separated or repeated (default: TCP and QUIC on all interfaces, random ports)")

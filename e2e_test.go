@@ -580,9 +580,15 @@ type tuiProc struct {
 
 func startTUI(t *testing.T, bin string, args ...string) *tuiProc {
 	t.Helper()
+	return startTUIEnv(t, bin, nil, args...)
+}
+
+// startTUIEnv is startTUI with extra environment variables (which win).
+func startTUIEnv(t *testing.T, bin string, env []string, args ...string) *tuiProc {
+	t.Helper()
 	const cols, rows = 120, 36
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "TERM=xterm-256color", "CANOPY_LOG=debug")
+	cmd.Env = append(append(os.Environ(), "TERM=xterm-256color", "CANOPY_LOG=debug"), env...)
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: cols, Rows: rows})
 	if err != nil {
 		t.Fatalf("no pseudo-terminal (the TUI end-to-end test needs one): %v", err)
@@ -822,4 +828,58 @@ func TestE2ERelay(t *testing.T) {
 	bob.wait("alice's reply", isMsg(g, "and back"))
 	alice.quit()
 	bob.quit()
+}
+
+// TestE2ETUIWordsAreText runs the real binary in a pseudo-terminal and
+// writes whole words in one write each, as a slow SSH link or a paste
+// without bracketed paste delivers them: words that name keys ("enter",
+// "up", "ctrl+c", "esc", "tab") are text, on the first-run screen and in
+// the composer. The first-run screen offers the profile's name as the
+// nickname when $USER is empty.
+func TestE2ETUIWordsAreText(t *testing.T) {
+	bin := canopyBinary(t)
+	data := t.TempDir()
+	bob := startTUIEnv(t, bin, []string{"USER=", "LOGNAME="},
+		"chat", "--data", data, "--profile", "bob", "--listen", e2eListen, "--no-mdns")
+	write := func(s string) {
+		t.Helper()
+		if _, err := bob.ptmx.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob.waitScreen("the first-run screen offering bob", "first run", "nickname    bob")
+	write("\x15") // ctrl+u: empty the field
+	bob.waitScreen("the field emptied", "how others see you")
+	for _, w := range []string{"esc", "enter", "up", "tab"} {
+		write(w)
+	}
+	bob.waitScreen("the typed nickname", "nickname    escenteruptab")
+	write("\r")
+	bob.waitScreen("the passphrase field", "passphrase")
+	write("\r")
+	bob.waitScreen("the messenger", "home · escenteruptab")
+
+	var typed string
+	for _, w := range []string{"please", " enter", " the room", " up", " press ctrl+c to quit", " esc", " tab", " ?"} {
+		write(w)
+		typed += w
+		bob.waitScreen("the composer holding "+typed, "› "+typed)
+	}
+	select {
+	case <-bob.done:
+		t.Fatalf("the TUI quit on typed text; screen:\n%s", bob.screen())
+	default:
+	}
+	if s := bob.screen(); strings.Contains(s, "no group selected") || strings.Contains(s, "canopy help") {
+		t.Fatalf("typed text acted as a key; screen:\n%s", s)
+	}
+	write("\x03") // the real Ctrl-C
+	select {
+	case <-bob.done:
+	case <-time.After(e2eWait):
+		t.Fatalf("the TUI did not quit on Ctrl-C; screen:\n%s", bob.screen())
+	}
+	if code := bob.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("the TUI exited with %d", code)
+	}
 }

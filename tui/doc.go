@@ -9,7 +9,7 @@
 // engine stops. It uses the alternate screen, the mouse (WithoutMouse leaves
 // it to the terminal for native selection), bracketed paste and focus
 // reporting. Options: WithInput, WithOutput, WithLocation, WithoutMouse,
-// WithoutBell, WithNotify, WithHistoryPage.
+// WithoutBell, WithNotify, WithDesktopNotify, WithHistoryPage.
 //
 // Setup is the first-run screen: it asks for a nickname and an optional
 // passphrase (masked, typed twice) and returns them.
@@ -48,8 +48,10 @@
 // switch); below 40×10 the screen asks for a larger window.
 //
 // A message that mentions you in a group you are not looking at, or while
-// the terminal window is in the background, rings the terminal bell (and
-// calls the WithNotify hook).
+// the terminal window is in the background, rings the terminal bell, calls
+// the WithNotify hook and, when turned on (WithDesktopNotify, canopy
+// --notify osc9|osc777), asks the terminal for a desktop notification that
+// names the sender and the group but not the message.
 //
 // # Keys
 //

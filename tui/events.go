@@ -121,19 +121,22 @@ func (m *model) handleMessage(msg chat.Message) tea.Cmd {
 		}
 	}
 	if msg.Mentions && !seen {
-		cmds = append(cmds, m.bellCmd(msg))
+		cmds = append(cmds, m.bellCmd(msg, m.s.groupName(msg.Group)))
 	}
 	return tea.Batch(cmds...)
 }
 
 // bellCmd rings the bell (and calls the notification hook) for a mention
 // the user cannot see.
-func (m *model) bellCmd(msg chat.Message) tea.Cmd {
+func (m *model) bellCmd(msg chat.Message, group string) tea.Cmd {
 	fx := m.fx
 	ring := !m.opts.noBell
 	return func() tea.Msg {
 		if ring && fx.bell != nil {
 			fx.bell()
+		}
+		if fx.desktop != nil {
+			fx.desktop(notificationText(msg, group))
 		}
 		if fx.notify != nil {
 			fx.notify(msg)

@@ -39,6 +39,8 @@ type effects struct {
 	bell func()
 	// notify is the user's notification hook for mentions (WithNotify).
 	notify func(chat.Message)
+	// desktop writes a desktop-notification escape sequence (nil: off).
+	desktop func(title, body string)
 }
 
 // model is the root model: the layout, the focus, the engine's events and

@@ -26,6 +26,7 @@ type ptyTerm struct {
 	ptmx  io.Writer
 	mu    sync.Mutex
 	emu   *vt.Emulator
+	raw   strings.Builder // every byte the program wrote
 	bells atomic.Int32
 	done  chan error // Run's result
 }
@@ -49,6 +50,7 @@ func startPTY(t *testing.T, ctx context.Context, f *fakeClient, cols, rows int, 
 			n, err := ptmx.Read(buf)
 			if n > 0 {
 				p.mu.Lock()
+				p.raw.Write(buf[:n])
 				_, _ = p.emu.Write(buf[:n])
 				p.mu.Unlock()
 			}
@@ -64,6 +66,13 @@ func startPTY(t *testing.T, ctx context.Context, f *fakeClient, cols, rows int, 
 	opts = append([]Option{WithInput(tty), WithOutput(tty), WithLocation(time.UTC)}, opts...)
 	go func() { p.done <- Run(ctx, f, opts...) }()
 	return p
+}
+
+// output is everything the program wrote so far.
+func (p *ptyTerm) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.raw.String()
 }
 
 func (p *ptyTerm) screen() string {
@@ -163,6 +172,9 @@ func TestPTYEndToEnd(t *testing.T) {
 	}
 	if p.bells.Load() == 0 {
 		t.Error("no bell for a mention in another group")
+	}
+	if out := p.output(); strings.Contains(out, "\x1b]9;") || strings.Contains(out, "\x1b]777;") {
+		t.Error("a desktop notification was sent without WithDesktopNotify")
 	}
 
 	// a bracketed paste keeps its newlines; ? opens the help

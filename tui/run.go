@@ -28,6 +28,7 @@ type options struct {
 	mouse       bool
 	noBell      bool
 	notify      func(chat.Message)
+	desktop     DesktopNotify
 	historyPage int
 }
 
@@ -64,6 +65,12 @@ func WithoutBell() Option { return func(o *options) { o.noBell = true } }
 // bell rings as well unless WithoutBell is given.
 func WithNotify(fn func(chat.Message)) Option { return func(o *options) { o.notify = fn } }
 
+// WithDesktopNotify turns on desktop notifications for the mentions the
+// bell rings for, sent as terminal escape sequences of kind k (the terminal
+// shows them; over SSH too). They name the sender and the group, never the
+// message: a notification is seen outside the terminal. Off by default.
+func WithDesktopNotify(k DesktopNotify) Option { return func(o *options) { o.desktop = k } }
+
 // WithHistoryPage sets how many messages are loaded per page of scrollback
 // (default 200).
 func WithHistoryPage(n int) Option {
@@ -94,6 +101,10 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 	m := newModel(runCtx, c, newStyles(r), o)
 	m.fx.bell = func() { _, _ = out.Write([]byte("\a")) }
 	m.fx.notify = o.notify
+	if o.desktop != NotifyOff {
+		kind := o.desktop
+		m.fx.desktop = func(title, body string) { _, _ = out.Write([]byte(kind.osc(title, body))) }
+	}
 
 	popts := []tea.ProgramOption{
 		tea.WithOutput(out),
