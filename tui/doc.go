@@ -64,6 +64,7 @@
 //	ctrl+n, ctrl+p     next / previous group (also alt+down / alt+up)
 //	pgup, pgdn         scroll the timeline; older messages load at the top
 //	ctrl+home, ctrl+end  the oldest / newest message of the timeline
+//	alt+n                back to the "new messages" line
 //	mouse wheel        scroll the pane under the pointer; click a group to open it
 //
 // In the composer:

@@ -32,6 +32,7 @@ func TestGoldenRoot(t *testing.T) {
 		{"root_60x15_multiline", 60, 15, func(d *driver) {
 			d.paste("first line\nsecond line, 二行目\nthird line that is long enough to wrap at sixty columns")
 		}},
+		{"root_100x30_unread", 100, 30, func(d *driver) { d.send(selectGroupMsg{id: "g2"}) }},
 		{"root_100x30_removed", 100, 30, func(d *driver) {
 			d.events(chat.GroupEvent{Group: chat.GroupView{ID: "g1", Name: "general", Epoch: 13, Members: 3, Left: true, RemovedBy: "bob"}})
 		}},

@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/canopy-chat/canopy/chat"
 )
 
 // Keys and mouse: the root model routes input to the focused component,
@@ -68,6 +70,13 @@ func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		return m.timeline.page(1)
 	case matches(msg, k.PageDown):
 		return m.timeline.page(-1)
+	case matches(msg, k.FirstUnread):
+		b := m.s.buffer(m.s.selected)
+		if b.markID == "" {
+			return m.flash("no new messages line in "+sanitize(m.s.groupName(m.s.selected), false), chat.NoticeInfo)
+		}
+		b.jumpToMark = true
+		return nil
 	case matches(msg, k.Oldest):
 		return m.timeline.scroll(1 << 30)
 	case matches(msg, k.Newest):

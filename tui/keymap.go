@@ -36,18 +36,19 @@ func asText(msg tea.KeyMsg) tea.KeyMsg {
 // documentation are generated from / checked against it (see doc_test).
 type keyMap struct {
 	// everywhere
-	Quit      key.Binding
-	Help      key.Binding
-	Back      key.Binding
-	FocusNext key.Binding
-	FocusPrev key.Binding
-	NextGroup key.Binding
-	PrevGroup key.Binding
-	PageUp    key.Binding
-	PageDown  key.Binding
-	Oldest    key.Binding
-	Newest    key.Binding
-	Wheel     key.Binding // documentation only: mouse wheel scrolling
+	Quit        key.Binding
+	Help        key.Binding
+	Back        key.Binding
+	FocusNext   key.Binding
+	FocusPrev   key.Binding
+	NextGroup   key.Binding
+	PrevGroup   key.Binding
+	PageUp      key.Binding
+	PageDown    key.Binding
+	Oldest      key.Binding
+	Newest      key.Binding
+	FirstUnread key.Binding
+	Wheel       key.Binding // documentation only: mouse wheel scrolling
 
 	// composer
 	Send        key.Binding
@@ -72,18 +73,19 @@ func defaultKeyMap() keyMap {
 		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(helpKey, desc))
 	}
 	return keyMap{
-		Quit:      b([]string{"ctrl+c"}, "ctrl+c", "quit (or /quit)"),
-		Help:      b([]string{"?"}, "?", "toggle this help (composer empty or not focused)"),
-		Back:      b([]string{"esc"}, "esc", "close help, cancel completion, back to composer"),
-		FocusNext: b([]string{"tab"}, "tab", "focus next pane: composer, groups, timeline, members"),
-		FocusPrev: b([]string{"shift+tab"}, "shift+tab", "focus previous pane"),
-		NextGroup: b([]string{"ctrl+n", "alt+down"}, "ctrl+n", "next group"),
-		PrevGroup: b([]string{"ctrl+p", "alt+up"}, "ctrl+p", "previous group"),
-		PageUp:    b([]string{"pgup"}, "pgup", "scroll the timeline up (loads older messages)"),
-		PageDown:  b([]string{"pgdown"}, "pgdn", "scroll the timeline down"),
-		Oldest:    b([]string{"ctrl+home"}, "ctrl+home", "the oldest message of the timeline"),
-		Newest:    b([]string{"ctrl+end"}, "ctrl+end", "the newest message of the timeline"),
-		Wheel:     b(nil, "mouse wheel", "scroll the pane under the mouse; click selects a group"),
+		Quit:        b([]string{"ctrl+c"}, "ctrl+c", "quit (or /quit)"),
+		Help:        b([]string{"?"}, "?", "toggle this help (composer empty or not focused)"),
+		Back:        b([]string{"esc"}, "esc", "close help, cancel completion, back to composer"),
+		FocusNext:   b([]string{"tab"}, "tab", "focus next pane: composer, groups, timeline, members"),
+		FocusPrev:   b([]string{"shift+tab"}, "shift+tab", "focus previous pane"),
+		NextGroup:   b([]string{"ctrl+n", "alt+down"}, "ctrl+n", "next group"),
+		PrevGroup:   b([]string{"ctrl+p", "alt+up"}, "ctrl+p", "previous group"),
+		PageUp:      b([]string{"pgup"}, "pgup", "scroll the timeline up (loads older messages)"),
+		PageDown:    b([]string{"pgdown"}, "pgdn", "scroll the timeline down"),
+		Oldest:      b([]string{"ctrl+home"}, "ctrl+home", "the oldest message of the timeline"),
+		Newest:      b([]string{"ctrl+end"}, "ctrl+end", "the newest message of the timeline"),
+		FirstUnread: b([]string{"alt+n"}, "alt+n", "back to the first unread message (the new messages line)"),
+		Wheel:       b(nil, "mouse wheel", "scroll the pane under the mouse; click selects a group"),
 
 		Send:        b([]string{"enter"}, "enter", "send the message or run the /command"),
 		Newline:     b([]string{"alt+enter", "ctrl+j"}, "alt+enter, ctrl+j", "new line in the message"),
@@ -134,6 +136,7 @@ func (k keyMap) sections() []helpSection {
 			row("next / previous group (also alt+down / alt+up)", k.NextGroup, k.PrevGroup),
 			row("scroll the timeline; older messages load at the top", k.PageUp, k.PageDown),
 			row("the oldest / newest message of the timeline", k.Oldest, k.Newest),
+			row("back to the \"new messages\" line", k.FirstUnread),
 			row("scroll the pane under the pointer; click a group to open it", k.Wheel),
 		}},
 		{"Composer", []helpRow{

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,6 +70,8 @@ type model struct {
 
 	// typingSent is when a typing notice last went to each group.
 	typingSent map[chat.GroupID]time.Time
+
+	title string // the terminal title last set
 
 	userSelected  bool // the user chose a group before the snapshot arrived
 	quitting      bool
@@ -294,6 +297,11 @@ func (m *model) nextExec() tea.Cmd {
 func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	cmd := m.update(msg)
 	m.layout()
+	m.timeline.applyJump()
+	if t := m.windowTitle(); t != m.title && !m.quitting {
+		m.title = t
+		cmd = tea.Batch(cmd, tea.SetWindowTitle(t))
+	}
 	return m, cmd
 }
 
@@ -313,6 +321,9 @@ func (m *model) update(msg tea.Msg) tea.Cmd {
 		return m.handleMouse(msg)
 	case tea.FocusMsg:
 		m.s.blurred = false
+		if i := m.s.group(m.s.selected); i >= 0 && m.s.groups[i].Unread > 0 {
+			m.markUnread() // messages arrived while the window was away
+		}
 		return m.readSelected()
 	case tea.BlurMsg:
 		m.s.blurred = true
@@ -326,6 +337,7 @@ func (m *model) update(msg tea.Msg) tea.Cmd {
 		b.loaded = true
 		b.merge(msg.page, false)
 		b.noMore = len(msg.page) < msg.limit
+		b.placeMark()
 		m.setMembers(msg.group, msg.members, false)
 		return nil
 	case olderLoadedMsg:
@@ -423,6 +435,7 @@ func (m *model) selectGroup(id chat.GroupID) tea.Cmd {
 		m.s.selected = id
 		m.composer.SetValue(m.s.buffer(id).draft)
 		m.members.cursor, m.members.offset = 0, 0
+		m.markUnread()
 	}
 	m.placeholder()
 	var cmds []tea.Cmd
@@ -445,6 +458,36 @@ func (m *model) placeholder() {
 		m.composer.ta.Placeholder = "you are no longer a member of " + sanitize(m.s.groupName(id), false)
 	default:
 		m.composer.setPlaceholder(sanitize(m.s.groupName(id), false))
+	}
+}
+
+// windowTitle is the terminal's title: the unread and mention counts of
+// all groups in front (so that a narrow tab shows them), no group names
+// (the title is visible outside the window).
+func (m *model) windowTitle() string {
+	unread, mentions := 0, 0
+	for _, g := range m.s.groups {
+		unread += g.Unread
+		mentions += g.Mentions
+	}
+	switch {
+	case mentions > 0:
+		return "(" + strconv.Itoa(unread) + " @" + strconv.Itoa(mentions) + ") canopy"
+	case unread > 0:
+		return "(" + strconv.Itoa(unread) + ") canopy"
+	}
+	return "canopy"
+}
+
+// markUnread puts the read marker of the selected group above its unread
+// messages (or removes it when there are none): done when the user comes
+// back to the group, before its counters are cleared.
+func (m *model) markUnread() {
+	if m.s.blurred {
+		return // the counters stay until the user can see the group
+	}
+	if i := m.s.group(m.s.selected); i >= 0 {
+		m.s.buffer(m.s.selected).setMark(m.s.groups[i].Unread)
 	}
 }
 

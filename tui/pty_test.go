@@ -27,6 +27,7 @@ type ptyTerm struct {
 	mu    sync.Mutex
 	emu   *vt.Emulator
 	raw   strings.Builder // every byte the program wrote
+	title atomic.Value    // the window title (string)
 	bells atomic.Int32
 	done  chan error // Run's result
 }
@@ -43,7 +44,10 @@ func startPTY(t *testing.T, ctx context.Context, f *fakeClient, cols, rows int, 
 		t.Fatal(err)
 	}
 	p := &ptyTerm{t: t, ptmx: ptmx, emu: vt.NewEmulator(cols, rows), done: make(chan error, 1)}
-	p.emu.SetCallbacks(vt.Callbacks{Bell: func() { p.bells.Add(1) }})
+	p.emu.SetCallbacks(vt.Callbacks{
+		Bell:  func() { p.bells.Add(1) },
+		Title: func(s string) { p.title.Store(s) }, // called with p.mu held
+	})
 	go func() { // program output → emulator
 		buf := make([]byte, 64<<10)
 		for {
@@ -131,6 +135,18 @@ func (p *ptyTerm) waitQuit() error {
 	return nil
 }
 
+// waitUntil polls cond until it holds, for at most 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func contains(parts ...string) func(string) bool {
 	return func(s string) bool {
 		for _, p := range parts {
@@ -173,6 +189,8 @@ func TestPTYEndToEnd(t *testing.T) {
 	if p.bells.Load() == 0 {
 		t.Error("no bell for a mention in another group")
 	}
+	// the window title counts unread messages and mentions of all groups
+	waitUntil(t, "the title's counts", func() bool { s, _ := p.title.Load().(string); return s == "(3 @2) canopy" })
 	if out := p.output(); strings.Contains(out, "\x1b]9;") || strings.Contains(out, "\x1b]777;") {
 		t.Error("a desktop notification was sent without WithDesktopNotify")
 	}

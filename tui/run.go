@@ -118,6 +118,10 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 		popts = append(popts, tea.WithInput(o.input))
 	}
 	p := tea.NewProgram(m, popts...)
+	// The title shows unread counts while canopy runs; terminals that keep
+	// a title stack (xterm and most others) get the previous one back.
+	_, _ = out.Write([]byte(pushTitle))
+	defer func() { _, _ = out.Write([]byte(popTitle)) }()
 	// When ctx ends the program quits the ordinary way (restoring the
 	// terminal and waiting for its input reader) rather than being killed.
 	stop := context.AfterFunc(ctx, p.Quit)
@@ -134,6 +138,12 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 	}
 	return nil
 }
+
+// XTWINOPS: save and restore the window title.
+const (
+	pushTitle = "\x1b[22;0t"
+	popTitle  = "\x1b[23;0t"
+)
 
 // lockOutput serialises writes to the terminal, so that the bell, written
 // from a command's goroutine, lands between two frames of the renderer and

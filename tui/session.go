@@ -144,6 +144,41 @@ type buffer struct {
 	fromBottom   int // scroll position in lines from the newest line
 	draft        string
 	typing       map[string]time.Time // nick → when they last typed
+
+	// The read marker: the "new messages" line above the first message
+	// that was unread when the user came back to the group.
+	unreadCount int            // unread messages not yet placed (waits for the history)
+	markID      chat.MessageID // the first unread message; "" for no marker
+	jumpToMark  bool           // scroll the marker into view at the next layout
+}
+
+// setMark puts the read marker above the newest n messages of others
+// (the ones the unread counter counted), or removes it when n is 0. It is
+// placed when the history is loaded.
+func (b *buffer) setMark(n int) {
+	b.unreadCount, b.markID, b.jumpToMark = n, "", n > 0
+	b.placeMark()
+	b.version++
+}
+
+// placeMark resolves a pending unread count into the marker's message.
+func (b *buffer) placeMark() {
+	if b.unreadCount == 0 || !b.loaded {
+		return
+	}
+	n := b.unreadCount
+	b.unreadCount = 0
+	for i := len(b.entries) - 1; i >= 0; i-- {
+		e := b.entries[i]
+		if e.local || e.msg.Own || e.msg.Kind != chat.KindText || e.msg.ID == "" {
+			continue
+		}
+		b.markID = e.msg.ID
+		if n--; n == 0 {
+			break
+		}
+	}
+	b.version++
 }
 
 func (b *buffer) find(id chat.MessageID) *entry {

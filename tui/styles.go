@@ -46,6 +46,7 @@ type styles struct {
 	badge, mentionBadge      lipgloss.Style
 
 	time, dateSep   lipgloss.Style
+	unreadSep       lipgloss.Style // the "new messages" line
 	body, mention   lipgloss.Style
 	system          lipgloss.Style // engine-written lines: joins, leaves, forks healed
 	notice          [3]lipgloss.Style
@@ -89,6 +90,7 @@ func newStyles(r *lipgloss.Renderer) *styles {
 
 	s.time = n().Foreground(lipgloss.Color("8"))
 	s.dateSep = n().Foreground(lipgloss.Color("8"))
+	s.unreadSep = n().Foreground(lipgloss.Color("1"))
 	s.body = n()
 	s.mention = n().Bold(true).Foreground(lipgloss.Color("3"))
 	s.system = n().Foreground(lipgloss.Color("8"))

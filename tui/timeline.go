@@ -26,6 +26,7 @@ type timeline struct {
 		w       int
 		extra   string // what else the lines depend on (home intro)
 		lines   []string
+		mark    int // index of the "new messages" line, or -1
 	}
 }
 
@@ -167,9 +168,38 @@ func (t *timeline) lines(b *buffer) []string {
 	if b.id == homeID {
 		lines = t.homeIntro(w)
 	}
-	lines = append(lines, renderEntries(t.s, b, w)...)
-	c.b, c.version, c.w, c.extra, c.lines = b, b.version, w, extra, lines
+	entries, mark := renderEntries(t.s, b, w)
+	if mark >= 0 {
+		mark += len(lines)
+	}
+	lines = append(lines, entries...)
+	c.b, c.version, c.w, c.extra, c.lines, c.mark = b, b.version, w, extra, lines, mark
 	return lines
+}
+
+// markLine is the index of the read marker's line in lines(b), or -1.
+func (t *timeline) markLine(b *buffer) int {
+	t.lines(b)
+	return t.cache.mark
+}
+
+// applyJump scrolls the selected buffer so that its read marker shows,
+// when asked to (on coming back to a group with unread messages, or with
+// the first-unread key): the marker goes near the top when the unread
+// lines are more than a screen, otherwise the timeline stays at the bottom.
+func (t *timeline) applyJump() {
+	b := t.s.buffer(t.s.selected)
+	if !b.jumpToMark || t.w <= 0 || t.rows() <= 0 || !b.loaded {
+		return
+	}
+	b.jumpToMark = false
+	mark := t.markLine(b)
+	if mark < 0 {
+		return
+	}
+	n, rows := len(t.lines(b)), t.rows()
+	// one line of what was read above the marker
+	b.fromBottom = max(0, min(n-rows-(mark-1), n-rows))
 }
 
 // layout of one timeline row: [time ][nick ][body][ mark]
@@ -202,13 +232,15 @@ type renderKey struct {
 	valid    bool
 }
 
-func renderEntries(s *session, b *buffer, w int) []string {
+// renderEntries renders a buffer's entries; mark is the index of the read
+// marker's line in them, or -1.
+func renderEntries(s *session, b *buffer, w int) (out []string, mark int) {
 	st := s.st
+	mark = -1
 	c := timelineColumns(b, w)
 	if c.bodyW < 1 {
-		return nil
+		return nil, mark
 	}
-	var out []string
 	if b.noMore && b.id != homeID && len(b.entries) > 0 {
 		out = append(out, st.dim.Render(fitCenter("start of history", w)))
 	}
@@ -222,6 +254,10 @@ func renderEntries(s *session, b *buffer, w int) []string {
 				lastDay = day
 			}
 		}
+		if b.markID != "" && e.msg.ID == b.markID && !e.local {
+			mark = len(out)
+			out = append(out, st.unreadSep.Render(fitCenter("── new messages ──", w)))
+		}
 		var quoted *entry
 		key := renderKey{cols: c, rev: e.rev, loc: s.loc, valid: true}
 		if e.msg.ReplyTo != "" && e.msg.Kind == chat.KindText {
@@ -234,7 +270,7 @@ func renderEntries(s *session, b *buffer, w int) []string {
 		}
 		out = append(out, e.cache.lines...)
 	}
-	return out
+	return out, mark
 }
 
 // renderEntry renders one entry in the given columns.
