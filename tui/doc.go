@@ -47,6 +47,11 @@
 // (/members lists them), below 50 the group list (Ctrl-N/Ctrl-P still
 // switch); below 40×10 the screen asks for a larger window.
 //
+// Coming back to a group with unread messages, a "── new messages ──" line
+// marks the first of them, and the timeline opens there when they are more
+// than a screen (alt+n goes back to it later). The terminal's title shows
+// the unread and mention counts of all groups, as "(5 @1) canopy".
+//
 // A message that mentions you in a group you are not looking at, or while
 // the terminal window is in the background, rings the terminal bell, calls
 // the WithNotify hook and, when turned on (WithDesktopNotify, canopy
