@@ -552,14 +552,22 @@ func testSearch(t *testing.T, open func(testing.TB, ...Option) full) {
 		{"CAFÉ", gid, []string{"s0"}},           // group filter
 		{"the cafe", nil, []string{"s1", "s0"}}, // every word
 		{"cafe slides", nil, nil},               // no message has both
-		{"present*", nil, []string{"s3", "s2"}}, // prefix
+		{"present*", nil, []string{"s3", "s2"}}, // prefix (the '*' is optional)
+		{"presen", nil, []string{"s3", "s2"}},   // prefix by default
+		{"entation", nil, []string{"s3", "s2"}}, // and inside words
+		{"caf", nil, []string{"s1", "s0"}},      // three letters, diacritics folded
 		{`"the cafe is"`, nil, []string{"s1"}},  // phrase
-		{"presentation", nil, []string{"s2"}},   // whole words only
+		{"presentations", nil, []string{"s3"}},  // a longer word is more specific
 		{`NEAR(x y)`, nil, []string{"s4"}},      // operators are words
 		{`col:umn`, nil, []string{"s4"}},        // no column filters
 		{`AND OR NOT`, nil, []string{"s4"}},     // no boolean operators
 		{`"unterminated phrase`, nil, nil},      // tolerated
 		{"東京で会いましょう", nil, []string{"s5"}},      // non-Latin script
+		{"会いまし", nil, []string{"s5"}},           // CJK substring
+		{"東京", nil, []string{"s5"}},             // two characters (LIKE)
+		{"京", gid, nil},                         // one character, other group
+		{"x y", nil, []string{"s4"}},            // short terms only
+		{"100%", nil, nil},                      // LIKE metacharacters are not operators
 	}
 	for _, c := range cases {
 		r, err := s.Search(ctx, SearchQuery{Text: c.q, GroupID: c.group})

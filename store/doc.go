@@ -67,10 +67,14 @@
 //
 // # Search
 //
-// MessageStore.Search looks words up in an FTS5 index (unicode61 tokenizer,
-// case and diacritics folded) across all groups or one, newest first. What
-// the user types is never passed to FTS5 as syntax: words are quoted and
-// ANDed; "a phrase" and word* prefixes are supported.
+// MessageStore.Search finds messages that contain every word typed, as a
+// substring, across all groups or one, newest first: "ali" finds "alice",
+// 本語 finds 日本語. Words of three characters or more are looked up in an
+// FTS5 index with the trigram tokenizer (case and diacritics folded);
+// shorter ones (common in CJK) are matched by LIKE (ASCII case folded).
+// What the user types is never passed to FTS5 or LIKE as syntax: words are
+// quoted or escaped and ANDed; "a phrase" is supported, and a trailing *
+// is accepted (every word is a prefix anyway).
 //
 // # Secrets at rest
 //

@@ -110,7 +110,7 @@ func FuzzSearchQuery(f *testing.F) {
 			return
 		}
 		if err != nil {
-			t.Fatalf("text %q → FTS query %q: %v", text, q, err)
+			t.Fatalf("text %q → search %+v: %v", text, q, err)
 		}
 	})
 }

@@ -108,6 +108,9 @@ func TestMigrationEveryVersion(t *testing.T) {
 			ok(t, err)
 			ok(t, tx.Commit())
 			ok(t, db.Enqueue(ctx, OutboxEntry{GroupID: gid, ID: []byte("o"), Payload: []byte("p")}))
+			m := msg("old", "alice met 東京の友達")
+			m.GroupID = gid
+			must[int](t)(db.AddMessages(ctx, m))
 			ok(t, db.Close())
 
 			migrationSource = orig
@@ -135,6 +138,12 @@ func TestMigrationEveryVersion(t *testing.T) {
 				State: []byte("s1"), CommitInfo: []byte("i1")}))
 			if c := must[[]EpochState](t)(db.CanonicalChain(ctx, gid)); len(c) != 2 || c[0].Info != nil || string(c[1].Info) != "i1" {
 				t.Fatalf("chain after the upgrade: %+v", c)
+			}
+			// the search index is rebuilt for the substring search
+			for _, q := range []string{"ali", "東京", "友達", "met"} {
+				if r := must[[]SearchResult](t)(db.Search(ctx, SearchQuery{Text: q})); len(r) != 1 || string(r[0].ID) != "old" {
+					t.Errorf("search %q after the upgrade: %+v", q, r)
+				}
 			}
 			ok(t, db.CheckIntegrity(ctx))
 		})

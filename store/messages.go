@@ -239,8 +239,10 @@ func (db *DB) ApplyRetention(ctx context.Context, now time.Time) (int64, error) 
 }
 
 // Search finds messages containing every word of q.Text, newest first.
+// Words match anywhere in a message, also inside words ("ali" finds
+// "alice", 本語 finds 日本語).
 func (db *DB) Search(ctx context.Context, sq SearchQuery) ([]SearchResult, error) {
-	match, err := ftsQuery(sq.Text)
+	plan, err := ftsQuery(sq.Text)
 	if err != nil {
 		return nil, err
 	}
@@ -252,15 +254,28 @@ func (db *DB) Search(ctx context.Context, sq SearchQuery) ([]SearchResult, error
 	if before <= 0 {
 		before = math.MaxInt64
 	}
-	query := `SELECT ` + prefixed("m.", messageColumns) + `, snippet(messages_fts, 0, ?, ?, '…', 12)
+	var query string
+	var args []any
+	if plan.match != "" {
+		query = `SELECT ` + prefixed("m.", messageColumns) + `, snippet(messages_fts, 0, ?, ?, '…', 48)
 		FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid
 		WHERE messages_fts MATCH ? AND messages_fts.rowid < ?`
-	args := []any{SnippetStart, SnippetEnd, match, before}
+		args = []any{SnippetStart, SnippetEnd, plan.match, before}
+	} else {
+		// only short terms: no index can help; the scan is bounded by LIMIT
+		query = `SELECT ` + prefixed("m.", messageColumns) + `, ''
+		FROM messages m WHERE m.seq < ?`
+		args = []any{before}
+	}
+	for _, l := range plan.likes {
+		query += ` AND m.text LIKE ? ESCAPE '\'`
+		args = append(args, l)
+	}
 	if sq.GroupID != nil {
 		query += ` AND m.group_id = ?`
 		args = append(args, sq.GroupID)
 	}
-	query += ` ORDER BY messages_fts.rowid DESC LIMIT ?`
+	query += ` ORDER BY m.seq DESC LIMIT ?`
 	args = append(args, limitOr(sq.Limit, 50, 1000))
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -275,6 +290,9 @@ func (db *DB) Search(ctx context.Context, sq SearchQuery) ([]SearchResult, error
 			return nil, db.fail("search", err)
 		}
 		r.Message = m
+		if plan.match == "" {
+			r.Snippet = markFirst(m.Text, plan.short)
+		}
 		out = append(out, r)
 	}
 	return out, db.fail("search", rows.Err())
@@ -297,13 +315,27 @@ func isWordRune(r rune) bool {
 	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsMark(r) || unicode.Is(unicode.Co, r)
 }
 
-// ftsQuery turns what a user typed into a safe FTS5 query: every word
-// becomes a quoted string (so no FTS5 operator or column filter can be
-// injected), words are ANDed, "quoted text" is a phrase and a word directly
-// followed by '*' is a prefix.
-func ftsQuery(text string) (string, error) {
+// searchPlan is a search text made safe: an FTS5 MATCH expression for the
+// terms of three characters or more (the trigram index finds them as
+// substrings) and LIKE patterns for shorter ones.
+type searchPlan struct {
+	match string   // quoted terms joined by AND; "" when every term is short
+	likes []string // %term% patterns, LIKE metacharacters escaped
+	short []string // the short terms themselves (for the snippet)
+}
+
+// minTrigramTerm is the shortest term the trigram index can look up.
+const minTrigramTerm = 3
+
+// ftsQuery turns what a user typed into a safe search: every word becomes
+// a quoted FTS5 string (so no FTS5 operator or column filter can be
+// injected) or an escaped LIKE pattern, words are ANDed, and "quoted
+// text" is a phrase. Every term matches as a substring, so a prefix
+// needs no '*' (a trailing '*' is accepted and ignored).
+func ftsQuery(text string) (searchPlan, error) {
+	var plan searchPlan
 	if len(text) > maxSearchLen {
-		return "", fmt.Errorf("%w: search text longer than %d bytes", ErrInvalid, maxSearchLen)
+		return plan, fmt.Errorf("%w: search text longer than %d bytes", ErrInvalid, maxSearchLen)
 	}
 	var terms []string
 	var words []string // words of the current phrase
@@ -315,14 +347,10 @@ func ftsQuery(text string) (string, error) {
 			word.Reset()
 		}
 	}
-	endTerm := func(prefix bool) {
+	endTerm := func() {
 		endWord()
 		if len(words) > 0 {
-			t := `"` + strings.Join(words, " ") + `"`
-			if prefix {
-				t += "*"
-			}
-			terms = append(terms, t)
+			terms = append(terms, strings.Join(words, " "))
 			words = words[:0]
 		}
 	}
@@ -331,28 +359,70 @@ func ftsQuery(text string) (string, error) {
 		case isWordRune(r):
 			word.WriteRune(r)
 		case r == '"':
-			endTerm(false)
+			endTerm()
 			inPhrase = !inPhrase
-		case r == '*' && word.Len() > 0:
-			if inPhrase {
-				endWord() // prefix only applies to a whole phrase's end; ignore inside
-			} else {
-				endTerm(true)
-			}
+		case inPhrase:
+			endWord()
 		default:
-			if inPhrase {
-				endWord()
-			} else {
-				endTerm(false)
-			}
+			endTerm()
 		}
 	}
-	endTerm(false)
+	endTerm()
 	if len(terms) == 0 {
-		return "", fmt.Errorf("%w: search text has no words", ErrInvalid)
+		return plan, fmt.Errorf("%w: search text has no words", ErrInvalid)
 	}
 	if len(terms) > maxSearchTerms {
-		return "", fmt.Errorf("%w: search text has more than %d words", ErrInvalid, maxSearchTerms)
+		return plan, fmt.Errorf("%w: search text has more than %d words", ErrInvalid, maxSearchTerms)
 	}
-	return strings.Join(terms, " AND "), nil
+	var match []string
+	for _, t := range terms {
+		if utf8.RuneCountInString(t) >= minTrigramTerm {
+			match = append(match, `"`+t+`"`)
+			continue
+		}
+		plan.short = append(plan.short, t)
+		plan.likes = append(plan.likes, "%"+likeEscaper.Replace(t)+"%")
+	}
+	plan.match = strings.Join(match, " AND ")
+	return plan, nil
+}
+
+// likeEscaper escapes LIKE's metacharacters (with ESCAPE '\'). Terms hold
+// only word runes and spaces, so this is defence in depth.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// markFirst is the snippet of a search hit found by LIKE alone: the text
+// around the first term found (ASCII case folded, like LIKE), the term
+// between SnippetStart and SnippetEnd.
+func markFirst(text string, terms []string) string {
+	rs := []rune(text)
+	fold := func(r rune) rune {
+		if r < utf8.RuneSelf {
+			return unicode.ToLower(r)
+		}
+		return r
+	}
+	for _, t := range terms {
+		tr := []rune(t)
+	scan:
+		for i := 0; i+len(tr) <= len(rs); i++ {
+			for j := range tr {
+				if fold(rs[i+j]) != fold(tr[j]) {
+					continue scan
+				}
+			}
+			const context = 24
+			start, end := max(0, i-context), min(len(rs), i+len(tr)+context)
+			var b strings.Builder
+			if start > 0 {
+				b.WriteString("…")
+			}
+			b.WriteString(string(rs[start:i]) + SnippetStart + string(rs[i:i+len(tr)]) + SnippetEnd + string(rs[i+len(tr):end]))
+			if end < len(rs) {
+				b.WriteString("…")
+			}
+			return b.String()
+		}
+	}
+	return text
 }
