@@ -162,6 +162,18 @@ func TestVerifyUpdateSearch(t *testing.T) {
 	if out := bob.run(g, "/search zebra"); !strings.Contains(out.Text, "no messages") {
 		t.Fatalf("search: %q", out.Text)
 	}
+	// Search, for front ends: structured hits that History can locate
+	hits, err := bob.e.Search(context.Background(), g, "bro", 10)
+	if err != nil || len(hits) != 1 || hits[0].Message.Body != "the quick brown fox" || hits[0].Message.Group != g ||
+		hits[0].Message.Sender != "alice" || hits[0].GroupName != "pair" || hits[0].Message.ID == "" {
+		t.Fatalf("Search: %+v, %v", hits, err)
+	}
+	if hits, err := bob.e.Search(context.Background(), "", "quick", 10); err != nil || len(hits) != 1 {
+		t.Fatalf("Search in every group: %+v, %v", hits, err)
+	}
+	if _, err := bob.e.Search(context.Background(), "nope", "quick", 10); err == nil {
+		t.Error("Search in an unknown group succeeded")
+	}
 }
 
 // Journey 5: a member quits, the others chat, it restarts and gets what it
