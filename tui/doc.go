@@ -112,6 +112,11 @@
 // you left (or were removed from) stays in the list, marked "left", with
 // its history; its title says "you left" or "removed by NICK".
 //
+// /search WORDS lists the matching messages (of the group, or of every
+// group from home) in a view of its own, newest first: every word matches
+// anywhere in a message. Enter shows the chosen message, highlighted, in
+// its group's timeline (older history loads as needed); Esc closes.
+//
 // While you write a message (not a /command) in a group, the members are
 // told that you are typing, at most once every 3 seconds; they show it on
 // the line above their composer for a few seconds.

@@ -44,6 +44,19 @@ func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		m.quitting = true
 		return tea.Quit
 	}
+	if m.search != nil {
+		if isText(msg) {
+			return nil
+		}
+		hit, closed := m.search.update(msg)
+		if closed {
+			m.search = nil
+		}
+		if hit != nil {
+			return m.showMessage(*hit)
+		}
+		return nil
+	}
 	if m.helpOpen {
 		switch {
 		case matches(msg, k.Back, k.Help) || (!isText(msg) && msg.String() == "q"):
@@ -168,6 +181,13 @@ func (m *model) send() tea.Cmd {
 			m.helpOpen = true
 			m.help.offset = 0
 			return nil
+		case "search":
+			// results in a view of their own, when the engine offers them
+			if _, ok := m.client.(searcher); ok {
+				if _, query, _ := strings.Cut(strings.TrimSpace(line[1:]), " "); strings.TrimSpace(query) != "" {
+					return m.enqueue(execReq{group: m.s.selected, line: line, search: strings.TrimSpace(query)})
+				}
+			}
 		}
 	}
 	return m.enqueue(execReq{group: m.s.selected, line: line})
@@ -190,6 +210,10 @@ func (m *model) handleMouse(msg tea.MouseMsg) tea.Cmd {
 	}
 	if m.helpOpen {
 		m.help.scroll(-wheel)
+		return nil
+	}
+	if m.search != nil {
+		m.search.move(-wheel / 3)
 		return nil
 	}
 	inBody := msg.Y < l.bodyH

@@ -118,6 +118,12 @@ func (m *model) View() string {
 		}
 		body[i] = b.String()
 	}
+	if m.search != nil && !m.helpOpen {
+		// the search results replace the panes
+		m.search.SetSize(g.width, g.bodyH)
+		body = strings.Split(m.search.View(), "\n")
+		seps = nil
+	}
 	if m.helpOpen {
 		// the help replaces the panes (composer and status bar stay)
 		for i := range body {

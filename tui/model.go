@@ -62,6 +62,7 @@ type model struct {
 	composer  *composer
 	statusBar *statusBar
 	help      *helpView
+	search    *searchView // the search results, when open
 
 	// Execute calls run one at a time, in order, so that two messages sent
 	// quickly cannot overtake each other.
@@ -79,8 +80,9 @@ type model struct {
 }
 
 type execReq struct {
-	group chat.GroupID
-	line  string
+	group  chat.GroupID
+	line   string
+	search string // set: run as a search for the search view
 }
 
 // Messages from commands.
@@ -289,6 +291,9 @@ func (m *model) nextExec() tea.Cmd {
 	req := m.execQueue[0]
 	m.execQueue = m.execQueue[1:]
 	m.executing = true
+	if req.search != "" {
+		return m.searchCmd(req, req.search)
+	}
 	return m.execCmd(req)
 }
 
@@ -339,7 +344,21 @@ func (m *model) update(msg tea.Msg) tea.Cmd {
 		b.noMore = len(msg.page) < msg.limit
 		b.placeMark()
 		m.setMembers(msg.group, msg.members, false)
+		return m.seek(msg.group)
+	case seekLoadedMsg:
+		b := m.s.buffer(msg.group)
+		b.loadingOlder = false
+		b.merge(msg.page, true)
+		if msg.noMore {
+			b.noMore = true
+		}
+		if b.find(msg.target) == nil && b.focusID == msg.target {
+			b.focusID, b.jumpToFocus = "", false
+			return m.flash("that message is no longer in the history", chat.NoticeWarning)
+		}
 		return nil
+	case searchDoneMsg:
+		return tea.Batch(m.searchDone(msg), m.nextExec())
 	case olderLoadedMsg:
 		b := m.s.buffer(msg.group)
 		b.loadingOlder = false
@@ -435,6 +454,8 @@ func (m *model) selectGroup(id chat.GroupID) tea.Cmd {
 		m.s.selected = id
 		m.composer.SetValue(m.s.buffer(id).draft)
 		m.members.cursor, m.members.offset = 0, 0
+		prev.focusID = "" // the highlight of a search result ends with the visit
+		prev.version++
 		m.markUnread()
 	}
 	m.placeholder()

@@ -150,6 +150,10 @@ type buffer struct {
 	unreadCount int            // unread messages not yet placed (waits for the history)
 	markID      chat.MessageID // the first unread message; "" for no marker
 	jumpToMark  bool           // scroll the marker into view at the next layout
+
+	// A message shown from the search view: highlighted and scrolled to.
+	focusID     chat.MessageID
+	jumpToFocus bool
 }
 
 // setMark puts the read marker above the newest n messages of others

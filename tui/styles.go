@@ -47,6 +47,7 @@ type styles struct {
 
 	time, dateSep   lipgloss.Style
 	unreadSep       lipgloss.Style // the "new messages" line
+	found           lipgloss.Style // the message shown from the search view
 	body, mention   lipgloss.Style
 	system          lipgloss.Style // engine-written lines: joins, leaves, forks healed
 	notice          [3]lipgloss.Style
@@ -91,6 +92,7 @@ func newStyles(r *lipgloss.Renderer) *styles {
 	s.time = n().Foreground(lipgloss.Color("8"))
 	s.dateSep = n().Foreground(lipgloss.Color("8"))
 	s.unreadSep = n().Foreground(lipgloss.Color("1"))
+	s.found = n().Reverse(true)
 	s.body = n()
 	s.mention = n().Bold(true).Foreground(lipgloss.Color("3"))
 	s.system = n().Foreground(lipgloss.Color("8"))

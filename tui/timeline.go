@@ -27,6 +27,7 @@ type timeline struct {
 		extra   string // what else the lines depend on (home intro)
 		lines   []string
 		mark    int // index of the "new messages" line, or -1
+		focus   int // index of the first line of the shown search result, or -1
 	}
 }
 
@@ -168,12 +169,15 @@ func (t *timeline) lines(b *buffer) []string {
 	if b.id == homeID {
 		lines = t.homeIntro(w)
 	}
-	entries, mark := renderEntries(t.s, b, w)
+	entries, mark, focus := renderEntries(t.s, b, w)
 	if mark >= 0 {
 		mark += len(lines)
 	}
+	if focus >= 0 {
+		focus += len(lines)
+	}
 	lines = append(lines, entries...)
-	c.b, c.version, c.w, c.extra, c.lines, c.mark = b, b.version, w, extra, lines, mark
+	c.b, c.version, c.w, c.extra, c.lines, c.mark, c.focus = b, b.version, w, extra, lines, mark, focus
 	return lines
 }
 
@@ -189,6 +193,14 @@ func (t *timeline) markLine(b *buffer) int {
 // lines are more than a screen, otherwise the timeline stays at the bottom.
 func (t *timeline) applyJump() {
 	b := t.s.buffer(t.s.selected)
+	if b.jumpToFocus && t.w > 0 && t.rows() > 0 && b.loaded && b.find(b.focusID) != nil {
+		// a message shown from the search view: a third down the screen
+		b.jumpToFocus, b.jumpToMark = false, false
+		t.lines(b)
+		n, rows := len(t.cache.lines), t.rows()
+		b.fromBottom = max(0, min(n-rows-(t.cache.focus-rows/3), n-rows))
+		return
+	}
 	if !b.jumpToMark || t.w <= 0 || t.rows() <= 0 || !b.loaded {
 		return
 	}
@@ -233,13 +245,14 @@ type renderKey struct {
 }
 
 // renderEntries renders a buffer's entries; mark is the index of the read
-// marker's line in them, or -1.
-func renderEntries(s *session, b *buffer, w int) (out []string, mark int) {
+// marker's line in them and focus that of the message shown from the
+// search view (-1: none).
+func renderEntries(s *session, b *buffer, w int) (out []string, mark, focus int) {
 	st := s.st
-	mark = -1
+	mark, focus = -1, -1
 	c := timelineColumns(b, w)
 	if c.bodyW < 1 {
-		return nil, mark
+		return nil, mark, focus
 	}
 	if b.noMore && b.id != homeID && len(b.entries) > 0 {
 		out = append(out, st.dim.Render(fitCenter("start of history", w)))
@@ -268,9 +281,17 @@ func renderEntries(s *session, b *buffer, w int) (out []string, mark int) {
 		if e.cache.key != key {
 			e.cache = renderCache{key: key, lines: renderEntry(s, e, quoted, c)}
 		}
+		if b.focusID != "" && e.msg.ID == b.focusID && !e.local {
+			// the message shown from the search view stands out
+			focus = len(out)
+			for _, l := range e.cache.lines {
+				out = append(out, st.found.Render(l))
+			}
+			continue
+		}
 		out = append(out, e.cache.lines...)
 	}
-	return out, mark
+	return out, mark, focus
 }
 
 // renderEntry renders one entry in the given columns.
