@@ -71,6 +71,7 @@
 //	ctrl+home, ctrl+end  the oldest / newest message of the timeline
 //	alt+n                back to the "new messages" line
 //	mouse wheel        scroll the pane under the pointer; click a group to open it
+//	alt+m              mouse on / off (off: select and copy text with the mouse)
 //
 // In the composer:
 //
@@ -103,7 +104,12 @@
 // /leave, /members, /verify, /nick, /update, /edit, /react, /search,
 // /retention, /card, /help, /quit. /help opens the help and /quit quits
 // without asking the engine; the rest run in the engine, and their output
-// appears in the timeline. Tab completes command names, members' nicks
+// appears in the timeline (results of /invite, /kick, /update and
+// /retention in the status bar: the engine's own line in the timeline
+// tells every member). /card also copies your compact contact card to the
+// clipboard through the terminal (OSC 52), since the mouse, captured for
+// scrolling, cannot select it (alt+m releases the mouse, --no-mouse keeps
+// it released). Tab completes command names, members' nicks
 // after /kick and /verify, nearby peers' nicks after /invite, the text of
 // your last message after /edit (change it and press Enter) and a few
 // common reactions after /react. /edit acts on your last message and

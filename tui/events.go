@@ -203,6 +203,14 @@ func (m *model) execDone(msg execDoneMsg) tea.Cmd {
 			b.addLocal(m.s.now(), out, chat.NoticeInfo)
 		}
 	}
+	if msg.err == nil && commandName(msg.req.line) == "card" && msg.self.Card != "" && m.fx.clipboard != nil {
+		// /card also copies the compact card, which is hard to select
+		// from its box (and impossible while the mouse is captured)
+		card := msg.self.Card
+		fx := m.fx
+		cmds = append(cmds, func() tea.Msg { fx.clipboard(card); return nil },
+			m.flash("your contact card is on the clipboard (if the terminal allows OSC 52)", chat.NoticeInfo))
+	}
 	if msg.refreshed {
 		m.s.self = sanitizeSelf(msg.self)
 		m.s.invitations = msg.invitations
@@ -228,6 +236,15 @@ func (m *model) execDone(msg execDoneMsg) tea.Cmd {
 		m.placeholder() // /leave: the group is now marked left
 	}
 	return tea.Batch(cmds...)
+}
+
+// commandName is the lower-case name of a /command line, or "".
+func commandName(line string) string {
+	if !isCommandLine(line) || strings.HasPrefix(line, "//") {
+		return ""
+	}
+	name, _, _ := strings.Cut(strings.TrimSpace(line[1:]), " ")
+	return strings.ToLower(name)
 }
 
 // commandLogged reports whether a command line is one whose success the

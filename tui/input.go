@@ -83,6 +83,12 @@ func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		return m.timeline.page(1)
 	case matches(msg, k.PageDown):
 		return m.timeline.page(-1)
+	case matches(msg, k.Mouse):
+		m.mouseOff = !m.mouseOff
+		if m.mouseOff {
+			return tea.Batch(tea.DisableMouse, m.flash("mouse off: the terminal selects text; alt+m turns it back on", chat.NoticeInfo))
+		}
+		return tea.Batch(tea.EnableMouseCellMotion, m.flash("mouse on: wheel scrolls, click opens a group", chat.NoticeInfo))
 	case matches(msg, k.FirstUnread):
 		b := m.s.buffer(m.s.selected)
 		if b.markID == "" {

@@ -48,6 +48,7 @@ type keyMap struct {
 	Oldest      key.Binding
 	Newest      key.Binding
 	FirstUnread key.Binding
+	Mouse       key.Binding
 	Wheel       key.Binding // documentation only: mouse wheel scrolling
 
 	// composer
@@ -84,6 +85,7 @@ func defaultKeyMap() keyMap {
 		PageDown:    b([]string{"pgdown"}, "pgdn", "scroll the timeline down"),
 		Oldest:      b([]string{"ctrl+home"}, "ctrl+home", "the oldest message of the timeline"),
 		Newest:      b([]string{"ctrl+end"}, "ctrl+end", "the newest message of the timeline"),
+		Mouse:       b([]string{"alt+m"}, "alt+m", "mouse capture on/off (off: the terminal selects text)"),
 		FirstUnread: b([]string{"alt+n"}, "alt+n", "back to the first unread message (the new messages line)"),
 		Wheel:       b(nil, "mouse wheel", "scroll the pane under the mouse; click selects a group"),
 
@@ -138,6 +140,7 @@ func (k keyMap) sections() []helpSection {
 			row("the oldest / newest message of the timeline", k.Oldest, k.Newest),
 			row("back to the \"new messages\" line", k.FirstUnread),
 			row("scroll the pane under the pointer; click a group to open it", k.Wheel),
+			row("mouse on / off (off: select and copy text with the mouse)", k.Mouse),
 		}},
 		{"Composer", []helpRow{
 			row("send the message or run the /command", k.Send),

@@ -42,6 +42,9 @@ type effects struct {
 	notify func(chat.Message)
 	// desktop writes a desktop-notification escape sequence (nil: off).
 	desktop func(title, body string)
+	// clipboard puts text on the system clipboard through the terminal
+	// (OSC 52).
+	clipboard func(text string)
 }
 
 // model is the root model: the layout, the focus, the engine's events and
@@ -73,6 +76,8 @@ type model struct {
 	typingSent map[chat.GroupID]time.Time
 
 	title string // the terminal title last set
+
+	mouseOff bool // mouse capture turned off with the toggle key
 
 	userSelected  bool // the user chose a group before the snapshot arrived
 	quitting      bool
@@ -117,6 +122,7 @@ type (
 		invitations []chat.Invitation
 	}
 	flashExpiredMsg  struct{ seq int }
+	mouseToggledMsg  struct{ on bool }
 	typingExpiredMsg struct{}
 )
 

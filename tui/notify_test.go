@@ -4,6 +4,7 @@ package tui
 
 import (
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,37 @@ func TestPTYDesktopNotification(t *testing.T) {
 	if strings.Contains(out, "\x1b]9;canopy: carol mentioned you in ops 🚀 launch crew the launch") {
 		t.Error("the message text was sent")
 	}
+	p.write("\x03")
+	if err := p.waitQuit(); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+// TestPTYCardCopyAndMouseToggle: /card puts the compact card on the
+// clipboard with OSC 52; alt+m turns mouse capture off and on again.
+func TestPTYCardCopyAndMouseToggle(t *testing.T) {
+	f := newFake()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := startPTY(t, ctx, f, 100, 30)
+	p.waitFor("the first screen", contains("你好！@alice 看看这个", "members 4"))
+	if !strings.Contains(p.output(), "\x1b[?1002h") {
+		t.Fatal("mouse cell motion not on at the start")
+	}
+
+	p.write("/card\r")
+	p.waitExec(f)
+	want := "\x1b]52;c;" + base64.StdEncoding.EncodeToString([]byte(f.self.Card))
+	waitUntil(t, "the OSC 52 sequence", func() bool { return strings.Contains(p.output(), want) })
+	p.waitFor("the notice", contains("contact card is on the clipboard"))
+
+	p.write("\x1bm") // alt+m
+	waitUntil(t, "mouse capture off", func() bool { return strings.Contains(p.output(), "\x1b[?1002l") })
+	p.waitFor("the notice", contains("mouse off"))
+	n := strings.Count(p.output(), "\x1b[?1002h")
+	p.write("\x1bm")
+	waitUntil(t, "mouse capture on again", func() bool { return strings.Count(p.output(), "\x1b[?1002h") > n })
+
 	p.write("\x03")
 	if err := p.waitQuit(); err != nil {
 		t.Errorf("Run: %v", err)

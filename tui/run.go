@@ -10,6 +10,7 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/canopy-chat/canopy/chat"
 )
@@ -101,6 +102,8 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 	m := newModel(runCtx, c, newStyles(r), o)
 	m.fx.bell = func() { _, _ = out.Write([]byte("\a")) }
 	m.fx.notify = o.notify
+	m.fx.clipboard = func(text string) { _, _ = out.Write([]byte(ansi.SetSystemClipboard(text))) }
+	m.mouseOff = !o.mouse
 	if o.desktop != NotifyOff {
 		kind := o.desktop
 		m.fx.desktop = func(title, body string) { _, _ = out.Write([]byte(kind.osc(title, body))) }
