@@ -52,6 +52,10 @@
 // than a screen (alt+n goes back to it later). The terminal's title shows
 // the unread and mention counts of all groups, as "(5 @1) canopy".
 //
+// URLs in messages are wrapped like other text, but every piece of a URL
+// is a hyperlink to the whole address (OSC 8), so a click on any piece
+// opens it in terminals that support hyperlinks.
+//
 // A message that mentions you in a group you are not looking at, or while
 // the terminal window is in the background, rings the terminal bell, calls
 // the WithNotify hook and, when turned on (WithDesktopNotify, canopy

@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 
 	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
 
 	"github.com/canopy-chat/canopy/chat"
 )
@@ -65,6 +66,10 @@ type styles struct {
 
 	prompt, placeholder lipgloss.Style
 
+	// links: URLs in messages become OSC 8 hyperlinks (not with the
+	// Ascii profile: NO_COLOR, dumb terminals, the golden tests)
+	links bool
+
 	nickPalette []lipgloss.Style
 	ownNick     lipgloss.Style
 }
@@ -75,7 +80,7 @@ var nickColours = []string{"33", "37", "71", "106", "136", "166", "168", "134", 
 
 func newStyles(r *lipgloss.Renderer) *styles {
 	n := r.NewStyle
-	s := &styles{r: r}
+	s := &styles{r: r, links: r.ColorProfile() != termenv.Ascii}
 	s.title = n().Bold(true).Foreground(lipgloss.Color("8"))
 	s.titleFocused = n().Bold(true).Foreground(lipgloss.Color("6"))
 	s.separator = n().Foreground(lipgloss.Color("8"))

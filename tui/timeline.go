@@ -349,8 +349,13 @@ func renderEntry(s *session, e *entry, quoted *entry, c columns) []string {
 	if e.deleted {
 		body = append(body, st.deleted.Render("message deleted"))
 	} else {
-		wrapped := wrap(sanitize(m.Body, true), c.bodyW)
-		for _, l := range wrapped {
+		text := sanitize(m.Body, true)
+		wrapped := wrap(text, c.bodyW)
+		shown := wrapped
+		if st.links {
+			shown = linkLines(wrapped, text, string(m.ID))
+		}
+		for _, l := range shown {
 			body = append(body, bodyStyle.Render(l))
 		}
 		if e.edited {
