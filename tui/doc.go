@@ -106,8 +106,11 @@
 // Lines starting with / are commands, listed in the help with their
 // arguments (chat.Commands): /create, /invite, /accept, /decline, /kick,
 // /leave, /members, /verify, /nick, /update, /edit, /react, /search,
-// /retention, /card, /help, /quit. /help opens the help and /quit quits
-// without asking the engine; the rest run in the engine, and their output
+// /retention, /card, /help, /quit, and /info, which the TUI adds. /help
+// opens the help, /quit quits and /info [^N|#ID] shows a loaded message's
+// details (id, sender and key fingerprint, the sender's time, epoch, reply,
+// edit, and for your own messages the delivery state, which the engine
+// keeps for the group as a whole) without asking the engine; the rest run in the engine, and their output
 // appears in the timeline (results of /invite, /kick, /update and
 // /retention in the status bar: the engine's own line in the timeline
 // tells every member). /card also copies your compact contact card to the

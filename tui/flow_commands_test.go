@@ -94,3 +94,53 @@ func TestFlowInviteShowsOneLine(t *testing.T) {
 		t.Errorf("/retention's report is not in the timeline:\n%s", v)
 	}
 }
+
+// TestFlowInfo: /info shows a message's details in the timeline, picked
+// by ^N or #ID, without asking the engine.
+func TestFlowInfo(t *testing.T) {
+	d := newDriver(t, 100, 30)
+	run := func(line string) string {
+		t.Helper()
+		d.typing(line)
+		d.key(tea.KeyEnter)
+		es := d.m.s.buffer(d.m.s.selected).entries
+		return es[len(es)-1].msg.Body
+	}
+	if got := run("/info"); !strings.Contains(got, "message #m7") || !strings.Contains(got, "from alice (you), key fingerprint "+fpAlice) ||
+		!strings.Contains(got, "epoch 12") || !strings.Contains(got, "delivery: pending") {
+		t.Errorf("/info:\n%s", got)
+	}
+	if got := run("/info ^2"); !strings.Contains(got, "#m6") || !strings.Contains(got, "from bob, key fingerprint "+fpBob) ||
+		!strings.Contains(got, "in reply to #m4, edited") || strings.Contains(got, "delivery") {
+		t.Errorf("/info ^2:\n%s", got)
+	}
+	if got := run("/info #M5"); !strings.Contains(got, "from 李小龙") {
+		t.Errorf("/info #M5:\n%s", got)
+	}
+	if got := run("/info #m3"); !strings.Contains(got, "written by canopy") {
+		t.Errorf("/info #m3:\n%s", got)
+	}
+	for line, want := range map[string]string{
+		"/info #m":   "matches several messages",
+		"/info #zz":  "no loaded message #zz",
+		"/info ^99":  "no such message",
+		"/info blah": "usage",
+	} {
+		if got := run(line); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q", line, got, want)
+		}
+	}
+	if len(d.fake.calls()) != 0 {
+		t.Errorf("/info reached the engine: %q", d.fake.calls())
+	}
+	golden(t, "root_100x30_info", func() string {
+		d := newDriver(t, 100, 30)
+		d.typing("/info ^2")
+		d.key(tea.KeyEnter)
+		return d.view()
+	}())
+	d.send(selectGroupMsg{id: homeID})
+	if got := run("/info"); !strings.Contains(got, "open a group first") {
+		t.Errorf("/info at home: %q", got)
+	}
+}

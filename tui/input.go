@@ -187,6 +187,10 @@ func (m *model) send() tea.Cmd {
 			m.helpOpen = true
 			m.help.offset = 0
 			return nil
+		case "info":
+			_, args, _ := strings.Cut(strings.TrimSpace(line[1:]), " ")
+			m.messageInfo(args)
+			return nil
 		case "search":
 			// results in a view of their own, when the engine offers them
 			if _, ok := m.client.(searcher); ok {

@@ -133,7 +133,7 @@ func newModel(ctx context.Context, c chat.Client, st *styles, o options) *model 
 		loc:      o.loc,
 		now:      time.Now,
 		buffers:  map[chat.GroupID]*buffer{},
-		commands: chat.Commands,
+		commands: append(append([]chat.Command(nil), chat.Commands...), localCommands...),
 	}
 	m := &model{ctx: ctx, client: c, opts: o, s: s, typingSent: map[chat.GroupID]time.Time{}}
 	m.groupList = newGroupList(s)
