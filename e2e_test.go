@@ -708,6 +708,21 @@ func TestE2ETUI(t *testing.T) {
 	tim.typeLine("/verify alice")
 	tim.waitScreen("the safety number", strings.Fields(num)[0], strings.Fields(num)[11])
 
+	// /search opens its own view (the engine's Search, through the real
+	// binary); Enter goes back to the message in the timeline
+	tim.typeLine("/search from head")
+	tim.waitScreen("the search view", "search from head · #mixed · 1 result", "alice: hello tim, from headless")
+	tim.typeLine("")
+	tim.waitScreen("the timeline again", "# mixed", "hi alice, from the TUI")
+
+	// removed by a member: the title says who, the status bar shows no
+	// epoch any more
+	alice.must("/kick tim")
+	tim.waitScreen("the removal", "# mixed · removed by alice")
+	if s := tim.screen(); strings.Contains(s, "epoch ") {
+		t.Errorf("a removed member still sees an epoch; screen:\n%s", s)
+	}
+
 	if _, err := tim.ptmx.Write([]byte{3}); err != nil { // Ctrl-C
 		t.Fatal(err)
 	}

@@ -144,3 +144,10 @@ func TestFlowInfo(t *testing.T) {
 		t.Errorf("/info at home: %q", got)
 	}
 }
+
+// The engine offers what the TUI looks for: a changed signature would
+// silently turn these features off.
+var (
+	_ runner   = (*chat.Engine)(nil)
+	_ searcher = (*chat.Engine)(nil)
+)
