@@ -20,6 +20,21 @@ import (
 
 var urlPattern = regexp.MustCompile(`https?://[^\s<>"'` + "`" + `]+`)
 
+// asciiURI percent-encodes the bytes of u outside printable ASCII: OSC 8
+// wants an ASCII URI, and terminals (and the width measurement) read
+// other bytes inside an escape sequence in different ways.
+func asciiURI(u string) string {
+	var b strings.Builder
+	for i := 0; i < len(u); i++ {
+		if c := u[i]; c > 0x20 && c < 0x7f {
+			b.WriteByte(c)
+		} else {
+			b.WriteString("%" + strings.ToUpper(strconv.FormatUint(uint64(c)|0x100, 16)[1:]))
+		}
+	}
+	return b.String()
+}
+
 // linkID turns a message id into characters safe in OSC 8 parameters.
 func linkID(key string) string {
 	h := fnv.New64a()
@@ -38,7 +53,7 @@ func urlSpans(rs []rune) (spans [][2]int, urls []string) {
 		}
 		start := len([]rune(text[:loc[0]]))
 		spans = append(spans, [2]int{start, start + len([]rune(u))})
-		urls = append(urls, u)
+		urls = append(urls, asciiURI(u))
 	}
 	return spans, urls
 }
