@@ -252,14 +252,11 @@ func commandName(line string) string {
 // line, seen by every member: membership changes, key updates and the
 // retention setting. Their results go to the status bar only.
 func commandLogged(line string) bool {
-	if !isCommandLine(line) {
-		return false
-	}
-	name, args, _ := strings.Cut(strings.TrimSpace(line[1:]), " ")
-	switch strings.ToLower(name) {
+	switch commandName(line) {
 	case "invite", "kick", "update":
 		return true
 	case "retention": // without an argument it only reports the setting
+		_, args, _ := strings.Cut(strings.TrimSpace(line[1:]), " ")
 		return strings.TrimSpace(args) != ""
 	}
 	return false

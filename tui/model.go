@@ -122,7 +122,6 @@ type (
 		invitations []chat.Invitation
 	}
 	flashExpiredMsg  struct{ seq int }
-	mouseToggledMsg  struct{ on bool }
 	typingExpiredMsg struct{}
 )
 
