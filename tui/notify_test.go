@@ -60,7 +60,7 @@ func TestPTYDesktopNotification(t *testing.T) {
 	f.events <- chat.MessageEvent{Message: chat.Message{ID: "q1", Group: "g3", Kind: chat.KindText, Sender: "carol", Body: "no mention", SentAt: at("10:20")}}
 	f.events <- chat.MessageEvent{Message: chat.Message{ID: "q2", Group: "g3", Kind: chat.KindText, Sender: "carol", Body: "@alice the launch", SentAt: at("10:21"), Mentions: true}}
 	want := "\x1b]9;canopy: carol mentioned you in ops 🚀 launch crew\x1b\\"
-	p.waitFor("the unread badge", contains("2 @1"))
+	p.waitFor("the unread badge", contains("launch c… 2 @1"))
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(p.output(), want) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
