@@ -145,6 +145,7 @@ func BenchmarkSearch(b *testing.B) {
 		{"prefix", SearchQuery{Text: v.words[40][:4] + "*"}},
 		{"one-group", SearchQuery{Text: medium, GroupID: groups[3]}},
 		{"no-match", SearchQuery{Text: "zzzunknown"}},
+		{"short-no-match", SearchQuery{Text: "zq"}}, // under three letters: LIKE over every message
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

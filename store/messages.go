@@ -275,7 +275,14 @@ func (db *DB) Search(ctx context.Context, sq SearchQuery) ([]SearchResult, error
 		query += ` AND m.group_id = ?`
 		args = append(args, sq.GroupID)
 	}
-	query += ` ORDER BY m.seq DESC LIMIT ?`
+	// Ordering by the index's rowid (the message's seq) lets FTS5 return
+	// the newest matches first and stop at the limit; ordering by m.seq
+	// makes SQLite collect and sort every match.
+	if plan.match != "" {
+		query += ` ORDER BY messages_fts.rowid DESC LIMIT ?`
+	} else {
+		query += ` ORDER BY m.seq DESC LIMIT ?`
+	}
 	args = append(args, limitOr(sq.Limit, 50, 1000))
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
