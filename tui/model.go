@@ -372,7 +372,7 @@ func (m *model) update(msg tea.Msg) tea.Cmd {
 			b.noMore = true
 			b.version++
 		}
-		return nil
+		return m.seek(msg.group) // a search result asked for while this page loaded
 	case eventsMsg:
 		var cmds []tea.Cmd
 		for _, ev := range msg {
