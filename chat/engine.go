@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/canopy-chat/canopy/mls"
@@ -144,6 +145,9 @@ type Engine struct {
 	wg     sync.WaitGroup
 
 	kpMu sync.Mutex
+
+	// heldFrameBytes is what all groups' frame gates hold (framegate.go).
+	heldFrameBytes atomic.Int64
 
 	mu        sync.Mutex
 	selfNick  string

@@ -153,6 +153,14 @@ type group struct {
 
 	refused []refusedWelcome
 
+	// The frame gate (framegate.go): authenticators of the retained
+	// states (loop-owned), shared with the gossip validator.
+	gate         *frameGate
+	auths        map[*mls.Group]*epochAuth
+	rejudging    bool
+	rejudgeAgain bool
+	heldCatchUp  time.Time
+
 	mu       sync.RWMutex
 	live     bool // running the fork choice on the network (see liveMember)
 	view     GroupView
@@ -196,6 +204,8 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 		trees:     make(map[uint64][]byte),
 		synced:    make(map[peer.ID]bool),
 		rowIDs:    make(map[string]bool),
+		gate:      newFrameGate(&e.heldFrameBytes),
+		auths:     make(map[*mls.Group]*epochAuth),
 	}
 	g.proc = &groupProc{g: g}
 	g.ctx, g.cancel = context.WithCancel(e.ctx)
@@ -219,6 +229,7 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 	}
 	g.view = GroupView{ID: g.gid, Name: g.settings.Name, LastAt: row.UpdatedAt}
 	g.refreshInfos()
+	g.refreshGate() // before the topic's validator can run
 	return g
 }
 
@@ -262,6 +273,7 @@ func (g *group) loop() {
 			_ = g.topic.Close()
 		}
 		g.wg.Wait()
+		g.gate.clear()
 	}()
 	tick := time.NewTicker(g.e.cfg.SyncInterval)
 	defer tick.Stop()
@@ -378,17 +390,6 @@ func (g *group) logFrame(data []byte, epoch uint64, from peer.ID) (seq int64, in
 		g.sessionSeq = seq
 	}
 	return seq, inserted
-}
-
-// validate is the group topic's MLS-aware validator (p2p has checked
-// size, header and group id). Decryption is the loop's job; here only
-// frames no member could have sent are rejected.
-func (g *group) validate(_ context.Context, _ peer.ID, hdr p2p.MLSHeader, _ []byte) p2p.ValidationResult {
-	if hdr.WireFormat == p2p.WirePublicMessage && hdr.ContentType == p2p.ContentApplication {
-		// RFC 9420 §6.2: application data is never sent as a PublicMessage.
-		return p2p.Reject
-	}
-	return p2p.Accept
 }
 
 // ---- views ----
@@ -1019,6 +1020,8 @@ func (g *group) tick() {
 	}
 	g.catchUp(false)
 	g.exec(g.m.Tick(g.proc, g.e.now()))
+	g.rejudgeHeld()
+	g.catchUpIfHeld()
 	g.pruneIntents()
 	if len(g.refused) > 0 {
 		g.retryRefused()

@@ -445,6 +445,17 @@ func (g *group) handleFrame(fr inFrame) {
 		}
 		return
 	}
+	// Only what a member of the frame's epoch sent is stored or reaches
+	// the fork choice (framegate.go); the rest is held or dropped.
+	if !g.admitFrame(fr, hdr) {
+		return
+	}
+	g.receiveAuthentic(fr, hdr)
+}
+
+// receiveAuthentic logs an authenticated frame and hands it to the fork
+// choice.
+func (g *group) receiveAuthentic(fr inFrame, hdr p2p.MLSHeader) {
 	seq, inserted := g.logFrame(fr.data, hdr.Epoch, fr.from)
 	if !inserted && (g.sessionSeq == 0 || seq < g.sessionSeq) && hdr.Epoch <= g.m.Epoch() {
 		// Handled by an earlier run, in an epoch we have reached: a
@@ -511,6 +522,7 @@ func (g *group) exec(ds []ordering.Decision) {
 	if tipMoved {
 		g.afterTipMoved()
 	}
+	g.refreshGate()
 }
 
 // syncTip makes the loop's view follow the machine's canonical tip.
