@@ -1,0 +1,396 @@
+package chat
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/canopy-chat/canopy/store"
+	"github.com/libp2p/go-libp2p/core/crypto"
+)
+
+// Attacks by strangers who know a group's id (every relay carrying its
+// topic does): frames with a valid MLS header but no member behind them.
+
+// sybil is a throw-away libp2p node of a stranger, joined to a group's
+// topic.
+type sybil struct {
+	node  *p2p.Node
+	topic *p2p.Topic
+}
+
+func newSybil(t *testing.T, gid []byte, victims ...*testPeer) *sybil {
+	t.Helper()
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	n, err := p2p.New(ctx, key, p2p.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), p2p.WithMDNS(false), p2p.WithDHT(p2p.DHTOff),
+		p2p.WithAutoNAT(false), p2p.WithHolePunching(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	for _, v := range victims {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := n.Connect(cctx, v.e.node.AddrInfo())
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp, err := n.JoinGroup(gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, waitLong)
+	defer cancel()
+	if err := tp.WaitPeers(wctx, len(victims)); err != nil {
+		t.Fatal(err)
+	}
+	return &sybil{node: n, topic: tp}
+}
+
+func (s *sybil) publish(t *testing.T, frames [][]byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	for _, f := range frames {
+		if _, err := s.topic.Publish(ctx, f); err != nil {
+			t.Errorf("sybil publish: %v", err)
+			return
+		}
+	}
+}
+
+// strangerMLS is a stranger's own MLS group with the victims' group id:
+// real MLS frames, valid in every respect except that no member sent them.
+func strangerMLS(t *testing.T, gid []byte, epoch uint64) (*mls.Group, [][]byte) {
+	t.Helper()
+	priv, _, err := suite.GenerateSignatureKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := mls.CreateGroup(suite, gid, priv, mls.NewBasicCredential([]byte("mallory")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var commits [][]byte
+	for g.Epoch() < epoch {
+		pc, err := g.Commit(mls.CommitOptions{ForcePath: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.MergePendingCommit(pc); err != nil {
+			t.Fatal(err)
+		}
+		commits = append(commits, pc.Message)
+	}
+	return g, commits
+}
+
+// junkFrame is a frame with a valid header (PrivateMessage of ct at
+// epoch) and size bytes of random content.
+func junkFrame(t *testing.T, gid []byte, epoch uint64, ct mls.ContentType, size int) []byte {
+	t.Helper()
+	body := make([]byte, size)
+	_, _ = rand.Read(body)
+	m := mls.MLSMessage{Version: mls.ProtocolMLS10, WireFormat: mls.WireFormatPrivateMessage, PrivateMessage: &mls.PrivateMessage{
+		GroupID: gid, Epoch: epoch, ContentType: ct, EncryptedSenderData: body[:28], Ciphertext: body[28:],
+	}}
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// junkCommit is a PublicMessage Commit header at epoch from leaf 0, with
+// size bytes of random body.
+func junkCommit(t *testing.T, gid []byte, epoch uint64, size int) []byte {
+	t.Helper()
+	b := []byte{0, 1, 0, 1}
+	b = append(b, byte(len(gid)))
+	b = append(b, gid...)
+	for i := 7; i >= 0; i-- {
+		b = append(b, byte(epoch>>(8*i)))
+	}
+	b = append(b, 1, 0, 0, 0, 0, 0, 3) // member leaf 0, no authenticated data, commit
+	body := make([]byte, size)
+	_, _ = rand.Read(body)
+	if _, err := p2p.ParseMLSHeader(b); err != nil {
+		t.Fatalf("junk commit header: %v", err)
+	}
+	return append(b, body...)
+}
+
+func dbSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.db*"))
+	for _, m := range matches {
+		if fi, err := os.Stat(m); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// loggedFrames returns the hashes and total size of a group's frame log.
+func loggedFrames(t *testing.T, p *testPeer, gid []byte) (map[[32]byte]bool, int) {
+	t.Helper()
+	out := map[[32]byte]bool{}
+	total := 0
+	var after int64
+	for {
+		fs, err := p.e.db.Frames(context.Background(), p2p.TopicName(gid), store.FrameQuery{AfterSeq: after, Limit: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) == 0 {
+			return out, total
+		}
+		for _, f := range fs {
+			out[sha256.Sum256(f.Data)] = true
+			total += len(f.Data)
+			after = f.Seq
+		}
+	}
+}
+
+// TestJunkFramesWithValidHeaders: strangers flood a member with frames
+// that have the group's id and plausible epochs (issue 13, item 1): a
+// stranger's own MLS group with the same id, huge junk Commits, future
+// epochs. The member forwards none of it, stores none of it, holds at
+// most its bounds in memory, and the members' messages all get through.
+func TestJunkFramesWithValidHeaders(t *testing.T) {
+	dir := t.TempDir()
+	alice := newPeer(t, "alice", func(c *Config) { c.Store, c.ProfileDir = nil, dir })
+	bob := newPeer(t, "bob")
+	connect(t, alice, bob)
+	g := alice.run("", "/create hostile "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	gid, _ := hex.DecodeString(string(g))
+	ag, bg := alice.e.group(g), bob.e.group(g)
+	epoch := ag.epoch()
+	dbBefore := dbSize(t, dir)
+
+	const sybils = 4
+	var junk [][]byte
+	perSybil := make([][][]byte, sybils)
+	for i := range sybils {
+		sg, commits := strangerMLS(t, gid, epoch)
+		var fs [][]byte
+		fs = append(fs, commits...)
+		for range 16 {
+			big := make([]byte, 48<<10)
+			m, err := sg.Protect(big, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs = append(fs, m)
+		}
+		for range 4 {
+			fs = append(fs, junkCommit(t, gid, epoch, 1<<20))
+		}
+		for _, ep := range []uint64{epoch + 1, epoch + 500} {
+			for range 4 {
+				fs = append(fs, junkFrame(t, gid, ep, mls.ContentTypeApplication, 60<<10))
+			}
+		}
+		// Over the size bound for application frames: rejected outright.
+		fs = append(fs, junkFrame(t, gid, epoch, mls.ContentTypeApplication, 200<<10))
+		perSybil[i] = fs
+		junk = append(junk, fs...)
+	}
+	junkBytes := 0
+	for _, f := range junk {
+		junkBytes += len(f)
+	}
+	ss := make([]*sybil, sybils)
+	for i := range ss {
+		ss[i] = newSybil(t, gid, alice)
+	}
+
+	// Sample the bounds while the attack runs.
+	var peakHeld, peakTotal, peakHeap atomic.Int64
+	var bobHeld atomic.Int64
+	stop := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		var ms runtime.MemStats
+		for {
+			if h := int64(ag.gate.heldBytes()); h > peakHeld.Load() {
+				peakHeld.Store(h)
+			}
+			if h := alice.e.heldFrameBytes.Load(); h > peakTotal.Load() {
+				peakTotal.Store(h)
+			}
+			if h := int64(bg.gate.heldBytes()); h > bobHeld.Load() {
+				bobHeld.Store(h)
+			}
+			runtime.ReadMemStats(&ms)
+			if h := int64(ms.HeapInuse); h > peakHeap.Load() {
+				peakHeap.Store(h)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+
+	var attack sync.WaitGroup
+	for i, s := range ss {
+		attack.Add(1)
+		go func() { defer attack.Done(); s.publish(t, perSybil[i]) }()
+	}
+	// The members talk while the attack runs.
+	const rounds = 20
+	for i := range rounds {
+		alice.run(g, fmt.Sprintf("from alice %d", i))
+		bob.run(g, fmt.Sprintf("from bob %d", i))
+	}
+	attack.Wait()
+	delivered := 0
+	for i := range rounds {
+		bob.rec.wait(t, "alice's message", isMessage(g, fmt.Sprintf("from alice %d", i)))
+		alice.rec.wait(t, "bob's message", isMessage(g, fmt.Sprintf("from bob %d", i)))
+		delivered += 2
+	}
+	// The future-epoch junk reached alice (and is held, not stored).
+	waitFor(t, "junk to arrive", func() bool { return ag.gate.heldBytes() > 0 })
+	close(stop)
+	sampler.Wait()
+
+	// Nothing of the junk is in either member's frame log.
+	for _, p := range []*testPeer{alice, bob} {
+		logged, _ := loggedFrames(t, p, gid)
+		for _, f := range junk {
+			if logged[sha256.Sum256(f)] {
+				t.Fatalf("%s stored a stranger's frame (%d bytes)", p.e.nick(), len(f))
+			}
+		}
+	}
+	_, aliceLog := loggedFrames(t, alice, gid)
+	dbAfter := dbSize(t, dir)
+	if peakHeld.Load() > heldGroupBytes || peakTotal.Load() > heldTotalBytes {
+		t.Fatalf("held %d bytes in the group, %d in all (bounds %d, %d)", peakHeld.Load(), peakTotal.Load(), heldGroupBytes, heldTotalBytes)
+	}
+	// Alice forwarded none of it: bob, who only hears the strangers
+	// through her, never saw a frame to hold.
+	if bobHeld.Load() != 0 {
+		t.Fatalf("bob held %d bytes: alice forwarded junk", bobHeld.Load())
+	}
+	if dbAfter-dbBefore > 8<<20 { // the honest traffic's states and WAL; the junk alone is ~22 MB
+		t.Fatalf("alice's database grew by %d bytes under %d bytes of junk", dbAfter-dbBefore, junkBytes)
+	}
+	if ag.epoch() != epoch || len(alice.e.Members(g)) != 2 {
+		t.Fatalf("alice's group changed: epoch %d (was %d), %d members", ag.epoch(), epoch, len(alice.e.Members(g)))
+	}
+	t.Logf("junk %d frames / %d bytes from %d strangers; honest delivered %d/%d; alice frame log %d bytes; db +%d bytes; held peak %d (group) %d (engine); heap in use peak %d MB; load %s",
+		len(junk), junkBytes, sybils, delivered, 2*rounds, aliceLog, dbAfter-dbBefore, peakHeld.Load(), peakTotal.Load(), peakHeap.Load()>>20, loadavg())
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return string(b[:min(len(b), 14)])
+}
+
+// TestJunkCannotOrphan: a stranger floods frames with valid headers at and
+// below the member's tip (issue 12: junk that makes a member look
+// orphaned opens the fork-heal path). None of it reaches the fork choice:
+// the member is not orphaned, its state and roster are untouched, and the
+// members keep talking.
+func TestJunkCannotOrphan(t *testing.T) {
+	const orphanTime = 100 * time.Millisecond
+	fast := func(c *Config) { c.Ordering.OrphanTime = orphanTime }
+	alice, bob := newPeer(t, "alice", fast), newPeer(t, "bob", fast)
+	connect(t, alice, bob)
+	g := alice.run("", "/create orphan "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	bob.run(g, "/update")
+	ag := alice.e.group(g)
+	waitFor(t, "epoch 2", func() bool { return ag.epoch() >= 2 })
+	epoch := ag.epoch()
+	gid, _ := hex.DecodeString(string(g))
+	var before []string
+	for _, m := range alice.e.Members(g) {
+		before = append(before, m.Nick+"/"+m.Fingerprint)
+	}
+
+	// Real MLS Commits of a stranger's group with this id at every epoch
+	// up to the tip, forged Commits and messages at and below the tip.
+	sg, commits := strangerMLS(t, gid, epoch+1)
+	frames := commits
+	for ep := range epoch + 1 {
+		frames = append(frames, junkCommit(t, gid, ep, 512), junkFrame(t, gid, ep, mls.ContentTypeCommit, 512),
+			junkFrame(t, gid, ep, mls.ContentTypeApplication, 512))
+	}
+	if m, err := sg.Protect([]byte("hi"), nil); err == nil {
+		frames = append(frames, m)
+	}
+	s := newSybil(t, gid, alice)
+	s.publish(t, frames)
+	waitFor(t, "junk to arrive", func() bool { return ag.gate.heldBytes() > 0 })
+
+	// Well past the orphan time, the members keep talking.
+	start := time.Now()
+	for i := 0; i < 5 || time.Since(start) < 10*orphanTime; i++ {
+		alice.run(g, fmt.Sprintf("a%d", i))
+		bob.rec.wait(t, "alice's message", isMessage(g, fmt.Sprintf("a%d", i)))
+		bob.run(g, fmt.Sprintf("b%d", i))
+		alice.rec.wait(t, "bob's message", isMessage(g, fmt.Sprintf("b%d", i)))
+	}
+	var orphaned bool
+	var stats struct{ buffered int }
+	if err := ag.do(context.Background(), func() {
+		orphaned = ag.m.WelcomeAcceptable(ag.m.Epoch()+1, nil)
+		stats.buffered = ag.m.Stats().Buffered
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if orphaned {
+		t.Fatal("junk frames made alice look orphaned: a Welcome would be taken as a fork heal")
+	}
+	if stats.buffered != 0 {
+		t.Fatalf("the fork choice buffered %d unauthenticated frames", stats.buffered)
+	}
+	if ag.epoch() != epoch {
+		t.Fatalf("alice moved from epoch %d to %d", epoch, ag.epoch())
+	}
+	var after []string
+	for _, m := range alice.e.Members(g) {
+		after = append(after, m.Nick+"/"+m.Fingerprint)
+	}
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("roster changed: %v -> %v", before, after)
+	}
+	if alice.rec.has(func(ev Event) bool {
+		n, ok := ev.(NoticeEvent)
+		return ok && (strings.Contains(n.Text, "rejoined") || strings.Contains(n.Text, "fork healed") || strings.Contains(n.Text, "no longer a member"))
+	}) {
+		t.Fatal("alice rejoined, healed a fork or left because of junk")
+	}
+}
+
