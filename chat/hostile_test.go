@@ -393,4 +393,3 @@ func TestJunkCannotOrphan(t *testing.T) {
 		t.Fatal("alice rejoined, healed a fork or left because of junk")
 	}
 }
-
