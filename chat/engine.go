@@ -144,7 +144,8 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	kpMu sync.Mutex
+	kpMu     sync.Mutex
+	kpGrants map[peer.ID][]kpGrant // one-time KeyPackages handed out, by requester (kpMu)
 
 	// heldFrameBytes is what all groups' frame gates hold (framegate.go).
 	heldFrameBytes atomic.Int64

@@ -52,6 +52,9 @@ func newSybil(t *testing.T, gid []byte, victims ...*testPeer) *sybil {
 			t.Fatal(err)
 		}
 	}
+	if gid == nil {
+		return &sybil{node: n}
+	}
 	tp, err := n.JoinGroup(gid)
 	if err != nil {
 		t.Fatal(err)
@@ -392,4 +395,96 @@ func TestJunkCannotOrphan(t *testing.T) {
 	}) {
 		t.Fatal("alice rejoined, healed a fork or left because of junk")
 	}
+}
+
+// TestKeyPackageFetchBounded: throw-away peer ids fetch KeyPackages over
+// and over (issue 13, item 4). Each requester gets at most
+// maxHandedOutPerPeer one-time packages, the profile keeps at most
+// maxHandedOut handed out, then only the last-resort package is served;
+// a Welcome finds its package by reference, so a junk Welcome costs no
+// trial decryptions; and a member can still invite the victim.
+func TestKeyPackageFetchBounded(t *testing.T) {
+	alice, bob := newPeer(t, "alice"), newPeer(t, "bob")
+	ctx := context.Background()
+	const sybils, fetches = 20, 12
+	var oneTime, lastResort int
+	var taken []p2p.KeyPackage
+	for range sybils {
+		s := newSybil(t, nil, alice)
+		got := 0
+		for range fetches {
+			fctx, cancel := context.WithTimeout(ctx, waitLong)
+			kp, err := s.node.FetchKeyPackage(fctx, alice.e.id.id, alice.e.id.id)
+			cancel()
+			if err != nil {
+				t.Fatalf("fetch: %v", err)
+			}
+			if kp.LastResort {
+				lastResort++
+			} else {
+				oneTime++
+				got++
+				taken = append(taken, kp)
+			}
+		}
+		if got > maxHandedOutPerPeer {
+			t.Fatalf("one requester got %d one-time packages (bound %d)", got, maxHandedOutPerPeer)
+		}
+	}
+	if oneTime > maxHandedOut {
+		t.Fatalf("%d one-time packages handed out (bound %d)", oneTime, maxHandedOut)
+	}
+	if oneTime != maxHandedOut || lastResort != sybils*fetches-maxHandedOut {
+		t.Fatalf("handed out %d one-time and %d last-resort packages", oneTime, lastResort)
+	}
+	stored := func() int {
+		all, err := alice.e.db.ListKeyPackages(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(all)
+	}
+	bound := keyPackagePool + maxHandedOut + 1
+	waitFor(t, "the pool refilled", func() bool { return stored() == bound })
+
+	// A Welcome naming none of alice's packages: found out by one lookup.
+	mallory, _ := strangerMLS(t, []byte("mallory's group"), 0)
+	other, err := newPeer(t, "other").e.newKeyPackage(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := mallory.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: other.KeyPackage}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = alice.e.onWelcome(ctx, bob.e.id.id, "", encodeWelcome(pc.Welcome, nil))
+	junkCost := time.Since(start)
+	if err == nil {
+		t.Fatal("a Welcome for another's KeyPackage was taken")
+	}
+	// A Welcome naming one of the handed-out packages is found by its
+	// reference.
+	pkg, err := mls.ParseKeyPackage(taken[len(taken)-1].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err = mallory.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *pkg}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, ref, err := alice.e.welcomeBundle(ctx, pc.Welcome)
+	want, _ := pkg.Ref()
+	if err != nil || b == nil || string(ref) != string(want) {
+		t.Fatalf("welcome lookup by reference: %v", err)
+	}
+
+	// bob still invites alice, and they talk.
+	connect(t, bob, alice)
+	g := bob.run("", "/create after "+alice.card()).Group
+	alice.acceptInvitation()
+	bob.run(g, "still works")
+	alice.rec.wait(t, "bob's message", isMessage(g, "still works"))
+	t.Logf("%d strangers x %d fetches: %d one-time, %d last-resort; %d packages stored; junk Welcome handled in %v; load %s",
+		sybils, fetches, oneTime, lastResort, stored(), junkCost, loadavg())
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/canopy-chat/canopy/mls"
@@ -228,15 +229,60 @@ func (e *Engine) fillKeyPackages(ctx context.Context) error {
 	return nil
 }
 
-// handOutKeyPackage returns a KeyPackage for someone who wants to add us:
-// a fresh one-time package (marked as handed out) or the last-resort one.
-func (e *Engine) handOutKeyPackage(ctx context.Context) (p2p.KeyPackage, error) {
+// Handed-out packages are bounded (issue 13): a requester gets at most
+// maxHandedOutPerPeer one-time packages and the profile keeps at most
+// maxHandedOut handed-out packages (with their private keys) waiting for
+// a Welcome, counting those uploaded to relays; past either bound only the
+// last-resort package is served. Anyone can ask, with as many peer ids as
+// they like: the total bound is what keeps the store and the Welcome
+// lookup small. The per-requester grants are kept in memory (a restart
+// forgets them; the total bound is in the store and survives it).
+const (
+	maxHandedOutPerPeer = 2
+	maxHandedOut        = 32
+)
+
+type kpGrant struct {
+	ref []byte
+	at  time.Time
+}
+
+// handedOut counts the one-time packages handed out and not yet used, and
+// forgets the grants whose package is gone (used, expired). kpMu held.
+func (e *Engine) handedOut(all []store.KeyPackage) int {
+	live := map[string]bool{}
+	n := 0
+	for _, kp := range all {
+		if !kp.LastResort && !kp.ExpiresAt.IsZero() {
+			live[string(kp.Ref)] = true
+			n++
+		}
+	}
+	for p, gs := range e.kpGrants {
+		gs = slices.DeleteFunc(gs, func(g kpGrant) bool { return !live[string(g.ref)] })
+		if len(gs) == 0 {
+			delete(e.kpGrants, p)
+		} else {
+			e.kpGrants[p] = gs
+		}
+	}
+	return n
+}
+
+// handOutKeyPackage returns a KeyPackage for from, who wants to add us: a
+// fresh one-time package (marked as handed out) within the bounds above,
+// else the last-resort one.
+func (e *Engine) handOutKeyPackage(ctx context.Context, from peer.ID) (p2p.KeyPackage, error) {
 	e.kpMu.Lock()
 	all, err := e.db.ListKeyPackages(ctx)
 	if err != nil {
 		e.kpMu.Unlock()
 		return p2p.KeyPackage{}, err
 	}
+	if e.kpGrants == nil {
+		e.kpGrants = map[peer.ID][]kpGrant{}
+	}
+	fresh := e.handedOut(all) < maxHandedOut && len(e.kpGrants[from]) < maxHandedOutPerPeer
 	var last *store.KeyPackage
 	for i := range all {
 		kp := all[i]
@@ -244,11 +290,14 @@ func (e *Engine) handOutKeyPackage(ctx context.Context) (p2p.KeyPackage, error) 
 			last = &all[i]
 			continue
 		}
-		if !kp.ExpiresAt.IsZero() {
+		if !fresh || !kp.ExpiresAt.IsZero() {
 			continue
 		}
 		kp.ExpiresAt = e.now().Add(handedOutTTL)
 		err := e.db.PutKeyPackage(ctx, kp)
+		if err == nil {
+			e.kpGrants[from] = append(e.kpGrants[from], kpGrant{ref: kp.Ref, at: e.now()})
+		}
 		e.kpMu.Unlock()
 		if err != nil {
 			return p2p.KeyPackage{}, err
@@ -264,7 +313,8 @@ func (e *Engine) handOutKeyPackage(ctx context.Context) (p2p.KeyPackage, error) 
 }
 
 // relayKeyPackages marks up to n fresh one-time packages as handed out
-// and returns them with the last-resort package, for upload to relays.
+// (within maxHandedOut) and returns them with the last-resort package, for
+// upload to relays.
 func (e *Engine) relayKeyPackages(ctx context.Context, n int) ([]p2p.KeyPackage, error) {
 	e.kpMu.Lock()
 	defer e.kpMu.Unlock()
@@ -272,6 +322,7 @@ func (e *Engine) relayKeyPackages(ctx context.Context, n int) ([]p2p.KeyPackage,
 	if err != nil {
 		return nil, err
 	}
+	n = min(n, maxHandedOut-e.handedOut(all))
 	var out []p2p.KeyPackage
 	for _, kp := range all {
 		switch {
@@ -289,16 +340,39 @@ func (e *Engine) relayKeyPackages(ctx context.Context, n int) ([]p2p.KeyPackage,
 	return out, nil
 }
 
-// keyPackageBundles returns every KeyPackage of the profile with its
-// private keys, to open Welcomes.
-func (e *Engine) keyPackageBundles(ctx context.Context) ([]*mls.KeyPackageBundle, [][]byte, error) {
+// maxWelcomeSecrets bounds the entries of a Welcome the lookup reads (a
+// Welcome has one per member it adds).
+const maxWelcomeSecrets = 1 << 14
+
+// errNoKeyPackage: no KeyPackage of the profile is named by a Welcome.
+var errNoKeyPackage = errors.New("the KeyPackage this invitation was made for is gone (used or expired): ask to be invited again")
+
+// welcomeBundle finds the KeyPackage a Welcome was made for by reference:
+// each EncryptedGroupSecrets names its new member's KeyPackageRef, looked
+// up among the profile's packages (bounded above). No package is parsed or
+// tried unless the Welcome names it, so a junk Welcome costs one pass over
+// its entries. It returns the bundle and its stored ref.
+func (e *Engine) welcomeBundle(ctx context.Context, welcome []byte) (*mls.KeyPackageBundle, []byte, error) {
+	var msg mls.MLSMessage
+	if err := msg.Unmarshal(welcome); err != nil || msg.Welcome == nil {
+		return nil, nil, errors.New("invitation is not a Welcome")
+	}
+	if len(msg.Welcome.Secrets) > maxWelcomeSecrets {
+		return nil, nil, fmt.Errorf("a Welcome for %d members is more than this engine reads (%d)", len(msg.Welcome.Secrets), maxWelcomeSecrets)
+	}
 	all, err := e.db.ListKeyPackages(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	var out []*mls.KeyPackageBundle
-	var refs [][]byte
-	for _, kp := range all {
+	byRef := make(map[string]*store.KeyPackage, len(all))
+	for i := range all {
+		byRef[string(all[i].Ref)] = &all[i]
+	}
+	for _, sec := range msg.Welcome.Secrets {
+		kp := byRef[string(sec.NewMember)]
+		if kp == nil {
+			continue
+		}
 		pkg, err := mls.ParseKeyPackage(kp.Data)
 		if err != nil {
 			e.log.Warn("unreadable stored KeyPackage", "err", err)
@@ -308,10 +382,9 @@ func (e *Engine) keyPackageBundles(ctx context.Context) ([]*mls.KeyPackageBundle
 		if err != nil {
 			continue
 		}
-		out = append(out, &mls.KeyPackageBundle{KeyPackage: *pkg, InitPriv: initPriv, EncryptionPriv: encPriv, SignaturePriv: e.id.sigPriv})
-		refs = append(refs, kp.Ref)
+		return &mls.KeyPackageBundle{KeyPackage: *pkg, InitPriv: initPriv, EncryptionPriv: encPriv, SignaturePriv: e.id.sigPriv}, kp.Ref, nil
 	}
-	return out, refs, nil
+	return nil, nil, errNoKeyPackage
 }
 
 // ProfileCard returns the contact card of the profile in db, creating the

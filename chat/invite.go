@@ -197,11 +197,12 @@ func (e *Engine) onWelcome(ctx context.Context, src inboxSource, from peer.ID, t
 	if known {
 		return nil
 	}
-	bundles, _, err := e.keyPackageBundles(ctx)
+	bundle, _, err := e.welcomeBundle(ctx, welcome)
 	if err != nil {
-		return err
+		e.log.Info("welcome not usable", "from", from, "err", err)
+		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
 	}
-	sw, err := mls.OpenWelcome(welcome, bundles, e.mlsOptions()...)
+	sw, err := mls.OpenWelcome(welcome, []*mls.KeyPackageBundle{bundle}, e.mlsOptions()...)
 	if err != nil {
 		e.log.Info("welcome not usable", "from", from, "err", err)
 		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
@@ -353,24 +354,7 @@ func (e *Engine) findInvitation(id string) (*invitation, error) {
 
 // bundleFor finds the KeyPackage a Welcome is addressed to.
 func (e *Engine) bundleFor(ctx context.Context, welcome []byte) (*mls.KeyPackageBundle, []byte, error) {
-	var msg mls.MLSMessage
-	if err := msg.Unmarshal(welcome); err != nil || msg.Welcome == nil {
-		return nil, nil, errors.New("invitation is not a Welcome")
-	}
-	bundles, refs, err := e.keyPackageBundles(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i, b := range bundles {
-		ref, err := b.KeyPackage.Ref()
-		if err != nil {
-			continue
-		}
-		if _, ok := msg.Welcome.Find(ref); ok {
-			return b, refs[i], nil
-		}
-	}
-	return nil, nil, errors.New("the KeyPackage this invitation was made for is gone (used or expired): ask to be invited again")
+	return e.welcomeBundle(ctx, welcome)
 }
 
 // accept joins the group of an invitation.

@@ -318,7 +318,7 @@ func (e *Engine) pollMailbox(ctx context.Context, relay peer.ID) {
 // ---- stream protocol handlers ----
 
 func (e *Engine) serveKeyPackage(ctx context.Context, from peer.ID) (p2p.KeyPackage, error) {
-	return e.handOutKeyPackage(ctx)
+	return e.handOutKeyPackage(ctx, from)
 }
 
 func (e *Engine) serveInbox(ctx context.Context, from peer.ID, msg p2p.InboxMessage) error {
