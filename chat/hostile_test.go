@@ -81,12 +81,18 @@ func (s *sybil) publish(t *testing.T, frames [][]byte) {
 // strangerMLS is a stranger's own MLS group with the victims' group id:
 // real MLS frames, valid in every respect except that no member sent them.
 func strangerMLS(t *testing.T, gid []byte, epoch uint64) (*mls.Group, [][]byte) {
+	return strangerMLSAs(t, gid, epoch, []byte("mallory"))
+}
+
+// strangerMLSAs is strangerMLS with the creator's credential identity
+// (a peer id for groups the engine should take as valid).
+func strangerMLSAs(t *testing.T, gid []byte, epoch uint64, identity []byte) (*mls.Group, [][]byte) {
 	t.Helper()
 	priv, _, err := suite.GenerateSignatureKeyPair(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := mls.CreateGroup(suite, gid, priv, mls.NewBasicCredential([]byte("mallory")))
+	g, err := mls.CreateGroup(suite, gid, priv, mls.NewBasicCredential(identity))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,4 +493,94 @@ func TestKeyPackageFetchBounded(t *testing.T) {
 	alice.rec.wait(t, "bob's message", isMessage(g, "still works"))
 	t.Logf("%d strangers x %d fetches: %d one-time, %d last-resort; %d packages stored; junk Welcome handled in %v; load %s",
 		sybils, fetches, oneTime, lastResort, stored(), junkCost, loadavg())
+}
+
+// welcomeFlood has a stranger's node s fetch a KeyPackage of victim and
+// send n Welcomes with it into n groups of its own; it returns how many
+// were taken.
+func welcomeFlood(t *testing.T, s *sybil, victim *testPeer, n int) int {
+	t.Helper()
+	ctx := context.Background()
+	taken := 0
+	fctx, cancel := context.WithTimeout(ctx, waitLong)
+	kp, err := s.node.FetchKeyPackage(fctx, victim.e.id.id, victim.e.id.id)
+	cancel()
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	pkg, err := mls.ParseKeyPackage(kp.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		g, _ := strangerMLSAs(t, []byte(fmt.Sprintf("%s group %d", s.node.ID(), i)), 0, []byte(s.node.ID()))
+		pc, err := g.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *pkg}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sctx, cancel := context.WithTimeout(ctx, waitLong)
+		err = s.node.SendInbox(sctx, victim.e.id.id, p2p.InboxMessage{Kind: p2p.InboxWelcome, Topic: p2p.TopicName(g.GroupID()), Data: encodeWelcome(pc.Welcome, nil)})
+		cancel()
+		if err == nil {
+			taken++
+		}
+	}
+	return taken
+}
+
+// TestPendingInvitationsCapped: strangers leave invitations as fast as
+// they can (issue 13, item 7). Each inviter keeps at most
+// maxInvitesPerInviter pending, all strangers together at most
+// maxInvites, and an invitation from a member of one of the victim's
+// groups still arrives and can be accepted.
+func TestPendingInvitationsCapped(t *testing.T) {
+	alice, bob := newPeer(t, "alice"), newPeer(t, "bob")
+	connect(t, alice, bob)
+	first := bob.run("", "/create first "+alice.card()).Group
+	alice.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(first)) == 2 })
+
+	from := func(p *sybil) int {
+		n := 0
+		alice.e.mu.Lock()
+		for _, inv := range alice.e.invites {
+			if inv.From == p.node.ID() {
+				n++
+			}
+		}
+		alice.e.mu.Unlock()
+		return n
+	}
+	mallory := newSybil(t, nil, alice)
+	taken := welcomeFlood(t, mallory, alice, 60)
+	if n := from(mallory); n != maxInvitesPerInviter || taken != 60 {
+		t.Fatalf("one stranger has %d pending invitations (bound %d), %d of 60 taken", n, maxInvitesPerInviter, taken)
+	}
+	var refused int
+	for range 12 {
+		s := newSybil(t, nil, alice)
+		refused += 5 - welcomeFlood(t, s, alice, 5)
+	}
+	if n := len(alice.e.Invitations()); n != maxInvites {
+		t.Fatalf("%d pending invitations (bound %d)", n, maxInvites)
+	}
+	// bob, a member of alice's group, is known: his invitation is kept.
+	g := bob.run("", "/create second "+alice.card()).Group
+	var id string
+	waitFor(t, "bob's invitation", func() bool {
+		for _, inv := range alice.e.Invitations() {
+			if inv.GroupName == "second" {
+				id = inv.ID
+				return true
+			}
+		}
+		return false
+	})
+	if n := len(alice.e.Invitations()); n > maxInvites {
+		t.Fatalf("%d pending invitations (bound %d)", n, maxInvites)
+	}
+	alice.run("", "/accept "+id)
+	bob.run(g, "hello second")
+	alice.rec.wait(t, "bob's message", isMessage(g, "hello second"))
+	t.Logf("13 stranger ids sent 120 Welcomes: %d pending (bound %d), %d refused; a member's invitation accepted", len(alice.e.Invitations()), maxInvites, refused)
 }

@@ -292,13 +292,25 @@ func (e *Engine) addInvitation(ctx context.Context, st *mls.Group, env *welcomeE
 	for _, k := range env.History {
 		inv.History = append(inv.History, encodeKey(k))
 	}
+	inviters := e.knownInviters()
 	e.mu.Lock()
 	if _, dup := e.invites[id]; dup {
 		e.mu.Unlock()
 		return nil
 	}
-	e.invites[id] = inv
+	drop, ok := e.makeRoomForInvitation(inv, inviters) // invitecap.go
+	if ok {
+		e.invites[id] = inv
+	}
 	e.mu.Unlock()
+	for _, d := range drop {
+		e.log.Info("pending invitation dropped: too many pending", "id", d)
+		e.deleteInvitation(ctx, d)
+	}
+	if !ok {
+		e.log.Info("invitation refused: too many pending from strangers", "from", from)
+		return fmt.Errorf("%w: too many pending invitations", p2p.ErrDenied)
+	}
 	if err := e.saveInvitation(ctx, inv); err != nil {
 		e.log.Warn("saving invitation", "id", id, "err", err)
 	}
