@@ -90,6 +90,7 @@ type heldFrame struct {
 	from  peer.ID
 	epoch uint64
 	at    time.Time
+	gen   uint64 // the gate's generation it was judged in
 }
 
 // frameGate is shared by the group's loop (which rebuilds it) and the
@@ -98,8 +99,9 @@ type frameGate struct {
 	total *atomic.Int64 // the engine's held bytes
 
 	mu       sync.Mutex
+	gen      uint64 // counts rebuilds: a held frame is judged once per set of states
 	byEpoch  map[uint64][]*epochAuth
-	min, max uint64
+	lo, hi   uint64 // the retained states' epochs
 	known    bool
 	keys     map[string]bool // members' signature keys in the retained states
 	held     []heldFrame
@@ -125,15 +127,21 @@ func frameSizeOK(hdr p2p.MLSHeader, n int) bool {
 // judge authenticates data (of epoch) against the retained states. With
 // dedupe, a PrivateMessage whose key (leaf, generation) another accepted
 // frame used is a duplicate.
-func (gt *frameGate) judge(epoch uint64, data []byte, dedupe bool) verdict {
+// The generation judged against is returned for hold.
+func (gt *frameGate) judge(epoch uint64, data []byte, dedupe bool) (verdict, uint64) {
 	gt.mu.Lock()
-	auths, min, max, known := gt.byEpoch[epoch], gt.min, gt.max, gt.known
+	auths, lo, hi, known, gen := gt.byEpoch[epoch], gt.lo, gt.hi, gt.known, gt.gen
 	gt.mu.Unlock()
-	if !known || epoch > max {
+	v := gt.judgeWith(auths, epoch, lo, hi, known, data, dedupe)
+	return v, gen
+}
+
+func (gt *frameGate) judgeWith(auths []*epochAuth, epoch, lo, hi uint64, known bool, data []byte, dedupe bool) verdict {
+	if !known || epoch > hi {
 		return frameUndecided
 	}
 	if len(auths) == 0 {
-		if epoch < min {
+		if epoch < lo {
 			return frameStale
 		}
 		return frameUndecided // a gap (say, before a Welcome's epoch): maybe another branch
@@ -216,7 +224,8 @@ func (gt *frameGate) dropLocked(i int) {
 }
 
 // take removes and returns the held frames that may be judged now (their
-// epoch has a state or fell below the window), dropping expired ones.
+// epoch has a state they were not judged against, or fell below the
+// window), dropping expired ones.
 func (gt *frameGate) take(now time.Time) []heldFrame {
 	gt.mu.Lock()
 	defer gt.mu.Unlock()
@@ -226,7 +235,7 @@ func (gt *frameGate) take(now time.Time) []heldFrame {
 		switch {
 		case now.Sub(h.at) > heldTTL:
 			gt.dropLocked(i)
-		case len(gt.byEpoch[h.epoch]) > 0 || (gt.known && h.epoch < gt.min):
+		case (h.gen != gt.gen && len(gt.byEpoch[h.epoch]) > 0) || (gt.known && h.epoch < gt.lo):
 			out = append(out, h)
 			gt.dropLocked(i)
 		default:
@@ -241,7 +250,7 @@ func (gt *frameGate) lagging(now time.Time) bool {
 	gt.mu.Lock()
 	defer gt.mu.Unlock()
 	for _, h := range gt.held {
-		if h.epoch > gt.max && now.Sub(h.at) >= heldLagAfter {
+		if h.epoch > gt.hi && now.Sub(h.at) >= heldLagAfter {
 			return true
 		}
 	}
@@ -323,7 +332,8 @@ func (g *group) refreshGate() {
 	}
 	gt := g.gate
 	gt.mu.Lock()
-	gt.byEpoch, gt.keys, gt.min, gt.max, gt.known = byEpoch, keys, lo, hi, !first
+	gt.byEpoch, gt.keys, gt.lo, gt.hi, gt.known = byEpoch, keys, lo, hi, !first
+	gt.gen++
 	gt.mu.Unlock()
 	g.rejudgeHeld()
 }
@@ -344,11 +354,13 @@ func (g *group) rejudgeHeld() {
 			if err != nil {
 				continue
 			}
-			switch g.gate.judge(h.epoch, h.data, false) {
+			v, gen := g.gate.judge(h.epoch, h.data, false)
+			switch v {
 			case frameAuthentic:
 				g.receiveAuthentic(inFrame{data: h.data, from: h.from, synced: true}, hdr)
 			case frameUndecided:
 				// Another branch's state at that epoch may still come.
+				h.gen = gen
 				g.gate.hold(h)
 			}
 		}
@@ -364,11 +376,12 @@ func (g *group) admitFrame(fr inFrame, hdr p2p.MLSHeader) bool {
 	if !frameSizeOK(hdr, len(fr.data)) {
 		return false
 	}
-	switch g.gate.judge(hdr.Epoch, fr.data, false) {
+	v, gen := g.gate.judge(hdr.Epoch, fr.data, false)
+	switch v {
 	case frameAuthentic:
 		return true
 	case frameUndecided:
-		g.gate.hold(heldFrame{data: fr.data, from: fr.from, epoch: hdr.Epoch, at: g.e.now()})
+		g.gate.hold(heldFrame{data: fr.data, from: fr.from, epoch: hdr.Epoch, at: g.e.now(), gen: gen})
 	}
 	return false
 }
@@ -402,12 +415,13 @@ func (g *group) validate(_ context.Context, from peer.ID, hdr p2p.MLSHeader, dat
 	if from == g.e.id.id {
 		return p2p.Accept // our own frame (a rejoin's Commit is of an epoch we hold no state of)
 	}
-	switch g.gate.judge(hdr.Epoch, data, true) {
+	v, gen := g.gate.judge(hdr.Epoch, data, true)
+	switch v {
 	case frameAuthentic:
 		return p2p.Accept
 	case frameUndecided:
 		// Judged again when the states change or at the next tick.
-		g.gate.hold(heldFrame{data: bytes.Clone(data), from: from, epoch: hdr.Epoch, at: g.e.now()})
+		g.gate.hold(heldFrame{data: bytes.Clone(data), from: from, epoch: hdr.Epoch, at: g.e.now(), gen: gen})
 	}
 	return p2p.Ignore
 }
