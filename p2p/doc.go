@@ -43,7 +43,9 @@
 // Every frame must be an MLSMessage (PublicMessage or PrivateMessage) of the
 // topic's group; p2p checks its header (ParseMLSHeader), its size
 // (WithMaxMessageSize), the sender's rate, and then calls the engine's
-// Validator, which decides whether the frame is accepted. A frame over a
+// Validator, which accepts only frames it authenticated with the epoch's
+// keys and ignores (without penalty) those it cannot judge yet, such as
+// future epochs, which the engine holds in bounded memory. A frame over a
 // neighbour's rate limit is ignored, not rejected: the neighbour may be
 // forwarding others' frames, and a rejection would count against its score.
 // Frames that arrive directly over /canopy/inbox/1 pass the same checks;

@@ -43,9 +43,13 @@ func (r ValidationResult) String() string {
 // topic's group. from is the neighbour that forwarded the frame (StrictNoSign:
 // there is no author), or the local node for its own publications.
 //
-// It must Accept frames of future epochs (the engine buffers them; DESIGN.md
-// §3) and frames of competing Commits (ordering decides, not validation). It
-// is called concurrently from many goroutines and must not block for long.
+// It Accepts (and so forwards) only frames it authenticated with the keys of
+// the frame's epoch; frames it cannot judge yet (future epochs, a branch it
+// has no state of) get Ignore, not Reject: an honest neighbour may forward
+// them, and the engine holds them in bounded memory until it can judge
+// them. Reject is for frames no member could have sent. Competing Commits
+// that authenticate are accepted (ordering decides, not validation). It is
+// called concurrently from many goroutines and must not block for long.
 type Validator func(ctx context.Context, from peer.ID, hdr MLSHeader, data []byte) ValidationResult
 
 // topicPrefix is the prefix of every canopy group topic.
