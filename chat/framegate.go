@@ -3,11 +3,13 @@ package chat
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -38,10 +40,15 @@ import (
 // of this member being orphaned (#12).
 //
 // What a PrivateMessage's sender data does not cover (the ciphertext after
-// its first Nh bytes) is checked by MLS when it opens the content; so that
+// its first Nh bytes) is checked by MLS when it opens the content. So that
 // an on-path peer cannot turn one honest frame into many accepted
-// variants, the validator accepts one frame per (epoch state, content
-// type, sender leaf, generation).
+// variants, the validator accepts (and forwards) one frame per (epoch
+// state, content type, sender leaf, generation); later ones are handed to
+// the loop without being forwarded. And so that such a variant of a Commit
+// cannot sit in the fork choice's buffer as "a Commit no state accepts"
+// (evidence of being orphaned), the loop opens an encrypted Commit on a
+// copy of the state that authenticated it before the fork choice sees it
+// (precheckCommit); the fork choice then uses that result.
 
 // Frame size bounds (a sane maximum per content type). The engine sends
 // application messages of at most maxTextLen (16 KiB) plus a card or an
@@ -84,6 +91,9 @@ type epochAuth struct {
 	a    *mls.FrameAuthenticator
 	seen map[uint64]struct{} // content type, leaf, generation of accepted PrivateMessages
 }
+
+// unjudged is the generation of a held frame the loop has not judged.
+const unjudged = ^uint64(0)
 
 type heldFrame struct {
 	data  []byte
@@ -420,8 +430,55 @@ func (g *group) validate(_ context.Context, from peer.ID, hdr p2p.MLSHeader, dat
 	case frameAuthentic:
 		return p2p.Accept
 	case frameUndecided:
-		// Judged again when the states change or at the next tick.
+		// Judged again when the states change.
 		g.gate.hold(heldFrame{data: bytes.Clone(data), from: from, epoch: hdr.Epoch, at: g.e.now(), gen: gen})
+	case frameDuplicate:
+		// Another frame used this key first. It is not forwarded, but
+		// the loop still gets it (at the next tick): if the first was an
+		// on-path peer's variant, this may be the honest frame.
+		g.gate.hold(heldFrame{data: bytes.Clone(data), from: from, epoch: hdr.Epoch, at: g.e.now(), gen: unjudged})
 	}
 	return p2p.Ignore
+}
+
+// preChecked is a Commit the loop processed on a copy of the state that
+// authenticated it, kept for the fork choice's ProcessCommit.
+type preChecked struct {
+	base *mls.Group
+	hash ordering.Hash
+	next *mls.Group
+	r    *mls.Received
+}
+
+// precheckCommit reports whether an authenticated frame may go to the fork
+// choice. An encrypted Commit must also process on the state whose sender
+// data secret opened it (or wait for a proposal): anything else is a
+// variant made from an honest frame, which no member sent.
+func (g *group) precheckCommit(data []byte, hdr p2p.MLSHeader) bool {
+	if hdr.WireFormat != p2p.WirePrivateMessage || hdr.ContentType != p2p.ContentCommit {
+		return true // the membership tag of a PublicMessage covers it all
+	}
+	h := ordering.HashOf(data)
+	if g.commits[h] != nil {
+		return true // known: the fork choice discards it as a duplicate
+	}
+	for st, ea := range g.auths {
+		if ea == nil || ea.a.Epoch() != hdr.Epoch {
+			continue
+		}
+		if _, err := ea.a.Authenticate(data); err != nil {
+			continue
+		}
+		next := st.Clone()
+		r, err := next.Process(data)
+		switch {
+		case err == nil:
+			g.pre = &preChecked{base: st, hash: h, next: next, r: r}
+			return true
+		case errors.Is(err, mls.ErrUnknownProposal):
+			return true
+		}
+		g.e.log.Debug("commit frame does not open on the state that authenticated it", "group", g.gid, "epoch", hdr.Epoch, "err", err)
+	}
+	return false
 }

@@ -160,6 +160,7 @@ type group struct {
 	rejudging    bool
 	rejudgeAgain bool
 	heldCatchUp  time.Time
+	pre          *preChecked // the Commit being received, opened by precheckCommit
 
 	mu       sync.RWMutex
 	live     bool // running the fork choice on the network (see liveMember)

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -358,6 +359,26 @@ func TestJunkCannotOrphan(t *testing.T) {
 	}
 	if m, err := sg.Protect([]byte("hi"), nil); err == nil {
 		frames = append(frames, m)
+	}
+	// Variants of bob's real (encrypted) Commit, as an on-path peer can
+	// make them: the sender data still opens, the content does not.
+	var bobCommit []byte
+	fs, err := bob.e.db.Frames(context.Background(), p2p.TopicName(gid), store.FrameQuery{Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if h, err := p2p.ParseMLSHeader(f.Data); err == nil && h.ContentType == p2p.ContentCommit && h.Epoch == epoch-1 && h.WireFormat == p2p.WirePrivateMessage {
+			bobCommit = f.Data
+		}
+	}
+	if bobCommit == nil {
+		t.Fatal("bob's Commit is not in his frame log")
+	}
+	for _, back := range []int{1, 2, 17} {
+		v := bytes.Clone(bobCommit)
+		v[len(v)-back] ^= 0x80
+		frames = append(frames, v)
 	}
 	s := newSybil(t, gid, alice)
 	s.publish(t, frames)

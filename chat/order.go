@@ -340,8 +340,18 @@ func (l *ownLog) add(id string, payload []byte, epoch uint64, at time.Time) {
 type groupProc struct{ g *group }
 
 func (p *groupProc) ProcessCommit(base *mls.Group, msg []byte) (*mls.Group, ordering.CommitInfo, error) {
-	next := base.Clone()
-	r, err := next.Process(msg)
+	var (
+		next *mls.Group
+		r    *mls.Received
+		err  error
+	)
+	if pre := p.g.pre; pre != nil && pre.base == base && pre.hash == ordering.HashOf(msg) {
+		next, r = pre.next, pre.r // opened by precheckCommit
+		p.g.pre = nil
+	} else {
+		next = base.Clone()
+		r, err = next.Process(msg)
+	}
 	if err != nil {
 		if errors.Is(err, mls.ErrUnknownProposal) {
 			return nil, ordering.CommitInfo{}, fmt.Errorf("%w: %v", ordering.ErrLater, err)
@@ -456,6 +466,10 @@ func (g *group) handleFrame(fr inFrame) {
 // receiveAuthentic logs an authenticated frame and hands it to the fork
 // choice.
 func (g *group) receiveAuthentic(fr inFrame, hdr p2p.MLSHeader) {
+	if !g.precheckCommit(fr.data, hdr) {
+		return
+	}
+	defer func() { g.pre = nil }()
 	seq, inserted := g.logFrame(fr.data, hdr.Epoch, fr.from)
 	if !inserted && (g.sessionSeq == 0 || seq < g.sessionSeq) && hdr.Epoch <= g.m.Epoch() {
 		// Handled by an earlier run, in an epoch we have reached: a
