@@ -101,6 +101,10 @@ type heldFrame struct {
 	epoch uint64
 	at    time.Time
 	gen   uint64 // the gate's generation it was judged in
+	// forward: it came by gossip and was not passed on; once it
+	// authenticates (and is the first frame of its key), the loop
+	// forwards it.
+	forward bool
 }
 
 // frameGate is shared by the group's loop (which rebuilds it) and the
@@ -364,10 +368,13 @@ func (g *group) rejudgeHeld() {
 			if err != nil {
 				continue
 			}
-			v, gen := g.gate.judge(h.epoch, h.data, false)
+			v, gen := g.gate.judge(h.epoch, h.data, h.forward)
 			switch v {
-			case frameAuthentic:
+			case frameAuthentic, frameDuplicate:
 				g.receiveAuthentic(inFrame{data: h.data, from: h.from, synced: true}, hdr)
+				if v == frameAuthentic && h.forward {
+					g.forward(h.data)
+				}
 			case frameUndecided:
 				// Another branch's state at that epoch may still come.
 				h.gen = gen
@@ -394,6 +401,20 @@ func (g *group) admitFrame(fr inFrame, hdr p2p.MLSHeader) bool {
 		g.gate.hold(heldFrame{data: fr.data, from: fr.from, epoch: hdr.Epoch, at: g.e.now(), gen: gen})
 	}
 	return false
+}
+
+// forward publishes a held gossip frame that authenticated after the
+// validator had to ignore it (say, a message of the next epoch that
+// arrived just before its Commit was processed), so that the mesh behind
+// this member still gets it. It is logged already (receiveAuthentic).
+func (g *group) forward(data []byte) {
+	if g.topic == nil {
+		return
+	}
+	select {
+	case g.pubs <- pubItem{data: data}:
+	default:
+	}
 }
 
 // catchUpIfHeld fetches what the held future-epoch frames suggest we
@@ -431,7 +452,7 @@ func (g *group) validate(_ context.Context, from peer.ID, hdr p2p.MLSHeader, dat
 		return p2p.Accept
 	case frameUndecided:
 		// Judged again when the states change.
-		g.gate.hold(heldFrame{data: bytes.Clone(data), from: from, epoch: hdr.Epoch, at: g.e.now(), gen: gen})
+		g.gate.hold(heldFrame{data: bytes.Clone(data), from: from, epoch: hdr.Epoch, at: g.e.now(), gen: gen, forward: true})
 	case frameDuplicate:
 		// Another frame used this key first. It is not forwarded, but
 		// the loop still gets it (at the next tick): if the first was an

@@ -605,3 +605,57 @@ func TestPendingInvitationsCapped(t *testing.T) {
 	alice.rec.wait(t, "bob's message", isMessage(g, "hello second"))
 	t.Logf("13 stranger ids sent 120 Welcomes: %d pending (bound %d), %d refused; a member's invitation accepted", len(alice.e.Invitations()), maxInvites, refused)
 }
+
+// TestHeldFrameForwarded: a message of the next epoch that reaches a
+// member before the Commit that opens its epoch is held (not forwarded
+// blindly), then, once the Commit is processed and the message
+// authenticates, processed and forwarded: the member behind it gets it by
+// gossip, without a sync.
+func TestHeldFrameForwarded(t *testing.T) {
+	noSync := func(c *Config) { c.SyncInterval = time.Hour }
+	alice, bob, carol := newPeer(t, "alice"), newPeer(t, "bob"), newPeer(t, "carol", noSync)
+	connect(t, alice, bob)
+	connect(t, alice, carol)
+	connect(t, bob, carol)
+	g := alice.run("", "/create line "+bob.card()+" "+carol.card()).Group
+	bob.acceptInvitation()
+	carol.acceptInvitation()
+	waitFor(t, "three members", func() bool {
+		return len(alice.e.Members(g)) == 3 && len(bob.e.Members(g)) == 3 && len(carol.e.Members(g)) == 3
+	})
+	ag, bg, cg := alice.e.group(g), bob.e.group(g), carol.e.group(g)
+	waitFor(t, "same epoch", func() bool { return ag.epoch() == bg.epoch() && bg.epoch() == cg.epoch() })
+
+	// A Commit by alice and a message in the epoch it opens, made on a
+	// copy of her state: nobody has seen either.
+	var commit, msg []byte
+	if err := ag.do(context.Background(), func() {
+		work := ag.st.Clone()
+		pc, err := work.Commit(mls.CommitOptions{ForcePath: true})
+		if err == nil {
+			_, err = work.MergePendingCommit(pc)
+		}
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		am := appMessage{Kind: appText, ID: newID(), SentAt: time.Now().Truncate(time.Millisecond), Body: []byte("held then forwarded")}
+		payload, err := am.Marshal()
+		if err == nil {
+			msg, err = work.Protect(payload, nil)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		commit = pc.Message
+	}); err != nil || t.Failed() {
+		t.Fatal(err)
+	}
+	gid, _ := hex.DecodeString(string(g))
+	s := newSybil(t, gid, bob)
+	s.publish(t, [][]byte{msg})
+	waitFor(t, "bob to hold the message", func() bool { return bg.gate.heldBytes() > 0 })
+	s.publish(t, [][]byte{commit})
+	carol.rec.wait(t, "the held message at carol", isMessage(g, "held then forwarded"))
+	bob.rec.wait(t, "the held message at bob", isMessage(g, "held then forwarded"))
+}
