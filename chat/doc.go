@@ -45,6 +45,14 @@
 //
 // # Groups and ordering
 //
+// Before that, every frame passes the frame gate (framegate.go): it is
+// accepted by gossip (and so forwarded), written to the frame log and
+// given to the fork choice only once it authenticates against the
+// retained state of its epoch (sender data or membership tag); frames
+// that cannot be judged yet are held in bounded memory, never stored,
+// and judged again when the states change. Frames are at most 64 KiB for
+// application messages and proposals.
+//
 // Every frame of a group goes through its ordering.Machine (order.go): the
 // fork choice decides which Commit of an epoch is canonical, buffers what
 // cannot be read yet and returns decisions that the loop executes: persist
@@ -74,7 +82,10 @@
 // connects). The invitee opens and validates it at once (fetching the
 // ratchet tree over /canopy/tree/1 when the Welcome leaves it out), keeps
 // it as a pending invitation (sealed in the store), and /accept joins (then catches up), while
-// /decline discards it and asks the inviter to remove the leaf.
+// /decline discards it and asks the inviter to remove the leaf. A Welcome
+// finds its KeyPackage by reference; handed-out one-time KeyPackages are
+// bounded per requester and in total (identity.go), and pending
+// invitations per inviter and in total (invitecap.go).
 //
 // Welcomes travel in a signed envelope (welcome.go): the adder's leaf
 // signs it, so the inviter shown is never a relay's word, and for a
