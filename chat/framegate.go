@@ -82,7 +82,7 @@ type verdict int
 const (
 	frameAuthentic verdict = iota // a member of the frame's epoch sent it
 	frameUndecided                // not judgeable yet: hold it
-	frameStale                    // below the window or in a gap: drop
+	frameDrop                     // below the window or too far ahead: never judgeable
 	frameDuplicate                // another frame already used its key
 )
 
@@ -151,12 +151,15 @@ func (gt *frameGate) judge(epoch uint64, data []byte, dedupe bool) (verdict, uin
 }
 
 func (gt *frameGate) judgeWith(auths []*epochAuth, epoch, lo, hi uint64, known bool, data []byte, dedupe bool) verdict {
+	if known && epoch > hi+ordering.DefaultMaxAhead {
+		return frameDrop // the fork choice could not buffer it either
+	}
 	if !known || epoch > hi {
 		return frameUndecided
 	}
 	if len(auths) == 0 {
 		if epoch < lo {
-			return frameStale
+			return frameDrop
 		}
 		return frameUndecided // a gap (say, before a Welcome's epoch): maybe another branch
 	}
@@ -213,16 +216,21 @@ func (gt *frameGate) hold(f heldFrame) bool {
 	if gt.bySource[f.from]+n > heldSourceBytes {
 		return false
 	}
-	for len(gt.held) > 0 && (len(gt.held) >= heldGroupFrames || gt.bytes+n > heldGroupBytes || gt.total.Load()+int64(n) > heldTotalBytes) {
+	for len(gt.held) > 0 && (len(gt.held) >= heldGroupFrames || gt.bytes+n > heldGroupBytes) {
 		gt.dropLocked(0)
 	}
-	if gt.total.Load()+int64(n) > heldTotalBytes {
-		return false // other groups hold the engine's share
+	// Reserve n of the engine's total, making room with this group's
+	// oldest frames; other groups' frames are theirs.
+	for gt.total.Add(int64(n)) > heldTotalBytes {
+		gt.total.Add(-int64(n))
+		if len(gt.held) == 0 {
+			return false
+		}
+		gt.dropLocked(0)
 	}
 	gt.held = append(gt.held, f)
 	gt.bytes += n
 	gt.bySource[f.from] += n
-	gt.total.Add(int64(n))
 	return true
 }
 
