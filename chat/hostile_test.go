@@ -195,7 +195,7 @@ func TestJunkFramesWithValidHeaders(t *testing.T) {
 	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
 	gid, _ := hex.DecodeString(string(g))
 	ag, bg := alice.e.group(g), bob.e.group(g)
-	epoch := ag.epoch()
+	epoch := epochOf(t, ag)
 	dbBefore := dbSize(t, dir)
 
 	const sybils = 4
@@ -311,8 +311,8 @@ func TestJunkFramesWithValidHeaders(t *testing.T) {
 	if dbAfter-dbBefore > 8<<20 { // the honest traffic's states and WAL; the junk alone is ~22 MB
 		t.Fatalf("alice's database grew by %d bytes under %d bytes of junk", dbAfter-dbBefore, junkBytes)
 	}
-	if ag.epoch() != epoch || len(alice.e.Members(g)) != 2 {
-		t.Fatalf("alice's group changed: epoch %d (was %d), %d members", ag.epoch(), epoch, len(alice.e.Members(g)))
+	if epochOf(t, ag) != epoch || len(alice.e.Members(g)) != 2 {
+		t.Fatalf("alice's group changed: epoch %d (was %d), %d members", epochOf(t, ag), epoch, len(alice.e.Members(g)))
 	}
 	t.Logf("junk %d frames / %d bytes from %d strangers; honest delivered %d/%d; alice frame log %d bytes; db +%d bytes; held peak %d (group) %d (engine); heap in use peak %d MB; load %s",
 		len(junk), junkBytes, sybils, delivered, 2*rounds, aliceLog, dbAfter-dbBefore, peakHeld.Load(), peakTotal.Load(), peakHeap.Load()>>20, loadavg())
@@ -341,8 +341,8 @@ func TestJunkCannotOrphan(t *testing.T) {
 	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
 	bob.run(g, "/update")
 	ag := alice.e.group(g)
-	waitFor(t, "epoch 2", func() bool { return ag.epoch() >= 2 })
-	epoch := ag.epoch()
+	waitFor(t, "epoch 2", func() bool { return epochOf(t, ag) >= 2 })
+	epoch := epochOf(t, ag)
 	gid, _ := hex.DecodeString(string(g))
 	var before []string
 	for _, m := range alice.e.Members(g) {
@@ -406,8 +406,8 @@ func TestJunkCannotOrphan(t *testing.T) {
 	if stats.buffered != 0 {
 		t.Fatalf("the fork choice buffered %d unauthenticated frames", stats.buffered)
 	}
-	if ag.epoch() != epoch {
-		t.Fatalf("alice moved from epoch %d to %d", epoch, ag.epoch())
+	if epochOf(t, ag) != epoch {
+		t.Fatalf("alice moved from epoch %d to %d", epoch, epochOf(t, ag))
 	}
 	var after []string
 	for _, m := range alice.e.Members(g) {
@@ -624,7 +624,7 @@ func TestHeldFrameForwarded(t *testing.T) {
 		return len(alice.e.Members(g)) == 3 && len(bob.e.Members(g)) == 3 && len(carol.e.Members(g)) == 3
 	})
 	ag, bg, cg := alice.e.group(g), bob.e.group(g), carol.e.group(g)
-	waitFor(t, "same epoch", func() bool { return ag.epoch() == bg.epoch() && bg.epoch() == cg.epoch() })
+	waitFor(t, "same epoch", func() bool { return epochOf(t, ag) == epochOf(t, bg) && epochOf(t, bg) == epochOf(t, cg) })
 
 	// A Commit by alice and a message in the epoch it opens, made on a
 	// copy of her state: nobody has seen either.
@@ -658,4 +658,14 @@ func TestHeldFrameForwarded(t *testing.T) {
 	s.publish(t, [][]byte{commit})
 	carol.rec.wait(t, "the held message at carol", isMessage(g, "held then forwarded"))
 	bob.rec.wait(t, "the held message at bob", isMessage(g, "held then forwarded"))
+}
+
+// epochOf reads a group's tip epoch on its loop.
+func epochOf(t *testing.T, g *group) uint64 {
+	t.Helper()
+	var ep uint64
+	if err := g.do(context.Background(), func() { ep = g.epoch() }); err != nil {
+		t.Fatal(err)
+	}
+	return ep
 }
