@@ -66,6 +66,12 @@
 // ExternalProposal and NewMemberAddProposal. A member that has seen
 // proposals must commit before sending application data (§12.4).
 //
+// A transport that must decide whether to forward or store a frame before
+// the group processes it takes a FrameAuthenticator of the epoch: an
+// immutable, concurrency-safe check that a PrivateMessage's sender data
+// opens under the epoch's sender_data_secret or a PublicMessage's
+// membership tag verifies, without deriving or consuming any key.
+//
 // # Commits, forks and rollback
 //
 // Creating a Commit does not change the group's epoch: Commit returns a
