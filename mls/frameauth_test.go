@@ -3,6 +3,7 @@ package mls
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 )
@@ -39,7 +40,12 @@ func mustAuth(t *testing.T, g *Group) *FrameAuthenticator {
 }
 
 func TestFrameAuthenticatorPrivate(t *testing.T) {
-	cs := CipherSuites[0]
+	for _, cs := range CipherSuites {
+		t.Run(fmt.Sprint(cs), func(t *testing.T) { testFrameAuthenticatorPrivate(t, cs) })
+	}
+}
+
+func testFrameAuthenticatorPrivate(t *testing.T, cs CipherSuite) {
 	m := newTestGroup(t, cs, true, "alice", "bob", "carol")
 	alice, bob := m[0], m[1]
 	auth := mustAuth(t, bob.g)
@@ -134,7 +140,12 @@ func TestFrameAuthenticatorPrivate(t *testing.T) {
 }
 
 func TestFrameAuthenticatorPublic(t *testing.T) {
-	cs := CipherSuites[0]
+	for _, cs := range CipherSuites {
+		t.Run(fmt.Sprint(cs), func(t *testing.T) { testFrameAuthenticatorPublic(t, cs) })
+	}
+}
+
+func testFrameAuthenticatorPublic(t *testing.T, cs CipherSuite) {
 	m := newTestGroup(t, cs, false, "alice", "bob", "carol")
 	alice, bob, carol := m[0], m[1], m[2]
 	auth := mustAuth(t, bob.g)
