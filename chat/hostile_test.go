@@ -502,7 +502,7 @@ func TestKeyPackageFetchBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err = alice.e.onWelcome(ctx, bob.e.id.id, "", encodeWelcome(pc.Welcome, nil))
+	err = alice.e.onWelcome(ctx, viaStream, bob.e.id.id, "", legacyEnvelope(t, pc.Welcome, nil))
 	junkCost := time.Since(start)
 	if err == nil {
 		t.Fatal("a Welcome for another's KeyPackage was taken")
@@ -557,7 +557,7 @@ func welcomeFlood(t *testing.T, s *sybil, victim *testPeer, n int) int {
 			t.Fatal(err)
 		}
 		sctx, cancel := context.WithTimeout(ctx, waitLong)
-		err = s.node.SendInbox(sctx, victim.e.id.id, p2p.InboxMessage{Kind: p2p.InboxWelcome, Topic: p2p.TopicName(g.GroupID()), Data: encodeWelcome(pc.Welcome, nil)})
+		err = s.node.SendInbox(sctx, victim.e.id.id, p2p.InboxMessage{Kind: p2p.InboxWelcome, Topic: p2p.TopicName(g.GroupID()), Data: legacyEnvelope(t, pc.Welcome, nil)})
 		cancel()
 		if err == nil {
 			taken++
@@ -582,7 +582,7 @@ func TestPendingInvitationsCapped(t *testing.T) {
 		n := 0
 		alice.e.mu.Lock()
 		for _, inv := range alice.e.invites {
-			if inv.From == p.node.ID() {
+			if inviterKey(inv) == p.node.ID() {
 				n++
 			}
 		}

@@ -19,11 +19,13 @@ import (
 //     pending invitation is a known inviter's); an unknown inviter's is
 //     refused when only known inviters' invitations are pending.
 //
-// Known is what a stranger cannot make itself: a member of one of our
-// groups, or a contact the user named or verified (sending a Welcome
-// already makes its sender a contact row, so being a contact is not
-// enough). Fresh peer ids get strangers only the unknown share: they can
-// push out each other's invitations, never a known inviter's.
+// The inviter is the authenticated one (the leaf that signed the Welcome's
+// envelope, invitation.Inviter), else the peer that delivered it. Known is
+// what a stranger cannot make itself: an authenticated inviter whose key
+// is the one we know (no warning) and who is a member of one of our
+// groups or a contact the user named or verified. Fresh peer ids get
+// strangers only the unknown share: they can push out each other's
+// invitations, never a known inviter's.
 const (
 	maxInvitesPerInviter = 4
 	maxInvites           = 32
@@ -67,7 +69,7 @@ func (e *Engine) makeRoomForInvitation(inv *invitation, known map[peer.ID]bool) 
 	}
 	var all []pend
 	for id, p := range e.invites {
-		all = append(all, pend{id: id, inv: p, contact: known[p.From]})
+		all = append(all, pend{id: id, inv: p, contact: isKnown(p, known)})
 	}
 	slices.SortFunc(all, func(a, b pend) int {
 		if c := a.inv.At.Compare(b.inv.At); c != 0 {
@@ -81,7 +83,7 @@ func (e *Engine) makeRoomForInvitation(inv *invitation, known map[peer.ID]bool) 
 	dropped := map[string]bool{}
 	mine := 0
 	for _, p := range all {
-		if p.inv.From == inv.From {
+		if inviterKey(p.inv) == inviterKey(inv) {
 			mine++
 		}
 	}
@@ -89,13 +91,13 @@ func (e *Engine) makeRoomForInvitation(inv *invitation, known map[peer.ID]bool) 
 		if mine < maxInvitesPerInviter {
 			break
 		}
-		if p.inv.From == inv.From {
+		if inviterKey(p.inv) == inviterKey(inv) {
 			dropped[p.id] = true
 			mine--
 		}
 	}
 	left := len(all) - len(dropped)
-	contact := known[inv.From]
+	contact := isKnown(inv, known)
 	for _, strangersOnly := range []bool{true, false} {
 		for _, p := range all {
 			if left < maxInvites {
@@ -116,4 +118,18 @@ func (e *Engine) makeRoomForInvitation(inv *invitation, known map[peer.ID]bool) 
 	}
 	slices.Sort(drop)
 	return drop, true
+}
+
+// inviterKey is who an invitation counts against.
+func inviterKey(inv *invitation) peer.ID {
+	if inv.Inviter != "" {
+		return inv.Inviter
+	}
+	return inv.From
+}
+
+// isKnown: the invitation's authenticated inviter is known, with the key
+// we know for it.
+func isKnown(inv *invitation, known map[peer.ID]bool) bool {
+	return inv.Inviter != "" && inv.Warning == "" && known[inv.Inviter]
 }
