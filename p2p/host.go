@@ -147,6 +147,9 @@ func newNode(ctx context.Context, key crypto.PrivKey, cfg *config) (*Node, error
 		return nil, err
 	}
 
+	if err := checkListenFree(cfg.listen); err != nil {
+		return fail(err)
+	}
 	lopts, err := n.libp2pOptions(key)
 	if err != nil {
 		return fail(err)
