@@ -163,7 +163,14 @@ func (p *profileFlags) dir() (string, error) {
 	if err := store.ValidateProfileName(p.profile); err != nil {
 		return "", err
 	}
-	return store.ProfileDir(p.data, p.profile)
+	dir, err := store.ProfileDir(p.data, p.profile)
+	if err != nil {
+		return "", err
+	}
+	if err := notRelayDir(dir); err != nil {
+		return "", fmt.Errorf("profile %q: %w", p.profile, err)
+	}
+	return dir, nil
 }
 
 // passphrase returns the passphrase from --passphrase-file or
@@ -196,14 +203,19 @@ func (p *profileFlags) config() (chat.Config, error) {
 	if err != nil {
 		return chat.Config{}, err
 	}
-	return chat.Config{
+	cfg := chat.Config{
 		ProfileDir:  dir,
 		Nick:        p.nick,
 		Passphrase:  pass,
 		ListenAddrs: p.listen,
 		Bootstrap:   p.bootstrap,
 		MDNS:        !p.noMDNS,
-	}, nil
+	}
+	// Before the first-run questions and before anything is written.
+	if err := cfg.CheckNetwork(); err != nil {
+		return chat.Config{}, err
+	}
+	return cfg, nil
 }
 
 // explainOpenError turns store errors into advice.

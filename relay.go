@@ -127,6 +127,12 @@ func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Write
 		KeyPackageBytes:       int64(qKPBytes),
 		RequestRate:           p2p.RateLimit{Rate: *qRate, Burst: *qBurst},
 	})
+	// Flags are checked before anything is written (issue 16): addresses
+	// must parse, explicit listen ports be free, and -data hold no chat
+	// profile.
+	if err := relayCheckFlags(*listen, *announce, *bootstrap, *dataDir); err != nil {
+		return err
+	}
 	// Open the store first: its lock fails fast if another relay runs on
 	// the same directory.
 	rs, err := openRelayStore(ctx, *dataDir, quotas)

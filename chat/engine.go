@@ -176,6 +176,10 @@ var ErrQuit = errors.New("chat: quit")
 // store, the identity, the p2p node, KeyPackages, and every group.
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	cfg.defaults()
+	// Bad flags fail here, before a profile is created on disk.
+	if err := cfg.CheckNetwork(); err != nil {
+		return nil, err
+	}
 	e := &Engine{
 		cfg:       cfg,
 		events:    newEventQueue(),
@@ -408,11 +412,15 @@ func (e *Engine) Card() *Card { return e.card() }
 func (e *Engine) card() *Card {
 	c := &Card{PeerID: e.id.id, Fingerprint: e.id.fp, Nick: e.nick()}
 	if e.node != nil {
-		for _, a := range e.node.Host().Addrs() {
+		// The relays' circuit addresses first (they outlive moves and
+		// restarts, see relayCircuitAddrs), then the direct ones; the host's
+		// own circuit addresses are among the first.
+		direct := slices.DeleteFunc(slices.Clone(e.node.Host().Addrs()), isCircuit)
+		for _, a := range append(e.relayCircuitAddrs(), direct...) {
 			if len(c.Addrs) == maxCardAddrs {
 				break
 			}
-			if isCircuit(a) || len(a.Bytes()) > 255 {
+			if len(a.Bytes()) > 255 || slices.ContainsFunc(c.Addrs, a.Equal) {
 				continue
 			}
 			c.Addrs = append(c.Addrs, a)

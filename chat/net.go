@@ -54,8 +54,9 @@ func (e *Engine) startNode(ctx context.Context) error {
 			Tree:       e.serveTree,
 		}),
 	}
-	if len(e.cfg.ListenAddrs) > 0 {
-		opts = append(opts, p2p.WithListenAddrs(e.cfg.ListenAddrs...))
+	plan := e.planListen()
+	if len(plan.addrs) > 0 {
+		opts = append(opts, p2p.WithListenAddrs(plan.addrs...))
 	}
 	if len(boot) > 0 {
 		opts = append(opts, p2p.WithBootstrapPeers(boot...), p2p.WithRelays(boot...), p2p.WithDHT(p2p.DHTClient))
@@ -68,9 +69,15 @@ func (e *Engine) startNode(ctx context.Context) error {
 	opts = append(opts, e.cfg.P2POptions...)
 	node, err := p2p.New(ctx, e.id.key, opts...)
 	if err != nil {
+		if plan.kept && errors.Is(err, p2p.ErrAddrInUse) {
+			return e.keptPortsTaken(err)
+		}
 		return err
 	}
 	e.node = node
+	if plan.store {
+		e.keepListenPorts()
+	}
 	node.Host().Network().Notify(&network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) {
 			select {

@@ -113,3 +113,14 @@ func (n *Node) ListenPorts() []ma.Multiaddr {
 	}
 	return out
 }
+
+// CheckListenAddrs parses listen multiaddrs as WithListenAddrs does and
+// fails with ErrAddrInUse if one with a fixed port is taken, so that
+// commands can refuse bad flags before they create anything on disk.
+func CheckListenAddrs(addrs []string) error {
+	a, err := parseAddrs(addrs)
+	if err != nil {
+		return err
+	}
+	return checkListenFree(a)
+}
