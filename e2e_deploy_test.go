@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canopy-chat/canopy/chat"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -35,4 +36,61 @@ func TestE2ERelayAddressInUse(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "address in use") || !strings.Contains(string(out), addr.String()) {
 		t.Fatalf("second relay on %s: err %v, output:\n%s", addr, err, out)
 	}
+}
+
+// TestE2ERestartKeepsPortsAndCard: a profile listens on the same ports
+// after a restart, so the card bob handed out before the restart still
+// reaches him: alice, who knows nothing but that old card (no relay, no
+// mDNS), invites him and they chat. The card also carries the circuit
+// address through bob's relay, which does not depend on his ports at all.
+func TestE2ERestartKeepsPortsAndCard(t *testing.T) {
+	bin := canopyBinary(t)
+	data := t.TempDir()
+	relay := startRelay(t, bin, filepath.Join(data, "relay"))
+	relayID := relay[strings.LastIndex(relay, "/")+1:]
+
+	bob := startPeer(t, bin, data, "bob", "--bootstrap", relay)
+	oldCard := bob.card()
+	before, err := chat.ParseCard(oldCard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var direct, circuit []string
+	for _, a := range before.Addrs {
+		if strings.Contains(a.String(), "/p2p-circuit") {
+			circuit = append(circuit, a.String())
+		} else {
+			direct = append(direct, a.String())
+		}
+	}
+	if len(direct) == 0 || len(circuit) == 0 || !strings.Contains(circuit[0], "/p2p/"+relayID+"/p2p-circuit") {
+		t.Fatalf("card addresses %v: want direct ones and a circuit through the relay %s", before.Addrs, relayID)
+	}
+	bob.quit()
+
+	bob = startPeer(t, bin, data, "bob", "--bootstrap", relay)
+	after, err := chat.ParseCard(bob.card())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again []string
+	for _, a := range after.Addrs {
+		if !strings.Contains(a.String(), "/p2p-circuit") {
+			again = append(again, a.String())
+		}
+	}
+	if strings.Join(again, " ") != strings.Join(direct, " ") {
+		t.Fatalf("after a restart bob listens on %v, before on %v", again, direct)
+	}
+
+	alice := startPeer(t, bin, data, "alice")
+	g := alice.must("/create oldcard " + oldCard).group()
+	bob.wait("invitation through the old card", func(e *jev) bool { return e.Type == "invitation" })
+	if got := bob.must("/accept").group(); got != g {
+		t.Fatalf("joined %q, want %q", got, g)
+	}
+	bob.must("hello from the restarted bob")
+	alice.wait("bob's message", isMsg(g, "hello from the restarted bob"))
+	alice.quit()
+	bob.quit()
 }

@@ -3,8 +3,10 @@ package chat
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/canopy-chat/canopy/p2p"
@@ -12,16 +14,19 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// A profile keeps its listen ports: the first start listens on ports the
-// system picks and writes them to ProfileDir/listen (ListenFileName); every
-// later start listens on the same ports again, so the direct addresses on
-// a card stay right across restarts. Explicit ListenAddrs (--listen) are
-// used as given and not stored. If a kept port is taken by another program
-// the engine does not start (a card with a stale port helps nobody); the
-// error says how to get out of it.
+// A profile keeps its listen ports: the first start listens where the
+// listen addresses (--listen, or p2p's defaults: all interfaces) say, on
+// ports the system picks for port 0, and writes the ports it got to
+// ProfileDir/listen (ListenFileName); every later start with the same
+// listen addresses asks for the same ports again, so the direct addresses
+// on a card stay right across restarts. Addresses with a fixed port are
+// used as given. If a kept port is taken by another program the engine
+// does not start (a card with a stale port helps nobody); the error says
+// how to get out of it.
 
-// ListenFileName is the file in the profile directory holding the listen
-// addresses the profile keeps (one multiaddr a line).
+// ListenFileName is the file in the profile directory holding the ports
+// the profile keeps: one "SPEC BOUND" pair of multiaddrs a line, e.g.
+// "/ip4/0.0.0.0/tcp/0 /ip4/0.0.0.0/tcp/41237".
 const ListenFileName = "listen"
 
 // maxListenFile bounds what is read of the listen file.
@@ -40,63 +45,114 @@ func (c *Config) CheckNetwork() error {
 	return nil
 }
 
-// listenPlan is where the node listens and whether those are the kept ports.
+// listenPlan is where the node listens.
 type listenPlan struct {
-	addrs []string // nil: p2p's defaults (random ports)
-	kept  bool     // addrs came from the listen file
-	store bool     // write the ports chosen at start to the listen file
+	spec  []string // the listen addresses asked for
+	addrs []string // spec with kept ports filled in
+	kept  bool     // some port came from the listen file
+	store bool     // ProfileDir is set: write the bound ports after start
 }
 
 func (e *Engine) planListen() listenPlan {
-	if len(e.cfg.ListenAddrs) > 0 {
-		return listenPlan{addrs: e.cfg.ListenAddrs}
+	spec := e.cfg.ListenAddrs
+	if len(spec) == 0 {
+		spec = p2p.DefaultListenAddrs()
 	}
+	plan := listenPlan{spec: spec, addrs: slices.Clone(spec)}
 	if e.cfg.ProfileDir == "" {
-		return listenPlan{}
+		return plan
 	}
-	addrs, err := readListenFile(filepath.Join(e.cfg.ProfileDir, ListenFileName))
-	switch {
-	case err == nil:
-		return listenPlan{addrs: addrs, kept: true}
-	case !errors.Is(err, os.ErrNotExist):
-		e.log.Warn("ignoring the listen file; choosing new ports", "err", err)
+	plan.store = true
+	kept, err := readListenFile(filepath.Join(e.cfg.ProfileDir, ListenFileName))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			e.log.Warn("ignoring the listen file; choosing new ports", "err", err)
+		}
+		return plan
 	}
-	return listenPlan{store: true}
+	for i, s := range spec {
+		if b, ok := kept[canonicalAddr(s)]; ok {
+			plan.addrs[i], plan.kept = b, true
+		}
+	}
+	return plan
 }
 
-// readListenFile reads the kept listen addresses.
-func readListenFile(path string) ([]string, error) {
+// canonicalAddr is the string form of a multiaddr ("" if it does not
+// parse), so that spellings of the same address match.
+func canonicalAddr(s string) string {
+	a, err := ma.NewMultiaddr(strings.TrimSpace(s))
+	if err != nil {
+		return ""
+	}
+	return a.String()
+}
+
+// readListenFile reads the kept ports: bound address by spec.
+func readListenFile(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b := make([]byte, maxListenFile+1)
-	n, _ := f.Read(b)
-	if n > maxListenFile {
+	b, err := io.ReadAll(io.LimitReader(f, maxListenFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxListenFile {
 		return nil, fmt.Errorf("%s: longer than %d bytes", path, maxListenFile)
 	}
-	var out []string
-	for _, l := range strings.Split(string(b[:n]), "\n") {
+	return parseListenFile(b)
+}
+
+// parseListenFile parses the listen file's lines.
+func parseListenFile(b []byte) (map[string]string, error) {
+	out := make(map[string]string)
+	for _, l := range strings.Split(string(b), "\n") {
 		if l = strings.TrimSpace(l); l == "" {
 			continue
 		}
-		if _, err := ma.NewMultiaddr(l); err != nil {
-			return nil, fmt.Errorf("%s: %q: %w", path, l, err)
+		spec, bound, ok := strings.Cut(l, " ")
+		sa, ba := canonicalAddr(spec), canonicalAddr(bound)
+		if !ok || sa == "" || ba == "" || zeroPort(ma.StringCast(ba)) != sa || sa == ba {
+			return nil, fmt.Errorf("%s: bad line %q", ListenFileName, l)
 		}
-		out = append(out, l)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no address", path)
+		out[sa] = ba
 	}
 	return out, nil
 }
 
-// keepListenPorts writes the ports the node chose to the listen file.
-func (e *Engine) keepListenPorts() {
+// zeroPort returns a with its TCP or UDP port replaced by 0.
+func zeroPort(a ma.Multiaddr) string {
+	var out ma.Multiaddr
+	for _, c := range a {
+		if code := c.Protocol().Code; code == ma.P_TCP || code == ma.P_UDP {
+			z, err := ma.NewComponent(c.Protocol().Name, "0")
+			if err != nil {
+				return ""
+			}
+			c = *z
+		}
+		out = append(out, c)
+	}
+	return out.String()
+}
+
+// keepListenPorts writes the ports the node got for the spec's port-0
+// addresses to the listen file.
+func (e *Engine) keepListenPorts(plan listenPlan) {
+	want := make(map[string]bool)
+	for _, s := range plan.spec {
+		if a := canonicalAddr(s); a != "" && zeroPort(ma.StringCast(a)) == a {
+			want[a] = true
+		}
+	}
 	var sb strings.Builder
 	for _, a := range e.node.ListenPorts() {
-		sb.WriteString(a.String() + "\n")
+		if spec := zeroPort(a); want[spec] {
+			sb.WriteString(spec + " " + a.String() + "\n")
+			delete(want, spec)
+		}
 	}
 	if sb.Len() == 0 {
 		return

@@ -55,9 +55,7 @@ func (e *Engine) startNode(ctx context.Context) error {
 		}),
 	}
 	plan := e.planListen()
-	if len(plan.addrs) > 0 {
-		opts = append(opts, p2p.WithListenAddrs(plan.addrs...))
-	}
+	opts = append(opts, p2p.WithListenAddrs(plan.addrs...))
 	if len(boot) > 0 {
 		opts = append(opts, p2p.WithBootstrapPeers(boot...), p2p.WithRelays(boot...), p2p.WithDHT(p2p.DHTClient))
 	} else {
@@ -76,7 +74,7 @@ func (e *Engine) startNode(ctx context.Context) error {
 	}
 	e.node = node
 	if plan.store {
-		e.keepListenPorts()
+		e.keepListenPorts(plan)
 	}
 	node.Host().Network().Notify(&network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) {

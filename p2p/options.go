@@ -108,9 +108,7 @@ type config struct {
 
 func defaultConfig() *config {
 	return &config{
-		listen: mustAddrs(
-			"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1",
-			"/ip6/::/tcp/0", "/ip6/::/udp/0/quic-v1"),
+		listen:         mustAddrs(DefaultListenAddrs()...),
 		mdns:           true,
 		dht:            DHTAuto,
 		holePunching:   true,
@@ -130,6 +128,13 @@ func defaultConfig() *config {
 		handlerTimeout: DefaultHandlerTimeout,
 		userAgent:      "canopy",
 	}
+}
+
+// DefaultListenAddrs are the listen addresses of a node without
+// WithListenAddrs: TCP and QUIC on all IPv4 and IPv6 interfaces, ports
+// chosen by the system.
+func DefaultListenAddrs() []string {
+	return []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1", "/ip6/::/tcp/0", "/ip6/::/udp/0/quic-v1"}
 }
 
 func mustAddrs(ss ...string) []ma.Multiaddr {
