@@ -210,6 +210,7 @@ func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Write
 	for _, a := range relay.Node().Addrs() {
 		fmt.Fprintf(stdout, "  %s\n", a)
 	}
+	printBootstrapArg(stdout, relay.Node().Addrs())
 
 	var srv *http.Server
 	srvErr := make(chan error, 1)
