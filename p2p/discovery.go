@@ -3,15 +3,16 @@ package p2p
 import (
 	"context"
 	"log/slog"
+	"math/rand"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/discovery"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	mh "github.com/multiformats/go-multihash"
+	"github.com/libp2p/go-libp2p/p2p/discovery/backoff"
+	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 )
 
 // Discovery has three layers:
@@ -21,9 +22,8 @@ import (
 //     are dialled; gossipsub then learns their subscriptions.
 //   - Internet: the Kademlia DHT under the /canopy protocol prefix, entered
 //     through the bootstrap peers (relays). Each member of a group announces
-//     itself as a provider of the group's provider key (derived from the
-//     topic name, see providerKey) and looks up other providers while the
-//     topic has few peers.
+//     itself as a provider of the group's topic and looks up other
+//     providers while the topic has few peers (pubsub's discovery, below).
 //   - Gossipsub peer exchange: a peer pruned from a full mesh receives other
 //     members' signed peer records (accepted from well-scored peers).
 
@@ -122,37 +122,60 @@ func (n *Node) connectFound(ctx context.Context, pi peer.AddrInfo) error {
 	return n.h.Connect(ctx, pi)
 }
 
-// providerKey is the DHT key under which members of a topic announce
-// themselves. It is derived from the topic name (itself a hash of the group
-// id) under a separate label.
-func providerKey(topic string) cid.Cid {
-	sum, err := mh.Sum([]byte("canopy provide "+topic), mh.SHA2_256, -1)
-	if err != nil {
-		panic(err) // SHA2-256 is always available
-	}
-	return cid.NewCidV1(cid.Raw, sum)
+// Topic discovery over the DHT is go-libp2p-pubsub's: pubsub.WithDiscovery
+// with a routing discovery on canopy's DHT, behind a backoff cache, and
+// pubsub's own backoff connector. pubsub advertises every joined topic
+// (a DHT provider record under the CID of "floodsub:"+topic, renewed within
+// its TTL) and, once a second, looks for providers of each topic with too
+// few peers (gossipsub's Dlo); the backoff cache answers those from memory
+// and asks the DHT again only when its backoff has passed (from the
+// discovery interval, doubling up to 16 times it while look-ups find no one
+// new), and the connector dials each found peer at most once per its own
+// backoff. Relays join topics without pubsub discovery: they only
+// announce (advertiseTopic), members find them, not the other way round,
+// which would cost a relay one DHT look-up per kept topic.
+
+// topicProviderLimit is the most providers of a topic one look-up returns.
+const topicProviderLimit = 20
+
+// pubsubNamespace is the namespace pubsub's discovery uses for a topic (it
+// prefixes the topic name); relays advertise under the same one.
+func pubsubNamespace(topic string) string { return "floodsub:" + topic }
+
+// topicDiscovery is the discovery.Discovery given to pubsub.
+type topicDiscovery struct {
+	discovery.Discovery
+	retry time.Duration
 }
 
-const (
-	// topicPeerTarget is the number of topic peers below which a topic
-	// keeps looking for more (gossipsub's D).
-	topicPeerTarget = 6
-	// provideRefresh re-announces provider records well within their 48 h
-	// validity on the DHT servers.
-	provideRefresh = 6 * time.Hour
-)
+// Advertise fails while the DHT's routing table is still empty (right after
+// start, before the bootstrap peers answered); pubsub would then wait two
+// minutes before it tries again, so a failure asks for a retry after the
+// discovery interval instead.
+func (d *topicDiscovery) Advertise(ctx context.Context, ns string, opts ...discovery.Option) (time.Duration, error) {
+	ttl, err := d.Discovery.Advertise(ctx, ns, opts...)
+	if err != nil {
+		return d.retry, err
+	}
+	return ttl, nil
+}
 
-// discoverTopic announces the node as a provider of t and, on member nodes,
-// looks up other providers while t has fewer than topicPeerTarget peers.
-// Look-ups that find no one new back off (up to 16 × the discovery
-// interval); losing peers resets the pace. Relays only announce: members
-// find them, not the other way round.
-func (n *Node) discoverTopic(t *Topic) {
+// newTopicDiscovery returns the DHT discovery for pubsub.WithDiscovery.
+func (n *Node) newTopicDiscovery() (*topicDiscovery, error) {
+	intv := n.cfg.discoveryIntv
+	// Jitter only: not a secret.
+	seed := rand.NewSource(time.Now().UnixNano())
+	bd, err := backoff.NewBackoffDiscovery(drouting.NewRoutingDiscovery(n.kad),
+		backoff.NewExponentialBackoff(intv, 16*intv, backoff.FullJitter, intv, 2, 0, seed))
+	if err != nil {
+		return nil, err
+	}
+	return &topicDiscovery{Discovery: bd, retry: intv}, nil
+}
+
+// advertiseTopic keeps a relay's provider record for t on the DHT.
+func (n *Node) advertiseTopic(t *Topic) {
 	defer n.wg.Done()
-	key := providerKey(t.name)
-	var provided time.Time
-	pause := n.cfg.discoveryIntv
-	lastPeers := 0
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -161,69 +184,12 @@ func (n *Node) discoverTopic(t *Topic) {
 			return
 		case <-timer.C:
 		}
-		if time.Since(provided) > provideRefresh {
-			ctx, cancel := context.WithTimeout(t.ctx, time.Minute)
-			err := n.kad.Provide(ctx, key, true)
-			cancel()
-			if err == nil {
-				provided = time.Now()
-			} else {
-				n.log.Debug("DHT provide failed", "topic", t.name, "err", err)
-			}
-		}
-		peers := len(t.pt.ListPeers())
-		if peers < lastPeers {
-			pause = n.cfg.discoveryIntv
-		}
-		if n.relay == nil && peers < topicPeerTarget {
-			if n.findProviders(t.ctx, key) == 0 {
-				pause = min(2*pause, 16*n.cfg.discoveryIntv)
-			} else {
-				pause = n.cfg.discoveryIntv
-			}
-		}
-		lastPeers = len(t.pt.ListPeers())
-		next := pause
-		if provided.IsZero() {
-			next = n.cfg.discoveryIntv
-		} else if n.relay != nil || lastPeers >= topicPeerTarget {
-			next = min(provideRefresh, 16*n.cfg.discoveryIntv)
+		next, err := n.disc.Advertise(t.ctx, pubsubNamespace(t.name))
+		if err != nil {
+			n.log.Debug("DHT provide failed", "topic", t.name, "err", err)
+		} else {
+			next = next * 7 / 8
 		}
 		timer.Reset(next)
 	}
-}
-
-// findProviders connects to providers of key and returns how many new
-// connections it made.
-func (n *Node) findProviders(ctx context.Context, key cid.Cid) int {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	var connected atomic.Int32
-	sem := make(chan struct{}, 4)
-	for ai := range n.kad.FindProvidersAsync(ctx, key, 20) {
-		if ai.ID == n.h.ID() || n.h.Network().Connectedness(ai.ID) == network.Connected {
-			continue
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-			defer ccancel()
-			if err := n.connectFound(cctx, ai); err != nil {
-				n.log.Debug("DHT provider unreachable", "peer", ai.ID, "err", err)
-			} else {
-				connected.Add(1)
-				n.log.Debug("connected to group member found in DHT", "peer", ai.ID)
-			}
-		}()
-	}
-	wg.Wait()
-	return int(connected.Load())
 }

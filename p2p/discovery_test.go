@@ -114,13 +114,6 @@ func TestMDNSNotifee(t *testing.T) {
 	}
 }
 
-func TestProviderKey(t *testing.T) {
-	a, b := providerKey(TopicName([]byte("a"))), providerKey(TopicName([]byte("b")))
-	if !a.Defined() || a.Equals(b) || !a.Equals(providerKey(TopicName([]byte("a")))) {
-		t.Fatal("provider keys not distinct and stable")
-	}
-}
-
 // TestMDNSOffByDefaultInTests documents that multi-host tests never start
 // mDNS.
 func TestMDNSOffInTests(t *testing.T) {

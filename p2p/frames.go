@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
+
+	"github.com/multiformats/go-varint"
 )
 
 // Every canopy stream protocol is a sequence of frames. A frame is an
@@ -25,34 +27,14 @@ var ErrFrameTooLarge = errors.New("p2p: frame too large")
 // errBadVarint reports a malformed frame length.
 var errBadVarint = errors.New("p2p: malformed frame length")
 
-// maxVarintLen is the longest uvarint accepted for a frame length (2^63).
-const maxVarintLen = binary.MaxVarintLen64
-
-// readUvarint reads a minimally encoded uvarint.
+// readUvarint reads a frame length: go-varint's reader, which refuses
+// non-minimal encodings and values of 2^63 or more (no frame comes near).
 func readUvarint(r io.ByteReader) (uint64, error) {
-	var x uint64
-	var s uint
-	for i := 0; i < maxVarintLen; i++ {
-		c, err := r.ReadByte()
-		if err != nil {
-			if i > 0 && err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, err
-		}
-		if c < 0x80 {
-			if i > 0 && c == 0 {
-				return 0, errBadVarint // non-minimal
-			}
-			if i == maxVarintLen-1 && c > 1 {
-				return 0, errBadVarint // overflow
-			}
-			return x | uint64(c)<<s, nil
-		}
-		x |= uint64(c&0x7f) << s
-		s += 7
+	n, err := varint.ReadUvarint(r)
+	if errors.Is(err, varint.ErrNotMinimal) || errors.Is(err, varint.ErrOverflow) {
+		return 0, fmt.Errorf("%w: %v", errBadVarint, err)
 	}
-	return 0, errBadVarint
+	return n, err
 }
 
 // directAllocLimit is the largest frame body allocated up front. Larger
@@ -193,6 +175,9 @@ func (d *dec) bool() bool {
 	return false
 }
 
+// uvarint reads a body integer. Body fields use the whole uint64 range
+// (enc writes them with binary.AppendUvarint), which go-varint's 63-bit
+// decoder would refuse, hence encoding/binary here.
 func (d *dec) uvarint() uint64 {
 	if d.err != nil {
 		return 0

@@ -18,6 +18,7 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	corecm "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/discovery"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -50,6 +51,7 @@ type Node struct {
 	h        host.Host
 	ps       *pubsub.PubSub
 	kad      *dht.IpfsDHT
+	disc     *topicDiscovery // nil without the DHT
 	mdns     mdns.Service
 	log      *slog.Logger
 	metrics  *metrics
@@ -366,6 +368,18 @@ func (n *Node) newPubSub() (*pubsub.PubSub, error) {
 		pubsub.WithPeerOutboundQueueSize(512),
 		pubsub.WithLogger(n.log.With("subsystem", "pubsub")),
 		pubsub.WithRawTracer(n.mesh),
+	}
+	if n.kad != nil {
+		d, err := n.newTopicDiscovery()
+		if err != nil {
+			return nil, err
+		}
+		n.disc = d
+		if n.relay == nil {
+			// A limit is required: the backoff cache passes peers found by
+			// a running look-up only to callers that gave one.
+			opts = append(opts, pubsub.WithDiscovery(d, pubsub.WithDiscoveryOpts(discovery.Limit(topicProviderLimit))))
+		}
 	}
 	if n.cfg.heartbeat > 0 {
 		params := pubsub.DefaultGossipSubParams()

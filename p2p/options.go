@@ -47,8 +47,9 @@ const (
 	DefaultServerTimeout = 10 * time.Second
 	// DefaultHandlerTimeout bounds a whole inbound request.
 	DefaultHandlerTimeout = 60 * time.Second
-	// DefaultDiscoveryInterval is the pause between DHT provider look-ups
-	// for a topic that has too few peers.
+	// DefaultDiscoveryInterval is the shortest pause between DHT provider
+	// look-ups for a topic that has too few peers; look-ups that find no
+	// one new double it, up to 16 times.
 	DefaultDiscoveryInterval = 30 * time.Second
 )
 
@@ -340,8 +341,8 @@ func WithValidator(v Validator) Option {
 	return func(c *config) error { c.validator = v; return nil }
 }
 
-// WithDiscoveryInterval sets the pause between DHT provider look-ups of a
-// topic with too few peers (default DefaultDiscoveryInterval).
+// WithDiscoveryInterval sets the shortest pause between DHT provider
+// look-ups of a topic with too few peers (default DefaultDiscoveryInterval).
 func WithDiscoveryInterval(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {

@@ -185,9 +185,9 @@ func (n *Node) JoinTopic(name string, opts ...TopicOption) (*Topic, error) {
 	n.wg.Add(2)
 	go t.watchPeers()
 	go t.run()
-	if n.kad != nil {
+	if n.disc != nil && n.relay != nil {
 		n.wg.Add(1)
-		go n.discoverTopic(t)
+		go n.advertiseTopic(t)
 	}
 	if tc.keepOnRelays && len(n.cfg.relays) > 0 {
 		n.wg.Add(1)
@@ -248,6 +248,10 @@ func (t *Topic) Publish(ctx context.Context, data []byte) (PublishResult, error)
 	if _, _, err := t.val.check.check(data); err != nil {
 		return PublishResult{}, err
 	}
+	// Not pubsub.WithReadiness: when its wait ends without a peer it
+	// refuses to publish, while canopy publishes anyway and keeps the frame
+	// for peers that join later (pending, below); WaitPeers also re-checks
+	// the moment between a peer's subscription and its stream (see there).
 	if wait := t.n.cfg.publishWait - time.Since(t.joined); wait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		_ = t.WaitPeers(wctx, 1)
