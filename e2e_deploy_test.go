@@ -94,3 +94,22 @@ func TestE2ERestartKeepsPortsAndCard(t *testing.T) {
 	alice.quit()
 	bob.quit()
 }
+
+// TestE2EOfflineInviteeNamedByNick: inviting from the card of a peer that
+// is offline (and has no relay) fails with an error naming the nick on the
+// card, not a short peer id.
+func TestE2EOfflineInviteeNamedByNick(t *testing.T) {
+	bin := canopyBinary(t)
+	data := t.TempDir()
+	out, err := exec.Command(bin, "id", "--data", data, "--profile", "bob", "--nick", "bobby", "--compact").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	card := strings.TrimSpace(string(out))
+	alice := startPeer(t, bin, data, "alice")
+	r := alice.do("/create nobody " + card)
+	if r.OK || !strings.Contains(r.Error, "KeyPackage of bobby") {
+		t.Fatalf("inviting an offline peer: %s", r.raw)
+	}
+	alice.quit()
+}

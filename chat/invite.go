@@ -590,7 +590,11 @@ func (e *Engine) fetchKeyPackage(ctx context.Context, p peer.ID, card *Card) (*m
 		}
 	}
 	if kpData == nil {
-		return nil, nil, fmt.Errorf("could not get a KeyPackage of %s (offline, and no relay holds one): %w", e.displayName(p, ""), errors.Join(errs...))
+		hint := "" // a pasted card names the invitee by its nick
+		if card != nil {
+			hint = card.Nick
+		}
+		return nil, nil, fmt.Errorf("could not get a KeyPackage of %s (offline, and no relay holds one): %w", e.displayName(p, hint), errors.Join(errs...))
 	}
 	pkg, err := mls.ParseKeyPackage(kpData, mls.WithClock(e.now))
 	if err != nil {
