@@ -153,7 +153,7 @@ func (p *profileFlags) register(fs *flag.FlagSet, network bool) {
 	fs.StringVar(&p.nick, "nick", "", "nickname of a new profile (default: the profile's name, or your login name)")
 	fs.StringVar(&p.passFile, "passphrase-file", "", "read the profile's passphrase from `file` (or set CANOPY_PASSPHRASE); none: the profile uses a key file")
 	if network {
-		fs.Var(&p.listen, "listen", "libp2p `multiaddr`s to listen on, comma separated or repeated (default: TCP and QUIC on all interfaces, random ports)")
+		fs.Var(&p.listen, "listen", "libp2p `multiaddr`s to listen on, comma separated or repeated (default: TCP and QUIC on all interfaces; ports left at 0 are chosen on the first start and kept by the profile)")
 		fs.Var(&p.bootstrap, "bootstrap", "full `multiaddr`s (…/p2p/ID) of relays or peers to meet through, comma separated or repeated")
 		fs.BoolVar(&p.noMDNS, "no-mdns", false, "do not look for peers on the LAN (mDNS)")
 	}

@@ -46,7 +46,8 @@ type Config struct {
 	Passphrase []byte
 
 	// ListenAddrs are libp2p multiaddrs to listen on (default: TCP and
-	// QUIC on all interfaces, random ports).
+	// QUIC on all interfaces). With a ProfileDir, ports given as 0 are
+	// chosen on the first start and kept (see ListenFileName).
 	ListenAddrs []string
 	// Bootstrap are full multiaddrs (…/p2p/<id>) of relays or other
 	// peers to connect to at start: they are used as DHT bootstrap peers,
