@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -112,4 +114,44 @@ func TestE2EOfflineInviteeNamedByNick(t *testing.T) {
 		t.Fatalf("inviting an offline peer: %s", r.raw)
 	}
 	alice.quit()
+}
+
+// TestE2EKeptPortTaken: when another program holds a port the profile
+// keeps, canopy does not start on other ports (its card would be stale): it
+// exits with a message that says what to do, and the listen file is left
+// as it was.
+func TestE2EKeptPortTaken(t *testing.T) {
+	bin := canopyBinary(t)
+	data := t.TempDir()
+	bob := startPeer(t, bin, data, "bob")
+	c, err := chat.ParseCard(bob.card())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.quit()
+	listenFile := filepath.Join(data, "canopy", "bob", chat.ListenFileName)
+	before, err := os.ReadFile(listenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tcpAddr string
+	for _, a := range c.Addrs {
+		if v, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			ip, _ := a.ValueForProtocol(ma.P_IP4)
+			tcpAddr = net.JoinHostPort(ip, v)
+			break
+		}
+	}
+	other, err := net.Listen("tcp4", tcpAddr)
+	if err != nil {
+		t.Fatalf("taking bob's port %s: %v", tcpAddr, err)
+	}
+	defer other.Close()
+	out, err := exec.Command(bin, "headless", "--data", data, "--profile", "bob", "--listen", e2eListen, "--no-mdns").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address in use") || !strings.Contains(string(out), "keeps its listen ports") || !strings.Contains(string(out), listenFile) {
+		t.Fatalf("bob on a taken kept port: err %v, output:\n%s", err, out)
+	}
+	if after, _ := os.ReadFile(listenFile); string(after) != string(before) {
+		t.Fatalf("listen file changed from %q to %q", before, after)
+	}
 }
