@@ -70,6 +70,12 @@ type GroupView struct {
 	// (empty after /leave): that member's name as this profile knows it,
 	// or "someone" when the Commit is not at hand.
 	RemovedBy string
+	// Direct marks a two-person conversation (/dm); Name is then the
+	// other member's name, as Peer, and PeerKeyChanged flags that their
+	// key is not the one known for them.
+	Direct         bool
+	Peer           string
+	PeerKeyChanged bool
 }
 
 // Member is one member of a group.
@@ -153,6 +159,9 @@ type Invitation struct {
 	// claims the id of one the user is in without continuing it): front
 	// ends show it with the invitation.
 	Warning string
+	// Direct: the inviter wants to message the user directly (/dm);
+	// GroupName is then the inviter's name.
+	Direct bool
 }
 
 // NetStatus is the status bar's view of the network.
@@ -244,6 +253,7 @@ type Command struct {
 var Commands = []Command{
 	{"create", "NAME [CONTACT…]", "create a group and add contacts in one commit"},
 	{"invite", "CONTACT|CARD", "invite a contact (petname, nearby peer or pasted card)"},
+	{"dm", "CONTACT|CARD", "open (or reopen) a direct conversation with a contact"},
 	{"accept", "[INVITATION]", "accept an invitation"},
 	{"decline", "[INVITATION]", "decline an invitation"},
 	{"kick", "NICK", "remove a member from the group"},

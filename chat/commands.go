@@ -94,6 +94,11 @@ func (e *Engine) Run(ctx context.Context, gid GroupID, line string) (Result, err
 			return Result{}, errors.New("usage: /invite CONTACT|CARD")
 		}
 		return e.invite(ctx, g, args)
+	case "dm":
+		if len(args) != 1 {
+			return Result{}, errors.New("usage: /dm CONTACT|CARD")
+		}
+		return e.dm(ctx, args[0])
 	case "accept":
 		g, err := e.accept(ctx, rest)
 		if err != nil {
@@ -371,6 +376,9 @@ func (e *Engine) create(ctx context.Context, name string, members []string) (Res
 }
 
 func (e *Engine) invite(ctx context.Context, g *group, names []string) (Result, error) {
+	if g.snapshot().Direct {
+		return Result{}, ErrDirectInvite
+	}
 	invitees, err := e.prepareInvitees(ctx, names)
 	if err != nil {
 		return Result{}, err
@@ -390,6 +398,9 @@ func (e *Engine) invite(ctx context.Context, g *group, names []string) (Result, 
 }
 
 func (e *Engine) kick(ctx context.Context, g *group, names []string) (Result, error) {
+	if g.snapshot().Direct {
+		return Result{}, ErrDirectKick
+	}
 	var targets []memberInfo
 	for _, n := range names {
 		in, err := g.findMember(n)
@@ -607,6 +618,9 @@ func (e *Engine) retention(ctx context.Context, g *group, arg string) (Result, e
 		return Result{}, err
 	}
 	s.Retention = d
+	if s.Direct {
+		s.Name = "" // each side names it after the other (direct.go)
+	}
 	if err := e.change(ctx, g, change{kind: changeSettings, settings: s}); err != nil {
 		return Result{}, err
 	}

@@ -21,6 +21,14 @@ import (
 //	    uint64 retention_seconds;   // disappearing messages; 0 keeps history
 //	} CanopyGroupSettings;          // extension type 0xF0C1
 //
+// A direct conversation (/dm, direct.go) uses version 2, which appends
+//
+//	    uint8  flags;               // bit 0: direct; other bits zero
+//
+// so that both members know, from the authenticated GroupContext, that the
+// group is a two-person conversation. Other groups keep version 1, byte
+// for byte what older versions wrote.
+//
 // 0xF0C1 is in the private-use range of the MLS extension registry
 // (RFC 9420 §17.3). Groups list it in required_capabilities, so only
 // clients that understand it can be added.
@@ -42,7 +50,12 @@ const extSettings mls.ExtensionType = 0xF0C1
 type groupSettings struct {
 	Name      string
 	Retention time.Duration // whole seconds
+	// Direct marks a two-member direct conversation (direct.go). It is
+	// fixed at creation: a Commit that changes it is rejected.
+	Direct bool
 }
+
+const settingsFlagDirect uint8 = 1
 
 var errBadSettings = errors.New("chat: malformed group settings")
 
@@ -53,10 +66,17 @@ func (s groupSettings) marshal() ([]byte, error) {
 	if s.Retention < 0 {
 		return nil, fmt.Errorf("%w: negative retention", errBadSettings)
 	}
+	version := uint8(1)
+	if s.Direct {
+		version = 2
+	}
 	var b cryptobyte.Builder
-	b.AddUint8(1)
+	b.AddUint8(version)
 	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(s.Name)) })
 	b.AddUint64(uint64(s.Retention / time.Second))
+	if s.Direct {
+		b.AddUint8(settingsFlagDirect)
+	}
 	return b.Bytes()
 }
 
@@ -67,13 +87,20 @@ func parseSettings(data []byte) (groupSettings, error) {
 		name cryptobyte.String
 		ret  uint64
 	)
-	if !s.ReadUint8(&v) || v != 1 || !s.ReadUint8LengthPrefixed(&name) || !s.ReadUint64(&ret) || !s.Empty() {
+	if !s.ReadUint8(&v) || (v != 1 && v != 2) || !s.ReadUint8LengthPrefixed(&name) || !s.ReadUint64(&ret) {
+		return groupSettings{}, errBadSettings
+	}
+	var flags uint8
+	if v == 2 && (!s.ReadUint8(&flags) || flags != settingsFlagDirect) {
+		return groupSettings{}, fmt.Errorf("%w: unknown flags", errBadSettings)
+	}
+	if !s.Empty() {
 		return groupSettings{}, errBadSettings
 	}
 	if ret > uint64(100*365*24*3600) {
 		return groupSettings{}, fmt.Errorf("%w: retention out of range", errBadSettings)
 	}
-	return groupSettings{Name: string(name), Retention: time.Duration(ret) * time.Second}, nil
+	return groupSettings{Name: string(name), Retention: time.Duration(ret) * time.Second, Direct: flags&settingsFlagDirect != 0}, nil
 }
 
 // settingsOf reads the settings of a group (zero settings when absent).

@@ -460,6 +460,7 @@ func (g *group) refreshInfos() {
 	g.view.Members = len(infos)
 	g.view.Left = g.closed
 	g.view.RemovedBy = g.removedBy()
+	g.view.Direct = g.settings.Direct
 	g.mu.Unlock()
 	g.refreshMembers(false)
 }
@@ -499,6 +500,7 @@ func (g *group) refreshMembers(emit bool) {
 	}
 	g.mu.Lock()
 	g.members = out
+	applyDirectView(&g.view, out)
 	g.mu.Unlock()
 	if emit {
 		e.emit(MembersEvent{Group: g.gid, Members: slices.Clone(out)})

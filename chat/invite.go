@@ -56,10 +56,12 @@ type invitation struct {
 	// Separate: a Welcome into a group with the id of one we are in that
 	// does not continue it; accepting it needs leaving that group first.
 	Separate bool `json:"separate,omitempty"`
+	// Direct: a direct conversation (/dm, direct.go).
+	Direct bool `json:"direct,omitempty"`
 }
 
 func (inv *invitation) view() Invitation {
-	return Invitation{ID: inv.ID, GroupName: inv.GroupName, From: inv.FromNick, At: inv.At, Warning: inv.Warning}
+	return Invitation{ID: inv.ID, GroupName: inv.GroupName, From: inv.FromNick, At: inv.At, Warning: inv.Warning, Direct: inv.Direct}
 }
 
 // Pending invitations live in the store (store.InvitationStore), sealed
@@ -222,6 +224,9 @@ func (e *Engine) onWelcome(ctx context.Context, src inboxSource, from peer.ID, t
 		}
 	}
 	st, err := sw.Join(tree)
+	if err == nil {
+		err = checkDirectWelcome(st)
+	}
 	if err != nil {
 		e.log.Warn("invalid welcome", "from", from, "err", err)
 		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
@@ -288,7 +293,10 @@ func (e *Engine) addInvitation(ctx context.Context, st *mls.Group, env *welcomeE
 	settings := settingsOf(st.Extensions())
 	id := invitationID(env.Welcome)
 	inv := &invitation{ID: id, Welcome: env.Welcome, From: from, Tree: tree, GroupID: st.GroupID(), GroupName: settings.Name,
-		FromNick: inviter.name, Inviter: inviter.peer, At: e.now(), Warning: warning, Separate: separate}
+		FromNick: inviter.name, Inviter: inviter.peer, At: e.now(), Warning: warning, Separate: separate, Direct: settings.Direct}
+	if inv.Direct {
+		inv.GroupName = e.directPeerName(st)
+	}
 	for _, k := range env.History {
 		inv.History = append(inv.History, encodeKey(k))
 	}
@@ -403,6 +411,9 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 		e.mu.Unlock()
 	}
 	settings := settingsOf(st.Extensions())
+	if settings.Direct {
+		settings.Name = e.directPeerName(st) // the local name (direct.go)
+	}
 	meta := groupMeta{LastPath: e.now().Unix()}
 	mb, _ := json.Marshal(meta)
 	row := store.Group{ID: gid, Name: settings.Name, Retention: settings.Retention, Meta: mb, CreatedAt: e.now(), UpdatedAt: e.now()}

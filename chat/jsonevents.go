@@ -86,6 +86,8 @@ type jsonGroup struct {
 	Mentions int       `json:"mentions"`
 	LastAt   time.Time `json:"last_at"`
 	Left     bool      `json:"left"`
+	Direct   bool      `json:"direct,omitempty"`
+	Peer     string    `json:"peer,omitempty"`
 }
 
 type jsonMember struct {
@@ -122,7 +124,7 @@ func toJSONMessage(m Message) jsonMessage {
 }
 
 func toJSONGroup(g GroupView) jsonGroup {
-	return jsonGroup{ID: g.ID, Name: g.Name, Epoch: g.Epoch, Members: g.Members, Unread: g.Unread, Mentions: g.Mentions, LastAt: g.LastAt, Left: g.Left}
+	return jsonGroup{ID: g.ID, Name: g.Name, Epoch: g.Epoch, Members: g.Members, Unread: g.Unread, Mentions: g.Mentions, LastAt: g.LastAt, Left: g.Left, Direct: g.Direct, Peer: g.Peer}
 }
 
 func toJSONPeer(p Peer) jsonPeer { return jsonPeer(p) }
@@ -176,6 +178,7 @@ func EventJSON(ev Event) ([]byte, error) {
 			From      string    `json:"from"`
 			At        time.Time `json:"at"`
 			Warning   string    `json:"warning,omitempty"`
+			Direct    bool      `json:"direct,omitempty"`
 		}
 		v = struct {
 			Type       string         `json:"type"`

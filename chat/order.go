@@ -361,6 +361,9 @@ func (p *groupProc) ProcessCommit(base *mls.Group, msg []byte) (*mls.Group, orde
 	if r.Commit == nil {
 		return nil, ordering.CommitInfo{}, errors.New("chat: not a commit")
 	}
+	if err := directCommitRule(base, next); err != nil {
+		return nil, ordering.CommitInfo{}, err
+	}
 	info := commitInfoOf(base, next, r.Commit)
 	h := ordering.HashOf(msg)
 	// (A removed member's next state does not advance: count from base.)

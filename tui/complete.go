@@ -74,7 +74,7 @@ func completeCandidates(text string, src completionSource) (head string, cands [
 				exclude = src.self
 			}
 			return "/" + name + " ", matchNicks(src.members, rest, exclude, ""), true
-		case lname == "invite":
+		case lname == "invite" || lname == "dm":
 			return "/" + name + " ", matchNicks(src.nearby, rest, src.self, ""), true
 		case lname == "edit" && rest == "" && src.lastOwn != "":
 			text := src.lastOwn
