@@ -283,3 +283,32 @@ func FuzzGroupSettings(f *testing.F) {
 		}
 	})
 }
+
+// A member's Add proposal (from a modified client) cannot ride along in
+// the other member's next Commit: the Commit is refused before it is sent.
+func TestDirectOwnCommitKeepsRules(t *testing.T) {
+	alice, bob, g := dmPair(t)
+	carol := newPeer(t, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	bundles, _, err := carol.e.keyPackageBundles(ctx)
+	if err != nil || len(bundles) == 0 {
+		t.Fatalf("carol's KeyPackages: %d, %v", len(bundles), err)
+	}
+	_, bst := stateOf(t, bob, g)
+	prop, err := bst.ProposeAdd(&bundles[0].KeyPackage, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := alice.e.group(g)
+	var perr error
+	if err := ag.do(ctx, func() { _, perr = ag.st.Process(prop) }); err != nil || perr != nil {
+		t.Fatalf("caching bob's proposal: %v, %v", err, perr)
+	}
+	if _, err := alice.e.Run(ctx, g, "/update"); !errors.Is(err, errDirectRule) {
+		t.Fatalf("alice's Commit with bob's Add: %v", err)
+	}
+	if n := len(alice.e.Members(g)); n != 2 {
+		t.Fatalf("alice sees %d members", n)
+	}
+}

@@ -975,6 +975,9 @@ func (g *group) commitIntents(ids []string) {
 	if err == nil {
 		_, err = work.MergePendingCommit(pc)
 	}
+	if err == nil {
+		err = directCommitRule(base, work) // cached proposals included
+	}
 	if err != nil {
 		e.log.Warn("commit failed", "group", g.gid, "err", err)
 		for _, id := range used {
@@ -1020,6 +1023,9 @@ func (g *group) commitSettings(s groupSettings) error {
 	pc, err := work.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeGroupContextExtensions, GroupContextExtensions: &mls.GroupContextExtensions{Extensions: exts}}}})
 	if err == nil {
 		_, err = work.MergePendingCommit(pc)
+	}
+	if err == nil {
+		err = directCommitRule(base, work) // cached proposals included
 	}
 	if err != nil {
 		return err
