@@ -41,7 +41,7 @@ func (m *model) handleEvent(ev chat.Event) tea.Cmd {
 			}
 		}
 		m.s.invitations = append(m.s.invitations, inv)
-		text := "invitation to " + sanitize(inv.GroupName, false) + " from " + sanitize(inv.From, false) + " · /accept " + sanitize(inv.ID, false)
+		text := invitationText(inv)
 		level := chat.NoticeInfo
 		if inv.Warning != "" {
 			text += " · WARNING: " + sanitize(inv.Warning, false)
@@ -285,4 +285,14 @@ func (m *model) mergeGroups(groups []chat.GroupView) {
 	if i := m.s.group(m.s.selected); i >= 0 && !m.s.blurred {
 		m.s.groups[i].Unread, m.s.groups[i].Mentions = 0, 0
 	}
+}
+
+// invitationText describes a pending invitation in one line; a direct
+// conversation request reads as such.
+func invitationText(inv chat.Invitation) string {
+	accept := " · /accept " + sanitize(inv.ID, false)
+	if inv.Direct {
+		return sanitize(inv.GroupName, false) + " wants to message you directly" + accept
+	}
+	return "invitation to " + sanitize(inv.GroupName, false) + " from " + sanitize(inv.From, false) + accept
 }

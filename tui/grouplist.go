@@ -1,13 +1,17 @@
 package tui
 
 import (
+	"slices"
+
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/canopy-chat/canopy/chat"
 )
 
 // groupList is the left pane: home, then the groups with unread and mention
-// counts. Moving the selection opens the group at once.
+// counts, then the direct conversations under a "direct" heading, each
+// named after the other person. Moving the selection opens the group at
+// once.
 type groupList struct {
 	s      *session
 	w, h   int
@@ -49,18 +53,38 @@ func (g *groupList) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return g, cmdOf(selectGroupMsg{id: ids[i]})
 }
 
+// directHeading stands for the "direct" section heading among the rows
+// (never a group id: those are hex).
+const directHeading chat.GroupID = "\x00direct"
+
+// rows are the entries as shown: the direct conversations follow a
+// heading row.
+func (g *groupList) rows() []chat.GroupID {
+	ids := g.s.entries()
+	out := make([]chat.GroupID, 0, len(ids)+1)
+	heading := false
+	for _, id := range ids {
+		if i := g.s.group(id); i >= 0 && g.s.groups[i].Direct && !heading {
+			out = append(out, directHeading)
+			heading = true
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
 // scroll moves the visible window (mouse wheel) without changing the
 // selection.
 func (g *groupList) scroll(delta int) {
 	rows := g.h - 1
-	g.offset = max(0, min(g.offset+delta, len(g.s.entries())-rows))
+	g.offset = max(0, min(g.offset+delta, len(g.rows())-rows))
 }
 
 // rowAt maps a y coordinate inside the pane to a group, for mouse clicks.
 func (g *groupList) rowAt(y int) (chat.GroupID, bool) {
 	i := g.offset + y - 1
-	ids := g.s.entries()
-	if y < 1 || i < 0 || i >= len(ids) {
+	ids := g.rows()
+	if y < 1 || i < 0 || i >= len(ids) || ids[i] == directHeading {
 		return "", false
 	}
 	return ids[i], true
@@ -72,14 +96,19 @@ func (g *groupList) keepSelectionVisible() {
 	if rows <= 0 {
 		return
 	}
-	sel := g.s.selectedIndex()
-	if sel < g.offset {
-		g.offset = sel
+	all := g.rows()
+	sel := max(0, slices.Index(all, g.s.selected))
+	top := sel
+	if sel > 0 && all[sel-1] == directHeading {
+		top-- // scrolling up, show the heading with the first direct conversation
+	}
+	if top < g.offset {
+		g.offset = top
 	}
 	if sel >= g.offset+rows {
 		g.offset = sel - rows + 1
 	}
-	g.offset = max(0, min(g.offset, len(g.s.entries())-rows))
+	g.offset = max(0, min(g.offset, len(all)-rows))
 }
 
 func (g *groupList) View() string {
@@ -89,8 +118,12 @@ func (g *groupList) View() string {
 	st := g.s.st
 	lines := []string{paneTitle(st, "groups", g.s.focus == focusGroups, g.w)}
 	g.keepSelectionVisible()
-	ids := g.s.entries()
+	ids := g.rows()
 	for i := g.offset; i < len(ids) && len(lines) < g.h; i++ {
+		if ids[i] == directHeading {
+			lines = append(lines, st.dim.Render(fit("  direct", g.w)))
+			continue
+		}
 		lines = append(lines, g.row(ids[i]))
 	}
 	return joinLines(block(lines, g.w, g.h))
@@ -113,6 +146,11 @@ func (g *groupList) row(id chat.GroupID) string {
 			name = string(id)
 		}
 		unread, mentions = gv.Unread, gv.Mentions
+		if gv.Direct && gv.PeerKeyChanged {
+			// The key is not the one known for that name: flagged as
+			// in the member list.
+			name = "! " + name
+		}
 		if gv.Left {
 			badge = "left"
 		}

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"slices"
 	"time"
 
 	"github.com/canopy-chat/canopy/chat"
@@ -71,20 +72,23 @@ func (s *session) group(id chat.GroupID) int {
 }
 
 // entries lists the group list's rows: home, then the groups.
+// entries lists what the group list shows, in order: home, the groups,
+// then the direct conversations (their own section, grouplist.go).
 func (s *session) entries() []chat.GroupID {
 	ids := make([]chat.GroupID, 0, len(s.groups)+1)
 	ids = append(ids, homeID)
-	for _, g := range s.groups {
-		ids = append(ids, g.ID)
+	for _, direct := range []bool{false, true} {
+		for _, g := range s.groups {
+			if g.Direct == direct {
+				ids = append(ids, g.ID)
+			}
+		}
 	}
 	return ids
 }
 
 func (s *session) selectedIndex() int {
-	if s.selected == homeID {
-		return 0
-	}
-	return s.group(s.selected) + 1
+	return max(0, slices.Index(s.entries(), s.selected))
 }
 
 // left reports whether the user is no longer a member of a group.

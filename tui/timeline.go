@@ -478,6 +478,9 @@ func (t *timeline) homeIntro(w int) []string {
 		sort.SliceStable(invs, func(i, j int) bool { return invs[i].At.Before(invs[j].At) })
 		for _, inv := range invs {
 			line := "✉ " + sanitize(inv.GroupName, false) + " from " + sanitize(inv.From, false) + " · /accept " + sanitize(inv.ID, false)
+			if inv.Direct {
+				line = "✉ " + invitationText(inv)
+			}
 			if inv.Warning != "" {
 				line += " · WARNING: " + sanitize(inv.Warning, false)
 			}
