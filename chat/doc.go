@@ -87,6 +87,11 @@
 // bounded per requester and in total (identity.go), and pending
 // invitations per inviter and in total (invitecap.go).
 //
+// /dm (direct.go) is an invitation into a two-member group flagged direct
+// in its settings extension: each side names it after the other, every
+// member rejects a Commit that adds a third member or changes the flag,
+// and a second /dm to the same key reopens it.
+//
 // Welcomes travel in a signed envelope (welcome.go): the adder's leaf
 // signs it, so the inviter shown is never a relay's word, and for a
 // joiner that may already be in the group the adder adds continuity

@@ -40,10 +40,14 @@ import (
 //	{"type":"delivery","group":"ID","id":"MSGID","delivery":"sent"}
 //	{"type":"group","group":GROUP}
 //	    GROUP = {"id","name","epoch","members","unread","mentions",
-//	    "last_at","left"}
+//	    "last_at","left","direct","peer"}; direct and peer (omitted
+//	    otherwise) mark a direct conversation (/dm) and name the other
+//	    member, as name does then.
 //	{"type":"members","group":"ID","members":[MEMBER…]}
 //	    MEMBER = {"nick","fingerprint","self","verified","key_changed"}
-//	{"type":"invitation","invitation":{"id","group_name","from","at","warning"}}
+//	{"type":"invitation","invitation":{"id","group_name","from","at","warning","direct"}}
+//	    direct (omitted when false): a request for a direct conversation
+//	    from the inviter, whose name group_name then is.
 //	    warning (omitted when empty): what is not as it seems, in plain
 //	    words (an inviter using a known name with another key, a group
 //	    that claims the id of one you are in without continuing it).

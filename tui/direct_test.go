@@ -95,3 +95,15 @@ func idStrings(ids []chat.GroupID) []string {
 	}
 	return out
 }
+
+// Tab completes /dm from the nearby peers, as /invite.
+func TestDirectCompletion(t *testing.T) {
+	d := newDriver(t, 100, 30)
+	d.events(chat.PeerEvent{Peer: chat.Peer{Nick: "dave", PeerID: "P-dave"}, Online: true})
+	d.send(selectGroupMsg{id: homeID})
+	d.typing("/dm da")
+	d.key(tea.KeyTab)
+	if got := d.m.composer.Value(); got != "/dm dave " {
+		t.Errorf("dm completion %q", got)
+	}
+}
