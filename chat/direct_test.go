@@ -312,3 +312,30 @@ func TestDirectOwnCommitKeepsRules(t *testing.T) {
 		t.Fatalf("alice sees %d members", n)
 	}
 }
+
+// A direct conversation stays one across a restart: flagged, named after
+// the peer, reopened by /dm.
+func TestDirectConversationSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	opts := func(c *Config) { c.Store, c.ProfileDir = nil, dir }
+	alice, bob := newPeer(t, "alice", opts), newPeer(t, "bob")
+	connect(t, alice, bob)
+	g := alice.run("", "/dm "+bob.card()).Group
+	bob.acceptInvitation()
+	bob.rec.wait(t, "bob's join line", isSystem(g, "you accepted the direct conversation with alice"))
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 })
+	if err := alice.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	alice = newPeer(t, "alice", opts)
+	waitFor(t, "the direct group after the restart", func() bool {
+		v, ok := directViewOf(alice, g)
+		return ok && v.Direct && v.Name == "bob" && v.Members == 2
+	})
+	if got := alice.run("", "/dm bob").Group; got != g {
+		t.Fatalf("/dm bob after a restart opened %s, want %s", got, g)
+	}
+	if out := alice.run("", "/groups").Text; !strings.Contains(out, "bob  2 members") || !strings.Contains(out, "(direct)") {
+		t.Fatalf("/groups: %q", out)
+	}
+}

@@ -431,6 +431,9 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 		g.m.AdoptHistory(hist)
 	}
 	line := g.systemLine("you joined %s (invited by %s)", settings.Name, inv.FromNick)
+	if settings.Direct {
+		line = g.systemLine("you accepted the direct conversation with %s", settings.Name)
+	}
 	if _, err := e.db.CommitEpoch(ctx, store.EpochTransition{
 		GroupID: gid, Epoch: st.Epoch(), CommitHash: ref0, State: state, Group: &row,
 		Messages: []store.Message{line}, ConsumedKeyPackage: ref, InvitationDone: inv.ID,
