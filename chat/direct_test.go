@@ -156,9 +156,9 @@ func TestDirectRulesEnforcedOnCommits(t *testing.T) {
 	carol := newPeer(t, "carol")
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
-	bundles, _, err := carol.e.keyPackageBundles(ctx)
-	if err != nil || len(bundles) == 0 {
-		t.Fatalf("carol's KeyPackages: %d, %v", len(bundles), err)
+	kb, err := carol.e.newKeyPackage(false)
+	if err != nil {
+		t.Fatalf("carol's KeyPackage: %v", err)
 	}
 	_, ast := stateOf(t, alice, g)
 	bg, bst := stateOf(t, bob, g)
@@ -185,7 +185,7 @@ func TestDirectRulesEnforcedOnCommits(t *testing.T) {
 		return &mls.Proposal{Type: mls.ProposalTypeGroupContextExtensions, GroupContextExtensions: &mls.GroupContextExtensions{Extensions: exts}}
 	}
 
-	add := commit(&mls.Proposal{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: bundles[0].KeyPackage}})
+	add := commit(&mls.Proposal{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: kb.KeyPackage}})
 	if err := process(add.Message); !errors.Is(err, errDirectRule) {
 		t.Fatalf("a Commit adding a third member: %v", err)
 	}
@@ -200,7 +200,7 @@ func TestDirectRulesEnforcedOnCommits(t *testing.T) {
 	// A Welcome into a "direct" group of three (from a modified client)
 	// is refused.
 	three := ast.Clone()
-	pc, err := three.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: bundles[0].KeyPackage}}}})
+	pc, err := three.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: kb.KeyPackage}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,12 +291,12 @@ func TestDirectOwnCommitKeepsRules(t *testing.T) {
 	carol := newPeer(t, "carol")
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
-	bundles, _, err := carol.e.keyPackageBundles(ctx)
-	if err != nil || len(bundles) == 0 {
-		t.Fatalf("carol's KeyPackages: %d, %v", len(bundles), err)
+	kb, err := carol.e.newKeyPackage(false)
+	if err != nil {
+		t.Fatalf("carol's KeyPackage: %v", err)
 	}
 	_, bst := stateOf(t, bob, g)
-	prop, err := bst.ProposeAdd(&bundles[0].KeyPackage, nil)
+	prop, err := bst.ProposeAdd(&kb.KeyPackage, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
