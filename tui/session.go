@@ -71,7 +71,6 @@ func (s *session) group(id chat.GroupID) int {
 	return -1
 }
 
-// entries lists the group list's rows: home, then the groups.
 // entries lists what the group list shows, in order: home, the groups,
 // then the direct conversations (their own section, grouplist.go).
 func (s *session) entries() []chat.GroupID {
