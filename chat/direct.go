@@ -81,11 +81,13 @@ func (e *Engine) directPeerName(st *mls.Group) string {
 }
 
 // applyDirectView names a direct group's view after its other member
-// (g.mu held). After the peer left, the last known name stays.
-func applyDirectView(v *GroupView, members []Member) {
+// (g.mu held) and reports whether the name or the key flag changed. After
+// the peer left, the last known name stays.
+func applyDirectView(v *GroupView, members []Member) (changed bool) {
 	if !v.Direct {
-		return
+		return false
 	}
+	was, wasChanged := v.Name, v.PeerKeyChanged
 	for _, m := range members {
 		if m.Self {
 			continue
@@ -97,6 +99,7 @@ func applyDirectView(v *GroupView, members []Member) {
 		v.Peer = v.Name
 	}
 	v.Name = v.Peer
+	return v.Name != was || v.PeerKeyChanged != wasChanged
 }
 
 // directTarget is the peer a /dm names, with the fingerprint it is known

@@ -66,6 +66,14 @@ func TestDirectConversation(t *testing.T) {
 	bob.run(g, "hi alice")
 	alice.rec.wait(t, "bob's message", isMessage(g, "hi alice"))
 
+	// The name follows the peer's nick as the roster learns it (bob gave
+	// alice no petname).
+	alice.run("", "/nick alicia")
+	bob.rec.wait(t, "the direct group renamed", func(ev Event) bool {
+		ge, ok := ev.(GroupEvent)
+		return ok && ge.Group.ID == g && ge.Group.Name == "alicia" && ge.Group.Peer == "alicia"
+	})
+
 	// Reuse: by nick, by card, and from the other side; no new group.
 	before := len(alice.e.Groups())
 	for _, arg := range []string{"bob", bob.card()} {
@@ -73,8 +81,8 @@ func TestDirectConversation(t *testing.T) {
 			t.Fatalf("/dm %.20s opened %s, want the existing %s", arg, got, g)
 		}
 	}
-	if got := bob.run("", "/dm alice").Group; got != g {
-		t.Fatalf("bob's /dm alice opened %s, want %s", got, g)
+	if got := bob.run("", "/dm alicia").Group; got != g {
+		t.Fatalf("bob's /dm alicia opened %s, want %s", got, g)
 	}
 	if n := len(alice.e.Groups()); n != before {
 		t.Fatalf("alice has %d groups after reusing, had %d", n, before)

@@ -500,10 +500,13 @@ func (g *group) refreshMembers(emit bool) {
 	}
 	g.mu.Lock()
 	g.members = out
-	applyDirectView(&g.view, out)
+	renamed := applyDirectView(&g.view, out)
 	g.mu.Unlock()
 	if emit {
 		e.emit(MembersEvent{Group: g.gid, Members: slices.Clone(out)})
+		if renamed {
+			g.emitGroup()
+		}
 	}
 }
 
