@@ -139,6 +139,33 @@ func (m *Machine[S]) claim(c Claim) {
 			debugf("%s loses to %s at %d: ours %v theirs %v (root %d tip %d)", m.cfg.Self, c.Signer, v.Epoch, v.Ours, v.Theirs, m.root.epoch, m.tip.epoch)
 		}
 		m.loseTo(v.Epoch, v.Theirs, c, false)
+		m.liftBar(v.Theirs)
+	}
+}
+
+// liftBar lets a barred Commit win after all when a trusted claim (a
+// member at the fork that the canonical chain has not removed since) shows
+// that its branch is the group's: the bar is judged by arrival order (a
+// Commit that raced its sender's removal is barred by the members that saw
+// the removal first, not by the others), and the claims settle such a race
+// by key as for any fork. A removed member's own claims are not trusted
+// (TrustClaim), so it cannot lift the bar on its replayed Commits.
+func (m *Machine[S]) liftBar(k Key) {
+	n, ok := m.nodes[k.Hash]
+	if !ok || !n.barred || n.gone {
+		return
+	}
+	n.barred = false
+	p := n.parent
+	if p == nil || p.gone || (p.best != nil && !n.key.Less(p.best.key)) {
+		return
+	}
+	if debugf != nil {
+		debugf("%s: bar on %s lifted by a claim", m.cfg.Self, n.id)
+	}
+	p.best = n
+	if p.canon {
+		m.recanon(p)
 	}
 }
 

@@ -129,6 +129,9 @@ type node[S any] struct {
 	canonSince time.Time
 	own        bool
 	welcome    welcomeState
+	// barred: the Commit of a member the canonical chain had removed
+	// since its parent when it came (barred): it never becomes canonical.
+	barred bool
 }
 
 type welcomeState uint8
@@ -522,11 +525,38 @@ func (m *Machine[S]) everInWindow(id string) bool {
 // before j but what its adder told it: a fork before j is judged by the
 // members it joined with, so a signer that was a member at j is trusted
 // about it (as much as the adder whose history it adopted).
+//
+// A signer that this member's canonical chain removed after the fork is
+// not trusted about it either: it may hold a state from before its removal
+// and forge a branch from there (README.md "Removed members"); a branch
+// that honest members really went on is claimed by them too.
 func (m *Machine[S]) TrustClaim(signer string, forkEpoch uint64) bool {
+	if false && m.RemovedSince(signer, forkEpoch) {
+		return false
+	}
 	if forkEpoch < m.knownFrom {
 		return m.WasMember(signer, m.knownFrom)
 	}
 	return m.WasMember(signer, forkEpoch)
+}
+
+// RemovedSince reports that this member's canonical chain removed id by a
+// Commit of epoch or later (finalized history or window), whatever
+// happened to id afterwards: a member re-added since is still not trusted
+// with what it claims about the branch before its removal.
+func (m *Machine[S]) RemovedSince(id string, epoch uint64) bool {
+	for _, e := range m.events[id] {
+		// e.epoch is the epoch of the state the removal created.
+		if !e.add && e.author != "" && e.epoch > epoch {
+			return true
+		}
+	}
+	for x := m.tip; x != nil && x != m.root; x = x.parent {
+		if x.key.Epoch >= epoch && removes(x, id) {
+			return true
+		}
+	}
+	return false
 }
 
 // WelcomeAcceptable reports whether a Welcome into this group for epoch
@@ -955,14 +985,48 @@ func (m *Machine[S]) addNode(parent *node[S], h Hash, next S, info CommitInfo) *
 	m.liveCount++
 	m.work = append(m.work, n)
 	if parent.best == nil || n.key.Less(parent.best.key) {
-		parent.best = n
-		if parent.canon {
-			m.recanon(parent)
-			return n
+		if m.barred(parent, info.Sender) {
+			// A Commit by a member the canonical chain removed after
+			// parent never displaces that chain (README.md "Removed
+			// members"); the bar is kept, it never wins later either.
+			n.barred = true
+			if debugf != nil {
+				debugf("%s: %s by %s barred at %d: removed since", m.cfg.Self, h, info.Sender, parent.epoch)
+			}
+		} else {
+			parent.best = n
+			if parent.canon {
+				m.recanon(parent)
+				return n
+			}
 		}
 	}
 	n.left = m.now
 	return n
+}
+
+// barred reports that a Commit of sender on parent must not displace
+// parent's canonical child: parent is on the canonical chain below its tip
+// and a canonical Commit after parent (its canonical child included)
+// removed sender. That Commit is a removed member's, made from a state it
+// kept from before its removal (or a counter that arrived after the
+// removal it raced): README.md "Removed members".
+func (m *Machine[S]) barred(parent *node[S], sender string) bool {
+	if !parent.canon || parent == m.tip || sender == "" {
+		return false
+	}
+	for x := m.tip; x != nil && x != parent; x = x.parent {
+		if removes(x, sender) {
+			return true
+		}
+	}
+	return false
+}
+
+// removes reports that n's Commit removed id (a resync removes and
+// re-adds its own sender: nobody is removed).
+func removes[S any](n *node[S], id string) bool {
+	return slices.Contains(n.info.Removed, id) && !slices.Contains(n.info.Added, id)
 }
 
 // descend follows the best children to the deepest state.
