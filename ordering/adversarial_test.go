@@ -173,3 +173,128 @@ func TestKeyOrder(t *testing.T) {
 		t.Fatal("ticket must be deterministic and change with the epoch")
 	}
 }
+
+// removedReplay builds the issue-12 attack on the harness: at epoch e the
+// canonical Commit is an ordinary one (class 1) by A; later A removes X;
+// then X, from the state of epoch e it kept, publishes a removal of B
+// (class 0, which would win epoch e by key) and delivers it to everyone.
+// It returns X's Commit and the epoch e.
+func removedReplay(t *testing.T, h *harness, honest []string) ([]byte, uint64) {
+	t.Helper()
+	stXe, e, _ := h.ms["X"].Current()
+	everyone := append([]string{"X"}, honest...)
+	deliverAll := func(from string, msg []byte) {
+		for _, id := range everyone {
+			if id != from {
+				h.deliver(id, msg)
+			}
+		}
+	}
+	deliverAll("A", h.commit("A", nil, nil)) // class 1 at e
+	deliverAll("A", h.commit("A", nil, nil))
+	deliverAll("A", h.commit("A", nil, []string{"X"})) // X removed
+	deliverAll("C", h.commit("C", nil, nil))
+	replay, _, info, _, err := h.be.commit("X", stXe, nil, []string{"B"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Class() != ClassRemove {
+		t.Fatal("the replay must be a removal")
+	}
+	return replay, e
+}
+
+// TestRemovedMemberReplayCannotRemove plays the removed member of issue 12
+// item 3: X keeps a state from before its removal and publishes, for an
+// epoch inside everyone's window whose canonical Commit was ordinary, a
+// Commit removing B. Its key is the best of that epoch, yet no member
+// switches to it (the bar: its sender was removed by the canonical chain
+// since), B stays in, X stays out, and the group goes on committing.
+func TestRemovedMemberReplayCannotRemove(t *testing.T) {
+	honest := []string{"A", "B", "C", "D"}
+	h := newHarness(t, append([]string{"X"}, honest...)...)
+	replay, e := removedReplay(t, h, honest)
+	for _, id := range honest {
+		_, tipBefore, _ := h.ms[id].Current()
+		for _, d := range h.deliver(id, replay) {
+			if s, ok := d.(Switched); ok {
+				t.Fatalf("%s switched to the removed member's replay: %+v", id, s)
+			}
+		}
+		m := h.ms[id]
+		if _, ep, _ := m.Current(); ep != tipBefore {
+			t.Fatalf("%s moved from epoch %d to %d", id, tipBefore, ep)
+		}
+		if !m.tipRoster["B"] || m.tipRoster["X"] {
+			t.Fatalf("%s: roster %v: B must stay, X must stay out", id, m.Roster())
+		}
+		if k, _ := m.entryAt(e); k.Hash == HashOf(replay) {
+			t.Fatalf("%s: the replay is canonical at %d", id, e)
+		}
+	}
+	// The honest group keeps working: a Commit by B lands everywhere.
+	msg := h.commit("B", nil, nil)
+	for _, id := range []string{"A", "C", "D"} {
+		h.deliver(id, msg)
+		if h.ms[id].Epoch() != h.ms["B"].Epoch() {
+			t.Fatalf("%s at epoch %d, B at %d", id, h.ms[id].Epoch(), h.ms["B"].Epoch())
+		}
+	}
+}
+
+// TestRemovedMemberClaimCannotLiftBar: the same removed member then sends a
+// claim (signed by itself, a member at the fork) for the branch of its
+// replay. The claim is not a verdict: nobody loses to it, rolls back or
+// rejoins, and B stays in. A claim by a member that the chain did not
+// remove, for a branch it really went on, still heals a race (the other
+// scenarios and TestLateBetterCommitSwitches).
+func TestRemovedMemberClaimCannotLiftBar(t *testing.T) {
+	honest := []string{"A", "B", "C", "D"}
+	h := newHarness(t, append([]string{"X"}, honest...)...)
+	replay, _ := removedReplay(t, h, honest)
+	for _, id := range honest {
+		h.deliver(id, replay)
+	}
+	// X claims the branch of its replay: the honest history up to the
+	// epoch of the replay, then the replay's key (as every member computes
+	// it; it is in their trees, barred).
+	var rk Key
+	for _, n := range h.ms["A"].nodes {
+		if n.id == HashOf(replay) {
+			if !n.barred {
+				t.Fatal("the replay should be barred")
+			}
+			rk = n.key
+		}
+	}
+	if rk.Hash.IsZero() {
+		t.Fatal("the replay should be in the tree")
+	}
+	forged := Claim{Signer: "X", Tip: h.ms["A"].Epoch() + 5, GroupInfo: []byte("group info of the forged branch")}
+	for _, en := range h.ms["A"].History() {
+		if en.Epoch < rk.Epoch {
+			forged.Entries = append(forged.Entries, en)
+		}
+	}
+	forged.Entries = append(forged.Entries, rk)
+	for _, id := range honest {
+		m := h.ms[id]
+		_, ep, tip := m.Current()
+		for _, d := range m.ClaimReceived(h.be, forged, h.at.Add(time.Hour)) {
+			switch d.(type) {
+			case Switched, Rejoin:
+				t.Fatalf("%s acted on the removed member's claim: %T %+v", id, d, d)
+			}
+		}
+		// Even after the rejoin grace, nothing happens.
+		for _, d := range m.Tick(h.be, h.at.Add(2*time.Hour)) {
+			switch d.(type) {
+			case Switched, Rejoin:
+				t.Fatalf("%s acted on the removed member's claim later: %T %+v", id, d, d)
+			}
+		}
+		if _, ep2, tip2 := m.Current(); ep2 != ep || tip2 != tip || !m.tipRoster["B"] {
+			t.Fatalf("%s moved: epoch %d->%d, B member %v", id, ep, ep2, m.tipRoster["B"])
+		}
+	}
+}
