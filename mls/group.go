@@ -323,17 +323,36 @@ func (c *config) newLeafParams() (Capabilities, Lifetime, []Extension) {
 	return caps, lt, cloneExtensions(c.leafExts)
 }
 
-// checkLifetime verifies a leaf's lifetime with the configured clock
-// (§7.3); without a clock it passes.
+// checkLifetime verifies, with the configured clock, that a key_package
+// leaf this member sends is valid now (§7.3); without a clock it passes.
+// The error wraps ErrLifetime and ErrInvalidLeafNode and says which bound
+// failed.
 func (c *config) checkLifetime(ln *LeafNode) error {
 	if c.now == nil || ln.Source != LeafNodeSourceKeyPackage {
 		return nil
 	}
-	if !ln.Lifetime.Contains(c.now()) {
-		return fmt.Errorf("%w: lifetime [%d, %d] does not contain the current time", ErrInvalidLeafNode,
-			ln.Lifetime.NotBefore, ln.Lifetime.NotAfter)
+	now := c.now()
+	t := now.Unix()
+	switch {
+	case t < 0 || uint64(t) < ln.Lifetime.NotBefore:
+		return fmt.Errorf("%w: %w: not valid before %s (now %s)", ErrInvalidLeafNode, ErrLifetime,
+			unixTime(ln.Lifetime.NotBefore), now.UTC().Format(time.RFC3339))
+	case uint64(t) > ln.Lifetime.NotAfter:
+		return fmt.Errorf("%w: %w: expired at %s (now %s)", ErrInvalidLeafNode, ErrLifetime,
+			unixTime(ln.Lifetime.NotAfter), now.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// ErrLifetime is wrapped when a leaf's lifetime does not contain the
+// current time (§7.3): an expired or not yet valid KeyPackage.
+var ErrLifetime = errors.New("mls: lifetime does not contain the current time")
+
+func unixTime(s uint64) string {
+	if s > math.MaxInt64 {
+		return "the end of time"
+	}
+	return time.Unix(int64(s), 0).UTC().Format(time.RFC3339)
 }
 
 // validTime is the time at which a KeyPackage is validated: the clock's,
@@ -343,6 +362,12 @@ func (c *config) validTime(ln *LeafNode) time.Time {
 	if c.now != nil {
 		return c.now()
 	}
+	return lifetimeStart(ln)
+}
+
+// lifetimeStart is a time inside ln's lifetime if it has one (its start):
+// validating at it checks everything but the current time.
+func lifetimeStart(ln *LeafNode) time.Time {
 	nb := ln.Lifetime.NotBefore
 	if nb > math.MaxInt64 {
 		nb = math.MaxInt64

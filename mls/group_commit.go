@@ -74,7 +74,7 @@ func (g *Group) Commit(opts CommitOptions) (*PendingCommit, error) {
 		}
 		list = append(list, committedProposal{proposal: p, sender: me})
 	}
-	return g.commit(list, &opts, &commitContext{committer: me}, nil)
+	return g.commit(list, &opts, &commitContext{committer: me, sending: true}, nil)
 }
 
 // commit builds a Commit of this member over list (§12.4.1). extra are the

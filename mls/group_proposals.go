@@ -14,7 +14,7 @@ import (
 // encoded MLSMessage. The proposal is cached for this epoch's Commit.
 func (g *Group) ProposeAdd(kp *KeyPackage, authenticatedData []byte) ([]byte, error) {
 	p := &Proposal{Type: ProposalTypeAdd, Add: &Add{KeyPackage: *kp}}
-	if err := g.checkAddKeyPackage(kp); err != nil {
+	if err := g.checkAddKeyPackage(kp, true); err != nil {
 		return nil, err
 	}
 	msg, _, err := g.propose(p, authenticatedData)
@@ -214,7 +214,10 @@ func (g *Group) checkProposalAlone(p *Proposal, sender Sender, cc *commitContext
 	}
 	switch p.Type {
 	case ProposalTypeAdd:
-		return g.checkAddKeyPackage(&p.Add.KeyPackage)
+		// A by-value Add in a Commit this member is making is sent by it
+		// (§7.3: lifetime against the clock); anything else is received.
+		sending := cc != nil && cc.sending && sender == cc.committer
+		return g.checkAddKeyPackage(&p.Add.KeyPackage, sending)
 	case ProposalTypeUpdate:
 		if sender.Type != SenderMember {
 			return bad("from a %v sender", sender.Type)
@@ -248,13 +251,28 @@ func (g *Group) checkProposalAlone(p *Proposal, sender Sender, cc *commitContext
 // checkAddKeyPackage validates a KeyPackage for an Add (§10.1, §12.1.1)
 // with the group's parameters; uniqueness and capability checks against the
 // tree are done when the Add is applied.
-func (g *Group) checkAddKeyPackage(kp *KeyPackage) error {
+//
+// Lifetimes (§7.3): an Add this member sends (ProposeAdd, or by value in
+// its own Commit) must be valid at the clock's current time (WithClock;
+// without a clock nothing is checked), the MUST of §7.3. An Add received
+// from another member, alone or in a Commit, is checked for everything
+// but the time: §7.3 only recommends that check for received leaves, and
+// canopy's fork choice needs the validity of a Commit to be a function of
+// its bytes and parent state, identical on every member and at every
+// re-processing (ordering.Processor); a check against each member's own
+// clock would let members disagree about which Commits exist.
+func (g *Group) checkAddKeyPackage(kp *KeyPackage, sending bool) error {
 	if kp.CipherSuite != g.ctx.CipherSuite || kp.Version != g.ctx.Version {
 		return fmt.Errorf("%w: key package for %v version %d in a %v version %d group", ErrInvalidProposal,
 			kp.CipherSuite, kp.Version, g.ctx.CipherSuite, g.ctx.Version)
 	}
-	if err := kp.Validate(g.cfg.validTime(&kp.LeafNode)); err != nil {
+	if err := kp.Validate(lifetimeStart(&kp.LeafNode)); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidProposal, err)
+	}
+	if sending {
+		if err := g.cfg.checkLifetime(&kp.LeafNode); err != nil {
+			return fmt.Errorf("%w: key package: %w", ErrInvalidProposal, err)
+		}
 	}
 	if err := g.cfg.checkCredential(&kp.LeafNode); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidProposal, err)
@@ -355,6 +373,7 @@ func (g *Group) resolveProposals(c *Commit, committer Sender) ([]committedPropos
 // reinit / branch, §12.1.4).
 type commitContext struct {
 	committer Sender // member (its leaf) or new_member_commit
+	sending   bool   // this member makes the Commit (its by-value proposals are sent, §7.3)
 	inReInit  bool
 	inBranch  bool
 }
