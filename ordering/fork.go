@@ -138,14 +138,16 @@ func (m *Machine[S]) claim(c Claim) {
 		if debugf != nil {
 			debugf("%s loses to %s at %d: ours %v theirs %v (root %d tip %d)", m.cfg.Self, c.Signer, v.Epoch, v.Ours, v.Theirs, m.root.epoch, m.tip.epoch)
 		}
-		if t, ok := m.nodes[v.Theirs.Hash]; ok && t.barred && t.key.Class == ClassRemove && t.info.Sender == c.Signer &&
+		if t, ok := m.nodes[v.Theirs.Hash]; ok && t.barred && t.key.Class == ClassRemove &&
 			!m.tipRoster[c.Signer] && m.RemovedSince(c.Signer, v.Epoch+1) {
 			// A member this member's chain removed after the fork (not
 			// in a race at the fork's own epoch, decided by the key),
-			// vouching for its own removal that the bar refused: what a
-			// removed member can forge from a state it kept to remove
-			// others (README.md "Removed members"). Members that really
-			// went on there claim it too, and their claims lift the bar.
+			// vouching for a removal that the bar refused: its own,
+			// forged from a state it kept, or another removed member's
+			// that it went on with (a removed member is a member again
+			// on such a branch). README.md "Removed members". Members
+			// that really went on there claim it too, and their claims
+			// lift the bar.
 			if debugf != nil {
 				debugf("%s: ignores the claim of %s for its barred Commit", m.cfg.Self, c.Signer)
 			}

@@ -41,6 +41,10 @@ var modelScenarios = []scenario{
 		pRestart: 0.02}, 100, false},
 	{"restart-split", simParams{members: 6, pool: 3, opRounds: 120, pMsg: 0.15, pCommit: 0.04, pDup: 0.1, pDrop: 0.1,
 		partitions: 2, partLen: 15, pRestart: 0.02}, 60, false},
+	{"replay", simParams{members: 6, pool: 3, opRounds: 100, pMsg: 0.15, pCommit: 0.05, pDup: 0.1, pDrop: 0.1,
+		pReplay: 0.05}, 40, false},
+	{"replay-any", simParams{members: 6, pool: 3, opRounds: 100, pMsg: 0.15, pCommit: 0.05, pDup: 0.1, pDrop: 0.1,
+		pReplay: 0.05, replayAny: true}, 40, true},
 	{"deep", simParams{members: 6, pool: 4, opRounds: 150, pMsg: 0.1, pCommit: 0.05, pDup: 0.1, pDrop: 0.05,
 		partitions: 1, partLen: 80, window: 4, windowTime: 15 * time.Second}, 30, false},
 }

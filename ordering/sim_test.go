@@ -54,7 +54,18 @@ type simParams struct {
 	// rebuilt from its canonical states (New + Restore), as the chat
 	// engine does from its store (restart).
 	pRestart float64
-	noChecks bool
+	// pReplay: per removed peer per round, the peer plays the removed
+	// member of issue 12: from a state it kept of an epoch inside the
+	// group's window, in which it was a member, it publishes a Commit
+	// removing another member (README.md "Removed members").
+	pReplay float64
+	// replayAny: replay also while some member has not processed the
+	// replayer's removal yet (a lagging member adopts the replay and its
+	// claims carry the others: README.md "Removed members", limits).
+	// Without it, a removed peer replays only once every member's
+	// canonical chain removed it: the attack of issue 12.
+	replayAny bool
+	noChecks  bool
 }
 
 func (p simParams) withDefaults() simParams {
@@ -147,6 +158,9 @@ type peer[S any] struct {
 	refused  []refusedWelcome
 	// restartTip: the tip's epoch at its last restart (0: none).
 	restartTip uint64
+	// kept: states of recent epochs in which it was a member, kept past
+	// its removal to replay from (pReplay).
+	kept map[uint64]S
 }
 
 type refusedWelcome struct {
@@ -217,6 +231,8 @@ type sim[S any] struct {
 	trace             bool
 	traceWho          string
 	hook              func(round int)
+	// replays: Commits published by removed members from kept states.
+	replays []Hash
 }
 
 func now(r int) time.Time { return simStart.Add(time.Duration(r) * roundDur) }
@@ -726,6 +742,9 @@ func (s *sim[S]) step(ops bool) {
 			}
 		}
 	}
+	if s.p.pReplay > 0 {
+		s.replayStep(ops)
+	}
 	for _, p := range s.sorted() {
 		if !p.m.IsMember() {
 			if p.outSince < 0 {
@@ -742,6 +761,65 @@ func (s *sim[S]) step(ops bool) {
 		if live := p.m.LiveStates(); len(live) > 0 && live[0]+uint64(s.p.window) < st.Epoch {
 			s.violate("%s retains a state of epoch %d at tip %d (window %d)", p.id, live[0], st.Epoch, s.p.window)
 		}
+	}
+}
+
+// replayStep keeps each member's recent states and, during the
+// operations, has removed peers replay from them: a Commit removing
+// another member of the kept state, for an epoch still inside the
+// group's window, published to everyone.
+func (s *sim[S]) replayStep(ops bool) {
+	var tip uint64
+	for _, p := range s.sorted() {
+		if p.m.IsMember() {
+			tip = max(tip, p.m.Epoch())
+		}
+	}
+	for _, p := range s.sorted() {
+		if p.kept == nil {
+			p.kept = map[uint64]S{}
+		}
+		if st, e, _ := p.m.Current(); p.m.IsMember() && s.be.usable(st) {
+			p.kept[e] = st
+		}
+		for e := range p.kept {
+			if e+uint64(s.p.window)/2 < tip {
+				delete(p.kept, e)
+			}
+		}
+		if !ops || p.m.IsMember() || len(p.kept) == 0 || s.rng.Float64() >= s.p.pReplay {
+			continue
+		}
+		if !s.p.replayAny && slices.ContainsFunc(s.sorted(), func(q *peer[S]) bool { return q.m.IsMember() && q.m.tipRoster[p.id] }) {
+			continue
+		}
+		var es []uint64
+		for e := range p.kept {
+			es = append(es, e)
+		}
+		slices.Sort(es)
+		e := es[s.rng.IntN(len(es))]
+		st := p.kept[e]
+		var victims []string
+		for _, id := range s.be.roster(st) {
+			if id != p.id {
+				victims = append(victims, id)
+			}
+		}
+		if len(victims) < 2 {
+			continue
+		}
+		victim := victims[s.rng.IntN(len(victims))]
+		msg, _, info, _, err := s.be.commit(p.id, st, nil, []string{victim}, false)
+		if err != nil {
+			continue
+		}
+		if s.trace {
+			s.t.Logf("r%d %s (removed) replays a removal of %s at epoch %d (tip %d)", s.round, p.id, victim, e, tip)
+		}
+		s.recordCommit(msg, info, e)
+		s.replays = append(s.replays, HashOf(msg))
+		s.publish(p.id, msg)
 	}
 }
 
@@ -928,6 +1006,13 @@ func (s *sim[S]) check() {
 	for _, p := range members {
 		for _, e := range p.m.History() {
 			canon[e.Hash] = e.Epoch + 1
+		}
+	}
+	// No Commit a removed member made from a state it kept became
+	// canonical (README.md "Removed members").
+	for _, h := range s.replays {
+		if e, ok := canon[h]; ok {
+			s.t.Errorf("seed %d: a removed member's replay %s is canonical at epoch %d", s.p.seed, h, e-1)
 		}
 	}
 	canonNode := func(h Hash, epoch uint64) bool {
