@@ -41,6 +41,13 @@
 // applied at once (OwnCommit); its Welcome is held until SendWelcome.
 // A Resend or ResendSince that names a state (At) is encrypted with
 // StateAt(At) instead of Current(). Before joining from a Welcome into a
-// group it already has, the engine asks WelcomeAcceptable with the history
-// the adder sent along; it keeps refused Welcomes and asks again later.
+// group it already has, the engine asks CheckWelcome with the adder's
+// verified identity and the history the adder sent along: nil means take
+// it; ErrNotForward means keep it and ask again later; any other error
+// (ErrNoSharedHistory, ErrAdderNotMember, ErrAdderRemoved,
+// ErrUnknownCommitter, in a *WelcomeError) means it does not continue this
+// member's group and is at most a new invitation for the user to accept.
+// Claim.Signer must be the claim sender's verified identity: the machine
+// trusts it (TrustClaim) and ignores claims of members its chain removed
+// for branches it barred (README.md "Removed members").
 package ordering
