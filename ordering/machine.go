@@ -389,6 +389,9 @@ type Stats struct {
 	SeenIDs        int
 	SentTracked    int
 	Intents        int
+	// Barred counts the Commits in the tree refused by the bar (a removed
+	// member's replay: README.md "Removed members").
+	Barred int
 	// Bytes estimates the machine's own memory, states excluded.
 	Bytes int
 }
@@ -404,6 +407,11 @@ func (m *Machine[S]) Stats() Stats {
 		}
 		if n == m.root {
 			break
+		}
+	}
+	for _, n := range m.nodes {
+		if n.barred {
+			s.Barred++
 		}
 	}
 	const nodeSize, entrySz, ptr = 256, 64, 16
