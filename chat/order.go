@@ -1240,14 +1240,24 @@ func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter invi
 		e.log.Debug("welcome into a state we hold", "group", g.gid, "epoch", st.Epoch())
 		return
 	}
-	if _, ok := welcomeContinues(st, env, canon, e.id.id); !ok {
+	signer, ok := welcomeContinues(st, env, canon, e.id.id)
+	if !ok {
 		g.separateWelcome(st, env, tree, inviter, warning, from)
 		return
 	}
-	if !g.m.WelcomeAcceptable(st.Epoch(), hist) {
-		if len(g.refused) < maxRefusedWelcomes {
-			g.refused = append(g.refused, refusedWelcome{env: env, tree: tree, inviter: inviter, warning: warning, from: from})
+	// The continuity proof shows the adder was a member of a state of our
+	// chain; the fork choice then checks the adder's history against our
+	// own chain (shared Commit, adder a member where the branch leaves ours
+	// and not removed since, the branch's first Commit a real member's).
+	if err := g.m.CheckWelcome(identityOf(st, signer), st.Epoch(), hist); err != nil {
+		if errors.Is(err, ordering.ErrNotForward) {
+			if len(g.refused) < maxRefusedWelcomes {
+				g.refused = append(g.refused, refusedWelcome{env: env, tree: tree, inviter: inviter, warning: warning, from: from})
+			}
+			return
 		}
+		e.log.Warn("welcome refused by the fork choice", "group", g.gid, "err", err)
+		g.separateWelcome(st, env, tree, inviter, warning, from)
 		return
 	}
 	key := rootKeyOf(hist, st.Epoch())
@@ -1261,6 +1271,17 @@ func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter invi
 	}, e.now()))
 	g.syncFrom = st.Epoch()
 	g.catchUp(true)
+}
+
+// identityOf returns the credential identity of p's leaf in st (the id
+// the fork choice knows members by), or "" when p has none.
+func identityOf(st *mls.Group, p peer.ID) string {
+	for _, m := range st.Members() {
+		if q, err := peerOfCredential(&m.Credential); err == nil && q == p {
+			return string(m.Credential.Identity)
+		}
+	}
+	return ""
 }
 
 // separateWelcome keeps a Welcome that claims our group's id without
