@@ -76,6 +76,9 @@ type GroupView struct {
 	Direct         bool
 	Peer           string
 	PeerKeyChanged bool
+	// CipherSuite is the group's MLS cipher suite (0x004D: post-quantum,
+	// see PostQuantum).
+	CipherSuite uint16
 }
 
 // Member is one member of a group.
@@ -251,7 +254,7 @@ type Command struct {
 
 // Commands lists the slash commands every front end accepts (DESIGN.md §7).
 var Commands = []Command{
-	{"create", "NAME [CONTACT…]", "create a group and add contacts in one commit"},
+	{"create", "NAME [CONTACT…] [--pq]", "create a group and add contacts in one commit (--pq: post-quantum)"},
 	{"invite", "CONTACT|CARD", "invite a contact (petname, nearby peer or pasted card)"},
 	{"dm", "CONTACT|CARD", "open (or reopen) a direct conversation with a contact"},
 	{"accept", "[INVITATION]", "accept an invitation"},

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,9 +83,9 @@ func (e *Engine) Run(ctx context.Context, gid GroupID, line string) (Result, err
 		return Result{}, ErrQuit
 	case "create":
 		if len(args) == 0 {
-			return Result{}, errors.New("usage: /create NAME [CONTACT…]")
+			return Result{}, errors.New("usage: /create NAME [CONTACT…] [--pq]")
 		}
-		return e.create(ctx, args[0], args[1:])
+		return e.create(ctx, args)
 	case "invite":
 		g, err := e.needGroup(gid)
 		if err != nil {
@@ -275,6 +276,11 @@ type invitee struct {
 
 // prepareInvitees resolves names and fetches KeyPackages concurrently.
 func (e *Engine) prepareInvitees(ctx context.Context, names []string) ([]*invitee, error) {
+	return e.prepareInviteesFor(ctx, names, suite)
+}
+
+// prepareInviteesFor is prepareInvitees for a group of cipher suite cs.
+func (e *Engine) prepareInviteesFor(ctx context.Context, names []string, cs mls.CipherSuite) ([]*invitee, error) {
 	out := make([]*invitee, len(names))
 	for i, n := range names {
 		p, card, err := e.resolvePeerInput(n)
@@ -291,7 +297,7 @@ func (e *Engine) prepareInvitees(ctx context.Context, names []string) ([]*invite
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			in.kp, in.fp, in.err = e.fetchKeyPackage(ctx, in.peer, in.card)
+			in.kp, in.fp, in.err = e.fetchKeyPackageFor(ctx, in.peer, in.card, cs)
 		}()
 	}
 	wg.Wait()
@@ -309,11 +315,23 @@ func (e *Engine) prepareInvitees(ctx context.Context, names []string) ([]*invite
 	return out, errors.Join(errs...)
 }
 
-func (e *Engine) create(ctx context.Context, name string, members []string) (Result, error) {
+func (e *Engine) create(ctx context.Context, args []string) (Result, error) {
+	args, pq := parsePQFlag(args)
+	if len(args) == 0 {
+		return Result{}, errors.New("usage: /create NAME [CONTACT…] [--pq]")
+	}
+	name, members := args[0], args[1:]
 	if name == "" || len(name) > 64 {
 		return Result{}, errors.New("group name must be 1 to 64 bytes")
 	}
-	invitees, err := e.prepareInvitees(ctx, members)
+	cs := suite
+	if pq {
+		cs = pqSuite
+	}
+	if !slices.Contains(e.suites(), cs) {
+		return Result{}, fmt.Errorf("this client does not offer %s", suiteName(cs))
+	}
+	invitees, err := e.prepareInviteesFor(ctx, members, cs)
 	if err != nil {
 		return Result{}, err
 	}
@@ -329,8 +347,8 @@ func (e *Engine) create(ctx context.Context, name string, members []string) (Res
 	if err != nil {
 		return Result{}, err
 	}
-	opts := append([]mls.Option{mls.WithGroupExtensions(exts), mls.WithCapabilities(capabilities()), mls.WithLeafExtensions(leafExt)}, e.mlsOptions()...)
-	st, err := mls.CreateGroup(suite, gid, e.id.sigPriv, e.id.cred, opts...)
+	opts := append([]mls.Option{mls.WithGroupExtensions(exts), mls.WithCapabilities(e.capabilities()), mls.WithLeafExtensions(leafExt)}, e.mlsOptions()...)
+	st, err := mls.CreateGroup(cs, gid, e.id.sigPriv, e.id.cred, opts...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -352,6 +370,9 @@ func (e *Engine) create(ctx context.Context, name string, members []string) (Res
 		g.refreshMembers(true)
 	})
 	res := Result{Text: "created " + name, Group: g.gid}
+	if pq {
+		res.Text += " (" + suiteName(cs) + ")"
+	}
 	if len(invitees) == 0 {
 		return res, nil
 	}
@@ -382,7 +403,7 @@ func (e *Engine) invite(ctx context.Context, g *group, names []string) (Result, 
 	if g.snapshot().Direct {
 		return Result{}, ErrDirectInvite
 	}
-	invitees, err := e.prepareInvitees(ctx, names)
+	invitees, err := e.prepareInviteesFor(ctx, names, g.groupSuite())
 	if err != nil {
 		return Result{}, err
 	}

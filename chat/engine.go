@@ -97,6 +97,10 @@ type Config struct {
 	// sizes); zero fields keep the ordering package's defaults. GroupID,
 	// Self and WindowEpochs are the engine's.
 	Ordering ordering.Config
+
+	// offered lists the cipher suites this client offers (nil: all of
+	// pq.go's offeredSuites); tests set it to stand in for an older client.
+	offered []mls.CipherSuite
 }
 
 func (c *Config) defaults() {

@@ -456,6 +456,7 @@ func (g *group) refreshInfos() {
 	g.view.Name = g.settings.Name
 	if g.st != nil {
 		g.view.Epoch = g.st.Epoch()
+		g.view.CipherSuite = uint16(g.st.CipherSuite())
 	}
 	g.view.Members = len(infos)
 	g.view.Left = g.closed

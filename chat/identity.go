@@ -128,7 +128,9 @@ func validateCredential(c *mls.Credential, _ []byte) error {
 // when it is, it gets an expiry date (which marks it as handed out) and a
 // new one is made. Its private keys stay until a Welcome uses them or it
 // expires. The last-resort package is handed out when no one-time package
-// is left (and is what relays give out for offline users).
+// is left (and is what relays give out for offline users). The pool is kept
+// for each cipher suite the client offers (pq.go): a group's members all
+// need a KeyPackage of the group's suite.
 
 const (
 	keyPackagePool     = 8
@@ -154,22 +156,27 @@ func decodeKPPrivate(data []byte) (initPriv, encPriv []byte, err error) {
 	return a, b, nil
 }
 
-// newKeyPackage makes a KeyPackage for the profile.
+// newKeyPackage makes a KeyPackage of the default suite for the profile.
 func (e *Engine) newKeyPackage(lastResort bool) (*mls.KeyPackageBundle, error) {
+	return e.newKeyPackageFor(suite, lastResort)
+}
+
+// newKeyPackageFor makes a KeyPackage of cipher suite cs for the profile.
+func (e *Engine) newKeyPackageFor(cs mls.CipherSuite, lastResort bool) (*mls.KeyPackageBundle, error) {
 	now := e.now()
 	leafExt, err := profileExtension(e.nick())
 	if err != nil {
 		return nil, err
 	}
 	opts := []mls.Option{
-		mls.WithCapabilities(capabilities()),
+		mls.WithCapabilities(e.capabilities()),
 		mls.WithLeafExtensions(leafExt),
 		mls.WithLifetime(mls.Lifetime{NotBefore: uint64(now.Add(-time.Hour).Unix()), NotAfter: uint64(now.Add(keyPackageLifetime).Unix())}),
 	}
 	if lastResort {
 		opts = append(opts, mls.WithKeyPackageExtensions([]mls.Extension{{Type: mls.ExtensionLastResort}}))
 	}
-	return mls.NewKeyPackage(suite, e.id.sigPriv, e.id.cred, opts...)
+	return mls.NewKeyPackage(cs, e.id.sigPriv, e.id.cred, opts...)
 }
 
 func (e *Engine) storeKeyPackage(ctx context.Context, b *mls.KeyPackageBundle, lastResort bool) (store.KeyPackage, error) {
@@ -182,7 +189,7 @@ func (e *Engine) storeKeyPackage(ctx context.Context, b *mls.KeyPackageBundle, l
 		return store.KeyPackage{}, err
 	}
 	kp := store.KeyPackage{
-		Ref: ref, CipherSuite: uint16(suite), Data: data, Private: encodeKPPrivate(b),
+		Ref: ref, CipherSuite: uint16(b.KeyPackage.CipherSuite), Data: data, Private: encodeKPPrivate(b),
 		LastResort: lastResort, CreatedAt: e.now(),
 	}
 	return kp, e.db.PutKeyPackage(ctx, kp)
@@ -199,31 +206,34 @@ func (e *Engine) fillKeyPackages(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fresh, lastResort := 0, 0
-	for _, kp := range all {
-		switch {
-		case kp.LastResort:
-			lastResort++
-		case kp.ExpiresAt.IsZero():
-			fresh++
+	for _, cs := range e.suites() {
+		fresh, lastResort := 0, 0
+		for _, kp := range all {
+			switch {
+			case kp.CipherSuite != uint16(cs):
+			case kp.LastResort:
+				lastResort++
+			case kp.ExpiresAt.IsZero():
+				fresh++
+			}
 		}
-	}
-	for ; fresh < keyPackagePool; fresh++ {
-		b, err := e.newKeyPackage(false)
-		if err != nil {
-			return err
+		for ; fresh < keyPackagePool; fresh++ {
+			b, err := e.newKeyPackageFor(cs, false)
+			if err != nil {
+				return err
+			}
+			if _, err := e.storeKeyPackage(ctx, b, false); err != nil {
+				return err
+			}
 		}
-		if _, err := e.storeKeyPackage(ctx, b, false); err != nil {
-			return err
-		}
-	}
-	if lastResort == 0 {
-		b, err := e.newKeyPackage(true)
-		if err != nil {
-			return err
-		}
-		if _, err := e.storeKeyPackage(ctx, b, true); err != nil {
-			return err
+		if lastResort == 0 {
+			b, err := e.newKeyPackageFor(cs, true)
+			if err != nil {
+				return err
+			}
+			if _, err := e.storeKeyPackage(ctx, b, true); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -269,10 +279,13 @@ func (e *Engine) handedOut(all []store.KeyPackage) int {
 	return n
 }
 
-// handOutKeyPackage returns a KeyPackage for from, who wants to add us: a
-// fresh one-time package (marked as handed out) within the bounds above,
-// else the last-resort one.
-func (e *Engine) handOutKeyPackage(ctx context.Context, from peer.ID) (p2p.KeyPackage, error) {
+// handOutKeyPackage returns a KeyPackage of cipher suite cs (0: the
+// default suite) for from, who wants to add us: a fresh one-time package
+// (marked as handed out) within the bounds above, else the last-resort one.
+func (e *Engine) handOutKeyPackage(ctx context.Context, from peer.ID, cs uint16) (p2p.KeyPackage, error) {
+	if cs == 0 {
+		cs = uint16(suite)
+	}
 	e.kpMu.Lock()
 	all, err := e.db.ListKeyPackages(ctx)
 	if err != nil {
@@ -286,6 +299,9 @@ func (e *Engine) handOutKeyPackage(ctx context.Context, from peer.ID) (p2p.KeyPa
 	var last *store.KeyPackage
 	for i := range all {
 		kp := all[i]
+		if kp.CipherSuite != cs {
+			continue
+		}
 		if kp.LastResort {
 			last = &all[i]
 			continue
@@ -303,18 +319,18 @@ func (e *Engine) handOutKeyPackage(ctx context.Context, from peer.ID) (p2p.KeyPa
 			return p2p.KeyPackage{}, err
 		}
 		e.goBackground(func(ctx context.Context) { _ = e.fillKeyPackages(ctx) })
-		return p2p.KeyPackage{Data: kp.Data}, nil
+		return p2p.KeyPackage{Data: kp.Data, CipherSuite: cs}, nil
 	}
 	e.kpMu.Unlock()
 	if last == nil {
 		return p2p.KeyPackage{}, p2p.ErrNotFound
 	}
-	return p2p.KeyPackage{Data: last.Data, LastResort: true}, nil
+	return p2p.KeyPackage{Data: last.Data, LastResort: true, CipherSuite: cs}, nil
 }
 
-// relayKeyPackages marks up to n fresh one-time packages as handed out
-// (within maxHandedOut) and returns them with the last-resort package, for
-// upload to relays.
+// relayKeyPackages marks up to n fresh one-time packages of each suite as
+// handed out (within maxHandedOut) and returns them with the last-resort
+// packages, for upload to relays.
 func (e *Engine) relayKeyPackages(ctx context.Context, n int) ([]p2p.KeyPackage, error) {
 	e.kpMu.Lock()
 	defer e.kpMu.Unlock()
@@ -322,19 +338,21 @@ func (e *Engine) relayKeyPackages(ctx context.Context, n int) ([]p2p.KeyPackage,
 	if err != nil {
 		return nil, err
 	}
-	n = min(n, maxHandedOut-e.handedOut(all))
+	budget := maxHandedOut - e.handedOut(all)
 	var out []p2p.KeyPackage
+	taken := map[uint16]int{}
 	for _, kp := range all {
 		switch {
 		case kp.LastResort:
-			out = append(out, p2p.KeyPackage{Data: kp.Data, LastResort: true})
-		case kp.ExpiresAt.IsZero() && n > 0:
-			n--
+			out = append(out, p2p.KeyPackage{Data: kp.Data, LastResort: true, CipherSuite: kp.CipherSuite})
+		case kp.ExpiresAt.IsZero() && taken[kp.CipherSuite] < n && budget > 0:
+			taken[kp.CipherSuite]++
+			budget--
 			kp.ExpiresAt = e.now().Add(handedOutTTL)
 			if err := e.db.PutKeyPackage(ctx, kp); err != nil {
 				return nil, err
 			}
-			out = append(out, p2p.KeyPackage{Data: kp.Data})
+			out = append(out, p2p.KeyPackage{Data: kp.Data, CipherSuite: kp.CipherSuite})
 		}
 	}
 	return out, nil

@@ -574,6 +574,13 @@ func declineMatches(st *mls.Group, c *signedControl) bool {
 // valid (RFC 9420 §10.1), for p's peer id, canopy-capable, and with the
 // key of the card when one was pasted.
 func (e *Engine) fetchKeyPackage(ctx context.Context, p peer.ID, card *Card) (*mls.KeyPackage, []byte, error) {
+	return e.fetchKeyPackageFor(ctx, p, card, suite)
+}
+
+// fetchKeyPackageFor is fetchKeyPackage for a group of cipher suite cs.
+// When p itself answers that it has no package of cs, its client does not
+// offer cs: a SuiteUnsupportedError.
+func (e *Engine) fetchKeyPackageFor(ctx context.Context, p peer.ID, card *Card, cs mls.CipherSuite) (*mls.KeyPackage, []byte, error) {
 	if card != nil {
 		e.addContactAddrs(p, card.Addrs)
 	} else {
@@ -586,15 +593,16 @@ func (e *Engine) fetchKeyPackage(ctx context.Context, p peer.ID, card *Card) (*m
 	var kpData []byte
 	var errs []error
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	kp, err := e.node.FetchKeyPackage(dctx, p, p)
+	kp, err := e.node.FetchKeyPackageForSuite(dctx, p, p, uint16(cs))
 	cancel()
+	peerLacksSuite := cs != suite && errors.Is(err, p2p.ErrNotFound)
 	if err == nil {
 		kpData = kp.Data
 	} else {
 		errs = append(errs, fmt.Errorf("from the peer: %w", err))
 		for _, r := range e.relays {
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			kp, err := e.node.FetchKeyPackage(rctx, r.ID, p)
+			kp, err := e.node.FetchKeyPackageForSuite(rctx, r.ID, p, uint16(cs))
 			cancel()
 			if err == nil {
 				kpData = kp.Data
@@ -602,6 +610,9 @@ func (e *Engine) fetchKeyPackage(ctx context.Context, p peer.ID, card *Card) (*m
 			}
 			errs = append(errs, fmt.Errorf("from relay %s: %w", shortPeer(r.ID), err))
 		}
+	}
+	if kpData == nil && peerLacksSuite {
+		return nil, nil, &SuiteUnsupportedError{Name: e.displayName(p, cardNick(card)), Suite: cs}
 	}
 	if kpData == nil {
 		hint := "" // a pasted card names the invitee by its nick
@@ -618,7 +629,7 @@ func (e *Engine) fetchKeyPackage(ctx context.Context, p peer.ID, card *Card) (*m
 	if err != nil || owner != p {
 		return nil, nil, errors.New("the KeyPackage is not for that peer")
 	}
-	if pkg.CipherSuite != suite || !pkg.LeafNode.Capabilities.SupportsExtension(extSettings) {
+	if pkg.CipherSuite != cs || !pkg.LeafNode.Capabilities.SupportsExtension(extSettings) {
 		return nil, nil, errors.New("that peer runs an incompatible canopy")
 	}
 	fp := Fingerprint(uint16(suite), pkg.LeafNode.SignatureKey)

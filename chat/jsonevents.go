@@ -92,6 +92,8 @@ type jsonGroup struct {
 	Left     bool      `json:"left"`
 	Direct   bool      `json:"direct,omitempty"`
 	Peer     string    `json:"peer,omitempty"`
+	Suite    uint16    `json:"cipher_suite"`
+	PQ       bool      `json:"pq"`
 }
 
 type jsonMember struct {
@@ -128,7 +130,8 @@ func toJSONMessage(m Message) jsonMessage {
 }
 
 func toJSONGroup(g GroupView) jsonGroup {
-	return jsonGroup{ID: g.ID, Name: g.Name, Epoch: g.Epoch, Members: g.Members, Unread: g.Unread, Mentions: g.Mentions, LastAt: g.LastAt, Left: g.Left, Direct: g.Direct, Peer: g.Peer}
+	return jsonGroup{ID: g.ID, Name: g.Name, Epoch: g.Epoch, Members: g.Members, Unread: g.Unread, Mentions: g.Mentions, LastAt: g.LastAt, Left: g.Left, Direct: g.Direct, Peer: g.Peer,
+		Suite: g.CipherSuite, PQ: g.PostQuantum()}
 }
 
 func toJSONPeer(p Peer) jsonPeer { return jsonPeer(p) }

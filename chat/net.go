@@ -48,10 +48,10 @@ func (e *Engine) startNode(ctx context.Context) error {
 		p2p.WithMDNS(e.cfg.MDNS),
 		p2p.WithLogger(e.log.With("component", "p2p")),
 		p2p.WithHandlers(p2p.Handlers{
-			KeyPackage: e.serveKeyPackage,
-			Inbox:      e.serveInbox,
-			Sync:       e.serveSync,
-			Tree:       e.serveTree,
+			KeyPackageForSuite: e.serveKeyPackage,
+			Inbox:              e.serveInbox,
+			Sync:               e.serveSync,
+			Tree:               e.serveTree,
 		}),
 	}
 	plan := e.planListen()
@@ -322,8 +322,8 @@ func (e *Engine) pollMailbox(ctx context.Context, relay peer.ID) {
 
 // ---- stream protocol handlers ----
 
-func (e *Engine) serveKeyPackage(ctx context.Context, from peer.ID) (p2p.KeyPackage, error) {
-	return e.handOutKeyPackage(ctx, from)
+func (e *Engine) serveKeyPackage(ctx context.Context, from peer.ID, cs uint16) (p2p.KeyPackage, error) {
+	return e.handOutKeyPackage(ctx, from, cs)
 }
 
 func (e *Engine) serveInbox(ctx context.Context, from peer.ID, msg p2p.InboxMessage) error {

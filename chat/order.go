@@ -1077,7 +1077,7 @@ func (g *group) refreshKeyPackage(rec *intentRec) {
 	go func() {
 		defer g.wg.Done()
 		ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
-		kp, _, err := g.e.fetchKeyPackage(ctx, to, nil)
+		kp, _, err := g.e.fetchKeyPackageFor(ctx, to, nil, g.groupSuite())
 		cancel()
 		g.post(func() {
 			rec.refreshing = false
@@ -1410,7 +1410,7 @@ func (g *group) rejoin(d ordering.Rejoin) {
 	if err != nil {
 		return
 	}
-	opts := append([]mls.Option{mls.WithCapabilities(capabilities()), mls.WithLeafExtensions(leafExt)}, e.mlsOptions()...)
+	opts := append([]mls.Option{mls.WithCapabilities(e.capabilities()), mls.WithLeafExtensions(leafExt)}, e.mlsOptions()...)
 	st, msg, err := mls.JoinExternal(d.GroupInfo, e.id.sigPriv, e.id.cred, mls.ExternalJoinOptions{RemovePrior: true}, opts...)
 	if err != nil {
 		e.log.Warn("rejoin failed", "group", g.gid, "err", err)

@@ -124,6 +124,9 @@ func (t *timeline) title(b *buffer) string {
 		} else {
 			text += " · " + plural(t.s.groups[i].Members, "member", "members")
 		}
+		if t.s.groups[i].PostQuantum() {
+			text += " · PQ"
+		}
 	}
 	kc := b.keyChanged()
 	if len(kc) == 0 {

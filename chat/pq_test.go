@@ -1,0 +1,182 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/canopy-chat/canopy/mls"
+)
+
+// groupView returns p's view of g.
+func (p *testPeer) groupView(g GroupID) GroupView {
+	for _, v := range p.e.Groups() {
+		if v.ID == g {
+			return v
+		}
+	}
+	p.t.Fatalf("%s has no group %s", p.e.nick(), g)
+	return GroupView{}
+}
+
+// An older client: it offers suite 1 only.
+func suite1Only(c *Config) { c.offered = []mls.CipherSuite{suite} }
+
+// A --pq group of three on real engines: created with two members in one
+// Commit (each handing out a KeyPackage of suite 0x004D), everyone sees
+// the suite in the group view, and messages flow among all three.
+func TestPQGroupThreeMembersChat(t *testing.T) {
+	alice, bob, carol := newPeer(t, "alice"), newPeer(t, "bob"), newPeer(t, "carol")
+	connect(t, alice, bob)
+	connect(t, alice, carol)
+	connect(t, bob, carol)
+
+	res := alice.run("", "/create vault "+bob.card()+" --pq "+carol.card())
+	g := res.Group
+	if !strings.Contains(res.Text, "post-quantum") || !strings.Contains(res.Text, "bob") || !strings.Contains(res.Text, "carol") {
+		t.Fatalf("create: %+v", res)
+	}
+	if gb := bob.acceptInvitation(); gb != g {
+		t.Fatalf("bob joined %s, want %s", gb, g)
+	}
+	if gc := carol.acceptInvitation(); gc != g {
+		t.Fatalf("carol joined %s, want %s", gc, g)
+	}
+	for _, p := range []*testPeer{alice, bob, carol} {
+		waitFor(t, p.e.nick()+" sees three members", func() bool { return len(p.e.Members(g)) == 3 })
+		v := p.groupView(g)
+		if mls.CipherSuite(v.CipherSuite) != mls.MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519 || !v.PostQuantum() {
+			t.Fatalf("%s's view of the group: %+v", p.e.nick(), v)
+		}
+	}
+	// The members' leaves are X-Wing: the group's state says so, not only
+	// the view.
+	g0 := alice.e.group(g)
+	var cs mls.CipherSuite
+	if err := g0.do(context.Background(), func() { cs = g0.st.CipherSuite() }); err != nil || cs != pqSuite {
+		t.Fatalf("alice's state: suite %v, %v", cs, err)
+	}
+
+	alice.run(g, "from alice")
+	bob.run(g, "from bob")
+	carol.run(g, "from carol")
+	for _, p := range []*testPeer{alice, bob, carol} {
+		for _, body := range []string{"from alice", "from bob", "from carol"} {
+			p.rec.wait(t, p.e.nick()+" gets "+body, isMessage(g, body))
+		}
+	}
+
+	// A suite-1 group made next to it stays on suite 1.
+	plain := alice.run("", "/create plain").Group
+	if v := alice.groupView(plain); v.PostQuantum() || mls.CipherSuite(v.CipherSuite) != suite {
+		t.Fatalf("plain group view %+v", v)
+	}
+}
+
+// A profile keeps a KeyPackage pool of each suite it offers and hands out
+// the suite asked for; an older client (suite 1 only) keeps none of 0x004D.
+func TestKeyPackagePoolPerSuite(t *testing.T) {
+	alice, old := newPeer(t, "alice"), newPeer(t, "old", suite1Only)
+	ctx := context.Background()
+	count := func(p *testPeer) map[uint16][2]int {
+		all, err := p.e.db.ListKeyPackages(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[uint16][2]int{}
+		for _, kp := range all {
+			c := out[kp.CipherSuite]
+			if kp.LastResort {
+				c[1]++
+			} else {
+				c[0]++
+			}
+			out[kp.CipherSuite] = c
+		}
+		return out
+	}
+	want := [2]int{keyPackagePool, 1}
+	if c := count(alice); c[uint16(suite)] != want || c[uint16(pqSuite)] != want || len(c) != 2 {
+		t.Fatalf("alice's pool %v", c)
+	}
+	if c := count(old); c[uint16(suite)] != want || len(c) != 1 {
+		t.Fatalf("old client's pool %v", c)
+	}
+	for _, cs := range []mls.CipherSuite{suite, pqSuite} {
+		kp, err := alice.e.handOutKeyPackage(ctx, "", uint16(cs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkg, err := mls.ParseKeyPackage(kp.Data)
+		if err != nil || pkg.CipherSuite != cs || kp.CipherSuite != uint16(cs) {
+			t.Fatalf("asked for %v: got %v (%v)", cs, pkg, err)
+		}
+		if !pkg.LeafNode.Capabilities.SupportsCipherSuite(suite) || !pkg.LeafNode.Capabilities.SupportsCipherSuite(pqSuite) {
+			t.Fatalf("capabilities %+v", pkg.LeafNode.Capabilities)
+		}
+	}
+	// Relay uploads carry both suites, each with its last-resort package.
+	up, err := alice.e.relayKeyPackages(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[uint16][2]int{}
+	for _, kp := range up {
+		pkg, err := mls.ParseKeyPackage(kp.Data)
+		if err != nil || uint16(pkg.CipherSuite) != kp.CipherSuite {
+			t.Fatalf("uploaded package labelled %d: %v", kp.CipherSuite, err)
+		}
+		c := per[kp.CipherSuite]
+		if kp.LastResort {
+			c[1]++
+		} else {
+			c[0]++
+		}
+		per[kp.CipherSuite] = c
+	}
+	if per[uint16(suite)] != [2]int{2, 1} || per[uint16(pqSuite)] != [2]int{2, 1} {
+		t.Fatalf("relay upload %v", per)
+	}
+	if _, err := old.e.handOutKeyPackage(ctx, "", uint16(pqSuite)); err == nil {
+		t.Fatal("old client handed out an X-Wing KeyPackage")
+	}
+}
+
+// Inviting a contact whose client lacks the suite into a --pq group fails
+// at invite time with a plain-words error naming them and the suite, and
+// changes nothing; the same contact can join a suite-1 group.
+func TestPQInviteClientWithoutSuite(t *testing.T) {
+	alice, bob, old := newPeer(t, "alice"), newPeer(t, "bob"), newPeer(t, "dave", suite1Only)
+	connect(t, alice, bob)
+	connect(t, alice, old)
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	_, err := alice.e.Run(ctx, "", "/create vault --pq "+bob.card()+" "+old.card())
+	var se *SuiteUnsupportedError
+	if !errors.As(err, &se) || !errors.Is(err, ErrSuiteUnsupported) || se.Suite != pqSuite ||
+		!strings.Contains(err.Error(), "dave's client does not offer post-quantum groups (suite 0x004d)") {
+		t.Fatalf("create with an old client: %v", err)
+	}
+	if gs := alice.e.Groups(); len(gs) != 0 {
+		t.Fatalf("groups after a refused create: %+v", gs)
+	}
+
+	g := alice.run("", "/create vault --pq "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 })
+	epoch := alice.groupView(g).Epoch
+	_, err = alice.e.Run(ctx, g, "/invite "+old.card())
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "dave's client does not offer post-quantum groups") {
+		t.Fatalf("invite of an old client: %v", err)
+	}
+	if v := alice.groupView(g); v.Epoch != epoch || v.Members != 2 {
+		t.Fatalf("group changed by a refused invite: %+v", v)
+	}
+
+	// The old client still joins suite-1 groups.
+	plain := alice.run("", "/create plain "+old.card()).Group
+	old.acceptInvitation()
+	waitFor(t, "old client in the plain group", func() bool { return len(old.e.Members(plain)) == 2 })
+}
