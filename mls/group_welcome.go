@@ -435,6 +435,19 @@ func (s *StagedWelcome) TreeHash() []byte { return slices.Clone(s.gi.GroupContex
 // which Join then needs.
 func (s *StagedWelcome) NeedsRatchetTree() bool { return s.tree == nil }
 
+// Resumption returns the Welcome's resumption PSK of usage reinit or
+// branch, if it has one. Join checks it against the old group (§11.2,
+// §11.3), so after a successful Join it says that the new group continues
+// that one: only members of its epoch PSKEpoch know the PSK.
+func (s *StagedWelcome) Resumption() (PreSharedKeyID, bool) {
+	if s.resumed == nil {
+		return PreSharedKeyID{}, false
+	}
+	id := *s.resumed
+	id.PSKGroupID, id.PSKID, id.Nonce = slices.Clone(id.PSKGroupID), slices.Clone(id.PSKID), slices.Clone(id.Nonce)
+	return id, true
+}
+
 // Join validates the group and returns the joiner's state (§12.4.3.1).
 // ratchetTree is the encoded tree fetched out of band when the Welcome did
 // not carry it (ignored otherwise); it is trusted only through the tree
