@@ -255,6 +255,7 @@ type Command struct {
 // Commands lists the slash commands every front end accepts (DESIGN.md §7).
 var Commands = []Command{
 	{"create", "NAME [CONTACT…] [--pq]", "create a group and add contacts in one commit (--pq: post-quantum)"},
+	{"reinit", "--pq", "move the group to the post-quantum suite (a new group, same members)"},
 	{"invite", "CONTACT|CARD", "invite a contact (petname, nearby peer or pasted card)"},
 	{"dm", "CONTACT|CARD", "open (or reopen) a direct conversation with a contact"},
 	{"accept", "[INVITATION]", "accept an invitation"},

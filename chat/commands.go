@@ -86,6 +86,12 @@ func (e *Engine) Run(ctx context.Context, gid GroupID, line string) (Result, err
 			return Result{}, errors.New("usage: /create NAME [CONTACT…] [--pq]")
 		}
 		return e.create(ctx, args)
+	case "reinit":
+		g, err := e.needGroup(gid)
+		if err != nil {
+			return Result{}, err
+		}
+		return e.reinitGroup(ctx, g, args)
 	case "invite":
 		g, err := e.needGroup(gid)
 		if err != nil {

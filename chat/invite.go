@@ -204,7 +204,12 @@ func (e *Engine) onWelcome(ctx context.Context, src inboxSource, from peer.ID, t
 		e.log.Info("welcome not usable", "from", from, "err", err)
 		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
 	}
-	sw, err := mls.OpenWelcome(welcome, []*mls.KeyPackageBundle{bundle}, e.mlsOptions()...)
+	sources := e.reinitSources(ctx)
+	opts := e.mlsOptions()
+	for old := range sources {
+		opts = append(opts, mls.WithResumptionGroups(old))
+	}
+	sw, err := mls.OpenWelcome(welcome, []*mls.KeyPackageBundle{bundle}, opts...)
 	if err != nil {
 		e.log.Info("welcome not usable", "from", from, "err", err)
 		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
@@ -232,6 +237,9 @@ func (e *Engine) onWelcome(ctx context.Context, src inboxSource, from peer.ID, t
 		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
 	}
 	inviter, warning := e.describeInviter(st, env, src, from)
+	if old, ok := continuesReInit(sw, st, sources); ok && warning == "" {
+		return e.joinReInit(ctx, old, st, welcome, inviter.name)
+	}
 	e.mu.Lock()
 	existing := e.groups[string(gid)]
 	e.mu.Unlock()

@@ -516,8 +516,10 @@ func (g *group) exec(ds []ordering.Decision) {
 			g.repropose(d.Intents)
 		case ordering.SendWelcome:
 			g.sendWelcome(d.Commit)
+			g.reinitSettled(d.Commit)
 		case ordering.DropWelcome:
 			delete(g.welcomes, d.Commit)
+			g.reinitDropped(d.Commit)
 		case ordering.Announce:
 			g.announce(d.Claim)
 		case ordering.Rejoin:
@@ -605,7 +607,11 @@ func (g *group) afterTipMoved() {
 const removedGrace = 30 * time.Second
 
 func (g *group) leaveLater() {
-	g.e.notice(g.gid, NoticeWarning, "you are no longer a member of %s", g.settings.Name)
+	if r, ok := g.st.PendingReInit(); ok {
+		g.e.notice(g.gid, NoticeInfo, "%s is closed: it moves to a new group on %s", g.settings.Name, suiteName(r.CipherSuite))
+	} else {
+		g.e.notice(g.gid, NoticeWarning, "you are no longer a member of %s", g.settings.Name)
+	}
 	for _, c := range g.queue {
 		if c.done != nil {
 			c.done <- errNotMember

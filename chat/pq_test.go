@@ -180,3 +180,101 @@ func TestPQInviteClientWithoutSuite(t *testing.T) {
 	old.acceptInvitation()
 	waitFor(t, "old client in the plain group", func() bool { return len(old.e.Members(plain)) == 2 })
 }
+
+// findPQGroup returns the id of p's post-quantum group named name, if any.
+func (p *testPeer) findPQGroup(name string) (GroupID, bool) {
+	for _, v := range p.e.Groups() {
+		if v.Name == name && v.PostQuantum() && !v.Left {
+			return v.ID, true
+		}
+	}
+	return "", false
+}
+
+// /reinit --pq moves a suite-1 group of three to the X-Wing suite (RFC 9420
+// §11.2): a ReInit Commit closes the old group on every member, the mover
+// creates the successor with the same members, and the others join it from
+// its Welcome without /accept; the three chat there, and the old group
+// takes no more messages.
+func TestPQReInitSuite1Group(t *testing.T) {
+	alice, bob, carol := newPeer(t, "alice"), newPeer(t, "bob"), newPeer(t, "carol")
+	connect(t, alice, bob)
+	connect(t, alice, carol)
+	connect(t, bob, carol)
+
+	old := alice.run("", "/create team "+bob.card()+" "+carol.card()).Group
+	bob.acceptInvitation()
+	carol.acceptInvitation()
+	for _, p := range []*testPeer{alice, bob, carol} {
+		waitFor(t, p.e.nick()+" sees three members", func() bool { return len(p.e.Members(old)) == 3 })
+	}
+	if alice.groupView(old).PostQuantum() {
+		t.Fatal("a plain /create made a PQ group")
+	}
+	bob.run(old, "before the move")
+	alice.rec.wait(t, "bob's message", isMessage(old, "before the move"))
+	carol.rec.wait(t, "bob's message", isMessage(old, "before the move"))
+
+	res := alice.run(old, "/reinit --pq")
+	ng := res.Group
+	if ng == "" || ng == old || !strings.Contains(res.Text, "post-quantum") {
+		t.Fatalf("reinit: %+v", res)
+	}
+	if v := alice.groupView(ng); !v.PostQuantum() || v.Name != "team" || v.Members != 3 || v.Epoch != 1 {
+		t.Fatalf("alice's new group %+v", v)
+	}
+	for _, p := range []*testPeer{bob, carol} {
+		waitFor(t, p.e.nick()+" in the PQ successor", func() bool {
+			id, ok := p.findPQGroup("team")
+			return ok && id == ng && len(p.e.Members(ng)) == 3
+		})
+		if len(p.e.Invitations()) != 0 {
+			t.Fatalf("%s was asked to accept a continuation: %+v", p.e.nick(), p.e.Invitations())
+		}
+	}
+	for _, p := range []*testPeer{alice, bob, carol} {
+		waitFor(t, p.e.nick()+"'s old group closed", func() bool { return p.groupView(old).Left })
+		p.rec.wait(t, p.e.nick()+" told of the move", isSystem(ng, "continues here on post-quantum"))
+	}
+
+	alice.run(ng, "pq from alice")
+	bob.run(ng, "pq from bob")
+	carol.run(ng, "pq from carol")
+	for _, p := range []*testPeer{alice, bob, carol} {
+		for _, body := range []string{"pq from alice", "pq from bob", "pq from carol"} {
+			p.rec.wait(t, p.e.nick()+" gets "+body, isMessage(ng, body))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if _, err := bob.e.Run(ctx, old, "into the closed group"); err == nil {
+		t.Fatal("a message was sent into the closed group")
+	}
+	// The successor is a working group: its members change as usual.
+	alice.run(ng, "/kick carol")
+	waitFor(t, "carol removed", func() bool { return len(bob.e.Members(ng)) == 2 })
+}
+
+// A ReInit to a suite some member's client lacks is refused before
+// anything is committed, naming the member.
+func TestPQReInitRefusedForOldClient(t *testing.T) {
+	alice, bob, old := newPeer(t, "alice"), newPeer(t, "bob"), newPeer(t, "dave", suite1Only)
+	connect(t, alice, bob)
+	connect(t, alice, old)
+	g := alice.run("", "/create team "+bob.card()+" "+old.card()).Group
+	bob.acceptInvitation()
+	old.acceptInvitation()
+	waitFor(t, "three members", func() bool { return len(alice.e.Members(g)) == 3 })
+	epoch := alice.groupView(g).Epoch
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	_, err := alice.e.Run(ctx, g, "/reinit --pq")
+	if !errors.Is(err, ErrSuiteUnsupported) || !strings.Contains(err.Error(), "dave's client does not offer post-quantum groups") {
+		t.Fatalf("reinit with an old client: %v", err)
+	}
+	if v := alice.groupView(g); v.Epoch != epoch || v.Left || v.PostQuantum() {
+		t.Fatalf("group after a refused reinit: %+v", v)
+	}
+	alice.run(g, "still here")
+	old.rec.wait(t, "message after the refused move", isMessage(g, "still here"))
+}
