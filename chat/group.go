@@ -123,7 +123,7 @@ type group struct {
 	intents    map[string]*intentRec
 	welcomes   map[ordering.Hash][]heldWelcome
 	reinit     *pendingReInit // own ReInit Commit until it settles (reinit.go)
-	proposals  int // proposals cached in the tip's epoch
+	proposals  int            // proposals cached in the tip's epoch
 	proposers  map[uint32]bool
 	leavers    map[string]bool // identities that proposed their own removal
 	commitTmr  *time.Timer
