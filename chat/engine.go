@@ -168,6 +168,9 @@ type Engine struct {
 	lastCard  string
 	connected chan peer.ID
 	welcomes  []*pendingWelcome
+	// reinitWaiting: Welcomes that need the PSK of a ReInit not seen yet
+	// (reinit.go).
+	reinitWaiting []waitingWelcome
 
 	closeOnce sync.Once
 }

@@ -210,6 +210,9 @@ func (e *Engine) onWelcome(ctx context.Context, src inboxSource, from peer.ID, t
 		opts = append(opts, mls.WithResumptionGroups(old))
 	}
 	sw, err := mls.OpenWelcome(welcome, []*mls.KeyPackageBundle{bundle}, opts...)
+	if errors.Is(err, mls.ErrMissingPSK) {
+		e.holdForReInit(src, from, topic, data)
+	}
 	if err != nil {
 		e.log.Info("welcome not usable", "from", from, "err", err)
 		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)

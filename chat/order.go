@@ -609,6 +609,7 @@ const removedGrace = 30 * time.Second
 func (g *group) leaveLater() {
 	if r, ok := g.st.PendingReInit(); ok {
 		g.e.notice(g.gid, NoticeInfo, "%s is closed: it moves to a new group on %s", g.settings.Name, suiteName(r.CipherSuite))
+		g.e.retryReInitWelcomes()
 	} else {
 		g.e.notice(g.gid, NoticeWarning, "you are no longer a member of %s", g.settings.Name)
 	}

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -277,4 +278,67 @@ func TestPQReInitRefusedForOldClient(t *testing.T) {
 	}
 	alice.run(g, "still here")
 	old.rec.wait(t, "message after the refused move", isMessage(g, "still here"))
+}
+
+// A successor's Welcome that arrives before the ReInit Commit (say from a
+// relay mailbox while the member catches up) names a PSK the member does
+// not have yet: it is kept, and opened when the old group closes. Here
+// alice makes the ReInit Commit and the successor by hand without
+// publishing; bob gets the Welcome first, then the Commit.
+func TestPQReInitWelcomeBeforeCommit(t *testing.T) {
+	alice, bob := newPeer(t, "alice"), newPeer(t, "bob")
+	connect(t, alice, bob)
+	old := alice.run("", "/create team "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(old)) == 2 && len(bob.e.Members(old)) == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+
+	kp, _, err := alice.e.fetchKeyPackageFor(ctx, bob.e.id.id, nil, pqSuite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := alice.e.group(old)
+	var commit, env []byte
+	var newGID []byte
+	var derr error
+	if err := ag.do(ctx, func() {
+		work := ag.st.Clone()
+		r := &mls.ReInit{GroupID: []byte("successor-of-team"), Version: mls.ProtocolMLS10, CipherSuite: pqSuite, Extensions: work.Extensions()}
+		pc, err := work.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeReInit, ReInit: r}}})
+		if err != nil {
+			derr = err
+			return
+		}
+		if _, err := work.MergePendingCommit(pc); err != nil {
+			derr = err
+			return
+		}
+		st, rpc, err := work.ReInitGroup([]*mls.KeyPackage{kp}, nil, mls.CommitOptions{}, alice.e.mlsOptions()...)
+		if err != nil {
+			derr = err
+			return
+		}
+		commit, newGID = pc.Message, st.GroupID()
+		env, derr = alice.e.sealWelcome(rpc.Welcome, nil, st, nil, bob.e.id.id)
+	}); err != nil || derr != nil {
+		t.Fatal(err, derr)
+	}
+
+	err = bob.e.onWelcome(ctx, viaMailbox, alice.e.id.id, "", env)
+	if err == nil || !strings.Contains(err.Error(), "pre-shared key not available") {
+		t.Fatalf("a Welcome before its ReInit: %v", err)
+	}
+	if len(bob.e.Invitations()) != 0 || bob.e.group(GroupID(hex.EncodeToString(newGID))) != nil {
+		t.Fatal("the Welcome was used before its ReInit Commit")
+	}
+	bg := bob.e.group(old)
+	bg.post(func() { bg.handleFrame(inFrame{data: commit, from: alice.e.id.id}) })
+	waitFor(t, "bob in the successor", func() bool {
+		id, ok := bob.findPQGroup("team")
+		return ok && id == GroupID(hex.EncodeToString(newGID))
+	})
+	if !bob.groupView(old).Left {
+		t.Fatal("bob's old group is not closed")
+	}
 }

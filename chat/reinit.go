@@ -379,3 +379,53 @@ func (e *Engine) joinReInit(ctx context.Context, old *group, st *mls.Group, welc
 	e.log.Info("joined the successor of a group", "old", old.gid, "new", g.gid, "suite", uint16(st.CipherSuite()))
 	return nil
 }
+
+// A successor's Welcome can arrive before the ReInit Commit that closes
+// the old group (from a relay mailbox, while this member catches up): it
+// names a resumption PSK no closed group of ours has yet. It is kept, a
+// few at most (maxWaitingWelcomes, the oldest dropped), and opened again
+// when one of our groups closes by ReInit. Kept in memory only: after a
+// restart the mover's copy in the outbox or relays is what remains.
+
+const maxWaitingWelcomes = 8
+
+type waitingWelcome struct {
+	src   inboxSource
+	from  peer.ID
+	topic string
+	data  []byte
+}
+
+func (e *Engine) holdForReInit(src inboxSource, from peer.ID, topic string, data []byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, w := range e.reinitWaiting {
+		if bytes.Equal(w.data, data) {
+			return
+		}
+	}
+	if len(e.reinitWaiting) >= maxWaitingWelcomes {
+		e.reinitWaiting = e.reinitWaiting[1:]
+	}
+	e.reinitWaiting = append(e.reinitWaiting, waitingWelcome{src: src, from: from, topic: topic, data: bytes.Clone(data)})
+}
+
+// retryReInitWelcomes opens the waiting Welcomes again (a group of ours
+// just closed by ReInit). It runs in the background: onWelcome asks the
+// groups' loops for their states.
+func (e *Engine) retryReInitWelcomes() {
+	e.mu.Lock()
+	todo := e.reinitWaiting
+	e.reinitWaiting = nil
+	e.mu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	e.goBackground(func(ctx context.Context) {
+		for _, w := range todo {
+			if err := e.onWelcome(ctx, w.src, w.from, w.topic, w.data); err != nil {
+				e.log.Debug("waiting welcome", "err", err)
+			}
+		}
+	})
+}
