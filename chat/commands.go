@@ -207,6 +207,9 @@ func (e *Engine) Run(ctx context.Context, gid GroupID, line string) (Result, err
 			if gv.Direct {
 				state += " (direct)"
 			}
+			if gv.PostQuantum() {
+				state += " (post-quantum)"
+			}
 			fmt.Fprintf(&sb, "%s  %s  %d members, epoch %d%s\n", gv.ID, gv.Name, gv.Members, gv.Epoch, state)
 		}
 		return Result{Text: strings.TrimRight(sb.String(), "\n")}, nil

@@ -102,6 +102,14 @@
 // and claims are signed control messages (control.go); a relay's sender
 // field authenticates nothing.
 //
+// # Post-quantum groups
+//
+// `/create NAME --pq` puts a group on the hybrid X-Wing suite 0x004D
+// (pq.go), and `/reinit --pq` moves a suite-1 group there by an MLS ReInit
+// (reinit.go): a new group with the same members, the old one closed.
+// Profiles keep KeyPackages of both suites; GroupView.CipherSuite says
+// which suite a group is on.
+//
 // # Identity and verification
 //
 // card.go: a contact card carries the peer id, addresses, the signature-key

@@ -40,9 +40,10 @@ import (
 //	{"type":"delivery","group":"ID","id":"MSGID","delivery":"sent"}
 //	{"type":"group","group":GROUP}
 //	    GROUP = {"id","name","epoch","members","unread","mentions",
-//	    "last_at","left","direct","peer"}; direct and peer (omitted
-//	    otherwise) mark a direct conversation (/dm) and name the other
-//	    member, as name does then.
+//	    "last_at","left","direct","peer","cipher_suite","pq"}; direct and
+//	    peer (omitted otherwise) mark a direct conversation (/dm) and name
+//	    the other member, as name does then; cipher_suite is the MLS suite
+//	    number (1, or 77 = 0x004D), pq is true on 0x004D.
 //	{"type":"members","group":"ID","members":[MEMBER…]}
 //	    MEMBER = {"nick","fingerprint","self","verified","key_changed"}
 //	{"type":"invitation","invitation":{"id","group_name","from","at","warning","direct"}}
