@@ -488,7 +488,9 @@ func TestKeyPackageFetchBounded(t *testing.T) {
 		}
 		return len(all)
 	}
-	bound := keyPackagePool + maxHandedOut + 1
+	// A fresh pool and a last-resort package of each suite offered, and
+	// the handed-out packages waiting for their Welcomes.
+	bound := len(alice.e.suites())*(keyPackagePool+1) + maxHandedOut
 	waitFor(t, "the pool refilled", func() bool { return stored() == bound })
 
 	// A Welcome naming none of alice's packages: found out by one lookup.
