@@ -3,6 +3,7 @@ package chat
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/canopy-chat/canopy/mls"
@@ -145,9 +146,11 @@ func groupExtensions(old []mls.Extension, s groupSettings) ([]mls.Extension, err
 	return append(out, mls.Extension{Type: extSettings, Data: data}), nil
 }
 
-// capabilities are what canopy's leaves advertise.
+// capabilities are what canopy's leaves advertise: the suites this
+// client runs groups on (pq.go), not every suite mls/ implements.
 func capabilities() mls.Capabilities {
 	c := mls.DefaultCapabilities()
+	c.CipherSuites = slices.Clone(offeredSuites)
 	c.Extensions = append(c.Extensions, extSettings)
 	return c
 }

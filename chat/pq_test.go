@@ -342,3 +342,26 @@ func TestPQReInitWelcomeBeforeCommit(t *testing.T) {
 		t.Fatal("bob's old group is not closed")
 	}
 }
+
+// A direct conversation moves too: its successor is again a direct
+// conversation of the same two, now post-quantum, and /dm finds it.
+func TestPQReInitDirect(t *testing.T) {
+	alice, bob, old := dmPair(t)
+	ng := alice.run(old, "/reinit --pq").Group
+	waitFor(t, "bob in the successor", func() bool {
+		for _, v := range bob.e.Groups() {
+			if v.ID == ng && v.PostQuantum() && v.Direct && v.Name == "alice" {
+				return true
+			}
+		}
+		return false
+	})
+	if v := alice.groupView(ng); !v.Direct || v.Name != "bob" || !v.PostQuantum() {
+		t.Fatalf("alice's successor %+v", v)
+	}
+	if got := alice.run("", "/dm "+bob.card()).Group; got != ng {
+		t.Fatalf("/dm after the move opened %s, want the successor %s", got, ng)
+	}
+	bob.run(ng, "direct and post-quantum")
+	alice.rec.wait(t, "bob's message", isMessage(ng, "direct and post-quantum"))
+}
