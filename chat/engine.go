@@ -231,6 +231,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := e.loadGroups(ctx); err != nil {
 		return nil, err
 	}
+	e.resumeReInits()
 	e.loadInvitations()
 	e.startBackground()
 	e.writeCardFile()

@@ -75,6 +75,9 @@ type groupMeta struct {
 	SentSince int    `json:"sent_since,omitempty"`
 	CardSent  string `json:"card_sent,omitempty"`  // hash of the last card published
 	RemovedBy string `json:"removed_by,omitempty"` // who committed our removal (not after /leave)
+	// ReInitPending: this member committed a ReInit and has not made the
+	// successor yet (reinit.go).
+	ReInitPending bool `json:"reinit_pending,omitempty"`
 }
 
 type memberInfo struct {

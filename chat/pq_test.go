@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/canopy-chat/canopy/mls"
 )
@@ -364,4 +365,54 @@ func TestPQReInitDirect(t *testing.T) {
 	}
 	bob.run(ng, "direct and post-quantum")
 	alice.rec.wait(t, "bob's message", isMessage(ng, "direct and post-quantum"))
+}
+
+// The mover stops after committing the ReInit and before making the
+// successor (here: its Commit never settles in the first run): on its next
+// start it makes the successor from the stored closed state, and the other
+// member follows.
+func TestPQReInitMoverRestarts(t *testing.T) {
+	dir := t.TempDir()
+	aliceOpts := func(c *Config) { c.Store, c.ProfileDir = nil, dir }
+	neverSettles := func(c *Config) { c.SettleTime = time.Hour; c.Ordering.SettleEpochs = 1 << 30 }
+	alice0, bob := newPeer(t, "alice", aliceOpts), newPeer(t, "bob")
+	connect(t, alice0, bob)
+	old := alice0.run("", "/create team "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice0.e.Members(old)) == 2 && len(bob.e.Members(old)) == 2 })
+	if err := alice0.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	alice := newPeer(t, "alice", aliceOpts, neverSettles)
+	connect(t, alice, bob)
+	waitFor(t, "alice's group running again", func() bool { return len(alice.e.Members(old)) == 2 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err := alice.e.Run(ctx, old, "/reinit --pq")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("reinit that cannot settle: %v", err)
+	}
+	waitFor(t, "bob's old group closed", func() bool { return bob.groupView(old).Left })
+	if _, ok := bob.findPQGroup("team"); ok {
+		t.Fatal("a successor before the ReInit settled")
+	}
+	if err := alice.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	alice2 := newPeer(t, "alice", aliceOpts)
+	connect(t, alice2, bob)
+	var ng GroupID
+	waitFor(t, "alice's successor", func() bool {
+		var ok bool
+		ng, ok = alice2.findPQGroup("team")
+		return ok
+	})
+	waitFor(t, "bob in the successor", func() bool {
+		id, ok := bob.findPQGroup("team")
+		return ok && id == ng
+	})
+	bob.run(ng, "after the mover's restart")
+	alice2.rec.wait(t, "bob's message", isMessage(ng, "after the mover's restart"))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,6 +75,48 @@ func (e *Engine) reinitGroup(ctx context.Context, g *group, args []string) (Resu
 		return Result{}, fmt.Errorf("%s is already on %s", v.Name, suiteName(cs))
 	}
 	// 1. Who must come along, and with which key.
+	var members []mls.Member
+	var derr error
+	if err := g.do(ctx, func() {
+		if g.closed || g.st == nil {
+			derr = errNotMember
+			return
+		}
+		members = g.st.Members()
+	}); err != nil {
+		return Result{}, err
+	}
+	if derr != nil {
+		return Result{}, derr
+	}
+	pr, err := e.successorKeyPackages(ctx, v.Name, members, cs)
+	if err != nil {
+		return Result{}, err
+	}
+	// 2. Commit the ReInit.
+	if err := g.do(ctx, func() { derr = g.commitReInit(cs, pr) }); err != nil {
+		return Result{}, err
+	}
+	if derr != nil {
+		return Result{}, derr
+	}
+	select {
+	case r := <-pr.done:
+		if r.err != nil {
+			return Result{}, r.err
+		}
+		return Result{Text: fmt.Sprintf("moved %s to %s", v.Name, suiteName(cs)), Group: r.gid}, nil
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-g.done:
+		return Result{}, errGroupClosed
+	}
+}
+
+// successorKeyPackages checks that every member's leaf lists cs and
+// fetches a KeyPackage of cs for every other member, signed with the key
+// that member has in the group.
+func (e *Engine) successorKeyPackages(ctx context.Context, name string, members []mls.Member, cs mls.CipherSuite) (*pendingReInit, error) {
 	type target struct {
 		peer peer.ID
 		name string
@@ -83,35 +126,22 @@ func (e *Engine) reinitGroup(ctx context.Context, g *group, args []string) (Resu
 	}
 	var targets []*target
 	var lacking []error
-	var derr error
-	if err := g.do(ctx, func() {
-		if g.closed || g.st == nil {
-			derr = errNotMember
-			return
+	for _, m := range members {
+		p, err := peerOfCredential(&m.Credential)
+		if err != nil {
+			return nil, fmt.Errorf("member %d has no peer id: %w", m.Index, err)
 		}
-		for _, m := range g.st.Members() {
-			p, err := peerOfCredential(&m.Credential)
-			if err != nil {
-				derr = fmt.Errorf("member %d has no peer id: %w", m.Index, err)
-				return
-			}
-			name := e.displayName(p, leafNick(m.LeafNode))
-			if !m.LeafNode.Capabilities.SupportsCipherSuite(cs) {
-				lacking = append(lacking, &SuiteUnsupportedError{Name: name, Suite: cs})
-				continue
-			}
-			if p != e.id.id {
-				targets = append(targets, &target{peer: p, name: name, fp: Fingerprint(uint16(suite), m.SignatureKey)})
-			}
+		who := e.displayName(p, leafNick(m.LeafNode))
+		if !m.LeafNode.Capabilities.SupportsCipherSuite(cs) {
+			lacking = append(lacking, &SuiteUnsupportedError{Name: who, Suite: cs})
+			continue
 		}
-	}); err != nil {
-		return Result{}, err
-	}
-	if derr != nil {
-		return Result{}, derr
+		if p != e.id.id {
+			targets = append(targets, &target{peer: p, name: who, fp: Fingerprint(uint16(suite), m.SignatureKey)})
+		}
 	}
 	if len(lacking) > 0 {
-		return Result{}, fmt.Errorf("cannot move %s: %w", v.Name, errors.Join(lacking...))
+		return nil, fmt.Errorf("cannot move %s: %w", name, errors.Join(lacking...))
 	}
 	var wg sync.WaitGroup
 	for _, t := range targets {
@@ -137,26 +167,9 @@ func (e *Engine) reinitGroup(ctx context.Context, g *group, args []string) (Resu
 		pr.to = append(pr.to, t.peer)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return Result{}, fmt.Errorf("cannot move %s yet (every member needs a KeyPackage of %s): %w", v.Name, suiteName(cs), err)
+		return nil, fmt.Errorf("cannot move %s yet (every member needs a KeyPackage of %s): %w", name, suiteName(cs), err)
 	}
-	// 2. Commit the ReInit.
-	if err := g.do(ctx, func() { derr = g.commitReInit(cs, pr) }); err != nil {
-		return Result{}, err
-	}
-	if derr != nil {
-		return Result{}, derr
-	}
-	select {
-	case r := <-pr.done:
-		if r.err != nil {
-			return Result{}, r.err
-		}
-		return Result{Text: fmt.Sprintf("moved %s to %s", v.Name, suiteName(cs)), Group: r.gid}, nil
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	case <-g.done:
-		return Result{}, errGroupClosed
-	}
+	return pr, nil
 }
 
 // commitReInit commits a ReInit to cs on the loop's tip and holds pr until
@@ -188,6 +201,9 @@ func (g *group) commitReInit(cs mls.CipherSuite, pr *pendingReInit) error {
 	g.stateHash[work] = h
 	pr.commit = h
 	g.reinit = pr
+	// Persisted with the ReInit's state: a restart before the successor
+	// exists makes it then (resumeReInits).
+	g.meta.ReInitPending = true
 	epoch := base.Epoch()
 	// Held like a Welcome: the successor is made once the Commit settled.
 	g.exec(g.m.OwnCommit(g.proc, pc.Message, work, info, nil, true, g.e.now()))
@@ -222,33 +238,45 @@ func (g *group) reinitSettled(h ordering.Hash) {
 }
 
 func (g *group) createSuccessor(h ordering.Hash, pr *pendingReInit) (GroupID, error) {
-	e := g.e
 	old, _, ok := g.m.StateAt(h)
 	if !ok {
 		return "", errors.New("the closed state is gone")
 	}
-	old = old.Clone()
+	gid, cs, err := g.e.makeSuccessor(old.Clone(), pr)
+	if err != nil {
+		return "", err
+	}
+	g.meta.ReInitPending = false
+	g.rows = append(g.rows, g.systemLine("%s moved to %s: this group is closed", g.settings.Name, suiteName(cs)))
+	_ = g.persistTip()
+	return gid, nil
+}
+
+// makeSuccessor creates, stores and starts the successor of old (a state
+// closed by a ReInit this member committed) with the members of pr, and
+// queues its Welcome to them.
+func (e *Engine) makeSuccessor(old *mls.Group, pr *pendingReInit) (GroupID, mls.CipherSuite, error) {
 	r, ok := old.PendingReInit()
 	if !ok {
-		return "", errors.New("the state has no ReInit")
+		return "", 0, errors.New("the state has no ReInit")
 	}
 	external := e.cfg.ExternalTreeAbove < 0 || len(pr.kps)+1 > e.cfg.ExternalTreeAbove
 	opts := append([]mls.Option{mls.WithCapabilities(e.capabilities())}, e.mlsOptions()...)
 	st, pc, err := old.ReInitGroup(pr.kps, nil, mls.CommitOptions{ExternalTree: external}, opts...)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	settings := settingsOf(st.Extensions())
 	meta, _ := json.Marshal(groupMeta{LastPath: e.now().Unix()})
 	row := store.Group{ID: r.GroupID, Name: settings.Name, Retention: settings.Retention, Meta: meta, CreatedAt: e.now(), UpdatedAt: e.now()}
 	state, err := st.MarshalState()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	nw := e.newGroup(row, st, nil)
 	line := nw.systemLine("%s continues here on %s (moved by you; the old group is closed)", settings.Name, suiteName(r.CipherSuite))
-	if _, err := e.db.CommitEpoch(g.ctx, store.EpochTransition{GroupID: r.GroupID, Epoch: st.Epoch(), State: state, Group: &row, Messages: []store.Message{line}}); err != nil {
-		return "", err
+	if _, err := e.db.CommitEpoch(e.ctx, store.EpochTransition{GroupID: r.GroupID, Epoch: st.Epoch(), State: state, Group: &row, Messages: []store.Message{line}}); err != nil {
+		return "", 0, err
 	}
 	nw.start()
 	welcome, tree := pc.Welcome, pc.RatchetTree
@@ -269,11 +297,79 @@ func (g *group) createSuccessor(h ordering.Hash, pr *pendingReInit) (GroupID, er
 			e.queueWelcome(to, nw, append([]byte("welcome:"), ref...), env, true)
 		}
 	})
-	old0 := g.systemLine("%s moved to %s: this group is closed", g.settings.Name, suiteName(r.CipherSuite))
-	g.rows = append(g.rows, old0)
-	_ = g.persistTip()
-	e.log.Info("group reinitialized", "old", g.gid, "new", nw.gid, "suite", uint16(r.CipherSuite))
-	return nw.gid, nil
+	e.log.Info("group reinitialized", "old", hex.EncodeToString(old.GroupID()), "new", nw.gid, "suite", uint16(r.CipherSuite))
+	return nw.gid, r.CipherSuite, nil
+}
+
+// resumeReInits makes, after a restart, the successors of groups this
+// member closed by a ReInit before it could make them (the flag
+// ReInitPending is stored with the ReInit's state). Other members'
+// KeyPackages are fetched again; it retries a few times (they may be
+// coming online too), then tells the user.
+func (e *Engine) resumeReInits() {
+	e.mu.Lock()
+	var gs []*group
+	for _, g := range e.groups {
+		gs = append(gs, g)
+	}
+	e.mu.Unlock()
+	for _, g := range gs {
+		var st *mls.Group
+		if err := g.do(e.ctx, func() {
+			if g.st != nil && g.meta.ReInitPending {
+				if _, ok := g.st.PendingReInit(); ok {
+					st = g.st.Clone()
+				}
+			}
+		}); err != nil || st == nil {
+			continue
+		}
+		e.goBackground(func(ctx context.Context) {
+			var err error
+			for attempt := range resumeAttempts {
+				if attempt > 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(resumeRetry):
+					}
+				}
+				if err = e.remakeSuccessor(ctx, g, st); err == nil {
+					return
+				}
+				e.log.Info("successor of a closed group not made yet", "group", g.gid, "err", err)
+			}
+			e.notice(g.gid, NoticeError, "%s is closed for a move, but its successor could not be made: %v", g.snapshot().Name, err)
+		})
+	}
+}
+
+const (
+	resumeAttempts = 6
+	resumeRetry    = 10 * time.Second
+)
+
+func (e *Engine) remakeSuccessor(ctx context.Context, g *group, st *mls.Group) error {
+	r, _ := st.PendingReInit()
+	if e.group(GroupID(hex.EncodeToString(r.GroupID))) == nil {
+		pr, err := e.successorKeyPackages(ctx, g.snapshot().Name, st.Members(), r.CipherSuite)
+		if err != nil {
+			return err
+		}
+		if _, _, err := e.makeSuccessor(st, pr); err != nil {
+			return err
+		}
+	}
+	// Closed groups are not persisted by their loop (no fork choice):
+	// the flag is cleared in the row directly.
+	return g.do(ctx, func() {
+		g.meta.ReInitPending = false
+		row := g.row
+		g.saveMetaInto(&row)
+		if err := e.db.UpdateGroup(ctx, row); err == nil {
+			g.row = row
+		}
+	})
 }
 
 // reinitSources returns the closed states of our groups whose last Commit
