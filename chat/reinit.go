@@ -181,6 +181,25 @@ func (g *group) commitReInit(cs mls.CipherSuite, pr *pendingReInit) error {
 	if g.reinit != nil {
 		return errors.New("a move of this group is already under way")
 	}
+	// The successor must have every member of the closed group (§11.2):
+	// the KeyPackages were fetched for the members of a moment ago.
+	want := map[peer.ID]bool{}
+	for _, p := range pr.to {
+		want[p] = true
+	}
+	for _, m := range g.st.Members() {
+		p, err := peerOfCredential(&m.Credential)
+		if err != nil || p == g.e.id.id {
+			continue
+		}
+		if !want[p] {
+			return errors.New("the group's members changed meanwhile: try /reinit again")
+		}
+		delete(want, p)
+	}
+	if len(want) > 0 {
+		return errors.New("the group's members changed meanwhile: try /reinit again")
+	}
 	newID := make([]byte, 16)
 	if _, err := rand.Read(newID); err != nil {
 		return err
