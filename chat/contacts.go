@@ -19,6 +19,15 @@ import (
 // the store records the new key and a verified contact becomes KeyChanged:
 // front ends flag it loudly until the user verifies again.
 //
+// Who becomes a contact: only peers the user acted on (invited with
+// /invite or /create, verified, or whose invitation was accepted) and
+// members of groups the user is in (the roster at join, members added
+// later, their profile cards). A stranger's hello, Welcome or invitation
+// writes nothing here: hellos of peers that are not contacts live only in
+// the in-memory nearby list (dropped on disconnect) and invitations are
+// capped (invitecap.go). So peer ids minted by strangers cannot grow the
+// contacts table (TestStrangersDoNotGrowContacts).
+//
 // Names: a petname the user chose (set when inviting by card, unique), else
 // the nickname of the contact's latest card, else the nickname hint of the
 // member's leaf, else the start of the peer id.
