@@ -140,7 +140,9 @@ func (n *Node) JoinTopic(name string, opts ...TopicOption) (*Topic, error) {
 		return nil, ErrAlreadyJoined
 	}
 	val := newTopicValidator(n, check, tc.validator)
-	if err := n.ps.RegisterTopicValidator(name, val.pubsubValidator, pubsub.WithValidatorTimeout(30*time.Second)); err != nil {
+	n.budget.watch(name)
+	if err := n.ps.RegisterTopicValidator(name, val.pubsubValidator, pubsub.WithValidatorTimeout(gossipValidatorTimeout)); err != nil {
+		n.budget.unwatch(name)
 		return nil, fmt.Errorf("p2p: registering validator: %w", err)
 	}
 	t := &Topic{
@@ -164,6 +166,7 @@ func (n *Node) JoinTopic(name string, opts ...TopicOption) (*Topic, error) {
 			_ = t.pt.Close()
 		}
 		_ = n.ps.UnregisterTopicValidator(name)
+		n.budget.unwatch(name)
 		return nil, fmt.Errorf("p2p: joining %s: %w", name, err)
 	}
 	if t.pt, err = n.ps.Join(name); err != nil {
@@ -320,6 +323,7 @@ func (t *Topic) Close() error {
 		_ = t.n.ps.UnregisterTopicValidator(t.name)
 		t.n.mu.Lock()
 		if t.n.topics[t.name] == t {
+			t.n.budget.unwatch(t.name)
 			delete(t.n.topics, t.name)
 			t.n.metrics.topicCount(-1)
 		}
