@@ -58,6 +58,32 @@
 // preserve order, and a node that was away misses what was said meanwhile:
 // it catches up with Sync/SyncAll from a member or relay.
 //
+// Gossipsub's own queues sit outside the resource manager: it reads RPCs of
+// up to the maximal frame size plus 64 KiB (M, 8.06 MiB by default) and
+// queues their frames before any Validator runs. A gossip budget bounds
+// them (gossipbudget.go): an RPC inspector, run before gossipsub queues
+// anything, admits a frame only while the frames admitted and not yet
+// judged stay within 16 MiB for frames up to 64 KiB and 4 × M for larger
+// ones, across all senders; the rest is stripped unscored (the sender is
+// not at fault for a full budget). A frame's bytes are released when
+// gossipsub reports its fate (delivered, ignored, rejected, throttled or a
+// duplicate) and, for the few paths where it drops a frame silently, after
+// the 30 s validator timeout plus 5 s. Small and large frames have separate
+// budgets, so a flood of maximal frames leaves chat traffic alone. Worst
+// case of gossip frame memory on a node with P gossip peers:
+//
+//	16 MiB + 4 × M            frames admitted, queued or being validated
+//	+ (32 + 2 × P) × M        RPCs read but not yet inspected (gossipsub's
+//	                          incoming queue; per peer, one being read and
+//	                          one waiting for that queue)
+//
+// about 48 MiB + (32 + 2P) × 8 MiB; the second term is transient, as the
+// inspector drains it at the event loop's pace, and P is capped by the
+// connection manager and resource manager. Before the budget, every
+// neighbour could have its 32 MiB byte-rate burst held by a slow Validator
+// (TestGossipFloodStaysInBudget: six flooding peers, 24 maximal frames
+// held, +199 MiB live heap; now at most 4 held, +42 MiB).
+//
 // # Direct protocols
 //
 // Length-prefixed, size-capped request/response protocols with deadlines.
