@@ -38,6 +38,10 @@ type gossipBudget struct {
 	held     map[*pb.Message]heldFrame
 	sweepAt  time.Time
 	dropped  uint64
+	// graylisted reports peers gossipsub drops every frame of without a
+	// verdict (score below the graylist threshold): admitting theirs would
+	// hold budget until the hold time runs out.
+	graylisted func(peer.ID) bool
 	// topics the node validates: a frame of another topic is dropped by
 	// gossipsub unheld, so there is nothing to count.
 	topics map[string]bool
@@ -111,8 +115,16 @@ func (b *gossipBudget) worstCase(peers, maxRPC int) int64 {
 // inspect is the RPC inspector: it keeps the frames that fit and strips
 // the others from rpc. It never fails the RPC, so subscriptions and
 // control messages in it still count.
-func (b *gossipBudget) inspect(_ peer.ID, rpc *pubsub.RPC) error {
+func (b *gossipBudget) inspect(from peer.ID, rpc *pubsub.RPC) error {
 	if len(rpc.Publish) == 0 {
+		return nil
+	}
+	if b.graylisted != nil && b.graylisted(from) {
+		b.mu.Lock()
+		b.dropped += uint64(len(rpc.Publish))
+		b.mu.Unlock()
+		clear(rpc.Publish)
+		rpc.Publish = rpc.Publish[:0]
 		return nil
 	}
 	now := b.now()

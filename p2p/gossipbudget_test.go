@@ -33,7 +33,8 @@ func rpcOf(topic string, sizes ...int) *pubsub.RPC {
 // TestGossipBudgetAdmitsSettlesExpires: the inspector keeps frames while
 // their class's budget lasts and strips the rest; a settled frame's bytes
 // are free again; an unsettled one's after the hold time; frames of topics
-// the node does not validate are passed on uncounted.
+// the node does not validate are passed on uncounted; a graylisted
+// peer's are stripped.
 func TestGossipBudgetAdmitsSettlesExpires(t *testing.T) {
 	const maxFrame = 1 << 20
 	b := newGossipBudget(maxFrame)
@@ -81,6 +82,17 @@ func TestGossipBudgetAdmitsSettlesExpires(t *testing.T) {
 	}
 	if in, _ := b.usage(); in != 4*maxFrame {
 		t.Fatalf("in flight after expiry: %d", in)
+	}
+	// A graylisted peer's frames are dropped by gossipsub without a
+	// verdict: they are stripped, not counted.
+	b.graylisted = func(p peer.ID) bool { return p == "gray" }
+	gray := rpcOf("t", 10, 10)
+	_ = b.inspect("gray", gray)
+	if len(gray.Publish) != 0 {
+		t.Fatalf("kept %d frames of a graylisted peer", len(gray.Publish))
+	}
+	if in, _ := b.usage(); in != 4*maxFrame {
+		t.Fatalf("a graylisted peer's frames were counted: %d in flight", in)
 	}
 }
 

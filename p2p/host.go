@@ -136,6 +136,9 @@ func newNode(ctx context.Context, key crypto.PrivKey, cfg *config) (*Node, error
 	n.handlers.Store(&cfg.handlers)
 	n.mesh = newMeshTracer(n)
 	n.budget = newGossipBudget(n.cfg.maxMsgSize + 64<<10)
+	n.budget.graylisted = func(p peer.ID) bool {
+		return n.scores.standing(p) < peerScoreThresholds().GraylistThreshold
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	registerLibp2pLogger(n, cfg.logger)
 
