@@ -210,6 +210,13 @@ func TestGossipFloodStaysInBudget(t *testing.T) {
 		floods = append(floods, fp)
 	}
 	waitFor(t, 20*time.Second, "everyone in the victim's topic", func() bool { return len(tv.Peers()) == sybils+honestPeers })
+	// Each honest peer knows the victim is in the topic (else its frames
+	// would be queued for direct sending, a path this test is not about).
+	for _, th := range honest {
+		if err := th.WaitPeers(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// Baseline, then the flood with the heap sampled throughout.
 	base := heapInuse()
