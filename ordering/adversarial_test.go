@@ -298,3 +298,63 @@ func TestRemovedMemberClaimCannotLiftBar(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedMemberDoesNotTakeAnotherReplay: Y is removed, then X. Y stops
+// at its removal and never sees X's, so X's replay (a removal of B at an
+// epoch before both removals) is not barred by X's removal on Y's chain;
+// by key it beats that epoch's ordinary Commit and would make Y a member
+// again on the replay's branch, from where Y's claims keep it alive. Y
+// bars it too: a removed member takes nothing below its removal on
+// arrival, only when a trusted claim (a member at the fork that its chain
+// has not removed) shows the group went there (liftBar).
+func TestRemovedMemberDoesNotTakeAnotherReplay(t *testing.T) {
+	honest := []string{"A", "B", "C", "D"}
+	everyone := append([]string{"X", "Y"}, honest...)
+	h := newHarness(t, everyone...)
+	stXe, e, _ := h.ms["X"].Current()
+	deliverTo := func(ids []string, from string, msg []byte) {
+		for _, id := range ids {
+			if id != from {
+				h.deliver(id, msg)
+			}
+		}
+	}
+	deliverTo(everyone, "A", h.commit("A", nil, nil)) // class 1 at e
+	deliverTo(everyone, "A", h.commit("A", nil, nil))
+	deliverTo(everyone, "A", h.commit("A", nil, []string{"Y"})) // Y removed
+	rest := append([]string{"X"}, honest...)
+	deliverTo(rest, "A", h.commit("A", nil, []string{"X"})) // X removed, Y out already
+	deliverTo(honest, "C", h.commit("C", nil, nil))
+	replay, _, info, _, err := h.be.commit("X", stXe, nil, []string{"B"}, false)
+	if err != nil || info.Class() != ClassRemove {
+		t.Fatalf("replay: %v, class %d", err, info.Class())
+	}
+
+	y := h.ms["Y"]
+	_, tipBefore, _ := y.Current()
+	for _, d := range h.deliver("Y", replay) {
+		if s, ok := d.(Switched); ok {
+			t.Fatalf("Y switched to X's replay: %+v", s)
+		}
+	}
+	if _, tip, _ := y.Current(); tip != tipBefore || y.IsMember() {
+		t.Fatalf("Y moved from %d to %d, member %v", tipBefore, tip, y.IsMember())
+	}
+	if k, _ := y.entryAt(e); k.Hash == HashOf(replay) {
+		t.Fatalf("Y: the replay is canonical at %d", e)
+	}
+
+	// Y's claims say nothing new, and the honest members still bar it.
+	for _, id := range honest {
+		h.deliver(id, replay)
+		for _, d := range h.ms[id].ClaimReceived(h.be, y.MakeClaim(nil), h.at) {
+			switch d.(type) {
+			case Switched, Rejoin:
+				t.Fatalf("%s acted on Y's claim: %T %+v", id, d, d)
+			}
+		}
+		if k, _ := h.ms[id].entryAt(e); k.Hash == HashOf(replay) || !h.ms[id].tipRoster["B"] {
+			t.Fatalf("%s took the replay (B member %v)", id, h.ms[id].tipRoster["B"])
+		}
+	}
+}
