@@ -300,61 +300,140 @@ func TestRemovedMemberClaimCannotLiftBar(t *testing.T) {
 }
 
 // TestRemovedMemberDoesNotTakeAnotherReplay: Y is removed, then X. Y stops
-// at its removal and never sees X's, so X's replay (a removal of B at an
-// epoch before both removals) is not barred by X's removal on Y's chain;
-// by key it beats that epoch's ordinary Commit and would make Y a member
-// again on the replay's branch, from where Y's claims keep it alive. Y
-// bars it too: a removed member takes nothing below its removal on
-// arrival, only when a trusted claim (a member at the fork that its chain
-// has not removed) shows the group went there (liftBar).
+// at its removal and never sees X's, so X's replay (a removal of B, at an
+// epoch before Y's removal or at the epoch of Y's removal itself) is not
+// barred by X's removal on Y's chain; by key it beats that epoch's
+// Commit and would make Y a member again on the replay's branch, from
+// where Y's claims would vouch for it. Y bars it too: a removed member
+// takes nothing below its removal on arrival, only when a trusted claim
+// shows the group went there (TestRemovedMemberBarLiftedByTrustedClaim).
 func TestRemovedMemberDoesNotTakeAnotherReplay(t *testing.T) {
-	honest := []string{"A", "B", "C", "D"}
-	everyone := append([]string{"X", "Y"}, honest...)
-	h := newHarness(t, everyone...)
-	stXe, e, _ := h.ms["X"].Current()
-	deliverTo := func(ids []string, from string, msg []byte) {
-		for _, id := range ids {
-			if id != from {
-				h.deliver(id, msg)
+	for _, atRemoval := range []bool{false, true} {
+		honest := []string{"A", "B", "C", "D"}
+		everyone := append([]string{"X", "Y"}, honest...)
+		h := newHarness(t, everyone...)
+		deliverTo := func(ids []string, from string, msg []byte) {
+			for _, id := range ids {
+				if id != from {
+					h.deliver(id, msg)
+				}
+			}
+		}
+		var stXe *mstate
+		var e uint64
+		if !atRemoval {
+			stXe, e, _ = h.ms["X"].Current()
+			deliverTo(everyone, "A", h.commit("A", nil, nil)) // class 1 at e
+			deliverTo(everyone, "A", h.commit("A", nil, nil))
+		}
+		// Y's removal: at e itself when atRemoval, by whichever honest
+		// member's ticket loses to X's there (X's replay must beat it).
+		if atRemoval {
+			remover := ""
+			for range 32 {
+				stXe, e, _ = h.ms["X"].Current()
+				for _, id := range honest {
+					if remover == "" && Ticket([]byte("g"), e, "X") < Ticket([]byte("g"), e, id) {
+						remover = id
+					}
+				}
+				if remover != "" {
+					break
+				}
+				deliverTo(everyone, "A", h.commit("A", nil, nil)) // try the next epoch's draw
+			}
+			if remover == "" {
+				t.Fatal("no epoch where an honest member loses the ticket draw to X")
+			}
+			deliverTo(everyone, remover, h.commit(remover, nil, []string{"Y"}))
+		} else {
+			deliverTo(everyone, "A", h.commit("A", nil, []string{"Y"}))
+		}
+		rest := append([]string{"X"}, honest...)
+		deliverTo(rest, "A", h.commit("A", nil, []string{"X"})) // X removed, Y out already
+		deliverTo(honest, "C", h.commit("C", nil, nil))
+		replay, _, info, _, err := h.be.commit("X", stXe, nil, []string{"B"}, false)
+		if err != nil || info.Class() != ClassRemove {
+			t.Fatalf("replay: %v, class %d", err, info.Class())
+		}
+
+		y := h.ms["Y"]
+		_, tipBefore, _ := y.Current()
+		for _, d := range h.deliver("Y", replay) {
+			if s, ok := d.(Switched); ok {
+				t.Fatalf("at removal %v: Y switched to X's replay: %+v", atRemoval, s)
+			}
+		}
+		if _, tip, _ := y.Current(); tip != tipBefore || y.IsMember() {
+			t.Fatalf("at removal %v: Y moved from %d to %d, member %v", atRemoval, tipBefore, tip, y.IsMember())
+		}
+		if k, _ := y.entryAt(e); k.Hash == HashOf(replay) {
+			t.Fatalf("at removal %v: Y: the replay is canonical at %d", atRemoval, e)
+		}
+
+		// Y's claims say nothing new, and the honest members still bar it.
+		for _, id := range honest {
+			h.deliver(id, replay)
+			for _, d := range h.ms[id].ClaimReceived(h.be, y.MakeClaim(nil), h.at) {
+				switch d.(type) {
+				case Switched, Rejoin:
+					t.Fatalf("at removal %v: %s acted on Y's claim: %T %+v", atRemoval, id, d, d)
+				}
+			}
+			if k, _ := h.ms[id].entryAt(e); k.Hash == HashOf(replay) || !h.ms[id].tipRoster["B"] {
+				t.Fatalf("at removal %v: %s took the replay (B member %v)", atRemoval, id, h.ms[id].tipRoster["B"])
 			}
 		}
 	}
-	deliverTo(everyone, "A", h.commit("A", nil, nil)) // class 1 at e
-	deliverTo(everyone, "A", h.commit("A", nil, nil))
-	deliverTo(everyone, "A", h.commit("A", nil, []string{"Y"})) // Y removed
-	rest := append([]string{"X"}, honest...)
-	deliverTo(rest, "A", h.commit("A", nil, []string{"X"})) // X removed, Y out already
-	deliverTo(honest, "C", h.commit("C", nil, nil))
-	replay, _, info, _, err := h.be.commit("X", stXe, nil, []string{"B"}, false)
-	if err != nil || info.Class() != ClassRemove {
-		t.Fatalf("replay: %v, class %d", err, info.Class())
-	}
+}
 
-	y := h.ms["Y"]
-	_, tipBefore, _ := y.Current()
-	for _, d := range h.deliver("Y", replay) {
-		if s, ok := d.(Switched); ok {
-			t.Fatalf("Y switched to X's replay: %+v", s)
-		}
-	}
-	if _, tip, _ := y.Current(); tip != tipBefore || y.IsMember() {
-		t.Fatalf("Y moved from %d to %d, member %v", tipBefore, tip, y.IsMember())
-	}
-	if k, _ := y.entryAt(e); k.Hash == HashOf(replay) {
-		t.Fatalf("Y: the replay is canonical at %d", e)
-	}
-
-	// Y's claims say nothing new, and the honest members still bar it.
-	for _, id := range honest {
-		h.deliver(id, replay)
-		for _, d := range h.ms[id].ClaimReceived(h.be, y.MakeClaim(nil), h.at) {
-			switch d.(type) {
-			case Switched, Rejoin:
-				t.Fatalf("%s acted on Y's claim: %T %+v", id, d, d)
+// TestRemovedMemberBarLiftedByTrustedClaim: an honest race. A removes Y
+// while C, at the same epoch, commits a removal of D with the better key.
+// Y hears A's removal first and is out; C's Commit then reaches it and is
+// barred there (Y cannot judge what the group did after its removal). A
+// claim by C, a member at the fork whom Y's chain never removed, shows
+// the group went on C's branch: Y switches to it and is a member again.
+func TestRemovedMemberBarLiftedByTrustedClaim(t *testing.T) {
+	h := newHarness(t, "A", "B", "C", "D", "Y")
+	_, e, _ := h.ms["A"].Current()
+	remover, racer := "", ""
+	for _, r := range []string{"A", "B", "C"} {
+		for _, c := range []string{"A", "B", "C"} {
+			if r != c && remover == "" && Ticket([]byte("g"), e, c) < Ticket([]byte("g"), e, r) {
+				remover, racer = r, c
 			}
 		}
-		if k, _ := h.ms[id].entryAt(e); k.Hash == HashOf(replay) || !h.ms[id].tipRoster["B"] {
-			t.Fatalf("%s took the replay (B member %v)", id, h.ms[id].tipRoster["B"])
+	}
+	if remover == "" {
+		t.Fatal("three different tickets must order two of them")
+	}
+	rm := h.commit(remover, nil, []string{"Y"})
+	win := h.commit(racer, nil, []string{"D"})
+	h.deliver("Y", rm)
+	if h.ms["Y"].IsMember() {
+		t.Fatal("Y should be out after its removal")
+	}
+	for _, d := range h.deliver("Y", win) {
+		if _, ok := d.(Switched); ok {
+			t.Fatalf("Y took %s's Commit on arrival: %+v", racer, d)
 		}
+	}
+	// The rest of the group settles the race by key.
+	for _, id := range []string{"A", "B", "C", "D"} {
+		if id != remover {
+			h.deliver(id, rm)
+		}
+		if id != racer {
+			h.deliver(id, win)
+		}
+	}
+	switched := false
+	for _, d := range h.ms["Y"].ClaimReceived(h.be, h.ms[racer].MakeClaim(nil), h.at) {
+		if s, ok := d.(Switched); ok && s.To == HashOf(win) {
+			switched = true
+		}
+	}
+	if !switched || !h.ms["Y"].IsMember() {
+		t.Fatalf("Y after %s's claim: switched %v, member %v", racer, switched, h.ms["Y"].IsMember())
 	}
 }

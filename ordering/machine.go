@@ -1021,20 +1021,21 @@ func (m *Machine[S]) addNode(parent *node[S], h Hash, next S, info CommitInfo) *
 // removal it raced): README.md "Removed members".
 //
 // A member that is out at its tip also bars every Commit on parent when
-// its chain removed it after parent's canonical child: it stopped at its
-// removal and never saw what the group did since (another removed
+// its chain removed it after parent (its canonical child included): it
+// stopped at its removal and never saw what the group did since (another
 // member's removal among it), so it cannot judge such a Commit, and
-// taking it would make it a member again on a branch only it follows. A
-// race at the epoch of its removal itself is left to the key; anything
-// older reaches it only through a trusted claim (liftBar), as for a
-// lagging member.
+// taking it would make it a member again on a branch that may be only a
+// removed member's replay, which its claims would then vouch for. It
+// goes there only when a trusted claim (a member at the fork that its
+// chain has not removed since) shows that the group did (liftBar): an
+// honest race its removal lost reaches it that way.
 func (m *Machine[S]) barred(parent *node[S], sender string) bool {
 	if !parent.canon || parent == m.tip || sender == "" {
 		return false
 	}
 	out := !m.tipRoster[m.cfg.Self]
 	for x := m.tip; x != nil && x != parent; x = x.parent {
-		if removes(x, sender) || (out && x.parent != parent && removes(x, m.cfg.Self)) {
+		if removes(x, sender) || (out && removes(x, m.cfg.Self)) {
 			return true
 		}
 	}
