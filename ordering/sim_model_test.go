@@ -42,7 +42,7 @@ var modelScenarios = []scenario{
 	{"restart-split", simParams{members: 6, pool: 3, opRounds: 120, pMsg: 0.15, pCommit: 0.04, pDup: 0.1, pDrop: 0.1,
 		partitions: 2, partLen: 15, pRestart: 0.02}, 60, false},
 	{"replay", simParams{members: 6, pool: 3, opRounds: 100, pMsg: 0.15, pCommit: 0.05, pDup: 0.1, pDrop: 0.1,
-		pReplay: 0.05}, 40, true},
+		pReplay: 0.05}, 20, false},
 	{"replay-any", simParams{members: 6, pool: 3, opRounds: 100, pMsg: 0.15, pCommit: 0.05, pDup: 0.1, pDrop: 0.1,
 		pReplay: 0.05, replayAny: true}, 40, true},
 	{"deep", simParams{members: 6, pool: 4, opRounds: 150, pMsg: 0.1, pCommit: 0.05, pDup: 0.1, pDrop: 0.05,
