@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 )
@@ -22,7 +21,7 @@ import (
 // Seed corpora live in testdata/fuzz/<FuzzName>/ and are generated from the
 // messages.json vectors by
 //
-//	MLS_WRITE_FUZZ_CORPUS=1 go test ./mls -run '^TestWriteFuzzCorpus$'
+//	go test -tags devtools ./mls -run '^TestWriteFuzzCorpus$'
 //
 // Inputs found by the fuzzer that once failed are committed there too
 // (as regression-*), and run by every plain `go test`.
@@ -246,40 +245,6 @@ func FuzzPrivateMessageContent(f *testing.F) {
 	})
 }
 
-// TestWriteFuzzCorpus regenerates the seed corpora under testdata/fuzz from
-// the messages vectors (one case per cipher suite). It only runs when
-// MLS_WRITE_FUZZ_CORPUS is set; the output is committed.
-func TestWriteFuzzCorpus(t *testing.T) {
-	if os.Getenv("MLS_WRITE_FUZZ_CORPUS") == "" {
-		t.Skip("set MLS_WRITE_FUZZ_CORPUS=1 to regenerate testdata/fuzz seed corpora")
-	}
-	seeds := fuzzSeeds(t)
-	for target, files := range seeds {
-		dir := filepath.Join("testdata", "fuzz", target)
-		old, _ := filepath.Glob(filepath.Join(dir, "seed-*"))
-		for _, p := range old {
-			if err := os.Remove(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		names := make([]string, 0, len(files))
-		for name := range files {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", files[name])
-			if err := os.WriteFile(filepath.Join(dir, "seed-"+name), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		t.Logf("%s: %d seeds", target, len(files))
-	}
-}
-
 // fuzzSeeds returns target -> seed name -> input.
 func fuzzSeeds(t *testing.T) map[string]map[string][]byte {
 	seeds := map[string]map[string][]byte{}
@@ -364,12 +329,12 @@ func TestFuzzSeedsPresent(t *testing.T) {
 			p := filepath.Join("testdata", "fuzz", target, "seed-"+name)
 			got, err := os.ReadFile(p)
 			if err != nil {
-				t.Errorf("missing seed (regenerate with MLS_WRITE_FUZZ_CORPUS=1): %v", err)
+				t.Errorf("missing seed (regenerate: go test -tags devtools ./mls -run TestWriteFuzzCorpus): %v", err)
 				continue
 			}
 			want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
 			if string(got) != want {
-				t.Errorf("%s is stale (regenerate with MLS_WRITE_FUZZ_CORPUS=1)", p)
+				t.Errorf("%s is stale (regenerate: go test -tags devtools ./mls -run TestWriteFuzzCorpus)", p)
 			}
 		}
 	}
