@@ -1,3 +1,5 @@
+//go:build devtools
+
 package ordering
 
 import (
@@ -11,13 +13,18 @@ import (
 	"github.com/canopy-chat/canopy/mls"
 )
 
+// Debugging tools, not checks: built only with the devtools tag, e.g.
+//
+//	SC=mls-deep SEED=3 TRACE=1 go test -tags devtools ./ordering -run TestDebugSeed -v
+//	SURVEY=200 SCS=deep go test -tags devtools ./ordering -run TestSurvey -v
+
 // TestDebugSeed replays one seed of one scenario with a trace: env SC
 // (scenario name, or "mls" for TestMLSSim's parameters), SEED, TRACE=1,
 // WATCH (an identity whose discards are traced too).
 func TestDebugSeed(t *testing.T) {
 	sc, seedS := os.Getenv("SC"), os.Getenv("SEED")
 	if sc == "" || seedS == "" {
-		t.Skip("set SC and SEED")
+		t.Fatal("set SC (scenario) and SEED")
 	}
 	seed, _ := strconv.Atoi(seedS)
 	trace := os.Getenv("TRACE") != ""
@@ -106,7 +113,7 @@ func (q *quietTB) Failed() bool              { return q.failed }
 func TestSurvey(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("SURVEY"))
 	if n == 0 {
-		t.Skip("set SURVEY")
+		t.Fatal("set SURVEY (number of seeds per scenario)")
 	}
 	want := strings.Split(os.Getenv("SCS"), ",")
 	runOne := func(name string, f func(tb testing.TB, seed int)) {

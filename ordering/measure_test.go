@@ -1,14 +1,13 @@
+//go:build devtools
+
 package ordering
 
 import (
 	"bytes"
-	"flag"
 	"testing"
 
 	"github.com/canopy-chat/canopy/mls"
 )
-
-var measureFlag = flag.Bool("ordering.measure", false, "print convergence and retained-memory measures for 5, 20 and 100 members")
 
 // converged reports whether every member is at the same epoch with the
 // same epoch authenticator (a joiner's root has no Commit hash with mls).
@@ -74,11 +73,9 @@ func (ms *measurement) log(t *testing.T, what string, n int) {
 // TestMeasure reports convergence time (simulated rounds after the last
 // operation) and retained memory per group under heavy concurrency, on
 // the model and on real mls members (states measured by their
-// MarshalState size).
+// MarshalState size). A measurement, not a check: built only with the
+// devtools tag (go test -tags devtools ./ordering -run TestMeasure -v).
 func TestMeasure(t *testing.T) {
-	if !*measureFlag {
-		t.Skip("run with -ordering.measure -v")
-	}
 	for _, n := range []int{5, 20, 100} {
 		var ms measurement
 		for seed := 1; seed <= 5; seed++ {
