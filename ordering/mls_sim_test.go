@@ -308,6 +308,7 @@ func TestMLSSim(t *testing.T) {
 			continue // known failures remain: see README.md "Status"
 		}
 		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel() // scenarios share nothing
 			n := seeds(sc.n)
 			worst, rs, rr := 0, 0, 0
 			for seed := 1; seed <= n; seed++ {

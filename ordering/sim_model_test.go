@@ -5,24 +5,32 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/canopy-chat/canopy/internal/longtest"
 )
 
-var seedsFlag = flag.Int("ordering.seeds", 0, "number of simulator seeds per scenario (default: the CI amount)")
+var seedsFlag = flag.Int("ordering.seeds", 0, "number of simulator seeds per scenario (default: a fifth of the scenario's long-run seeds; CANOPY_LONG=1: all of them)")
 
-func seeds(def int) int {
-	if *seedsFlag > 0 {
+// seeds is the number of seeds a scenario runs, seeds 1..n. The long run
+// (CANOPY_LONG=1) runs all of a scenario's long-run seeds; the default
+// run a fifth of them (at least 3), so every scenario still runs; -short
+// a tenth (at least 2).
+func seeds(long int) int {
+	switch {
+	case *seedsFlag > 0:
 		return *seedsFlag
+	case longtest.Enabled():
+		return long
+	case testing.Short():
+		return max(long/10, 2)
 	}
-	if testing.Short() {
-		return max(def/10, 5)
-	}
-	return def
+	return max(long/5, 3)
 }
 
 type scenario struct {
 	name string
 	p    simParams
-	n    int  // CI seeds
+	n    int  // long-run seeds (CANOPY_LONG=1); see seeds
 	hard bool // known failures remain: only with -ordering.hard
 }
 
@@ -55,6 +63,7 @@ func TestModelSim(t *testing.T) {
 			continue // known failures remain: see README.md "Status"
 		}
 		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel() // scenarios share nothing
 			n := seeds(sc.n)
 			worst, sw, rj, rs, rr := 0, 0, 0, 0, 0
 			for seed := 1; seed <= n; seed++ {
