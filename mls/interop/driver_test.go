@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canopy-chat/canopy/internal/longtest"
 	"github.com/canopy-chat/canopy/mls/interop/mlsclientpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -35,7 +36,7 @@ import (
 
 var (
 	interopSuite    = flag.Uint("interop.suite", 1, "cipher suite the interop scripts run with")
-	interopMaxSteps = flag.Int("interop.maxsteps", 0, "run only the first N steps of each script (0: all; -short: 400)")
+	interopMaxSteps = flag.Int("interop.maxsteps", 0, "run only the first N steps of each script (0: the run's default, see maxScriptSteps)")
 )
 
 // --- script format ----------------------------------------------------------
@@ -1306,16 +1307,30 @@ func startServers(t testing.TB, n int) []mlsclientpb.MLSClientClient {
 	return clients
 }
 
+// maxScriptSteps is how many steps of each script TestInteropScripts runs
+// (0: all). Only deep_random (1670 steps, every action type within its
+// first 150; its cost grows faster than its length as its group grows) is
+// longer: the default run replays its first 300 steps, -short its first
+// 150, the long run (CANOPY_LONG=1) all of it; -interop.maxsteps overrides.
+func maxScriptSteps() int {
+	switch {
+	case *interopMaxSteps > 0:
+		return *interopMaxSteps
+	case longtest.Enabled():
+		return 0
+	case testing.Short():
+		return 150
+	}
+	return 300
+}
+
 func TestInteropScripts(t *testing.T) {
 	configs, err := loadConfigs(filepath.Join("testdata", "configs"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cs := uint32(*interopSuite)
-	maxSteps := *interopMaxSteps
-	if maxSteps == 0 && testing.Short() {
-		maxSteps = 400 // deep_random has 1670 steps
-	}
+	maxSteps := maxScriptSteps()
 	clients := startServers(t, 2)
 	for _, c := range clients {
 		sr, err := c.SupportedCiphersuites(context.Background(), &mlsclientpb.SupportedCiphersuitesRequest{})
