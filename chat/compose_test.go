@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/canopy-chat/canopy/store"
 )
@@ -43,9 +42,9 @@ func (p *testPeer) runErr(g GroupID, line string) error {
 	return err
 }
 
-func twoMembers(t *testing.T, name string) (alice, bob *testPeer, g GroupID) {
+func twoMembers(t *testing.T, name string, aliceOpts ...engineOpt) (alice, bob *testPeer, g GroupID) {
 	t.Helper()
-	alice, bob = newPeer(t, "alice"), newPeer(t, "bob")
+	alice, bob = newPeer(t, "alice", aliceOpts...), newPeer(t, "bob")
 	connect(t, alice, bob)
 	g = alice.run("", "/create "+name+" "+bob.card()).Group
 	bob.acceptInvitation()
@@ -133,7 +132,8 @@ func TestSendEditReactTyping(t *testing.T) {
 // Only one's own messages can be edited: the command refuses, and a
 // receiver ignores an edit whose sender did not write the target.
 func TestEditOthersRejected(t *testing.T) {
-	alice, bob, g := twoMembers(t, "strict")
+	aliceLog := newLogWatch()
+	alice, bob, g := twoMembers(t, "strict", aliceLog.option())
 	alice.run(g, "alice's words")
 	id := bob.idOf(g, "alice's words")
 
@@ -153,9 +153,8 @@ func TestEditOthersRejected(t *testing.T) {
 	if err := gb.do(ctx, func() { _, serr = gb.send(appEdit, []byte("forged"), raw) }); err != nil || serr != nil {
 		t.Fatal(err, serr)
 	}
-	bob.run(g, "marker")
-	alice.idOf(g, "marker")
-	time.Sleep(300 * time.Millisecond)
+	// The barrier: alice's engine says it received the edit and ignored it.
+	aliceLog.wait(t, "ignored an edit or deletion of another member's message")
 	if alice.rec.has(isKind(g, KindEdit, "forged", "")) {
 		t.Error("alice applied bob's edit of her message")
 	}

@@ -784,7 +784,13 @@ func (g *group) deliver(d ordering.Deliver) {
 		g.queueReceipt(am.ID)
 	case appEdit, appDelete:
 		target, err := g.e.db.Message(g.ctx, g.id, am.ReplyTo)
-		if err != nil || peer.ID(target.Sender) != sender {
+		if err != nil {
+			return
+		}
+		if peer.ID(target.Sender) != sender {
+			// Only the author may change a message: a member's client
+			// refuses this, so it comes from a modified one.
+			g.e.log.Warn("ignored an edit or deletion of another member's message", "group", g.gid, "sender", sender)
 			return
 		}
 		if am.Kind == appEdit {
