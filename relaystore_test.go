@@ -442,9 +442,6 @@ func syncAll(t *testing.T, n *p2p.Node, relay peer.ID, topic string, since uint6
 // rejoined the topic from the stored lease: a frame that peer publishes,
 // although nobody renewed the lease, is kept and served too.
 func TestRelayRestartServesStoredFrames(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts libp2p hosts")
-	}
 	dir := t.TempDir()
 	r1 := startRelayCommand(t, dir)
 
