@@ -363,6 +363,7 @@ func membersAre(group string, n int) func(*jev) bool {
 // 8 (/update, /search),
 // 5 (a member restarts and catches up from its peers) and 3 (kick, leave).
 func TestE2EHeadless(t *testing.T) {
+	t.Parallel() // journeys share nothing but the binary
 	bin := canopyBinary(t)
 	data := t.TempDir()
 	alice := startPeer(t, bin, data, "alice")
@@ -667,6 +668,7 @@ func (p *tuiProc) typeLine(s string) {
 // run (nickname, no passphrase), an invitation accepted with /accept,
 // messages both ways with a headless peer, /verify, and Ctrl-C.
 func TestE2ETUI(t *testing.T) {
+	t.Parallel() // journeys share nothing but the binary
 	bin := canopyBinary(t)
 	data := t.TempDir()
 	alice := startPeer(t, bin, data, "alice")
@@ -804,6 +806,7 @@ func tail(s string, n int) string {
 // his next start from the relay's mailbox, gets what was written while he
 // was away, and they chat.
 func TestE2ERelay(t *testing.T) {
+	t.Parallel() // journeys share nothing but the binary
 	bin := canopyBinary(t)
 	data := t.TempDir()
 	relay := startRelay(t, bin, filepath.Join(data, "relay"))
