@@ -3,15 +3,18 @@ package ordering
 import (
 	"testing"
 
+	"github.com/canopy-chat/canopy/internal/longtest"
 	"github.com/canopy-chat/canopy/mls"
 )
 
 // TestMLSSimXWing runs the concurrent scenario of TestMLSSim with real mls
-// members on the draft X-Wing suite 0x004D, one seed (-ordering.seeds for more):
-// fork choice must not depend on the suite, and X-Wing's larger Commits and
-// Welcomes must go through the same paths. It swaps the package's mlsSuite
-// for its duration, which is safe because no test in this package runs in
-// parallel.
+// members on the draft X-Wing suite 0x004D, one seed (CANOPY_LONG=1: the
+// scenario's seeds; -ordering.seeds for more): fork choice must not depend
+// on the suite, and X-Wing's larger Commits and Welcomes must go through
+// the same paths. It swaps the package's mlsSuite for its duration, which
+// is safe because no other test runs meanwhile: no top-level test calls
+// t.Parallel (the simulator's scenarios run in parallel only with each
+// other, inside TestModelSim and TestMLSSim).
 func TestMLSSimXWing(t *testing.T) {
 	old := mlsSuite
 	mlsSuite = mls.MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519
@@ -23,6 +26,13 @@ func TestMLSSimXWing(t *testing.T) {
 				t.Fatalf("no scenario %q", name)
 			}
 			n := 1
+			if longtest.Enabled() {
+				for _, sc := range mlsScenarios {
+					if sc.name == name {
+						n = sc.n
+					}
+				}
+			}
 			if *seedsFlag > 0 {
 				n = *seedsFlag
 			}

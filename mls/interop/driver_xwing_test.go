@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/canopy-chat/canopy/internal/longtest"
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/mls/interop/mlsclientpb"
 )
@@ -13,7 +14,8 @@ import (
 // TestInteropScriptsXWing runs every interop script once more with the draft
 // X-Wing suite 0x004D (TestInteropScripts runs them with -interop.suite,
 // default 1), with encrypted handshakes and deep_random cut to its first
-// 150 steps, so that the default run covers the suite cheaply. The ReInit
+// 150 steps, so that the default run covers the suite cheaply (all of it
+// under CANOPY_LONG=1, or the first -interop.maxsteps). The ReInit
 // scripts that change the suite move the group from 0x004D to suite 1.
 func TestInteropScriptsXWing(t *testing.T) {
 	const cs = uint32(mls.MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519)
@@ -36,8 +38,12 @@ func TestInteropScriptsXWing(t *testing.T) {
 			t.Run(cf.name+"/"+sc.name, func(t *testing.T) {
 				t.Parallel()
 				run := sc
-				if len(run.steps) > 150 {
-					run.steps = run.steps[:150]
+				maxSteps := 150
+				if *interopMaxSteps > 0 || longtest.Enabled() {
+					maxSteps = maxScriptSteps()
+				}
+				if maxSteps > 0 && len(run.steps) > maxSteps {
+					run.steps = run.steps[:maxSteps]
 				}
 				step, err := runScript(t.Context(), clients, cs, true, run)
 				if err != nil {
