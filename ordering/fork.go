@@ -175,6 +175,17 @@ func (m *Machine[S]) liftBar(k Key) {
 	if p == nil || p.gone || (p.best != nil && !n.key.Less(p.best.key)) {
 		return
 	}
+	if !descend(n).live {
+		// The barred branch's states were released while it lost (it fell
+		// out of the window behind this member's own branch): a switch
+		// would leave this member at a tip it cannot process anything
+		// on. The claim's loss stands (loseTo) and it rejoins the branch
+		// like any member whose losing states expired.
+		if debugf != nil {
+			debugf("%s: bar on %s lifted, its branch released: rejoin", m.cfg.Self, n.id)
+		}
+		return
+	}
 	if debugf != nil {
 		debugf("%s: bar on %s lifted by a claim", m.cfg.Self, n.id)
 	}
