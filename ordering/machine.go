@@ -1195,6 +1195,20 @@ func (m *Machine[S]) prune() {
 			}
 		}
 		sortNodes(sorted)
+		// States that may still become canonical (a barred Commit that
+		// wins by key, and the best path below it) go last: a trusted
+		// claim can lift the bar (liftBar), and releasing them first
+		// would lose the late messages of a race the bar only delayed.
+		slices.SortStableFunc(sorted, func(a, b *node[S]) int {
+			pa, pb := m.mayWin(a), m.mayWin(b)
+			switch {
+			case pa == pb:
+				return 0
+			case pb:
+				return -1
+			}
+			return 1
+		})
 		for _, n := range sorted {
 			if losing <= m.cfg.MaxLosingStates {
 				break
@@ -1229,6 +1243,21 @@ func (m *Machine[S]) prune() {
 			}
 		}
 	}
+}
+
+// mayWin reports that n is a barred Commit that would win its epoch by
+// key, or on the best path below one: the branch a lifted bar switches to.
+func (m *Machine[S]) mayWin(n *node[S]) bool {
+	for x := n; x.parent != nil && !x.canon; x = x.parent {
+		if x.barred {
+			p := x.parent
+			return p.best == nil || x.key.Less(p.best.key)
+		}
+		if x.parent.best != x {
+			return false
+		}
+	}
+	return false
 }
 
 func (m *Machine[S]) canonLive() int {
