@@ -437,3 +437,69 @@ func TestRemovedMemberBarLiftedByTrustedClaim(t *testing.T) {
 		t.Fatalf("Y after %s's claim: switched %v, member %v", racer, switched, h.ms["Y"].IsMember())
 	}
 }
+
+// TestCapKeepsBarredWinnerLongest: an honest race between R's removal of
+// X and X's own Commit (better by key) reaches O removal first, so O bars
+// X's Commit; with room for one losing state, the cap on losing states
+// releases an ordinary loser of the same epoch rather than the barred
+// winner, and a trusted claim for X's Commit then switches O to it (a
+// released branch could not be switched to, and the messages written on
+// it could not be read).
+func TestCapKeepsBarredWinnerLongest(t *testing.T) {
+	// The racer's ticket must beat the remover's at epoch 0: pick the
+	// names (tickets are a function of group, epoch and name).
+	racer, remover := "", ""
+	for _, x := range []string{"X", "Y", "Z", "W", "V"} {
+		for _, r := range []string{"A", "B", "C"} {
+			if racer == "" && Ticket([]byte("g"), 0, x) < Ticket([]byte("g"), 0, r) {
+				racer, remover = x, r
+			}
+		}
+	}
+	if racer == "" {
+		t.Fatal("no racer name beats a remover's ticket")
+	}
+	members := []string{"A", "B", "C", "D", racer}
+	h := &harness{t: t, be: &modelBackend{groupID: []byte("g")}, ms: map[string]*Machine[*mstate]{}, at: simStart}
+	for i, st := range h.be.create(members) {
+		h.ms[members[i]] = New(Config{GroupID: []byte("g"), Self: members[i], WindowEpochs: 8, MaxLosingStates: 1},
+			st, 0, nil, members, h.at)
+	}
+	if _, e, _ := h.ms["A"].Current(); e != 0 {
+		t.Fatalf("group starts at epoch %d", e)
+	}
+	var observer, other string
+	for _, id := range []string{"A", "B", "C"} {
+		switch {
+		case id == remover:
+		case observer == "":
+			observer = id
+		default:
+			other = id
+		}
+	}
+	rm := h.commit(remover, nil, []string{racer})
+	win := h.commit(racer, nil, []string{"D"})
+	loser := h.commit(other, nil, nil) // an ordinary Commit: loses to both removals
+	h.deliver(observer, rm)
+	h.deliver(observer, win)
+	h.deliver(observer, loser)
+	if _, _, ok := h.ms[observer].StateAt(HashOf(win)); !ok {
+		t.Fatalf("%s released the barred Commit that wins by key before the ordinary loser", observer)
+	}
+	if _, _, ok := h.ms[observer].StateAt(HashOf(loser)); ok {
+		t.Fatalf("%s kept two losing states with room for one", observer)
+	}
+	// A member that took the racer's Commit before the removal claims it.
+	h.deliver(other, win)
+	h.deliver(other, rm)
+	switched := false
+	for _, d := range h.ms[observer].ClaimReceived(h.be, h.ms[other].MakeClaim(nil), h.at) {
+		if s, ok := d.(Switched); ok && s.To == HashOf(win) {
+			switched = true
+		}
+	}
+	if !switched {
+		t.Fatalf("%s did not switch to %s's Commit on %s's claim", observer, racer, other)
+	}
+}
