@@ -195,8 +195,11 @@ func (e *Engine) sendHello(ctx context.Context, p peer.ID) {
 	}
 }
 
+// reachabilityLoop follows what AutoNAT learns and the host's addresses:
+// a status event and a fresh card file when either changes (a relay
+// reservation adds circuit addresses, which a card should carry at once).
 func (e *Engine) reachabilityLoop(ctx context.Context) {
-	sub, err := e.node.Host().EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
+	sub, err := e.node.Host().EventBus().Subscribe([]any{new(event.EvtLocalReachabilityChanged), new(event.EvtLocalAddressesUpdated)})
 	if err != nil {
 		return
 	}
@@ -209,7 +212,13 @@ func (e *Engine) reachabilityLoop(ctx context.Context) {
 			if !ok {
 				return
 			}
-			r := ev.(event.EvtLocalReachabilityChanged).Reachability
+			rc, ok := ev.(event.EvtLocalReachabilityChanged)
+			if !ok {
+				e.statusChanged()
+				e.writeCardFile()
+				continue
+			}
+			r := rc.Reachability
 			e.mu.Lock()
 			switch r {
 			case network.ReachabilityPublic:
