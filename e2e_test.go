@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -159,9 +160,16 @@ const e2eListen = "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1"
 
 func startPeer(t *testing.T, bin, data, nick string, extra ...string) *peerProc {
 	t.Helper()
+	return startPeerWrapped(t, nil, bin, data, nick, extra...)
+}
+
+// startPeerWrapped is startPeer with the command run through wrap (e.g.
+// ip netns exec NS); later --listen flags in extra override e2eListen.
+func startPeerWrapped(t *testing.T, wrap []string, bin, data, nick string, extra ...string) *peerProc {
+	t.Helper()
 	args := append([]string{"headless", "--data", data, "--profile", nick, "--nick", nick,
 		"--listen", e2eListen, "--no-mdns"}, extra...)
-	cmd := exec.Command(bin, args...)
+	cmd := wrapCommand(wrap, bin, args...)
 	cmd.Env = append(os.Environ(), "CANOPY_LOG=debug")
 	p := &peerProc{t: t, name: nick, cmd: cmd, exited: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
@@ -229,8 +237,14 @@ func (p *peerProc) wait(what string, f func(*jev) bool) *jev {
 
 func (p *peerProc) waitFrom(from int, what string, f func(*jev) bool) *jev {
 	p.t.Helper()
-	deadline := time.Now().Add(e2eWait)
-	timer := time.AfterFunc(e2eWait, func() { p.mu.Lock(); p.cond.Broadcast(); p.mu.Unlock() })
+	return p.waitWithin(from, e2eWait, what, f)
+}
+
+// waitWithin is waitFrom with its own deadline.
+func (p *peerProc) waitWithin(from int, within time.Duration, what string, f func(*jev) bool) *jev {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	timer := time.AfterFunc(within, func() { p.mu.Lock(); p.cond.Broadcast(); p.mu.Unlock() })
 	defer timer.Stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -743,7 +757,13 @@ func TestE2ETUI(t *testing.T) {
 // multiaddr.
 func startRelay(t *testing.T, bin, dir string, extra ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"relay", "--listen", e2eListen, "--data", dir, "--metrics", "", "--log-level", "debug"}, extra...)...)
+	return startRelayWrapped(t, nil, bin, dir, extra...)
+}
+
+// startRelayWrapped is startRelay with the command run through wrap.
+func startRelayWrapped(t *testing.T, wrap []string, bin, dir string, extra ...string) string {
+	t.Helper()
+	cmd := wrapCommand(wrap, bin, append([]string{"relay", "--listen", e2eListen, "--data", dir, "--metrics", "", "--log-level", "debug"}, extra...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -789,6 +809,15 @@ func startRelay(t *testing.T, bin, dir string, extra ...string) string {
 		t.Fatalf("relay printed no address: %s", stderr.String())
 	}
 	return ""
+}
+
+// wrapCommand runs bin with args, through the wrap command if given.
+func wrapCommand(wrap []string, bin string, args ...string) *exec.Cmd {
+	if len(wrap) == 0 {
+		return exec.Command(bin, args...)
+	}
+	all := append(append(slices.Clone(wrap[1:]), bin), args...)
+	return exec.Command(wrap[0], all...)
 }
 
 func tail(s string, n int) string {
