@@ -281,6 +281,9 @@ func isStatus(f func(reach string, addrs []string) bool) func(*jev) bool {
 // through it (invitation by card, chat) and punch holes through both NATs
 // (DCUtR). It does not yet show chat over the direct connection alone.
 func TestE2ENAT(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: skipped with -short")
+	}
 	natPrereqs(t)
 	bin := canopyBinary(t)
 	n := newNatNet(t)
@@ -326,9 +329,8 @@ func TestE2ENAT(t *testing.T) {
 		t.Fatalf("packets crossed the NATs before any peer could reach the other (%d, %d)", a, b)
 	}
 
-	// 3. Through the relay: alice invites bob by his card (taken now: the
-	// one printed at start predates the reservation), which names his
-	// circuit address; they chat.
+	// 3. Through the relay: alice invites bob by his card, which names his
+	// circuit address through the relay; they chat.
 	card := bob.must("/card").Text
 	if !strings.Contains(card, "/p2p-circuit") {
 		t.Fatalf("bob's card has no circuit address:\n%s", card)
