@@ -241,12 +241,7 @@ func (e *Engine) dialContacts() {
 
 // refreshMembersOf recomputes the member views of the groups p is in.
 func (e *Engine) refreshMembersOf(p peer.ID) {
-	e.mu.Lock()
-	var gs []*group
-	for _, g := range e.groups {
-		gs = append(gs, g)
-	}
-	e.mu.Unlock()
+	gs := e.groupList()
 	for _, g := range gs {
 		if g.hasMember(p) {
 			g.refreshMembers(true)

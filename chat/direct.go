@@ -137,12 +137,7 @@ func (e *Engine) findDirect(fp []byte) *group {
 	if len(fp) == 0 {
 		return nil
 	}
-	e.mu.Lock()
-	gs := make([]*group, 0, len(e.groups))
-	for _, g := range e.groups {
-		gs = append(gs, g)
-	}
-	e.mu.Unlock()
+	gs := e.groupList()
 	var best *group
 	for _, g := range gs {
 		v := g.snapshot()

@@ -471,14 +471,21 @@ func writeFileAtomic(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// Groups implements Client.
-func (e *Engine) Groups() []GroupView {
+// groupList returns the engine's groups, copied under e.mu so that the
+// caller can visit them without holding it.
+func (e *Engine) groupList() []*group {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	gs := make([]*group, 0, len(e.groups))
 	for _, g := range e.groups {
 		gs = append(gs, g)
 	}
-	e.mu.Unlock()
+	return gs
+}
+
+// Groups implements Client.
+func (e *Engine) Groups() []GroupView {
+	gs := e.groupList()
 	out := make([]GroupView, 0, len(gs))
 	for _, g := range gs {
 		out = append(out, g.snapshot())

@@ -453,13 +453,7 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 	}
 	e.learnJoinedKeys(ctx, g, st)
 	e.forgetInvitation(inv.ID)
-	g.start()
-	g.refreshMembers(false)
-	g.post(func() {
-		g.emitRows([]store.Message{line})
-		g.refreshMembers(true)
-		g.catchUp(true)
-	})
+	g.startJoined(line)
 	e.goBackground(func(context.Context) { e.fillKeyPackages(e.ctx) })
 	e.log.Info("joined group", "group", g.gid, "epoch", st.Epoch())
 	return g, nil
@@ -723,4 +717,17 @@ func (e *Engine) retryWelcomes(p peer.ID) {
 	for _, pw := range todo {
 		e.goBackground(func(ctx context.Context) { e.deliverWelcome(ctx, pw) })
 	}
+}
+
+// startJoined starts the loop of a group just joined (its state and first
+// line already committed to the store), shows that line and catches up
+// with what the group said before we joined.
+func (g *group) startJoined(line store.Message) {
+	g.start()
+	g.refreshMembers(false)
+	g.post(func() {
+		g.emitRows([]store.Message{line})
+		g.refreshMembers(true)
+		g.catchUp(true)
+	})
 }

@@ -326,12 +326,7 @@ func (e *Engine) makeSuccessor(old *mls.Group, pr *pendingReInit) (GroupID, mls.
 // KeyPackages are fetched again; it retries a few times (they may be
 // coming online too), then tells the user.
 func (e *Engine) resumeReInits() {
-	e.mu.Lock()
-	var gs []*group
-	for _, g := range e.groups {
-		gs = append(gs, g)
-	}
-	e.mu.Unlock()
+	gs := e.groupList()
 	for _, g := range gs {
 		var st *mls.Group
 		if err := g.do(e.ctx, func() {
@@ -482,13 +477,7 @@ func (e *Engine) joinReInit(ctx context.Context, old *group, st *mls.Group, welc
 	}); err != nil {
 		return err
 	}
-	g.start()
-	g.refreshMembers(false)
-	g.post(func() {
-		g.emitRows([]store.Message{line})
-		g.refreshMembers(true)
-		g.catchUp(true)
-	})
+	g.startJoined(line)
 	e.emit(GroupEvent{Group: g.snapshot()})
 	e.goBackground(func(context.Context) { _ = e.fillKeyPackages(e.ctx) })
 	e.log.Info("joined the successor of a group", "old", old.gid, "new", g.gid, "suite", uint16(st.CipherSuite()))
