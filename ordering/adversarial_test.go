@@ -2,6 +2,7 @@ package ordering
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 	"time"
 )
@@ -501,5 +502,78 @@ func TestCapKeepsBarredWinnerLongest(t *testing.T) {
 	}
 	if !switched {
 		t.Fatalf("%s did not switch to %s's Commit on %s's claim", observer, racer, other)
+	}
+}
+
+// TestLaggingCommitterConcedesItsBarredCommit: L lags at epoch e and
+// commits there a removal of B, better by key than the group's ordinary
+// Commit of e; but the group went on and removed L at e+1, so every member
+// bars L's Commit (it looks exactly like a replay) and ignores L's claims.
+// L judges its own Commit: a trusted claim for the group's branch, which
+// removes L after the fork, shows L its Commit is barred there. L bars it
+// too and is out on the group's branch, as its removal says. When L does
+// not hold that branch yet, the claim makes it fetch the messages since
+// the fork, and the next claim settles it.
+func TestLaggingCommitterConcedesItsBarredCommit(t *testing.T) {
+	for _, held := range []bool{true, false} {
+		members := []string{"A", "B", "C", "D", "L"}
+		h := newHarness(t, members...)
+		_, e, _ := h.ms["A"].Current()
+		ordinary := h.commit("A", nil, nil) // class 1 at e
+		for _, id := range []string{"B", "C", "D"} {
+			h.deliver(id, ordinary)
+		}
+		rmL := h.commit("C", nil, []string{"L"}) // at e+1
+		for _, id := range []string{"A", "B", "D"} {
+			h.deliver(id, rmL)
+		}
+		lagging := h.commit("L", nil, []string{"B"}) // L still at e
+		l := h.ms["L"]
+		for _, id := range []string{"A", "B", "C", "D"} {
+			h.deliver(id, lagging)
+			if k, _ := h.ms[id].entryAt(e); k.Hash != HashOf(ordinary) || !h.ms[id].tipRoster["B"] || h.ms[id].tipRoster["L"] {
+				t.Fatalf("held %v: %s took L's Commit", held, id)
+			}
+		}
+		if k, _ := l.entryAt(e); k.Hash != HashOf(lagging) || !l.IsMember() {
+			t.Fatalf("held %v: L should be a member on its own Commit first", held)
+		}
+		claim := h.ms["A"].MakeClaim(nil)
+		if !held {
+			var from []uint64
+			ds := l.ClaimReceived(h.be, claim, h.at)
+			for _, d := range append(ds, l.Tick(h.be, h.at)...) { // fetched on the next tick, like any catch-up
+				if c, ok := d.(CatchUp); ok {
+					from = append(from, c.From)
+				}
+			}
+			if !slices.Contains(from, e) {
+				t.Fatalf("L did not fetch the group's branch from the fork %d: CatchUp %v", e, from)
+			}
+			if !l.IsMember() {
+				t.Fatal("L conceded without seeing the group's branch")
+			}
+		}
+		h.deliver("L", ordinary)
+		h.deliver("L", rmL)
+		if !l.IsMember() {
+			t.Fatalf("held %v: L left on arrival (its Commit wins by key there)", held)
+		}
+		switched := false
+		for _, d := range l.ClaimReceived(h.be, claim, h.at) {
+			if s, ok := d.(Switched); ok && s.To == HashOf(rmL) {
+				switched = true
+			}
+		}
+		if !switched || l.IsMember() {
+			t.Fatalf("held %v: L after A's claim: switched %v, member %v", held, switched, l.IsMember())
+		}
+		if k, _ := l.entryAt(e); k.Hash != HashOf(ordinary) {
+			t.Fatalf("held %v: L's canonical Commit at %d is %s", held, e, k.Hash)
+		}
+		// The group's claims now agree with L's history.
+		if v := CompareHistories(l.History(), h.ms["B"].MakeClaim(nil).Entries); v.Kind == Fork {
+			t.Fatalf("held %v: L still forks from the group: %+v", held, v)
+		}
 	}
 }

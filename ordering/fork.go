@@ -99,6 +99,9 @@ func (m *Machine[S]) claim(c Claim) {
 		}
 	case Fork:
 		if v.Ours.Less(v.Theirs) {
+			if m.concede(v, c) {
+				return
+			}
 			// Our branch wins: make sure the losers hear it, whoever the
 			// claimant (a joiner whose join Commit lost was never a member
 			// of our branch, and only our claim can tell it).
@@ -156,6 +159,63 @@ func (m *Machine[S]) claim(c Claim) {
 		m.loseTo(v.Epoch, v.Theirs, c, false)
 		m.liftBar(v.Theirs)
 	}
+}
+
+// concede handles a trusted claim for a branch that our own Commit at the
+// fork beats by key: when that Commit is a removal and the claimed branch
+// removed this member after the fork (and did not take it back), every
+// member on that branch bars our Commit (it looks exactly like a removed
+// member's replay) and ignores our claims, so the key does not decide:
+// this member bars its own Commit like they do, switches to their branch
+// and is out there, a removed member like any other (a re-add reaches it
+// by the normal path). It judges the claimed branch from its own tree;
+// when it does not hold it, it fetches the messages since the fork
+// (CatchUp) and judges at the next claim. README.md "Removed members".
+// It reports that the claim was settled here.
+func (m *Machine[S]) concede(v Verdict, c Claim) bool {
+	o, ok := m.nodes[v.Ours.Hash]
+	if !ok || !o.canon || o.barred || o.info.Sender != m.cfg.Self || o.key.Class != ClassRemove ||
+		c.Tip <= v.Epoch+1 || !m.TrustClaim(c.Signer, v.Epoch) {
+		return false
+	}
+	t, ok := m.nodes[v.Theirs.Hash]
+	out, held := false, ok && t.parent == o.parent && !t.barred && !t.gone
+	for _, e := range c.Entries {
+		if e.Epoch <= v.Epoch {
+			continue
+		}
+		n, ok := m.nodes[e.Hash]
+		if !ok {
+			held = false
+			continue
+		}
+		if removes(n, m.cfg.Self) {
+			out = true
+		} else if slices.Contains(n.info.Added, m.cfg.Self) {
+			out = false
+		}
+	}
+	if !out {
+		if !held {
+			// Fetch the claimed branch from the fork on: it may remove us.
+			m.lagging = true
+			if !m.hasFetchFork || v.Epoch < m.fetchFork {
+				m.fetchFork, m.hasFetchFork = v.Epoch, true
+			}
+		}
+		return false
+	}
+	if t == nil || t.parent != o.parent || t.barred || t.gone || !descend(t).live {
+		return false
+	}
+	if debugf != nil {
+		debugf("%s: concedes its Commit %s at %d: %s's branch removed it since", m.cfg.Self, o.id, v.Epoch, c.Signer)
+	}
+	o.barred, o.conceded = true, true
+	p := o.parent
+	p.best = t
+	m.recanon(p)
+	return true
 }
 
 // liftBar lets a barred Commit win after all when a trusted claim (a
@@ -270,7 +330,12 @@ func (m *Machine[S]) timers() {
 	}
 	if m.lagging && (m.lastCatchUp.IsZero() || m.now.Sub(m.lastCatchUp) >= interval) {
 		m.lagging, m.lastCatchUp = false, m.now
-		m.emit(CatchUp{From: m.tip.epoch})
+		from := m.tip.epoch
+		if m.hasFetchFork && m.fetchFork < from {
+			from = m.fetchFork
+		}
+		m.hasFetchFork = false
+		m.emit(CatchUp{From: from})
 	}
 	if l := m.lost; l != nil && !l.lag {
 		// Our branch may have changed since: the claim must still win.

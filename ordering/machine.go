@@ -132,6 +132,10 @@ type node[S any] struct {
 	// barred: the Commit of a member the canonical chain had removed
 	// since its parent when it came (barred): it never becomes canonical.
 	barred bool
+	// conceded: this member's own Commit, barred by itself (concede,
+	// fork.go) because the group's branch removed it; a trusted claim may
+	// still lift the bar, so the Welcomes of its branch are held.
+	conceded bool
 }
 
 type welcomeState uint8
@@ -249,10 +253,15 @@ type Machine[S any] struct {
 	announceCount int
 	announced     bool
 	lastCatchUp   time.Time
-	lost          *lostFork
-	knownFrom     uint64 // the epoch before the state this member joined or rejoined (TrustClaim)
-	lostAt        uint64 // epoch of the last fork lost (hasLostAt), kept past RejoinRefused
-	hasLostAt     bool
+	// fetchFork: the next CatchUp starts at this fork epoch rather than at
+	// the tip (concede: the winners' branch is needed to judge our own
+	// Commit there).
+	fetchFork    uint64
+	hasFetchFork bool
+	lost         *lostFork
+	knownFrom    uint64 // the epoch before the state this member joined or rejoined (TrustClaim)
+	lostAt       uint64 // epoch of the last fork lost (hasLostAt), kept past RejoinRefused
+	hasLostAt    bool
 	// deadCommit is this member's Commit at the last fork its branch lost
 	// (a trusted claim showed a better sibling): a Welcome into a branch
 	// through it is into a dead branch (WelcomeAcceptable).
@@ -1608,6 +1617,11 @@ func (m *Machine[S]) evaluate() {
 	for _, n := range m.welcomes {
 		switch {
 		case n.welcome != welcomeHeld:
+		case !n.canon && !n.gone && m.underConceded(n):
+			// Our conceded Commit's branch: if a trusted claim lifts the
+			// bar (the group went there after all), the members it adds
+			// still need their Welcomes.
+			keptW = append(keptW, n)
 		case !n.canon:
 			n.welcome = welcomeDropped
 			m.emit(DropWelcome{Commit: n.id})
@@ -1630,6 +1644,17 @@ func (m *Machine[S]) evaluate() {
 			m.lost = nil
 		}
 	}
+}
+
+// underConceded reports that n's branch leaves the canonical chain at an
+// own Commit this member conceded (concede, fork.go).
+func (m *Machine[S]) underConceded(n *node[S]) bool {
+	for x := n; x != nil && !x.canon; x = x.parent {
+		if x.conceded && x.barred {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSettled bounds the settled intents kept for a deep rejoin.
