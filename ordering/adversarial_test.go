@@ -297,6 +297,11 @@ func TestRemovedMemberClaimCannotLiftBar(t *testing.T) {
 		if _, ep2, tip2 := m.Current(); ep2 != ep || tip2 != tip || !m.tipRoster["B"] {
 			t.Fatalf("%s moved: epoch %d->%d, B member %v", id, ep, ep2, m.tipRoster["B"])
 		}
+		// Nor is its own branch marked dead: that would make it refuse
+		// every Welcome into its own group later (WelcomeAcceptable).
+		if m.hasDead || m.lostWelcome {
+			t.Fatalf("%s marked its canonical Commit %v dead on the removed member's claim", id, m.deadCommit)
+		}
 	}
 }
 

@@ -131,16 +131,6 @@ func (m *Machine[S]) claim(c Claim) {
 			}
 			return
 		}
-		// Even a member that joined or was removed after the fork tries:
-		// if the winning branch has it as a member it may resync; if not,
-		// the engine answers RejoinRefused and it waits for a Welcome.
-		m.lostWelcome = true
-		// Our Commit at the fork has a better sibling: every branch
-		// through it is dead (WelcomeAcceptable).
-		m.deadCommit, m.hasDead = v.Ours, true
-		if debugf != nil {
-			debugf("%s loses to %s at %d: ours %v theirs %v (root %d tip %d)", m.cfg.Self, c.Signer, v.Epoch, v.Ours, v.Theirs, m.root.epoch, m.tip.epoch)
-		}
 		if t, ok := m.nodes[v.Theirs.Hash]; ok && t.barred && t.key.Class == ClassRemove &&
 			!m.tipRoster[c.Signer] && m.RemovedSince(c.Signer, v.Epoch+1) {
 			// A member this member's chain removed after the fork (not
@@ -150,11 +140,23 @@ func (m *Machine[S]) claim(c Claim) {
 			// that it went on with (a removed member is a member again
 			// on such a branch). README.md "Removed members". Members
 			// that really went on there claim it too, and their claims
-			// lift the bar.
+			// lift the bar. Checked before anything is marked lost: our
+			// canonical Commit marked dead would make this member refuse
+			// every Welcome into its own branch (WelcomeAcceptable).
 			if debugf != nil {
 				debugf("%s: ignores the claim of %s for its barred Commit", m.cfg.Self, c.Signer)
 			}
 			return
+		}
+		// Even a member that joined or was removed after the fork tries:
+		// if the winning branch has it as a member it may resync; if not,
+		// the engine answers RejoinRefused and it waits for a Welcome.
+		m.lostWelcome = true
+		// Our Commit at the fork has a better sibling: every branch
+		// through it is dead (WelcomeAcceptable).
+		m.deadCommit, m.hasDead = v.Ours, true
+		if debugf != nil {
+			debugf("%s loses to %s at %d: ours %v theirs %v (root %d tip %d)", m.cfg.Self, c.Signer, v.Epoch, v.Ours, v.Theirs, m.root.epoch, m.tip.epoch)
 		}
 		m.loseTo(v.Epoch, v.Theirs, c, false)
 		m.liftBar(v.Theirs)
