@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // ErrAddrInUse is wrapped by the error New returns when an explicit listen
@@ -71,33 +73,23 @@ func checkListenFree(addrs []ma.Multiaddr) error {
 }
 
 // listenNetAddr returns the network and host:port of an IP listen address
-// with a fixed TCP or UDP port.
+// with a fixed TCP or UDP port (manet.DialArgs, restricted to addresses
+// that start with an IP: a DNS name is not something to bind).
 func listenNetAddr(a ma.Multiaddr) (network, hostport string, ok bool) {
-	var ip, port, family, proto string
-	for i, c := range a {
-		switch c.Protocol().Code {
-		case ma.P_IP4, ma.P_IP6:
-			if i != 0 {
-				return "", "", false
-			}
-			ip, family = c.Value(), "4"
-			if c.Protocol().Code == ma.P_IP6 {
-				family = "6"
-			}
-		case ma.P_TCP, ma.P_UDP:
-			if i != 1 {
-				return "", "", false
-			}
-			port, proto = c.Value(), "tcp"
-			if c.Protocol().Code == ma.P_UDP {
-				proto = "udp"
-			}
-		}
-	}
-	if ip == "" || port == "" || port == "0" {
+	if len(a) < 2 {
 		return "", "", false
 	}
-	return proto + family, net.JoinHostPort(ip, port), true
+	if c := a[0].Protocol().Code; c != ma.P_IP4 && c != ma.P_IP6 {
+		return "", "", false
+	}
+	network, hostport, err := manet.DialArgs(a)
+	if err != nil || !strings.HasPrefix(network, "tcp") && !strings.HasPrefix(network, "udp") {
+		return "", "", false
+	}
+	if _, port, err := net.SplitHostPort(hostport); err != nil || port == "0" {
+		return "", "", false
+	}
+	return network, hostport, true
 }
 
 // ListenPorts returns the listen addresses the node is bound to, with the
