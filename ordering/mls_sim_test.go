@@ -14,9 +14,9 @@ import (
 
 // The simulator's backend on real mls members (test-only import).
 
-// mlsSuite is the suite of the simulated groups (a variable so that
-// mls_sim_xwing_test.go can run a pass with the X-Wing suite).
-var mlsSuite = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+// mlsSuite is the default suite of the simulated groups; a backend's
+// suite field picks another (mls_sim_xwing_test.go).
+const mlsSuite = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 
 var mlsNow = time.Unix(1_900_000_000, 0)
 
@@ -25,16 +25,18 @@ type mlsClient struct {
 	sigPriv []byte
 	cred    mls.Credential
 	rand    *rand.ChaCha8
+	suite   mls.CipherSuite
 	bundles []*mls.KeyPackageBundle
 }
 
 type mlsBackend struct {
 	seed    uint64
+	suite   mls.CipherSuite
 	clients map[string]*mlsClient
 }
 
 func newMLSBackend(seed uint64) *mlsBackend {
-	return &mlsBackend{seed: seed, clients: map[string]*mlsClient{}}
+	return &mlsBackend{seed: seed, suite: mlsSuite, clients: map[string]*mlsClient{}}
 }
 
 func (b *mlsBackend) client(id string) *mlsClient {
@@ -43,8 +45,8 @@ func (b *mlsBackend) client(id string) *mlsClient {
 	}
 	var s [32]byte
 	copy(s[:], fmt.Sprintf("%d/%s", b.seed, id))
-	c := &mlsClient{id: id, cred: mls.NewBasicCredential([]byte(id)), rand: rand.NewChaCha8(s)}
-	priv, _, err := mlsSuite.GenerateSignatureKeyPair(c.rand)
+	c := &mlsClient{id: id, cred: mls.NewBasicCredential([]byte(id)), rand: rand.NewChaCha8(s), suite: b.suite}
+	priv, _, err := c.suite.GenerateSignatureKeyPair(c.rand)
 	if err != nil {
 		panic(err)
 	}
@@ -58,7 +60,7 @@ func (c *mlsClient) opts() []mls.Option {
 }
 
 func (c *mlsClient) keyPackage() *mls.KeyPackageBundle {
-	kp, err := mls.NewKeyPackage(mlsSuite, c.sigPriv, c.cred, c.opts()...)
+	kp, err := mls.NewKeyPackage(c.suite, c.sigPriv, c.cred, c.opts()...)
 	if err != nil {
 		panic(err)
 	}
@@ -134,7 +136,7 @@ func (b *mlsBackend) Open(st *mls.Group, msg []byte, ct ContentType) (Opened, er
 
 func (b *mlsBackend) create(members []string) []*mls.Group {
 	c0 := b.client(members[0])
-	g, err := mls.CreateGroup(mlsSuite, []byte("sim-group"), c0.sigPriv, c0.cred, c0.opts()...)
+	g, err := mls.CreateGroup(b.suite, []byte("sim-group"), c0.sigPriv, c0.cred, c0.opts()...)
 	if err != nil {
 		panic(err)
 	}

@@ -11,14 +11,9 @@ import (
 // members on the draft X-Wing suite 0x004D, one seed (CANOPY_LONG=1: the
 // scenario's seeds; -ordering.seeds for more): fork choice must not depend
 // on the suite, and X-Wing's larger Commits and Welcomes must go through
-// the same paths. It swaps the package's mlsSuite for its duration, which
-// is safe because no other test runs meanwhile: no top-level test calls
-// t.Parallel (the simulator's scenarios run in parallel only with each
-// other, inside TestModelSim and TestMLSSim).
+// the same paths.
 func TestMLSSimXWing(t *testing.T) {
-	old := mlsSuite
-	mlsSuite = mls.MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519
-	t.Cleanup(func() { mlsSuite = old })
+	const suite = mls.MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519
 	for _, name := range []string{"mls-concurrent"} {
 		t.Run(name, func(t *testing.T) {
 			p, ok := mlsScenario(name)
@@ -39,6 +34,7 @@ func TestMLSSimXWing(t *testing.T) {
 			for seed := 1; seed <= n; seed++ {
 				p.seed = uint64(seed)
 				b := newMLSBackend(uint64(seed))
+				b.suite = suite
 				s := newSim[*mls.Group](t, b, p)
 				s.run()
 				s.check()
@@ -47,7 +43,7 @@ func TestMLSSimXWing(t *testing.T) {
 				}
 				for _, c := range b.clients {
 					for _, kp := range c.bundles {
-						if kp.KeyPackage.CipherSuite != mlsSuite {
+						if kp.KeyPackage.CipherSuite != suite {
 							t.Fatalf("KeyPackage of suite %v", kp.KeyPackage.CipherSuite)
 						}
 					}
