@@ -193,8 +193,6 @@ func newNode(ctx context.Context, key crypto.PrivKey, cfg *config) (*Node, error
 		n.h.Peerstore().AddAddrs(p.ID, p.Addrs, peerstore.PermanentAddrTTL)
 		n.h.ConnManager().Protect(p.ID, "canopy-bootstrap")
 	}
-	rr := &relayRetirer{n: n, running: map[peer.ID]bool{}}
-	n.h.Network().Notify(rr.notifiee())
 	n.wg.Add(1)
 	go n.maintainBootstrap()
 	if sub, err := n.h.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged)); err == nil {
