@@ -1,0 +1,111 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Catch-up: fetching stored frames from peers after a start, a join or a
+// detected gap, and releasing the live frames parked meanwhile.
+
+// catchUp fetches stored frames of the group from peers that may have
+// what we missed: every peer of the topic we have not synced from yet,
+// relays, or (all) everyone when a gap was detected.
+func (g *group) catchUp(all bool) {
+	if g.offline || g.e.node == nil || g.m == nil {
+		return
+	}
+	if g.syncing {
+		g.resync = g.resync || all
+		return
+	}
+	var targets []peer.ID
+	cands := map[peer.ID]bool{}
+	if g.topic != nil {
+		for _, p := range g.topic.Peers() {
+			cands[p] = true
+		}
+	}
+	for _, r := range g.e.relays {
+		if g.e.isConnected(r.ID) {
+			cands[r.ID] = true
+		}
+	}
+	for p := range cands {
+		if all || !g.synced[p] {
+			targets = append(targets, p)
+		}
+	}
+	if len(targets) == 0 {
+		return
+	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i] < targets[j] })
+	g.syncing = true
+	// From the oldest retained state: a competing Commit of an epoch we
+	// passed may be there (a healed partition).
+	since := min(g.st.Epoch(), g.m.Stats().OldestEpoch)
+	if g.syncFrom > 0 && g.syncFrom < since {
+		since = g.syncFrom
+	}
+	g.syncFrom = 0
+	topic := g.topicName
+	node := g.e.node
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		ok := map[peer.ID]bool{}
+		for _, p := range targets {
+			ctx, cancel := context.WithTimeout(g.ctx, 20*time.Second)
+			n := 0
+			err := node.SyncAll(ctx, p, topic, since, func(en p2p.SyncEntry) error {
+				n++
+				select {
+				case g.frames <- inFrame{data: en.Data, from: p, synced: true}:
+					return nil
+				case <-g.quit:
+					return errGroupClosed
+				}
+			})
+			cancel()
+			if err == nil || errors.Is(err, p2p.ErrNotFound) || errors.Is(err, p2p.ErrDenied) || errors.Is(err, p2p.ErrUnavailable) {
+				ok[p] = true
+			}
+			if err != nil {
+				g.e.log.Debug("sync", "group", g.gid, "peer", p, "err", err)
+			} else if n > 0 {
+				g.e.log.Debug("synced", "group", g.gid, "peer", p, "frames", n, "since", since)
+			}
+		}
+		g.post(func() {
+			g.syncing = false
+			for p := range ok {
+				g.synced[p] = true
+			}
+			if len(ok) > 0 {
+				g.unpark()
+			}
+			if g.resync {
+				g.resync = false
+				g.catchUp(true)
+			}
+		})
+	}()
+}
+
+// unpark ends the start-up catch-up: parked live frames are processed.
+func (g *group) unpark() {
+	if !g.parking {
+		return
+	}
+	g.parking = false
+	parked := g.parked
+	g.parked = nil
+	for _, fr := range parked {
+		g.handleFrame(fr)
+	}
+}

@@ -1,0 +1,420 @@
+package chat
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/ordering"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Committing own changes. A change (add, remove, update, settings) is
+// queued, proposed and committed as an intent; the intent is kept until its
+// Commit settles so that a Commit that loses the fork choice is re-made
+// (repropose), and the Welcome of an own Commit is held until it settles.
+
+// intentRec is an own membership change until it is applied.
+type intentRec struct {
+	ordering.Intent
+	peer peer.ID
+	kp   *mls.KeyPackage
+	done chan error
+	at   time.Time
+	// welcomed: a Welcome for kp was sent (the invitee may have used the
+	// KeyPackage, so a re-add needs a fresh one).
+	welcomed   bool
+	refreshing bool
+}
+
+// intentTTL is how long an own change is kept for re-committing: well
+// beyond the machine's retention window, after which a lost change can no
+// longer be noticed.
+const intentTTL = time.Hour
+
+func (g *group) pruneIntents() {
+	for id, in := range g.intents {
+		if g.e.now().Sub(in.at) > intentTTL {
+			delete(g.intents, id)
+		}
+	}
+}
+
+// heldWelcome is the Welcome of an own Commit, held until it settles.
+type heldWelcome struct {
+	to      peer.ID
+	ref     []byte
+	welcome []byte
+	intent  string
+}
+
+// scheduleCommit arranges for the proposals of others to be committed by
+// one member: members in leaf order (the proposers and those leaving
+// excluded) wait CommitDelay + rank×CommitStagger, and the first whose
+// timer fires while proposals are still pending commits them. If two do,
+// the fork choice keeps one.
+func (g *group) scheduleCommit() {
+	if g.proposals == 0 || g.closed || g.meta.Leaving || g.m == nil {
+		return
+	}
+	mine := g.st.LeafIndex()
+	if g.proposers[uint32(mine)] {
+		return
+	}
+	rank := 0
+	for _, m := range g.st.Members() {
+		if m.Index == mine {
+			break
+		}
+		if !g.proposers[uint32(m.Index)] && !g.leavers[string(m.Credential.Identity)] {
+			rank++
+		}
+	}
+	if g.commitTmr != nil {
+		g.commitTmr.Stop()
+	}
+	epoch := g.st.Epoch()
+	d := g.e.cfg.CommitDelay + time.Duration(rank)*g.e.cfg.CommitStagger
+	g.commitTmr = g.after(d, func() {
+		if !g.closed && g.st.Epoch() == epoch && g.proposals > 0 {
+			g.flush()
+		}
+	})
+}
+
+// flush commits the queued changes together with the proposals of others
+// cached in this epoch: one Commit, one Welcome. Each change is an intent
+// of the fork choice: if the Commit loses, the machine asks for it again
+// (Repropose) until it is applied.
+func (g *group) flush() {
+	e := g.e
+	queue := g.queue
+	g.queue = nil
+	if g.closed || g.m == nil {
+		for _, c := range queue {
+			if c.done != nil {
+				c.done <- errNotMember
+			}
+		}
+		return
+	}
+	if g.meta.Leaving {
+		for _, c := range queue {
+			if c.done != nil {
+				c.done <- errors.New("you are leaving this group")
+			}
+		}
+		return
+	}
+	var ids []string
+	for _, c := range queue {
+		in := &intentRec{peer: c.peer, kp: c.kp, done: c.done, at: e.now()}
+		in.ID = hex.EncodeToString(newID())
+		switch c.kind {
+		case changeAdd:
+			in.Kind, in.Target = ordering.Add, ident(c.peer)
+		case changeRemove:
+			in.Kind, in.Target = ordering.Remove, ident(c.peer)
+		case changeUpdate:
+			in.Kind = ordering.Update
+		case changeSettings:
+			// Settings are not membership: committed directly, not
+			// re-proposed by the machine.
+			if err := g.commitSettings(c.settings); c.done != nil {
+				c.done <- err
+			}
+			continue
+		}
+		g.intents[in.ID] = in
+		g.exec(g.m.Intend(in.Intent, e.now()))
+		ids = append(ids, in.ID)
+	}
+	if len(ids) == 0 && g.proposals == 0 {
+		return
+	}
+	g.commitIntents(ids)
+}
+
+// commitIntents makes one Commit from Current() carrying the intents
+// still needed (plus the cached proposals of others).
+func (g *group) commitIntents(ids []string) {
+	e := g.e
+	present := map[string]mls.LeafIndex{}
+	for _, m := range g.st.Members() {
+		present[string(m.Credential.Identity)] = m.Index
+	}
+	var (
+		props     []*mls.Proposal
+		forcePath bool
+		used      []string
+		adds      []*intentRec
+	)
+	finish := func(in *intentRec, err error) {
+		if in.done != nil {
+			in.done <- err
+			in.done = nil
+		}
+	}
+	for _, id := range ids {
+		in := g.intents[id]
+		if in == nil {
+			continue
+		}
+		switch in.Kind {
+		case ordering.Add:
+			if _, ok := present[in.Target]; ok {
+				finish(in, fmt.Errorf("%s is already a member", e.displayName(in.peer, "")))
+				continue
+			}
+			present[in.Target] = 0
+			props = append(props, &mls.Proposal{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *in.kp}})
+			adds = append(adds, in)
+		case ordering.Remove:
+			leaf, ok := present[in.Target]
+			if !ok {
+				finish(in, fmt.Errorf("%s is not a member", e.displayName(in.peer, "")))
+				continue
+			}
+			delete(present, in.Target)
+			props = append(props, &mls.Proposal{Type: mls.ProposalTypeRemove, Remove: &mls.Remove{Removed: uint32(leaf)}})
+		case ordering.Update:
+			forcePath = true
+		}
+		used = append(used, id)
+	}
+	if len(props) == 0 && !forcePath && g.proposals == 0 {
+		return
+	}
+	base := g.st
+	work := base.Clone()
+	external := e.cfg.ExternalTreeAbove < 0 || base.MemberCount()+len(adds) > e.cfg.ExternalTreeAbove
+	pc, err := work.Commit(mls.CommitOptions{Proposals: props, ForcePath: forcePath, ExternalTree: external && len(adds) > 0})
+	if err == nil {
+		_, err = work.MergePendingCommit(pc)
+	}
+	if err == nil {
+		err = directCommitRule(base, work) // cached proposals included
+	}
+	if err != nil {
+		e.log.Warn("commit failed", "group", g.gid, "err", err)
+		for _, id := range used {
+			if in := g.intents[id]; in != nil {
+				finish(in, err)
+			}
+		}
+		return
+	}
+	info := commitInfoOf(base, work, pc.Update)
+	h := ordering.HashOf(pc.Message)
+	g.commits[h] = &commitRec{info: info, parent: g.tipHash, epoch: work.Epoch(), settings: settingsOf(work.Extensions())}
+	g.stateHash[work] = h
+	if len(pc.RatchetTree) > 0 {
+		g.trees[work.Epoch()] = pc.RatchetTree
+	}
+	if pc.Welcome != nil {
+		for _, in := range adds {
+			ref, _ := in.kp.Ref()
+			g.welcomes[h] = append(g.welcomes[h], heldWelcome{to: in.peer, ref: ref, welcome: pc.Welcome, intent: in.ID})
+		}
+	}
+	epoch := base.Epoch()
+	// The machine applies the Commit at once (Advanced: persisted by exec)
+	// before it is published.
+	g.exec(g.m.OwnCommit(g.proc, pc.Message, work, info, used, pc.Welcome != nil, e.now()))
+	g.publish(pc.Message, epoch, nil)
+	for _, id := range used {
+		if in := g.intents[id]; in != nil {
+			finish(in, nil)
+		}
+	}
+}
+
+// commitSettings commits new group settings (GroupContextExtensions).
+func (g *group) commitSettings(s groupSettings) error {
+	exts, err := groupExtensions(g.st.Extensions(), s)
+	if err != nil {
+		return err
+	}
+	base := g.st
+	work := base.Clone()
+	pc, err := work.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeGroupContextExtensions, GroupContextExtensions: &mls.GroupContextExtensions{Extensions: exts}}}})
+	if err == nil {
+		_, err = work.MergePendingCommit(pc)
+	}
+	if err == nil {
+		err = directCommitRule(base, work) // cached proposals included
+	}
+	if err != nil {
+		return err
+	}
+	info := commitInfoOf(base, work, pc.Update)
+	h := ordering.HashOf(pc.Message)
+	g.commits[h] = &commitRec{info: info, parent: g.tipHash, epoch: work.Epoch(), settings: settingsOf(work.Extensions())}
+	g.stateHash[work] = h
+	epoch := base.Epoch()
+	g.exec(g.m.OwnCommit(g.proc, pc.Message, work, info, nil, false, g.e.now()))
+	g.publish(pc.Message, epoch, nil)
+	return nil
+}
+
+// repropose commits own changes again after their Commit lost. An add
+// whose Welcome already went out gets a fresh KeyPackage first: the
+// invitee may have joined the losing branch with the old one.
+func (g *group) repropose(intents []ordering.Intent) {
+	var ids []string
+	for _, in := range intents {
+		rec := g.intents[in.ID]
+		if rec == nil {
+			continue
+		}
+		if rec.Kind == ordering.Add && rec.welcomed {
+			g.refreshKeyPackage(rec)
+			continue
+		}
+		ids = append(ids, in.ID)
+	}
+	if len(ids) > 0 && !g.closed {
+		g.e.log.Info("re-committing changes whose commit lost", "group", g.gid, "count", len(ids))
+		g.after(0, func() {
+			if !g.closed {
+				g.commitIntents(ids)
+			}
+		})
+	}
+}
+
+// refreshKeyPackage fetches a new KeyPackage for a re-add, then commits.
+func (g *group) refreshKeyPackage(rec *intentRec) {
+	if rec.refreshing {
+		return
+	}
+	rec.refreshing = true
+	to := rec.peer
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
+		kp, _, err := g.e.fetchKeyPackageFor(ctx, to, nil, g.groupSuite())
+		cancel()
+		g.post(func() {
+			rec.refreshing = false
+			if err != nil {
+				g.e.log.Info("re-add: no fresh KeyPackage yet", "peer", to, "err", err)
+				return
+			}
+			rec.kp, rec.welcomed = kp, false
+			if !g.closed {
+				g.commitIntents([]string{rec.ID})
+			}
+		})
+	}()
+}
+
+// proposeLeave sends a Remove proposal for ourselves (RFC 9420: a member
+// cannot commit its own removal; another member commits it).
+func (g *group) proposeLeave() {
+	if g.closed || g.m == nil {
+		return
+	}
+	msg, err := g.st.ProposeRemove(g.st.LeafIndex(), nil)
+	if err != nil {
+		g.e.log.Warn("leave proposal", "err", err)
+		return
+	}
+	g.dirty = true
+	_ = g.persistTip()
+	g.publish(msg, g.st.Epoch(), nil)
+}
+
+func (g *group) sendWelcome(h ordering.Hash) {
+	hw := g.welcomes[h]
+	delete(g.welcomes, h)
+	if len(hw) == 0 {
+		return
+	}
+	joined, _, ok := g.m.StateAt(h)
+	if !ok {
+		joined = g.st
+	}
+	hist := g.m.MakeClaim(nil).Entries
+	held := g.heldStates()
+	for _, w := range hw {
+		if in := g.intents[w.intent]; in != nil {
+			in.welcomed = true
+		}
+		env, err := g.e.sealWelcome(w.welcome, hist, joined, held, w.to)
+		if err != nil {
+			g.e.log.Warn("sealing a welcome", "group", g.gid, "err", err)
+			continue
+		}
+		g.e.queueWelcome(w.to, g, append([]byte("welcome:"), w.ref...), env, true)
+	}
+}
+
+type changeKind int
+
+type change struct {
+	kind     changeKind
+	kp       *mls.KeyPackage
+	peer     peer.ID
+	settings groupSettings
+	done     chan error
+}
+
+// enqueue adds a change to the next Commit and arms the batch timer.
+// submitChanges queues changes on the group's loop, to be committed together
+// at the next batched flush, and waits until each has settled (committed on
+// the canonical branch, or failed) or ctx ends.
+func (g *group) submitChanges(ctx context.Context, changes []change) error {
+	dones := make([]chan error, len(changes))
+	err := g.do(ctx, func() {
+		for i := range changes {
+			dones[i] = make(chan error, 1)
+			changes[i].done = dones[i]
+			g.enqueue(changes[i])
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range dones {
+		select {
+		case err := <-d:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (g *group) enqueue(c change) {
+	g.queue = append(g.queue, c)
+	g.armFlush()
+}
+
+func (g *group) armFlush() {
+	if g.flushArmed {
+		return
+	}
+	g.flushArmed = true
+	g.after(g.e.cfg.BatchDelay, func() {
+		g.flushArmed = false
+		g.flush()
+	})
+}
+
+// countForRotation counts an own message and rotates the leaf key when the
+// policy says so.
+func (g *group) countForRotation() {
+	g.meta.SentSince++
+	if g.meta.SentSince >= g.e.cfg.RotateMessages {
+		g.meta.SentSince = 0
+		g.enqueue(change{kind: changeUpdate})
+	}
+}

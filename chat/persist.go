@@ -1,0 +1,187 @@
+package chat
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/canopy-chat/canopy/ordering"
+	"github.com/canopy-chat/canopy/store"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Persistence of the canonical tip and the timeline rows staged with it,
+// and the conversion of stored rows into API messages.
+
+func (g *group) saveMetaInto(row *store.Group) {
+	if b, err := json.Marshal(g.meta); err == nil {
+		row.Meta = b
+	}
+}
+
+// stageRow adds a message to the next persisted transition; it reports
+// false for a message the group already has (a re-send, a duplicate).
+func (g *group) stageRow(r store.Message) bool {
+	if r.GroupID == nil {
+		r.GroupID = g.id
+	}
+	k := string(r.ID)
+	if g.rowIDs[k] {
+		return false
+	}
+	if appKind(r.Kind) != appSystem {
+		if _, err := g.e.db.Message(g.ctx, g.id, r.ID); err == nil {
+			return false
+		}
+	}
+	g.rowIDs[k] = true
+	g.rows = append(g.rows, r)
+	return true
+}
+
+// persistTip writes the canonical tip's state with the staged messages and
+// outbox entries in one transaction (store.CommitEpoch), then tells the
+// front ends about the messages. Persisting comes before acting on a new
+// state: callers publish only after it.
+func (g *group) persistTip() error {
+	if g.m == nil {
+		return nil
+	}
+	st, epoch, _ := g.m.Current()
+	rows, outbox := g.rows, g.outbox
+	g.rows, g.outbox, g.dirty = nil, nil, false
+	clear(g.rowIDs)
+	state, err := st.MarshalState()
+	if err != nil {
+		g.e.log.Error("marshal state", "group", g.gid, "err", err)
+		return err
+	}
+	row := g.row
+	row.Name = g.settings.Name
+	row.Retention = g.settings.Retention
+	row.Left = g.closed
+	g.saveMetaInto(&row)
+	var prune uint64
+	if epoch > ordering.DefaultWindowEpochs {
+		prune = epoch - ordering.DefaultWindowEpochs
+	}
+	_, err = g.e.db.CommitEpoch(g.ctx, store.EpochTransition{
+		GroupID: g.id, Epoch: epoch, CommitHash: g.commitRef, State: state, CommitInfo: g.tipCommitInfo(), Group: &row,
+		Messages: rows, OutboxAdd: outbox, PruneBelow: prune,
+	})
+	if err != nil {
+		if g.ctx.Err() == nil {
+			g.e.log.Error("persisting group state", "group", g.gid, "epoch", epoch, "err", err)
+		}
+		return err
+	}
+	g.row = row
+	g.emitRows(rows)
+	return nil
+}
+
+func (g *group) systemLine(format string, args ...any) store.Message {
+	return store.Message{
+		GroupID: g.id, ID: newID(), Kind: uint16(appSystem), Text: fmt.Sprintf(format, args...),
+		SentAt: g.e.now(), State: store.Received, Epoch: g.epoch(),
+	}
+}
+
+func (g *group) epoch() uint64 {
+	if g.st == nil {
+		return 0
+	}
+	return g.st.Epoch()
+}
+
+// emitRows emits MessageEvents for stored rows and updates the view.
+func (g *group) emitRows(rows []store.Message) {
+	if len(rows) == 0 {
+		return
+	}
+	for _, r := range rows {
+		m := g.e.messageFromRow(g, r)
+		g.mu.Lock()
+		if !m.Own && m.Kind != KindSystem {
+			g.view.Unread++
+			if m.Mentions {
+				g.view.Mentions++
+			}
+		}
+		if r.SentAt.After(g.view.LastAt) || m.Own {
+			g.view.LastAt = g.e.now()
+		}
+		g.mu.Unlock()
+		g.e.emit(MessageEvent{Message: m})
+	}
+	g.emitGroup()
+}
+
+// messageFromRow converts a stored message to the API's Message.
+func (e *Engine) messageFromRow(g *group, r store.Message) Message {
+	m := Message{
+		ID: MessageID(hex.EncodeToString(r.ID)), Group: g.gid, Body: r.Text,
+		SentAt: r.SentAt, Epoch: r.Epoch, ReplyTo: MessageID(hex.EncodeToString(r.ReplyTo)),
+	}
+	k := appKind(r.Kind)
+	if k == appSystem {
+		m.Kind = KindSystem
+		return m
+	}
+	m.Kind = k.apiKind()
+	sender := peer.ID(r.Sender)
+	m.Own = sender == e.id.id
+	hint := ""
+	if in, ok := g.infoByPeer(sender); ok {
+		hint = in.hint
+		m.SenderFP = FormatFingerprint(in.fp)
+	} else {
+		e.mu.Lock()
+		if ci := e.contacts[sender]; ci != nil {
+			m.SenderFP = FormatFingerprint(ci.fp)
+		}
+		e.mu.Unlock()
+	}
+	if m.Own {
+		m.SenderFP = FormatFingerprint(e.id.fp)
+	}
+	m.Sender = e.displayName(sender, hint)
+	switch r.State {
+	case store.Pending:
+		m.Delivery = Pending
+	case store.Sent:
+		m.Delivery = Sent
+	case store.Delivered, store.Read:
+		m.Delivery = Delivered
+	case store.Failed:
+		m.Delivery = Failed
+	}
+	if !m.Own {
+		m.Mentions = mentions(r.Text, e.nick())
+	}
+	return m
+}
+
+// mentions reports whether text contains @nick as a word.
+func mentions(text, nick string) bool {
+	if nick == "" {
+		return false
+	}
+	lt, ln := strings.ToLower(text), "@"+strings.ToLower(nick)
+	for i := 0; ; {
+		j := strings.Index(lt[i:], ln)
+		if j < 0 {
+			return false
+		}
+		end := i + j + len(ln)
+		if end == len(lt) || !isWordByte(lt[end]) {
+			return true
+		}
+		i = end
+	}
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 0x80
+}
