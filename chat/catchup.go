@@ -20,8 +20,8 @@ func (g *group) catchUp(all bool) {
 	if g.offline || g.e.node == nil || g.m == nil {
 		return
 	}
-	if g.syncing {
-		g.resync = g.resync || all
+	if g.sync.running {
+		g.sync.again = g.sync.again || all
 		return
 	}
 	var targets []peer.ID
@@ -37,7 +37,7 @@ func (g *group) catchUp(all bool) {
 		}
 	}
 	for p := range cands {
-		if all || !g.synced[p] {
+		if all || !g.sync.peers[p] {
 			targets = append(targets, p)
 		}
 	}
@@ -45,14 +45,14 @@ func (g *group) catchUp(all bool) {
 		return
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i] < targets[j] })
-	g.syncing = true
+	g.sync.running = true
 	// From the oldest retained state: a competing Commit of an epoch we
 	// passed may be there (a healed partition).
 	since := min(g.st.Epoch(), g.m.Stats().OldestEpoch)
-	if g.syncFrom > 0 && g.syncFrom < since {
-		since = g.syncFrom
+	if g.sync.from > 0 && g.sync.from < since {
+		since = g.sync.from
 	}
-	g.syncFrom = 0
+	g.sync.from = 0
 	topic := g.topicName
 	node := g.e.node
 	g.wg.Add(1)
@@ -82,15 +82,15 @@ func (g *group) catchUp(all bool) {
 			}
 		}
 		g.post(func() {
-			g.syncing = false
+			g.sync.running = false
 			for p := range ok {
-				g.synced[p] = true
+				g.sync.peers[p] = true
 			}
 			if len(ok) > 0 {
 				g.unpark()
 			}
-			if g.resync {
-				g.resync = false
+			if g.sync.again {
+				g.sync.again = false
 				g.catchUp(true)
 			}
 		})
@@ -99,13 +99,30 @@ func (g *group) catchUp(all bool) {
 
 // unpark ends the start-up catch-up: parked live frames are processed.
 func (g *group) unpark() {
-	if !g.parking {
+	if !g.sync.parking {
 		return
 	}
-	g.parking = false
-	parked := g.parked
-	g.parked = nil
+	g.sync.parking = false
+	parked := g.sync.parked
+	g.sync.parked = nil
 	for _, fr := range parked {
 		g.handleFrame(fr)
 	}
+}
+
+// syncState is the catch-up's bookkeeping. Owned by the loop.
+type syncState struct {
+	peers   map[peer.ID]bool // peers synced from since the start
+	running bool
+	again   bool   // another catch-up (from everyone) was asked for meanwhile
+	from    uint64 // the earliest epoch the machine asked to catch up from
+	// parking holds live frames back until the first catch-up after a
+	// start or join has run, so that what was missed is processed (and
+	// shown) before what gossip delivers meanwhile.
+	parking bool
+	parked  []inFrame
+	// sessionSeq is the frame log's cursor at the first frame logged since
+	// the group started: frames logged before it were handled by an
+	// earlier run.
+	sessionSeq int64
 }

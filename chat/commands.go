@@ -390,7 +390,7 @@ func (e *Engine) create(ctx context.Context, args []string) (Result, error) {
 	err = g.do(ctx, func() {
 		for i, in := range invitees {
 			dones[i] = make(chan error, 1)
-			g.queue = append(g.queue, change{kind: changeAdd, kp: in.kp, peer: in.peer, done: dones[i]})
+			g.intents.queue = append(g.intents.queue, change{kind: changeAdd, kp: in.kp, peer: in.peer, done: dones[i]})
 		}
 		g.flush()
 	})

@@ -208,7 +208,7 @@ func TestEditSurvivesRestart(t *testing.T) {
 	// Proposals pending (as if one had just arrived): the edit is held.
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
-	if err := ga.do(ctx, func() { ga.proposals = 1 }); err != nil {
+	if err := ga.do(ctx, func() { ga.intents.proposals = 1 }); err != nil {
 		t.Fatal(err)
 	}
 	alice.run(g, "/edit the typo")

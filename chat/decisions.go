@@ -26,9 +26,9 @@ func (g *group) handleFrame(fr inFrame) {
 	if err != nil || !bytes.Equal(hdr.GroupID, g.id) || !hdr.HasEpoch() {
 		return
 	}
-	if g.parking && !fr.synced {
-		if len(g.parked) < 1024 {
-			g.parked = append(g.parked, fr)
+	if g.sync.parking && !fr.synced {
+		if len(g.sync.parked) < 1024 {
+			g.sync.parked = append(g.sync.parked, fr)
 		}
 		return
 	}
@@ -48,7 +48,7 @@ func (g *group) receiveAuthentic(fr inFrame, hdr p2p.MLSHeader) {
 	}
 	defer func() { g.pre = nil }()
 	seq, inserted := g.logFrame(fr.data, hdr.Epoch, fr.from)
-	if !inserted && (g.sessionSeq == 0 || seq < g.sessionSeq) && hdr.Epoch <= g.m.Epoch() {
+	if !inserted && (g.sync.sessionSeq == 0 || seq < g.sync.sessionSeq) && hdr.Epoch <= g.m.Epoch() {
 		// Handled by an earlier run, in an epoch we have reached: a
 		// catch-up duplicate (its key is consumed; it would only sit in
 		// the machine's buffer).
@@ -92,15 +92,15 @@ func (g *group) exec(ds []ordering.Decision) {
 			g.sendWelcome(d.Commit)
 			g.reinitSettled(d.Commit)
 		case ordering.DropWelcome:
-			delete(g.welcomes, d.Commit)
+			delete(g.intents.welcomes, d.Commit)
 			g.reinitDropped(d.Commit)
 		case ordering.Announce:
 			g.announce(d.Claim)
 		case ordering.Rejoin:
 			g.rejoin(d)
 		case ordering.CatchUp:
-			if g.syncFrom == 0 || d.From < g.syncFrom {
-				g.syncFrom = d.From
+			if g.sync.from == 0 || d.From < g.sync.from {
+				g.sync.from = d.From
 			}
 			g.catchUp(true)
 		case ordering.Discarded:
@@ -109,7 +109,7 @@ func (g *group) exec(ds []ordering.Decision) {
 			}
 		}
 	}
-	if tipMoved || g.dirty || len(g.rows) > 0 || len(g.outbox) > 0 {
+	if tipMoved || g.stage.dirty || len(g.stage.rows) > 0 || len(g.stage.outbox) > 0 {
 		_ = g.persistTip()
 	}
 	if tipMoved {
@@ -129,18 +129,18 @@ func (g *group) syncTip() {
 			g.commitRef = encodeKey(hist[len(hist)-1])
 		}
 		// The epoch's proposals are gone with it.
-		g.proposals = 0
-		clear(g.proposers)
-		if g.commitTmr != nil {
-			g.commitTmr.Stop()
-			g.commitTmr = nil
+		g.intents.proposals = 0
+		clear(g.intents.proposers)
+		if g.intents.commitTmr != nil {
+			g.intents.commitTmr.Stop()
+			g.intents.commitTmr = nil
 		}
 	}
 	wasClosed := g.closed
 	g.closed = !g.m.IsMember() || st.Closed()
-	g.mu.Lock()
-	g.live = !g.offline
-	g.mu.Unlock()
+	g.view.mu.Lock()
+	g.view.live = !g.offline
+	g.view.mu.Unlock()
 	old := g.settings
 	g.settings = settingsOf(st.Extensions())
 	if g.settings.Name == "" {
@@ -152,9 +152,9 @@ func (g *group) syncTip() {
 	} else if !g.closed && wasClosed {
 		g.e.notice(g.gid, NoticeInfo, "you are a member of %s again", g.settings.Name)
 	}
-	for ep := range g.trees {
+	for ep := range g.intents.trees {
 		if ep+4 < epoch {
-			delete(g.trees, ep)
+			delete(g.intents.trees, ep)
 		}
 	}
 }
@@ -170,7 +170,7 @@ func (g *group) afterTipMoved() {
 	if g.meta.Leaving {
 		g.proposeLeave()
 	}
-	if len(g.queue) > 0 {
+	if len(g.intents.queue) > 0 {
 		g.armFlush()
 	}
 	g.flushReceipts()
@@ -187,24 +187,24 @@ func (g *group) leaveLater() {
 	} else {
 		g.e.notice(g.gid, NoticeWarning, "you are no longer a member of %s", g.settings.Name)
 	}
-	for _, c := range g.queue {
+	for _, c := range g.intents.queue {
 		if c.done != nil {
 			c.done <- errNotMember
 		}
 	}
-	g.queue = nil
-	for id, in := range g.intents {
+	g.intents.queue = nil
+	for id, in := range g.intents.byID {
 		if in.done != nil {
 			in.done <- errNotMember
 		}
-		delete(g.intents, id)
+		delete(g.intents.byID, id)
 	}
 	g.after(removedGrace, func() {
 		if g.closed && !g.offline {
 			g.offline = true
-			g.mu.Lock()
-			g.live = false
-			g.mu.Unlock()
+			g.view.mu.Lock()
+			g.view.live = false
+			g.view.mu.Unlock()
 			if g.topic != nil {
 				_ = g.topic.Close()
 			}
@@ -231,7 +231,7 @@ func (g *group) onAdvanced(h ordering.Hash, before groupSettings) {
 		g.meta.SentSince = 0
 	}
 	for _, id := range rec.info.Removed {
-		delete(g.leavers, id)
+		delete(g.intents.leavers, id)
 	}
 }
 
@@ -270,7 +270,7 @@ func (g *group) describe(rec *commitRec, before groupSettings) []store.Message {
 		case id == self:
 			g.noteRemovedBy(name(ci.Sender))
 			lines = append(lines, g.systemLine("%s removed you from the group", name(ci.Sender)))
-		case g.leavers[id]:
+		case g.intents.leavers[id]:
 			lines = append(lines, g.systemLine("%s left", name(id)))
 		default:
 			lines = append(lines, g.systemLine("%s removed %s", name(ci.Sender), name(id)))
@@ -404,11 +404,11 @@ func (g *group) deliver(d ordering.Deliver) {
 
 // onProposalOpened notes a proposal cached in the tip's epoch.
 func (g *group) onProposalOpened(r *mls.Received, sender string) {
-	g.proposals++
-	g.proposers[r.Sender.LeafIndex] = true
+	g.intents.proposals++
+	g.intents.proposers[r.Sender.LeafIndex] = true
 	p := r.Proposal
 	if p != nil && p.Type == mls.ProposalTypeRemove && p.Remove != nil && p.Remove.Removed == r.Sender.LeafIndex {
-		g.leavers[sender] = true
+		g.intents.leavers[sender] = true
 		if pid, err := peerOfIdent(sender); err == nil && pid != g.e.id.id {
 			g.e.notice(g.gid, NoticeInfo, "%s is leaving %s", g.e.displayName(pid, g.hintOf(pid)), g.settings.Name)
 		}

@@ -144,14 +144,14 @@ func (e *Engine) findDirect(fp []byte) *group {
 		if !v.Direct || v.Left {
 			continue
 		}
-		g.mu.RLock()
+		g.view.mu.RLock()
 		hit := false
-		for _, in := range g.infos {
+		for _, in := range g.view.infos {
 			if in.peer != e.id.id && bytes.Equal(in.fp, fp) {
 				hit = true
 			}
 		}
-		g.mu.RUnlock()
+		g.view.mu.RUnlock()
 		if hit && (best == nil || v.LastAt.After(best.snapshot().LastAt)) {
 			best = g
 		}
@@ -185,7 +185,7 @@ func (e *Engine) dm(ctx context.Context, arg string) (Result, error) {
 	}
 	done := make(chan error, 1)
 	if err := g.do(ctx, func() {
-		g.queue = append(g.queue, change{kind: changeAdd, kp: in.kp, peer: in.peer, done: done})
+		g.intents.queue = append(g.intents.queue, change{kind: changeAdd, kp: in.kp, peer: in.peer, done: done})
 		g.flush()
 	}); err != nil {
 		return Result{Group: g.gid}, err

@@ -315,7 +315,7 @@ func (p *groupProc) Open(st *mls.Group, msg []byte, ct ordering.ContentType) (or
 	// buffer): compare with its tip, not with the loop's copy.
 	tip, _, _ := g.m.Current()
 	if st == tip {
-		g.dirty = true
+		g.stage.dirty = true
 	}
 	sender := ""
 	if m, ok := st.Member(mls.LeafIndex(r.Sender.LeafIndex)); ok {

@@ -63,6 +63,13 @@ type pubItem struct {
 	done func(p2p.PublishResult, error)
 }
 
+// group is the actor of one group. Its state is grouped by what owns it:
+// the loop's chain state (the machine, the tip, the store row) sits here;
+// what the next Commit carries is in intents (intents.go), own messages in
+// flight in out (outbox.go), writes staged for the next persisted state in
+// stage (persist.go), catch-up in sync (catchup.go), the frame gate's
+// loop-side state in the gate fields (framegate.go), and what front ends
+// read in view (view.go, the only part guarded by a lock).
 type group struct {
 	e         *Engine
 	id        []byte
@@ -79,53 +86,24 @@ type group struct {
 	wg     sync.WaitGroup
 
 	// Owned by the loop.
-	m          *ordering.Machine[*mls.Group] // fork choice; holds the states
-	proc       *groupProc
-	st         *mls.Group // the canonical tip's state (m.Current())
-	tipHash    ordering.Hash
-	commitRef  []byte // stored id of the tip's Commit (encoded key)
-	commits    map[ordering.Hash]*commitRec
-	stateHash  map[*mls.Group]ordering.Hash // retained states by the hash of their node
-	row        store.Group
-	meta       groupMeta
-	settings   groupSettings
-	topic      *p2p.Topic
-	closed     bool // not a member at the canonical tip (removed, left)
-	offline    bool // the topic was left for good
-	queue      []change
-	flushArmed bool
-	intents    map[string]*intentRec
-	welcomes   map[ordering.Hash][]heldWelcome
-	reinit     *pendingReInit // own ReInit Commit until it settles (reinit.go)
-	proposals  int            // proposals cached in the tip's epoch
-	proposers  map[uint32]bool
-	leavers    map[string]bool // identities that proposed their own removal
-	commitTmr  *time.Timer
-	held       []heldMsg
-	receipts   [][]byte
-	rcptArmed  bool
-	ownState   map[string]Delivery
-	ownEdits   map[string]bool // own edits awaiting a receipt (outEdit entries)
-	own        *ownLog
-	trees      map[uint64][]byte
-	synced     map[peer.ID]bool
-	syncing    bool
-	resync     bool
-	syncFrom   uint64
-	dirty      bool            // a retained state changed (opened message, proposal)
-	rows       []store.Message // rows to write with the next persisted state
-	rowIDs     map[string]bool
-	outbox     []store.OutboxEntry
-	// parking holds live frames back until the first catch-up after a
-	// start or join has run, so that what was missed is processed (and
-	// shown) before what gossip delivers meanwhile.
-	parking bool
-	parked  []inFrame
-	// sessionSeq is the frame log's cursor at the first frame logged since
-	// the group started: frames logged before it were handled by an
-	// earlier run.
-	sessionSeq int64
+	m         *ordering.Machine[*mls.Group] // fork choice; holds the states
+	proc      *groupProc
+	st        *mls.Group // the canonical tip's state (m.Current())
+	tipHash   ordering.Hash
+	commitRef []byte // stored id of the tip's Commit (encoded key)
+	commits   map[ordering.Hash]*commitRec
+	stateHash map[*mls.Group]ordering.Hash // retained states by the hash of their node
+	row       store.Group
+	meta      groupMeta
+	settings  groupSettings
+	topic     *p2p.Topic
+	closed    bool // not a member at the canonical tip (removed, left)
+	offline   bool // the topic was left for good
 
+	intents intentState
+	out     outboxState
+	stage   stagedWrites
+	sync    syncState
 	refused []refusedWelcome
 
 	// The frame gate (framegate.go): authenticators of the retained
@@ -137,12 +115,7 @@ type group struct {
 	heldCatchUp  time.Time
 	pre          *preChecked // the Commit being received, opened by precheckCommit
 
-	mu       sync.RWMutex
-	live     bool // running the fork choice on the network (see liveMember)
-	view     GroupView
-	infos    []memberInfo
-	members  []Member
-	leftView bool
+	view viewState
 }
 
 // newGroup makes the actor of a group; start runs it. st is the stored
@@ -164,18 +137,12 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 		row:       row,
 		commits:   make(map[ordering.Hash]*commitRec),
 		stateHash: make(map[*mls.Group]ordering.Hash),
-		intents:   make(map[string]*intentRec),
-		welcomes:  make(map[ordering.Hash][]heldWelcome),
-		proposers: make(map[uint32]bool),
-		leavers:   make(map[string]bool),
-		ownState:  make(map[string]Delivery),
-		ownEdits:  make(map[string]bool),
-		own:       newOwnLog(),
-		trees:     make(map[uint64][]byte),
-		synced:    make(map[peer.ID]bool),
-		rowIDs:    make(map[string]bool),
 		gate:      newFrameGate(&e.heldFrameBytes),
 		auths:     make(map[*mls.Group]*epochAuth),
+		intents:   newIntentState(),
+		out:       newOutboxState(),
+		stage:     stagedWrites{rowIDs: make(map[string]bool)},
+		sync:      syncState{peers: make(map[peer.ID]bool)},
 	}
 	g.proc = &groupProc{g: g}
 	g.ctx, g.cancel = context.WithCancel(e.ctx)
@@ -191,13 +158,13 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 			g.m = e.newMachine(g, st, commitRef)
 			_, _, g.tipHash = g.m.Current()
 			g.stateHash[st] = g.tipHash
-			g.live = true
+			g.view.live = true
 		}
 	}
 	if g.settings.Name == "" {
 		g.settings.Name = row.Name
 	}
-	g.view = GroupView{ID: g.gid, Name: g.settings.Name, LastAt: row.UpdatedAt}
+	g.view.snap = GroupView{ID: g.gid, Name: g.settings.Name, LastAt: row.UpdatedAt}
 	g.refreshInfos()
 	g.refreshGate() // before the topic's validator can run
 	return g
@@ -356,8 +323,8 @@ func (g *group) logFrame(data []byte, epoch uint64, from peer.ID) (seq int64, in
 		}
 		return 0, true
 	}
-	if inserted && g.sessionSeq == 0 {
-		g.sessionSeq = seq
+	if inserted && g.sync.sessionSeq == 0 {
+		g.sync.sessionSeq = seq
 	}
 	return seq, inserted
 }
@@ -379,7 +346,7 @@ func (g *group) tick() {
 	if g.closed {
 		return
 	}
-	if g.meta.LastPath > 0 && g.e.now().Sub(time.Unix(g.meta.LastPath, 0)) > g.e.cfg.RotateAfter && len(g.queue) == 0 {
+	if g.meta.LastPath > 0 && g.e.now().Sub(time.Unix(g.meta.LastPath, 0)) > g.e.cfg.RotateAfter && len(g.intents.queue) == 0 {
 		g.meta.LastPath = g.e.now().Unix()
 		g.enqueue(change{kind: changeUpdate})
 	}
@@ -396,7 +363,7 @@ func (g *group) afterStart() {
 	if g.offline {
 		return
 	}
-	g.parking = true
+	g.sync.parking = true
 	g.after(maxParking, g.unpark)
 	if g.topic != nil {
 		t := g.topic

@@ -17,6 +17,32 @@ import (
 // Commit settles so that a Commit that loses the fork choice is re-made
 // (repropose), and the Welcome of an own Commit is held until it settles.
 
+// intentState is what the next Commit carries: queued changes, own intents
+// until their Commit settles, proposals cached in the tip's epoch, and the
+// Welcomes and ratchet trees of own Commits. Owned by the loop.
+type intentState struct {
+	queue      []change
+	flushArmed bool
+	byID       map[string]*intentRec
+	welcomes   map[ordering.Hash][]heldWelcome
+	reinit     *pendingReInit // own ReInit Commit until it settles (reinit.go)
+	proposals  int            // proposals cached in the tip's epoch
+	proposers  map[uint32]bool
+	leavers    map[string]bool // identities that proposed their own removal
+	commitTmr  *time.Timer
+	trees      map[uint64][]byte // ratchet trees of own Commits' epochs, served to joiners
+}
+
+func newIntentState() intentState {
+	return intentState{
+		byID:      make(map[string]*intentRec),
+		welcomes:  make(map[ordering.Hash][]heldWelcome),
+		proposers: make(map[uint32]bool),
+		leavers:   make(map[string]bool),
+		trees:     make(map[uint64][]byte),
+	}
+}
+
 // intentRec is an own membership change until it is applied.
 type intentRec struct {
 	ordering.Intent
@@ -36,9 +62,9 @@ type intentRec struct {
 const intentTTL = time.Hour
 
 func (g *group) pruneIntents() {
-	for id, in := range g.intents {
+	for id, in := range g.intents.byID {
 		if g.e.now().Sub(in.at) > intentTTL {
-			delete(g.intents, id)
+			delete(g.intents.byID, id)
 		}
 	}
 }
@@ -57,11 +83,11 @@ type heldWelcome struct {
 // timer fires while proposals are still pending commits them. If two do,
 // the fork choice keeps one.
 func (g *group) scheduleCommit() {
-	if g.proposals == 0 || g.closed || g.meta.Leaving || g.m == nil {
+	if g.intents.proposals == 0 || g.closed || g.meta.Leaving || g.m == nil {
 		return
 	}
 	mine := g.st.LeafIndex()
-	if g.proposers[uint32(mine)] {
+	if g.intents.proposers[uint32(mine)] {
 		return
 	}
 	rank := 0
@@ -69,17 +95,17 @@ func (g *group) scheduleCommit() {
 		if m.Index == mine {
 			break
 		}
-		if !g.proposers[uint32(m.Index)] && !g.leavers[string(m.Credential.Identity)] {
+		if !g.intents.proposers[uint32(m.Index)] && !g.intents.leavers[string(m.Credential.Identity)] {
 			rank++
 		}
 	}
-	if g.commitTmr != nil {
-		g.commitTmr.Stop()
+	if g.intents.commitTmr != nil {
+		g.intents.commitTmr.Stop()
 	}
 	epoch := g.st.Epoch()
 	d := g.e.cfg.CommitDelay + time.Duration(rank)*g.e.cfg.CommitStagger
-	g.commitTmr = g.after(d, func() {
-		if !g.closed && g.st.Epoch() == epoch && g.proposals > 0 {
+	g.intents.commitTmr = g.after(d, func() {
+		if !g.closed && g.st.Epoch() == epoch && g.intents.proposals > 0 {
 			g.flush()
 		}
 	})
@@ -91,8 +117,8 @@ func (g *group) scheduleCommit() {
 // (Repropose) until it is applied.
 func (g *group) flush() {
 	e := g.e
-	queue := g.queue
-	g.queue = nil
+	queue := g.intents.queue
+	g.intents.queue = nil
 	if g.closed || g.m == nil {
 		for _, c := range queue {
 			if c.done != nil {
@@ -128,11 +154,11 @@ func (g *group) flush() {
 			}
 			continue
 		}
-		g.intents[in.ID] = in
+		g.intents.byID[in.ID] = in
 		g.exec(g.m.Intend(in.Intent, e.now()))
 		ids = append(ids, in.ID)
 	}
-	if len(ids) == 0 && g.proposals == 0 {
+	if len(ids) == 0 && g.intents.proposals == 0 {
 		return
 	}
 	g.commitIntents(ids)
@@ -159,7 +185,7 @@ func (g *group) commitIntents(ids []string) {
 		}
 	}
 	for _, id := range ids {
-		in := g.intents[id]
+		in := g.intents.byID[id]
 		if in == nil {
 			continue
 		}
@@ -185,7 +211,7 @@ func (g *group) commitIntents(ids []string) {
 		}
 		used = append(used, id)
 	}
-	if len(props) == 0 && !forcePath && g.proposals == 0 {
+	if len(props) == 0 && !forcePath && g.intents.proposals == 0 {
 		return
 	}
 	base := g.st
@@ -201,7 +227,7 @@ func (g *group) commitIntents(ids []string) {
 	if err != nil {
 		e.log.Warn("commit failed", "group", g.gid, "err", err)
 		for _, id := range used {
-			if in := g.intents[id]; in != nil {
+			if in := g.intents.byID[id]; in != nil {
 				finish(in, err)
 			}
 		}
@@ -212,12 +238,12 @@ func (g *group) commitIntents(ids []string) {
 	g.commits[h] = &commitRec{info: info, parent: g.tipHash, epoch: work.Epoch(), settings: settingsOf(work.Extensions())}
 	g.stateHash[work] = h
 	if len(pc.RatchetTree) > 0 {
-		g.trees[work.Epoch()] = pc.RatchetTree
+		g.intents.trees[work.Epoch()] = pc.RatchetTree
 	}
 	if pc.Welcome != nil {
 		for _, in := range adds {
 			ref, _ := in.kp.Ref()
-			g.welcomes[h] = append(g.welcomes[h], heldWelcome{to: in.peer, ref: ref, welcome: pc.Welcome, intent: in.ID})
+			g.intents.welcomes[h] = append(g.intents.welcomes[h], heldWelcome{to: in.peer, ref: ref, welcome: pc.Welcome, intent: in.ID})
 		}
 	}
 	epoch := base.Epoch()
@@ -226,7 +252,7 @@ func (g *group) commitIntents(ids []string) {
 	g.exec(g.m.OwnCommit(g.proc, pc.Message, work, info, used, pc.Welcome != nil, e.now()))
 	g.publish(pc.Message, epoch, nil)
 	for _, id := range used {
-		if in := g.intents[id]; in != nil {
+		if in := g.intents.byID[id]; in != nil {
 			finish(in, nil)
 		}
 	}
@@ -266,7 +292,7 @@ func (g *group) commitSettings(s groupSettings) error {
 func (g *group) repropose(intents []ordering.Intent) {
 	var ids []string
 	for _, in := range intents {
-		rec := g.intents[in.ID]
+		rec := g.intents.byID[in.ID]
 		if rec == nil {
 			continue
 		}
@@ -324,14 +350,14 @@ func (g *group) proposeLeave() {
 		g.e.log.Warn("leave proposal", "err", err)
 		return
 	}
-	g.dirty = true
+	g.stage.dirty = true
 	_ = g.persistTip()
 	g.publish(msg, g.st.Epoch(), nil)
 }
 
 func (g *group) sendWelcome(h ordering.Hash) {
-	hw := g.welcomes[h]
-	delete(g.welcomes, h)
+	hw := g.intents.welcomes[h]
+	delete(g.intents.welcomes, h)
 	if len(hw) == 0 {
 		return
 	}
@@ -342,7 +368,7 @@ func (g *group) sendWelcome(h ordering.Hash) {
 	hist := g.m.MakeClaim(nil).Entries
 	held := g.heldStates()
 	for _, w := range hw {
-		if in := g.intents[w.intent]; in != nil {
+		if in := g.intents.byID[w.intent]; in != nil {
 			in.welcomed = true
 		}
 		env, err := g.e.sealWelcome(w.welcome, hist, joined, held, w.to)
@@ -394,17 +420,17 @@ func (g *group) submitChanges(ctx context.Context, changes []change) error {
 }
 
 func (g *group) enqueue(c change) {
-	g.queue = append(g.queue, c)
+	g.intents.queue = append(g.intents.queue, c)
 	g.armFlush()
 }
 
 func (g *group) armFlush() {
-	if g.flushArmed {
+	if g.intents.flushArmed {
 		return
 	}
-	g.flushArmed = true
+	g.intents.flushArmed = true
 	g.after(g.e.cfg.BatchDelay, func() {
-		g.flushArmed = false
+		g.intents.flushArmed = false
 		g.flush()
 	})
 }

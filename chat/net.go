@@ -150,7 +150,7 @@ func (e *Engine) connLoop(ctx context.Context) {
 			// (a healed partition): catch up from it again.
 			e.mu.Lock()
 			for _, g := range e.groups {
-				g.post(func() { delete(g.synced, p) })
+				g.post(func() { delete(g.sync.peers, p) })
 			}
 			e.mu.Unlock()
 			e.mu.Lock()
@@ -496,7 +496,7 @@ func (e *Engine) serveTree(ctx context.Context, from peer.ID, req p2p.TreeReques
 	var tree []byte
 	var err error
 	derr := g.do(ctx, func() {
-		if t, ok := g.trees[req.Epoch]; ok {
+		if t, ok := g.intents.trees[req.Epoch]; ok {
 			tree = t
 			return
 		}

@@ -121,12 +121,12 @@ func TestConcurrentInvites(t *testing.T) {
 	before, _ := alice.state(t, gid)
 	concurrently(t, gid, map[*testPeer]func(*group){
 		alice: func(g *group) {
-			g.queue = append(g.queue, change{kind: changeAdd, kp: dk[0].kp, peer: dk[0].peer})
+			g.intents.queue = append(g.intents.queue, change{kind: changeAdd, kp: dk[0].kp, peer: dk[0].peer})
 			g.flush()
 			_, _ = g.send(appText, []byte("alice during the race"), nil)
 		},
 		bob: func(g *group) {
-			g.queue = append(g.queue, change{kind: changeAdd, kp: ek[0].kp, peer: ek[0].peer})
+			g.intents.queue = append(g.intents.queue, change{kind: changeAdd, kp: ek[0].kp, peer: ek[0].peer})
 			g.flush()
 			_, _ = g.send(appText, []byte("bob during the race"), nil)
 		},
@@ -182,11 +182,11 @@ func TestConcurrentKickAndInvite(t *testing.T) {
 	}
 	concurrently(t, gid, map[*testPeer]func(*group){
 		alice: func(g *group) {
-			g.queue = append(g.queue, change{kind: changeRemove, peer: carol.e.id.id})
+			g.intents.queue = append(g.intents.queue, change{kind: changeRemove, peer: carol.e.id.id})
 			g.flush()
 		},
 		bob: func(g *group) {
-			g.queue = append(g.queue, change{kind: changeAdd, kp: dk[0].kp, peer: dk[0].peer})
+			g.intents.queue = append(g.intents.queue, change{kind: changeAdd, kp: dk[0].kp, peer: dk[0].peer})
 			g.flush()
 		},
 	})

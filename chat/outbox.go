@@ -17,6 +17,25 @@ import (
 // while proposals are pending in the epoch), tracks delivery states, and the
 // own log re-sends messages whose epoch lost the fork choice.
 
+// outboxState is the bookkeeping of own messages in flight. Owned by the
+// loop.
+type outboxState struct {
+	held      []heldMsg // waiting for the epoch's proposals to be committed
+	receipts  [][]byte  // receipts to send with the next flush
+	rcptArmed bool
+	delivery  map[string]Delivery
+	edits     map[string]bool // own edits awaiting a receipt (outEdit entries)
+	log       *ownLog
+}
+
+func newOutboxState() outboxState {
+	return outboxState{
+		delivery: make(map[string]Delivery),
+		edits:    make(map[string]bool),
+		log:      newOwnLog(),
+	}
+}
+
 // ownLog keeps recent own messages for re-sending (ordering.Resend).
 type ownLog struct {
 	byID  map[string]*ownMsg
@@ -62,7 +81,7 @@ func (g *group) resend(d ordering.Resend) {
 		return
 	}
 	for _, id := range d.IDs {
-		o := g.own.byID[string(id)]
+		o := g.out.log.byID[string(id)]
 		if o == nil {
 			continue
 		}
@@ -75,8 +94,8 @@ func (g *group) resendSince(d ordering.ResendSince) {
 	if !ok {
 		return
 	}
-	for _, id := range g.own.order {
-		o := g.own.byID[id]
+	for _, id := range g.out.log.order {
+		o := g.out.log.byID[id]
 		if o.epoch > d.Epoch && !o.at.After(d.Until) {
 			g.resendOne(st, epoch, []byte(id), o)
 		}
@@ -92,7 +111,7 @@ func (g *group) resendOne(st *mls.Group, epoch uint64, id []byte, o *ownMsg) {
 		g.e.log.Debug("re-send", "err", err)
 		return
 	}
-	g.dirty = true
+	g.stage.dirty = true
 	o.epoch, o.at = epoch, g.e.now()
 	g.exec(g.m.Sent(ordering.MessageID(id), wire, g.e.now()))
 	g.publish(wire, epoch, nil)
@@ -111,7 +130,7 @@ type heldMsg struct {
 	kind    uint16 // outbox kind: outApp or outEdit
 }
 
-func (g *group) canSendNow() bool { return g.proposals == 0 }
+func (g *group) canSendNow() bool { return g.intents.proposals == 0 }
 
 // send encrypts and publishes an application message (loop only). Visible
 // kinds are stored and tracked until a receipt arrives.
@@ -144,12 +163,12 @@ func (g *group) send(kind appKind, body, replyTo []byte) (Message, error) {
 	}
 	if visible {
 		g.stageRow(row)
-		g.ownState[string(am.ID)] = Pending
+		g.out.delivery[string(am.ID)] = Pending
 	}
 	wire, err := g.protectOwn(am.ID, payload, okind)
 	if errors.Is(err, mls.ErrInvalidProposal) {
 		// Proposals arrived that the loop had not counted yet.
-		g.proposals = max(g.proposals, 1)
+		g.intents.proposals = max(g.intents.proposals, 1)
 		g.scheduleCommit()
 		return g.hold(okind, row, payload)
 	}
@@ -180,13 +199,13 @@ func (g *group) hold(okind uint16, row store.Message, payload []byte) (Message, 
 	if okind == 0 {
 		return Message{}, errors.New("group has pending proposals")
 	}
-	g.outbox = append(g.outbox, store.OutboxEntry{GroupID: g.id, ID: row.ID, Kind: okind, Epoch: g.st.Epoch(), Payload: payload})
-	g.held = append(g.held, heldMsg{id: row.ID, payload: payload, kind: okind})
+	g.stage.outbox = append(g.stage.outbox, store.OutboxEntry{GroupID: g.id, ID: row.ID, Kind: okind, Epoch: g.st.Epoch(), Payload: payload})
+	g.out.held = append(g.out.held, heldMsg{id: row.ID, payload: payload, kind: okind})
 	if okind == outEdit {
-		g.ownEdits[string(row.ID)] = true // no timeline row of its own
+		g.out.edits[string(row.ID)] = true // no timeline row of its own
 	} else {
 		g.stageRow(row)
-		g.ownState[string(row.ID)] = Pending
+		g.out.delivery[string(row.ID)] = Pending
 	}
 	if err := g.persistTip(); err != nil {
 		return Message{}, err
@@ -203,12 +222,12 @@ func (g *group) protectOwn(id, payload []byte, okind uint16) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.dirty = true
-	g.own.add(string(id), payload, g.st.Epoch(), g.e.now())
+	g.stage.dirty = true
+	g.out.log.add(string(id), payload, g.st.Epoch(), g.e.now())
 	if okind != 0 {
-		g.outbox = append(g.outbox, store.OutboxEntry{GroupID: g.id, ID: id, Kind: okind, Epoch: g.st.Epoch(), Payload: payload, Wire: wire, Attempts: 1, LastAttemptAt: g.e.now()})
+		g.stage.outbox = append(g.stage.outbox, store.OutboxEntry{GroupID: g.id, ID: id, Kind: okind, Epoch: g.st.Epoch(), Payload: payload, Wire: wire, Attempts: 1, LastAttemptAt: g.e.now()})
 		if okind == outEdit {
-			g.ownEdits[string(id)] = true
+			g.out.edits[string(id)] = true
 		}
 	}
 	g.exec(g.m.Sent(ordering.MessageID(id), wire, g.e.now()))
@@ -217,11 +236,11 @@ func (g *group) protectOwn(id, payload []byte, okind uint16) ([]byte, error) {
 
 // flushHeld sends messages held while proposals were pending.
 func (g *group) flushHeld() {
-	if !g.canSendNow() || len(g.held) == 0 || g.closed || g.m == nil {
+	if !g.canSendNow() || len(g.out.held) == 0 || g.closed || g.m == nil {
 		return
 	}
-	held := g.held
-	g.held = nil
+	held := g.out.held
+	g.out.held = nil
 	for _, h := range held {
 		wire, err := g.protectOwn(h.id, h.payload, h.kind)
 		if err != nil {
@@ -240,7 +259,7 @@ func (g *group) flushHeld() {
 // setDelivery moves an own message forward (never back) and tells the
 // front ends.
 func (g *group) setDelivery(id []byte, d Delivery) {
-	cur, tracked := g.ownState[string(id)]
+	cur, tracked := g.out.delivery[string(id)]
 	if !tracked || cur >= d && cur != Failed {
 		return
 	}
@@ -250,13 +269,13 @@ func (g *group) setDelivery(id []byte, d Delivery) {
 		st = store.Sent
 	case Delivered:
 		st = store.Delivered
-		delete(g.ownState, string(id))
+		delete(g.out.delivery, string(id))
 		_ = g.e.db.Settle(g.ctx, g.id, id)
 	case Failed:
 		st = store.Failed
 	}
 	if d != Delivered {
-		g.ownState[string(id)] = d
+		g.out.delivery[string(id)] = d
 	}
 	if err := g.e.db.SetDeliveryState(g.ctx, g.id, id, st); err != nil {
 		g.e.log.Debug("delivery state", "err", err)
@@ -266,40 +285,40 @@ func (g *group) setDelivery(id []byte, d Delivery) {
 
 func (g *group) onReceipt(ids [][]byte) {
 	for _, id := range ids {
-		if _, ok := g.ownState[string(id)]; ok {
+		if _, ok := g.out.delivery[string(id)]; ok {
 			g.setDelivery(id, Delivered)
 		}
-		if g.ownEdits[string(id)] {
+		if g.out.edits[string(id)] {
 			// An edit has no timeline row or delivery state: settle it.
-			delete(g.ownEdits, string(id))
+			delete(g.out.edits, string(id))
 			_ = g.e.db.Settle(g.ctx, g.id, id)
 		}
 	}
 }
 
 func (g *group) queueReceipt(id []byte) {
-	g.receipts = append(g.receipts, slices.Clone(id))
-	if !g.rcptArmed {
-		g.rcptArmed = true
+	g.out.receipts = append(g.out.receipts, slices.Clone(id))
+	if !g.out.rcptArmed {
+		g.out.rcptArmed = true
 		g.after(g.e.cfg.ReceiptDelay, func() {
-			g.rcptArmed = false
+			g.out.rcptArmed = false
 			g.flushReceipts()
 		})
 	}
 }
 
 func (g *group) flushReceipts() {
-	if len(g.receipts) == 0 || g.closed || !g.canSendNow() || g.rcptArmed {
+	if len(g.out.receipts) == 0 || g.closed || !g.canSendNow() || g.out.rcptArmed {
 		return
 	}
-	for len(g.receipts) > 0 {
-		n := min(len(g.receipts), 200)
-		if _, err := g.send(appReceipt, encodeIDList(g.receipts[:n]), nil); err != nil {
+	for len(g.out.receipts) > 0 {
+		n := min(len(g.out.receipts), 200)
+		if _, err := g.send(appReceipt, encodeIDList(g.out.receipts[:n]), nil); err != nil {
 			return
 		}
-		g.receipts = g.receipts[n:]
+		g.out.receipts = g.out.receipts[n:]
 	}
-	g.receipts = nil
+	g.out.receipts = nil
 }
 
 // loadOutbox restores own messages still awaiting a receipt or a send.
@@ -312,16 +331,16 @@ func (g *group) loadOutbox() {
 		switch en.Kind {
 		case outApp:
 			if len(en.Wire) == 0 {
-				g.held = append(g.held, heldMsg{id: en.ID, payload: en.Payload, kind: outApp})
-				g.ownState[string(en.ID)] = Pending
+				g.out.held = append(g.out.held, heldMsg{id: en.ID, payload: en.Payload, kind: outApp})
+				g.out.delivery[string(en.ID)] = Pending
 			} else {
-				g.ownState[string(en.ID)] = Sent
+				g.out.delivery[string(en.ID)] = Sent
 			}
 		case outEdit:
 			if len(en.Wire) == 0 {
-				g.held = append(g.held, heldMsg{id: en.ID, payload: en.Payload, kind: outEdit})
+				g.out.held = append(g.out.held, heldMsg{id: en.ID, payload: en.Payload, kind: outEdit})
 			}
-			g.ownEdits[string(en.ID)] = true
+			g.out.edits[string(en.ID)] = true
 		case outWelcome:
 			g.e.queueWelcome(peer.ID(en.Payload), g, en.ID, en.Wire, false)
 		}

@@ -27,7 +27,7 @@ func (g *group) stageRow(r store.Message) bool {
 		r.GroupID = g.id
 	}
 	k := string(r.ID)
-	if g.rowIDs[k] {
+	if g.stage.rowIDs[k] {
 		return false
 	}
 	if appKind(r.Kind) != appSystem {
@@ -35,8 +35,8 @@ func (g *group) stageRow(r store.Message) bool {
 			return false
 		}
 	}
-	g.rowIDs[k] = true
-	g.rows = append(g.rows, r)
+	g.stage.rowIDs[k] = true
+	g.stage.rows = append(g.stage.rows, r)
 	return true
 }
 
@@ -49,9 +49,9 @@ func (g *group) persistTip() error {
 		return nil
 	}
 	st, epoch, _ := g.m.Current()
-	rows, outbox := g.rows, g.outbox
-	g.rows, g.outbox, g.dirty = nil, nil, false
-	clear(g.rowIDs)
+	rows, outbox := g.stage.rows, g.stage.outbox
+	g.stage.rows, g.stage.outbox, g.stage.dirty = nil, nil, false
+	clear(g.stage.rowIDs)
 	state, err := st.MarshalState()
 	if err != nil {
 		g.e.log.Error("marshal state", "group", g.gid, "err", err)
@@ -102,17 +102,17 @@ func (g *group) emitRows(rows []store.Message) {
 	}
 	for _, r := range rows {
 		m := g.e.messageFromRow(g, r)
-		g.mu.Lock()
+		g.view.mu.Lock()
 		if !m.Own && m.Kind != KindSystem {
-			g.view.Unread++
+			g.view.snap.Unread++
 			if m.Mentions {
-				g.view.Mentions++
+				g.view.snap.Mentions++
 			}
 		}
-		if r.SentAt.After(g.view.LastAt) || m.Own {
-			g.view.LastAt = g.e.now()
+		if r.SentAt.After(g.view.snap.LastAt) || m.Own {
+			g.view.snap.LastAt = g.e.now()
 		}
-		g.mu.Unlock()
+		g.view.mu.Unlock()
 		g.e.emit(MessageEvent{Message: m})
 	}
 	g.emitGroup()
@@ -184,4 +184,12 @@ func mentions(text, nick string) bool {
 
 func isWordByte(c byte) bool {
 	return c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 0x80
+}
+
+// stagedWrites is what the loop writes with the next persisted state.
+type stagedWrites struct {
+	dirty  bool            // a retained state changed (opened message, proposal)
+	rows   []store.Message // rows to write with the next persisted state
+	rowIDs map[string]bool
+	outbox []store.OutboxEntry
 }

@@ -178,7 +178,7 @@ func (g *group) commitReInit(cs mls.CipherSuite, pr *pendingReInit) error {
 	if g.closed || g.m == nil {
 		return errNotMember
 	}
-	if g.reinit != nil {
+	if g.intents.reinit != nil {
 		return errors.New("a move of this group is already under way")
 	}
 	// The successor must have every member of the closed group (§11.2):
@@ -219,7 +219,7 @@ func (g *group) commitReInit(cs mls.CipherSuite, pr *pendingReInit) error {
 	g.commits[h] = &commitRec{info: info, parent: g.tipHash, epoch: work.Epoch(), settings: settingsOf(work.Extensions())}
 	g.stateHash[work] = h
 	pr.commit = h
-	g.reinit = pr
+	g.intents.reinit = pr
 	// Persisted with the ReInit's state: a restart before the successor
 	// exists makes it then (resumeReInits).
 	g.meta.ReInitPending = true
@@ -232,22 +232,22 @@ func (g *group) commitReInit(cs mls.CipherSuite, pr *pendingReInit) error {
 
 // reinitDropped: the own ReInit Commit lost its epoch; the group goes on.
 func (g *group) reinitDropped(h ordering.Hash) {
-	pr := g.reinit
+	pr := g.intents.reinit
 	if pr == nil || pr.commit != h {
 		return
 	}
-	g.reinit = nil
+	g.intents.reinit = nil
 	pr.done <- reinitResult{err: errors.New("another change of the group won the epoch: nothing was moved; try /reinit again")}
 }
 
 // reinitSettled: the own ReInit Commit is canonical and settled: create
 // the successor group and send its Welcome to the other members.
 func (g *group) reinitSettled(h ordering.Hash) {
-	pr := g.reinit
+	pr := g.intents.reinit
 	if pr == nil || pr.commit != h {
 		return
 	}
-	g.reinit = nil
+	g.intents.reinit = nil
 	gid, err := g.createSuccessor(h, pr)
 	if err != nil {
 		g.e.log.Warn("creating the ReInit successor", "group", g.gid, "err", err)
@@ -266,7 +266,7 @@ func (g *group) createSuccessor(h ordering.Hash, pr *pendingReInit) (GroupID, er
 		return "", err
 	}
 	g.meta.ReInitPending = false
-	g.rows = append(g.rows, g.systemLine("%s moved to %s: this group is closed", g.settings.Name, suiteName(cs)))
+	g.stage.rows = append(g.stage.rows, g.systemLine("%s moved to %s: this group is closed", g.settings.Name, suiteName(cs)))
 	_ = g.persistTip()
 	return gid, nil
 }
@@ -302,7 +302,7 @@ func (e *Engine) makeSuccessor(old *mls.Group, pr *pendingReInit) (GroupID, mls.
 	nw.post(func() {
 		nw.unpark()
 		if len(tree) > 0 {
-			nw.trees[st.Epoch()] = tree
+			nw.intents.trees[st.Epoch()] = tree
 		}
 		nw.emitRows([]store.Message{line})
 		nw.refreshMembers(true)

@@ -20,9 +20,9 @@ import (
 // liveMember reports whether the group is running its fork choice (a
 // member, or removed moments ago and still listening).
 func (g *group) liveMember() bool {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	return g.live
+	g.view.mu.RLock()
+	defer g.view.mu.RUnlock()
+	return g.view.live
 }
 
 // maxRefusedWelcomes bounds the Welcomes kept for a later decision.
@@ -96,7 +96,7 @@ func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter invi
 	g.exec(g.m.Rejoined(g.proc, ordering.RejoinResult[*mls.Group]{
 		State: st, Epoch: st.Epoch(), Key: key, Roster: roster(st), ForkEpoch: g.m.LostFork(), History: hist,
 	}, e.now()))
-	g.syncFrom = st.Epoch()
+	g.sync.from = st.Epoch()
 	g.catchUp(true)
 }
 

@@ -20,7 +20,7 @@ func (g *group) removedBy() string {
 // was described.
 func (g *group) noteRemovedBy(name string) {
 	g.meta.RemovedBy = name
-	g.mu.Lock()
-	g.view.RemovedBy = g.removedBy()
-	g.mu.Unlock()
+	g.view.mu.Lock()
+	g.view.snap.RemovedBy = g.removedBy()
+	g.view.mu.Unlock()
 }

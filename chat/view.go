@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/store"
@@ -22,31 +23,31 @@ type memberInfo struct {
 }
 
 func (g *group) snapshot() GroupView {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	return g.view
+	g.view.mu.RLock()
+	defer g.view.mu.RUnlock()
+	return g.view.snap
 }
 
 func (g *group) memberList() []Member {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	return slices.Clone(g.members)
+	g.view.mu.RLock()
+	defer g.view.mu.RUnlock()
+	return slices.Clone(g.view.members)
 }
 
 func (g *group) memberPeers() []peer.ID {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	out := make([]peer.ID, 0, len(g.infos))
-	for _, in := range g.infos {
+	g.view.mu.RLock()
+	defer g.view.mu.RUnlock()
+	out := make([]peer.ID, 0, len(g.view.infos))
+	for _, in := range g.view.infos {
 		out = append(out, in.peer)
 	}
 	return out
 }
 
 func (g *group) hasMember(p peer.ID) bool {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	for _, in := range g.infos {
+	g.view.mu.RLock()
+	defer g.view.mu.RUnlock()
+	for _, in := range g.view.infos {
 		if in.peer == p {
 			return true
 		}
@@ -55,11 +56,11 @@ func (g *group) hasMember(p peer.ID) bool {
 }
 
 func (g *group) markRead() {
-	g.mu.Lock()
-	changed := g.view.Unread != 0 || g.view.Mentions != 0
-	g.view.Unread, g.view.Mentions = 0, 0
-	v := g.view
-	g.mu.Unlock()
+	g.view.mu.Lock()
+	changed := g.view.snap.Unread != 0 || g.view.snap.Mentions != 0
+	g.view.snap.Unread, g.view.snap.Mentions = 0, 0
+	v := g.view.snap
+	g.view.mu.Unlock()
 	if changed {
 		g.e.emit(GroupEvent{Group: v})
 	}
@@ -77,27 +78,27 @@ func (g *group) refreshInfos() {
 			infos = append(infos, memberInfo{leaf: m.Index, peer: p, fp: Fingerprint(uint16(suite), m.SignatureKey), hint: leafNick(m.LeafNode)})
 		}
 	}
-	g.mu.Lock()
-	g.infos = infos
-	g.view.Name = g.settings.Name
+	g.view.mu.Lock()
+	g.view.infos = infos
+	g.view.snap.Name = g.settings.Name
 	if g.st != nil {
-		g.view.Epoch = g.st.Epoch()
-		g.view.CipherSuite = uint16(g.st.CipherSuite())
+		g.view.snap.Epoch = g.st.Epoch()
+		g.view.snap.CipherSuite = uint16(g.st.CipherSuite())
 	}
-	g.view.Members = len(infos)
-	g.view.Left = g.closed
-	g.view.RemovedBy = g.removedBy()
-	g.view.Direct = g.settings.Direct
-	g.mu.Unlock()
+	g.view.snap.Members = len(infos)
+	g.view.snap.Left = g.closed
+	g.view.snap.RemovedBy = g.removedBy()
+	g.view.snap.Direct = g.settings.Direct
+	g.view.mu.Unlock()
 	g.refreshMembers(false)
 }
 
 // refreshMembers recomputes the Member views (any goroutine).
 func (g *group) refreshMembers(emit bool) {
 	e := g.e
-	g.mu.RLock()
-	infos := slices.Clone(g.infos)
-	g.mu.RUnlock()
+	g.view.mu.RLock()
+	infos := slices.Clone(g.view.infos)
+	g.view.mu.RUnlock()
 	out := make([]Member, 0, len(infos))
 	count := map[string]int{}
 	for _, in := range infos {
@@ -125,10 +126,10 @@ func (g *group) refreshMembers(emit bool) {
 			out[i].Nick += "~" + strings.ReplaceAll(out[i].Fingerprint, " ", "")[:4]
 		}
 	}
-	g.mu.Lock()
-	g.members = out
-	renamed := applyDirectView(&g.view, out)
-	g.mu.Unlock()
+	g.view.mu.Lock()
+	g.view.members = out
+	renamed := applyDirectView(&g.view.snap, out)
+	g.view.mu.Unlock()
 	if emit {
 		e.emit(MembersEvent{Group: g.gid, Members: slices.Clone(out)})
 		if renamed {
@@ -143,9 +144,9 @@ func (g *group) emitGroup() {
 
 // infoByLeaf returns the member at leaf l (loop only).
 func (g *group) infoByLeaf(l mls.LeafIndex) (memberInfo, bool) {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	for _, in := range g.infos {
+	g.view.mu.RLock()
+	defer g.view.mu.RUnlock()
+	for _, in := range g.view.infos {
 		if in.leaf == l {
 			return in, true
 		}
@@ -154,9 +155,9 @@ func (g *group) infoByLeaf(l mls.LeafIndex) (memberInfo, bool) {
 }
 
 func (g *group) infoByPeer(p peer.ID) (memberInfo, bool) {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	for _, in := range g.infos {
+	g.view.mu.RLock()
+	defer g.view.mu.RUnlock()
+	for _, in := range g.view.infos {
 		if in.peer == p {
 			return in, true
 		}
@@ -168,10 +169,10 @@ func (g *group) infoByPeer(p peer.ID) (memberInfo, bool) {
 // peer id or its end) to a member.
 func (g *group) findMember(name string) (memberInfo, error) {
 	name = strings.TrimPrefix(strings.TrimSpace(name), "@")
-	g.mu.RLock()
-	infos := slices.Clone(g.infos)
-	members := slices.Clone(g.members)
-	g.mu.RUnlock()
+	g.view.mu.RLock()
+	infos := slices.Clone(g.view.infos)
+	members := slices.Clone(g.view.members)
+	g.view.mu.RUnlock()
 	var hits []int
 	for i, m := range members {
 		if i < len(infos) && strings.EqualFold(m.Nick, name) {
@@ -193,4 +194,13 @@ func (g *group) findMember(name string) (memberInfo, error) {
 		return infos[hits[0]], nil
 	}
 	return memberInfo{}, fmt.Errorf("%q is ambiguous: use the name with its ~suffix from /members", name)
+}
+
+// viewState is what front ends read, published by the loop under mu.
+type viewState struct {
+	mu      sync.RWMutex
+	live    bool // running the fork choice on the network (see liveMember)
+	snap    GroupView
+	infos   []memberInfo
+	members []Member
 }
