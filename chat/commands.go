@@ -111,7 +111,7 @@ func (e *Engine) Run(ctx context.Context, gid GroupID, line string) (Result, err
 		if err != nil {
 			return Result{}, err
 		}
-		return Result{Text: "joined " + g.snapshot().Name, Group: g.gid}, nil
+		return Result{Text: "joined " + g.view.snapshot().Name, Group: g.gid}, nil
 	case "decline":
 		inv, err := e.decline(ctx, rest)
 		if err != nil {
@@ -138,7 +138,7 @@ func (e *Engine) Run(ctx context.Context, gid GroupID, line string) (Result, err
 		if err != nil {
 			return Result{}, err
 		}
-		return Result{Text: membersText(g.memberList())}, nil
+		return Result{Text: membersText(g.view.memberList())}, nil
 	case "verify":
 		g, err := e.needGroup(gid)
 		if err != nil {
@@ -161,7 +161,7 @@ func (e *Engine) Run(ctx context.Context, gid GroupID, line string) (Result, err
 		if err := e.change(ctx, g, change{kind: changeUpdate}); err != nil {
 			return Result{}, err
 		}
-		return Result{Text: fmt.Sprintf("your keys in %s are fresh (epoch %d)", g.snapshot().Name, g.snapshot().Epoch)}, nil
+		return Result{Text: fmt.Sprintf("your keys in %s are fresh (epoch %d)", g.view.snapshot().Name, g.view.snapshot().Epoch)}, nil
 	case "edit":
 		g, err := e.needGroup(gid)
 		if err != nil {
@@ -409,7 +409,7 @@ func (e *Engine) create(ctx context.Context, args []string) (Result, error) {
 }
 
 func (e *Engine) invite(ctx context.Context, g *group, names []string) (Result, error) {
-	if g.snapshot().Direct {
+	if g.view.snapshot().Direct {
 		return Result{}, ErrDirectInvite
 	}
 	invitees, err := e.prepareInviteesFor(ctx, names, g.groupSuite())
@@ -427,11 +427,11 @@ func (e *Engine) invite(ctx context.Context, g *group, names []string) (Result, 
 	for _, in := range invitees {
 		invited = append(invited, e.displayName(in.peer, ""))
 	}
-	return Result{Text: "invited " + strings.Join(invited, ", ") + " to " + g.snapshot().Name}, nil
+	return Result{Text: "invited " + strings.Join(invited, ", ") + " to " + g.view.snapshot().Name}, nil
 }
 
 func (e *Engine) kick(ctx context.Context, g *group, names []string) (Result, error) {
-	if g.snapshot().Direct {
+	if g.view.snapshot().Direct {
 		return Result{}, ErrDirectKick
 	}
 	var targets []memberInfo
@@ -456,7 +456,7 @@ func (e *Engine) kick(ctx context.Context, g *group, names []string) (Result, er
 	for _, in := range targets {
 		kicked = append(kicked, e.displayName(in.peer, in.hint))
 	}
-	return Result{Text: "removed " + strings.Join(kicked, ", ") + " from " + g.snapshot().Name}, nil
+	return Result{Text: "removed " + strings.Join(kicked, ", ") + " from " + g.view.snapshot().Name}, nil
 }
 
 func (e *Engine) leave(ctx context.Context, g *group) (Result, error) {
@@ -623,7 +623,7 @@ func (e *Engine) search(ctx context.Context, gid GroupID, text string) (Result, 
 		gname := ""
 		sender := ""
 		if hg != nil {
-			gname = hg.snapshot().Name
+			gname = hg.view.snapshot().Name
 			m := e.messageFromRow(hg, h.Message)
 			sender = m.Sender
 			if m.Kind == KindSystem {

@@ -212,7 +212,7 @@ func (e *Engine) dialContacts() {
 	want := map[peer.ID]bool{}
 	e.mu.Lock()
 	for _, g := range e.groups {
-		for _, p := range g.memberPeers() {
+		for _, p := range g.view.memberPeers() {
 			want[p] = true
 		}
 	}
@@ -243,7 +243,7 @@ func (e *Engine) dialContacts() {
 func (e *Engine) refreshMembersOf(p peer.ID) {
 	gs := e.groupList()
 	for _, g := range gs {
-		if g.hasMember(p) {
+		if g.view.hasMember(p) {
 			g.refreshMembers(true)
 		}
 	}

@@ -109,7 +109,7 @@ func (g *group) exec(ds []ordering.Decision) {
 			}
 		}
 	}
-	if tipMoved || g.stage.dirty || len(g.stage.rows) > 0 || len(g.stage.outbox) > 0 {
+	if tipMoved || g.stage.pending() {
 		_ = g.persistTip()
 	}
 	if tipMoved {

@@ -140,7 +140,7 @@ func (e *Engine) findDirect(fp []byte) *group {
 	gs := e.groupList()
 	var best *group
 	for _, g := range gs {
-		v := g.snapshot()
+		v := g.view.snapshot()
 		if !v.Direct || v.Left {
 			continue
 		}
@@ -152,7 +152,7 @@ func (e *Engine) findDirect(fp []byte) *group {
 			}
 		}
 		g.view.mu.RUnlock()
-		if hit && (best == nil || v.LastAt.After(best.snapshot().LastAt)) {
+		if hit && (best == nil || v.LastAt.After(best.view.snapshot().LastAt)) {
 			best = g
 		}
 	}
@@ -167,7 +167,7 @@ func (e *Engine) dm(ctx context.Context, arg string) (Result, error) {
 		return Result{}, err
 	}
 	if g := e.findDirect(t.fp); g != nil {
-		return Result{Text: "direct conversation with " + g.snapshot().Name, Group: g.gid}, nil
+		return Result{Text: "direct conversation with " + g.view.snapshot().Name, Group: g.gid}, nil
 	}
 	invitees, err := e.prepareInvitees(ctx, []string{arg})
 	if err != nil {
@@ -177,7 +177,7 @@ func (e *Engine) dm(ctx context.Context, arg string) (Result, error) {
 	// The key offered now may be the first we learn for this peer: look
 	// again by it before making a second conversation.
 	if g := e.findDirect(in.fp); g != nil {
-		return Result{Text: "direct conversation with " + g.snapshot().Name, Group: g.gid}, nil
+		return Result{Text: "direct conversation with " + g.view.snapshot().Name, Group: g.gid}, nil
 	}
 	g, err := e.createDirect(ctx, in)
 	if err != nil {

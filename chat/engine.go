@@ -488,7 +488,7 @@ func (e *Engine) Groups() []GroupView {
 	gs := e.groupList()
 	out := make([]GroupView, 0, len(gs))
 	for _, g := range gs {
-		out = append(out, g.snapshot())
+		out = append(out, g.view.snapshot())
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].LastAt.Equal(out[j].LastAt) {
@@ -515,7 +515,7 @@ func (e *Engine) Members(id GroupID) []Member {
 	if g == nil {
 		return nil
 	}
-	return g.memberList()
+	return g.view.memberList()
 }
 
 // History implements Client.

@@ -339,7 +339,7 @@ func (g *group) tick() {
 	g.exec(g.m.Tick(g.proc, g.e.now()))
 	g.rejudgeHeld()
 	g.catchUpIfHeld()
-	g.pruneIntents()
+	g.intents.prune(g.e.now())
 	if len(g.refused) > 0 {
 		g.retryRefused()
 	}

@@ -61,10 +61,11 @@ type intentRec struct {
 // longer be noticed.
 const intentTTL = time.Hour
 
-func (g *group) pruneIntents() {
-	for id, in := range g.intents.byID {
-		if g.e.now().Sub(in.at) > intentTTL {
-			delete(g.intents.byID, id)
+// prune forgets intents older than intentTTL.
+func (s *intentState) prune(now time.Time) {
+	for id, in := range s.byID {
+		if now.Sub(in.at) > intentTTL {
+			delete(s.byID, id)
 		}
 	}
 }

@@ -246,7 +246,7 @@ func (e *Engine) onWelcome(ctx context.Context, src inboxSource, from peer.ID, t
 	e.mu.Lock()
 	existing := e.groups[string(gid)]
 	e.mu.Unlock()
-	if existing != nil && existing.liveMember() && !existing.snapshot().Left {
+	if existing != nil && existing.liveMember() && !existing.view.snapshot().Left {
 		// A Welcome into a group we are in (say our join Commit lost and
 		// the adder added us again): it is a fork heal only if it proves
 		// to continue our group (welcomeForMember), else at most a
@@ -407,11 +407,11 @@ func (e *Engine) accept(ctx context.Context, id string) (*group, error) {
 	old := e.groups[string(gid)]
 	e.mu.Unlock()
 	if old != nil {
-		if !old.snapshot().Left {
+		if !old.view.snapshot().Left {
 			if inv.Separate {
 				// Never replace a group the user is in behind its back: the
 				// user leaves it first, knowingly.
-				return nil, fmt.Errorf("this invitation is into a different group that claims the id of %s, which you are in: /leave %s first to accept it, or /decline %s", old.snapshot().Name, old.snapshot().Name, inv.ID)
+				return nil, fmt.Errorf("this invitation is into a different group that claims the id of %s, which you are in: /leave %s first to accept it, or /decline %s", old.view.snapshot().Name, old.view.snapshot().Name, inv.ID)
 			}
 			e.deleteInvitation(ctx, inv.ID)
 			return nil, errors.New("you are already a member of this group")

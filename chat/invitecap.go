@@ -48,10 +48,10 @@ func (e *Engine) knownInviters() map[peer.ID]bool {
 	}
 	e.mu.Unlock()
 	for _, g := range groups {
-		if g.snapshot().Left {
+		if g.view.snapshot().Left {
 			continue
 		}
-		for _, p := range g.memberPeers() {
+		for _, p := range g.view.memberPeers() {
 			known[p] = true
 		}
 	}

@@ -456,7 +456,7 @@ func (e *Engine) serveSync(ctx context.Context, from peer.ID, req p2p.SyncReques
 	if g == nil {
 		return p2p.SyncPage{}, p2p.ErrNotFound
 	}
-	if !g.hasMember(from) {
+	if !g.view.hasMember(from) {
 		return p2p.SyncPage{}, p2p.ErrDenied
 	}
 	limit := req.Limit

@@ -49,9 +49,7 @@ func (g *group) persistTip() error {
 		return nil
 	}
 	st, epoch, _ := g.m.Current()
-	rows, outbox := g.stage.rows, g.stage.outbox
-	g.stage.rows, g.stage.outbox, g.stage.dirty = nil, nil, false
-	clear(g.stage.rowIDs)
+	rows, outbox := g.stage.take()
 	state, err := st.MarshalState()
 	if err != nil {
 		g.e.log.Error("marshal state", "group", g.gid, "err", err)
@@ -192,4 +190,17 @@ type stagedWrites struct {
 	rows   []store.Message // rows to write with the next persisted state
 	rowIDs map[string]bool
 	outbox []store.OutboxEntry
+}
+
+// pending reports whether anything waits to be written.
+func (w *stagedWrites) pending() bool {
+	return w.dirty || len(w.rows) > 0 || len(w.outbox) > 0
+}
+
+// take returns the staged rows and outbox entries and empties the stage.
+func (w *stagedWrites) take() ([]store.Message, []store.OutboxEntry) {
+	rows, outbox := w.rows, w.outbox
+	w.rows, w.outbox, w.dirty = nil, nil, false
+	clear(w.rowIDs)
+	return rows, outbox
 }

@@ -100,7 +100,7 @@ func (v GroupView) PostQuantum() bool { return mls.CipherSuite(v.CipherSuite) ==
 // groupSuite returns the cipher suite of a group (suite 1 when its state
 // is unreadable).
 func (g *group) groupSuite() mls.CipherSuite {
-	if cs := g.snapshot().CipherSuite; cs != 0 {
+	if cs := g.view.snapshot().CipherSuite; cs != 0 {
 		return mls.CipherSuite(cs)
 	}
 	return suite

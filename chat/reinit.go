@@ -67,7 +67,7 @@ func (e *Engine) reinitGroup(ctx context.Context, g *group, args []string) (Resu
 		return Result{}, errors.New("usage: /reinit --pq")
 	}
 	cs := pqSuite
-	v := g.snapshot()
+	v := g.view.snapshot()
 	if v.Left {
 		return Result{}, errors.New("you are not a member of this group")
 	}
@@ -353,7 +353,7 @@ func (e *Engine) resumeReInits() {
 				}
 				e.log.Info("successor of a closed group not made yet", "group", g.gid, "err", err)
 			}
-			e.notice(g.gid, NoticeError, "%s is closed for a move, but its successor could not be made: %v", g.snapshot().Name, err)
+			e.notice(g.gid, NoticeError, "%s is closed for a move, but its successor could not be made: %v", g.view.snapshot().Name, err)
 		})
 	}
 }
@@ -366,7 +366,7 @@ const (
 func (e *Engine) remakeSuccessor(ctx context.Context, g *group, st *mls.Group) error {
 	r, _ := st.PendingReInit()
 	if e.group(GroupID(hex.EncodeToString(r.GroupID))) == nil {
-		pr, err := e.successorKeyPackages(ctx, g.snapshot().Name, st.Members(), r.CipherSuite)
+		pr, err := e.successorKeyPackages(ctx, g.view.snapshot().Name, st.Members(), r.CipherSuite)
 		if err != nil {
 			return err
 		}
@@ -392,7 +392,7 @@ func (e *Engine) reinitSources(ctx context.Context) map[*mls.Group]*group {
 	e.mu.Lock()
 	var closed []*group
 	for _, g := range e.groups {
-		if g.snapshot().Left {
+		if g.view.snapshot().Left {
 			closed = append(closed, g)
 		}
 	}
@@ -478,7 +478,7 @@ func (e *Engine) joinReInit(ctx context.Context, old *group, st *mls.Group, welc
 		return err
 	}
 	g.startJoined(line)
-	e.emit(GroupEvent{Group: g.snapshot()})
+	e.emit(GroupEvent{Group: g.view.snapshot()})
 	e.goBackground(func(context.Context) { _ = e.fillKeyPackages(e.ctx) })
 	e.log.Info("joined the successor of a group", "old", old.gid, "new", g.gid, "suite", uint16(st.CipherSuite()))
 	return nil

@@ -54,7 +54,7 @@ func TestRemovedMemberReplayCannotRemoveMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	ag, bg := alice.e.group(gid), bob.e.group(gid)
-	epoch := alice.e.group(gid).snapshot().Epoch
+	epoch := alice.e.group(gid).view.snapshot().Epoch
 	// Alice gets it as a frame from mallory; bob through the topic.
 	if err := ag.do(ctx, func() {
 		ag.handleFrame(inFrame{data: pc.Message, from: mallory.e.id.id})
@@ -78,7 +78,7 @@ func TestRemovedMemberReplayCannotRemoveMember(t *testing.T) {
 		if !hasMember(p.e.Members(gid), "bob") || hasMember(p.e.Members(gid), "mallory") {
 			t.Fatalf("%s sees %v", p.e.nick(), memberNames(p.e.Members(gid)))
 		}
-		if e := p.e.group(gid).snapshot().Epoch; e != epoch {
+		if e := p.e.group(gid).view.snapshot().Epoch; e != epoch {
 			t.Fatalf("%s moved from epoch %d to %d", p.e.nick(), epoch, e)
 		}
 	}

@@ -17,7 +17,7 @@ import (
 func TestRestartKeepsWindow(t *testing.T) {
 	alice, bob, aliceOpts, g := restartablePair(t, "window")
 	epochs := func(p *testPeer) (uint64, uint64) {
-		return p.e.group(g).snapshot().Epoch, bob.e.group(g).snapshot().Epoch
+		return p.e.group(g).view.snapshot().Epoch, bob.e.group(g).view.snapshot().Epoch
 	}
 	for i, who := range []*testPeer{alice, bob, alice} {
 		who.run(g, "/update")

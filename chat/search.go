@@ -42,7 +42,7 @@ func (e *Engine) Search(ctx context.Context, group GroupID, text string, limit i
 		if g == nil {
 			continue // a group being removed
 		}
-		hits = append(hits, SearchHit{Message: e.messageFromRow(g, r.Message), GroupName: g.snapshot().Name})
+		hits = append(hits, SearchHit{Message: e.messageFromRow(g, r.Message), GroupName: g.view.snapshot().Name})
 	}
 	return hits, nil
 }

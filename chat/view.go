@@ -22,32 +22,41 @@ type memberInfo struct {
 	hint string
 }
 
-func (g *group) snapshot() GroupView {
-	g.view.mu.RLock()
-	defer g.view.mu.RUnlock()
-	return g.view.snap
+// viewState is what front ends read, published by the loop under mu.
+type viewState struct {
+	mu      sync.RWMutex
+	live    bool // running the fork choice on the network (see liveMember)
+	snap    GroupView
+	infos   []memberInfo
+	members []Member
 }
 
-func (g *group) memberList() []Member {
-	g.view.mu.RLock()
-	defer g.view.mu.RUnlock()
-	return slices.Clone(g.view.members)
+func (v *viewState) snapshot() GroupView {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.snap
 }
 
-func (g *group) memberPeers() []peer.ID {
-	g.view.mu.RLock()
-	defer g.view.mu.RUnlock()
-	out := make([]peer.ID, 0, len(g.view.infos))
-	for _, in := range g.view.infos {
+func (v *viewState) memberList() []Member {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return slices.Clone(v.members)
+}
+
+func (v *viewState) memberPeers() []peer.ID {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]peer.ID, 0, len(v.infos))
+	for _, in := range v.infos {
 		out = append(out, in.peer)
 	}
 	return out
 }
 
-func (g *group) hasMember(p peer.ID) bool {
-	g.view.mu.RLock()
-	defer g.view.mu.RUnlock()
-	for _, in := range g.view.infos {
+func (v *viewState) hasMember(p peer.ID) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for _, in := range v.infos {
 		if in.peer == p {
 			return true
 		}
@@ -139,7 +148,7 @@ func (g *group) refreshMembers(emit bool) {
 }
 
 func (g *group) emitGroup() {
-	g.e.emit(GroupEvent{Group: g.snapshot()})
+	g.e.emit(GroupEvent{Group: g.view.snapshot()})
 }
 
 // infoByLeaf returns the member at leaf l (loop only).
@@ -194,13 +203,4 @@ func (g *group) findMember(name string) (memberInfo, error) {
 		return infos[hits[0]], nil
 	}
 	return memberInfo{}, fmt.Errorf("%q is ambiguous: use the name with its ~suffix from /members", name)
-}
-
-// viewState is what front ends read, published by the loop under mu.
-type viewState struct {
-	mu      sync.RWMutex
-	live    bool // running the fork choice on the network (see liveMember)
-	snap    GroupView
-	infos   []memberInfo
-	members []Member
 }
