@@ -245,34 +245,15 @@ func (StatusEvent) event()     {}
 func (NoticeEvent) event()     {}
 func (PeerEvent) event()       {}
 
-// Command describes one slash command, for help screens and completion.
+// Command is one slash command of the engine's registry (Commands): its
+// name, argument synopsis and summary for help screens and completion, and,
+// unexported, how Run dispatches it.
 type Command struct {
 	Name    string // without the slash
 	Args    string // argument synopsis
 	Summary string
-}
 
-// Commands lists the slash commands every front end accepts (DESIGN.md §7).
-var Commands = []Command{
-	{"create", "NAME [CONTACT…] [--pq]", "create a group and add contacts in one commit (--pq: post-quantum)"},
-	{"reinit", "--pq", "move the group to the post-quantum suite (a new group, same members)"},
-	{"invite", "CONTACT|CARD", "invite a contact (petname, nearby peer or pasted card)"},
-	{"dm", "CONTACT|CARD", "open (or reopen) a direct conversation with a contact"},
-	{"accept", "[INVITATION]", "accept an invitation"},
-	{"decline", "[INVITATION]", "decline an invitation"},
-	{"kick", "NICK", "remove a member from the group"},
-	{"leave", "", "leave the group (a member commits your removal)"},
-	{"members", "", "list members with verification marks"},
-	{"verify", "NICK [confirm]", "show the safety number; confirm after comparing"},
-	{"nick", "NAME", "set your nickname"},
-	{"update", "", "rotate your own leaf key (post-compromise security)"},
-	{"edit", "[^N|#ID] TEXT", "replace the text of your last (or Nth last) message"},
-	{"react", "[^N|#ID] EMOJI", "react to the newest (or Nth newest) message of someone else"},
-	{"search", "WORDS…", "search message history"},
-	{"retention", "DURATION|off", "make messages disappear after DURATION (e.g. 7d) on every member"},
-	{"card", "", "show your contact card to paste to others"},
-	{"groups", "", "list your groups"},
-	{"invitations", "", "list pending invitations"},
-	{"help", "", "list commands"},
-	{"quit", "", "quit canopy"},
+	aliases []string // other names Run accepts
+	inGroup bool     // runs in the selected group: Run refuses it without one
+	run     cmdHandler
 }
