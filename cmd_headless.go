@@ -23,7 +23,7 @@ import (
 // one command, /switch NAME|ID, which selects the group later lines apply
 // to (/create and /accept select their group too). Output is one JSON
 // object per line on stdout; the schema is documented in
-// chat/jsonevents.go (and README.md). End of input quits, like /quit.
+// headless_json.go (and README.md). End of input quits, like /quit.
 
 func runHeadless(args []string, stdout, stderr io.Writer) error {
 	return headless(args, os.Stdin, stdout, stderr)
@@ -65,13 +65,13 @@ func headless(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return explainOpenError(err, pf.profile)
 	}
 	out := &syncWriter{w: stdout}
-	out.line(chat.ReadyJSON(e))
+	out.line(readyJSON(e))
 
 	evDone := make(chan struct{})
 	go func() {
 		defer close(evDone)
 		for ev := range e.Events() {
-			out.line(chat.EventJSON(ev))
+			out.line(eventJSON(ev))
 		}
 	}()
 
@@ -113,20 +113,20 @@ loop:
 				if err == nil {
 					cur = g
 				}
-				out.line(chat.ResultJSON(n, line, chat.Result{Text: "selected " + string(g), Group: g}, err))
+				out.line(resultJSON(n, line, chat.Result{Text: "selected " + string(g), Group: g}, err))
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, *timeout)
 			r, err := e.Run(cctx, cur, line)
 			cancel()
 			if errors.Is(err, chat.ErrQuit) {
-				out.line(chat.ResultJSON(n, line, chat.Result{Text: "bye"}, nil))
+				out.line(resultJSON(n, line, chat.Result{Text: "bye"}, nil))
 				break loop
 			}
 			if err == nil && r.Group != "" {
 				cur = r.Group
 			}
-			out.line(chat.ResultJSON(n, line, r, err))
+			out.line(resultJSON(n, line, r, err))
 		}
 	}
 	cerr := e.Close()

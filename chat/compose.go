@@ -13,7 +13,7 @@ import (
 )
 
 // Sending edits, reactions and typing notices (the receive side is in
-// order.go, deliver). They use the application payload of appmsg.go:
+// decisions.go, deliver). They use the application payload of appmsg.go:
 //
 //	edit      reply_to: the edited message; body: the new text
 //	reaction  reply_to: the message;        body: the reaction

@@ -17,8 +17,9 @@
 // store), starts the p2p node (listen addresses, mDNS, --bootstrap relays),
 // keeps a pool of KeyPackages (served over /canopy/keypackage/1, uploaded to
 // relays) and starts every stored group. Execute runs the slash commands of
-// Commands; Run returns a Result that also names the group a command
-// created or joined. Close stops everything and closes Events.
+// Commands, the one registry that help and dispatch share; Run returns a
+// Result that also names the group a command created or joined. Close
+// stops everything and closes Events.
 //
 // # Concurrency
 //
@@ -53,19 +54,20 @@
 // and judged again when the states change. Frames are at most 64 KiB for
 // application messages and proposals.
 //
-// Every frame of a group goes through its ordering.Machine (order.go): the
-// fork choice decides which Commit of an epoch is canonical, buffers what
-// cannot be read yet and returns decisions that the loop executes: persist
-// the new tip (store.CommitEpoch, one transaction with the messages it
-// decrypted), deliver, re-send own messages whose epoch lost (same id:
-// receivers de-duplicate), re-commit own changes whose Commit lost, send a
-// Welcome only once its Commit settled, announce claims to members
+// Every frame of a group goes through its ordering.Machine
+// (forkchoice.go): the fork choice decides which Commit of an epoch is
+// canonical, buffers what cannot be read yet and returns decisions that
+// the loop executes (decisions.go): persist the new tip
+// (store.CommitEpoch, one transaction with the messages it decrypted),
+// deliver, re-send own messages whose epoch lost (same id: receivers
+// de-duplicate), re-commit own changes whose Commit lost, send a Welcome
+// only once its Commit settled, announce claims to members
 // (/canopy/inbox/1), rejoin by external commit, catch up (/canopy/sync/1
 // from members and relays). Membership changes are batched: /create with
 // several members is one Commit and one Welcome, and invites, kicks and
 // updates issued within Config.BatchDelay are committed together. A member
-// leaves with a Remove proposal that another member commits (designated
-// by leaf order, with staggered timers). Protocol decisions use epochs and
+// leaves with a Remove proposal that another member commits (designated by
+// leaf order, with staggered timers). Protocol decisions use epochs and
 // generations, never clocks; sender times are only displayed.
 //
 // Key rotation: /update, and automatically after Config.RotateAfter or
@@ -123,7 +125,8 @@
 //
 // # Headless
 //
-// jsonevents.go documents the JSON event stream of `canopy headless`.
+// The JSON event stream of `canopy headless` is the front end's own: it is
+// encoded and documented in headless_json.go in package main.
 //
 // # Logging
 //

@@ -26,7 +26,7 @@ import (
 //	dmDecline: the invitee declined the invitation to the InboxMessage's
 //	           topic (directly or through relay mailboxes).
 //	dmClaim:   an ordering claim (ordering.MarshalClaim) about the
-//	           InboxMessage's topic, sent directly by a member (order.go).
+//	           InboxMessage's topic, sent directly by a member (rejoin.go).
 //
 // Unsigned messages with these type bytes (older versions, or a relay
 // writing in someone's name) are refused.

@@ -1,9 +1,11 @@
-package chat
+package main
 
 import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/canopy-chat/canopy/chat"
 )
 
 // Headless mode.
@@ -59,8 +61,8 @@ import (
 //	{"type":"bye"}
 //	    last: the engine stopped.
 
-// JSONSelf is Self in the headless stream.
-type JSONSelf struct {
+// jsonSelf is chat.Self in the headless stream.
+type jsonSelf struct {
 	Nick        string `json:"nick"`
 	PeerID      string `json:"peer_id"`
 	Fingerprint string `json:"fingerprint"`
@@ -68,33 +70,33 @@ type JSONSelf struct {
 }
 
 type jsonMessage struct {
-	ID       MessageID `json:"id"`
-	Group    GroupID   `json:"group"`
-	Kind     Kind      `json:"kind"`
-	Sender   string    `json:"sender"`
-	SenderFP string    `json:"sender_fp,omitempty"`
-	Own      bool      `json:"own"`
-	Body     string    `json:"body"`
-	ReplyTo  MessageID `json:"reply_to,omitempty"`
-	SentAt   time.Time `json:"sent_at"`
-	Epoch    uint64    `json:"epoch"`
-	Delivery string    `json:"delivery,omitempty"`
-	Mentions bool      `json:"mentions,omitempty"`
+	ID       chat.MessageID `json:"id"`
+	Group    chat.GroupID   `json:"group"`
+	Kind     chat.Kind      `json:"kind"`
+	Sender   string         `json:"sender"`
+	SenderFP string         `json:"sender_fp,omitempty"`
+	Own      bool           `json:"own"`
+	Body     string         `json:"body"`
+	ReplyTo  chat.MessageID `json:"reply_to,omitempty"`
+	SentAt   time.Time      `json:"sent_at"`
+	Epoch    uint64         `json:"epoch"`
+	Delivery string         `json:"delivery,omitempty"`
+	Mentions bool           `json:"mentions,omitempty"`
 }
 
 type jsonGroup struct {
-	ID       GroupID   `json:"id"`
-	Name     string    `json:"name"`
-	Epoch    uint64    `json:"epoch"`
-	Members  int       `json:"members"`
-	Unread   int       `json:"unread"`
-	Mentions int       `json:"mentions"`
-	LastAt   time.Time `json:"last_at"`
-	Left     bool      `json:"left"`
-	Direct   bool      `json:"direct,omitempty"`
-	Peer     string    `json:"peer,omitempty"`
-	Suite    uint16    `json:"cipher_suite"`
-	PQ       bool      `json:"pq"`
+	ID       chat.GroupID `json:"id"`
+	Name     string       `json:"name"`
+	Epoch    uint64       `json:"epoch"`
+	Members  int          `json:"members"`
+	Unread   int          `json:"unread"`
+	Mentions int          `json:"mentions"`
+	LastAt   time.Time    `json:"last_at"`
+	Left     bool         `json:"left"`
+	Direct   bool         `json:"direct,omitempty"`
+	Peer     string       `json:"peer,omitempty"`
+	Suite    uint16       `json:"cipher_suite"`
+	PQ       bool         `json:"pq"`
 }
 
 type jsonMember struct {
@@ -119,7 +121,7 @@ type jsonStatus struct {
 	Nearby       []jsonPeer `json:"nearby"`
 }
 
-func toJSONMessage(m Message) jsonMessage {
+func toJSONMessage(m chat.Message) jsonMessage {
 	j := jsonMessage{
 		ID: m.ID, Group: m.Group, Kind: m.Kind, Sender: m.Sender, SenderFP: m.SenderFP, Own: m.Own,
 		Body: m.Body, ReplyTo: m.ReplyTo, SentAt: m.SentAt, Epoch: m.Epoch, Mentions: m.Mentions,
@@ -130,56 +132,56 @@ func toJSONMessage(m Message) jsonMessage {
 	return j
 }
 
-func toJSONGroup(g GroupView) jsonGroup {
+func toJSONGroup(g chat.GroupView) jsonGroup {
 	return jsonGroup{ID: g.ID, Name: g.Name, Epoch: g.Epoch, Members: g.Members, Unread: g.Unread, Mentions: g.Mentions, LastAt: g.LastAt, Left: g.Left, Direct: g.Direct, Peer: g.Peer,
 		Suite: g.CipherSuite, PQ: g.PostQuantum()}
 }
 
-func toJSONPeer(p Peer) jsonPeer { return jsonPeer(p) }
+func toJSONPeer(p chat.Peer) jsonPeer { return jsonPeer(p) }
 
-func levelName(l NoticeLevel) string {
+func levelName(l chat.NoticeLevel) string {
 	switch l {
-	case NoticeWarning:
+	case chat.NoticeWarning:
 		return "warning"
-	case NoticeError:
+	case chat.NoticeError:
 		return "error"
 	}
 	return "info"
 }
 
-// EventJSON encodes an event as one line of the headless stream (without
+// eventJSON encodes an event as one line of the headless stream (without
 // the newline).
-func EventJSON(ev Event) ([]byte, error) {
+func eventJSON(ev chat.Event) ([]byte, error) {
 	var v any
 	switch ev := ev.(type) {
-	case MessageEvent:
+	case chat.MessageEvent:
 		v = struct {
 			Type    string      `json:"type"`
 			Message jsonMessage `json:"message"`
 		}{"message", toJSONMessage(ev.Message)}
-	case DeliveryEvent:
+	case chat.DeliveryEvent:
 		v = struct {
-			Type     string    `json:"type"`
-			Group    GroupID   `json:"group"`
-			ID       MessageID `json:"id"`
-			Delivery string    `json:"delivery"`
+			Type     string         `json:"type"`
+			Group    chat.GroupID   `json:"group"`
+			ID       chat.MessageID `json:"id"`
+			Delivery string         `json:"delivery"`
 		}{"delivery", ev.Group, ev.ID, ev.Delivery.String()}
-	case GroupEvent:
+	case chat.GroupEvent:
 		v = struct {
 			Type  string    `json:"type"`
 			Group jsonGroup `json:"group"`
 		}{"group", toJSONGroup(ev.Group)}
-	case MembersEvent:
+	case chat.MembersEvent:
 		ms := make([]jsonMember, 0, len(ev.Members))
 		for _, m := range ev.Members {
 			ms = append(ms, jsonMember(m))
 		}
 		v = struct {
 			Type    string       `json:"type"`
-			Group   GroupID      `json:"group"`
+			Group   chat.GroupID `json:"group"`
 			Members []jsonMember `json:"members"`
 		}{"members", ev.Group, ms}
-	case InvitationEvent:
+	case chat.InvitationEvent:
 		type jsonInvitation struct {
 			ID        string    `json:"id"`
 			GroupName string    `json:"group_name"`
@@ -192,31 +194,31 @@ func EventJSON(ev Event) ([]byte, error) {
 			Type       string         `json:"type"`
 			Invitation jsonInvitation `json:"invitation"`
 		}{Type: "invitation", Invitation: jsonInvitation(ev.Invitation)}
-	case StatusEvent:
+	case chat.StatusEvent:
 		v = struct {
 			Type   string     `json:"type"`
 			Status jsonStatus `json:"status"`
 		}{"status", toJSONStatus(ev.Status)}
-	case PeerEvent:
+	case chat.PeerEvent:
 		v = struct {
 			Type   string   `json:"type"`
 			Peer   jsonPeer `json:"peer"`
 			Online bool     `json:"online"`
 		}{"peer", toJSONPeer(ev.Peer), ev.Online}
-	case NoticeEvent:
+	case chat.NoticeEvent:
 		v = struct {
-			Type  string  `json:"type"`
-			Group GroupID `json:"group,omitempty"`
-			Level string  `json:"level"`
-			Text  string  `json:"text"`
+			Type  string       `json:"type"`
+			Group chat.GroupID `json:"group,omitempty"`
+			Level string       `json:"level"`
+			Text  string       `json:"text"`
 		}{"notice", ev.Group, levelName(ev.Level), ev.Text}
 	default:
-		return nil, fmt.Errorf("chat: no JSON form for %T", ev)
+		return nil, fmt.Errorf("headless: no JSON form for %T", ev)
 	}
 	return json.Marshal(v)
 }
 
-func toJSONStatus(s NetStatus) jsonStatus {
+func toJSONStatus(s chat.NetStatus) jsonStatus {
 	j := jsonStatus{Peers: s.Peers, Relays: s.Relays, Reachability: s.Reachability, Addrs: s.Addrs, Nearby: []jsonPeer{}}
 	if j.Addrs == nil {
 		j.Addrs = []string{}
@@ -227,33 +229,30 @@ func toJSONStatus(s NetStatus) jsonStatus {
 	return j
 }
 
-// ReadyJSON is the first line of the headless stream.
-func ReadyJSON(e *Engine) ([]byte, error) {
+// readyJSON is the first line of the headless stream.
+func readyJSON(e *chat.Engine) ([]byte, error) {
 	s := e.Self()
-	var addrs []string
-	for _, a := range e.node.Addrs() {
-		addrs = append(addrs, a.String())
-	}
+	addrs := e.Status().Addrs
 	if addrs == nil {
 		addrs = []string{}
 	}
 	return json.Marshal(struct {
 		Type  string   `json:"type"`
-		Self  JSONSelf `json:"self"`
+		Self  jsonSelf `json:"self"`
 		Addrs []string `json:"addrs"`
-	}{"ready", JSONSelf(s), addrs})
+	}{"ready", jsonSelf(s), addrs})
 }
 
-// ResultJSON encodes the outcome of input line n.
-func ResultJSON(n int, input string, r Result, err error) ([]byte, error) {
+// resultJSON encodes the outcome of input line n.
+func resultJSON(n int, input string, r chat.Result, err error) ([]byte, error) {
 	type res struct {
-		Type  string  `json:"type"`
-		Line  int     `json:"line"`
-		Input string  `json:"input"`
-		OK    bool    `json:"ok"`
-		Text  string  `json:"text,omitempty"`
-		Group GroupID `json:"group,omitempty"`
-		Error string  `json:"error,omitempty"`
+		Type  string       `json:"type"`
+		Line  int          `json:"line"`
+		Input string       `json:"input"`
+		OK    bool         `json:"ok"`
+		Text  string       `json:"text,omitempty"`
+		Group chat.GroupID `json:"group,omitempty"`
+		Error string       `json:"error,omitempty"`
 	}
 	v := res{Type: "result", Line: n, Input: input, OK: err == nil, Text: r.Text, Group: r.Group}
 	if err != nil {
