@@ -7,8 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/canopy-chat/canopy/chat"
-	"github.com/canopy-chat/canopy/p2p"
-	ma "github.com/multiformats/go-multiaddr"
+	"github.com/canopy-chat/canopy/relay"
 )
 
 // Relay and chat data are kept apart. Both use a store in a directory, and
@@ -16,7 +15,7 @@ import (
 // profile named "relay" would live: `canopy id --profile relay` used to
 // create a chat identity inside the relay's data. Each side now refuses the
 // other's directory, recognised by the files only it writes: a relay's
-// identity key (relayKeyFile) and a chat engine's log and card files.
+// identity key (relay.IdentityFile) and a chat engine's log and card files.
 
 // errOtherDataDir is wrapped when a directory belongs to the other kind of
 // canopy process.
@@ -25,11 +24,11 @@ var errOtherDataDir = errors.New("directory belongs to another kind of canopy da
 // notRelayDir refuses a chat profile directory that is (or will be) a
 // relay's data directory.
 func notRelayDir(dir string) error {
-	if sameDir(dir, defaultRelayDataDir()) {
+	if sameDir(dir, relay.DefaultDataDir()) {
 		return fmt.Errorf("%w: %s is the default data directory of `canopy relay`; choose another profile name", errOtherDataDir, dir)
 	}
-	if exists(filepath.Join(dir, relayKeyFile)) {
-		return fmt.Errorf("%w: %s holds a canopy relay's data (%s); choose another profile name or --data", errOtherDataDir, dir, relayKeyFile)
+	if exists(filepath.Join(dir, relay.IdentityFile)) {
+		return fmt.Errorf("%w: %s holds a canopy relay's data (%s); choose another profile name or --data", errOtherDataDir, dir, relay.IdentityFile)
 	}
 	return nil
 }
@@ -54,21 +53,4 @@ func sameDir(a, b string) bool {
 	a, errA := filepath.Abs(a)
 	b, errB := filepath.Abs(b)
 	return errA == nil && errB == nil && filepath.Clean(a) == filepath.Clean(b)
-}
-
-// relayCheckFlags validates the relay's address flags and data directory
-// without touching the disk.
-func relayCheckFlags(listen, announce, bootstrap, dataDir string) error {
-	if err := p2p.CheckListenAddrs(relaySplitList(listen)); err != nil {
-		return fmt.Errorf("relay: -listen: %w", err)
-	}
-	for _, a := range relaySplitList(announce) {
-		if _, err := ma.NewMultiaddr(a); err != nil {
-			return fmt.Errorf("relay: -announce %q: %w", a, err)
-		}
-	}
-	if _, err := p2p.ParseAddrInfos(relaySplitList(bootstrap)); err != nil {
-		return fmt.Errorf("relay: -bootstrap: %w", err)
-	}
-	return notChatProfileDir(dataDir)
 }

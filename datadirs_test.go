@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/canopy-chat/canopy/relay"
 )
 
 // dirEntries lists what exists under dir (recursively), for messages.
@@ -81,7 +83,7 @@ func TestChatAndRelayDataKeptApart(t *testing.T) {
 	// A relay's data under another --data: refused by the chat side.
 	other := t.TempDir()
 	relayDir := filepath.Join(other, "canopy", "r")
-	if _, _, err := loadOrCreateRelayIdentity(relayDir); err != nil {
+	if _, _, err := relay.LoadOrCreateIdentity(relayDir); err != nil {
 		t.Fatal(err)
 	}
 	stderr.Reset()

@@ -11,9 +11,11 @@ import (
 // TestImportDirection enforces DESIGN.md §1: imports point down only.
 //
 //	main → tui → chat → {mls, ordering, p2p, store}
+//	main → relay → {p2p, store}
 //
 // mls, ordering, p2p and store depend on no project package at all (checked
-// transitively, test files excluded), and tui talks to chat only.
+// transitively, test files excluded), tui talks to chat only, relay never
+// reaches chat, and nothing imports main.
 func TestImportDirection(t *testing.T) {
 	const module = "github.com/canopy-chat/canopy"
 	cmd := exec.Command("go", "list", "-json=ImportPath,Imports,Deps", "./...")
@@ -40,7 +42,7 @@ func TestImportDirection(t *testing.T) {
 	for _, p := range pkgs {
 		seen[p.ImportPath] = true
 	}
-	for _, want := range []string{"", "/tui", "/chat", "/mls", "/ordering", "/p2p", "/store"} {
+	for _, want := range []string{"", "/tui", "/chat", "/mls", "/ordering", "/p2p", "/store", "/relay"} {
 		if !seen[module+want] {
 			t.Errorf("package %s missing from the layout of DESIGN.md §1", module+want)
 		}
@@ -55,14 +57,20 @@ func TestImportDirection(t *testing.T) {
 	// may import directly.
 	leaves := map[string]bool{"mls": true, "ordering": true, "p2p": true, "store": true}
 	allowed := map[string]map[string]bool{
-		"tui":  {"chat": true},
-		"chat": {"mls": true, "ordering": true, "p2p": true, "store": true},
-		"main": {"tui": true, "chat": true, "p2p": true, "store": true},
+		"tui":   {"chat": true},
+		"chat":  {"mls": true, "ordering": true, "p2p": true, "store": true},
+		"main":  {"tui": true, "chat": true, "p2p": true, "store": true, "relay": true},
+		"relay": {"p2p": true, "store": true},
 	}
 	for _, p := range pkgs {
 		name, ok := rel(p.ImportPath)
 		if !ok {
 			continue
+		}
+		for _, imp := range p.Imports {
+			if imp == module {
+				t.Errorf("%s imports main", name)
+			}
 		}
 		top, _, _ := strings.Cut(name, "/")
 		switch {

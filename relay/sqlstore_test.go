@@ -1,10 +1,11 @@
-package main
+package relay
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -336,7 +337,7 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// testRelayProcess is `canopy relay` run in-process by runRelayContext.
+// testRelayProcess is a relay run in-process by Run, as `canopy relay` runs it.
 type testRelayProcess struct {
 	info   peer.AddrInfo
 	stderr *syncBuffer
@@ -344,15 +345,18 @@ type testRelayProcess struct {
 	done   chan error
 }
 
-// startRelayCommand runs `canopy relay -data dir` on 127.0.0.1 and waits
-// for the peer id and address it prints.
+// startRelayCommand runs a relay with data directory dir on 127.0.0.1 and
+// waits for the peer id and address it prints.
 func startRelayCommand(t *testing.T, dir string) *testRelayProcess {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout syncBuffer
 	r := &testRelayProcess{stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	args := []string{"-data", dir, "-listen", "/ip4/127.0.0.1/tcp/0", "-metrics", "", "-no-circuit", "-log-level", "warn"}
-	go func() { r.done <- runRelayContext(ctx, args, &stdout, r.stderr) }()
+	cfg := testConfig(dir)
+	cfg.Circuit.Disabled = true
+	cfg.Logger = slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Out = &stdout
+	go func() { r.done <- Run(ctx, cfg) }()
 	t.Cleanup(func() { r.stop(t) })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -434,7 +438,16 @@ func syncAll(t *testing.T, n *p2p.Node, relay peer.ID, topic string, since uint6
 	return got
 }
 
-// TestRelayRestartServesStoredFrames runs `canopy relay -data DIR` with
+// testConfig is the default configuration on 127.0.0.1 without metrics.
+func testConfig(dir string) Config {
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.MetricsAddr = ""
+	return cfg
+}
+
+// TestRelayRestartServesStoredFrames runs a relay on data directory DIR with
 // real hosts on 127.0.0.1: a member has the relay keep its group's topic
 // and publishes; the relay is stopped and started again on the same
 // directory; a peer that was never online before catches up from the
@@ -477,7 +490,7 @@ func TestRelayRestartServesStoredFrames(t *testing.T) {
 	}
 	r1.stop(t)
 	_ = a.Close()
-	for _, f := range []string{store.DBFileName, relayKeyFile} {
+	for _, f := range []string{store.DBFileName, IdentityFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("data directory: %v", err)
 		}
@@ -488,7 +501,7 @@ func TestRelayRestartServesStoredFrames(t *testing.T) {
 		t.Fatalf("relay peer id changed across restart: %s, then %s", r1.info.ID, r2.info.ID)
 	}
 	// A second relay on the same directory is refused by the store's lock.
-	err = runRelayContext(context.Background(), []string{"-data", dir, "-listen", "/ip4/127.0.0.1/tcp/0", "-metrics", ""}, &syncBuffer{}, &syncBuffer{})
+	err = Run(context.Background(), testConfig(dir))
 	if !errors.Is(err, store.ErrProfileInUse) {
 		t.Fatalf("second relay on the same directory: %v", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package relay
 
 import (
 	"errors"
@@ -19,7 +19,7 @@ func TestRelayIdentityWriteFailure(t *testing.T) {
 	syncIdentityFile = func(*os.File) error { return errDisk }
 	t.Cleanup(func() { syncIdentityFile = (*os.File).Sync })
 
-	if _, _, err := loadOrCreateRelayIdentity(dir); !errors.Is(err, errDisk) {
+	if _, _, err := LoadOrCreateIdentity(dir); !errors.Is(err, errDisk) {
 		t.Fatalf("identity with a failing sync: %v, want %v", err, errDisk)
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
@@ -27,11 +27,11 @@ func TestRelayIdentityWriteFailure(t *testing.T) {
 	}
 
 	syncIdentityFile = (*os.File).Sync
-	k1, created, err := loadOrCreateRelayIdentity(dir)
+	k1, created, err := LoadOrCreateIdentity(dir)
 	if err != nil || !created {
 		t.Fatalf("creating identity: created=%v err=%v", created, err)
 	}
-	k2, created, err := loadOrCreateRelayIdentity(dir)
+	k2, created, err := LoadOrCreateIdentity(dir)
 	if err != nil || created {
 		t.Fatalf("loading identity: created=%v err=%v", created, err)
 	}
@@ -40,7 +40,7 @@ func TestRelayIdentityWriteFailure(t *testing.T) {
 	if id1 != id2 {
 		t.Fatalf("peer id changed across restarts: %s -> %s", id1, id2)
 	}
-	fi, err := os.Stat(filepath.Join(dir, relayKeyFile))
+	fi, err := os.Stat(filepath.Join(dir, IdentityFile))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("identity file: %v, mode %v", err, fi.Mode())
 	}
