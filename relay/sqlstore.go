@@ -37,10 +37,8 @@ import (
 //     are signed: a frame claiming an epoch above 2^63-1 is refused as a bad
 //     request; cursors and epochs above it in queries match nothing.
 //   - Leases. A p2p.Lease is a store.TopicKeep (KeepTopic, ReleaseTopic,
-//     KeptTopics, PruneTopicKeeps). The store's bounds are inclusive where
-//     p2p's are not (KeptTopics lists keeps ending at now, PruneTopicKeeps
-//     spares them); the adapter shifts them by the store's resolution, a
-//     nanosecond.
+//     KeptTopics, PruneTopicKeeps), with the same bounds: a lease ending at
+//     now is over.
 //   - Errors. store.ErrNotFound, ErrQuotaExceeded, ErrInvalid and ErrClosed
 //     become p2p.ErrNotFound, ErrQuotaExceeded, ErrBadRequest and
 //     ErrUnavailable (the store error stays in the chain), which is what
@@ -272,7 +270,7 @@ func (s *sqlLeaseStore) Leases(ctx context.Context, now time.Time) ([]p2p.Lease,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	keeps, err := s.db.KeptTopics(ctx, now.Add(time.Nanosecond)) // until > now
+	keeps, err := s.db.KeptTopics(ctx, now)
 	if err != nil {
 		return nil, p2pError(err)
 	}
@@ -289,7 +287,7 @@ func (s *sqlLeaseStore) Leases(ctx context.Context, now time.Time) ([]p2p.Lease,
 
 // Prune implements p2p.LeaseStore.
 func (s *sqlLeaseStore) Prune(ctx context.Context, now time.Time) error {
-	_, err := s.db.PruneTopicKeeps(ctx, now.Add(time.Nanosecond)) // until <= now
+	_, err := s.db.PruneTopicKeeps(ctx, now)
 	return p2pError(err)
 }
 

@@ -799,6 +799,17 @@ func testTopicLog(t *testing.T, open func(testing.TB, ...Option) full) {
 	if k := must[[]TopicKeep](t)(s.KeptTopics(ctx, t0)); len(k) != 1 || k[0].Peer != "b" {
 		t.Fatalf("kept: %+v", k)
 	}
+	// A keep ending at now is over (the same bound as p2p.LeaseStore):
+	// not listed, and pruned.
+	if k := must[[]TopicKeep](t)(s.KeptTopics(ctx, t0.Add(3*time.Hour-time.Nanosecond))); len(k) != 1 {
+		t.Fatalf("kept just before the end: %+v", k)
+	}
+	if k := must[[]TopicKeep](t)(s.KeptTopics(ctx, t0.Add(3*time.Hour))); len(k) != 0 {
+		t.Fatalf("kept at the end: %+v", k)
+	}
+	if n := must[int64](t)(s.PruneTopicKeeps(ctx, t0.Add(3*time.Hour))); n != 1 {
+		t.Fatalf("pruned keeps ending at now: %d", n)
+	}
 }
 
 func testTopicQuotas(t *testing.T, open func(testing.TB, ...Option) full) {

@@ -300,13 +300,14 @@ func (db *DB) ReleaseTopic(ctx context.Context, topic, peer string) error {
 	})
 }
 
-// KeptTopics lists keep requests still valid at now, by topic.
+// KeptTopics lists keep requests still valid at now (Until after now), by
+// topic, then peer.
 func (db *DB) KeptTopics(ctx context.Context, now time.Time) ([]TopicKeep, error) {
 	q, err := db.read()
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.QueryContext(ctx, `SELECT topic, peer, until FROM relay_topics WHERE until >= ? ORDER BY topic, peer`, ts(now))
+	rows, err := q.QueryContext(ctx, `SELECT topic, peer, until FROM relay_topics WHERE until > ? ORDER BY topic, peer`, ts(now))
 	if err != nil {
 		return nil, db.fail("kept topics", err)
 	}
@@ -324,9 +325,9 @@ func (db *DB) KeptTopics(ctx context.Context, now time.Time) ([]TopicKeep, error
 	return out, db.fail("kept topics", rows.Err())
 }
 
-// PruneTopicKeeps deletes keep requests that ended before now.
+// PruneTopicKeeps deletes keep requests that ended at or before now.
 func (db *DB) PruneTopicKeeps(ctx context.Context, now time.Time) (int64, error) {
-	return db.deleteCount(ctx, "prune topic keeps", `DELETE FROM relay_topics WHERE until < ?`, ts(now))
+	return db.deleteCount(ctx, "prune topic keeps", `DELETE FROM relay_topics WHERE until <= ?`, ts(now))
 }
 
 // ---------------------------------------------------------------------------

@@ -526,9 +526,10 @@ type TopicLog interface {
 	KeepTopic(ctx context.Context, k TopicKeep) error
 	// ReleaseTopic deletes a peer's request to keep a topic.
 	ReleaseTopic(ctx context.Context, topic, peer string) error
-	// KeptTopics lists requests that are still valid at now.
+	// KeptTopics lists requests that are still valid at now (Until after
+	// now).
 	KeptTopics(ctx context.Context, now time.Time) ([]TopicKeep, error)
-	// PruneTopicKeeps deletes requests that ended before now.
+	// PruneTopicKeeps deletes requests that ended at or before now.
 	PruneTopicKeeps(ctx context.Context, now time.Time) (int64, error)
 }
 
