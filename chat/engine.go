@@ -253,10 +253,6 @@ func (e *Engine) openStore(ctx context.Context) error {
 	if len(e.cfg.Passphrase) > 0 {
 		opts = append(opts, store.WithPassphrase(e.cfg.Passphrase))
 	}
-	// Members keep a log of their groups' frames to serve catch-up (sync)
-	// to other members: only frames the frame gate authenticated
-	// (framegate.go), within these bounds.
-	opts = append(opts, store.WithQuotas(store.Quotas{MaxFrameBytes: 9 << 20, TopicBytes: 256 << 20}))
 	opts = append(opts, e.cfg.StoreOptions...)
 	db, err := store.Open(ctx, e.cfg.ProfileDir, opts...)
 	if err != nil {

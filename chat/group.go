@@ -314,9 +314,14 @@ func (g *group) publish(data []byte, epoch uint64, done func(p2p.PublishResult, 
 	}
 }
 
+// frameLogQuota bounds the log of a group's frames that members keep to
+// serve catch-up (sync) to other members: only frames the frame gate
+// authenticated (framegate.go), within these bounds.
+var frameLogQuota = store.FrameQuota{MaxFrameBytes: 9 << 20, PerTopic: store.Limit{Bytes: 256 << 20}}
+
 func (g *group) logFrame(data []byte, epoch uint64, from peer.ID) (seq int64, inserted bool) {
 	ep := epoch
-	seq, inserted, err := g.e.db.AppendFrame(g.ctx, store.Frame{Topic: g.topicName, Epoch: &ep, Peer: from.String(), Data: data})
+	seq, inserted, err := g.e.db.AppendFrame(g.ctx, store.Frame{Topic: g.topicName, Epoch: &ep, Peer: from.String(), Data: data}, frameLogQuota)
 	if err != nil {
 		if g.ctx.Err() == nil {
 			g.e.log.Debug("frame log", "err", err)

@@ -9,8 +9,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Persistence for relays sits behind the four small interfaces below. p2p
-// ships in-memory implementations (memstore.go); store/ provides SQLite ones.
+// Persistence for relays sits behind the four small interfaces below: the
+// one relay storage contract. p2p ships in-memory implementations
+// (memstore.go); package relay implements them on the SQLite store. p2ptest
+// checks every implementation against the contract. Quotas are passed
+// with every call, so an implementation holds no quota policy (see
+// Quotas.WithDefaults).
 // Implementations must be safe for concurrent use: the relay calls them from
 // stream handlers and from its topic goroutines at the same time.
 

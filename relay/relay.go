@@ -124,7 +124,7 @@ func (c Config) Validate() error {
 type Relay struct {
 	cfg     Config
 	log     *slog.Logger
-	store   *relayStore
+	store   *sqlStore
 	p2p     *p2p.Relay
 	metrics net.Listener
 	srv     *http.Server
@@ -149,12 +149,9 @@ func Start(ctx context.Context, cfg Config) (_ *Relay, err error) {
 			r.Close()
 		}
 	}()
-	// The relay and its store must agree on every quota: fill in p2p's
-	// defaults for zero fields here, as p2p.NewRelay would.
-	quotas := relayQuotas(cfg.Quotas)
 	// Open the store first: its lock fails fast if another relay runs on
 	// the same directory.
-	if r.store, err = openRelayStore(ctx, cfg.DataDir, quotas); err != nil {
+	if r.store, err = openSQLStore(ctx, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("relay: opening the store in %s: %w", cfg.DataDir, err)
 	}
 	log.Info("opened relay store", "dir", cfg.DataDir)
@@ -190,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (_ *Relay, err error) {
 		MaxLease:      cfg.MaxLease,
 		MailboxTTL:    cfg.MailboxTTL,
 		KeyPackageTTL: cfg.KeyPackageTTL,
-		Quotas:        quotas,
+		Quotas:        cfg.Quotas, // p2p fills in the defaults (Quotas.WithDefaults)
 		Circuit:       cfg.Circuit,
 	}
 

@@ -21,13 +21,15 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// contractQuotas are the quotas p2ptest's contract tests pass to the stores:
-// the store must be opened with the same ones (see relaystore.go).
-var contractQuotas = relayQuotas(p2p.Quotas{TopicBytes: 8 * 8, TopicLogBytes: 12 * 8, KeyPackages: 5, KeyPackageBytes: 100})
+// kpQuota is the per-owner KeyPackage quota the tests pass.
+var kpQuota = p2p.Quota{Count: 5, Bytes: 100}
 
-func openTestRelayStore(t *testing.T, dir string, q p2p.Quotas) *relayStore {
+// logQuota is the topic log quota of a relay with the default quotas.
+var logQuota = p2p.LogQuota{PerTopic: p2p.Quota{Bytes: p2p.DefaultQuotas().TopicBytes}, Total: p2p.Quota{Bytes: p2p.DefaultQuotas().TopicLogBytes}}
+
+func openTestStore(t *testing.T, dir string) *sqlStore {
 	t.Helper()
-	rs, err := openRelayStore(context.Background(), dir, q)
+	rs, err := openSQLStore(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,16 +41,16 @@ func openTestRelayStore(t *testing.T, dir string, q p2p.Quotas) *relayStore {
 // SQLite adapters, each on a fresh database file.
 func TestRelayStoreContract(t *testing.T) {
 	t.Run("TopicLog", func(t *testing.T) {
-		p2ptest.TopicLog(t, openTestRelayStore(t, t.TempDir(), contractQuotas).topicLog)
+		p2ptest.TopicLog(t, openTestStore(t, t.TempDir()).topicLog)
 	})
 	t.Run("Mailbox", func(t *testing.T) {
-		p2ptest.Mailbox(t, openTestRelayStore(t, t.TempDir(), contractQuotas).mailbox)
+		p2ptest.Mailbox(t, openTestStore(t, t.TempDir()).mailbox)
 	})
 	t.Run("KeyPackageCache", func(t *testing.T) {
-		p2ptest.KeyPackageCache(t, openTestRelayStore(t, t.TempDir(), contractQuotas).keyPackages)
+		p2ptest.KeyPackageCache(t, openTestStore(t, t.TempDir()).keyPackages)
 	})
 	t.Run("LeaseStore", func(t *testing.T) {
-		p2ptest.LeaseStore(t, openTestRelayStore(t, t.TempDir(), contractQuotas).leases)
+		p2ptest.LeaseStore(t, openTestStore(t, t.TempDir()).leases)
 	})
 }
 
@@ -80,17 +82,17 @@ func mailItem(from, to peer.ID, data string, now time.Time) p2p.MailItem {
 func TestRelayStoreReopen(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	q := relayQuotas(p2p.Quotas{})
+	q := p2p.DefaultQuotas()
 	now := time.Now().Truncate(time.Second)
 	alice, bob := testPeer(t), testPeer(t)
 
-	rs, err := openRelayStore(ctx, dir, q)
+	rs, err := openSQLStore(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var seqs []uint64
 	for i := range 4 {
-		seq, err := rs.topicLog.Append(ctx, "topic", logEntry(fmt.Sprintf("frame %d", i), uint64(i), now), rs.topicLog.quota)
+		seq, err := rs.topicLog.Append(ctx, "topic", logEntry(fmt.Sprintf("frame %d", i), uint64(i), now), logQuota)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +117,7 @@ func TestRelayStoreReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rs = openTestRelayStore(t, dir, q)
+	rs = openTestStore(t, dir)
 	got, err := rs.topicLog.List(ctx, "topic", p2p.LogQuery{MinEpoch: 2, Limit: 10})
 	if err != nil || len(got) != 2 {
 		t.Fatalf("List after reopen: %v %v", got, err)
@@ -126,10 +128,10 @@ func TestRelayStoreReopen(t *testing.T) {
 			t.Fatalf("entry %d after reopen: %+v", i, e)
 		}
 	}
-	if seq, err := rs.topicLog.Append(ctx, "topic", logEntry("frame 1", 1, now), rs.topicLog.quota); err != nil || seq != seqs[1] {
+	if seq, err := rs.topicLog.Append(ctx, "topic", logEntry("frame 1", 1, now), logQuota); err != nil || seq != seqs[1] {
 		t.Fatalf("re-append after reopen: %d %v, want %d", seq, err, seqs[1])
 	}
-	if seq, err := rs.topicLog.Append(ctx, "topic", logEntry("frame 4", 4, now), rs.topicLog.quota); err != nil || seq <= seqs[3] {
+	if seq, err := rs.topicLog.Append(ctx, "topic", logEntry("frame 4", 4, now), logQuota); err != nil || seq <= seqs[3] {
 		t.Fatalf("append after reopen: %d %v", seq, err)
 	}
 	mail, err := rs.mailbox.Fetch(ctx, bob, now, 10)
@@ -162,9 +164,9 @@ func TestRelayStoreReopen(t *testing.T) {
 // package extends its expiry, as in p2p's stores, and counts it once.
 func TestRelayStoreLastResortRefresh(t *testing.T) {
 	ctx := context.Background()
-	rs := openTestRelayStore(t, t.TempDir(), contractQuotas)
+	rs := openTestStore(t, t.TempDir())
 	c := rs.keyPackages
-	q := p2p.Quota{Count: contractQuotas.KeyPackages, Bytes: contractQuotas.KeyPackageBytes}
+	q := kpQuota
 	bob := testPeer(t)
 	t0 := time.Unix(1e9, 0)
 	lr := []p2p.KeyPackage{{Data: []byte("lr"), LastResort: true}}
@@ -195,11 +197,11 @@ func TestRelayStoreLastResortRefresh(t *testing.T) {
 }
 
 // TestRelayStoreQuotas: per-call mailbox quotas in bytes, the per-owner
-// KeyPackage byte quota (across uploads), and refusal of quotas the store
-// was not opened with.
+// KeyPackage byte quota (across uploads), and that every call's quota is
+// the one enforced.
 func TestRelayStoreQuotas(t *testing.T) {
 	ctx := context.Background()
-	rs := openTestRelayStore(t, t.TempDir(), contractQuotas)
+	rs := openTestStore(t, t.TempDir())
 	now := time.Unix(1e9, 0)
 	alice, bob, carol := testPeer(t), testPeer(t), testPeer(t)
 
@@ -225,7 +227,7 @@ func TestRelayStoreQuotas(t *testing.T) {
 		t.Fatalf("mail id not its content hash: %v", err)
 	}
 
-	kpq := p2p.Quota{Count: contractQuotas.KeyPackages, Bytes: contractQuotas.KeyPackageBytes}
+	kpq := kpQuota
 	big := []p2p.KeyPackage{{Data: make([]byte, 60)}, {Data: make([]byte, 41)}}
 	big[1].Data[0] = 1
 	if _, err := rs.keyPackages.Put(ctx, bob, big, now.Add(time.Hour), kpq); !errors.Is(err, p2p.ErrQuotaExceeded) {
@@ -251,17 +253,24 @@ func TestRelayStoreQuotas(t *testing.T) {
 	if n, err := rs.keyPackages.Put(ctx, bob, big[1:], now.Add(time.Hour), kpq); err != nil || n != 1 {
 		t.Fatalf("upload after a hand-out: %d %v", n, err)
 	}
-	for _, bad := range []p2p.Quota{{Count: 6, Bytes: 100}, {Count: 5, Bytes: 99}} {
-		if _, err := rs.keyPackages.Put(ctx, bob, big[:1], now.Add(time.Hour), bad); err == nil || errors.Is(err, p2p.ErrQuotaExceeded) {
-			t.Fatalf("KeyPackage quota %+v the store does not enforce: %v", bad, err)
+	// Each call's quota is the one enforced; nothing is fixed when the
+	// store is opened.
+	if _, err := rs.keyPackages.Put(ctx, bob, []p2p.KeyPackage{{Data: []byte("one more")}}, now.Add(time.Hour), p2p.Quota{Count: 1}); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("a second KeyPackage under a quota of one: %v", err)
+	}
+	if n, err := rs.keyPackages.Put(ctx, bob, []p2p.KeyPackage{{Data: []byte("one more")}}, now.Add(time.Hour), p2p.Quota{Count: 2}); err != nil || n != 2 {
+		t.Fatalf("a second KeyPackage under a quota of two: %d %v", n, err)
+	}
+	for i := range 3 {
+		if _, err := rs.topicLog.Append(ctx, "t", logEntry(fmt.Sprint("frame ", i), 1, now), p2p.LogQuota{PerTopic: p2p.Quota{Count: 2}}); err != nil {
+			t.Fatal(err)
 		}
 	}
-
-	if _, err := rs.topicLog.Append(ctx, "t", logEntry("frame", 1, now), p2p.LogQuota{PerTopic: p2p.Quota{Bytes: 1 << 20}}); err == nil || errors.Is(err, p2p.ErrQuotaExceeded) {
-		t.Fatalf("topic quota the store does not enforce: %v", err)
+	if got, _ := rs.topicLog.List(ctx, "t", p2p.LogQuery{Limit: 10}); len(got) != 2 || string(got[0].Data) != "frame 1" {
+		t.Fatalf("a topic quota of two frames keeps %d", len(got))
 	}
-	if got, _ := rs.topicLog.List(ctx, "t", p2p.LogQuery{Limit: 10}); len(got) != 0 {
-		t.Fatalf("frame stored despite the quota mismatch: %v", got)
+	if _, err := rs.topicLog.Append(ctx, "t", logEntry("big", 1, now), p2p.LogQuota{Total: p2p.Quota{Bytes: 2}}); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("a frame larger than the total quota: %v", err)
 	}
 }
 
@@ -269,13 +278,13 @@ func TestRelayStoreQuotas(t *testing.T) {
 // cannot hold, malformed entries, and the errors of a closed store.
 func TestRelayStoreTopicLogEdges(t *testing.T) {
 	ctx := context.Background()
-	rs := openTestRelayStore(t, t.TempDir(), relayQuotas(p2p.Quotas{}))
+	rs := openTestStore(t, t.TempDir())
 	l := rs.topicLog
 	defer func(n int) { frameBatch = n }(frameBatch)
 	frameBatch = 3
 	now := time.Now()
 	for i := range 10 {
-		if _, err := l.Append(ctx, "t", logEntry(fmt.Sprintf("f%d", i), uint64(i%3), now), l.quota); err != nil {
+		if _, err := l.Append(ctx, "t", logEntry(fmt.Sprintf("f%d", i), uint64(i%3), now), logQuota); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -300,15 +309,15 @@ func TestRelayStoreTopicLogEdges(t *testing.T) {
 	if _, err := l.List(ctx, "t", p2p.LogQuery{}); !errors.Is(err, p2p.ErrBadRequest) {
 		t.Fatalf("zero limit: %v", err)
 	}
-	if _, err := l.Append(ctx, "t", logEntry("huge epoch", math.MaxUint64, now), l.quota); !errors.Is(err, p2p.ErrBadRequest) {
+	if _, err := l.Append(ctx, "t", logEntry("huge epoch", math.MaxUint64, now), logQuota); !errors.Is(err, p2p.ErrBadRequest) {
 		t.Fatalf("epoch beyond int64: %v", err)
 	}
 	e := logEntry("x", 1, now)
 	e.ID[0] ^= 1
-	if _, err := l.Append(ctx, "t", e, l.quota); !errors.Is(err, p2p.ErrBadRequest) {
+	if _, err := l.Append(ctx, "t", e, logQuota); !errors.Is(err, p2p.ErrBadRequest) {
 		t.Fatalf("id not the content hash: %v", err)
 	}
-	if _, err := l.Append(ctx, "", logEntry("x", 1, now), l.quota); !errors.Is(err, p2p.ErrBadRequest) {
+	if _, err := l.Append(ctx, "", logEntry("x", 1, now), logQuota); !errors.Is(err, p2p.ErrBadRequest) {
 		t.Fatalf("empty topic: %v", err)
 	}
 	if err := rs.Close(); err != nil {
@@ -552,7 +561,7 @@ func TestRelayRestartServesStoredFrames(t *testing.T) {
 // relay's stream handlers call the adapters at the same time.
 func TestRelayStoreConcurrent(t *testing.T) {
 	ctx := context.Background()
-	rs := openTestRelayStore(t, t.TempDir(), contractQuotas)
+	rs := openTestStore(t, t.TempDir())
 	now := time.Unix(1e9, 0)
 	alice, bob := testPeer(t), testPeer(t)
 
@@ -578,7 +587,7 @@ func TestRelayStoreConcurrent(t *testing.T) {
 		t.Fatalf("%d deposits accepted, %d stored; want 5", ok, len(mail))
 	}
 
-	kpq := p2p.Quota{Count: contractQuotas.KeyPackages, Bytes: contractQuotas.KeyPackageBytes}
+	kpq := kpQuota
 	var kps []p2p.KeyPackage
 	for i := range 5 {
 		kps = append(kps, p2p.KeyPackage{Data: fmt.Appendf(nil, "kp%d", i)})

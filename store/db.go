@@ -52,7 +52,6 @@ type options struct {
 	busyTimeout    time.Duration
 	readConns      int
 	integrityCheck bool
-	quotas         Quotas
 	clock          func() time.Time
 }
 
@@ -76,9 +75,6 @@ func WithReadConns(n int) Option { return func(o *options) { o.readConns = n } }
 // that damage anywhere in the file is reported by Open.
 func WithIntegrityCheck() Option { return func(o *options) { o.integrityCheck = true } }
 
-// WithQuotas sets the relay quotas (DefaultQuotas otherwise).
-func WithQuotas(q Quotas) Option { return func(o *options) { o.quotas = q } }
-
 // WithClock sets the clock used for timestamps the caller leaves zero.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
 
@@ -87,7 +83,6 @@ func buildOptions(opts []Option) options {
 		kdf:         DefaultKDFParams,
 		busyTimeout: 5 * time.Second,
 		readConns:   4,
-		quotas:      DefaultQuotas(),
 		clock:       time.Now,
 	}
 	for _, f := range opts {

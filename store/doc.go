@@ -40,9 +40,11 @@
 //
 // *DB implements one small context-first interface per concern:
 // IdentityStore, KeyPackageStore, ContactStore, GroupStore, MessageStore,
-// OutboxStore, ProposalStore, InvitationStore, and for relays TopicLog,
-// Mailbox and KeyPackageCache. Store and RelayStore bundle what the
-// messenger and a relay need. Depend on the narrowest interface you use. A
+// OutboxStore, ProposalStore, InvitationStore; Store bundles what the
+// messenger needs. Depend on the narrowest interface you use. The relay
+// tables have no interface of their own here: the relay's storage contract
+// is p2p's (p2p.TopicLog, Mailbox, KeyPackageCache, LeaseStore), which
+// package relay implements on *DB's relay methods. A
 // missing row is ErrNotFound; a malformed argument ErrInvalid; every error
 // starts with "store: ". *DB is safe for concurrent use.
 //
@@ -110,13 +112,21 @@
 //
 // # Relays
 //
-// TopicLog appends ciphertext frames per topic, idempotently by SHA-256,
-// with a seq cursor that only grows (AUTOINCREMENT), an optional epoch, and
-// per-peer and per-topic byte quotas (Quotas, WithQuotas): a peer over its
-// quota is refused with ErrQuotaExceeded, a topic over its quota loses its
-// oldest frames. Mailbox holds items for offline peers (Peek+Ack for
-// at-least-once delivery, or TakeMail), with expiry and quotas.
-// KeyPackageCache hands each one-time KeyPackage out once (and remembers
-// it until its expiry, so a re-upload is not handed out again), then the
-// owner's last-resort package, with per-owner count and byte quotas.
+// AppendFrame appends ciphertext frames per topic, idempotently by SHA-256,
+// with a seq cursor that only grows (AUTOINCREMENT) and an optional epoch.
+// Members keep their groups' frames this way too, to serve catch-up. Topic
+// keeps (KeepTopic, KeptTopics) record which topics peers asked a relay to
+// keep, until when. Deposit holds mail for offline peers (PeekMail and
+// AckMail or AckMailByHash for at-least-once delivery, or TakeMail), with
+// expiry. PublishKeyPackages and TakeKeyPackage hand each one-time
+// KeyPackage out once (and remember it until its expiry, so a re-upload is
+// not handed out again), then the owner's last-resort package.
+//
+// The store holds no quota policy: every write takes its bounds as an
+// argument (FrameQuota, MailQuota, KeyPackageQuota, made of Limits of
+// items and bytes) and enforces them in its transaction. A peer over its
+// share is refused with ErrQuotaExceeded; a topic over its bound loses its
+// oldest frames, and over the total bound the largest topic does. Expiry
+// bounds are exclusive: an item whose time is at or before now is over,
+// as in p2p.
 package store

@@ -11,13 +11,9 @@ import (
 // TestDefaultKDFParams.
 var testKDF = KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
-// full is every interface an implementation offers.
-type full interface {
-	Store
-	TopicLog
-	Mailbox
-	KeyPackageCache
-}
+// full is what every implementation under test is: a DB on a file or in
+// memory.
+type full = *DB
 
 // implementation is one implementation under contract test.
 type implementation struct {

@@ -9,39 +9,6 @@ import (
 	"time"
 )
 
-// Quotas bound what a relay stores for others. A zero field means no limit.
-type Quotas struct {
-	MaxFrameBytes           int           // largest frame accepted
-	TopicBytes              int64         // bytes kept per topic; beyond it the oldest frames are evicted
-	TopicLogBytes           int64         // bytes kept in all topics; beyond it the oldest frames of the largest topic are evicted
-	PeerBytes               int64         // bytes of stored frames delivered by one peer
-	MaxMailBytes            int           // largest mailbox item
-	MailboxBytes            int64         // bytes waiting per recipient
-	MailboxItems            int64         // items waiting per recipient
-	SenderMailBytes         int64         // bytes waiting that one sender deposited
-	MailTTL                 time.Duration // expiry of mail deposited without ExpiresAt
-	KeyPackagesPerOwner     int           // packages held per owner
-	KeyPackageBytesPerOwner int64         // bytes of the packages held per owner
-	MaxKeyPackageBytes      int           // largest KeyPackage accepted
-}
-
-// DefaultQuotas suits a small community relay.
-func DefaultQuotas() Quotas {
-	return Quotas{
-		MaxFrameBytes:           1 << 20,
-		TopicBytes:              64 << 20,
-		PeerBytes:               16 << 20,
-		MaxMailBytes:            1 << 20,
-		MailboxBytes:            8 << 20,
-		MailboxItems:            1000,
-		SenderMailBytes:         8 << 20,
-		MailTTL:                 14 * 24 * time.Hour,
-		KeyPackagesPerOwner:     100,
-		KeyPackageBytesPerOwner: 1 << 20,
-		MaxKeyPackageBytes:      64 << 10,
-	}
-}
-
 const maxNameLen = 256
 
 func checkName(what, s string) error {
@@ -63,8 +30,14 @@ func usage(ctx context.Context, q querier, scope, key string) (Usage, error) {
 // ---------------------------------------------------------------------------
 // TopicLog
 
-// AppendFrame stores a frame; see TopicLog.
-func (db *DB) AppendFrame(ctx context.Context, f Frame) (seq int64, inserted bool, err error) {
+// AppendFrame stores f within q and returns its cursor. It is idempotent
+// on (Topic, SHA-256(Data)): for a frame the topic holds it returns the
+// existing Seq and inserted=false. A frame larger than
+// q.MaxFrameBytes or either byte limit on its own, or one that would take
+// its peer over q.PerPeer, is refused with ErrQuotaExceeded; otherwise
+// the topic's oldest frames are evicted to keep q.PerTopic, and the
+// largest topic's oldest to keep q.Total.
+func (db *DB) AppendFrame(ctx context.Context, f Frame, q FrameQuota) (seq int64, inserted bool, err error) {
 	if err := checkName("topic", f.Topic); err != nil {
 		return 0, false, err
 	}
@@ -79,10 +52,14 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame) (seq int64, inserted boo
 			return 0, false, err
 		}
 	}
-	quota := db.opts.quotas
 	size := int64(len(f.Data))
-	if quota.MaxFrameBytes > 0 && len(f.Data) > quota.MaxFrameBytes {
-		return 0, false, fmt.Errorf("%w: frame of %d bytes exceeds the %d-byte limit", ErrQuotaExceeded, len(f.Data), quota.MaxFrameBytes)
+	if q.MaxFrameBytes > 0 && len(f.Data) > q.MaxFrameBytes {
+		return 0, false, fmt.Errorf("%w: frame of %d bytes exceeds the %d-byte limit", ErrQuotaExceeded, len(f.Data), q.MaxFrameBytes)
+	}
+	for _, l := range []Limit{q.PerTopic, q.Total} {
+		if l.Bytes > 0 && size > l.Bytes {
+			return 0, false, fmt.Errorf("%w: frame of %d bytes exceeds the log limit of %d", ErrQuotaExceeded, size, l.Bytes)
+		}
 	}
 	hash := sha256.Sum256(f.Data)
 	err = db.write(ctx, "append frame", func(tx *sql.Tx) error {
@@ -93,34 +70,28 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame) (seq int64, inserted boo
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		if quota.PeerBytes > 0 && f.Peer != "" {
+		if q.PerPeer != (Limit{}) {
 			u, err := usage(ctx, tx, "peer", f.Peer)
 			if err != nil {
 				return err
 			}
-			if u.Bytes+size > quota.PeerBytes {
-				return fmt.Errorf("%w: peer %s already has %d bytes stored (limit %d)", ErrQuotaExceeded, f.Peer, u.Bytes, quota.PeerBytes)
+			if q.PerPeer.exceeded(u.Items+1, u.Bytes+size) {
+				return fmt.Errorf("%w: peer %s already has %d bytes in %d frames stored", ErrQuotaExceeded, f.Peer, u.Bytes, u.Items)
 			}
 		}
-		if quota.TopicBytes > 0 {
-			if size > quota.TopicBytes {
-				return fmt.Errorf("%w: frame of %d bytes exceeds the topic limit of %d", ErrQuotaExceeded, size, quota.TopicBytes)
-			}
+		if q.PerTopic != (Limit{}) {
 			u, err := usage(ctx, tx, "topic", f.Topic)
 			if err != nil {
 				return err
 			}
-			if over := u.Bytes + size - quota.TopicBytes; over > 0 {
-				if err := evictOldest(ctx, tx, f.Topic, over); err != nil {
+			if q.PerTopic.exceeded(u.Items+1, u.Bytes+size) {
+				if err := evictOldest(ctx, tx, f.Topic, excess(q.PerTopic, u, size)); err != nil {
 					return err
 				}
 			}
 		}
-		if quota.TopicLogBytes > 0 {
-			if size > quota.TopicLogBytes {
-				return fmt.Errorf("%w: frame of %d bytes exceeds the log limit of %d", ErrQuotaExceeded, size, quota.TopicLogBytes)
-			}
-			if err := evictLargest(ctx, tx, quota.TopicLogBytes-size); err != nil {
+		if q.Total != (Limit{}) {
+			if err := evictLargest(ctx, tx, q.Total, size); err != nil {
 				return err
 			}
 		}
@@ -143,52 +114,69 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame) (seq int64, inserted boo
 	return seq, inserted, nil
 }
 
-// evictLargest deletes the oldest frames of the largest topics until all
-// topics together hold at most limit bytes: a flooded topic pays for its
-// flood, not the quiet ones.
-func evictLargest(ctx context.Context, tx *sql.Tx, limit int64) error {
-	prev := int64(-1)
+// excess is what must go from u so that one more item of size fits in l.
+func excess(l Limit, u Usage, size int64) Usage {
+	var need Usage
+	if l.Items > 0 {
+		need.Items = max(u.Items+1-l.Items, 0)
+	}
+	if l.Bytes > 0 {
+		need.Bytes = max(u.Bytes+size-l.Bytes, 0)
+	}
+	return need
+}
+
+// evictLargest deletes the oldest frames of the largest topics until one
+// more frame of size fits in limit: a flooded topic pays for its flood,
+// not the quiet ones.
+func evictLargest(ctx context.Context, tx *sql.Tx, limit Limit, size int64) error {
+	prev := Usage{Items: -1}
 	for {
-		var total int64
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(bytes), 0) FROM relay_usage WHERE scope = 'topic'`).Scan(&total); err != nil {
+		var total Usage
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(bytes), 0), coalesce(sum(items), 0) FROM relay_usage WHERE scope = 'topic'`).Scan(&total.Bytes, &total.Items); err != nil {
 			return err
 		}
-		if total <= limit {
+		if !limit.exceeded(total.Items+1, total.Bytes+size) {
 			return nil
 		}
-		if prev >= 0 && total >= prev {
-			return fmt.Errorf("store: evicting frames freed nothing (%d bytes stored, limit %d)", total, limit)
+		if prev.Items >= 0 && total.Items >= prev.Items {
+			return fmt.Errorf("store: evicting frames freed nothing (%d frames, %d bytes stored)", total.Items, total.Bytes)
 		}
 		prev = total
 		var topic string
-		var bytes int64
-		err := tx.QueryRowContext(ctx, `SELECT key, bytes FROM relay_usage WHERE scope = 'topic' ORDER BY bytes DESC LIMIT 1`).Scan(&topic, &bytes)
+		var largest Usage
+		err := tx.QueryRowContext(ctx, `SELECT key, bytes, items FROM relay_usage WHERE scope = 'topic' ORDER BY bytes DESC LIMIT 1`).Scan(&topic, &largest.Bytes, &largest.Items)
 		if err != nil {
 			return err
 		}
-		// Free the excess, but no more than brings this topic down to the
-		// next one's size would (approximately: at least one frame).
-		if err := evictOldest(ctx, tx, topic, min(total-limit, max(bytes/2, 1))); err != nil {
+		// Free the excess, but no more than about half of this topic
+		// (at least one frame), so the next largest pays its share.
+		need := excess(limit, total, size)
+		need.Items = min(need.Items, max(largest.Items/2, 1))
+		need.Bytes = min(need.Bytes, max(largest.Bytes/2, 1))
+		if err := evictOldest(ctx, tx, topic, need); err != nil {
 			return err
 		}
 	}
 }
 
-// evictOldest deletes a topic's oldest frames until at least need bytes
-// are freed.
-func evictOldest(ctx context.Context, tx *sql.Tx, topic string, need int64) error {
+// evictOldest deletes a topic's oldest frames until at least need.Items
+// frames and need.Bytes bytes are freed (or the topic is empty).
+func evictOldest(ctx context.Context, tx *sql.Tx, topic string, need Usage) error {
 	rows, err := tx.QueryContext(ctx, `SELECT seq, length(data) FROM relay_frames WHERE topic = ? ORDER BY seq`, topic)
 	if err != nil {
 		return err
 	}
-	var last, freed int64
-	for freed < need && rows.Next() {
+	var last int64
+	var freed Usage
+	for (freed.Items < need.Items || freed.Bytes < need.Bytes) && rows.Next() {
 		var n int64
 		if err := rows.Scan(&last, &n); err != nil {
 			rows.Close()
 			return err
 		}
-		freed += n
+		freed.Items++
+		freed.Bytes += n
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -335,8 +323,11 @@ func (db *DB) PruneTopicKeeps(ctx context.Context, now time.Time) (int64, error)
 
 const mailColumns = `id, recipient, sender, data, deposited_at, expires_at`
 
-// Deposit stores a mail item; see Mailbox.
-func (db *DB) Deposit(ctx context.Context, m MailItem) (int64, error) {
+// Deposit stores m for m.Recipient within q and returns its id. It is
+// idempotent per recipient on SHA-256(Data): depositing what the mailbox
+// holds returns the existing id. Beyond any bound of q it stores nothing
+// and fails with ErrQuotaExceeded.
+func (db *DB) Deposit(ctx context.Context, m MailItem, q MailQuota) (int64, error) {
 	if err := checkName("recipient", m.Recipient); err != nil {
 		return 0, err
 	}
@@ -346,16 +337,11 @@ func (db *DB) Deposit(ctx context.Context, m MailItem) (int64, error) {
 	if len(m.Data) == 0 {
 		return 0, fmt.Errorf("%w: empty mail item", ErrInvalid)
 	}
-	quota := db.opts.quotas
 	size := int64(len(m.Data))
-	if quota.MaxMailBytes > 0 && len(m.Data) > quota.MaxMailBytes {
-		return 0, fmt.Errorf("%w: mail item of %d bytes exceeds the %d-byte limit", ErrQuotaExceeded, len(m.Data), quota.MaxMailBytes)
+	if q.MaxItemBytes > 0 && len(m.Data) > q.MaxItemBytes {
+		return 0, fmt.Errorf("%w: mail item of %d bytes exceeds the %d-byte limit", ErrQuotaExceeded, len(m.Data), q.MaxItemBytes)
 	}
 	deposited := db.orNow(m.DepositedAt)
-	expires := m.ExpiresAt
-	if expires.IsZero() && quota.MailTTL > 0 {
-		expires = deposited.Add(quota.MailTTL)
-	}
 	hash := sha256.Sum256(m.Data)
 	var id int64
 	err := db.write(ctx, "deposit", func(tx *sql.Tx) error {
@@ -366,27 +352,11 @@ func (db *DB) Deposit(ctx context.Context, m MailItem) (int64, error) {
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		u, err := usage(ctx, tx, "mailbox", m.Recipient)
-		if err != nil {
+		if err := checkMailQuota(ctx, tx, m, size, q); err != nil {
 			return err
 		}
-		if quota.MailboxItems > 0 && u.Items+1 > quota.MailboxItems {
-			return fmt.Errorf("%w: mailbox of %s holds %d items (limit %d)", ErrQuotaExceeded, m.Recipient, u.Items, quota.MailboxItems)
-		}
-		if quota.MailboxBytes > 0 && u.Bytes+size > quota.MailboxBytes {
-			return fmt.Errorf("%w: mailbox of %s holds %d bytes (limit %d)", ErrQuotaExceeded, m.Recipient, u.Bytes, quota.MailboxBytes)
-		}
-		if quota.SenderMailBytes > 0 && m.Sender != "" {
-			s, err := usage(ctx, tx, "sender", m.Sender)
-			if err != nil {
-				return err
-			}
-			if s.Bytes+size > quota.SenderMailBytes {
-				return fmt.Errorf("%w: sender %s has %d bytes waiting (limit %d)", ErrQuotaExceeded, m.Sender, s.Bytes, quota.SenderMailBytes)
-			}
-		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO relay_mail (recipient, sender, hash, data, deposited_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			m.Recipient, m.Sender, hash[:], m.Data, ts(deposited), ts(expires))
+			m.Recipient, m.Sender, hash[:], m.Data, ts(deposited), ts(m.ExpiresAt))
 		if err != nil {
 			return err
 		}
@@ -397,6 +367,46 @@ func (db *DB) Deposit(ctx context.Context, m MailItem) (int64, error) {
 		return 0, err
 	}
 	return id, nil
+}
+
+// checkMailQuota fails with ErrQuotaExceeded if m, of size bytes, does not
+// fit in q. It runs in the deposit's transaction, so check and insert are
+// atomic.
+func checkMailQuota(ctx context.Context, tx *sql.Tx, m MailItem, size int64, q MailQuota) error {
+	checks := []struct {
+		limit Limit
+		what  string
+		usage func() (Usage, error)
+	}{
+		{q.PerRecipient, "mailbox of recipient is full", func() (Usage, error) { return usage(ctx, tx, "mailbox", m.Recipient) }},
+		{q.PerSender, "sender's share of the mailbox is full", func() (Usage, error) {
+			var u Usage
+			err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(length(data)), 0) FROM relay_mail WHERE recipient = ? AND sender = ?`,
+				m.Recipient, m.Sender).Scan(&u.Items, &u.Bytes)
+			return u, err
+		}},
+		{q.SenderTotal, "sender has too much mail waiting", func() (Usage, error) { return usage(ctx, tx, "sender", m.Sender) }},
+		{q.Total, "the relay's mailboxes are full", func() (Usage, error) { return mailTotals(ctx, tx) }},
+	}
+	for _, c := range checks {
+		if c.limit == (Limit{}) {
+			continue
+		}
+		u, err := c.usage()
+		if err != nil {
+			return err
+		}
+		if c.limit.exceeded(u.Items+1, u.Bytes+size) {
+			return fmt.Errorf("%w: %s (%d items, %d bytes)", ErrQuotaExceeded, c.what, u.Items, u.Bytes)
+		}
+	}
+	return nil
+}
+
+func mailTotals(ctx context.Context, q querier) (Usage, error) {
+	var u Usage
+	err := q.QueryRowContext(ctx, `SELECT coalesce(sum(bytes), 0), coalesce(sum(items), 0) FROM relay_usage WHERE scope = 'mailbox'`).Scan(&u.Bytes, &u.Items)
+	return u, err
 }
 
 func scanMail(rows *sql.Rows) ([]MailItem, error) {
@@ -435,6 +445,19 @@ func (db *DB) AckMail(ctx context.Context, recipient string, ids ...int64) error
 	return db.write(ctx, "ack mail", func(tx *sql.Tx) error {
 		for _, id := range ids {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM relay_mail WHERE recipient = ? AND id = ?`, recipient, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// AckMailByHash deletes recipient's items whose data has one of the given
+// SHA-256 hashes (the content ids relays use); unknown hashes are ignored.
+func (db *DB) AckMailByHash(ctx context.Context, recipient string, hashes ...[]byte) error {
+	return db.write(ctx, "ack mail", func(tx *sql.Tx) error {
+		for _, h := range hashes {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM relay_mail WHERE recipient = ? AND hash = ?`, recipient, h); err != nil {
 				return err
 			}
 		}
@@ -492,8 +515,7 @@ func (db *DB) MailTotals(ctx context.Context) (Usage, error) {
 	if err != nil {
 		return Usage{}, err
 	}
-	var u Usage
-	err = q.QueryRowContext(ctx, `SELECT coalesce(sum(bytes), 0), coalesce(sum(items), 0) FROM relay_usage WHERE scope = 'mailbox'`).Scan(&u.Bytes, &u.Items)
+	u, err := mailTotals(ctx, q)
 	return u, db.fail("mail totals", err)
 }
 
@@ -507,7 +529,7 @@ func (db *DB) PruneMail(ctx context.Context, now time.Time) (int64, error) {
 
 const cachedKPColumns = `owner, ref, cipher_suite, data, last_resort, published_at, expires_at`
 
-// PublishKeyPackages stores KeyPackages for owner; see KeyPackageCache.
+// PublishKeyPackages stores KeyPackages for owner within q.
 //
 // In order, for each package: a ref owner already has stored is not stored
 // again, but if the package is published as last-resort the stored row
@@ -515,14 +537,13 @@ const cachedKPColumns = `owner, ref, cipher_suite, data, last_resort, published_
 // one) and takes the new ExpiresAt: re-publishing a last-resort package
 // refreshes it. A one-time package that was handed out (and has not
 // expired) is ignored. A new last-resort package replaces the owner's
-// previous one of its suite. The quotas apply to what owner holds once all
-// packages are in, and only if something was added: over a quota, nothing
-// changes.
-func (db *DB) PublishKeyPackages(ctx context.Context, owner string, kps ...CachedKeyPackage) error {
+// previous one of its suite. q.PerOwner applies to what owner holds once
+// all packages are in, and only if something was added: over it, nothing
+// changes (ErrQuotaExceeded).
+func (db *DB) PublishKeyPackages(ctx context.Context, owner string, q KeyPackageQuota, kps ...CachedKeyPackage) error {
 	if err := checkName("owner", owner); err != nil {
 		return err
 	}
-	quota := db.opts.quotas
 	for _, kp := range kps {
 		if kp.Owner != "" && kp.Owner != owner {
 			return fmt.Errorf("%w: key package owned by %s published for %s", ErrInvalid, kp.Owner, owner)
@@ -533,8 +554,8 @@ func (db *DB) PublishKeyPackages(ctx context.Context, owner string, kps ...Cache
 		if len(kp.Data) == 0 {
 			return fmt.Errorf("%w: empty key package", ErrInvalid)
 		}
-		if quota.MaxKeyPackageBytes > 0 && len(kp.Data) > quota.MaxKeyPackageBytes {
-			return fmt.Errorf("%w: key package of %d bytes exceeds the %d-byte limit", ErrQuotaExceeded, len(kp.Data), quota.MaxKeyPackageBytes)
+		if q.MaxBytes > 0 && len(kp.Data) > q.MaxBytes {
+			return fmt.Errorf("%w: key package of %d bytes exceeds the %d-byte limit", ErrQuotaExceeded, len(kp.Data), q.MaxBytes)
 		}
 	}
 	now := db.now()
@@ -578,11 +599,8 @@ func (db *DB) PublishKeyPackages(ctx context.Context, owner string, kps ...Cache
 		if err != nil {
 			return err
 		}
-		if quota.KeyPackagesPerOwner > 0 && u.Items > int64(quota.KeyPackagesPerOwner) {
-			return fmt.Errorf("%w: %s would hold %d key packages (limit %d)", ErrQuotaExceeded, owner, u.Items, quota.KeyPackagesPerOwner)
-		}
-		if quota.KeyPackageBytesPerOwner > 0 && u.Bytes > quota.KeyPackageBytesPerOwner {
-			return fmt.Errorf("%w: %s would hold %d bytes of key packages (limit %d)", ErrQuotaExceeded, owner, u.Bytes, quota.KeyPackageBytesPerOwner)
+		if q.PerOwner.exceeded(u.Items, u.Bytes) {
+			return fmt.Errorf("%w: %s would hold %d key packages of %d bytes", ErrQuotaExceeded, owner, u.Items, u.Bytes)
 		}
 		return nil
 	})
@@ -607,7 +625,10 @@ func orTime(t, def time.Time) time.Time {
 	return t
 }
 
-// TakeKeyPackage hands out one of owner's packages; see KeyPackageCache.
+// TakeKeyPackage hands out one unexpired package of owner for suite (0:
+// any): the oldest one-time package, deleted and recorded as handed out in
+// the same transaction, or else the last-resort package, which is kept.
+// None: ErrNotFound.
 func (db *DB) TakeKeyPackage(ctx context.Context, owner string, suite uint16, now time.Time) (CachedKeyPackage, error) {
 	var kp CachedKeyPackage
 	err := db.write(ctx, "take key package", func(tx *sql.Tx) error {

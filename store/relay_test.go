@@ -69,15 +69,15 @@ func takeRef(t *testing.T, s full, owner string, now time.Time) string {
 func testKeyPackageTaken(t *testing.T, open func(testing.TB, ...Option) full) {
 	s := open(t)
 	exp := t0.Add(time.Hour)
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("a1", 1, false, exp), cachedKP("a2", 1, false, exp), cachedKP("forever", 1, false, time.Time{})))
-	ok(t, s.PublishKeyPackages(ctx, "bob", cachedKP("a1", 1, false, exp)))
+	ok(t, s.PublishKeyPackages(ctx, "alice", KeyPackageQuota{}, cachedKP("a1", 1, false, exp), cachedKP("a2", 1, false, exp), cachedKP("forever", 1, false, time.Time{})))
+	ok(t, s.PublishKeyPackages(ctx, "bob", KeyPackageQuota{}, cachedKP("a1", 1, false, exp)))
 	for _, want := range []string{"a1/false", "a2/false", "forever/false"} {
 		if got := takeRef(t, s, "alice", t0); got != want {
 			t.Fatalf("take: %s, want %s", got, want)
 		}
 	}
 	// Handed out: publishing them again stores nothing.
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("a1", 1, false, exp.Add(time.Hour)), cachedKP("forever", 1, false, time.Time{})))
+	ok(t, s.PublishKeyPackages(ctx, "alice", KeyPackageQuota{}, cachedKP("a1", 1, false, exp.Add(time.Hour)), cachedKP("forever", 1, false, time.Time{})))
 	if u := must[Usage](t)(s.KeyPackageUsage(ctx, "alice")); u != (Usage{}) {
 		t.Fatalf("re-published handed-out packages stored: %+v", u)
 	}
@@ -92,12 +92,12 @@ func testKeyPackageTaken(t *testing.T, open func(testing.TB, ...Option) full) {
 	if n := must[int64](t)(s.PruneKeyPackages(ctx, exp)); n != 0 {
 		t.Fatalf("pruned %d packages", n)
 	}
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("a1", 1, false, exp.Add(time.Hour)), cachedKP("forever", 1, false, time.Time{})))
+	ok(t, s.PublishKeyPackages(ctx, "alice", KeyPackageQuota{}, cachedKP("a1", 1, false, exp.Add(time.Hour)), cachedKP("forever", 1, false, time.Time{})))
 	if o, l := must2(t)(s.CountKeyPackages(ctx, "alice", exp)); o != 1 || l != 0 {
 		t.Fatalf("after prune: %d one-time, %d last-resort; want a1 only", o, l)
 	}
 	// The owner may declare the bytes of a handed-out package last-resort.
-	ok(t, s.PublishKeyPackages(ctx, "bob", cachedKP("a1", 1, true, exp.Add(time.Hour))))
+	ok(t, s.PublishKeyPackages(ctx, "bob", KeyPackageQuota{}, cachedKP("a1", 1, true, exp.Add(time.Hour))))
 	for range 2 {
 		if got := takeRef(t, s, "bob", exp); got != "a1/true" {
 			t.Fatalf("bob's last resort: %s", got)
@@ -115,28 +115,29 @@ func must2(t testing.TB) func(a, b int, err error) (int, int) {
 
 func testKeyPackageQuotas(t *testing.T, open func(testing.TB, ...Option) full) {
 	// Each package is 6 bytes ("kp-" + 3-byte ref).
-	s := open(t, WithQuotas(Quotas{KeyPackagesPerOwner: 4, KeyPackageBytesPerOwner: 20}))
+	s := open(t)
+	q := KeyPackageQuota{PerOwner: Limit{Items: 4, Bytes: 20}}
 	usage := func(owner string) Usage { return must[Usage](t)(s.KeyPackageUsage(ctx, owner)) }
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("o01", 1, false, time.Time{}), cachedKP("o02", 1, false, time.Time{}), cachedKP("lr1", 1, true, time.Time{})))
+	ok(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("o01", 1, false, time.Time{}), cachedKP("o02", 1, false, time.Time{}), cachedKP("lr1", 1, true, time.Time{})))
 	if u := usage("alice"); u != (Usage{Bytes: 18, Items: 3}) {
 		t.Fatalf("usage %+v", u)
 	}
 	// 24 bytes: refused whole.
-	wantErr(t, s.PublishKeyPackages(ctx, "alice", cachedKP("o03", 1, false, time.Time{})), ErrQuotaExceeded)
+	wantErr(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("o03", 1, false, time.Time{})), ErrQuotaExceeded)
 	if u := usage("alice"); u != (Usage{Bytes: 18, Items: 3}) {
 		t.Fatalf("usage after a refused upload %+v", u)
 	}
 	// The quota applies to the outcome: a replaced last-resort package
 	// makes room for a one-time package published before it.
 	small := CachedKeyPackage{Ref: []byte("lr2"), CipherSuite: 1, Data: []byte("l"), LastResort: true}
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("o03", 1, false, time.Time{}), small))
+	ok(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("o03", 1, false, time.Time{}), small))
 	if u := usage("alice"); u != (Usage{Bytes: 19, Items: 4}) {
 		t.Fatalf("usage after replacing the last-resort package %+v", u)
 	}
 	// The count quota as well.
-	wantErr(t, s.PublishKeyPackages(ctx, "alice", CachedKeyPackage{Ref: []byte("x"), Data: []byte("x")}), ErrQuotaExceeded)
+	wantErr(t, s.PublishKeyPackages(ctx, "alice", q, CachedKeyPackage{Ref: []byte("x"), Data: []byte("x")}), ErrQuotaExceeded)
 	// Others have their own quota.
-	ok(t, s.PublishKeyPackages(ctx, "bob", cachedKP("b01", 1, false, time.Time{}), cachedKP("b02", 1, false, time.Time{})))
+	ok(t, s.PublishKeyPackages(ctx, "bob", q, cachedKP("b01", 1, false, time.Time{}), cachedKP("b02", 1, false, time.Time{})))
 	if u := usage("bob"); u != (Usage{Bytes: 12, Items: 2}) {
 		t.Fatalf("bob's usage %+v", u)
 	}
@@ -147,7 +148,7 @@ func testKeyPackageQuotas(t *testing.T, open func(testing.TB, ...Option) full) {
 	if u := usage("alice"); u != (Usage{Bytes: 13, Items: 3}) {
 		t.Fatalf("usage after a hand-out %+v", u)
 	}
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("o04", 1, false, t0.Add(time.Hour))))
+	ok(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("o04", 1, false, t0.Add(time.Hour))))
 	must[int64](t)(s.PruneKeyPackages(ctx, t0.Add(time.Hour)))
 	if u := usage("alice"); u != (Usage{Bytes: 13, Items: 3}) {
 		t.Fatalf("usage after pruning %+v", u)
@@ -160,11 +161,12 @@ func testKeyPackageQuotas(t *testing.T, open func(testing.TB, ...Option) full) {
 }
 
 func testLastResortRefresh(t *testing.T, open func(testing.TB, ...Option) full) {
-	s := open(t, WithQuotas(Quotas{KeyPackagesPerOwner: 2}))
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("lr", 1, true, t0.Add(time.Hour)), cachedKP("one", 1, false, t0.Add(time.Hour))))
+	s := open(t)
+	q := KeyPackageQuota{PerOwner: Limit{Items: 2}}
+	ok(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("lr", 1, true, t0.Add(time.Hour)), cachedKP("one", 1, false, t0.Add(time.Hour))))
 	// Re-publishing the last-resort package extends its expiry, without
 	// storing it twice.
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("lr", 1, true, t0.Add(3*time.Hour))))
+	ok(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("lr", 1, true, t0.Add(3*time.Hour))))
 	if u := must[Usage](t)(s.KeyPackageUsage(ctx, "alice")); u != (Usage{Bytes: 11, Items: 2}) {
 		t.Fatalf("usage %+v", u)
 	}
@@ -176,8 +178,8 @@ func testLastResortRefresh(t *testing.T, open func(testing.TB, ...Option) full) 
 	}
 	// A package stored as one-time and re-published as last-resort
 	// becomes the last-resort package of its suite.
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("one", 2, false, t0.Add(5*time.Hour))))
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("one", 1, true, t0.Add(5*time.Hour))))
+	ok(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("one", 2, false, t0.Add(5*time.Hour))))
+	ok(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("one", 1, true, t0.Add(5*time.Hour))))
 	if o, l := must2(t)(s.CountKeyPackages(ctx, "alice", t0.Add(2*time.Hour))); o != 0 || l != 1 {
 		t.Fatalf("after converting: %d one-time, %d last-resort", o, l)
 	}
@@ -187,9 +189,9 @@ func testLastResortRefresh(t *testing.T, open func(testing.TB, ...Option) full) 
 	}
 	// A refresh adds nothing: at the count quota, refreshing passes while
 	// a new package is refused.
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("lr2", 2, true, time.Time{})))
-	wantErr(t, s.PublishKeyPackages(ctx, "alice", cachedKP("new", 1, false, time.Time{})), ErrQuotaExceeded)
-	ok(t, s.PublishKeyPackages(ctx, "alice", cachedKP("one", 1, true, t0.Add(6*time.Hour)), cachedKP("lr2", 2, true, time.Time{})))
+	ok(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("lr2", 2, true, time.Time{})))
+	wantErr(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("new", 1, false, time.Time{})), ErrQuotaExceeded)
+	ok(t, s.PublishKeyPackages(ctx, "alice", q, cachedKP("one", 1, true, t0.Add(6*time.Hour)), cachedKP("lr2", 2, true, time.Time{})))
 }
 
 // TestKeyPackageTakenSurvivesReopen: the record of handed-out packages is
@@ -197,11 +199,11 @@ func testLastResortRefresh(t *testing.T, open func(testing.TB, ...Option) full) 
 func TestKeyPackageTakenSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
 	db := openTest(t, dir)
-	ok(t, db.PublishKeyPackages(ctx, "alice", cachedKP("a1", 1, false, t0.Add(time.Hour))))
+	ok(t, db.PublishKeyPackages(ctx, "alice", KeyPackageQuota{}, cachedKP("a1", 1, false, t0.Add(time.Hour))))
 	must[CachedKeyPackage](t)(db.TakeKeyPackage(ctx, "alice", 0, t0))
 	ok(t, db.Close())
 	db = openTest(t, dir)
-	ok(t, db.PublishKeyPackages(ctx, "alice", cachedKP("a1", 1, false, t0.Add(time.Hour))))
+	ok(t, db.PublishKeyPackages(ctx, "alice", KeyPackageQuota{}, cachedKP("a1", 1, false, t0.Add(time.Hour))))
 	_, err := db.TakeKeyPackage(ctx, "alice", 0, t0)
 	wantErr(t, err, ErrNotFound)
 }
@@ -255,12 +257,12 @@ func TestMigrationKeyPackageUsage(t *testing.T) {
 // the packages were stored may refresh them but not add more.
 func TestKeyPackageQuotaLowered(t *testing.T) {
 	dir := t.TempDir()
-	db := openTest(t, dir, WithQuotas(Quotas{KeyPackagesPerOwner: 3}))
-	ok(t, db.PublishKeyPackages(ctx, "alice", cachedKP("o1", 1, false, time.Time{}), cachedKP("o2", 1, false, time.Time{}), cachedKP("lr", 1, true, t0)))
+	db := openTest(t, dir)
+	ok(t, db.PublishKeyPackages(ctx, "alice", KeyPackageQuota{PerOwner: Limit{Items: 3}}, cachedKP("o1", 1, false, time.Time{}), cachedKP("o2", 1, false, time.Time{}), cachedKP("lr", 1, true, t0)))
 	ok(t, db.Close())
-	db = openTest(t, dir, WithQuotas(Quotas{KeyPackagesPerOwner: 2}))
-	ok(t, db.PublishKeyPackages(ctx, "alice", cachedKP("lr", 1, true, t0.Add(time.Hour)), cachedKP("o1", 1, false, time.Time{})))
-	wantErr(t, db.PublishKeyPackages(ctx, "alice", cachedKP("o3", 1, false, time.Time{})), ErrQuotaExceeded)
+	db = openTest(t, dir)
+	ok(t, db.PublishKeyPackages(ctx, "alice", KeyPackageQuota{PerOwner: Limit{Items: 2}}, cachedKP("lr", 1, true, t0.Add(time.Hour)), cachedKP("o1", 1, false, time.Time{})))
+	wantErr(t, db.PublishKeyPackages(ctx, "alice", KeyPackageQuota{PerOwner: Limit{Items: 2}}, cachedKP("o3", 1, false, time.Time{})), ErrQuotaExceeded)
 	if o, l := must2(t)(db.CountKeyPackages(ctx, "alice", t0)); o != 2 || l != 1 {
 		t.Fatalf("count %d %d", o, l)
 	}
@@ -270,7 +272,8 @@ func TestKeyPackageQuotaLowered(t *testing.T) {
 // frames are evicted, so a flooded topic loses its own history and a quiet
 // one keeps all of it.
 func testTopicLogTotal(t *testing.T, open func(testing.TB, ...Option) full) {
-	s := open(t, WithQuotas(Quotas{TopicLogBytes: 100}))
+	s := open(t)
+	q := FrameQuota{Total: Limit{Bytes: 100}}
 	frame := func(topic string, i int) Frame {
 		return Frame{Topic: topic, Data: []byte(fmt.Sprintf("%s %05d", topic, i)), ReceivedAt: t0} // 9 bytes
 	}
@@ -279,7 +282,7 @@ func testTopicLogTotal(t *testing.T, open func(testing.TB, ...Option) full) {
 		if i < 3 {
 			f = frame("qui", i)
 		}
-		if _, _, err := s.AppendFrame(ctx, f); err != nil {
+		if _, _, err := s.AppendFrame(ctx, f, q); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -291,7 +294,7 @@ func testTopicLogTotal(t *testing.T, open func(testing.TB, ...Option) full) {
 	if got := string(big[len(big)-1].Data); got != "big 00052" {
 		t.Fatalf("newest frame of the flooded topic: %q", got)
 	}
-	if _, _, err := s.AppendFrame(ctx, Frame{Topic: "qui", Data: make([]byte, 101)}); !errors.Is(err, ErrQuotaExceeded) {
+	if _, _, err := s.AppendFrame(ctx, Frame{Topic: "qui", Data: make([]byte, 101)}, q); !errors.Is(err, ErrQuotaExceeded) {
 		t.Fatalf("frame over the total: %v", err)
 	}
 }
@@ -304,7 +307,7 @@ func TestMailTotals(t *testing.T) {
 		{Recipient: "r2", Sender: "a", Data: []byte("56"), DepositedAt: t0},
 		{Recipient: "r2", Sender: "b", Data: []byte("7"), DepositedAt: t0},
 	} {
-		must[int64](t)(db.Deposit(ctx, m))
+		must[int64](t)(db.Deposit(ctx, m, MailQuota{}))
 	}
 	if u := must[Usage](t)(db.MailTotals(ctx)); u.Items != 3 || u.Bytes != 7 {
 		t.Fatalf("totals: %+v", u)

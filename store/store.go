@@ -510,27 +510,59 @@ type Usage struct {
 	Items int64
 }
 
-// TopicLog is the relay's per-topic ciphertext log.
-type TopicLog interface {
-	// AppendFrame stores f (idempotent on (Topic, SHA-256(Data))): for a
-	// known frame it returns the existing Seq and inserted=false. A frame
-	// over the peer quota gives ErrQuotaExceeded; when the topic is over its
-	// quota, its oldest frames are evicted.
-	AppendFrame(ctx context.Context, f Frame) (seq int64, inserted bool, err error)
-	Frames(ctx context.Context, topic string, q FrameQuery) ([]Frame, error)
-	// PruneFrames deletes frames received before t.
-	PruneFrames(ctx context.Context, before time.Time) (int64, error)
-	TopicUsage(ctx context.Context, topic string) (Usage, error)
-	PeerUsage(ctx context.Context, peer string) (Usage, error)
-	// KeepTopic records (or extends) a peer's request to keep a topic.
-	KeepTopic(ctx context.Context, k TopicKeep) error
-	// ReleaseTopic deletes a peer's request to keep a topic.
-	ReleaseTopic(ctx context.Context, topic, peer string) error
-	// KeptTopics lists requests that are still valid at now (Until after
-	// now).
-	KeptTopics(ctx context.Context, now time.Time) ([]TopicKeep, error)
-	// PruneTopicKeeps deletes requests that ended at or before now.
-	PruneTopicKeeps(ctx context.Context, now time.Time) (int64, error)
+// Limit bounds a set of stored items. A zero field means no limit.
+type Limit struct {
+	Items int64
+	Bytes int64
+}
+
+// exceeded reports whether holding items of bytes in total breaks l.
+func (l Limit) exceeded(items, bytes int64) bool {
+	return (l.Items > 0 && items > l.Items) || (l.Bytes > 0 && bytes > l.Bytes)
+}
+
+// The relay tables (frames, topic keeps, mailboxes, cached KeyPackages)
+// hold no quota policy: every write takes the bounds it must keep as an
+// argument, so a relay enforces the quotas it is configured with
+// (p2p.Quotas, through package relay) and a member its own log's bounds,
+// with nothing to keep in step when the store is opened. Expiry bounds are
+// exclusive throughout: an item whose time is at or before now is over.
+
+// FrameQuota bounds AppendFrame.
+type FrameQuota struct {
+	// MaxFrameBytes refuses larger frames.
+	MaxFrameBytes int
+	// PerTopic bounds one topic's frames; the oldest are evicted.
+	PerTopic Limit
+	// Total bounds all topics together; the oldest frames of the largest
+	// topic (by bytes) are evicted, so a flood costs its own topic.
+	Total Limit
+	// PerPeer bounds the stored frames one peer delivered; beyond it a
+	// frame is refused.
+	PerPeer Limit
+}
+
+// MailQuota bounds Deposit. Beyond any bound the item is refused.
+type MailQuota struct {
+	// MaxItemBytes refuses larger items.
+	MaxItemBytes int
+	// PerRecipient bounds one recipient's mailbox.
+	PerRecipient Limit
+	// PerSender bounds one sender's share of one mailbox.
+	PerSender Limit
+	// SenderTotal bounds what one sender has waiting in all mailboxes.
+	SenderTotal Limit
+	// Total bounds all mailboxes together.
+	Total Limit
+}
+
+// KeyPackageQuota bounds PublishKeyPackages.
+type KeyPackageQuota struct {
+	// MaxBytes refuses larger packages.
+	MaxBytes int
+	// PerOwner bounds the packages one owner holds, expired or not until
+	// pruned.
+	PerOwner Limit
 }
 
 // MailItem is a message deposited for an offline peer (e.g. a Welcome).
@@ -540,23 +572,7 @@ type MailItem struct {
 	Sender      string
 	Data        []byte
 	DepositedAt time.Time
-	ExpiresAt   time.Time // zero: the store's default mail TTL
-}
-
-// Mailbox keeps items for offline recipients.
-type Mailbox interface {
-	// Deposit stores m (idempotent per recipient on SHA-256(Data)) and
-	// returns its id. Over a quota it gives ErrQuotaExceeded.
-	Deposit(ctx context.Context, m MailItem) (int64, error)
-	// PeekMail returns up to limit unexpired items for recipient, oldest first.
-	PeekMail(ctx context.Context, recipient string, now time.Time, limit int) ([]MailItem, error)
-	// AckMail deletes delivered items.
-	AckMail(ctx context.Context, recipient string, ids ...int64) error
-	// TakeMail returns and deletes up to limit items in one transaction.
-	TakeMail(ctx context.Context, recipient string, now time.Time, limit int) ([]MailItem, error)
-	MailboxUsage(ctx context.Context, recipient string) (Usage, error)
-	// PruneMail deletes items that expired before now.
-	PruneMail(ctx context.Context, now time.Time) (int64, error)
+	ExpiresAt   time.Time // zero: never
 }
 
 // CachedKeyPackage is a KeyPackage a relay holds for an offline owner.
@@ -568,32 +584,6 @@ type CachedKeyPackage struct {
 	LastResort  bool
 	PublishedAt time.Time
 	ExpiresAt   time.Time // zero: never
-}
-
-// KeyPackageCache is the relay's store of other peers' KeyPackages.
-type KeyPackageCache interface {
-	// PublishKeyPackages stores kps for owner. Known refs are not stored
-	// again, but re-publishing a package as last-resort refreshes its
-	// expiry; one-time packages already handed out (and not yet expired)
-	// are ignored. A last-resort package replaces the owner's previous
-	// last-resort package of the same cipher suite. If the owner would hold
-	// more packages or bytes than the per-owner quotas allow, nothing is
-	// stored: ErrQuotaExceeded.
-	PublishKeyPackages(ctx context.Context, owner string, kps ...CachedKeyPackage) error
-	// TakeKeyPackage hands out one unexpired package of owner for suite (0:
-	// any): a one-time package, deleted and recorded as handed out in the
-	// same transaction, or else a last-resort package, which is kept. None:
-	// ErrNotFound.
-	TakeKeyPackage(ctx context.Context, owner string, suite uint16, now time.Time) (CachedKeyPackage, error)
-	// CountKeyPackages counts an owner's unexpired one-time and last-resort packages.
-	CountKeyPackages(ctx context.Context, owner string, now time.Time) (oneTime, lastResort int, err error)
-	// KeyPackageUsage reports the bytes and number of an owner's stored
-	// packages, expired or not (until pruned).
-	KeyPackageUsage(ctx context.Context, owner string) (Usage, error)
-	// PruneKeyPackages deletes packages that expired at or before now and
-	// forgets handed-out ones that would have; it returns how many packages
-	// it deleted.
-	PruneKeyPackages(ctx context.Context, now time.Time) (int64, error)
 }
 
 // ---------------------------------------------------------------------------
@@ -612,16 +602,4 @@ type Store interface {
 	Close() error
 }
 
-// RelayStore is everything a relay needs.
-type RelayStore interface {
-	IdentityStore
-	TopicLog
-	Mailbox
-	KeyPackageCache
-	Close() error
-}
-
-var (
-	_ Store      = (*DB)(nil)
-	_ RelayStore = (*DB)(nil)
-)
+var _ Store = (*DB)(nil)

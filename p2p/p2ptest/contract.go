@@ -29,8 +29,8 @@ func newID(t *testing.T) (peer.ID, error) {
 
 // TopicLog checks a TopicLog: sequence numbers, idempotent appends, quota
 // eviction (per topic, and from the largest topic for the total),
-// cursor/epoch/limit queries and pruning. It passes the same quota to
-// every call: 64 bytes per topic, 96 in all.
+// cursor/epoch/limit queries and pruning. Most calls pass 64 bytes per
+// topic and 96 in all; the last ones count entries instead.
 func TopicLog(t *testing.T, l p2p.TopicLog) {
 	ctx := context.Background()
 	t0 := time.Unix(1e9, 0)
@@ -107,6 +107,29 @@ func TopicLog(t *testing.T, l p2p.TopicLog) {
 	}
 	if _, err := l.Append(ctx, "quiet", p2p.LogEntry{ID: p2p.IDOf(make([]byte, 200)), Data: make([]byte, 200)}, q); !errors.Is(err, p2p.ErrQuotaExceeded) {
 		t.Fatalf("entry larger than the total: %v", err)
+	}
+
+	// Count quotas evict like byte quotas: 3 entries per topic, 5 in all
+	// (the other topics are pruned first).
+	if err := l.Prune(ctx, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	qc := p2p.LogQuota{PerTopic: p2p.Quota{Count: 3}, Total: p2p.Quota{Count: 5}}
+	for i := 60; i < 65; i++ {
+		if _, err := l.Append(ctx, "counted", entry(i), qc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := l.List(ctx, "counted", p2p.LogQuery{Limit: 100}); len(got) != 3 || string(got[0].Data) != "frame 62" {
+		t.Fatalf("a topic of at most 3 entries holds %d", len(got))
+	}
+	for i := 70; i < 73; i++ {
+		if _, err := l.Append(ctx, "second", entry(i), qc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, b := count("counted"), count("second"); a+b > 5 || b != 3 {
+		t.Fatalf("after the total count quota: %d and %d entries", a, b)
 	}
 }
 
