@@ -228,6 +228,27 @@ type RelayConfig struct {
 	Registry *prometheus.Registry
 }
 
+// DefaultRelayConfig returns the values zero fields of a RelayConfig take
+// (the stores and registry aside, which NewRelay creates): relay policy
+// lives here and in DefaultQuotas, nowhere else.
+func DefaultRelayConfig() RelayConfig {
+	return RelayConfig{
+		Retention:     7 * 24 * time.Hour,
+		MaxLease:      24 * time.Hour,
+		MailboxTTL:    14 * 24 * time.Hour,
+		KeyPackageTTL: 30 * 24 * time.Hour,
+		PruneInterval: time.Minute,
+		Quotas:        DefaultQuotas(),
+		Circuit: CircuitLimits{
+			MaxReservations:      1024,
+			MaxCircuits:          16,
+			MaxReservationsPerIP: 32,
+			BufferSize:           16 << 10,
+			ReservationTTL:       time.Hour,
+		},
+	}
+}
+
 func (c *RelayConfig) fill() {
 	if c.TopicLog == nil {
 		c.TopicLog = NewMemoryTopicLog()
@@ -241,31 +262,29 @@ func (c *RelayConfig) fill() {
 	if c.Leases == nil {
 		c.Leases = NewMemoryLeaseStore()
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	d := DefaultRelayConfig()
+	def := func(v *time.Duration, dv time.Duration) {
+		if *v <= 0 {
+			*v = dv
 		}
 	}
-	def(&c.Retention, 7*24*time.Hour)
-	def(&c.MaxLease, 24*time.Hour)
-	def(&c.MailboxTTL, 14*24*time.Hour)
-	def(&c.KeyPackageTTL, 30*24*time.Hour)
-	def(&c.PruneInterval, time.Minute)
-	def(&c.Circuit.ReservationTTL, time.Hour)
+	def(&c.Retention, d.Retention)
+	def(&c.MaxLease, d.MaxLease)
+	def(&c.MailboxTTL, d.MailboxTTL)
+	def(&c.KeyPackageTTL, d.KeyPackageTTL)
+	def(&c.PruneInterval, d.PruneInterval)
+	def(&c.Circuit.ReservationTTL, d.Circuit.ReservationTTL)
 	c.Quotas = c.Quotas.WithDefaults()
+	defInt := func(v *int, dv int) {
+		if *v <= 0 {
+			*v = dv
+		}
+	}
 	cl := &c.Circuit
-	if cl.MaxReservations <= 0 {
-		cl.MaxReservations = 1024
-	}
-	if cl.MaxCircuits <= 0 {
-		cl.MaxCircuits = 16
-	}
-	if cl.MaxReservationsPerIP <= 0 {
-		cl.MaxReservationsPerIP = 32
-	}
-	if cl.BufferSize <= 0 {
-		cl.BufferSize = 16 << 10
-	}
+	defInt(&cl.MaxReservations, d.Circuit.MaxReservations)
+	defInt(&cl.MaxCircuits, d.Circuit.MaxCircuits)
+	defInt(&cl.MaxReservationsPerIP, d.Circuit.MaxReservationsPerIP)
+	defInt(&cl.BufferSize, d.Circuit.BufferSize)
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -18,7 +18,8 @@ import (
 )
 
 // Config is everything a relay needs. Zero fields take the defaults named
-// on them; DefaultConfig returns them filled in.
+// on them (p2p.DefaultRelayConfig, the one place relay policy is set);
+// DefaultConfig returns them filled in.
 type Config struct {
 	// DataDir holds the relay's database and identity key (required).
 	DataDir string
@@ -63,15 +64,16 @@ type Config struct {
 // every interface on TCP and QUIC port 4001, DefaultDataDir, metrics on
 // 127.0.0.1:9464 and the default quotas.
 func DefaultConfig() Config {
+	d := p2p.DefaultRelayConfig()
 	return Config{
 		DataDir:       DefaultDataDir(),
 		Listen:        []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1", "/ip6/::/tcp/4001", "/ip6/::/udp/4001/quic-v1"},
-		Retention:     7 * 24 * time.Hour,
-		MaxLease:      24 * time.Hour,
-		MailboxTTL:    14 * 24 * time.Hour,
-		KeyPackageTTL: 30 * 24 * time.Hour,
-		Quotas:        p2p.DefaultQuotas(),
-		Circuit:       p2p.CircuitLimits{MaxReservations: 1024, MaxCircuits: 16},
+		Retention:     d.Retention,
+		MaxLease:      d.MaxLease,
+		MailboxTTL:    d.MailboxTTL,
+		KeyPackageTTL: d.KeyPackageTTL,
+		Quotas:        d.Quotas,
+		Circuit:       d.Circuit,
 		MetricsAddr:   "127.0.0.1:9464",
 	}
 }
