@@ -24,6 +24,8 @@ var relayCases = []struct {
 	{"KeyPackageQuotas", testKeyPackageQuotas},
 	{"LastResortRefresh", testLastResortRefresh},
 	{"TopicLogTotal", testTopicLogTotal},
+	{"CountLimits", testCountLimits},
+	{"MailShares", testMailShares},
 }
 
 func TestRelayContract(t *testing.T) {
@@ -314,5 +316,60 @@ func TestMailTotals(t *testing.T) {
 	}
 	if u := must[Usage](t)(db.SenderMailUsage(ctx, "a")); u.Items != 2 || u.Bytes != 6 {
 		t.Fatalf("sender a: %+v", u)
+	}
+}
+
+// testCountLimits: item limits evict frames like byte limits (per topic,
+// and from the largest topic for the total) and bound a peer's frames.
+func testCountLimits(t *testing.T, open func(testing.TB, ...Option) full) {
+	s := open(t)
+	q := FrameQuota{PerTopic: Limit{Items: 3}, Total: Limit{Items: 5}, PerPeer: Limit{Items: 6}}
+	appendN := func(topic, peer string, from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if _, _, err := s.AppendFrame(ctx, Frame{Topic: topic, Peer: peer, Data: []byte(fmt.Sprintf("%s %02d", topic, i)), ReceivedAt: t0}, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendN("a", "p", 0, 5)
+	fs := must[[]Frame](t)(s.Frames(ctx, "a", FrameQuery{}))
+	if len(fs) != 3 || string(fs[0].Data) != "a 02" {
+		t.Fatalf("a topic of at most 3 frames holds %d", len(fs))
+	}
+	appendN("b", "p", 0, 3)
+	a, b := must[[]Frame](t)(s.Frames(ctx, "a", FrameQuery{})), must[[]Frame](t)(s.Frames(ctx, "b", FrameQuery{}))
+	if len(a)+len(b) != 5 || len(b) != 3 {
+		t.Fatalf("total of 5 frames: a %d, b %d", len(a), len(b))
+	}
+	// p delivered 8 frames, 5 of which are still stored: one more fits,
+	// then p is refused.
+	appendN("c", "p", 0, 1)
+	_, _, err := s.AppendFrame(ctx, Frame{Topic: "c", Peer: "p", Data: []byte("c 01")}, FrameQuota{PerPeer: Limit{Items: 5}})
+	wantErr(t, err, ErrQuotaExceeded)
+}
+
+// testMailShares: a sender's share of one mailbox and all mailboxes
+// together are bounded in items and bytes; a refused deposit stores
+// nothing.
+func testMailShares(t *testing.T, open func(testing.TB, ...Option) full) {
+	s := open(t)
+	q := MailQuota{PerSender: Limit{Items: 2}, Total: Limit{Items: 4, Bytes: 40}}
+	dep := func(r, from, data string) error {
+		_, err := s.Deposit(ctx, MailItem{Recipient: r, Sender: from, Data: []byte(data), DepositedAt: t0}, q)
+		return err
+	}
+	ok(t, dep("r", "a", "a1"))
+	ok(t, dep("r", "a", "a2"))
+	wantErr(t, dep("r", "a", "a3"), ErrQuotaExceeded) // a's share of r
+	ok(t, dep("r2", "a", "a3"))                       // another mailbox
+	ok(t, dep("r", "b", "b1"))
+	wantErr(t, dep("r3", "c", "c1"), ErrQuotaExceeded) // 4 items in all
+	if u := must[Usage](t)(s.MailTotals(ctx)); u.Items != 4 {
+		t.Fatalf("totals after refusals: %+v", u)
+	}
+	wantErr(t, dep("r3", "c", string(make([]byte, 40))), ErrQuotaExceeded)
+	if got := must[[]MailItem](t)(s.PeekMail(ctx, "r3", t0, 10)); len(got) != 0 {
+		t.Fatalf("refused mail stored: %+v", got)
 	}
 }
