@@ -44,6 +44,9 @@ func (l *MemoryTopicLog) Append(ctx context.Context, topic string, e LogEntry, q
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	if e.ID != IDOf(e.Data) {
+		return 0, fmt.Errorf("%w: log entry id is not the SHA-256 of its data", ErrBadRequest)
+	}
 	size := int64(len(e.Data))
 	if (q.PerTopic.Bytes > 0 && size > q.PerTopic.Bytes) || (q.Total.Bytes > 0 && size > q.Total.Bytes) {
 		return 0, fmt.Errorf("%w: entry of %d bytes exceeds the log quota", ErrQuotaExceeded, size)
@@ -167,6 +170,9 @@ func NewMemoryMailbox() *MemoryMailbox {
 func (m *MemoryMailbox) Deposit(ctx context.Context, item MailItem, q MailQuota) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if item.ID != IDOf(item.Data) {
+		return fmt.Errorf("%w: mail id is not the SHA-256 of its data", ErrBadRequest)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

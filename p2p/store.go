@@ -41,9 +41,10 @@ func (q Quota) exceeds(count int, bytes int64) bool {
 
 // LogEntry is one message of a topic as a relay stored it.
 type LogEntry struct {
-	// Seq is the position in the topic's log, assigned by Append, starting
-	// at 1 and increasing. It is the cursor of sync requests; it is local to
-	// one relay.
+	// Seq is the position in the topic's log, assigned by Append: it
+	// increases and is never reused, but may have gaps and need not start
+	// at 1 (the SQLite log counts all topics together). It is the opaque
+	// cursor of sync requests; it is local to one relay.
 	Seq uint64
 	ID  MessageID
 	// Epoch is the MLS epoch of the message, from its header.
@@ -73,6 +74,7 @@ type LogQuota struct {
 // TopicLog keeps the messages of the topics a relay was asked to keep.
 type TopicLog interface {
 	// Append stores e (e.Seq is ignored) and returns its sequence number.
+	// e.ID must be IDOf(e.Data), else ErrBadRequest.
 	// It is idempotent: appending an id the topic already holds returns the
 	// existing sequence number and stores nothing. To stay within
 	// q.PerTopic it evicts the topic's oldest entries; to stay within
@@ -118,7 +120,8 @@ type MailQuota struct {
 // Delete of what the recipient acknowledged) so that a Welcome is never lost
 // when a stream breaks halfway through a delivery.
 type Mailbox interface {
-	// Deposit stores item for item.Recipient. Depositing an id the mailbox
+	// Deposit stores item for item.Recipient; item.ID must be
+	// IDOf(item.Data), else ErrBadRequest. Depositing an id the mailbox
 	// already holds is a no-op. It fails with ErrQuotaExceeded when any
 	// bound of q would break.
 	Deposit(ctx context.Context, item MailItem, q MailQuota) error

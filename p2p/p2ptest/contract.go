@@ -131,6 +131,12 @@ func TopicLog(t *testing.T, l p2p.TopicLog) {
 	if a, b := count("counted"), count("second"); a+b > 5 || b != 3 {
 		t.Fatalf("after the total count quota: %d and %d entries", a, b)
 	}
+	// An entry is named by its content: any other id is a bad request.
+	bad := entry(80)
+	bad.ID[0] ^= 1
+	if _, err := l.Append(ctx, "second", bad, qc); !errors.Is(err, p2p.ErrBadRequest) {
+		t.Fatalf("entry whose id is not its content hash: %v", err)
+	}
 }
 
 // Mailbox checks a Mailbox: idempotent deposits, per-recipient, per-sender
@@ -157,6 +163,11 @@ func Mailbox(t *testing.T, m p2p.Mailbox) {
 	}
 	if err := m.Deposit(ctx, item("alice", "w1", time.Hour), q); err != nil {
 		t.Fatalf("duplicate deposit: %v", err)
+	}
+	bad := item("alice", "w9", time.Hour)
+	bad.ID = p2p.IDOf([]byte("w8"))
+	if err := m.Deposit(ctx, bad, q); !errors.Is(err, p2p.ErrBadRequest) {
+		t.Fatalf("mail whose id is not its content hash: %v", err)
 	}
 	if err := m.Deposit(ctx, item("alice", "w3", time.Hour), q); !errors.Is(err, p2p.ErrQuotaExceeded) {
 		t.Fatalf("sender share: %v", err)
