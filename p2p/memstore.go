@@ -328,10 +328,16 @@ func (c *MemoryKeyPackageCache) Put(ctx context.Context, owner peer.ID, kps []Ke
 	for _, k := range oneTime {
 		have[k.id] = true
 	}
+	// added: whether anything new is stored. Only then does the quota
+	// apply, so re-uploads under a lowered quota are harmless no-ops.
+	added := false
 	for _, kp := range kps {
 		id := IDOf(kp.Data)
 		k := memKP{id: id, data: append([]byte(nil), kp.Data...), suite: kp.CipherSuite, expires: expires}
 		if kp.LastResort {
+			if old, ok := lastResort[kp.CipherSuite]; !ok || old.id != id {
+				added = true
+			}
 			lastResort[kp.CipherSuite] = k
 			continue
 		}
@@ -343,6 +349,7 @@ func (c *MemoryKeyPackageCache) Put(ctx context.Context, owner peer.ID, kps []Ke
 		}
 		have[id] = true
 		oneTime = append(oneTime, k)
+		added = true
 	}
 	count, bytes := len(oneTime)+len(lastResort), int64(0)
 	for _, k := range oneTime {
@@ -351,7 +358,7 @@ func (c *MemoryKeyPackageCache) Put(ctx context.Context, owner peer.ID, kps []Ke
 	for _, k := range lastResort {
 		bytes += int64(len(k.data))
 	}
-	if q.exceeds(count, bytes) {
+	if added && q.exceeds(count, bytes) {
 		return 0, fmt.Errorf("%w: %d key packages (%d bytes) for one owner", ErrQuotaExceeded, count, bytes)
 	}
 	o.oneTime, o.lastResort = oneTime, lastResort

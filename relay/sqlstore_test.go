@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +41,13 @@ func TestRelayStoreContract(t *testing.T) {
 	})
 	t.Run("KeyPackageCache", func(t *testing.T) {
 		p2ptest.KeyPackageCache(t, openTestStore(t, t.TempDir()).keyPackages)
+	})
+	t.Run("LastResortRefresh", func(t *testing.T) {
+		p2ptest.LastResortRefresh(t, openTestStore(t, t.TempDir()).keyPackages)
+	})
+	t.Run("Concurrent", func(t *testing.T) {
+		rs := openTestStore(t, t.TempDir())
+		p2ptest.Concurrent(t, rs.mailbox, rs.keyPackages)
 	})
 	t.Run("LeaseStore", func(t *testing.T) {
 		p2ptest.LeaseStore(t, openTestStore(t, t.TempDir()).leases)
@@ -151,42 +157,6 @@ func TestRelayStoreReopen(t *testing.T) {
 	leases, err := rs.leases.Leases(ctx, now)
 	if err != nil || len(leases) != 1 || leases[0].Topic != lease.Topic || leases[0].Peer != alice || !leases[0].Until.Equal(lease.Until) {
 		t.Fatalf("leases after reopen: %+v %v", leases, err)
-	}
-}
-
-// TestRelayStoreLastResortRefresh: re-uploading the same last-resort
-// package extends its expiry, as in p2p's stores, and counts it once.
-func TestRelayStoreLastResortRefresh(t *testing.T) {
-	ctx := context.Background()
-	rs := openTestStore(t, t.TempDir())
-	c := rs.keyPackages
-	q := kpQuota
-	bob := testPeer(t)
-	t0 := time.Unix(1e9, 0)
-	lr := []p2p.KeyPackage{{Data: []byte("lr"), LastResort: true}}
-	if n, err := c.Put(ctx, bob, lr, t0.Add(time.Hour), q); err != nil || n != 1 {
-		t.Fatalf("Put: %d %v", n, err)
-	}
-	if n, err := c.Put(ctx, bob, append(lr, p2p.KeyPackage{Data: []byte("one")}), t0.Add(3*time.Hour), q); err != nil || n != 2 {
-		t.Fatalf("re-upload: %d %v", n, err)
-	}
-	later := t0.Add(2 * time.Hour)
-	if err := c.Prune(ctx, later); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"one/false", "lr/true", "lr/true"} {
-		kp, err := c.Take(ctx, bob, 0, later)
-		if got := fmt.Sprintf("%s/%v", kp.Data, kp.LastResort); err != nil || got != want {
-			t.Fatalf("Take: %s %v, want %s", got, err, want)
-		}
-	}
-	// Several last-resort packages of one suite in one upload: the last wins.
-	two := []p2p.KeyPackage{{Data: []byte("lr-a"), LastResort: true}, {Data: []byte("lr-b"), LastResort: true}}
-	if n, err := c.Put(ctx, bob, two, t0.Add(3*time.Hour), q); err != nil || n != 1 {
-		t.Fatalf("two last-resort packages: %d %v", n, err)
-	}
-	if kp, err := c.Take(ctx, bob, 0, later); err != nil || string(kp.Data) != "lr-b" {
-		t.Fatalf("Take: %q %v", kp.Data, err)
 	}
 }
 
@@ -319,69 +289,5 @@ func TestRelayStoreTopicLogEdges(t *testing.T) {
 	}
 	if _, err := l.List(ctx, "t", p2p.LogQuery{Limit: 1}); !errors.Is(err, p2p.ErrUnavailable) {
 		t.Fatalf("closed store: %v", err)
-	}
-}
-
-// TestRelayStoreConcurrent: quotas and one-time hand-out hold when the
-// relay's stream handlers call the adapters at the same time.
-func TestRelayStoreConcurrent(t *testing.T) {
-	ctx := context.Background()
-	rs := openTestStore(t, t.TempDir())
-	now := time.Unix(1e9, 0)
-	alice, bob := testPeer(t), testPeer(t)
-
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for i := range 20 {
-		wg.Go(func() {
-			errs <- rs.mailbox.Deposit(ctx, mailItem(alice, bob, fmt.Sprintf("mail %d", i), now), p2p.MailQuota{PerRecipient: p2p.Quota{Count: 10}, PerSender: p2p.Quota{Count: 5}})
-		})
-	}
-	wg.Wait()
-	close(errs)
-	var ok int
-	for err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, p2p.ErrQuotaExceeded):
-			t.Fatal(err)
-		}
-	}
-	if mail, _ := rs.mailbox.Fetch(ctx, bob, now, 100); ok != 5 || len(mail) != 5 {
-		t.Fatalf("%d deposits accepted, %d stored; want 5", ok, len(mail))
-	}
-
-	kpq := kpQuota
-	var kps []p2p.KeyPackage
-	for i := range 5 {
-		kps = append(kps, p2p.KeyPackage{Data: fmt.Appendf(nil, "kp%d", i)})
-	}
-	if _, err := rs.keyPackages.Put(ctx, bob, kps, now.Add(time.Hour), kpq); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	taken := map[string]int{}
-	for range 10 {
-		wg.Go(func() {
-			kp, err := rs.keyPackages.Take(ctx, bob, 0, now)
-			if err != nil && !errors.Is(err, p2p.ErrNotFound) {
-				t.Error(err)
-			}
-			if err == nil {
-				mu.Lock()
-				taken[string(kp.Data)]++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if len(taken) != 5 {
-		t.Fatalf("handed out %v", taken)
-	}
-	for d, n := range taken {
-		if n != 1 {
-			t.Fatalf("one-time package %s handed out %d times", d, n)
-		}
 	}
 }

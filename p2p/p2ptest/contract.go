@@ -1,7 +1,9 @@
-// Package p2ptest holds contract tests for implementations of p2p's store
+// Package p2ptest holds the contract tests of p2p's relay storage
 // interfaces (p2p.TopicLog, p2p.Mailbox, p2p.KeyPackageCache,
-// p2p.LeaseStore). Each function
-// takes a fresh, empty store and checks the behaviour relays rely on:
+// p2p.LeaseStore): the one contract every implementation meets, p2p's
+// in-memory stores and package relay's SQLite ones alike. Each function
+// takes fresh, empty stores and checks the behaviour relays rely on; run
+// all of them against a new implementation:
 //
 //	func TestSQLiteTopicLog(t *testing.T) { p2ptest.TopicLog(t, newSQLiteTopicLog(t)) }
 package p2ptest
@@ -11,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -318,6 +321,50 @@ func KeyPackageCache(t *testing.T, c p2p.KeyPackageCache) {
 	if _, err := c.Put(ctx, stranger, []p2p.KeyPackage{kp(big[:41]+"y", 1, false)}, now.Add(time.Hour), q); !errors.Is(err, p2p.ErrQuotaExceeded) {
 		t.Fatalf("bytes over two uploads: %v", err)
 	}
+	// Under a quota lowered below what an owner holds, re-uploading what
+	// is held changes nothing and is fine; anything new is refused.
+	low := p2p.Quota{Count: 1, Bytes: 50}
+	if n, err := c.Put(ctx, stranger, []p2p.KeyPackage{kp(big, 1, false)}, now.Add(time.Hour), low); err != nil || n != 1 {
+		t.Fatalf("re-upload under a lowered quota: %d %v", n, err)
+	}
+	if _, err := c.Put(ctx, stranger, []p2p.KeyPackage{kp("z", 1, false)}, now.Add(time.Hour), low); !errors.Is(err, p2p.ErrQuotaExceeded) {
+		t.Fatalf("new package under a lowered quota: %v", err)
+	}
+}
+
+// LastResortRefresh checks that re-uploading the same last-resort package
+// of a KeyPackageCache extends its expiry and counts it once, and that of
+// several last-resort packages of one suite in one upload the last wins.
+func LastResortRefresh(t *testing.T, c p2p.KeyPackageCache) {
+	ctx := context.Background()
+	q := p2p.Quota{Count: 5, Bytes: 100}
+	bob, _ := newID(t)
+	t0 := time.Unix(1e9, 0)
+	lr := []p2p.KeyPackage{{Data: []byte("lr"), LastResort: true}}
+	if n, err := c.Put(ctx, bob, lr, t0.Add(time.Hour), q); err != nil || n != 1 {
+		t.Fatalf("Put: %d %v", n, err)
+	}
+	if n, err := c.Put(ctx, bob, append(lr, p2p.KeyPackage{Data: []byte("one")}), t0.Add(3*time.Hour), q); err != nil || n != 2 {
+		t.Fatalf("re-upload: %d %v", n, err)
+	}
+	later := t0.Add(2 * time.Hour)
+	if err := c.Prune(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"one/false", "lr/true", "lr/true"} {
+		kp, err := c.Take(ctx, bob, 0, later)
+		if got := fmt.Sprintf("%s/%v", kp.Data, kp.LastResort); err != nil || got != want {
+			t.Fatalf("Take: %s %v, want %s", got, err, want)
+		}
+	}
+	// Several last-resort packages of one suite in one upload: the last wins.
+	two := []p2p.KeyPackage{{Data: []byte("lr-a"), LastResort: true}, {Data: []byte("lr-b"), LastResort: true}}
+	if n, err := c.Put(ctx, bob, two, t0.Add(3*time.Hour), q); err != nil || n != 1 {
+		t.Fatalf("two last-resort packages: %d %v", n, err)
+	}
+	if kp, err := c.Take(ctx, bob, 0, later); err != nil || string(kp.Data) != "lr-b" {
+		t.Fatalf("Take: %q %v", kp.Data, err)
+	}
 }
 
 // LeaseStore checks a LeaseStore: put and replace, listing of unexpired
@@ -399,5 +446,73 @@ func LeaseStore(t *testing.T, s p2p.LeaseStore) {
 	put(t1, alice, 4*time.Hour)
 	if got, want := list(t0.Add(2*time.Hour)), "t1/alice/4h0m0s t1/bob/3h0m0s"; got != want {
 		t.Fatalf("after a new lease: %q, want %q", got, want)
+	}
+}
+
+// Concurrent checks that mailbox quotas and the one-time hand-out of
+// KeyPackages hold when a relay's stream handlers call the stores at the
+// same time.
+func Concurrent(t *testing.T, m p2p.Mailbox, c p2p.KeyPackageCache) {
+	ctx := context.Background()
+	now := time.Unix(1e9, 0)
+	alice, _ := newID(t)
+	bob, _ := newID(t)
+	mailItem := func(data string) p2p.MailItem {
+		return p2p.MailItem{ID: p2p.IDOf([]byte(data)), Recipient: bob, From: alice, Data: []byte(data), Deposited: now, Expires: now.Add(time.Hour)}
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			errs <- m.Deposit(ctx, mailItem(fmt.Sprintf("mail %d", i)), p2p.MailQuota{PerRecipient: p2p.Quota{Count: 10}, PerSender: p2p.Quota{Count: 5}})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	var ok int
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, p2p.ErrQuotaExceeded):
+			t.Fatal(err)
+		}
+	}
+	if mail, _ := m.Fetch(ctx, bob, now, 100); ok != 5 || len(mail) != 5 {
+		t.Fatalf("%d deposits accepted, %d stored; want 5", ok, len(mail))
+	}
+
+	kpq := p2p.Quota{Count: 5, Bytes: 100}
+	var kps []p2p.KeyPackage
+	for i := range 5 {
+		kps = append(kps, p2p.KeyPackage{Data: fmt.Appendf(nil, "kp%d", i)})
+	}
+	if _, err := c.Put(ctx, bob, kps, now.Add(time.Hour), kpq); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	taken := map[string]int{}
+	for range 10 {
+		wg.Go(func() {
+			kp, err := c.Take(ctx, bob, 0, now)
+			if err != nil && !errors.Is(err, p2p.ErrNotFound) {
+				t.Error(err)
+			}
+			if err == nil {
+				mu.Lock()
+				taken[string(kp.Data)]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(taken) != 5 {
+		t.Fatalf("handed out %v", taken)
+	}
+	for d, n := range taken {
+		if n != 1 {
+			t.Fatalf("one-time package %s handed out %d times", d, n)
+		}
 	}
 }
