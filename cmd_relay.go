@@ -33,7 +33,10 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 // and -data hold no chat profile.
 func runRelayContext(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := relayConfig(args, stdout, stderr)
-	if err != nil || cfg == nil {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -61,8 +64,8 @@ func relayFlagError(err error) error {
 	return err
 }
 
-// relayConfig parses the flags of `canopy relay` into a relay.Config; nil
-// and no error for -h.
+// relayConfig parses the flags of `canopy relay` into a relay.Config.
+// After -h it returns flag.ErrHelp.
 func relayConfig(args []string, stdout, stderr io.Writer) (*relay.Config, error) {
 	fl := flag.NewFlagSet("relay", flag.ContinueOnError)
 	fl.SetOutput(stderr)
@@ -114,9 +117,6 @@ func relayConfig(args []string, stdout, stderr io.Writer) (*relay.Config, error)
 	fl.Var(&qKPBytes, "quota-keypackage-bytes", "bytes of KeyPackages held for one user")
 	fl.Var(&maxResMemory, "max-memory", "memory budget of the libp2p resource manager (default: 1/8 of RAM)")
 	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, nil
-		}
 		return nil, err
 	}
 	if fl.NArg() > 0 {
