@@ -222,9 +222,6 @@ func (r *Relay) MetricsAddr() net.Addr {
 	return r.metrics.Addr()
 }
 
-// Service is the p2p relay service, for tests and embedding.
-func (r *Relay) Service() *p2p.Relay { return r.p2p }
-
 // Close stops the HTTP server and the relay, then closes the store (the
 // relay uses it until it has stopped). Problems are logged; it is safe to
 // call more than once.
