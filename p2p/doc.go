@@ -27,6 +27,26 @@
 // WithBootstrapPeers), and by gossipsub peer exchange. Nothing is ever
 // printed: libp2p's own logs go to the WithLogger logger too.
 //
+// # Peers and connectivity
+//
+// Packages above p2p see the network only through the Node: Connect,
+// Disconnect, IsConnected, AddAddrs (addresses of a peer known from
+// elsewhere, such as a contact card), Addrs and DirectAddrs (the node's
+// own), Reachability and Status. Peer ids and addresses are PeerID,
+// AddrInfo and Multiaddr, aliases of libp2p's types (see PeerID for why).
+// Subscribe delivers connectivity events on a channel:
+//
+//	sub := node.Subscribe(p2p.WithEventKinds(p2p.PeerUp, p2p.PeerDown))
+//	defer sub.Close()
+//	for ev := range sub.C {
+//		... // ev.Kind, ev.Peer
+//	}
+//
+// The node watches libp2p in one place (one network notifiee, one event
+// bus subscription for AutoNAT's verdict and address changes) and never
+// blocks on a subscriber: an event that finds the channel full is dropped
+// and counted (Subscription.Dropped).
+//
 // # Groups
 //
 // Each group has one gossipsub topic, named by TopicName from a hash of the

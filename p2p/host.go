@@ -19,7 +19,6 @@ import (
 	corecm "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/discovery"
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -70,7 +69,8 @@ type Node struct {
 	mu     sync.Mutex
 	topics map[string]*Topic
 
-	reachability atomic.Int32 // network.Reachability
+	reachability atomic.Int32 // network.Reachability, kept by watchLocal
+	eventState                // subscriptions (events.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -195,9 +195,10 @@ func newNode(ctx context.Context, key crypto.PrivKey, cfg *config) (*Node, error
 	}
 	n.wg.Add(1)
 	go n.maintainBootstrap()
-	if sub, err := n.h.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged)); err == nil {
+	n.watchConnections()
+	if sub, err := n.h.EventBus().Subscribe(localEvents()); err == nil {
 		n.wg.Add(1)
-		go n.watchReachability(sub)
+		go n.watchLocal(sub)
 	}
 
 	if err := ctx.Err(); err != nil {
@@ -473,24 +474,6 @@ func (n *Node) Status() Status {
 	return st
 }
 
-func (n *Node) watchReachability(sub event.Subscription) {
-	defer n.wg.Done()
-	defer sub.Close()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case ev, ok := <-sub.Out():
-			if !ok {
-				return
-			}
-			r := ev.(event.EvtLocalReachabilityChanged).Reachability
-			n.reachability.Store(int32(r))
-			n.log.Info("reachability changed", "reachability", r.String())
-		}
-	}
-}
-
 // Close leaves all topics and stops the node.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
@@ -509,6 +492,7 @@ func (n *Node) Close() error {
 		}
 		n.cancel()
 		n.wg.Wait()
+		n.closeSubscriptions()
 		if n.kad != nil {
 			errs = append(errs, n.kad.Close())
 		}

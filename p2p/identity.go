@@ -12,6 +12,10 @@ import (
 // store seals it at rest). These helpers convert it to and from the libp2p
 // protobuf key encoding, which records the key type.
 
+// PrivKey is a libp2p private key, a node's identity (an alias, not a
+// wrapper, for the reasons given at PeerID).
+type PrivKey = crypto.PrivKey
+
 // GenerateIdentity returns a new Ed25519 identity key.
 func GenerateIdentity() (crypto.PrivKey, error) {
 	k, _, err := crypto.GenerateEd25519Key(rand.Reader)

@@ -6,6 +6,9 @@
 // all of them against a new implementation:
 //
 //	func TestSQLiteTopicLog(t *testing.T) { p2ptest.TopicLog(t, newSQLiteTopicLog(t)) }
+//
+// Partition cuts real nodes apart, for tests of packages above p2p, which
+// name no libp2p type.
 package p2ptest
 
 import (
