@@ -9,7 +9,6 @@ import (
 
 	"github.com/canopy-chat/canopy/store"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -202,7 +201,7 @@ func (e *Engine) addContactAddrs(p peer.ID, addrs []ma.Multiaddr) {
 	if len(addrs) == 0 || e.node == nil || p == e.id.id {
 		return
 	}
-	e.node.Host().Peerstore().AddAddrs(p, addrs, peerstore.AddressTTL)
+	e.node.AddAddrs(p, addrs)
 }
 
 // dialContacts connects, in the background, to contacts that are members

@@ -145,6 +145,10 @@ type Engine struct {
 	events  *eventQueue
 	relays  []peer.AddrInfo
 
+	// peerEvents (PeerUp, PeerDown) and localEvents (reachability, own
+	// addresses) are the node's, subscribed to as soon as it starts.
+	peerEvents, localEvents *p2p.Subscription
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -155,19 +159,17 @@ type Engine struct {
 	// heldFrameBytes is what all groups' frame gates hold (framegate.go).
 	heldFrameBytes atomic.Int64
 
-	mu        sync.Mutex
-	selfNick  string
-	groups    map[string]*group // by group id
-	byTopic   map[string]*group // by topic name
-	invites   map[string]*invitation
-	contacts  map[peer.ID]*contactInfo
-	nearby    map[peer.ID]*Card
-	helloAt   map[peer.ID]time.Time
-	reach     string
-	closed    bool
-	lastCard  string
-	connected chan peer.ID
-	welcomes  []*pendingWelcome
+	mu       sync.Mutex
+	selfNick string
+	groups   map[string]*group // by group id
+	byTopic  map[string]*group // by topic name
+	invites  map[string]*invitation
+	contacts map[peer.ID]*contactInfo
+	nearby   map[peer.ID]*Card
+	helloAt  map[peer.ID]time.Time
+	closed   bool
+	lastCard string
+	welcomes []*pendingWelcome
 	// reinitWaiting: Welcomes that need the PSK of a ReInit not seen yet
 	// (reinit.go).
 	reinitWaiting []waitingWelcome
@@ -189,16 +191,14 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		cfg:       cfg,
-		events:    newEventQueue(),
-		groups:    make(map[string]*group),
-		byTopic:   make(map[string]*group),
-		invites:   make(map[string]*invitation),
-		contacts:  make(map[peer.ID]*contactInfo),
-		nearby:    make(map[peer.ID]*Card),
-		helloAt:   make(map[peer.ID]time.Time),
-		reach:     "unknown",
-		connected: make(chan peer.ID, 256),
+		cfg:      cfg,
+		events:   newEventQueue(),
+		groups:   make(map[string]*group),
+		byTopic:  make(map[string]*group),
+		invites:  make(map[string]*invitation),
+		contacts: make(map[peer.ID]*contactInfo),
+		nearby:   make(map[peer.ID]*Card),
+		helloAt:  make(map[peer.ID]time.Time),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	ok := false
@@ -420,7 +420,7 @@ func (e *Engine) card() *Card {
 		// The relays' circuit addresses first (they outlive moves and
 		// restarts, see relayCircuitAddrs), then the direct ones; the host's
 		// own circuit addresses are among the first.
-		direct := slices.DeleteFunc(slices.Clone(e.node.Host().Addrs()), isCircuit)
+		direct := e.node.DirectAddrs()
 		for _, a := range append(e.relayCircuitAddrs(), direct...) {
 			if len(c.Addrs) == maxCardAddrs {
 				break

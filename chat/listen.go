@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/canopy-chat/canopy/p2p"
-	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -114,7 +113,7 @@ func parseListenFile(b []byte) (map[string]string, error) {
 		}
 		spec, bound, ok := strings.Cut(l, " ")
 		sa, ba := canonicalAddr(spec), canonicalAddr(bound)
-		if !ok || sa == "" || ba == "" || zeroPort(ma.StringCast(ba)) != sa || sa == ba {
+		if !ok || sa == "" || ba == "" || p2p.ZeroPort(ma.StringCast(ba)) != sa || sa == ba {
 			return nil, fmt.Errorf("%s: bad line %q", ListenFileName, l)
 		}
 		out[sa] = ba
@@ -122,34 +121,18 @@ func parseListenFile(b []byte) (map[string]string, error) {
 	return out, nil
 }
 
-// zeroPort returns a with its TCP or UDP port replaced by 0.
-func zeroPort(a ma.Multiaddr) string {
-	var out ma.Multiaddr
-	for _, c := range a {
-		if code := c.Protocol().Code; code == ma.P_TCP || code == ma.P_UDP {
-			z, err := ma.NewComponent(c.Protocol().Name, "0")
-			if err != nil {
-				return ""
-			}
-			c = *z
-		}
-		out = append(out, c)
-	}
-	return out.String()
-}
-
 // keepListenPorts writes the ports the node got for the spec's port-0
 // addresses to the listen file.
 func (e *Engine) keepListenPorts(plan listenPlan) {
 	want := make(map[string]bool)
 	for _, s := range plan.spec {
-		if a := canonicalAddr(s); a != "" && zeroPort(ma.StringCast(a)) == a {
+		if a := canonicalAddr(s); a != "" && p2p.ZeroPort(ma.StringCast(a)) == a {
 			want[a] = true
 		}
 	}
 	var sb strings.Builder
 	for _, a := range e.node.ListenPorts() {
-		if spec := zeroPort(a); want[spec] {
+		if spec := p2p.ZeroPort(a); want[spec] {
 			sb.WriteString(spec + " " + a.String() + "\n")
 			delete(want, spec)
 		}
@@ -176,16 +159,7 @@ func (e *Engine) keptPortsTaken(err error) error {
 func (e *Engine) relayCircuitAddrs() []ma.Multiaddr {
 	var out []ma.Multiaddr
 	for _, r := range e.relays {
-		for _, a := range r.Addrs {
-			if isCircuit(a) {
-				continue
-			}
-			full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: r.ID, Addrs: []ma.Multiaddr{a}})
-			if err != nil || len(full) != 1 {
-				continue
-			}
-			out = append(out, full[0].Encapsulate(ma.StringCast("/p2p-circuit")))
-		}
+		out = append(out, p2p.CircuitAddrs(r)...)
 	}
 	return out
 }

@@ -11,8 +11,6 @@ import (
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/event"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -76,28 +74,10 @@ func (e *Engine) startNode(ctx context.Context) error {
 	if plan.store {
 		e.keepListenPorts(plan)
 	}
-	node.Host().Network().Notify(&network.NotifyBundle{
-		ConnectedF: func(_ network.Network, c network.Conn) {
-			select {
-			case e.connected <- c.RemotePeer():
-			default:
-			}
-		},
-		DisconnectedF: func(n network.Network, c network.Conn) {
-			p := c.RemotePeer()
-			if n.Connectedness(p) == network.Connected {
-				return
-			}
-			e.mu.Lock()
-			card := e.nearby[p]
-			delete(e.nearby, p)
-			e.mu.Unlock()
-			if card != nil {
-				e.emit(PeerEvent{Peer: peerView(card), Online: false})
-			}
-			e.statusChanged()
-		},
-	})
+	// Subscribed before anything else runs, so that no connection is
+	// missed; the node closes both when it closes.
+	e.peerEvents = node.Subscribe(p2p.WithEventKinds(p2p.PeerUp, p2p.PeerDown))
+	e.localEvents = node.Subscribe(p2p.WithEventKinds(p2p.ReachabilityChanged, p2p.AddrsChanged))
 	return nil
 }
 
@@ -105,13 +85,8 @@ func peerView(c *Card) Peer {
 	return Peer{Nick: c.Nick, PeerID: c.PeerID.String(), Card: c.String()}
 }
 
-func isCircuit(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
-}
-
 func (e *Engine) isConnected(p peer.ID) bool {
-	return e.node != nil && e.node.Host().Network().Connectedness(p) == network.Connected
+	return e.node != nil && e.node.IsConnected(p)
 }
 
 // connectAsync dials p in the background unless connected.
@@ -137,13 +112,23 @@ func (e *Engine) startBackground() {
 	e.dialContacts()
 }
 
-// connLoop handles new connections: introduce ourselves, retry Welcomes.
+// connLoop follows peers: on a new connection introduce ourselves and
+// retry Welcomes; when a peer's last connection closes, it is no longer
+// nearby.
 func (e *Engine) connLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case p := <-e.connected:
+		case ev, ok := <-e.peerEvents.C:
+			if !ok {
+				return
+			}
+			if ev.Kind == p2p.PeerDown {
+				e.peerGone(ev.Peer)
+				continue
+			}
+			p := ev.Peer
 			e.statusChanged()
 			e.retryWelcomes(p)
 			// A peer that comes back may hold what we missed while apart
@@ -165,6 +150,18 @@ func (e *Engine) connLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// peerGone forgets a peer whose last connection closed.
+func (e *Engine) peerGone(p peer.ID) {
+	e.mu.Lock()
+	card := e.nearby[p]
+	delete(e.nearby, p)
+	e.mu.Unlock()
+	if card != nil {
+		e.emit(PeerEvent{Peer: peerView(card), Online: false})
+	}
+	e.statusChanged()
 }
 
 func (e *Engine) sendHello(ctx context.Context, p peer.ID) {
@@ -195,40 +192,19 @@ func (e *Engine) sendHello(ctx context.Context, p peer.ID) {
 	}
 }
 
-// reachabilityLoop follows what AutoNAT learns and the host's addresses:
-// a status event and a fresh card file when either changes (a relay
-// reservation adds circuit addresses, which a card should carry at once).
+// reachabilityLoop follows what AutoNAT learns (which the node keeps, see
+// Status) and the host's addresses: a status event and a fresh card file
+// when either changes (a relay reservation adds circuit addresses, which a
+// card should carry at once).
 func (e *Engine) reachabilityLoop(ctx context.Context) {
-	sub, err := e.node.Host().EventBus().Subscribe([]any{new(event.EvtLocalReachabilityChanged), new(event.EvtLocalAddressesUpdated)})
-	if err != nil {
-		return
-	}
-	defer sub.Close()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev, ok := <-sub.Out():
+		case _, ok := <-e.localEvents.C:
 			if !ok {
 				return
 			}
-			rc, ok := ev.(event.EvtLocalReachabilityChanged)
-			if !ok {
-				e.statusChanged()
-				e.writeCardFile()
-				continue
-			}
-			r := rc.Reachability
-			e.mu.Lock()
-			switch r {
-			case network.ReachabilityPublic:
-				e.reach = "public"
-			case network.ReachabilityPrivate:
-				e.reach = "private"
-			default:
-				e.reach = "unknown"
-			}
-			e.mu.Unlock()
 			e.statusChanged()
 			e.writeCardFile()
 		}
@@ -555,8 +531,15 @@ func (e *Engine) Status() NetStatus {
 	for _, a := range e.node.Addrs() {
 		st.Addrs = append(st.Addrs, a.String())
 	}
+	switch e.node.Reachability() {
+	case p2p.ReachabilityPublic:
+		st.Reachability = "public"
+	case p2p.ReachabilityPrivate:
+		st.Reachability = "private"
+	default:
+		st.Reachability = "unknown"
+	}
 	e.mu.Lock()
-	st.Reachability = e.reach
 	for _, c := range e.nearby {
 		st.Nearby = append(st.Nearby, peerView(c))
 	}
