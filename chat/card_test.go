@@ -2,23 +2,21 @@ package chat
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/canopy-chat/canopy/p2p"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
 func testCard(t testing.TB) *Card {
 	t.Helper()
-	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
+	key, err := p2p.GenerateIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := peer.IDFromPublicKey(pub)
+	id, err := p2p.PeerIDOf(key)
 	if err != nil {
 		t.Fatal(err)
 	}

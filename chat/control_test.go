@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/canopy-chat/canopy/ordering"
-	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/canopy-chat/canopy/p2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -17,11 +17,11 @@ func testSigner(t testing.TB) (peer.ID, []byte, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, lpub, err := crypto.GenerateEd25519Key(rand.Reader)
+	lkey, err := p2p.GenerateIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := peer.IDFromPublicKey(lpub)
+	id, err := p2p.PeerIDOf(lkey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
 // Attacks by strangers who know a group's id (every relay carrying its
@@ -34,7 +33,7 @@ type sybil struct {
 
 func newSybil(t *testing.T, gid []byte, victims ...*testPeer) *sybil {
 	t.Helper()
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	key, err := p2p.GenerateIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,10 +10,7 @@ import (
 
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
-	"github.com/libp2p/go-libp2p/core/control"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
+	"github.com/canopy-chat/canopy/p2p/p2ptest"
 )
 
 // state returns a member's epoch and epoch authenticator for a group.
@@ -204,43 +201,6 @@ func TestConcurrentKickAndInvite(t *testing.T) {
 	bob.rec.wait(t, "message to the new group", isMessage(gid, "after the race"))
 }
 
-// gater blocks connections to and from some peers (a network partition).
-type gater struct {
-	mu      sync.Mutex
-	blocked map[peer.ID]bool
-}
-
-func (g *gater) block(ps ...peer.ID) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.blocked == nil {
-		g.blocked = map[peer.ID]bool{}
-	}
-	for _, p := range ps {
-		g.blocked[p] = true
-	}
-}
-
-func (g *gater) unblock() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.blocked = nil
-}
-
-func (g *gater) ok(p peer.ID) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return !g.blocked[p]
-}
-
-func (g *gater) InterceptPeerDial(p peer.ID) bool                 { return g.ok(p) }
-func (g *gater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return g.ok(p) }
-func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
-func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
-	return g.ok(p)
-}
-func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
-
 // fastOrdering makes fork healing quick in tests.
 func fastOrdering(c *Config) {
 	c.Ordering = ordering.Config{OrphanTime: time.Second, AnnounceInterval: time.Second, RejoinGrace: 2 * time.Second, RejoinRetry: 2 * time.Second}
@@ -252,7 +212,7 @@ func fastOrdering(c *Config) {
 // side's invitee is added again and rejoins by itself, and the messages of
 // both sides are kept.
 func TestPartitionHeal(t *testing.T) {
-	gt := &gater{}
+	gt := &p2ptest.Partition{}
 	alice, carol, dave := newPeer(t, "alice", fastOrdering), newPeer(t, "carol", fastOrdering), newPeer(t, "dave", fastOrdering)
 	bob := newPeer(t, "bob", fastOrdering, func(c *Config) { c.P2POptions = []p2p.Option{p2p.WithConnectionGater(gt)} })
 	erin := newPeer(t, "erin", fastOrdering)
@@ -267,9 +227,9 @@ func TestPartitionHeal(t *testing.T) {
 	waitFor(t, "three members converge", func() bool { return converged(t, gid, alice, bob, carol) })
 
 	// Partition: {alice, carol, dave} | {bob, erin}.
-	gt.block(alice.e.id.id, carol.e.id.id)
+	gt.Block(alice.e.id.id, carol.e.id.id)
 	for _, p := range []*testPeer{alice, carol} {
-		_ = bob.e.node.Host().Network().ClosePeer(p.e.id.id)
+		_ = bob.e.node.Disconnect(p.e.id.id)
 	}
 	waitFor(t, "partition", func() bool { return !bob.e.isConnected(alice.e.id.id) && !bob.e.isConnected(carol.e.id.id) })
 
@@ -286,7 +246,7 @@ func TestPartitionHeal(t *testing.T) {
 	erin.rec.wait(t, "side B", isMessage(gid, "side B"))
 
 	// Heal.
-	gt.unblock()
+	gt.Heal()
 	connect(t, bob, alice)
 	connect(t, bob, carol)
 	all := []*testPeer{alice, bob, carol, dave, erin}
