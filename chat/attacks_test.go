@@ -13,7 +13,6 @@ import (
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -51,7 +50,7 @@ type strangerGroup struct {
 	states  map[uint64]*mls.Group
 }
 
-func newStrangerGroup(t *testing.T, mallory *testPeer, gid []byte, name string, posingAs peer.ID, nick string, epochs int) *strangerGroup {
+func newStrangerGroup(t *testing.T, mallory *testPeer, gid []byte, name string, posingAs p2p.PeerID, nick string, epochs int) *strangerGroup {
 	t.Helper()
 	exts, err := groupExtensions(nil, groupSettings{Name: name})
 	if err != nil {
@@ -191,7 +190,7 @@ func viaRelayOpts(r *p2p.Relay) engineOpt {
 }
 
 // forge writes an inbox item into to's mailbox in the name of from.
-func forge(t *testing.T, mb *p2p.MemoryMailbox, to, from peer.ID, msg p2p.InboxMessage) {
+func forge(t *testing.T, mb *p2p.MemoryMailbox, to, from p2p.PeerID, msg p2p.InboxMessage) {
 	t.Helper()
 	data := p2p.EncodeInboxMessage(msg)
 	now := time.Now()

@@ -12,8 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
+	"github.com/canopy-chat/canopy/p2p"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -54,10 +53,10 @@ var ErrBadCard = errors.New("chat: invalid contact card")
 
 // Card is a decoded contact card.
 type Card struct {
-	PeerID      peer.ID
+	PeerID      p2p.PeerID
 	Fingerprint []byte // SHA-256 based, see Fingerprint
 	Nick        string
-	Addrs       []ma.Multiaddr
+	Addrs       []p2p.Multiaddr
 }
 
 // Marshal returns the binary form of c.
@@ -126,7 +125,7 @@ func (c *Card) check() error {
 		if a == nil || len(a.Bytes()) == 0 || len(a.Bytes()) > 255 {
 			return fmt.Errorf("%w: address of bad length", ErrBadCard)
 		}
-		if id, err := peer.IDFromP2PAddr(a); err == nil && id != c.PeerID {
+		if id, err := p2p.PeerIDFromP2PAddr(a); err == nil && id != c.PeerID {
 			return fmt.Errorf("%w: address %s names another peer", ErrBadCard, a)
 		}
 	}
@@ -179,7 +178,7 @@ func UnmarshalCard(data []byte) (*Card, error) {
 	if !s.Empty() {
 		return nil, fmt.Errorf("%w: trailing bytes", ErrBadCard)
 	}
-	c := &Card{PeerID: peer.ID(id), Fingerprint: append([]byte(nil), fp...), Nick: string(nick)}
+	c := &Card{PeerID: p2p.PeerID(id), Fingerprint: append([]byte(nil), fp...), Nick: string(nick)}
 	for !addrs.Empty() {
 		var a cryptobyte.String
 		if !addrs.ReadUint8LengthPrefixed(&a) || len(a) == 0 {
@@ -188,7 +187,7 @@ func UnmarshalCard(data []byte) (*Card, error) {
 		if len(c.Addrs) == maxCardAddrs {
 			return nil, fmt.Errorf("%w: more than %d addresses", ErrBadCard, maxCardAddrs)
 		}
-		m, err := ma.NewMultiaddrBytes(append([]byte(nil), a...))
+		m, err := p2p.MultiaddrFromBytes(append([]byte(nil), a...))
 		if err != nil {
 			return nil, fmt.Errorf("%w: address: %v", ErrBadCard, err)
 		}

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/canopy-chat/canopy/p2p"
-	ma "github.com/multiformats/go-multiaddr"
 )
 
 func testCard(t testing.TB) *Card {
@@ -24,7 +23,7 @@ func testCard(t testing.TB) *Card {
 		PeerID:      id,
 		Fingerprint: Fingerprint(1, []byte("key")),
 		Nick:        "alice",
-		Addrs:       []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4001"), ma.StringCast("/ip4/127.0.0.1/udp/4001/quic-v1")},
+		Addrs:       []p2p.Multiaddr{p2p.MustParseMultiaddr("/ip4/127.0.0.1/tcp/4001"), p2p.MustParseMultiaddr("/ip4/127.0.0.1/udp/4001/quic-v1")},
 	}
 }
 
@@ -66,7 +65,7 @@ func TestCardRejects(t *testing.T) {
 	}
 	bad = *c
 	other := testCard(t)
-	bad.Addrs = []ma.Multiaddr{ma.StringCast("/ip4/1.2.3.4/tcp/1/p2p/" + other.PeerID.String())}
+	bad.Addrs = []p2p.Multiaddr{p2p.MustParseMultiaddr("/ip4/1.2.3.4/tcp/1/p2p/" + other.PeerID.String())}
 	if _, err := bad.Marshal(); err == nil {
 		t.Error("address of another peer accepted")
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/canopy-chat/canopy/p2p"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Catch-up: fetching stored frames from peers after a start, a join or a
@@ -24,8 +23,8 @@ func (g *group) catchUp(all bool) {
 		g.sync.again = g.sync.again || all
 		return
 	}
-	var targets []peer.ID
-	cands := map[peer.ID]bool{}
+	var targets []p2p.PeerID
+	cands := map[p2p.PeerID]bool{}
 	if g.topic != nil {
 		for _, p := range g.topic.Peers() {
 			cands[p] = true
@@ -58,7 +57,7 @@ func (g *group) catchUp(all bool) {
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		ok := map[peer.ID]bool{}
+		ok := map[p2p.PeerID]bool{}
 		for _, p := range targets {
 			ctx, cancel := context.WithTimeout(g.ctx, 20*time.Second)
 			n := 0
@@ -112,7 +111,7 @@ func (g *group) unpark() {
 
 // syncState is the catch-up's bookkeeping. Owned by the loop.
 type syncState struct {
-	peers   map[peer.ID]bool // peers synced from since the start
+	peers   map[p2p.PeerID]bool // peers synced from since the start
 	running bool
 	again   bool   // another catch-up (from everyone) was asked for meanwhile
 	from    uint64 // the earliest epoch the machine asked to catch up from

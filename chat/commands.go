@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // What the commands do (the registry, registry.go, parses their arguments):
@@ -85,7 +85,7 @@ func (e *Engine) change(ctx context.Context, g *group, c change) error {
 }
 
 type invitee struct {
-	peer peer.ID
+	peer p2p.PeerID
 	card *Card
 	kp   *mls.KeyPackage
 	fp   []byte

@@ -7,9 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 )
 
 // Contacts are keyed by peer id (the identity in members' credentials).
@@ -36,7 +35,7 @@ type contactInfo struct {
 	nick    string
 	fp      []byte
 	verif   store.Verification
-	addrs   []ma.Multiaddr
+	addrs   []p2p.Multiaddr
 }
 
 func (e *Engine) loadContacts(ctx context.Context) error {
@@ -47,7 +46,7 @@ func (e *Engine) loadContacts(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, c := range all {
-		id, err := peer.Decode(c.ID)
+		id, err := p2p.DecodePeerID(c.ID)
 		if err != nil || id == e.id.id {
 			continue
 		}
@@ -64,7 +63,7 @@ func contactFromRow(c store.Contact) *contactInfo {
 	return ci
 }
 
-func shortPeer(p peer.ID) string {
+func shortPeer(p p2p.PeerID) string {
 	s := p.String()
 	if len(s) > 8 {
 		return s[len(s)-8:]
@@ -73,7 +72,7 @@ func shortPeer(p peer.ID) string {
 }
 
 // displayName returns the name the user knows peer p by.
-func (e *Engine) displayName(p peer.ID, leafHint string) string {
+func (e *Engine) displayName(p p2p.PeerID, leafHint string) string {
 	if p == e.id.id {
 		return e.nick()
 	}
@@ -95,7 +94,7 @@ func (e *Engine) displayName(p peer.ID, leafHint string) string {
 // (seen in a leaf, KeyPackage or card) and, when a card is given, its nick
 // and addresses. It returns whether the key differs from the one known
 // before; a loud notice is emitted then.
-func (e *Engine) learnKey(ctx context.Context, p peer.ID, fp []byte, card *Card, leafHint string) (changed bool) {
+func (e *Engine) learnKey(ctx context.Context, p p2p.PeerID, fp []byte, card *Card, leafHint string) (changed bool) {
 	if p == e.id.id || p == "" {
 		return false
 	}
@@ -159,7 +158,7 @@ func (e *Engine) learnKey(ctx context.Context, p peer.ID, fp []byte, card *Card,
 	return changed
 }
 
-func sameAddrs(a, b []ma.Multiaddr) bool {
+func sameAddrs(a, b []p2p.Multiaddr) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -172,7 +171,7 @@ func sameAddrs(a, b []ma.Multiaddr) bool {
 }
 
 // setPetname gives contact p a petname if it has none and name is free.
-func (e *Engine) setPetname(ctx context.Context, p peer.ID, name string) {
+func (e *Engine) setPetname(ctx context.Context, p p2p.PeerID, name string) {
 	row, err := e.db.Contact(ctx, p.String())
 	if err != nil || row.Petname != "" {
 		return
@@ -197,7 +196,7 @@ func (e *Engine) setPetname(ctx context.Context, p peer.ID, name string) {
 }
 
 // addContactAddrs makes a contact's known addresses usable for dialing.
-func (e *Engine) addContactAddrs(p peer.ID, addrs []ma.Multiaddr) {
+func (e *Engine) addContactAddrs(p p2p.PeerID, addrs []p2p.Multiaddr) {
 	if len(addrs) == 0 || e.node == nil || p == e.id.id {
 		return
 	}
@@ -208,7 +207,7 @@ func (e *Engine) addContactAddrs(p peer.ID, addrs []ma.Multiaddr) {
 // of our groups, so that group topics find their peers after a restart
 // without mDNS or the DHT.
 func (e *Engine) dialContacts() {
-	want := map[peer.ID]bool{}
+	want := map[p2p.PeerID]bool{}
 	e.mu.Lock()
 	for _, g := range e.groups {
 		for _, p := range g.view.memberPeers() {
@@ -216,8 +215,8 @@ func (e *Engine) dialContacts() {
 		}
 	}
 	type target struct {
-		id    peer.ID
-		addrs []ma.Multiaddr
+		id    p2p.PeerID
+		addrs []p2p.Multiaddr
 	}
 	var targets []target
 	for p := range want {
@@ -231,7 +230,7 @@ func (e *Engine) dialContacts() {
 			e.addContactAddrs(t.id, t.addrs)
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			if err := e.node.Connect(ctx, peer.AddrInfo{ID: t.id, Addrs: t.addrs}); err != nil {
+			if err := e.node.Connect(ctx, p2p.AddrInfo{ID: t.id, Addrs: t.addrs}); err != nil {
 				e.log.Debug("member unreachable", "peer", t.id, "err", err)
 			}
 		})
@@ -239,7 +238,7 @@ func (e *Engine) dialContacts() {
 }
 
 // refreshMembersOf recomputes the member views of the groups p is in.
-func (e *Engine) refreshMembersOf(p peer.ID) {
+func (e *Engine) refreshMembersOf(p p2p.PeerID) {
 	gs := e.groupList()
 	for _, g := range gs {
 		if g.view.hasMember(p) {
@@ -250,7 +249,7 @@ func (e *Engine) refreshMembersOf(p peer.ID) {
 
 // resolvePeerInput finds the peer a user means by s: a pasted card, a
 // petname, a nearby peer's nick, a contact's nick, or a peer id.
-func (e *Engine) resolvePeerInput(s string) (peer.ID, *Card, error) {
+func (e *Engine) resolvePeerInput(s string) (p2p.PeerID, *Card, error) {
 	s = strings.TrimSpace(s)
 	if strings.HasPrefix(s, CardPrefix) {
 		c, err := ParseCard(s)
@@ -262,13 +261,13 @@ func (e *Engine) resolvePeerInput(s string) (peer.ID, *Card, error) {
 	name := strings.TrimPrefix(s, "@")
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var matches []peer.ID
+	var matches []p2p.PeerID
 	for p, ci := range e.contacts {
 		if strings.EqualFold(ci.petname, name) {
 			return p, nil, nil
 		}
 	}
-	seen := map[peer.ID]bool{}
+	seen := map[p2p.PeerID]bool{}
 	for p, c := range e.nearby {
 		if strings.EqualFold(c.Nick, name) && !seen[p] {
 			matches = append(matches, p)
@@ -292,7 +291,7 @@ func (e *Engine) resolvePeerInput(s string) (peer.ID, *Card, error) {
 	if len(matches) > 1 {
 		return "", nil, fmt.Errorf("%q is ambiguous (%d peers have that name): paste their contact card instead", name, len(matches))
 	}
-	if id, err := peer.Decode(name); err == nil {
+	if id, err := p2p.DecodePeerID(name); err == nil {
 		return id, e.nearby[id], nil
 	}
 	return "", nil, fmt.Errorf("no contact or nearby peer called %q: paste their contact card (canopy id)", name)

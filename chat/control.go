@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/canopy-chat/canopy/p2p"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -53,7 +53,7 @@ var (
 // signedControl is a decoded SignedControl.
 type signedControl struct {
 	Kind      byte
-	Sender    peer.ID
+	Sender    p2p.PeerID
 	SigKey    []byte
 	Topic     string
 	Body      []byte
@@ -105,7 +105,7 @@ func parseSignedControl(data []byte) (*signedControl, error) {
 	default:
 		return nil, fmt.Errorf("%w: kind %d", ErrControlMalformed, kind)
 	}
-	p, err := peer.IDFromBytes(sender)
+	p, err := p2p.PeerIDFromBytes(sender)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sender: %v", ErrControlMalformed, err)
 	}

@@ -8,10 +8,9 @@ import (
 
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-func testSigner(t testing.TB) (peer.ID, []byte, []byte) {
+func testSigner(t testing.TB) (p2p.PeerID, []byte, []byte) {
 	t.Helper()
 	priv, pub, err := suite.GenerateSignatureKeyPair(rand.Reader)
 	if err != nil {
@@ -28,7 +27,7 @@ func testSigner(t testing.TB) (peer.ID, []byte, []byte) {
 	return id, priv, pub
 }
 
-func signedControlFor(t testing.TB, id peer.ID, priv, pub []byte, kind byte, topic string, body []byte) *signedControl {
+func signedControlFor(t testing.TB, id p2p.PeerID, priv, pub []byte, kind byte, topic string, body []byte) *signedControl {
 	t.Helper()
 	c := &signedControl{Kind: kind, Sender: id, SigKey: pub, Topic: topic, Body: body}
 	tbs, err := c.tbs()
@@ -98,7 +97,7 @@ func TestSignedControlRejects(t *testing.T) {
 	noSig := signedControlFor(t, id, priv, pub, dmClaim, "t", []byte("x"))
 	noSig.Signature = nil
 	bad["no signature"], _ = noSig.marshal()
-	badSender := &signedControl{Kind: dmHello, Sender: peer.ID("not a peer id"), SigKey: pub, Signature: []byte{1}}
+	badSender := &signedControl{Kind: dmHello, Sender: p2p.PeerID("not a peer id"), SigKey: pub, Signature: []byte{1}}
 	bad["sender"], _ = badSender.marshal()
 	for name, b := range bad {
 		if _, err := parseSignedControl(b); !errors.Is(err, ErrControlMalformed) {

@@ -10,7 +10,6 @@ import (
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Receiving: frames go through the group's ordering.Machine (forkchoice.go),
@@ -243,7 +242,7 @@ func (g *group) describe(rec *commitRec, before groupSettings) []store.Message {
 		if id == "" {
 			return "someone"
 		}
-		return e.displayName(peer.ID(id), g.hintOf(peer.ID(id)))
+		return e.displayName(p2p.PeerID(id), g.hintOf(p2p.PeerID(id)))
 	}
 	ci := rec.info
 	var lines []store.Message
@@ -292,14 +291,14 @@ func (g *group) describe(rec *commitRec, before groupSettings) []store.Message {
 	return lines
 }
 
-func (g *group) hintOf(p peer.ID) string {
+func (g *group) hintOf(p p2p.PeerID) string {
 	if in, ok := g.infoByPeer(p); ok {
 		return in.hint
 	}
 	return ""
 }
 
-func peerOfIdent(id string) (peer.ID, error) { return peer.IDFromBytes([]byte(id)) }
+func peerOfIdent(id string) (p2p.PeerID, error) { return p2p.PeerIDFromBytes([]byte(id)) }
 
 // onSwitched: a better Commit won an epoch we had passed; the machine
 // rolled back and applied the winning branch. One line tells the user;
@@ -361,7 +360,7 @@ func (g *group) deliver(d ordering.Deliver) {
 		if err != nil {
 			return
 		}
-		if peer.ID(target.Sender) != sender {
+		if p2p.PeerID(target.Sender) != sender {
 			// Only the author may change a message: a member's client
 			// refuses this, so it comes from a modified one.
 			g.e.log.Warn("ignored an edit or deletion of another member's message", "group", g.gid, "sender", sender)

@@ -9,8 +9,8 @@ import (
 	"fmt"
 
 	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Direct conversations.
@@ -105,7 +105,7 @@ func applyDirectView(v *GroupView, members []Member) (changed bool) {
 // directTarget is the peer a /dm names, with the fingerprint it is known
 // by (nil if unknown yet).
 type directTarget struct {
-	peer peer.ID
+	peer p2p.PeerID
 	card *Card
 	fp   []byte
 }

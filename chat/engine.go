@@ -22,7 +22,6 @@ import (
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Config configures an Engine. Zero fields take the defaults documented on
@@ -143,7 +142,7 @@ type Engine struct {
 	log     *slog.Logger
 	logFile *os.File
 	events  *eventQueue
-	relays  []peer.AddrInfo
+	relays  []p2p.AddrInfo
 
 	// peerEvents (PeerUp, PeerDown) and localEvents (reachability, own
 	// addresses) are the node's, subscribed to as soon as it starts.
@@ -154,7 +153,7 @@ type Engine struct {
 	wg     sync.WaitGroup
 
 	kpMu     sync.Mutex
-	kpGrants map[peer.ID][]kpGrant // one-time KeyPackages handed out, by requester (kpMu)
+	kpGrants map[p2p.PeerID][]kpGrant // one-time KeyPackages handed out, by requester (kpMu)
 
 	// heldFrameBytes is what all groups' frame gates hold (framegate.go).
 	heldFrameBytes atomic.Int64
@@ -164,9 +163,9 @@ type Engine struct {
 	groups   map[string]*group // by group id
 	byTopic  map[string]*group // by topic name
 	invites  map[string]*invitation
-	contacts map[peer.ID]*contactInfo
-	nearby   map[peer.ID]*Card
-	helloAt  map[peer.ID]time.Time
+	contacts map[p2p.PeerID]*contactInfo
+	nearby   map[p2p.PeerID]*Card
+	helloAt  map[p2p.PeerID]time.Time
 	closed   bool
 	lastCard string
 	welcomes []*pendingWelcome
@@ -196,9 +195,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		groups:   make(map[string]*group),
 		byTopic:  make(map[string]*group),
 		invites:  make(map[string]*invitation),
-		contacts: make(map[peer.ID]*contactInfo),
-		nearby:   make(map[peer.ID]*Card),
-		helloAt:  make(map[peer.ID]time.Time),
+		contacts: make(map[p2p.PeerID]*contactInfo),
+		nearby:   make(map[p2p.PeerID]*Card),
+		helloAt:  make(map[p2p.PeerID]time.Time),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	ok := false

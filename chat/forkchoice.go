@@ -10,8 +10,8 @@ import (
 
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/ordering"
+	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Ordering integration.
@@ -40,7 +40,7 @@ import (
 // Identities in the machine are credential identities: the binary peer id
 // as a string (ident).
 
-func ident(p peer.ID) string { return string(p) }
+func ident(p p2p.PeerID) string { return string(p) }
 
 // encodeKey and decodeKey convert an ordering key to the store's commit id:
 // hash (32) || class (1) || ticket (8) || epoch (8).

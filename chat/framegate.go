@@ -11,7 +11,6 @@ import (
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // The frame gate: a member accepts, forwards and stores only frames it has
@@ -97,7 +96,7 @@ const unjudged = ^uint64(0)
 
 type heldFrame struct {
 	data  []byte
-	from  peer.ID
+	from  p2p.PeerID
 	epoch uint64
 	at    time.Time
 	gen   uint64 // the gate's generation it was judged in
@@ -120,11 +119,11 @@ type frameGate struct {
 	keys     map[string]bool // members' signature keys in the retained states
 	held     []heldFrame
 	bytes    int
-	bySource map[peer.ID]int
+	bySource map[p2p.PeerID]int
 }
 
 func newFrameGate(total *atomic.Int64) *frameGate {
-	return &frameGate{total: total, byEpoch: map[uint64][]*epochAuth{}, keys: map[string]bool{}, bySource: map[peer.ID]int{}}
+	return &frameGate{total: total, byEpoch: map[uint64][]*epochAuth{}, keys: map[string]bool{}, bySource: map[p2p.PeerID]int{}}
 }
 
 // frameSizeOK bounds a frame by its content type.
@@ -441,7 +440,7 @@ func (g *group) catchUpIfHeld() {
 // member could have sent are rejected; frames the gate cannot judge yet
 // are held and ignored (not forwarded, no penalty); only authenticated
 // frames are accepted and forwarded.
-func (g *group) validate(_ context.Context, from peer.ID, hdr p2p.MLSHeader, data []byte) p2p.ValidationResult {
+func (g *group) validate(_ context.Context, from p2p.PeerID, hdr p2p.MLSHeader, data []byte) p2p.ValidationResult {
 	if hdr.WireFormat == p2p.WirePublicMessage && hdr.ContentType == p2p.ContentApplication {
 		// RFC 9420 §6.2: application data is never sent as a PublicMessage.
 		return p2p.Reject

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/canopy-chat/canopy/p2p"
 )
 
 // The held-frame bounds of the frame gate, per source, per group and
@@ -30,7 +30,7 @@ func TestFrameGateHoldBounds(t *testing.T) {
 	}
 	// Many sources fill the group's share; the oldest go first.
 	for i := range 64 {
-		a.hold(heldFrame{data: frame(100<<10, fmt.Sprint("s", i)), from: peer.ID(fmt.Sprint("src", i)), epoch: 9, at: now.Add(time.Duration(i) * time.Millisecond)})
+		a.hold(heldFrame{data: frame(100<<10, fmt.Sprint("s", i)), from: p2p.PeerID(fmt.Sprint("src", i)), epoch: 9, at: now.Add(time.Duration(i) * time.Millisecond)})
 	}
 	if a.heldBytes() > heldGroupBytes {
 		t.Fatalf("group holds %d bytes (bound %d)", a.heldBytes(), heldGroupBytes)
@@ -40,7 +40,7 @@ func TestFrameGateHoldBounds(t *testing.T) {
 	}
 	// The engine's total is shared across groups.
 	for i := range 400 {
-		b.hold(heldFrame{data: frame(100<<10, fmt.Sprint("b", i)), from: peer.ID(fmt.Sprint("b", i)), epoch: 9, at: now})
+		b.hold(heldFrame{data: frame(100<<10, fmt.Sprint("b", i)), from: p2p.PeerID(fmt.Sprint("b", i)), epoch: 9, at: now})
 		if total.Load() > heldTotalBytes {
 			t.Fatalf("engine holds %d bytes (bound %d)", total.Load(), heldTotalBytes)
 		}

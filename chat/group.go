@@ -13,7 +13,6 @@ import (
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // A group's mutable state (its MLS state, queued changes, buffered frames,
@@ -35,7 +34,7 @@ var (
 
 type inFrame struct {
 	data   []byte
-	from   peer.ID
+	from   p2p.PeerID
 	synced bool
 }
 
@@ -142,7 +141,7 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 		intents:   newIntentState(),
 		out:       newOutboxState(),
 		stage:     stagedWrites{rowIDs: make(map[string]bool)},
-		sync:      syncState{peers: make(map[peer.ID]bool)},
+		sync:      syncState{peers: make(map[p2p.PeerID]bool)},
 	}
 	g.proc = &groupProc{g: g}
 	g.ctx, g.cancel = context.WithCancel(e.ctx)
@@ -319,7 +318,7 @@ func (g *group) publish(data []byte, epoch uint64, done func(p2p.PublishResult, 
 // authenticated (framegate.go), within these bounds.
 var frameLogQuota = store.FrameQuota{MaxFrameBytes: 9 << 20, PerTopic: store.Limit{Bytes: 256 << 20}}
 
-func (g *group) logFrame(data []byte, epoch uint64, from peer.ID) (seq int64, inserted bool) {
+func (g *group) logFrame(data []byte, epoch uint64, from p2p.PeerID) (seq int64, inserted bool) {
 	ep := epoch
 	seq, inserted, err := g.e.db.AppendFrame(g.ctx, store.Frame{Topic: g.topicName, Epoch: &ep, Peer: from.String(), Data: data}, frameLogQuota)
 	if err != nil {

@@ -11,8 +11,6 @@ import (
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -32,8 +30,8 @@ type identity struct {
 	sigPub  []byte
 	cred    mls.Credential
 	fp      []byte
-	key     crypto.PrivKey
-	id      peer.ID
+	key     p2p.PrivKey
+	id      p2p.PeerID
 }
 
 // loadIdentity returns the stored identity, creating one on first use.
@@ -102,11 +100,11 @@ func newIdentity(ctx context.Context, db store.IdentityStore) (*identity, bool, 
 }
 
 // peerOfCredential returns the peer id a member's credential names.
-func peerOfCredential(c *mls.Credential) (peer.ID, error) {
+func peerOfCredential(c *mls.Credential) (p2p.PeerID, error) {
 	if c.Type != mls.CredentialBasic {
 		return "", errors.New("chat: not a basic credential")
 	}
-	id, err := peer.IDFromBytes(c.Identity)
+	id, err := p2p.PeerIDFromBytes(c.Identity)
 	if err != nil {
 		return "", fmt.Errorf("chat: credential identity is not a peer id: %w", err)
 	}
@@ -282,7 +280,7 @@ func (e *Engine) handedOut(all []store.KeyPackage) int {
 // handOutKeyPackage returns a KeyPackage of cipher suite cs (0: the
 // default suite) for from, who wants to add us: a fresh one-time package
 // (marked as handed out) within the bounds above, else the last-resort one.
-func (e *Engine) handOutKeyPackage(ctx context.Context, from peer.ID, cs uint16) (p2p.KeyPackage, error) {
+func (e *Engine) handOutKeyPackage(ctx context.Context, from p2p.PeerID, cs uint16) (p2p.KeyPackage, error) {
 	if cs == 0 {
 		cs = uint16(suite)
 	}
@@ -293,7 +291,7 @@ func (e *Engine) handOutKeyPackage(ctx context.Context, from peer.ID, cs uint16)
 		return p2p.KeyPackage{}, err
 	}
 	if e.kpGrants == nil {
-		e.kpGrants = map[peer.ID][]kpGrant{}
+		e.kpGrants = map[p2p.PeerID][]kpGrant{}
 	}
 	fresh := e.handedOut(all) < maxHandedOut && len(e.kpGrants[from]) < maxHandedOutPerPeer
 	var last *store.KeyPackage

@@ -9,7 +9,7 @@ import (
 
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/ordering"
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/canopy-chat/canopy/p2p"
 )
 
 // Committing own changes. A change (add, remove, update, settings) is
@@ -46,7 +46,7 @@ func newIntentState() intentState {
 // intentRec is an own membership change until it is applied.
 type intentRec struct {
 	ordering.Intent
-	peer peer.ID
+	peer p2p.PeerID
 	kp   *mls.KeyPackage
 	done chan error
 	at   time.Time
@@ -72,7 +72,7 @@ func (s *intentState) prune(now time.Time) {
 
 // heldWelcome is the Welcome of an own Commit, held until it settles.
 type heldWelcome struct {
-	to      peer.ID
+	to      p2p.PeerID
 	ref     []byte
 	welcome []byte
 	intent  string
@@ -386,7 +386,7 @@ type changeKind int
 type change struct {
 	kind     changeKind
 	kp       *mls.KeyPackage
-	peer     peer.ID
+	peer     p2p.PeerID
 	settings groupSettings
 	done     chan error
 }

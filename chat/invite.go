@@ -17,7 +17,6 @@ import (
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Invitations.
@@ -38,21 +37,21 @@ import (
 // its store row (and was the format of the legacy files): keep the field
 // names stable.
 type invitation struct {
-	ID        string    `json:"id"`
-	Welcome   []byte    `json:"welcome"`
-	From      peer.ID   `json:"from"`
-	Tree      []byte    `json:"tree,omitempty"`
-	History   [][]byte  `json:"history,omitempty"` // the adder's compact history (encodeKey)
-	GroupID   []byte    `json:"group_id"`
-	GroupName string    `json:"group_name"`
-	FromNick  string    `json:"from_nick"`
-	At        time.Time `json:"at"`
+	ID        string     `json:"id"`
+	Welcome   []byte     `json:"welcome"`
+	From      p2p.PeerID `json:"from"`
+	Tree      []byte     `json:"tree,omitempty"`
+	History   [][]byte   `json:"history,omitempty"` // the adder's compact history (encodeKey)
+	GroupID   []byte     `json:"group_id"`
+	GroupName string     `json:"group_name"`
+	FromNick  string     `json:"from_nick"`
+	At        time.Time  `json:"at"`
 	// Warning says in plain words what is not as it seems (invite.go
 	// describeInviter, welcomeForMember).
 	Warning string `json:"warning,omitempty"`
 	// Inviter is the authenticated inviter (the leaf that signed the
 	// envelope), empty if none; From is only who delivered it.
-	Inviter peer.ID `json:"inviter,omitempty"`
+	Inviter p2p.PeerID `json:"inviter,omitempty"`
 	// Separate: a Welcome into a group with the id of one we are in that
 	// does not continue it; accepting it needs leaving that group first.
 	Separate bool `json:"separate,omitempty"`
@@ -186,7 +185,7 @@ func rootKeyOf(hist []ordering.Entry, epoch uint64) *ordering.Key {
 // onWelcome handles a Welcome received directly or from a relay mailbox.
 // from is only a hint (where to fetch the ratchet tree, who delivered it
 // when src is viaStream): the inviter is the leaf that signed the envelope.
-func (e *Engine) onWelcome(ctx context.Context, src inboxSource, from peer.ID, topic string, data []byte) error {
+func (e *Engine) onWelcome(ctx context.Context, src inboxSource, from p2p.PeerID, topic string, data []byte) error {
 	env, err := decodeWelcome(data)
 	if err != nil {
 		return err
@@ -267,7 +266,7 @@ func invitationID(welcome []byte) string {
 // peer that delivered it directly, never a relay's sender field. warning
 // says in plain words what is not as it seems: a signing key that is not
 // the one known for that contact, an inviter nobody vouches for.
-func (e *Engine) describeInviter(st *mls.Group, env *welcomeEnvelope, src inboxSource, from peer.ID) (who inviterInfo, warning string) {
+func (e *Engine) describeInviter(st *mls.Group, env *welcomeEnvelope, src inboxSource, from p2p.PeerID) (who inviterInfo, warning string) {
 	if m, ok := adderOf(st, env); ok {
 		p, err := peerOfCredential(&m.Credential)
 		if err != nil {
@@ -293,14 +292,14 @@ func (e *Engine) describeInviter(st *mls.Group, env *welcomeEnvelope, src inboxS
 // inviterInfo is who sent an invitation as far as it is authenticated:
 // peer is empty when nobody is.
 type inviterInfo struct {
-	peer peer.ID
+	peer p2p.PeerID
 	name string
 }
 
 // addInvitation keeps a joined Welcome as a pending invitation and tells
 // the user. separate marks a Welcome for a group we are in that does not
 // continue it (welcomeForMember).
-func (e *Engine) addInvitation(ctx context.Context, st *mls.Group, env *welcomeEnvelope, tree []byte, from peer.ID, inviter inviterInfo, warning string, separate bool) error {
+func (e *Engine) addInvitation(ctx context.Context, st *mls.Group, env *welcomeEnvelope, tree []byte, from p2p.PeerID, inviter inviterInfo, warning string, separate bool) error {
 	settings := settingsOf(st.Extensions())
 	id := invitationID(env.Welcome)
 	inv := &invitation{ID: id, Welcome: env.Welcome, From: from, Tree: tree, GroupID: st.GroupID(), GroupName: settings.Name,
@@ -532,7 +531,7 @@ func (e *Engine) decline(ctx context.Context, id string) (*invitation, error) {
 // onDecline: an invitee declined; the inviter removes the leaf it added.
 // The decline must be signed with the key of that leaf and name its
 // encryption key, whatever path it took.
-func (e *Engine) onDecline(src inboxSource, relay peer.ID, c *signedControl) {
+func (e *Engine) onDecline(src inboxSource, relay p2p.PeerID, c *signedControl) {
 	e.mu.Lock()
 	g := e.byTopic[c.Topic]
 	e.mu.Unlock()
@@ -578,14 +577,14 @@ func declineMatches(st *mls.Group, c *signedControl) bool {
 // fetchKeyPackage gets a KeyPackage of p from p or a relay and checks it:
 // valid (RFC 9420 §10.1), for p's peer id, canopy-capable, and with the
 // key of the card when one was pasted.
-func (e *Engine) fetchKeyPackage(ctx context.Context, p peer.ID, card *Card) (*mls.KeyPackage, []byte, error) {
+func (e *Engine) fetchKeyPackage(ctx context.Context, p p2p.PeerID, card *Card) (*mls.KeyPackage, []byte, error) {
 	return e.fetchKeyPackageFor(ctx, p, card, suite)
 }
 
 // fetchKeyPackageFor is fetchKeyPackage for a group of cipher suite cs.
 // When p itself answers that it has no package of cs, its client does not
 // offer cs: a SuiteUnsupportedError.
-func (e *Engine) fetchKeyPackageFor(ctx context.Context, p peer.ID, card *Card, cs mls.CipherSuite) (*mls.KeyPackage, []byte, error) {
+func (e *Engine) fetchKeyPackageFor(ctx context.Context, p p2p.PeerID, card *Card, cs mls.CipherSuite) (*mls.KeyPackage, []byte, error) {
 	if card != nil {
 		e.addContactAddrs(p, card.Addrs)
 	} else {
@@ -647,7 +646,7 @@ func (e *Engine) fetchKeyPackageFor(ctx context.Context, p peer.ID, card *Card, 
 
 // queueWelcome delivers a Welcome to a new member: directly, else into
 // relay mailboxes, else kept (outbox) and retried when the peer connects.
-func (e *Engine) queueWelcome(to peer.ID, g *group, entryID, welcome []byte, persist bool) {
+func (e *Engine) queueWelcome(to p2p.PeerID, g *group, entryID, welcome []byte, persist bool) {
 	if persist {
 		if err := e.db.Enqueue(g.ctx, store.OutboxEntry{GroupID: g.id, ID: entryID, Kind: outWelcome, Epoch: g.epoch(), Payload: []byte(to), Wire: welcome}); err != nil {
 			e.log.Warn("welcome outbox", "err", err)
@@ -661,7 +660,7 @@ func (e *Engine) queueWelcome(to peer.ID, g *group, entryID, welcome []byte, per
 }
 
 type pendingWelcome struct {
-	to      peer.ID
+	to      p2p.PeerID
 	g       *group
 	id      []byte
 	welcome []byte
@@ -705,7 +704,7 @@ func (e *Engine) deliverWelcome(ctx context.Context, pw *pendingWelcome) {
 }
 
 // retryWelcomes retries Welcomes for a peer that just connected.
-func (e *Engine) retryWelcomes(p peer.ID) {
+func (e *Engine) retryWelcomes(p p2p.PeerID) {
 	e.mu.Lock()
 	var todo []*pendingWelcome
 	for _, pw := range e.welcomes {

@@ -3,8 +3,8 @@ package chat
 import (
 	"slices"
 
+	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Pending invitations are bounded (issue 13, item 7): anyone who can
@@ -34,13 +34,13 @@ const (
 // knownInviters returns the peers whose invitations are kept first: the
 // members of our groups and the contacts the user named or verified.
 // e.mu must not be held.
-func (e *Engine) knownInviters() map[peer.ID]bool {
+func (e *Engine) knownInviters() map[p2p.PeerID]bool {
 	e.mu.Lock()
 	groups := make([]*group, 0, len(e.groups))
 	for _, g := range e.groups {
 		groups = append(groups, g)
 	}
-	known := map[peer.ID]bool{}
+	known := map[p2p.PeerID]bool{}
 	for p, c := range e.contacts {
 		if c.petname != "" || c.verif == store.Verified {
 			known[p] = true
@@ -61,7 +61,7 @@ func (e *Engine) knownInviters() map[peer.ID]bool {
 // makeRoomForInvitation decides whether inv may be kept and which pending
 // invitations it pushes out (their ids, to delete); known is
 // knownInviters(). e.mu is held.
-func (e *Engine) makeRoomForInvitation(inv *invitation, known map[peer.ID]bool) (drop []string, ok bool) {
+func (e *Engine) makeRoomForInvitation(inv *invitation, known map[p2p.PeerID]bool) (drop []string, ok bool) {
 	type pend struct {
 		id      string
 		inv     *invitation
@@ -121,7 +121,7 @@ func (e *Engine) makeRoomForInvitation(inv *invitation, known map[peer.ID]bool) 
 }
 
 // inviterKey is who an invitation counts against.
-func inviterKey(inv *invitation) peer.ID {
+func inviterKey(inv *invitation) p2p.PeerID {
 	if inv.Inviter != "" {
 		return inv.Inviter
 	}
@@ -130,6 +130,6 @@ func inviterKey(inv *invitation) peer.ID {
 
 // isKnown: the invitation's authenticated inviter is known, with the key
 // we know for it.
-func isKnown(inv *invitation, known map[peer.ID]bool) bool {
+func isKnown(inv *invitation, known map[p2p.PeerID]bool) bool {
 	return inv.Inviter != "" && inv.Warning == "" && known[inv.Inviter]
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/canopy-chat/canopy/p2p"
-	ma "github.com/multiformats/go-multiaddr"
 )
 
 // A profile keeps its listen ports: the first start listens where the
@@ -80,7 +79,7 @@ func (e *Engine) planListen() listenPlan {
 // canonicalAddr is the string form of a multiaddr ("" if it does not
 // parse), so that spellings of the same address match.
 func canonicalAddr(s string) string {
-	a, err := ma.NewMultiaddr(strings.TrimSpace(s))
+	a, err := p2p.ParseMultiaddr(strings.TrimSpace(s))
 	if err != nil {
 		return ""
 	}
@@ -113,7 +112,7 @@ func parseListenFile(b []byte) (map[string]string, error) {
 		}
 		spec, bound, ok := strings.Cut(l, " ")
 		sa, ba := canonicalAddr(spec), canonicalAddr(bound)
-		if !ok || sa == "" || ba == "" || p2p.ZeroPort(ma.StringCast(ba)) != sa || sa == ba {
+		if !ok || sa == "" || ba == "" || p2p.ZeroPort(p2p.MustParseMultiaddr(ba)) != sa || sa == ba {
 			return nil, fmt.Errorf("%s: bad line %q", ListenFileName, l)
 		}
 		out[sa] = ba
@@ -126,7 +125,7 @@ func parseListenFile(b []byte) (map[string]string, error) {
 func (e *Engine) keepListenPorts(plan listenPlan) {
 	want := make(map[string]bool)
 	for _, s := range plan.spec {
-		if a := canonicalAddr(s); a != "" && p2p.ZeroPort(ma.StringCast(a)) == a {
+		if a := canonicalAddr(s); a != "" && p2p.ZeroPort(p2p.MustParseMultiaddr(a)) == a {
 			want[a] = true
 		}
 	}
@@ -156,8 +155,8 @@ func (e *Engine) keptPortsTaken(err error) error {
 // relays (…/p2p/RELAY/p2p-circuit): they reach this peer as long as it
 // keeps a reservation there, wherever it runs, so a card carrying them
 // stays valid for as long as the relays keep their addresses.
-func (e *Engine) relayCircuitAddrs() []ma.Multiaddr {
-	var out []ma.Multiaddr
+func (e *Engine) relayCircuitAddrs() []p2p.Multiaddr {
+	var out []p2p.Multiaddr
 	for _, r := range e.relays {
 		out = append(out, p2p.CircuitAddrs(r)...)
 	}

@@ -11,8 +11,6 @@ import (
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 )
 
 // Direct messages (p2p.InboxDirect) are signed control messages
@@ -85,19 +83,19 @@ func peerView(c *Card) Peer {
 	return Peer{Nick: c.Nick, PeerID: c.PeerID.String(), Card: c.String()}
 }
 
-func (e *Engine) isConnected(p peer.ID) bool {
+func (e *Engine) isConnected(p p2p.PeerID) bool {
 	return e.node != nil && e.node.IsConnected(p)
 }
 
 // connectAsync dials p in the background unless connected.
-func (e *Engine) connectAsync(p peer.ID, addrs []ma.Multiaddr) {
+func (e *Engine) connectAsync(p p2p.PeerID, addrs []p2p.Multiaddr) {
 	if p == e.id.id || e.isConnected(p) {
 		return
 	}
 	e.goBackground(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		_ = e.node.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs})
+		_ = e.node.Connect(ctx, p2p.AddrInfo{ID: p, Addrs: addrs})
 	})
 }
 
@@ -153,7 +151,7 @@ func (e *Engine) connLoop(ctx context.Context) {
 }
 
 // peerGone forgets a peer whose last connection closed.
-func (e *Engine) peerGone(p peer.ID) {
+func (e *Engine) peerGone(p p2p.PeerID) {
 	e.mu.Lock()
 	card := e.nearby[p]
 	delete(e.nearby, p)
@@ -164,7 +162,7 @@ func (e *Engine) peerGone(p peer.ID) {
 	e.statusChanged()
 }
 
-func (e *Engine) sendHello(ctx context.Context, p peer.ID) {
+func (e *Engine) sendHello(ctx context.Context, p p2p.PeerID) {
 	for _, r := range e.relays {
 		if r.ID == p {
 			return
@@ -235,7 +233,7 @@ func (e *Engine) housekeeping(ctx context.Context) {
 
 // relayLoop uploads KeyPackages to relays and polls their mailboxes.
 func (e *Engine) relayLoop(ctx context.Context) {
-	uploaded := map[peer.ID]bool{}
+	uploaded := map[p2p.PeerID]bool{}
 	t := time.NewTicker(e.cfg.MailboxInterval)
 	defer t.Stop()
 	first := time.NewTimer(500 * time.Millisecond)
@@ -283,7 +281,7 @@ func (e *Engine) PollMailboxes(ctx context.Context) {
 	}
 }
 
-func (e *Engine) pollMailbox(ctx context.Context, relay peer.ID) {
+func (e *Engine) pollMailbox(ctx context.Context, relay p2p.PeerID) {
 	for range 10 {
 		fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		mail, err := e.node.FetchMailbox(fctx, relay)
@@ -307,17 +305,17 @@ func (e *Engine) pollMailbox(ctx context.Context, relay peer.ID) {
 
 // ---- stream protocol handlers ----
 
-func (e *Engine) serveKeyPackage(ctx context.Context, from peer.ID, cs uint16) (p2p.KeyPackage, error) {
+func (e *Engine) serveKeyPackage(ctx context.Context, from p2p.PeerID, cs uint16) (p2p.KeyPackage, error) {
 	return e.handOutKeyPackage(ctx, from, cs)
 }
 
-func (e *Engine) serveInbox(ctx context.Context, from peer.ID, msg p2p.InboxMessage) error {
+func (e *Engine) serveInbox(ctx context.Context, from p2p.PeerID, msg p2p.InboxMessage) error {
 	return e.handleInbox(ctx, viaStream, "", from, msg)
 }
 
 // handleInbox dispatches an inbox item. from is authenticated only when
 // src is viaStream; relay names the relay of a mailbox item.
-func (e *Engine) handleInbox(ctx context.Context, src inboxSource, relay, from peer.ID, msg p2p.InboxMessage) error {
+func (e *Engine) handleInbox(ctx context.Context, src inboxSource, relay, from p2p.PeerID, msg p2p.InboxMessage) error {
 	switch msg.Kind {
 	case p2p.InboxWelcome:
 		return e.onWelcome(ctx, src, from, msg.Topic, msg.Data)
@@ -352,7 +350,7 @@ func controlName(kind byte) string {
 
 // distrust tells the user that relay delivered a control message in the
 // name of claimed that was not theirs, and that it was ignored.
-func (e *Engine) distrust(relay, claimed peer.ID, what, why string) {
+func (e *Engine) distrust(relay, claimed p2p.PeerID, what, why string) {
 	e.log.Warn("ignored a mailbox item not authenticated by its claimed sender", "relay", relay, "claimed", claimed, "what", what, "why", why)
 	e.notice("", NoticeWarning, "ignored %s that relay %s delivered in the name of %s: %s (a relay cannot speak for anyone)",
 		what, shortPeer(relay), e.displayName(claimed, ""), why)
@@ -362,7 +360,7 @@ func (e *Engine) distrust(relay, claimed peer.ID, what, why string) {
 // signature must verify with the key it carries; each handler then checks
 // that key against what it knows of the sender. Hellos and claims are only
 // ever sent directly: from a mailbox they are replays or forgeries.
-func (e *Engine) onControl(src inboxSource, relay, from peer.ID, topic string, data []byte) error {
+func (e *Engine) onControl(src inboxSource, relay, from p2p.PeerID, topic string, data []byte) error {
 	c, err := parseSignedControl(data)
 	if err != nil {
 		return fmt.Errorf("%w: %v", p2p.ErrBadRequest, err)
@@ -425,7 +423,7 @@ func (e *Engine) onHello(c *signedControl) error {
 }
 
 // serveSync serves the frames of a group's topic to a current member.
-func (e *Engine) serveSync(ctx context.Context, from peer.ID, req p2p.SyncRequest) (p2p.SyncPage, error) {
+func (e *Engine) serveSync(ctx context.Context, from p2p.PeerID, req p2p.SyncRequest) (p2p.SyncPage, error) {
 	e.mu.Lock()
 	g := e.byTopic[req.Topic]
 	e.mu.Unlock()
@@ -462,7 +460,7 @@ func (e *Engine) serveSync(ctx context.Context, from peer.ID, req p2p.SyncReques
 
 // serveTree serves the ratchet tree of a group to a member of the tree
 // (a joiner whose Welcome left it out).
-func (e *Engine) serveTree(ctx context.Context, from peer.ID, req p2p.TreeRequest) ([]byte, error) {
+func (e *Engine) serveTree(ctx context.Context, from p2p.PeerID, req p2p.TreeRequest) ([]byte, error) {
 	e.mu.Lock()
 	g := e.byTopic[req.Topic]
 	e.mu.Unlock()
@@ -497,7 +495,7 @@ func (e *Engine) serveTree(ctx context.Context, from peer.ID, req p2p.TreeReques
 
 // treeHasMember reports whether the encoded ratchet tree has a leaf whose
 // credential names p.
-func treeHasMember(tree []byte, p peer.ID) bool {
+func treeHasMember(tree []byte, p p2p.PeerID) bool {
 	var t mls.RatchetTree
 	if t.Unmarshal(tree) != nil {
 		return false

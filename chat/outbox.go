@@ -10,7 +10,6 @@ import (
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Sending own messages: the outbox holds what awaits a receipt (or is held
@@ -342,7 +341,7 @@ func (g *group) loadOutbox() {
 			}
 			g.out.edits[string(en.ID)] = true
 		case outWelcome:
-			g.e.queueWelcome(peer.ID(en.Payload), g, en.ID, en.Wire, false)
+			g.e.queueWelcome(p2p.PeerID(en.Payload), g, en.ID, en.Wire, false)
 		}
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/canopy-chat/canopy/ordering"
+	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Persistence of the canonical tip and the timeline rows staged with it,
@@ -128,7 +128,7 @@ func (e *Engine) messageFromRow(g *group, r store.Message) Message {
 		return m
 	}
 	m.Kind = k.apiKind()
-	sender := peer.ID(r.Sender)
+	sender := p2p.PeerID(r.Sender)
 	m.Own = sender == e.id.id
 	hint := ""
 	if in, ok := g.infoByPeer(sender); ok {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/ordering"
+	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Moving a group to another cipher suite: /reinit --pq (RFC 9420 §11.2).
@@ -51,7 +51,7 @@ import (
 type pendingReInit struct {
 	commit ordering.Hash
 	kps    []*mls.KeyPackage
-	to     []peer.ID
+	to     []p2p.PeerID
 	done   chan reinitResult
 }
 
@@ -118,7 +118,7 @@ func (e *Engine) reinitGroup(ctx context.Context, g *group, args []string) (Resu
 // that member has in the group.
 func (e *Engine) successorKeyPackages(ctx context.Context, name string, members []mls.Member, cs mls.CipherSuite) (*pendingReInit, error) {
 	type target struct {
-		peer peer.ID
+		peer p2p.PeerID
 		name string
 		fp   []byte
 		kp   *mls.KeyPackage
@@ -183,7 +183,7 @@ func (g *group) commitReInit(cs mls.CipherSuite, pr *pendingReInit) error {
 	}
 	// The successor must have every member of the closed group (§11.2):
 	// the KeyPackages were fetched for the members of a moment ago.
-	want := map[peer.ID]bool{}
+	want := map[p2p.PeerID]bool{}
 	for _, p := range pr.to {
 		want[p] = true
 	}
@@ -495,12 +495,12 @@ const maxWaitingWelcomes = 8
 
 type waitingWelcome struct {
 	src   inboxSource
-	from  peer.ID
+	from  p2p.PeerID
 	topic string
 	data  []byte
 }
 
-func (e *Engine) holdForReInit(src inboxSource, from peer.ID, topic string, data []byte) {
+func (e *Engine) holdForReInit(src inboxSource, from p2p.PeerID, topic string, data []byte) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, w := range e.reinitWaiting {

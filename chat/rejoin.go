@@ -10,7 +10,6 @@ import (
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Welcomes for this member, claims and rejoins: forks older than the
@@ -33,7 +32,7 @@ type refusedWelcome struct {
 	tree    []byte
 	inviter inviterInfo
 	warning string
-	from    peer.ID
+	from    p2p.PeerID
 }
 
 // welcomeForMember handles a Welcome into a group this member already
@@ -45,7 +44,7 @@ type refusedWelcome struct {
 // and asked about again later. A Welcome that does not prove it is
 // somebody else's group with the same id: at most a separate invitation,
 // which the user sees as such and must accept explicitly.
-func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter inviterInfo, warning string, from peer.ID) {
+func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter inviterInfo, warning string, from p2p.PeerID) {
 	e := g.e
 	if g.m == nil || g.offline {
 		return
@@ -102,7 +101,7 @@ func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter invi
 
 // identityOf returns the credential identity of p's leaf in st (the id
 // the fork choice knows members by), or "" when p has none.
-func identityOf(st *mls.Group, p peer.ID) string {
+func identityOf(st *mls.Group, p p2p.PeerID) string {
 	for _, m := range st.Members() {
 		if q, err := peerOfCredential(&m.Credential); err == nil && q == p {
 			return string(m.Credential.Identity)
@@ -114,7 +113,7 @@ func identityOf(st *mls.Group, p peer.ID) string {
 // separateWelcome keeps a Welcome that claims our group's id without
 // continuing it as a separate invitation, and says so in plain words. Our
 // group, its state and its messages are untouched.
-func (g *group) separateWelcome(st *mls.Group, env *welcomeEnvelope, tree []byte, inviter inviterInfo, warning string, from peer.ID) {
+func (g *group) separateWelcome(st *mls.Group, env *welcomeEnvelope, tree []byte, inviter inviterInfo, warning string, from p2p.PeerID) {
 	e := g.e
 	name := g.settings.Name
 	what := fmt.Sprintf("%s invited you into a different group that claims the id of %s; it does not continue your group", inviter.name, name)
@@ -160,7 +159,7 @@ func (g *group) announce(c ordering.Claim) {
 		return
 	}
 	msg := p2p.InboxMessage{Kind: p2p.InboxDirect, Topic: g.topicName, Data: signed}
-	var targets []peer.ID
+	var targets []p2p.PeerID
 	for _, id := range g.m.Roster() {
 		if p, err := peerOfIdent(id); err == nil && p != g.e.id.id {
 			targets = append(targets, p)
@@ -207,7 +206,7 @@ func (e *Engine) onClaim(c *signedControl) error {
 
 // knowsKey reports whether p has a leaf with signature key key in a state
 // the loop holds (the tip, or any retained state of the window).
-func (g *group) knowsKey(p peer.ID, key []byte) bool {
+func (g *group) knowsKey(p p2p.PeerID, key []byte) bool {
 	has := func(st *mls.Group) bool {
 		for _, m := range st.Members() {
 			if q, err := peerOfCredential(&m.Credential); err == nil && q == p && bytes.Equal(m.SignatureKey, key) {

@@ -8,8 +8,8 @@ import (
 	"sync"
 
 	"github.com/canopy-chat/canopy/mls"
+	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // What front ends read: the GroupView and member list the loop publishes
@@ -17,7 +17,7 @@ import (
 
 type memberInfo struct {
 	leaf mls.LeafIndex
-	peer peer.ID
+	peer p2p.PeerID
 	fp   []byte
 	hint string
 }
@@ -43,17 +43,17 @@ func (v *viewState) memberList() []Member {
 	return slices.Clone(v.members)
 }
 
-func (v *viewState) memberPeers() []peer.ID {
+func (v *viewState) memberPeers() []p2p.PeerID {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	out := make([]peer.ID, 0, len(v.infos))
+	out := make([]p2p.PeerID, 0, len(v.infos))
 	for _, in := range v.infos {
 		out = append(out, in.peer)
 	}
 	return out
 }
 
-func (v *viewState) hasMember(p peer.ID) bool {
+func (v *viewState) hasMember(p p2p.PeerID) bool {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	for _, in := range v.infos {
@@ -163,7 +163,7 @@ func (g *group) infoByLeaf(l mls.LeafIndex) (memberInfo, bool) {
 	return memberInfo{}, false
 }
 
-func (g *group) infoByPeer(p peer.ID) (memberInfo, bool) {
+func (g *group) infoByPeer(p p2p.PeerID) (memberInfo, bool) {
 	g.view.mu.RLock()
 	defer g.view.mu.RUnlock()
 	for _, in := range g.view.infos {

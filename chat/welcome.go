@@ -10,7 +10,6 @@ import (
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -191,7 +190,7 @@ func continuityTBSOf(st *mls.Group, leaf uint32, welcomeHash []byte) ([]byte, er
 // signed with our key, with proofs from the states in held (the states
 // the loop retains) in which to is a member, newest first, older than
 // the joined state.
-func (e *Engine) sealWelcome(welcome []byte, hist []ordering.Entry, joined *mls.Group, held []*mls.Group, to peer.ID) ([]byte, error) {
+func (e *Engine) sealWelcome(welcome []byte, hist []ordering.Entry, joined *mls.Group, held []*mls.Group, to p2p.PeerID) ([]byte, error) {
 	wh := sha256.Sum256(welcome)
 	tbs, err := welcomeTBS(joined.GroupID(), wh[:], hist)
 	if err != nil {
@@ -238,7 +237,7 @@ func cmpUint64(a, b uint64) int {
 }
 
 // memberOf reports whether p has a leaf in st.
-func memberOf(st *mls.Group, p peer.ID) bool {
+func memberOf(st *mls.Group, p p2p.PeerID) bool {
 	for _, m := range st.Members() {
 		if q, err := peerOfCredential(&m.Credential); err == nil && q == p {
 			return true
@@ -270,7 +269,7 @@ func adderOf(joined *mls.Group, env *welcomeEnvelope) (mls.Member, bool) {
 // member's canonical chain (canon), and its signer, a member of that state
 // other than us, is in the joined group with the same key. It returns the
 // signer's peer.
-func welcomeContinues(joined *mls.Group, env *welcomeEnvelope, canon []*mls.Group, self peer.ID) (peer.ID, bool) {
+func welcomeContinues(joined *mls.Group, env *welcomeEnvelope, canon []*mls.Group, self p2p.PeerID) (p2p.PeerID, bool) {
 	wh := sha256.Sum256(env.Welcome)
 	for _, p := range env.Proofs {
 		for _, st := range canon {
