@@ -2,8 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -15,17 +20,20 @@ import (
 //
 // mls, ordering, p2p and store depend on no project package at all (checked
 // transitively, test files excluded), tui talks to chat only, relay never
-// reaches chat, and nothing imports main.
+// reaches chat, and nothing imports main. p2p is sealed: chat, test files
+// included, imports no libp2p or multiformats package and reaches the
+// network only through p2p's API (p2p.PeerID and the other aliases name
+// libp2p's types; p2p/p2ptest helps tests).
 func TestImportDirection(t *testing.T) {
 	const module = "github.com/canopy-chat/canopy"
-	cmd := exec.Command("go", "list", "-json=ImportPath,Imports,Deps", "./...")
+	cmd := exec.Command("go", "list", "-json=ImportPath,Imports,TestImports,XTestImports,Deps", "./...")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
 	type pkg struct {
-		ImportPath    string
-		Imports, Deps []string
+		ImportPath                               string
+		Imports, TestImports, XTestImports, Deps []string
 	}
 	var pkgs []pkg
 	dec := json.NewDecoder(strings.NewReader(string(out)))
@@ -62,6 +70,11 @@ func TestImportDirection(t *testing.T) {
 		"main":  {"tui": true, "chat": true, "p2p": true, "store": true, "relay": true},
 		"relay": {"p2p": true, "store": true},
 	}
+	// sealed lists the import path prefixes a package (with its tests)
+	// must not import directly: what p2p seals off.
+	sealed := map[string][]string{
+		"chat": {"github.com/libp2p/", "github.com/multiformats/"},
+	}
 	for _, p := range pkgs {
 		name, ok := rel(p.ImportPath)
 		if !ok {
@@ -73,6 +86,13 @@ func TestImportDirection(t *testing.T) {
 			}
 		}
 		top, _, _ := strings.Cut(name, "/")
+		for _, imp := range slices.Concat(p.Imports, p.TestImports, p.XTestImports) {
+			for _, prefix := range sealed[top] {
+				if strings.HasPrefix(imp, prefix) {
+					t.Errorf("%s imports %s: p2p is sealed, use p2p's API and types (p2p.PeerID, p2p.Multiaddr, …)", name, imp)
+				}
+			}
+		}
 		switch {
 		case leaves[top]:
 			for _, d := range p.Deps {
@@ -93,5 +113,31 @@ func TestImportDirection(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestChatUsesNoRawHost keeps chat off the libp2p host that p2p.Node wraps:
+// Node.Host() remains for p2p's own tests, and a call needs no import, so
+// the import rule above cannot see it. Every call of a method named Host
+// without arguments in chat's files, tests included, is refused.
+func TestChatUsesNoRawHost(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("chat", "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("chat's files: %v (%d)", err, len(files))
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		file, err := parser.ParseFile(fset, f, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			if call, ok := n.(*ast.CallExpr); ok && len(call.Args) == 0 {
+				if sel, ok := call.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Host" {
+					t.Errorf("%s: chat calls Host(): use p2p.Node's API (Subscribe, IsConnected, AddAddrs, …)", fset.Position(call.Pos()))
+				}
+			}
+			return true
+		})
 	}
 }
