@@ -411,7 +411,9 @@ func (n *Node) newPubSub() (*pubsub.PubSub, error) {
 // ID returns the node's peer id.
 func (n *Node) ID() peer.ID { return n.h.ID() }
 
-// Host returns the underlying libp2p host.
+// Host returns the underlying libp2p host, for p2p's own tests and tools.
+// Packages above p2p use the Node's API instead (Subscribe, IsConnected,
+// AddAddrs, DirectAddrs, …); layout_test.go holds chat to that.
 func (n *Node) Host() host.Host { return n.h }
 
 // AddrInfo returns the node's peer id and listen addresses.
