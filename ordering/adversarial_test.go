@@ -582,3 +582,132 @@ func TestLaggingCommitterConcedesItsBarredCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestLaggingMemberReplayRestoresVictim plays what the bar alone cannot
+// stop (README.md "Removed members", Restoration): X replays a removal of
+// B from a state it kept while L has not processed X's removal yet. L, a
+// member still and trusted, takes the replay by key and its claim lifts
+// the bar on A, which switches to the replay's branch (B out). A knew X
+// had been removed after the replay's parent, so it re-adds B at once
+// (Repropose of an add), and the intent is done as soon as a canonical
+// Commit after the replay adds B back; a later removal of B by the group
+// is not undone.
+func TestLaggingMemberReplayRestoresVictim(t *testing.T) {
+	h := newHarness(t, "X", "A", "B", "C", "L")
+	stXe, _, _ := h.ms["X"].Current()
+	deliver := func(from string, msg []byte, to ...string) {
+		for _, id := range to {
+			if id != from {
+				h.deliver(id, msg)
+			}
+		}
+	}
+	all := []string{"X", "A", "B", "C", "L"}
+	deliver("A", h.commit("A", nil, nil), all...) // class 1 at e, L has it
+	// X's removal and what follows reach everyone but L.
+	deliver("A", h.commit("A", nil, []string{"X"}), "X", "B", "C")
+	deliver("C", h.commit("C", nil, nil), "A", "B")
+	replay, _, info, _, err := h.be.commit("X", stXe, nil, []string{"B"}, false)
+	if err != nil || info.Class() != ClassRemove {
+		t.Fatalf("replay: %v, class %d", err, info.Class())
+	}
+	for _, d := range h.deliver("A", replay) {
+		if _, ok := d.(Switched); ok {
+			t.Fatal("A took the replay on arrival: the bar should hold")
+		}
+	}
+	took := false
+	for _, d := range h.deliver("L", replay) {
+		if s, ok := d.(Switched); ok && s.To == HashOf(replay) {
+			took = true
+		}
+	}
+	if !took {
+		t.Fatal("L, which has not processed X's removal, should take the replay by key")
+	}
+	// L's claim is trusted (a member at the fork, never removed): A loses
+	// the fork to it, the bar is lifted, and A restores B.
+	var restore *Intent
+	switched := false
+	for _, d := range h.ms["A"].ClaimReceived(h.be, h.ms["L"].MakeClaim(nil), h.at) {
+		switch d := d.(type) {
+		case Switched:
+			switched = switched || d.To == HashOf(replay)
+		case Repropose:
+			for _, in := range d.Intents {
+				if in.Kind == Add && in.Target == "B" {
+					restore = &in
+				}
+			}
+		}
+	}
+	a := h.ms["A"]
+	if !switched || a.tipRoster["B"] {
+		t.Fatalf("A after L's claim: switched %v, B member %v", switched, a.tipRoster["B"])
+	}
+	if restore == nil {
+		t.Fatal("A did not re-add B, removed by a removed member's Commit")
+	}
+	// A carries out the intent; once canonical, it is done for good.
+	st, _, _ := a.Current()
+	msg, next, ci, _, err := h.be.commit("A", st, []string{"B"}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.OwnCommit(h.be, msg, next, ci, []string{restore.ID}, true, h.at)
+	if !a.tipRoster["B"] {
+		t.Fatal("B should be back")
+	}
+	st, _, _ = a.Current()
+	msg, next, ci, _, err = h.be.commit("A", st, nil, []string{"B"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range a.OwnCommit(h.be, msg, next, ci, nil, false, h.at.Add(time.Minute)) {
+		if r, ok := d.(Repropose); ok {
+			t.Fatalf("A re-proposed %+v after the group removed B again", r.Intents)
+		}
+	}
+	for _, d := range a.Tick(h.be, h.at.Add(time.Hour)) {
+		if r, ok := d.(Repropose); ok {
+			t.Fatalf("A re-proposed %+v after the group removed B again", r.Intents)
+		}
+	}
+}
+
+// TestHonestLiftRestoresNothing: a lifted bar on a Commit whose sender this
+// member's chain did not remove (Y's own removal lost an honest race, as
+// in TestRemovedMemberBarLiftedByTrustedClaim) restores nobody: D, removed
+// by the race's winner, stays out.
+func TestHonestLiftRestoresNothing(t *testing.T) {
+	h := newHarness(t, "A", "B", "C", "D", "Y")
+	_, e, _ := h.ms["A"].Current()
+	remover, racer := "", ""
+	for _, r := range []string{"A", "B", "C"} {
+		for _, c := range []string{"A", "B", "C"} {
+			if r != c && remover == "" && Ticket([]byte("g"), e, c) < Ticket([]byte("g"), e, r) {
+				remover, racer = r, c
+			}
+		}
+	}
+	rm := h.commit(remover, nil, []string{"Y"})
+	win := h.commit(racer, nil, []string{"D"})
+	h.deliver("Y", rm)
+	h.deliver("Y", win)
+	h.deliver(racer, rm)
+	switched := false
+	for _, d := range h.ms["Y"].ClaimReceived(h.be, h.ms[racer].MakeClaim(nil), h.at) {
+		switch d := d.(type) {
+		case Switched:
+			switched = switched || d.To == HashOf(win)
+		case Repropose:
+			t.Fatalf("Y re-proposed %+v after an honest race", d.Intents)
+		}
+	}
+	if !switched {
+		t.Fatal("Y should take the race's winner")
+	}
+	if len(h.ms["Y"].intents) > 0 {
+		t.Fatalf("Y intends %+v", h.ms["Y"].intents[0].Intent)
+	}
+}

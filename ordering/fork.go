@@ -1,6 +1,7 @@
 package ordering
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -237,6 +238,7 @@ func (m *Machine[S]) liftBar(k Key) {
 	if p == nil || p.gone || (p.best != nil && !n.key.Less(p.best.key)) {
 		return
 	}
+	m.restoreVictims(n)
 	if !descend(n).live {
 		// The barred branch's states were released while it lost (it fell
 		// out of the window behind this member's own branch): a switch
@@ -254,6 +256,42 @@ func (m *Machine[S]) liftBar(k Key) {
 	p.best = n
 	if p.canon {
 		m.recanon(p)
+	}
+}
+
+// restoreVictims is called when a lifted bar lets n win its epoch: when
+// this member's chain had removed n's sender after n's parent (n is a
+// removed member's Commit, replayed from a state it kept or racing its
+// removal, that a member which had not processed the removal took and
+// vouched for), the members n removed are re-added: this member intends
+// their add (README.md "Removed members", "Restoration"). The fork choice
+// itself is untouched; the add is an ordinary Commit, re-proposed until a
+// canonical Commit after n adds the member back (intentStatus), so several
+// restorers converge on one re-add and a later removal by the group
+// stands. This member itself, if n removed it, is restored by the others.
+func (m *Machine[S]) restoreVictims(n *node[S]) {
+	x := n.info.Sender
+	if x == "" || !(n.senderOut || m.RemovedSince(x, n.key.Epoch+1)) {
+		if debugf != nil {
+			debugf("%s: no restore for %s by %s (senderOut %v)", m.cfg.Self, n.id, x, n.senderOut)
+		}
+		return
+	}
+	for _, id := range n.info.Removed {
+		if id == x || id == m.cfg.Self || slices.Contains(n.info.Added, id) {
+			continue
+		}
+		if slices.ContainsFunc(m.intents, func(is *intentState) bool { return is.Target == id && is.Kind != Update }) {
+			continue // already intended (or this member wants it out)
+		}
+		if debugf != nil {
+			debugf("%s: restores %s, removed by %s's Commit %s at %d", m.cfg.Self, id, x, n.id, n.key.Epoch)
+		}
+		m.intents = append(m.intents, &intentState{
+			Intent:  Intent{ID: fmt.Sprintf("restore/%d/%s", n.key.Epoch, id), Kind: Add, Target: id},
+			base:    n.key.Epoch + 1,
+			restore: true,
+		})
 	}
 }
 
@@ -617,7 +655,7 @@ func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) 
 	}
 	for _, is := range m.intents {
 		is.carrier, is.asked, is.isSat, is.landed = Hash{}, false, false, false
-		if afterLoss {
+		if afterLoss && !is.restore {
 			// Judged again on the branch joined, which may itself lose
 			// a fork: settled only a whole window after the rejoin. (Not
 			// after a plain re-add: a member removed and re-added again

@@ -136,6 +136,10 @@ type node[S any] struct {
 	// fork.go) because the group's branch removed it; a trusted claim may
 	// still lift the bar, so the Welcomes of its branch are held.
 	conceded bool
+	// senderOut: when it came, this member's chain had removed its
+	// sender after its parent (the bar's first reason): a lifted bar
+	// restores the members it removed (restoreVictims, fork.go).
+	senderOut bool
 }
 
 type welcomeState uint8
@@ -190,6 +194,10 @@ type intentState struct {
 	isSat     bool
 	landed    bool // its carrier became canonical, creating the state of epoch landedAt
 	landedAt  uint64
+	// restore: an add of a member that a removed member's Commit removed
+	// (restoreVictims, fork.go): done once the target is a member again
+	// or a canonical Commit after that one (from base on) added it.
+	restore bool
 }
 
 type memberEvent struct {
@@ -1002,11 +1010,11 @@ func (m *Machine[S]) addNode(parent *node[S], h Hash, next S, info CommitInfo) *
 	m.liveCount++
 	m.work = append(m.work, n)
 	if parent.best == nil || n.key.Less(parent.best.key) {
-		if m.barred(parent, info.Sender) {
+		if bar, senderOut := m.barred(parent, info.Sender); bar {
 			// A Commit by a member the canonical chain removed after
 			// parent never displaces that chain (README.md "Removed
 			// members"); the bar is kept, it never wins later either.
-			n.barred = true
+			n.barred, n.senderOut = true, senderOut
 			if debugf != nil {
 				debugf("%s: %s by %s barred at %d: removed since", m.cfg.Self, h, info.Sender, parent.epoch)
 			}
@@ -1038,17 +1046,22 @@ func (m *Machine[S]) addNode(parent *node[S], h Hash, next S, info CommitInfo) *
 // goes there only when a trusted claim (a member at the fork that its
 // chain has not removed since) shows that the group did (liftBar): an
 // honest race its removal lost reaches it that way.
-func (m *Machine[S]) barred(parent *node[S], sender string) bool {
+//
+// senderOut reports the first reason: the chain removed sender.
+func (m *Machine[S]) barred(parent *node[S], sender string) (bar, senderOut bool) {
 	if !parent.canon || parent == m.tip || sender == "" {
-		return false
+		return false, false
 	}
 	out := !m.tipRoster[m.cfg.Self]
 	for x := m.tip; x != nil && x != parent; x = x.parent {
-		if removes(x, sender) || (out && removes(x, m.cfg.Self)) {
-			return true
+		if removes(x, sender) {
+			return true, true
+		}
+		if out && removes(x, m.cfg.Self) {
+			bar = true
 		}
 	}
-	return false
+	return bar, false
 }
 
 // removes reports that n's Commit removed id (a resync removes and
@@ -1790,6 +1803,19 @@ func (m *Machine[S]) intentStatus(is *intentState) (done bool, at uint64) {
 	case Add:
 		if m.tipRoster[is.Target] {
 			return true, m.lastCanon(added)
+		}
+		if is.restore {
+			// Restored once, it is the group's to decide again: a later
+			// removal is not undone.
+			if ok, at := m.canonSince(is.base, added); ok {
+				return true, at
+			}
+			for _, e := range m.events[is.Target] {
+				if e.add && e.epoch > is.base {
+					return true, e.epoch // final already
+				}
+			}
+			return false, 0
 		}
 		// Moot: this member's own add landed and someone removed the
 		// target after it (a later decision, made on top of it).

@@ -1008,11 +1008,28 @@ func (s *sim[S]) check() {
 			canon[e.Hash] = e.Epoch + 1
 		}
 	}
-	// No Commit a removed member made from a state it kept became
-	// canonical (README.md "Removed members").
+	// A Commit a removed member made from a state it kept leaves nobody
+	// out: it is not canonical, or every member it removed was added
+	// back by a canonical Commit after it (README.md "Removed members").
 	for _, h := range s.replays {
-		if e, ok := canon[h]; ok {
-			s.t.Errorf("seed %d: a removed member's replay %s is canonical at epoch %d", s.p.seed, h, e-1)
+		e, ok := canon[h]
+		if !ok {
+			continue
+		}
+		rc := s.cmts[h]
+		for _, v := range rc.info.Removed {
+			if v == rc.info.Sender || slices.Contains(rc.info.Added, v) || slices.Contains(roster, v) {
+				continue
+			}
+			restored := false
+			for h2, e2 := range canon {
+				if c, ok := s.cmts[h2]; ok && e2 > e && slices.Contains(c.info.Added, v) {
+					restored = true
+				}
+			}
+			if !restored {
+				s.t.Errorf("seed %d: a removed member's replay %s is canonical at epoch %d and %s, whom it removed, was never restored", s.p.seed, h, e-1, v)
+			}
 		}
 	}
 	canonNode := func(h Hash, epoch uint64) bool {
