@@ -593,38 +593,7 @@ func TestLaggingCommitterConcedesItsBarredCommit(t *testing.T) {
 // Commit after the replay adds B back; a later removal of B by the group
 // is not undone.
 func TestLaggingMemberReplayRestoresVictim(t *testing.T) {
-	h := newHarness(t, "X", "A", "B", "C", "L")
-	stXe, _, _ := h.ms["X"].Current()
-	deliver := func(from string, msg []byte, to ...string) {
-		for _, id := range to {
-			if id != from {
-				h.deliver(id, msg)
-			}
-		}
-	}
-	all := []string{"X", "A", "B", "C", "L"}
-	deliver("A", h.commit("A", nil, nil), all...) // class 1 at e, L has it
-	// X's removal and what follows reach everyone but L.
-	deliver("A", h.commit("A", nil, []string{"X"}), "X", "B", "C")
-	deliver("C", h.commit("C", nil, nil), "A", "B")
-	replay, _, info, _, err := h.be.commit("X", stXe, nil, []string{"B"}, false)
-	if err != nil || info.Class() != ClassRemove {
-		t.Fatalf("replay: %v, class %d", err, info.Class())
-	}
-	for _, d := range h.deliver("A", replay) {
-		if _, ok := d.(Switched); ok {
-			t.Fatal("A took the replay on arrival: the bar should hold")
-		}
-	}
-	took := false
-	for _, d := range h.deliver("L", replay) {
-		if s, ok := d.(Switched); ok && s.To == HashOf(replay) {
-			took = true
-		}
-	}
-	if !took {
-		t.Fatal("L, which has not processed X's removal, should take the replay by key")
-	}
+	h, replay := laggingReplay(t)
 	// L's claim is trusted (a member at the fork, never removed): A loses
 	// the fork to it, the bar is lifted, and A restores B.
 	var restore *Intent
@@ -672,6 +641,73 @@ func TestLaggingMemberReplayRestoresVictim(t *testing.T) {
 		if r, ok := d.(Repropose); ok {
 			t.Fatalf("A re-proposed %+v after the group removed B again", r.Intents)
 		}
+	}
+}
+
+// laggingReplay: X keeps its state of epoch e; the group commits at e (L
+// too), then removes X and goes on without L; X replays a removal of B at
+// e, which A bars and L takes.
+func laggingReplay(t *testing.T) (*harness, []byte) {
+	t.Helper()
+	h := newHarness(t, "X", "A", "B", "C", "L")
+	stXe, _, _ := h.ms["X"].Current()
+	deliver := func(from string, msg []byte, to ...string) {
+		for _, id := range to {
+			if id != from {
+				h.deliver(id, msg)
+			}
+		}
+	}
+	deliver("A", h.commit("A", nil, nil), "X", "A", "B", "C", "L") // class 1 at e
+	// X's removal and what follows reach everyone but L.
+	deliver("A", h.commit("A", nil, []string{"X"}), "X", "B", "C")
+	deliver("C", h.commit("C", nil, nil), "A", "B")
+	replay, _, info, _, err := h.be.commit("X", stXe, nil, []string{"B"}, false)
+	if err != nil || info.Class() != ClassRemove {
+		t.Fatalf("replay: %v, class %d", err, info.Class())
+	}
+	for _, d := range h.deliver("A", replay) {
+		if _, ok := d.(Switched); ok {
+			t.Fatal("A took the replay on arrival: the bar should hold")
+		}
+	}
+	took := false
+	for _, d := range h.deliver("L", replay) {
+		if s, ok := d.(Switched); ok && s.To == HashOf(replay) {
+			took = true
+		}
+	}
+	if !took {
+		t.Fatal("L, which has not processed X's removal, should take the replay by key")
+	}
+	return h, replay
+}
+
+// TestReinstatedMemberRemovalRestored: once its replay is canonical, X is
+// a member again on that branch until the group removes it again; a
+// removal it commits there (of C) is restored too, by A, which knew.
+func TestReinstatedMemberRemovalRestored(t *testing.T) {
+	h, replay := laggingReplay(t)
+	a := h.ms["A"]
+	a.ClaimReceived(h.be, h.ms["L"].MakeClaim(nil), h.at)
+	if _, _, tip := a.Current(); tip != HashOf(replay) {
+		t.Fatal("A should be on the replay's branch")
+	}
+	st, _, _ := a.Current()
+	msg, _, info, _, err := h.be.commit("X", st, nil, []string{"C"}, false)
+	if err != nil || !a.tipRoster["X"] {
+		t.Fatalf("X commits on its branch: %v, member %v", err, a.tipRoster["X"])
+	}
+	restored := false
+	for _, d := range a.Receive(h.be, msg, a.Epoch(), Commit, h.at) {
+		if r, ok := d.(Repropose); ok {
+			for _, in := range r.Intents {
+				restored = restored || (in.Kind == Add && in.Target == "C")
+			}
+		}
+	}
+	if !restored || a.tipRoster["C"] || info.Class() != ClassRemove {
+		t.Fatalf("A after X's removal of C on its branch: restored %v, C member %v", restored, a.tipRoster["C"])
 	}
 }
 

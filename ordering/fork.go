@@ -272,11 +272,39 @@ func (m *Machine[S]) liftBar(k Key) {
 func (m *Machine[S]) restoreVictims(n *node[S]) {
 	x := n.info.Sender
 	if x == "" || !(n.senderOut || m.RemovedSince(x, n.key.Epoch+1)) {
-		if debugf != nil {
-			debugf("%s: no restore for %s by %s (senderOut %v)", m.cfg.Self, n.id, x, n.senderOut)
-		}
 		return
 	}
+	if m.reinstated == nil {
+		m.reinstated = map[string]uint64{}
+	}
+	if e, ok := m.reinstated[x]; !ok || n.key.Epoch < e {
+		m.reinstated[x] = n.key.Epoch
+	}
+	m.restoreRemoved(n)
+}
+
+// reinstatedCommit is called for each Commit that becomes canonical: a
+// removal by a member reinstated by its own lifted Commit (restoreVictims),
+// made on top of it, is restored like that Commit's; the group's removal
+// of the member landing again ends it.
+func (m *Machine[S]) reinstatedCommit(n *node[S]) {
+	if len(m.reinstated) == 0 || !n.hasKey {
+		return
+	}
+	for _, id := range n.info.Removed {
+		if e, ok := m.reinstated[id]; ok && n.key.Epoch > e && !slices.Contains(n.info.Added, id) {
+			delete(m.reinstated, id)
+		}
+	}
+	if e, ok := m.reinstated[n.info.Sender]; ok && n.key.Epoch > e {
+		m.restoreRemoved(n)
+	}
+}
+
+// restoreRemoved intends the re-add of each member n removed (but its
+// sender and this member).
+func (m *Machine[S]) restoreRemoved(n *node[S]) {
+	x := n.info.Sender
 	for _, id := range n.info.Removed {
 		if id == x || id == m.cfg.Self || slices.Contains(n.info.Added, id) {
 			continue

@@ -290,6 +290,13 @@ type Machine[S any] struct {
 	// Commit decided them: a rejoin past a fork before that epoch undoes
 	// the decision and brings them back (Rejoined). Bounded.
 	settled []*intentState
+	// reinstated: removed members whose Commit this member restored the
+	// victims of (restoreVictims, fork.go), with that Commit's epoch: on
+	// its branch the sender is a member again until the group's removal
+	// of it lands again, and its removals there are restored too. Bounded
+	// by the members the chain removed; an entry goes when the sender's
+	// removal is canonical again.
+	reinstated map[string]uint64
 }
 
 // New returns the machine of a group whose current state is root, in epoch
@@ -1105,6 +1112,7 @@ func (m *Machine[S]) recanon(from *node[S]) {
 		x.canonSince = m.now
 		m.applyRoster(x)
 		x.left = m.now
+		m.reinstatedCommit(x)
 	}
 	if from.left.IsZero() {
 		from.left = m.now
