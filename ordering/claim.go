@@ -1,9 +1,12 @@
 package ordering
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // Range is an inclusive range of epochs.
@@ -47,44 +50,47 @@ var ErrMalformedClaim = errors.New("ordering: malformed claim")
 //	k(uvarint) k×stale hash(32)
 //
 // Epochs are delta-encoded (the first from 0) and strictly ascending.
+// Claims travel between members running different versions, so this
+// layout (with its LEB128 varints, which cryptobyte does not offer: see
+// addUvarint) is the wire format and stays as it is.
 func MarshalClaim(c *Claim) ([]byte, error) {
 	if len(c.Signer) > MaxClaimSigner || len(c.Entries) > MaxClaimEntries || len(c.GroupInfo) > MaxClaimGroupInfo || len(c.Stale) > MaxClaimStale {
 		return nil, fmt.Errorf("%w: too large", ErrMalformedClaim)
 	}
-	b := make([]byte, 0, 32+len(c.Signer)+len(c.GroupInfo)+len(c.Entries)*(entrySize+2))
-	b = append(b, claimVersion)
-	b = binary.AppendUvarint(b, uint64(len(c.Signer)))
-	b = append(b, c.Signer...)
-	b = binary.AppendUvarint(b, c.Tip)
-	if c.Want != nil {
-		if c.Want.From > c.Want.To {
-			return nil, fmt.Errorf("%w: empty want range", ErrMalformedClaim)
-		}
-		b = append(b, 1)
-		b = binary.AppendUvarint(b, c.Want.From)
-		b = binary.AppendUvarint(b, c.Want.To)
-	} else {
-		b = append(b, 0)
+	if c.Want != nil && c.Want.From > c.Want.To {
+		return nil, fmt.Errorf("%w: empty want range", ErrMalformedClaim)
 	}
-	b = binary.AppendUvarint(b, uint64(len(c.Entries)))
-	var prev uint64
 	for i, e := range c.Entries {
-		if e.Class > ClassOther || (i > 0 && e.Epoch <= prev) {
+		if e.Class > ClassOther || (i > 0 && e.Epoch <= c.Entries[i-1].Epoch) {
 			return nil, fmt.Errorf("%w: entries not strictly ascending or bad class", ErrMalformedClaim)
 		}
-		b = binary.AppendUvarint(b, e.Epoch-prev)
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, 32+len(c.Signer)+len(c.GroupInfo)+len(c.Entries)*(entrySize+2)+len(c.Stale)*len(Hash{})))
+	b.AddUint8(claimVersion)
+	addVarBytes(b, []byte(c.Signer))
+	addUvarint(b, c.Tip)
+	if c.Want != nil {
+		b.AddUint8(1)
+		addUvarint(b, c.Want.From)
+		addUvarint(b, c.Want.To)
+	} else {
+		b.AddUint8(0)
+	}
+	addUvarint(b, uint64(len(c.Entries)))
+	var prev uint64
+	for _, e := range c.Entries {
+		addUvarint(b, e.Epoch-prev)
 		prev = e.Epoch
-		b = append(b, byte(e.Class))
-		b = binary.BigEndian.AppendUint64(b, e.Ticket)
-		b = append(b, e.Hash[:]...)
+		b.AddUint8(uint8(e.Class))
+		b.AddUint64(e.Ticket)
+		b.AddBytes(e.Hash[:])
 	}
-	b = binary.AppendUvarint(b, uint64(len(c.GroupInfo)))
-	b = append(b, c.GroupInfo...)
-	b = binary.AppendUvarint(b, uint64(len(c.Stale)))
+	addVarBytes(b, c.GroupInfo)
+	addUvarint(b, uint64(len(c.Stale)))
 	for _, h := range c.Stale {
-		b = append(b, h[:]...)
+		b.AddBytes(h[:])
 	}
-	return b, nil
+	return b.Bytes()
 }
 
 // ParseClaim decodes a claim. It rejects trailing bytes, non-minimal
@@ -92,120 +98,106 @@ func MarshalClaim(c *Claim) ([]byte, error) {
 // epochs that are not strictly ascending, and never allocates more than
 // the input's size warrants.
 func ParseClaim(data []byte) (*Claim, error) {
-	r := reader{b: data}
-	if v := r.byte(); v != claimVersion {
+	s := cryptobyte.String(data)
+	var v uint8
+	if !s.ReadUint8(&v) || v != claimVersion {
 		return nil, fmt.Errorf("%w: version %d", ErrMalformedClaim, v)
 	}
+	bad := func(what string) (*Claim, error) { return nil, fmt.Errorf("%w: %s", ErrMalformedClaim, what) }
 	c := &Claim{}
-	c.Signer = string(r.bytes(MaxClaimSigner))
-	c.Tip = r.uvarint()
-	switch r.byte() {
-	case 0:
-	case 1:
-		w := Range{From: r.uvarint(), To: r.uvarint()}
-		if w.From > w.To {
-			r.fail()
+	var signer []byte
+	var flag uint8
+	if !readVarBytes(&s, MaxClaimSigner, &signer) || !readUvarint(&s, &c.Tip) || !s.ReadUint8(&flag) || flag > 1 {
+		return bad("header")
+	}
+	c.Signer = string(signer)
+	if flag == 1 {
+		var w Range
+		if !readUvarint(&s, &w.From) || !readUvarint(&s, &w.To) || w.From > w.To {
+			return bad("want range")
 		}
 		c.Want = &w
-	default:
-		r.fail()
 	}
-	n := r.uvarint()
-	if n > MaxClaimEntries || n > uint64(len(r.b))/entrySize {
-		r.fail()
-		n = 0
+	var n uint64
+	if !readUvarint(&s, &n) || n > MaxClaimEntries || n > uint64(len(s))/entrySize {
+		return bad("entry count")
 	}
 	if n > 0 {
 		c.Entries = make([]Entry, 0, n)
 	}
 	var prev uint64
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		d := r.uvarint()
-		if (i > 0 && d == 0) || prev+d < prev {
-			r.fail()
-			break
+	for i := uint64(0); i < n; i++ {
+		var d uint64
+		var class uint8
+		var hash []byte
+		e := Entry{}
+		if !readUvarint(&s, &d) || (i > 0 && d == 0) || prev+d < prev ||
+			!s.ReadUint8(&class) || Class(class) > ClassOther ||
+			!s.ReadUint64(&e.Ticket) || !s.ReadBytes(&hash, len(e.Hash)) {
+			return bad("entry")
 		}
-		e := Entry{Epoch: prev + d}
+		e.Epoch, e.Class = prev+d, Class(class)
+		copy(e.Hash[:], hash)
 		prev = e.Epoch
-		e.Class = Class(r.byte())
-		if e.Class > ClassOther {
-			r.fail()
-		}
-		e.Ticket = binary.BigEndian.Uint64(r.take(8))
-		copy(e.Hash[:], r.take(32))
 		c.Entries = append(c.Entries, e)
 	}
-	c.GroupInfo = r.bytes(MaxClaimGroupInfo)
-	if ns := r.uvarint(); ns > MaxClaimStale || ns > uint64(len(r.b))/32 {
-		r.fail()
-	} else if ns > 0 {
+	var ns uint64
+	if !readVarBytes(&s, MaxClaimGroupInfo, &c.GroupInfo) || !readUvarint(&s, &ns) ||
+		ns > MaxClaimStale || ns > uint64(len(s))/uint64(len(Hash{})) {
+		return bad("group info or stale count")
+	}
+	if ns > 0 {
 		c.Stale = make([]Hash, ns)
 		for i := range c.Stale {
-			copy(c.Stale[i][:], r.take(32))
+			var h []byte
+			s.ReadBytes(&h, len(Hash{})) // the count was checked against the length
+			copy(c.Stale[i][:], h)
 		}
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.fail()
-	}
-	if r.err != nil {
-		return nil, r.err
+	if !s.Empty() {
+		return bad("trailing bytes")
 	}
 	return c, nil
 }
 
-// reader is a tiny sticky-error decoder.
-type reader struct {
-	b   []byte
-	err error
+// addUvarint appends v as an unsigned LEB128 varint (the claim's wire
+// format predates its cryptobyte codec, which has no varints).
+func addUvarint(b *cryptobyte.Builder, v uint64) {
+	b.AddBytes(binary.AppendUvarint(nil, v))
 }
 
-var zeros [32]byte
-
-func (r *reader) fail() {
-	if r.err == nil {
-		r.err = ErrMalformedClaim
-	}
-	r.b = nil
-}
-
-func (r *reader) take(n int) []byte {
-	if r.err != nil || len(r.b) < n {
-		r.fail()
-		return zeros[:n]
-	}
-	out := r.b[:n]
-	r.b = r.b[n:]
-	return out
-}
-
-func (r *reader) byte() byte { return r.take(1)[0] }
-
-func (r *reader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
+// readUvarint reads a minimally encoded unsigned LEB128 varint.
+func readUvarint(s *cryptobyte.String, out *uint64) bool {
+	v, n := binary.Uvarint(*s)
 	if n <= 0 || n != len(binary.AppendUvarint(nil, v)) {
-		r.fail()
-		return 0
+		return false
 	}
-	r.b = r.b[n:]
-	return v
+	*out = v
+	return s.Skip(n)
 }
 
-func (r *reader) bytes(max int) []byte {
-	n := r.uvarint()
-	if r.err != nil {
-		return nil
+// addVarBytes appends a varint length and the bytes.
+func addVarBytes(b *cryptobyte.Builder, v []byte) {
+	addUvarint(b, uint64(len(v)))
+	b.AddBytes(v)
+}
+
+// readVarBytes reads a varint length of at most max and that many bytes
+// (copied: the claim outlives the input; nil when empty).
+func readVarBytes(s *cryptobyte.String, max int, out *[]byte) bool {
+	var n uint64
+	if !readUvarint(s, &n) || n > uint64(max) || n > uint64(len(*s)) {
+		return false
 	}
-	if n > uint64(max) || n > uint64(len(r.b)) {
-		r.fail()
-		return nil
+	var b []byte
+	if !s.ReadBytes(&b, int(n)) {
+		return false
 	}
-	if n == 0 {
-		return nil
+	*out = nil
+	if n > 0 {
+		*out = bytes.Clone(b)
 	}
-	return append([]byte(nil), r.take(int(n))...)
+	return true
 }
 
 // VerdictKind is the outcome of CompareHistories.

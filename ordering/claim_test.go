@@ -2,6 +2,7 @@ package ordering
 
 import (
 	"bytes"
+	"encoding/hex"
 	"reflect"
 	"testing"
 )
@@ -35,6 +36,37 @@ func TestClaimRoundTrip(t *testing.T) {
 	bad.Entries[1].Epoch = 1
 	if _, err := MarshalClaim(bad); err == nil {
 		t.Fatal("non-ascending entries accepted")
+	}
+}
+
+// TestClaimWireFormat pins the bytes of two claims as the encoder before
+// the cryptobyte codec wrote them: claims travel between members running
+// different versions.
+func TestClaimWireFormat(t *testing.T) {
+	bare := sampleClaim()
+	bare.Want, bare.Stale, bare.GroupInfo = nil, nil, nil
+	for _, tc := range []struct {
+		c    *Claim
+		want string
+	}{
+		{sampleClaim(), "0105616c6963652a010309020101000000000000000701000000000000000000000000000000000000000000000000000000000000000400100000000000000002000000000000000000000000000000000000000000000000000000000000000267690209000000000000000000000000000000000000000000000000000000000000000800000000000000000000000000000000000000000000000000000000000000"},
+		{bare, "0105616c6963652a00020101000000000000000701000000000000000000000000000000000000000000000000000000000000000400100000000000000002000000000000000000000000000000000000000000000000000000000000000000"},
+	} {
+		b, err := MarshalClaim(tc.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hex.EncodeToString(b); got != tc.want {
+			t.Fatalf("wire format changed:\n got %s\nwant %s", got, tc.want)
+		}
+		w, _ := hex.DecodeString(tc.want)
+		if c, err := ParseClaim(w); err != nil || !reflect.DeepEqual(c, tc.c) {
+			t.Fatalf("parse of the pinned bytes: %v, %+v", err, c)
+		}
+	}
+	// A non-minimal varint (the tip 42 as two bytes) is refused.
+	if _, err := ParseClaim([]byte{1, 0, 0xaa, 0x00, 0, 0, 0, 0}); err == nil {
+		t.Fatal("non-minimal varint accepted")
 	}
 }
 
