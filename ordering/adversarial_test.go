@@ -299,8 +299,8 @@ func TestRemovedMemberClaimCannotLiftBar(t *testing.T) {
 		}
 		// Nor is its own branch marked dead: that would make it refuse
 		// every Welcome into its own group later (WelcomeAcceptable).
-		if m.hasDead || m.lostWelcome {
-			t.Fatalf("%s marked its canonical Commit %v dead on the removed member's claim", id, m.deadCommit)
+		if dead, ok := m.deadCommit.get(); ok || m.standing.mayWelcome() {
+			t.Fatalf("%s marked its canonical Commit %v dead on the removed member's claim (standing %v)", id, dead, m.standing)
 		}
 	}
 }

@@ -66,7 +66,7 @@ func TestDebugSeed(t *testing.T) {
 			if os.Getenv("ROSTER") != "" {
 				for _, p := range s.sorted() {
 					st, _, _ := p.m.Current()
-					t.Logf("roster %s: machine %v state %v detached %v", p.id, p.m.Roster(), s.be.roster(st), p.m.detached)
+					t.Logf("roster %s: machine %v state %v standing %v", p.id, p.m.Roster(), s.be.roster(st), p.m.standing)
 				}
 			}
 			return

@@ -85,7 +85,7 @@ func (m *Machine[S]) claim(c Claim) {
 		m.announce(&v.Gap, true)
 	case Agree:
 		if !m.IsMember() && c.Tip > m.tip.epoch && v.Common+1 >= m.tip.epoch {
-			m.confirmedOut = true // the group went on past our removal
+			m.standing = m.standing.next(confirmOut) // the group went on past our removal
 			return
 		}
 		if c.Tip > m.tip.epoch && m.WasMember(c.Signer, m.tip.epoch) {
@@ -152,10 +152,10 @@ func (m *Machine[S]) claim(c Claim) {
 		// Even a member that joined or was removed after the fork tries:
 		// if the winning branch has it as a member it may resync; if not,
 		// the engine answers RejoinRefused and it waits for a Welcome.
-		m.lostWelcome = true
+		m.standing = m.standing.next(loseFork)
 		// Our Commit at the fork has a better sibling: every branch
 		// through it is dead (WelcomeAcceptable).
-		m.deadCommit, m.hasDead = v.Ours, true
+		m.deadCommit = some(v.Ours)
 		if debugf != nil {
 			debugf("%s loses to %s at %d: ours %v theirs %v (root %d tip %d)", m.cfg.Self, c.Signer, v.Epoch, v.Ours, v.Theirs, m.root.epoch, m.tip.epoch)
 		}
@@ -202,8 +202,8 @@ func (m *Machine[S]) concede(v Verdict, c Claim) bool {
 		if !held {
 			// Fetch the claimed branch from the fork on: it may remove us.
 			m.lagging = true
-			if !m.hasFetchFork || v.Epoch < m.fetchFork {
-				m.fetchFork, m.hasFetchFork = v.Epoch, true
+			if f, ok := m.fetchFork.get(); !ok || v.Epoch < f {
+				m.fetchFork = some(v.Epoch)
 			}
 		}
 		return false
@@ -338,7 +338,7 @@ func (m *Machine[S]) loseTo(epoch uint64, theirs Key, c Claim, lag bool) {
 		since = m.lost.since
 	}
 	m.lost = &lostFork{epoch: epoch, theirs: theirs, claim: c, since: since, lag: lag}
-	m.lostAt, m.hasLostAt = epoch, true
+	m.lostAt = some(epoch)
 	if lag {
 		// Any Commit at that epoch, once caught up, ends the lag.
 		m.lost.theirs = Key{Epoch: epoch, Class: 255}
@@ -382,7 +382,7 @@ func (m *Machine[S]) timers() {
 			m.lagging, m.evidence = true, true
 		}
 	}
-	if !m.IsMember() && (m.confirmedOut || m.detached) {
+	if !m.IsMember() && m.standing.quiet() {
 		// Out of the group for good (a member's claim confirmed the
 		// branch that removed us): nothing to catch up with or announce.
 		m.evidence, m.lagging = false, false
@@ -399,10 +399,10 @@ func (m *Machine[S]) timers() {
 	if m.lagging && (m.lastCatchUp.IsZero() || m.now.Sub(m.lastCatchUp) >= interval) {
 		m.lagging, m.lastCatchUp = false, m.now
 		from := m.tip.epoch
-		if m.hasFetchFork && m.fetchFork < from {
-			from = m.fetchFork
+		if f, ok := m.fetchFork.get(); ok && f < from {
+			from = f
 		}
-		m.hasFetchFork = false
+		m.fetchFork = opt[uint64]{}
 		m.emit(CatchUp{From: from})
 	}
 	if l := m.lost; l != nil && !l.lag {
@@ -442,10 +442,10 @@ func (m *Machine[S]) LostFork() uint64 {
 	if m.lost != nil {
 		return m.lost.epoch
 	}
-	if m.detached && m.hasLostAt {
+	if e, ok := m.lostAt.get(); ok && m.standing == standingDetached {
 		// The fork lost, the rejoin refused: what was sent since is lost
 		// with the branch.
-		return m.lostAt
+		return e
 	}
 	if !m.IsMember() {
 		// Removed on the canonical branch: nothing of ours was lost.
@@ -493,7 +493,7 @@ func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) 
 	// After a lost fork (not a plain re-add of a removed member) the branch
 	// joined replaces this member's history: what it decided is judged
 	// again there.
-	afterLoss := r.Commit != nil || m.lost != nil || m.lostWelcome || m.detached
+	afterLoss := r.Commit != nil || m.lost != nil || m.standing.mayWelcome()
 	if len(r.History) > 0 {
 		// The branch joined may fork from ours before what the engine
 		// knows (a removed member's LostFork is its tip): what this member
@@ -713,7 +713,8 @@ func (m *Machine[S]) Rejoined(p Processor[S], r RejoinResult[S], now time.Time) 
 		m.since = &ResendSince{Epoch: f, Until: now}
 	}
 	m.deepExclude = excl
-	m.lost, m.lostWelcome, m.rejoined, m.detached, m.confirmedOut, m.hasLostAt = nil, false, true, false, false, false
+	m.lost, m.lostAt = nil, opt[uint64]{}
+	m.standing = m.standing.next(rejoin)
 	m.lastRejoin = now
 	rolled := 0
 	if oldTip.epoch > f {
@@ -767,11 +768,12 @@ func (m *Machine[S]) RejoinRefused(now time.Time) []Decision {
 	// lose a fork. It keeps catching up (its own removal shows when it
 	// comes) and takes a newer Welcome; it is not detached, which nothing
 	// but a Welcome would undo.
-	lag := m.lost != nil && m.lost.lag
-	m.lost, m.lostWelcome = nil, true
-	if !lag {
-		m.detached = true
+	t := refused
+	if m.lost != nil && m.lost.lag {
+		t = refusedLagging
 	}
+	m.lost = nil
+	m.standing = m.standing.next(t)
 	return m.finish()
 }
 

@@ -264,22 +264,21 @@ type Machine[S any] struct {
 	// fetchFork: the next CatchUp starts at this fork epoch rather than at
 	// the tip (concede: the winners' branch is needed to judge our own
 	// Commit there).
-	fetchFork    uint64
-	hasFetchFork bool
-	lost         *lostFork
-	knownFrom    uint64 // the epoch before the state this member joined or rejoined (TrustClaim)
-	lostAt       uint64 // epoch of the last fork lost (hasLostAt), kept past RejoinRefused
-	hasLostAt    bool
+	fetchFork opt[uint64]
+	// standing: lost, detached, confirmed out (standing.go).
+	standing standing
+	// lost: the fork this member's branch lost (or the lag too deep to
+	// catch up through the window), until it rolls back or rejoins.
+	lost      *lostFork
+	knownFrom uint64 // the epoch before the state this member joined or rejoined (TrustClaim)
+	// lostAt: epoch of the last fork lost since the last rejoin, kept past
+	// RejoinRefused (LostFork).
+	lostAt opt[uint64]
 	// deadCommit is this member's Commit at the last fork its branch lost
 	// (a trusted claim showed a better sibling): a Welcome into a branch
 	// through it is into a dead branch (WelcomeAcceptable).
-	deadCommit   Key
-	hasDead      bool
+	deadCommit   opt[Key]
 	lastRejoin   time.Time
-	rejoined     bool
-	lostWelcome  bool
-	detached     bool // lost a fork and may not rejoin: out until a Welcome
-	confirmedOut bool // removed, and a member's claim shows the group went on
 	lastProgress time.Time
 	sweptAt      uint64             // root epoch at the last sweep of seen and gone
 	stale        []Hash             // application messages received too late to read, to announce (Claim.Stale)
@@ -369,7 +368,9 @@ func (m *Machine[S]) Epoch() uint64 { return m.tip.epoch }
 
 // IsMember reports whether this member is in the group at the canonical
 // tip.
-func (m *Machine[S]) IsMember() bool { return !m.detached && m.tipRoster[m.cfg.Self] }
+func (m *Machine[S]) IsMember() bool {
+	return m.standing != standingDetached && m.tipRoster[m.cfg.Self]
+}
 
 // Roster returns the members at the canonical tip, sorted.
 func (m *Machine[S]) Roster() []string {
@@ -607,12 +608,12 @@ func (m *Machine[S]) RemovedSince(id string, epoch uint64) bool {
 // A stale Welcome (an old re-add, kept in the inbox) would otherwise take a
 // member back to a dead state of an old epoch.
 func (m *Machine[S]) WelcomeAcceptable(epoch uint64, history []Entry) bool {
-	if m.hasDead {
+	if dead, ok := m.deadCommit.get(); ok {
 		// A branch through a Commit known to have a better sibling is
 		// dead, whoever adds us to it: its members have not heard yet,
 		// or cannot rejoin (they joined through the dead Commit).
 		for _, e := range history {
-			if e.Epoch == m.deadCommit.Epoch && e.Hash == m.deadCommit.Hash {
+			if e.Epoch == dead.Epoch && e.Hash == dead.Hash {
 				return false
 			}
 		}
@@ -634,7 +635,7 @@ func (m *Machine[S]) WelcomeAcceptable(epoch uint64, history []Entry) bool {
 	switch {
 	case m.lost != nil:
 		return epoch > m.lost.epoch
-	case m.lostWelcome || m.detached || !m.IsMember():
+	case m.standing.mayWelcome() || !m.IsMember():
 		return epoch > m.tip.epoch || (len(history) > 0 && epoch > m.root.epoch)
 	case m.orphaned():
 		return true
@@ -1526,7 +1527,7 @@ func (m *Machine[S]) evaluate() {
 		}
 	}
 	m.sent = kept
-	if len(m.owed) > 0 && member && !m.detached {
+	if len(m.owed) > 0 && member && m.standing != standingDetached {
 		// Asked for by a claim (Claim.Stale): at the tip, once this member
 		// is in the group (it may have been out when the claim came, or
 		// may leave before the engine carries it out: asked again until

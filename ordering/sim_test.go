@@ -841,7 +841,7 @@ type reloader[S any] interface {
 // window, history and roster of the live one.
 func (s *sim[S]) restart(p *peer[S]) {
 	old := p.m
-	if !old.IsMember() || old.lost != nil || old.detached || old.lostWelcome || old.since != nil ||
+	if !old.IsMember() || old.lost != nil || old.standing.mayWelcome() || old.since != nil ||
 		len(old.intents) > 0 || len(old.owed) > 0 || len(old.pending) > 0 {
 		return
 	}
