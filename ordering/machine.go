@@ -1475,9 +1475,18 @@ func (m *Machine[S]) recordEvent(e memberEvent) {
 // Settlement: re-sends, re-proposals, Welcomes.
 
 func (m *Machine[S]) evaluate() {
-	self := m.cfg.Self
-	member := m.tipRoster[self]
+	m.settleSent()
+	m.settleSince()
+	m.settleIntents()
+	m.settleWelcomes()
+	m.settleLost()
+}
 
+// settleSent re-sends own messages whose epoch lost (gated: README.md
+// "Re-sending safely"), written far behind the group, or asked for by a
+// claim (Claim.Stale), and forgets those that are final.
+func (m *Machine[S]) settleSent() {
+	member := m.tipRoster[m.cfg.Self]
 	// Own messages whose epoch lost.
 	var resend []MessageID
 	resendAt := map[*node[S]][]MessageID{}
@@ -1555,6 +1564,12 @@ func (m *Machine[S]) evaluate() {
 	for _, at := range ats {
 		m.emit(Resend{IDs: resendAt[at], At: at.id, Epoch: at.epoch})
 	}
+}
+
+// settleSince emits the re-send of what this member wrote on a lost branch
+// (ResendSince) once the members that branch had removed are out again.
+func (m *Machine[S]) settleSince() {
+	self, member := m.cfg.Self, m.tipRoster[m.cfg.Self]
 	if m.since != nil && member {
 		// Gated like Resend. After two retry periods a removal that did
 		// not come is not coming (the canonical branch removed and
@@ -1580,6 +1595,12 @@ func (m *Machine[S]) evaluate() {
 		}
 	}
 
+}
+
+// settleIntents re-proposes this member's changes that no canonical Commit
+// applied or made moot, and drops those settled for good.
+func (m *Machine[S]) settleIntents() {
+	self, member := m.cfg.Self, m.tipRoster[m.cfg.Self]
 	// Own changes. An intent is settled (applied, or made moot) by a
 	// canonical Commit; it is dropped only once that is final: until then a
 	// switch, or a concurrent Commit landing later, may undo it, and it
@@ -1634,6 +1655,11 @@ func (m *Machine[S]) evaluate() {
 		m.emit(Repropose{Intents: again})
 	}
 
+}
+
+// settleWelcomes sends the Welcomes of own Commits that settled and drops
+// those of Commits that lost.
+func (m *Machine[S]) settleWelcomes() {
 	// Welcomes of own Commits.
 	keptW := m.welcomes[:0]
 	for _, n := range m.welcomes {
@@ -1660,7 +1686,10 @@ func (m *Machine[S]) evaluate() {
 	}
 	m.welcomes = keptW
 
-	// A fork we lost may have healed through the window.
+}
+
+// settleLost forgets a lost fork that healed through the window.
+func (m *Machine[S]) settleLost() {
 	if m.lost != nil {
 		if e, ok := m.entryAt(m.lost.epoch); ok && e.Compare(m.lost.theirs) <= 0 {
 			m.lost = nil
