@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -87,43 +86,6 @@ func (p simParams) withDefaults() simParams {
 const roundDur = time.Second
 
 var simStart = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-
-type delivery struct {
-	at   int
-	seq  int
-	to   string
-	from string
-	kind int // 0 group message, 1 welcome, 2 claim
-	data []byte
-	cl   *Claim
-	hist []Entry
-}
-
-// logged is a published group message and its publisher: the sync
-// protocol (catch-up) serves it from the publisher's side of a partition,
-// so it crosses a partition only when it heals.
-type logged struct {
-	from string
-	msg  []byte
-}
-
-type dq []*delivery
-
-func (q dq) Len() int { return len(q) }
-func (q dq) Less(i, j int) bool {
-	if q[i].at != q[j].at {
-		return q[i].at < q[j].at
-	}
-	return q[i].seq < q[j].seq
-}
-func (q dq) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *dq) Push(x any)   { *q = append(*q, x.(*delivery)) }
-func (q *dq) Pop() any {
-	old := *q
-	x := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return x
-}
 
 type ownMsg struct {
 	id      MessageID
@@ -280,192 +242,137 @@ func (s *sim[S]) sorted() []*peer[S] {
 	return out
 }
 
-func (s *sim[S]) connected(a, b string) bool { return s.side[a] == s.side[b] }
-
-func (s *sim[S]) send(d *delivery) {
-	s.seq++
-	d.seq = s.seq
-	if !s.connected(d.from, d.to) {
-		s.held = append(s.held, d)
-		return
-	}
-	d.at = s.round + 1 + s.rng.IntN(s.p.maxDelay)
-	if s.rng.Float64() < s.p.pDrop {
-		d.at += s.p.maxDelay + 1 + s.rng.IntN(2*s.p.maxDelay) // retransmitted later
-	}
-	heap.Push(&s.q, d)
-	if s.rng.Float64() < s.p.pDup {
-		c := *d
-		s.seq++
-		c.seq = s.seq
-		c.at = s.round + 1 + s.rng.IntN(2*s.p.maxDelay)
-		heap.Push(&s.q, &c)
-	}
-}
-
-// sync delivers the logged group messages of epoch from on to a peer as
-// the sync protocol does: one response, in the order they were published
-// (a lost response is retried by the next CatchUp). Messages from the
-// other side of a partition wait until it heals.
-func (s *sim[S]) sync(to string, from uint64) {
-	at := s.round + 1 + s.rng.IntN(s.p.maxDelay)
-	for _, l := range s.log {
-		if e, _ := s.be.header(l.msg); e >= from {
-			s.seq++
-			d := &delivery{to: to, from: l.from, kind: 0, data: l.msg, seq: s.seq, at: at}
-			if !s.connected(d.from, d.to) {
-				s.held = append(s.held, d)
-				continue
-			}
-			heap.Push(&s.q, d)
-		}
-	}
-}
-
-// publish sends a group message to every other peer (gossip) and logs it
-// for catch-up.
-func (s *sim[S]) publish(from string, msg []byte) {
-	s.log = append(s.log, logged{from, msg})
-	s.published++
-	for _, p := range s.sorted() {
-		if p.id != from {
-			s.send(&delivery{to: p.id, from: from, kind: 0, data: msg})
-		}
-	}
-}
-
-func (s *sim[S]) heal() {
-	s.side = map[string]int{}
-	held := s.held
-	s.held = nil
-	for _, d := range held {
-		s.send(d)
-	}
-}
-
-func (s *sim[S]) partition() {
-	ids := s.sorted()
-	s.side = map[string]int{}
-	k := 2 + s.rng.IntN(2)
-	for _, p := range ids {
-		s.side[p.id] = s.rng.IntN(k)
-	}
-	for _, id := range s.ids {
-		if _, ok := s.side[id]; !ok {
-			s.side[id] = s.rng.IntN(k)
-		}
-	}
-}
-
-// ---------------------------------------------------------------------------
-// The engine of one peer: executes decisions.
-
 func (s *sim[S]) exec(p *peer[S], ds []Decision) {
 	for len(ds) > 0 {
 		d := ds[0]
 		ds = ds[1:]
 		s.decisions++
-		if s.trace {
-			switch d := d.(type) {
-			case Discarded:
-				if d.Reason == NotAdmitted || d.Reason == Overflow || (s.traceWho != "" && p.id == s.traceWho) {
-					s.t.Logf("r%d %s %T %+v", s.round, p.id, d, d)
-				}
-			case Released, Deliver:
-			default:
+		s.traceDecision(p, d)
+		ds = append(ds, s.execOne(p, d)...)
+	}
+}
+
+// traceDecision logs d with TRACE (Discarded only for overflow, refused
+// admission or the watched identity; never Released or Deliver).
+func (s *sim[S]) traceDecision(p *peer[S], d Decision) {
+	if s.trace {
+		switch d := d.(type) {
+		case Discarded:
+			if d.Reason == NotAdmitted || d.Reason == Overflow || (s.traceWho != "" && p.id == s.traceWho) {
 				s.t.Logf("r%d %s %T %+v", s.round, p.id, d, d)
 			}
-		}
-		switch d := d.(type) {
-		case Advanced:
-			s.lastChange = s.round
-			if !d.Member {
-				p.removedOnce = true
-			}
-		case Switched:
-			s.lastChange = s.round
-			s.switches++
-			if p.restartTip > 0 && d.ForkEpoch < p.restartTip && d.RolledBack > 0 && p.m.root.epoch <= d.ForkEpoch {
-				// A rollback past the tip of a restart, to a restored state.
-				s.restoredRollbacks++
-			}
-			if !d.Member {
-				p.removedOnce = true
-			}
-		case Deliver:
-			p.delivered[d.ID] = true
-		case Resend:
-			for _, id := range d.IDs {
-				for _, o := range p.own {
-					if o.id == id {
-						if d.At.IsZero() && d.Epoch == 0 {
-							ds = append(ds, s.sendMsg(p, o)...)
-						} else {
-							ds = append(ds, s.sendMsgAt(p, o, d.At)...)
-						}
-					}
-				}
-			}
-		case ResendSince:
-			for _, o := range p.own {
-				if o.epoch > d.Epoch && !o.at.After(d.Until) {
-					if d.At.IsZero() && d.AtEpoch == 0 {
-						ds = append(ds, s.sendMsg(p, o)...)
-					} else {
-						ds = append(ds, s.sendMsgAt(p, o, d.At)...)
-					}
-				}
-			}
-		case Repropose:
-			ds = append(ds, s.commitIntents(p, d.Intents)...)
-		case SendWelcome:
-			if w := p.welcomes[d.Commit]; w != nil {
-				delete(p.welcomes, d.Commit)
-				h := p.m.History()
-				for _, id := range s.ids {
-					s.send(&delivery{to: id, from: p.id, kind: 1, data: w, hist: h})
-				}
-			}
-		case DropWelcome:
-			delete(p.welcomes, d.Commit)
-		case Announce:
-			st, _, _ := p.m.Current()
-			c := d.Claim
-			if p.m.IsMember() && s.be.usable(st) {
-				// A removed member's state cannot be joined (a real mls
-				// member that processed its own removal holds the closed
-				// state of the epoch before): no GroupInfo.
-				c.GroupInfo = s.be.groupInfo(st)
-			}
-			s.claims++
-			for _, q := range s.sorted() {
-				if q != p {
-					s.send(&delivery{to: q.id, from: p.id, kind: 2, cl: &c})
-				}
-			}
-		case Rejoin:
-			st, msg, info, err := s.be.joinExternal(p.id, d.GroupInfo)
-			if err != nil {
-				s.failedJoins++
-				if s.be.notMember(err) {
-					ds = append(ds, p.m.RejoinRefused(now(s.round))...)
-				}
-				continue
-			}
-			s.rejoins++
-			p.rejoins++
-			// The epoch is the joined state's own (the GroupInfo's epoch
-			// plus one), which is the claim's tip for an honest claimant.
-			epoch := s.be.epochOf(st)
-			s.recordCommit(msg, info, epoch-1)
-			s.publish(p.id, msg)
-			p.start, p.startCommit = epoch, HashOf(msg)
-			ds = append(ds, p.m.Rejoined(s.be, RejoinResult[S]{State: st, Epoch: epoch, Commit: msg, Info: info,
-				Roster: s.be.roster(st), ForkEpoch: d.ForkEpoch}, now(s.round))...)
-		case CatchUp:
-			s.sync(p.id, d.From)
+		case Released, Deliver:
+		default:
+			s.t.Logf("r%d %s %T %+v", s.round, p.id, d, d)
 		}
 	}
+}
+
+// execOne carries out one decision of p's machine as the engine would and
+// returns the decisions that doing so produced.
+func (s *sim[S]) execOne(p *peer[S], d Decision) (more []Decision) {
+	switch d := d.(type) {
+	case Advanced:
+		s.lastChange = s.round
+		if !d.Member {
+			p.removedOnce = true
+		}
+	case Switched:
+		s.lastChange = s.round
+		s.switches++
+		if p.restartTip > 0 && d.ForkEpoch < p.restartTip && d.RolledBack > 0 && p.m.root.epoch <= d.ForkEpoch {
+			// A rollback past the tip of a restart, to a restored state.
+			s.restoredRollbacks++
+		}
+		if !d.Member {
+			p.removedOnce = true
+		}
+	case Deliver:
+		p.delivered[d.ID] = true
+	case Resend:
+		for _, id := range d.IDs {
+			for _, o := range p.own {
+				if o.id == id {
+					if d.At.IsZero() && d.Epoch == 0 {
+						more = append(more, s.sendMsg(p, o)...)
+					} else {
+						more = append(more, s.sendMsgAt(p, o, d.At)...)
+					}
+				}
+			}
+		}
+	case ResendSince:
+		for _, o := range p.own {
+			if o.epoch > d.Epoch && !o.at.After(d.Until) {
+				if d.At.IsZero() && d.AtEpoch == 0 {
+					more = append(more, s.sendMsg(p, o)...)
+				} else {
+					more = append(more, s.sendMsgAt(p, o, d.At)...)
+				}
+			}
+		}
+	case Repropose:
+		more = append(more, s.commitIntents(p, d.Intents)...)
+	case SendWelcome:
+		if w := p.welcomes[d.Commit]; w != nil {
+			delete(p.welcomes, d.Commit)
+			h := p.m.History()
+			for _, id := range s.ids {
+				s.send(&delivery{to: id, from: p.id, kind: 1, data: w, hist: h})
+			}
+		}
+	case DropWelcome:
+		delete(p.welcomes, d.Commit)
+	case Announce:
+		s.announce(p, d)
+	case Rejoin:
+		more = append(more, s.rejoin(p, d)...)
+	case CatchUp:
+		s.sync(p.id, d.From)
+	}
+	return more
+}
+
+// announce sends p's claim to every other peer, with a GroupInfo if p is a
+// member at its tip.
+func (s *sim[S]) announce(p *peer[S], d Announce) {
+	st, _, _ := p.m.Current()
+	c := d.Claim
+	if p.m.IsMember() && s.be.usable(st) {
+		// A removed member's state cannot be joined (a real mls
+		// member that processed its own removal holds the closed
+		// state of the epoch before): no GroupInfo.
+		c.GroupInfo = s.be.groupInfo(st)
+	}
+	s.claims++
+	for _, q := range s.sorted() {
+		if q != p {
+			s.send(&delivery{to: q.id, from: p.id, kind: 2, cl: &c})
+		}
+	}
+}
+
+// rejoin carries out a Rejoin decision: an external commit from the
+// claimant's GroupInfo, reported with Rejoined (or RejoinRefused).
+func (s *sim[S]) rejoin(p *peer[S], d Rejoin) []Decision {
+	st, msg, info, err := s.be.joinExternal(p.id, d.GroupInfo)
+	if err != nil {
+		s.failedJoins++
+		if s.be.notMember(err) {
+			return p.m.RejoinRefused(now(s.round))
+		}
+		return nil
+	}
+	s.rejoins++
+	p.rejoins++
+	// The epoch is the joined state's own (the GroupInfo's epoch
+	// plus one), which is the claim's tip for an honest claimant.
+	epoch := s.be.epochOf(st)
+	s.recordCommit(msg, info, epoch-1)
+	s.publish(p.id, msg)
+	p.start, p.startCommit = epoch, HashOf(msg)
+	return p.m.Rejoined(s.be, RejoinResult[S]{State: st, Epoch: epoch, Commit: msg, Info: info,
+		Roster: s.be.roster(st), ForkEpoch: d.ForkEpoch}, now(s.round))
 }
 
 // noteArrival records whether an application message reached p while p
@@ -764,155 +671,6 @@ func (s *sim[S]) step(ops bool) {
 	}
 }
 
-// replayStep keeps each member's recent states and, during the
-// operations, has removed peers replay from them: a Commit removing
-// another member of the kept state, for an epoch still inside the
-// group's window, published to everyone.
-func (s *sim[S]) replayStep(ops bool) {
-	var tip uint64
-	for _, p := range s.sorted() {
-		if p.m.IsMember() {
-			tip = max(tip, p.m.Epoch())
-		}
-	}
-	for _, p := range s.sorted() {
-		if p.kept == nil {
-			p.kept = map[uint64]S{}
-		}
-		if st, e, _ := p.m.Current(); p.m.IsMember() && s.be.usable(st) {
-			p.kept[e] = st
-		}
-		for e := range p.kept {
-			if e+uint64(s.p.window)/2 < tip {
-				delete(p.kept, e)
-			}
-		}
-		if !ops || p.m.IsMember() || len(p.kept) == 0 || s.rng.Float64() >= s.p.pReplay {
-			continue
-		}
-		if !s.p.replayAny && slices.ContainsFunc(s.sorted(), func(q *peer[S]) bool { return q.m.IsMember() && q.m.tipRoster[p.id] }) {
-			continue
-		}
-		var es []uint64
-		for e := range p.kept {
-			es = append(es, e)
-		}
-		slices.Sort(es)
-		e := es[s.rng.IntN(len(es))]
-		st := p.kept[e]
-		var victims []string
-		for _, id := range s.be.roster(st) {
-			if id != p.id {
-				victims = append(victims, id)
-			}
-		}
-		if len(victims) < 2 {
-			continue
-		}
-		victim := victims[s.rng.IntN(len(victims))]
-		msg, _, info, _, err := s.be.commit(p.id, st, nil, []string{victim}, false)
-		if err != nil {
-			continue
-		}
-		if s.trace {
-			s.t.Logf("r%d %s (removed) replays a removal of %s at epoch %d (tip %d)", s.round, p.id, victim, e, tip)
-		}
-		s.recordCommit(msg, info, e)
-		s.replays = append(s.replays, HashOf(msg))
-		s.publish(p.id, msg)
-	}
-}
-
-// reloader is implemented by backends whose states are mutable: a
-// restart reads each state back from its serialized form.
-type reloader[S any] interface {
-	reload(self string, st S) S
-}
-
-// restart rebuilds p's machine as the chat engine does after a restart:
-// New with the oldest retained canonical state, the stored history, then
-// Restore for each later canonical state (the backend's states are the
-// stored ones). The engine keeps in its store what the machine forgets:
-// own messages not yet final go out again from its outbox (same id), and
-// it catches up from the oldest restored epoch. Only a member with no
-// obligation the engine would have to rebuild restarts (no intents, held
-// Welcomes, owed or gated re-sends, lost fork, buffered messages): the
-// chat engine loses those today too. The rebuilt machine must have the
-// window, history and roster of the live one.
-func (s *sim[S]) restart(p *peer[S]) {
-	old := p.m
-	if !old.IsMember() || old.lost != nil || old.standing.mayWelcome() || old.since != nil ||
-		len(old.intents) > 0 || len(old.owed) > 0 || len(old.pending) > 0 {
-		return
-	}
-	for _, n := range old.welcomes {
-		if n.welcome == welcomeHeld {
-			return
-		}
-	}
-	for _, sm := range old.sent {
-		if sm.resending || !sm.n.(*node[S]).canon {
-			return
-		}
-	}
-	var chain []*node[S]
-	for n := old.tip; n != nil && n.live; n = n.parent {
-		chain = append(chain, n)
-		if n == old.root {
-			break
-		}
-	}
-	slices.Reverse(chain)
-	c0 := chain[0]
-	var key *Key
-	if c0.hasKey {
-		k := c0.key
-		key = &k
-	}
-	if r, ok := s.be.(reloader[S]); ok {
-		// Through the store's bytes, as the engine reads them.
-		for _, n := range chain {
-			n.state = r.reload(p.id, n.state)
-		}
-	}
-	at := now(s.round)
-	m := New(s.cfg(p.id), c0.state, c0.epoch, key, s.be.roster(c0.state), at)
-	m.AdoptHistory(old.History())
-	var epochs []uint64
-	epochs = append(epochs, c0.epoch)
-	for _, n := range chain[1:] {
-		if err := m.Restore(n.state, n.key, n.info, at); err != nil {
-			s.t.Fatalf("seed %d round %d: %s restore: %v", s.p.seed, s.round, p.id, err)
-		}
-		epochs = append(epochs, n.epoch)
-	}
-	_, e1, h1 := old.Current()
-	_, e2, h2 := m.Current()
-	switch {
-	case e1 != e2 || h1 != h2:
-		s.violate("%s restarted at %d %s, was at %d %s", p.id, e2, h2, e1, h1)
-	case !slices.Equal(m.History(), old.History()):
-		s.violate("%s restarted with history %v, had %v", p.id, m.History(), old.History())
-	case !slices.Equal(m.Roster(), old.Roster()) || m.IsMember() != old.IsMember():
-		s.violate("%s restarted with roster %v, had %v", p.id, m.Roster(), old.Roster())
-	case !slices.Equal(m.LiveStates(), epochs):
-		s.violate("%s restarted with states %v, had the canonical %v", p.id, m.LiveStates(), epochs)
-	}
-	if s.trace {
-		s.t.Logf("r%d %s restarts with states %v", s.round, p.id, epochs)
-	}
-	s.restarts++
-	p.m, p.restartTip = m, e2
-	for _, sm := range old.sent {
-		for _, o := range p.own {
-			if o.id == sm.id {
-				s.exec(p, s.sendMsg(p, o))
-			}
-		}
-	}
-	s.sync(p.id, c0.epoch)
-}
-
 func (s *sim[S]) violate(f string, a ...any) {
 	if len(s.violations) < 20 {
 		s.violations = append(s.violations, fmt.Sprintf("round %d: ", s.round)+fmt.Sprintf(f, a...))
@@ -954,260 +712,6 @@ func (s *sim[S]) run() int {
 
 // ---------------------------------------------------------------------------
 // Invariants.
-
-func (s *sim[S]) check() {
-	if len(s.violations) > 0 {
-		s.t.Errorf("seed %d: %s", s.p.seed, strings.Join(s.violations, "\n"))
-		return
-	}
-	// 1. Every member of the group is at the same epoch and state.
-	var ref *peer[S]
-	var members []*peer[S]
-	for _, p := range s.sorted() {
-		if p.m.IsMember() {
-			members = append(members, p)
-			if ref == nil || len(p.m.History()) > len(ref.m.History()) {
-				ref = p
-			}
-		}
-	}
-	if ref == nil {
-		s.t.Fatalf("seed %d: no member left", s.p.seed)
-	}
-	refSt, refEpoch, _ := ref.m.Current()
-	roster := ref.m.Roster()
-	for _, p := range members {
-		st, epoch, _ := p.m.Current()
-		if epoch != refEpoch || !bytes.Equal(s.be.auth(st), s.be.auth(refSt)) {
-			s.t.Errorf("seed %d: %s at epoch %d, %s at epoch %d with a different authenticator (rejoins %d, switches %d)",
-				s.p.seed, ref.id, refEpoch, p.id, epoch, s.rejoins, s.switches)
-			s.dump()
-			return
-		}
-		if !slices.Equal(p.m.Roster(), roster) {
-			s.t.Errorf("seed %d: rosters differ", s.p.seed)
-		}
-	}
-	if got := len(members); got != len(roster) {
-		s.t.Errorf("seed %d: roster %v but %d peers consider themselves members", s.p.seed, roster, got)
-		for _, id := range roster {
-			if p := s.peers[id]; p == nil || !p.m.IsMember() {
-				s.t.Errorf("  %s is in the roster but has no state", id)
-			}
-		}
-		return
-	}
-	if st := s.be.roster(refSt); !slices.Equal(st, roster) {
-		s.t.Errorf("seed %d: machine roster %v, state roster %v", s.p.seed, roster, st)
-	}
-
-	// The canonical chain: epoch -> commit hash.
-	canon := map[Hash]uint64{}
-	for _, p := range members {
-		for _, e := range p.m.History() {
-			canon[e.Hash] = e.Epoch + 1
-		}
-	}
-	// A Commit a removed member made from a state it kept leaves nobody
-	// out: it is not canonical, or every member it removed was added
-	// back by a canonical Commit after it (README.md "Removed members").
-	for _, h := range s.replays {
-		e, ok := canon[h]
-		if !ok {
-			continue
-		}
-		rc := s.cmts[h]
-		for _, v := range rc.info.Removed {
-			if v == rc.info.Sender || slices.Contains(rc.info.Added, v) || slices.Contains(roster, v) {
-				continue
-			}
-			restored := false
-			for h2, e2 := range canon {
-				if c, ok := s.cmts[h2]; ok && e2 > e && slices.Contains(c.info.Added, v) {
-					restored = true
-				}
-			}
-			if !restored {
-				s.t.Errorf("seed %d: a removed member's replay %s is canonical at epoch %d and %s, whom it removed, was never restored", s.p.seed, h, e-1, v)
-			}
-		}
-	}
-	canonNode := func(h Hash, epoch uint64) bool {
-		if h.IsZero() {
-			return true // the group's initial state
-		}
-		e, ok := canon[h]
-		return ok && e == epoch
-	}
-
-	// The ground truth of membership: the initial roster and the changes
-	// of the canonical Commits (as their senders recorded them), epoch by
-	// epoch.
-	canonAt := map[uint64]Hash{}
-	for h, e := range canon {
-		canonAt[e-1] = h
-	}
-	memberAt := func(id string, epoch uint64) bool {
-		in := slices.Contains(s.initRoster, id)
-		for e := s.initEpoch; e < epoch; e++ {
-			h, ok := canonAt[e]
-			if !ok {
-				s.t.Errorf("seed %d: no canonical Commit known at epoch %d", s.p.seed, e)
-				return false
-			}
-			c := s.cmts[h]
-			if slices.Contains(c.info.Removed, id) {
-				in = false
-			}
-			if slices.Contains(c.info.Added, id) {
-				in = true
-			}
-		}
-		return in
-	}
-
-	// leftAt returns the round id left the group for good: the creation
-	// round of the canonical Commit that removed it, or the round since
-	// which it held no member state of its own if earlier (a member out
-	// on a branch that lost, refused a rejoin, until its removal came);
-	// -1: a member at the end.
-	final := refEpoch
-	leftAt := func(id string) int {
-		if slices.Contains(roster, id) {
-			return -1
-		}
-		at := -1
-		for e := s.initEpoch; e < final; e++ {
-			if c, ok := s.cmts[canonAt[e]]; ok && slices.Contains(c.info.Removed, id) && !slices.Contains(c.info.Added, id) {
-				at = c.round
-			}
-		}
-		if p := s.peers[id]; p != nil && p.outSince >= 0 && (at < 0 || p.outSince < at) {
-			at = p.outSince
-		}
-		return at
-	}
-	// excused: the copy reached q only after q had released the state it
-	// was written in, and the reader or the sender left the group before a
-	// re-send could help (README.md "Tests").
-	excused := func(q *peer[S], sender string, c *copyRec) bool {
-		if s.inTime[q.id][c.hash] {
-			return false
-		}
-		arr, ok := s.arrived[q.id][c.hash]
-		if !ok {
-			return false
-		}
-		for _, id := range []string{q.id, sender} {
-			if l := leftAt(id); l >= 0 && l <= arr+lateGrace {
-				return true
-			}
-		}
-		return false
-	}
-
-	// 2. Every message landed, and every member at its landing epoch that
-	// held that epoch's state read it.
-	for _, id := range s.msgIDs {
-		r := s.msgs[id]
-		var landed *copyRec
-		for i := range r.copies {
-			if canonNode(r.copies[i].node, r.copies[i].epoch) {
-				landed = &r.copies[i]
-			}
-		}
-		if landed == nil {
-			if slices.Contains(roster, r.sender) && s.stayed(r.sender) {
-				s.t.Errorf("seed %d: message %s of %s (copies %v) never landed on the canonical branch", s.p.seed, id, r.sender, r.copies)
-			}
-			continue
-		}
-		for _, q := range s.sorted() {
-			if q.id == r.sender || q.start > landed.epoch || !memberAt(q.id, landed.epoch) || !s.heldAt(q, landed.epoch, canonAt) {
-				continue
-			}
-			if !q.delivered[id] && !excused(q, r.sender, landed) {
-				s.t.Errorf("seed %d: %s, member at epoch %d, never read message %s (reader member at end %v, in time %v, arrived %v; sender member %v stayed %v left %d; copies %d)",
-					s.p.seed, q.id, landed.epoch, id, q.m.IsMember(), s.inTime[q.id][landed.hash], s.arrived[q.id][landed.hash],
-					s.peers[r.sender].m.IsMember(), s.stayed(r.sender), leftAt(r.sender), len(r.copies))
-			}
-		}
-	}
-
-	// 3. Every intended change by a member is applied or moot.
-	inRoster := func(id string) bool { return slices.Contains(roster, id) }
-	canonAfter := func(round int, f func(commitRec) bool) bool {
-		for h := range canon {
-			if c, ok := s.cmts[h]; ok && c.round >= round && f(c) {
-				return true
-			}
-		}
-		return false
-	}
-	for _, si := range s.intent {
-		if !inRoster(si.by) || !s.stayed(si.by) {
-			continue
-		}
-		in := si.intent
-		ok := false
-		switch in.Kind {
-		case Add:
-			ok = inRoster(in.Target) || canonAfter(si.round, func(c commitRec) bool { return slices.Contains(c.info.Removed, in.Target) })
-		case Remove:
-			ok = !inRoster(in.Target) || canonAfter(si.round, func(c commitRec) bool {
-				return slices.Contains(c.info.Added, in.Target) && !(c.info.External && c.info.Sender == in.Target)
-			})
-		case Update:
-			// A re-add (Welcome, or resync) gives the member a fresh leaf:
-			// it refreshes it as an Update would.
-			ok = canonAfter(si.round, func(c commitRec) bool {
-				return c.info.refreshes(si.by) || slices.Contains(c.info.Added, si.by)
-			}) || s.peers[si.by].rejoins > 0
-		}
-		if !ok {
-			s.t.Errorf("seed %d: %s's intent %v (round %d) neither applied nor moot; roster %v", s.p.seed, si.by, in, si.round, roster)
-		}
-	}
-}
-
-// lateGrace is how many rounds a message that reached a member too late to
-// be read may take to be recovered: the member's next claim lists it in
-// Claim.Stale (AnnounceInterval, 10 rounds, plus delivery), the sender
-// re-sends it at its tip, and a sender that rejoined after a lost fork may
-// hold its re-sends up to two RetryTimes (80 rounds) while the removals of
-// its lost branch are re-proposed (README.md "Re-sending safely"). A
-// member, reader or sender, that leaves the group for good within that
-// time is excused (check).
-const lateGrace = 100
-
-// stayed reports whether id kept its membership through the run without
-// being removed and re-added (a member removed before it could re-send
-// loses its unsent messages with its membership).
-func (s *sim[S]) stayed(id string) bool {
-	p := s.peers[id]
-	return p != nil && !p.removedOnce
-}
-
-// heldAt reports whether q held the canonical state of epoch: it did not
-// rejoin past it, and its last rejoin's resync commit is canonical (a resync
-// that lost left it without any canonical state from then on; it was
-// removed, or rejoined again later, which resets start).
-// rejoin past it by external commit).
-func (s *sim[S]) heldAt(q *peer[S], epoch uint64, canonAt map[uint64]Hash) bool {
-	if !q.startCommit.IsZero() && q.start > 0 && canonAt[q.start-1] != q.startCommit {
-		return false
-	}
-	return q.start <= epoch
-}
-
-func (s *sim[S]) dump() {
-	for _, p := range s.sorted() {
-		_, e, h := p.m.Current()
-		st := p.m.Stats()
-		s.t.Logf("  %s member=%v epoch=%d tip=%s states=%d buffered=%d rejoins=%d lost=%v hist=%d",
-			p.id, p.m.IsMember(), e, h, st.States, st.Buffered, p.rejoins, p.m.lost != nil, st.HistoryEntries)
-	}
-}
 
 // retained returns the per-group memory retained by the members: machine
 // bytes plus state sizes, max and mean over members.
