@@ -118,6 +118,3 @@ func (s *sim[S]) partition() {
 		}
 	}
 }
-
-// ---------------------------------------------------------------------------
-// The engine of one peer: executes decisions.

@@ -242,6 +242,9 @@ func (s *sim[S]) sorted() []*peer[S] {
 	return out
 }
 
+// ---------------------------------------------------------------------------
+// The engine of one peer: executes decisions.
+
 func (s *sim[S]) exec(p *peer[S], ds []Decision) {
 	for len(ds) > 0 {
 		d := ds[0]
