@@ -747,3 +747,64 @@ func TestHonestLiftRestoresNothing(t *testing.T) {
 		t.Fatalf("Y intends %+v", h.ms["Y"].intents[0].Intent)
 	}
 }
+
+// TestJoinerIgnoresRemovedMembersClaimAtItsJoin: J joined by the Commit of
+// epoch e (A's add), so it holds no state of e and cannot bar a sibling of
+// that Commit on arrival. X, removed after J joined, replays a removal of
+// B at e from a state it kept and claims that branch: J's chain removed X
+// since the fork, so X's claim is no verdict for J either (no loss, no
+// rejoin into X's branch), as for the members that hold the fork.
+func TestJoinerIgnoresRemovedMembersClaimAtItsJoin(t *testing.T) {
+	h := newHarness(t, "X", "A", "B", "C")
+	stX, e, _ := h.ms["X"].Current()
+	a := h.ms["A"]
+	st, _, _ := a.Current()
+	add, next, info, welcome, err := h.be.commit("A", st, []string{"J"}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.OwnCommit(h.be, add, next, info, nil, true, h.at)
+	for _, id := range []string{"X", "B", "C"} {
+		h.deliver(id, add)
+	}
+	jst, key, err := h.be.joinWelcome("J", welcome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := New(Config{GroupID: []byte("g"), Self: "J", WindowEpochs: 8}, jst, h.be.epochOf(jst), key, h.be.roster(jst), h.at)
+	j.AdoptHistory(a.History())
+	h.ms["J"] = j
+	rm := h.commit("A", nil, []string{"X"})
+	for _, id := range []string{"X", "B", "C", "J"} {
+		h.deliver(id, rm)
+	}
+	if j.tipRoster["X"] || !j.tipRoster["B"] {
+		t.Fatalf("J's roster %v", j.Roster())
+	}
+	replay, _, rinfo, _, err := h.be.commit("X", stX, nil, []string{"B"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk := Key{Epoch: e, Class: rinfo.Class(), Ticket: Ticket([]byte("g"), e, "X"), Hash: HashOf(replay)}
+	forged := Claim{Signer: "X", Tip: j.Epoch() + 5, Entries: []Entry{rk}, GroupInfo: []byte("group info of the replay's branch")}
+	if v := CompareHistories(j.History(), forged.Entries); v.Kind != Fork || !v.Theirs.Less(v.Ours) {
+		t.Fatalf("the replay should beat A's add by key: %+v", v)
+	}
+	for _, at := range []time.Time{h.at, h.at.Add(2 * time.Hour)} {
+		var ds []Decision
+		if at == h.at {
+			ds = j.ClaimReceived(h.be, forged, at)
+		} else {
+			ds = j.Tick(h.be, at)
+		}
+		for _, d := range ds {
+			switch d.(type) {
+			case Switched, Rejoin:
+				t.Fatalf("J acted on the removed member's claim: %T %+v", d, d)
+			}
+		}
+	}
+	if j.lost != nil || j.standing != standingIn || !j.IsMember() {
+		t.Fatalf("J after X's claim: lost %v, standing %v, member %v", j.lost != nil, j.standing, j.IsMember())
+	}
+}

@@ -132,7 +132,14 @@ func (m *Machine[S]) claim(c Claim) {
 			}
 			return
 		}
-		if t, ok := m.nodes[v.Theirs.Hash]; ok && t.barred && t.key.Class == ClassRemove &&
+		t, held := m.nodes[v.Theirs.Hash]
+		// barredHere: the bar refused their Commit here, or would have if
+		// this member had held the fork: it joined by the fork's own
+		// Commit, so no sibling of it ever reached it. (Not a member that
+		// joined later: on an honest fork deeper than that, the winners
+		// may all have been removed since, mls-deep seed 1.)
+		barredHere := (held && t.barred) || (!held && v.Epoch == m.knownFrom)
+		if barredHere && v.Theirs.Class == ClassRemove &&
 			!m.tipRoster[c.Signer] && m.RemovedSince(c.Signer, v.Epoch+1) {
 			// A member this member's chain removed after the fork (not
 			// in a race at the fork's own epoch, decided by the key),
