@@ -58,21 +58,7 @@ func (m *Machine[S]) ClaimReceived(p Processor[S], c Claim, now time.Time) []Dec
 }
 
 func (m *Machine[S]) claim(c Claim) {
-	// Own messages the claimant received too late to read: send them
-	// again at the tip (once per copy; a re-sent copy has a new hash).
-	// A member that is out of the group for now (removed, or waiting to
-	// rejoin) owes them: it sends them once it is back (evaluate).
-	for _, h := range c.Stale {
-		if id, ok := m.ownHashes[h]; ok {
-			delete(m.ownHashes, h)
-			if !slices.ContainsFunc(m.owed, func(o *owedMsg) bool { return o.id == id }) {
-				m.owed = append(m.owed, &owedMsg{id: id})
-			}
-		}
-	}
-	if len(m.owed) > MaxClaimStale {
-		m.owed = m.owed[len(m.owed)-MaxClaimStale:]
-	}
+	m.oweStale(c)
 	v := CompareHistories(m.History(), c.Entries)
 	if debugf != nil {
 		debugf("%s: claim of %s (tip %d): verdict %+v", m.cfg.Self, c.Signer, c.Tip, v)
@@ -84,91 +70,124 @@ func (m *Machine[S]) claim(c Claim) {
 	case NeedTheirs:
 		m.announce(&v.Gap, true)
 	case Agree:
-		if !m.IsMember() && c.Tip > m.tip.epoch && v.Common+1 >= m.tip.epoch {
-			m.standing = m.standing.next(confirmOut) // the group went on past our removal
-			return
-		}
-		if c.Tip > m.tip.epoch && m.WasMember(c.Signer, m.tip.epoch) {
-			// Same branch, this member is behind: fetch what it misses;
-			// if it cannot catch up, it rejoins like a loser.
-			m.lagging = true
-			if c.Tip > m.tip.epoch+uint64(m.cfg.WindowEpochs) && m.IsMember() && len(c.GroupInfo) > 0 {
-				m.loseTo(m.tip.epoch, Key{}, c, true)
-			}
-		} else if c.Tip < m.tip.epoch && m.tipRoster[c.Signer] {
-			m.evidence = true // a member lags: tell it where we are
-		}
+		m.claimAgrees(v, c)
 	case Fork:
-		if v.Ours.Less(v.Theirs) {
-			if m.concede(v, c) {
-				return
-			}
-			// Our branch wins: make sure the losers hear it, whoever the
-			// claimant (a joiner whose join Commit lost was never a member
-			// of our branch, and only our claim can tell it).
-			m.evidence = true
-			m.announce(&Range{From: v.Epoch, To: v.Epoch}, false)
-			return
-		}
-		if !m.TrustClaim(c.Signer, v.Epoch) {
-			if l := m.lost; l != nil && !l.lag && len(l.claim.GroupInfo) == 0 && len(c.GroupInfo) > 0 &&
-				v.Epoch == l.epoch && v.Theirs.Compare(l.theirs) == 0 &&
-				CompareHistories(l.claim.Entries, c.Entries).Kind == Agree {
-				// A trusted claim (a member at the fork) showed we lost but
-				// could not say how to rejoin (its signer is out of the
-				// group now); this one is on the same winning branch as far
-				// as both go, and its GroupInfo (signed by a member of that
-				// branch) is the way in. The winning branch is still the
-				// trusted claim's: only the way in comes from here.
-				if debugf != nil {
-					debugf("%s: rejoins through %s's GroupInfo on %s's branch", m.cfg.Self, c.Signer, l.claim.Signer)
-				}
-				l.claim = c
-				m.timers()
-				return
-			}
-			if debugf != nil {
-				debugf("%s: distrusts %s at %d (root %d): events %v", m.cfg.Self, c.Signer, v.Epoch, m.root.epoch, m.events[c.Signer])
-			}
-			return
-		}
-		t, held := m.nodes[v.Theirs.Hash]
-		// barredHere: the bar refused their Commit here, or would have if
-		// this member had held the fork: it joined by the fork's own
-		// Commit, so no sibling of it ever reached it. (Not a member that
-		// joined later: on an honest fork deeper than that, the winners
-		// may all have been removed since, mls-deep seed 1.)
-		barredHere := (held && t.barred) || (!held && v.Epoch == m.knownFrom)
-		if barredHere && v.Theirs.Class == ClassRemove &&
-			!m.tipRoster[c.Signer] && m.RemovedSince(c.Signer, v.Epoch+1) {
-			// A member this member's chain removed after the fork (not
-			// in a race at the fork's own epoch, decided by the key),
-			// vouching for a removal that the bar refused: its own,
-			// forged from a state it kept, or another removed member's
-			// that it went on with (a removed member is a member again
-			// on such a branch). README.md "Removed members". Members
-			// that really went on there claim it too, and their claims
-			// lift the bar. Checked before anything is marked lost: our
-			// canonical Commit marked dead would make this member refuse
-			// every Welcome into its own branch (WelcomeAcceptable).
-			if debugf != nil {
-				debugf("%s: ignores the claim of %s for its barred Commit", m.cfg.Self, c.Signer)
-			}
-			return
-		}
-		// Even a member that joined or was removed after the fork tries:
-		// if the winning branch has it as a member it may resync; if not,
-		// the engine answers RejoinRefused and it waits for a Welcome.
-		m.standing = m.standing.next(loseFork)
-		// Our Commit at the fork has a better sibling: every branch
-		// through it is dead (WelcomeAcceptable).
-		m.deadCommit = some(v.Ours)
-		if debugf != nil {
-			debugf("%s loses to %s at %d: ours %v theirs %v (root %d tip %d)", m.cfg.Self, c.Signer, v.Epoch, v.Ours, v.Theirs, m.root.epoch, m.tip.epoch)
-		}
-		m.loseTo(v.Epoch, v.Theirs, c, false)
-		m.liftBar(v.Theirs)
+		m.claimForks(v, c)
 	}
+}
+
+// oweStale records the own messages the claimant received too late to
+// read: they are sent again at the tip (once per copy; a re-sent copy has
+// a new hash). A member that is out of the group for now (removed, or
+// waiting to rejoin) owes them: it sends them once it is back (evaluate).
+func (m *Machine[S]) oweStale(c Claim) {
+	for _, h := range c.Stale {
+		if id, ok := m.ownHashes[h]; ok {
+			delete(m.ownHashes, h)
+			if !slices.ContainsFunc(m.owed, func(o *owedMsg) bool { return o.id == id }) {
+				m.owed = append(m.owed, &owedMsg{id: id})
+			}
+		}
+	}
+	if len(m.owed) > MaxClaimStale {
+		m.owed = m.owed[len(m.owed)-MaxClaimStale:]
+	}
+}
+
+// claimAgrees handles a claim on this member's branch: the group went on
+// past its removal, it lags behind (catch up, or rejoin if too far), or
+// the claimant lags.
+func (m *Machine[S]) claimAgrees(v Verdict, c Claim) {
+	if !m.IsMember() && c.Tip > m.tip.epoch && v.Common+1 >= m.tip.epoch {
+		m.standing = m.standing.next(confirmOut) // the group went on past our removal
+		return
+	}
+	if c.Tip > m.tip.epoch && m.WasMember(c.Signer, m.tip.epoch) {
+		// Same branch, this member is behind: fetch what it misses;
+		// if it cannot catch up, it rejoins like a loser.
+		m.lagging = true
+		if c.Tip > m.tip.epoch+uint64(m.cfg.WindowEpochs) && m.IsMember() && len(c.GroupInfo) > 0 {
+			m.loseTo(m.tip.epoch, Key{}, c, true)
+		}
+	} else if c.Tip < m.tip.epoch && m.tipRoster[c.Signer] {
+		m.evidence = true // a member lags: tell it where we are
+	}
+}
+
+// claimForks handles a claim for another branch: ours wins (answer it,
+// unless this member concedes), or theirs does and the claim is trusted
+// and not a removed member's for its barred Commit (lose, roll back or
+// rejoin, and lift the bar).
+func (m *Machine[S]) claimForks(v Verdict, c Claim) {
+	if v.Ours.Less(v.Theirs) {
+		if m.concede(v, c) {
+			return
+		}
+		// Our branch wins: make sure the losers hear it, whoever the
+		// claimant (a joiner whose join Commit lost was never a member
+		// of our branch, and only our claim can tell it).
+		m.evidence = true
+		m.announce(&Range{From: v.Epoch, To: v.Epoch}, false)
+		return
+	}
+	if !m.TrustClaim(c.Signer, v.Epoch) {
+		if l := m.lost; l != nil && !l.lag && len(l.claim.GroupInfo) == 0 && len(c.GroupInfo) > 0 &&
+			v.Epoch == l.epoch && v.Theirs.Compare(l.theirs) == 0 &&
+			CompareHistories(l.claim.Entries, c.Entries).Kind == Agree {
+			// A trusted claim (a member at the fork) showed we lost but
+			// could not say how to rejoin (its signer is out of the
+			// group now); this one is on the same winning branch as far
+			// as both go, and its GroupInfo (signed by a member of that
+			// branch) is the way in. The winning branch is still the
+			// trusted claim's: only the way in comes from here.
+			if debugf != nil {
+				debugf("%s: rejoins through %s's GroupInfo on %s's branch", m.cfg.Self, c.Signer, l.claim.Signer)
+			}
+			l.claim = c
+			m.timers()
+			return
+		}
+		if debugf != nil {
+			debugf("%s: distrusts %s at %d (root %d): events %v", m.cfg.Self, c.Signer, v.Epoch, m.root.epoch, m.events[c.Signer])
+		}
+		return
+	}
+	t, held := m.nodes[v.Theirs.Hash]
+	// barredHere: the bar refused their Commit here, or would have if
+	// this member had held the fork: it joined by the fork's own
+	// Commit, so no sibling of it ever reached it. (Not a member that
+	// joined later: on an honest fork deeper than that, the winners
+	// may all have been removed since, mls-deep seed 1.)
+	barredHere := (held && t.barred) || (!held && v.Epoch == m.knownFrom)
+	if barredHere && v.Theirs.Class == ClassRemove &&
+		!m.tipRoster[c.Signer] && m.RemovedSince(c.Signer, v.Epoch+1) {
+		// A member this member's chain removed after the fork (not
+		// in a race at the fork's own epoch, decided by the key),
+		// vouching for a removal that the bar refused: its own,
+		// forged from a state it kept, or another removed member's
+		// that it went on with (a removed member is a member again
+		// on such a branch). README.md "Removed members". Members
+		// that really went on there claim it too, and their claims
+		// lift the bar. Checked before anything is marked lost: our
+		// canonical Commit marked dead would make this member refuse
+		// every Welcome into its own branch (WelcomeAcceptable).
+		if debugf != nil {
+			debugf("%s: ignores the claim of %s for its barred Commit", m.cfg.Self, c.Signer)
+		}
+		return
+	}
+	// Even a member that joined or was removed after the fork tries:
+	// if the winning branch has it as a member it may resync; if not,
+	// the engine answers RejoinRefused and it waits for a Welcome.
+	m.standing = m.standing.next(loseFork)
+	// Our Commit at the fork has a better sibling: every branch
+	// through it is dead (WelcomeAcceptable).
+	m.deadCommit = some(v.Ours)
+	if debugf != nil {
+		debugf("%s loses to %s at %d: ours %v theirs %v (root %d tip %d)", m.cfg.Self, c.Signer, v.Epoch, v.Ours, v.Theirs, m.root.epoch, m.tip.epoch)
+	}
+	m.loseTo(v.Epoch, v.Theirs, c, false)
+	m.liftBar(v.Theirs)
 }
 
 // concede handles a trusted claim for a branch that our own Commit at the
