@@ -1,0 +1,235 @@
+package ordering
+
+import (
+	"testing"
+	"time"
+)
+
+// Restoration of the members a removed member's Commit removed, and the
+// joiner at the fork (README.md "Removed members").
+
+// TestLaggingMemberReplayRestoresVictim plays what the bar alone cannot
+// stop (README.md "Removed members", Restoration): X replays a removal of
+// B from a state it kept while L has not processed X's removal yet. L, a
+// member still and trusted, takes the replay by key and its claim lifts
+// the bar on A, which switches to the replay's branch (B out). A knew X
+// had been removed after the replay's parent, so it re-adds B at once
+// (Repropose of an add), and the intent is done as soon as a canonical
+// Commit after the replay adds B back; a later removal of B by the group
+// is not undone.
+func TestLaggingMemberReplayRestoresVictim(t *testing.T) {
+	h, replay := laggingReplay(t)
+	// L's claim is trusted (a member at the fork, never removed): A loses
+	// the fork to it, the bar is lifted, and A restores B.
+	var restore *Intent
+	switched := false
+	for _, d := range h.ms["A"].ClaimReceived(h.be, h.ms["L"].MakeClaim(nil), h.at) {
+		switch d := d.(type) {
+		case Switched:
+			switched = switched || d.To == HashOf(replay)
+		case Repropose:
+			for _, in := range d.Intents {
+				if in.Kind == Add && in.Target == "B" {
+					restore = &in
+				}
+			}
+		}
+	}
+	a := h.ms["A"]
+	if !switched || a.tipRoster["B"] {
+		t.Fatalf("A after L's claim: switched %v, B member %v", switched, a.tipRoster["B"])
+	}
+	if restore == nil {
+		t.Fatal("A did not re-add B, removed by a removed member's Commit")
+	}
+	// A carries out the intent; once canonical, it is done for good.
+	st, _, _ := a.Current()
+	msg, next, ci, _, err := h.be.commit("A", st, []string{"B"}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.OwnCommit(h.be, msg, next, ci, []string{restore.ID}, true, h.at)
+	if !a.tipRoster["B"] {
+		t.Fatal("B should be back")
+	}
+	st, _, _ = a.Current()
+	msg, next, ci, _, err = h.be.commit("A", st, nil, []string{"B"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range a.OwnCommit(h.be, msg, next, ci, nil, false, h.at.Add(time.Minute)) {
+		if r, ok := d.(Repropose); ok {
+			t.Fatalf("A re-proposed %+v after the group removed B again", r.Intents)
+		}
+	}
+	for _, d := range a.Tick(h.be, h.at.Add(time.Hour)) {
+		if r, ok := d.(Repropose); ok {
+			t.Fatalf("A re-proposed %+v after the group removed B again", r.Intents)
+		}
+	}
+}
+
+// laggingReplay: X keeps its state of epoch e; the group commits at e (L
+// too), then removes X and goes on without L; X replays a removal of B at
+// e, which A bars and L takes.
+func laggingReplay(t *testing.T) (*harness, []byte) {
+	t.Helper()
+	h := newHarness(t, "X", "A", "B", "C", "L")
+	stXe, _, _ := h.ms["X"].Current()
+	deliver := func(from string, msg []byte, to ...string) {
+		for _, id := range to {
+			if id != from {
+				h.deliver(id, msg)
+			}
+		}
+	}
+	deliver("A", h.commit("A", nil, nil), "X", "A", "B", "C", "L") // class 1 at e
+	// X's removal and what follows reach everyone but L.
+	deliver("A", h.commit("A", nil, []string{"X"}), "X", "B", "C")
+	deliver("C", h.commit("C", nil, nil), "A", "B")
+	replay, _, info, _, err := h.be.commit("X", stXe, nil, []string{"B"}, false)
+	if err != nil || info.Class() != ClassRemove {
+		t.Fatalf("replay: %v, class %d", err, info.Class())
+	}
+	for _, d := range h.deliver("A", replay) {
+		if _, ok := d.(Switched); ok {
+			t.Fatal("A took the replay on arrival: the bar should hold")
+		}
+	}
+	took := false
+	for _, d := range h.deliver("L", replay) {
+		if s, ok := d.(Switched); ok && s.To == HashOf(replay) {
+			took = true
+		}
+	}
+	if !took {
+		t.Fatal("L, which has not processed X's removal, should take the replay by key")
+	}
+	return h, replay
+}
+
+// TestReinstatedMemberRemovalRestored: once its replay is canonical, X is
+// a member again on that branch until the group removes it again; a
+// removal it commits there (of C) is restored too, by A, which knew.
+func TestReinstatedMemberRemovalRestored(t *testing.T) {
+	h, replay := laggingReplay(t)
+	a := h.ms["A"]
+	a.ClaimReceived(h.be, h.ms["L"].MakeClaim(nil), h.at)
+	if _, _, tip := a.Current(); tip != HashOf(replay) {
+		t.Fatal("A should be on the replay's branch")
+	}
+	st, _, _ := a.Current()
+	msg, _, info, _, err := h.be.commit("X", st, nil, []string{"C"}, false)
+	if err != nil || !a.tipRoster["X"] {
+		t.Fatalf("X commits on its branch: %v, member %v", err, a.tipRoster["X"])
+	}
+	restored := false
+	for _, d := range a.Receive(h.be, msg, a.Epoch(), Commit, h.at) {
+		if r, ok := d.(Repropose); ok {
+			for _, in := range r.Intents {
+				restored = restored || (in.Kind == Add && in.Target == "C")
+			}
+		}
+	}
+	if !restored || a.tipRoster["C"] || info.Class() != ClassRemove {
+		t.Fatalf("A after X's removal of C on its branch: restored %v, C member %v", restored, a.tipRoster["C"])
+	}
+}
+
+// TestHonestLiftRestoresNothing: a lifted bar on a Commit whose sender this
+// member's chain did not remove (Y's own removal lost an honest race, as
+// in TestRemovedMemberBarLiftedByTrustedClaim) restores nobody: D, removed
+// by the race's winner, stays out.
+func TestHonestLiftRestoresNothing(t *testing.T) {
+	h := newHarness(t, "A", "B", "C", "D", "Y")
+	_, e, _ := h.ms["A"].Current()
+	remover, racer := "", ""
+	for _, r := range []string{"A", "B", "C"} {
+		for _, c := range []string{"A", "B", "C"} {
+			if r != c && remover == "" && Ticket([]byte("g"), e, c) < Ticket([]byte("g"), e, r) {
+				remover, racer = r, c
+			}
+		}
+	}
+	rm := h.commit(remover, nil, []string{"Y"})
+	win := h.commit(racer, nil, []string{"D"})
+	h.deliver("Y", rm)
+	h.deliver("Y", win)
+	h.deliver(racer, rm)
+	switched := false
+	for _, d := range h.ms["Y"].ClaimReceived(h.be, h.ms[racer].MakeClaim(nil), h.at) {
+		switch d := d.(type) {
+		case Switched:
+			switched = switched || d.To == HashOf(win)
+		case Repropose:
+			t.Fatalf("Y re-proposed %+v after an honest race", d.Intents)
+		}
+	}
+	if !switched {
+		t.Fatal("Y should take the race's winner")
+	}
+	if len(h.ms["Y"].intents) > 0 {
+		t.Fatalf("Y intends %+v", h.ms["Y"].intents[0].Intent)
+	}
+}
+
+// TestJoinerIgnoresRemovedMembersClaimAtItsJoin: J joined by the Commit of
+// epoch e (A's add), so it holds no state of e and cannot bar a sibling of
+// that Commit on arrival. X, removed after J joined, replays a removal of
+// B at e from a state it kept and claims that branch: J's chain removed X
+// since the fork, so X's claim is no verdict for J either (no loss, no
+// rejoin into X's branch), as for the members that hold the fork.
+func TestJoinerIgnoresRemovedMembersClaimAtItsJoin(t *testing.T) {
+	h := newHarness(t, "X", "A", "B", "C")
+	stX, e, _ := h.ms["X"].Current()
+	a := h.ms["A"]
+	st, _, _ := a.Current()
+	add, next, info, welcome, err := h.be.commit("A", st, []string{"J"}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.OwnCommit(h.be, add, next, info, nil, true, h.at)
+	for _, id := range []string{"X", "B", "C"} {
+		h.deliver(id, add)
+	}
+	jst, key, err := h.be.joinWelcome("J", welcome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := New(Config{GroupID: []byte("g"), Self: "J", WindowEpochs: 8}, jst, h.be.epochOf(jst), key, h.be.roster(jst), h.at)
+	j.AdoptHistory(a.History())
+	h.ms["J"] = j
+	rm := h.commit("A", nil, []string{"X"})
+	for _, id := range []string{"X", "B", "C", "J"} {
+		h.deliver(id, rm)
+	}
+	if j.tipRoster["X"] || !j.tipRoster["B"] {
+		t.Fatalf("J's roster %v", j.Roster())
+	}
+	replay, _, rinfo, _, err := h.be.commit("X", stX, nil, []string{"B"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk := Key{Epoch: e, Class: rinfo.Class(), Ticket: Ticket([]byte("g"), e, "X"), Hash: HashOf(replay)}
+	forged := Claim{Signer: "X", Tip: j.Epoch() + 5, Entries: []Entry{rk}, GroupInfo: []byte("group info of the replay's branch")}
+	if v := CompareHistories(j.History(), forged.Entries); v.Kind != Fork || !v.Theirs.Less(v.Ours) {
+		t.Fatalf("the replay should beat A's add by key: %+v", v)
+	}
+	for _, at := range []time.Time{h.at, h.at.Add(2 * time.Hour)} {
+		var ds []Decision
+		if at == h.at {
+			ds = j.ClaimReceived(h.be, forged, at)
+		} else {
+			ds = j.Tick(h.be, at)
+		}
+		for _, d := range ds {
+			switch d.(type) {
+			case Switched, Rejoin:
+				t.Fatalf("J acted on the removed member's claim: %T %+v", d, d)
+			}
+		}
+	}
+	if j.lost != nil || j.standing != standingIn || !j.IsMember() {
+		t.Fatalf("J after X's claim: lost %v, standing %v, member %v", j.lost != nil, j.standing, j.IsMember())
+	}
+}
