@@ -3,7 +3,13 @@
 // (https://github.com/mlswg/mls-implementations, interop/), so that the
 // official test runner can drive canopy against other MLS stacks:
 //
-//	go run ./mls/interop -port 50051 -name canopy-a
+//	go run -C mls/interop . -port 50051 -name canopy-a
+//
+// It is a module of its own (go.mod beside this file replaces
+// github.com/canopy-chat/canopy with the checkout it lives in), so gRPC
+// and protobuf-generated code are dependencies of this server only, not
+// of the messenger. Run its tests with go test -C mls/interop ./... from
+// the repository root.
 //
 // README.md beside this file says how to run the official runner against
 // canopy and another stack, which runner quirks matter, and which peer
