@@ -2,6 +2,7 @@ package mls
 
 import (
 	"fmt"
+	"io"
 	"slices"
 )
 
@@ -29,82 +30,23 @@ type ExternalJoinOptions struct {
 // PublicMessage) to send to the group. If the group does not accept the
 // Commit (another Commit won the epoch), the returned state is void.
 func JoinExternal(groupInfo, sigPriv []byte, cred Credential, eo ExternalJoinOptions, opts ...Option) (*Group, []byte, error) {
-	var m MLSMessage
-	// A private copy: the tree (and the joiner's state) keeps referencing
-	// the decoded bytes.
-	if err := m.Unmarshal(slices.Clone(groupInfo)); err != nil {
-		return nil, nil, err
-	}
-	if m.WireFormat != WireFormatGroupInfo {
-		return nil, nil, fmt.Errorf("%w: %v is not a GroupInfo", ErrInvalidGroupInfo, m.WireFormat)
-	}
-	gi := m.GroupInfo
-	cs := gi.GroupContext.CipherSuite
-	if !cs.Supported() {
-		return nil, nil, &UnsupportedCipherSuiteError{cs}
-	}
 	cfg := newConfig(opts)
-	ep, ok, err := gi.ExternalPub()
-	if err != nil {
-		// Kept apart from "missing": a peer that encodes the extension
-		// wrongly (e.g. the bare HPKEPublicKey without its opaque<V> length,
-		// §12.4.3.2, §5.1.1) is told what the decoder refused.
-		return nil, nil, fmt.Errorf("%w: malformed external_pub extension: %w", ErrInvalidGroupInfo, err)
-	}
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: no external_pub extension", ErrInvalidGroupInfo)
-	}
-	nodes, encs, ok, err := ratchetTreeExtension(gi)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: ratchet_tree extension: %w", ErrInvalidGroupInfo, err)
-	}
-	if !ok {
-		if len(eo.RatchetTree) == 0 {
-			return nil, nil, fmt.Errorf("%w: the GroupInfo has no ratchet tree and none was given", ErrInvalidGroupInfo)
-		}
-		if nodes, encs, err = decodeRatchetTree(slices.Clone(eo.RatchetTree)); err != nil {
-			return nil, nil, fmt.Errorf("%w: %w", ErrInvalidTree, err)
-		}
-	}
-	g, err := joinGroup(&cfg, gi, nodes, encs, sigPriv)
+	g, ep, err := externalJoinState(&cfg, groupInfo, sigPriv, &eo)
 	if err != nil {
 		return nil, nil, err
 	}
-	// The joiner's view of the current epoch: no secrets, but the
-	// transcript (§12.4.3.2: the interim hash from the confirmation tag).
-	if g.interim, err = interimTranscriptHash(cs, g.ctx.ConfirmedTranscriptHash, gi.ConfirmationTag); err != nil {
-		return nil, nil, err
-	}
+	cs := g.ctx.CipherSuite
 	sigPub, err := cs.SignaturePublicKey(sigPriv)
 	if err != nil {
 		return nil, nil, err
 	}
 
-	// Proposals: ExternalInit, the optional Remove of the prior leaf, PSKs.
-	kemOutput, initSecret, err := externalInitSecretSend(cs, ep.ExternalPub, cfg.rand)
+	joiner := Sender{Type: SenderNewMemberCommit}
+	list, initSecret, err := g.externalJoinProposals(ep, cred, &eo, joiner, cfg.rand)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer clear(initSecret)
-	joiner := Sender{Type: SenderNewMemberCommit}
-	list := []committedProposal{{proposal: &Proposal{Type: ProposalTypeExternalInit,
-		ExternalInit: &ExternalInit{KEMOutput: kemOutput}}, sender: joiner}}
-	if eo.RemovePrior {
-		prior, found := g.tree.findLeaf(func(ln *LeafNode) bool { return ln.Credential.Equal(&cred) })
-		if !found {
-			return nil, nil, fmt.Errorf("%w: no prior leaf with this credential to remove", ErrInvalidProposal)
-		}
-		list = append(list, committedProposal{proposal: &Proposal{Type: ProposalTypeRemove,
-			Remove: &Remove{Removed: uint32(prior)}}, sender: joiner})
-	}
-	for _, id := range eo.PSKs {
-		pid, err := g.newPSKID(PreSharedKeyID{Type: PSKTypeExternal, PSKID: slices.Clone(id)})
-		if err != nil {
-			return nil, nil, err
-		}
-		list = append(list, committedProposal{proposal: &Proposal{Type: ProposalTypePSK,
-			PreSharedKey: &PreSharedKey{PSK: pid}}, sender: joiner})
-	}
 	cc := &commitContext{committer: joiner}
 	plan, err := g.planProposals(list, cc)
 	if err != nil {
@@ -181,6 +123,89 @@ func JoinExternal(groupInfo, sigPriv []byte, cred Credential, eo ExternalJoinOpt
 		return nil, nil, err
 	}
 	return n, msg, nil
+}
+
+// externalJoinState decodes the GroupInfo of an external join (with its
+// external_pub and the ratchet tree, from the GroupInfo or eo) and builds
+// the joiner's view of the current epoch: no secrets, but the transcript.
+func externalJoinState(cfg *config, groupInfo, sigPriv []byte, eo *ExternalJoinOptions) (*Group, *ExternalPub, error) {
+	var m MLSMessage
+	// A private copy: the tree (and the joiner's state) keeps referencing
+	// the decoded bytes.
+	if err := m.Unmarshal(slices.Clone(groupInfo)); err != nil {
+		return nil, nil, err
+	}
+	if m.WireFormat != WireFormatGroupInfo {
+		return nil, nil, fmt.Errorf("%w: %v is not a GroupInfo", ErrInvalidGroupInfo, m.WireFormat)
+	}
+	gi := m.GroupInfo
+	cs := gi.GroupContext.CipherSuite
+	if !cs.Supported() {
+		return nil, nil, &UnsupportedCipherSuiteError{cs}
+	}
+	ep, ok, err := gi.ExternalPub()
+	if err != nil {
+		// Kept apart from "missing": a peer that encodes the extension
+		// wrongly (e.g. the bare HPKEPublicKey without its opaque<V> length,
+		// §12.4.3.2, §5.1.1) is told what the decoder refused.
+		return nil, nil, fmt.Errorf("%w: malformed external_pub extension: %w", ErrInvalidGroupInfo, err)
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: no external_pub extension", ErrInvalidGroupInfo)
+	}
+	nodes, encs, ok, err := ratchetTreeExtension(gi)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: ratchet_tree extension: %w", ErrInvalidGroupInfo, err)
+	}
+	if !ok {
+		if len(eo.RatchetTree) == 0 {
+			return nil, nil, fmt.Errorf("%w: the GroupInfo has no ratchet tree and none was given", ErrInvalidGroupInfo)
+		}
+		if nodes, encs, err = decodeRatchetTree(slices.Clone(eo.RatchetTree)); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrInvalidTree, err)
+		}
+	}
+	g, err := joinGroup(cfg, gi, nodes, encs, sigPriv)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The joiner's view of the current epoch: no secrets, but the
+	// transcript (§12.4.3.2: the interim hash from the confirmation tag).
+	if g.interim, err = interimTranscriptHash(cs, g.ctx.ConfirmedTranscriptHash, gi.ConfirmationTag); err != nil {
+		return nil, nil, err
+	}
+	return g, ep, nil
+}
+
+// externalJoinProposals lists the proposals of an external Commit
+// (ExternalInit, the optional Remove of the prior leaf, PSKs) and returns
+// the init_secret the ExternalInit encapsulates; the caller clears it.
+func (g *Group) externalJoinProposals(ep *ExternalPub, cred Credential, eo *ExternalJoinOptions, joiner Sender, random io.Reader) ([]committedProposal, []byte, error) {
+	kemOutput, initSecret, err := externalInitSecretSend(g.ctx.CipherSuite, ep.ExternalPub, random)
+	if err != nil {
+		return nil, nil, err
+	}
+	list := []committedProposal{{proposal: &Proposal{Type: ProposalTypeExternalInit,
+		ExternalInit: &ExternalInit{KEMOutput: kemOutput}}, sender: joiner}}
+	if eo.RemovePrior {
+		prior, found := g.tree.findLeaf(func(ln *LeafNode) bool { return ln.Credential.Equal(&cred) })
+		if !found {
+			clear(initSecret)
+			return nil, nil, fmt.Errorf("%w: no prior leaf with this credential to remove", ErrInvalidProposal)
+		}
+		list = append(list, committedProposal{proposal: &Proposal{Type: ProposalTypeRemove,
+			Remove: &Remove{Removed: uint32(prior)}}, sender: joiner})
+	}
+	for _, id := range eo.PSKs {
+		pid, err := g.newPSKID(PreSharedKeyID{Type: PSKTypeExternal, PSKID: slices.Clone(id)})
+		if err != nil {
+			clear(initSecret)
+			return nil, nil, err
+		}
+		list = append(list, committedProposal{proposal: &Proposal{Type: ProposalTypePSK,
+			PreSharedKey: &PreSharedKey{PSK: pid}}, sender: joiner})
+	}
+	return list, initSecret, nil
 }
 
 // ExternalProposal creates a proposal from an external sender (§12.1.8):

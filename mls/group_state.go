@@ -131,10 +131,21 @@ func (g *Group) MarshalState() ([]byte, error) {
 func UnmarshalState(data []byte, opts ...Option) (*Group, error) {
 	g := &Group{}
 	g.adoptConfig(newConfig(opts))
-	bad := func(format string, args ...any) (*Group, error) {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidState, fmt.Sprintf(format, args...))
-	}
 	s := cryptobyte.String(bytes.Clone(data))
+	for _, read := range []func(*cryptobyte.String) error{g.unmarshalEpoch, g.unmarshalPast, g.unmarshalPending} {
+		if err := read(&s); err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrInvalidState, err)
+		}
+	}
+	return g, nil
+}
+
+// stateErr is the detail of an ErrInvalidState.
+func stateErr(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// unmarshalEpoch reads the current epoch of a state: GroupContext, ratchet
+// tree (checked against the tree hash), own keys and the epoch's secrets.
+func (g *Group) unmarshalEpoch(s *cryptobyte.String) error {
 	var (
 		version              uint8
 		tree, secrets, stree []byte
@@ -147,9 +158,9 @@ func UnmarshalState(data []byte, opts ...Option) (*Group, error) {
 	}
 	var nodes []privNode
 	if !s.ReadUint8(&version) || version != groupStateVersion ||
-		!g.ctx.unmarshal(&s) || !readOpaque(&s, &tree) || !s.ReadUint32(&myLeaf) ||
-		!readOpaque(&s, &g.sigPriv) || !readOpaque(&s, &leafPriv) ||
-		!readVector(&s, func(s *cryptobyte.String) bool {
+		!g.ctx.unmarshal(s) || !readOpaque(s, &tree) || !s.ReadUint32(&myLeaf) ||
+		!readOpaque(s, &g.sigPriv) || !readOpaque(s, &leafPriv) ||
+		!readVector(s, func(s *cryptobyte.String) bool {
 			var n privNode
 			if !s.ReadUint32(&n.node) || !readOpaque(s, &n.pub) || !readOpaque(s, &n.priv) {
 				return false
@@ -157,51 +168,56 @@ func UnmarshalState(data []byte, opts ...Option) (*Group, error) {
 			nodes = append(nodes, n)
 			return true
 		}) ||
-		!readOpaque(&s, &g.interim) || !readOpaque(&s, &g.confTag) ||
-		!readOpaque(&s, &secrets) || !readOpaque(&s, &stree) {
-		return bad("header")
+		!readOpaque(s, &g.interim) || !readOpaque(s, &g.confTag) ||
+		!readOpaque(s, &secrets) || !readOpaque(s, &stree) {
+		return stateErr("header")
 	}
 	cs := g.ctx.CipherSuite
 	if !cs.Supported() {
-		return bad("cipher suite %v", cs)
+		return stateErr("cipher suite %v", cs)
 	}
 	var err error
 	if g.tree, err = unmarshalTree(cs, tree); err != nil {
-		return bad("tree: %v", err)
+		return stateErr("tree: %v", err)
 	}
 	if err := g.tree.computeHashesParallel(); err != nil {
-		return bad("tree hash: %v", err)
+		return stateErr("tree hash: %v", err)
 	}
 	th, err := g.tree.treeHash()
 	if err != nil || !bytes.Equal(th, g.ctx.TreeHash) {
-		return bad("the tree does not match the GroupContext's tree hash")
+		return stateErr("the tree does not match the GroupContext's tree hash")
 	}
 	g.myLeaf = LeafIndex(myLeaf)
 	if g.tree.leaf(g.myLeaf) == nil {
-		return bad("own leaf %d is blank", myLeaf)
+		return stateErr("own leaf %d is blank", myLeaf)
 	}
 	if g.priv, err = newPrivateTree(cs, g.myLeaf, leafPriv); err != nil {
-		return bad("leaf key: %v", err)
+		return stateErr("leaf key: %v", err)
 	}
 	for _, n := range nodes {
 		g.priv.put(NodeIndex(n.node), n.pub, n.priv)
 	}
 	if !slices.EqualFunc(g.priv.nodes, nodes, func(a privateNode, b privNode) bool { return uint32(a.node) == b.node }) {
-		return bad("private nodes out of order")
+		return stateErr("private nodes out of order")
 	}
 	if err := g.priv.consistent(&g.tree); err != nil {
-		return bad("%v", err)
+		return stateErr("%v", err)
 	}
 	if g.secrets, err = unmarshalEpochSecrets(secrets); err != nil || g.secrets.Suite != cs {
-		return bad("epoch secrets")
+		return stateErr("epoch secrets")
 	}
 	if g.stree, err = unmarshalSecretTree(stree, g.cfg.treeOpts); err != nil || g.stree.cs != cs ||
 		g.stree.leafCount() != g.tree.numLeaves() {
-		return bad("secret tree")
+		return stateErr("secret tree")
 	}
+	return nil
+}
 
-	// Windows, proposals, updates, PSKs.
-	if !readVector(&s, func(s *cryptobyte.String) bool {
+// unmarshalPast reads the window of past epochs kept for late application
+// messages.
+func (g *Group) unmarshalPast(s *cryptobyte.String) error {
+	cs := g.ctx.CipherSuite
+	if !readVector(s, func(s *cryptobyte.String) bool {
 		p := &pastEpoch{leaves: map[LeafIndex]*LeafNode{}}
 		var st []byte
 		if !p.ctx.unmarshal(s) || !readOpaque(s, &p.senderDataSecret) || !readOpaque(s, &st) {
@@ -232,9 +248,15 @@ func UnmarshalState(data []byte, opts ...Option) (*Group, error) {
 		g.past = append(g.past, p)
 		return true
 	}) {
-		return bad("past epochs")
+		return stateErr("past epochs")
 	}
-	if !readVector(&s, func(s *cryptobyte.String) bool {
+	return nil
+}
+
+// unmarshalPending reads what the epoch has accumulated: resumption PSKs,
+// received proposals, own updates, external PSKs and a pending ReInit.
+func (g *Group) unmarshalPending(s *cryptobyte.String) error {
+	if !readVector(s, func(s *cryptobyte.String) bool {
 		var r resumptionEntry
 		if !s.ReadUint64(&r.epoch) || !readOpaque(s, &r.psk) {
 			return false
@@ -242,9 +264,9 @@ func UnmarshalState(data []byte, opts ...Option) (*Group, error) {
 		g.resume = append(g.resume, r)
 		return true
 	}) {
-		return bad("resumption PSKs")
+		return stateErr("resumption PSKs")
 	}
-	if !readVector(&s, func(s *cryptobyte.String) bool {
+	if !readVector(s, func(s *cryptobyte.String) bool {
 		var c cachedProposal
 		c.proposal = new(Proposal)
 		if !readOpaque(s, (*[]byte)(&c.ref)) || !c.sender.unmarshal(s) || !c.proposal.unmarshal(s) {
@@ -253,11 +275,11 @@ func UnmarshalState(data []byte, opts ...Option) (*Group, error) {
 		g.props = append(g.props, c)
 		return true
 	}) {
-		return bad("proposals")
+		return stateErr("proposals")
 	}
 	lastRef := ""
 	first := true
-	if !readVector(&s, func(s *cryptobyte.String) bool {
+	if !readVector(s, func(s *cryptobyte.String) bool {
 		var ref []byte
 		u := ownUpdate{leaf: new(LeafNode)}
 		if !readOpaque(s, &ref) || !readOpaque(s, &u.encPriv) || !u.leaf.unmarshal(s) ||
@@ -271,11 +293,11 @@ func UnmarshalState(data []byte, opts ...Option) (*Group, error) {
 		g.updates[string(ref)] = u
 		return true
 	}) {
-		return bad("updates")
+		return stateErr("updates")
 	}
 	first = true
 	lastID := ""
-	if !readVector(&s, func(s *cryptobyte.String) bool {
+	if !readVector(s, func(s *cryptobyte.String) bool {
 		var id, v []byte
 		if !readOpaque(s, &id) || !readOpaque(s, &v) || (!first && string(id) <= lastID) {
 			return false
@@ -287,15 +309,15 @@ func UnmarshalState(data []byte, opts ...Option) (*Group, error) {
 		g.psks[string(id)] = v
 		return true
 	}) {
-		return bad("external PSKs")
+		return stateErr("external PSKs")
 	}
 	var present bool
 	r := new(ReInit)
-	if !readOptional(&s, &present, r.unmarshal) || !readBool(&s, &g.removed) || !s.Empty() {
-		return bad("trailer")
+	if !readOptional(s, &present, r.unmarshal) || !readBool(s, &g.removed) || !s.Empty() {
+		return stateErr("trailer")
 	}
 	if present {
 		g.reinit = r
 	}
-	return g, nil
+	return nil
 }
