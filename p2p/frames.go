@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/multiformats/go-varint"
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // Every canopy stream protocol is a sequence of frames. A frame is an
@@ -16,9 +17,9 @@ import (
 // maximum frame size; a reader rejects a larger announced length before it
 // reads or allocates the body.
 //
-// Frame bodies are encoded with enc/dec below: fixed-width integers are not
-// used, integers are uvarints, byte strings are uvarint-length-prefixed, and
-// every decoder rejects trailing bytes.
+// Frame bodies are encoded with enc/dec below, on cryptobyte: fixed-width
+// integers are not used, integers are uvarints, byte strings are
+// uvarint-length-prefixed, and every decoder rejects trailing bytes.
 
 // ErrFrameTooLarge is returned when a frame exceeds the size cap of its
 // protocol, on either side of a stream.
@@ -119,11 +120,17 @@ func writeFrame(w io.Writer, body []byte, max int) error {
 	return err
 }
 
-// enc builds a frame body.
-type enc struct{ b []byte }
+// enc builds a frame body on a cryptobyte.Builder, the builder of every
+// canopy wire format. Lengths and integers are uvarints here (the frame
+// format predates the move to cryptobyte and stays byte-identical), which
+// cryptobyte has no primitive for: uvarint appends them as raw bytes.
+type enc struct{ b cryptobyte.Builder }
 
-func (e *enc) u8(v uint8)       { e.b = append(e.b, v) }
-func (e *enc) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) u8(v uint8) { e.b.AddUint8(v) }
+func (e *enc) uvarint(v uint64) {
+	var buf [binary.MaxVarintLen64]byte
+	e.b.AddBytes(binary.AppendUvarint(buf[:0], v))
+}
 func (e *enc) bool(v bool) {
 	if v {
 		e.u8(1)
@@ -131,19 +138,26 @@ func (e *enc) bool(v bool) {
 		e.u8(0)
 	}
 }
-func (e *enc) bytes(v []byte) { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
-func (e *enc) str(v string)   { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
-func (e *enc) fixed(v []byte) { e.b = append(e.b, v...) }
+func (e *enc) bytes(v []byte) { e.uvarint(uint64(len(v))); e.b.AddBytes(v) }
+func (e *enc) str(v string)   { e.uvarint(uint64(len(v))); e.b.AddBytes([]byte(v)) }
+func (e *enc) fixed(v []byte) { e.b.AddBytes(v) }
+
+// body returns the encoded body. It cannot fail: enc adds no
+// cryptobyte length prefixes, the only source of Builder errors.
+func (e *enc) body() []byte { return e.b.BytesOrPanic() }
 
 // errDecode is wrapped by every frame body decoding error.
 var errDecode = errors.New("p2p: malformed frame")
 
-// dec parses a frame body. The first error sticks; later reads return zero
-// values, so decoders read every field and check err once at the end.
+// dec parses a frame body from a cryptobyte.String. The first error
+// sticks; later reads return zero values, so decoders read every field and
+// check err once at the end.
 type dec struct {
-	b   []byte
+	s   cryptobyte.String
 	err error
 }
+
+func newDec(body []byte) dec { return dec{s: cryptobyte.String(body)} }
 
 func (d *dec) fail(format string, args ...any) {
 	if d.err == nil {
@@ -152,15 +166,10 @@ func (d *dec) fail(format string, args ...any) {
 }
 
 func (d *dec) u8() uint8 {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) < 1 {
+	var v uint8
+	if d.err == nil && !d.s.ReadUint8(&v) {
 		d.fail("short body")
-		return 0
 	}
-	v := d.b[0]
-	d.b = d.b[1:]
 	return v
 }
 
@@ -182,16 +191,16 @@ func (d *dec) uvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	v, n := binary.Uvarint(d.s)
 	if n <= 0 {
 		d.fail("bad varint")
 		return 0
 	}
-	if n > 1 && d.b[n-1] == 0 {
+	if n > 1 && d.s[n-1] == 0 {
 		d.fail("non-minimal varint")
 		return 0
 	}
-	d.b = d.b[n:]
+	d.s.Skip(n)
 	return v
 }
 
@@ -206,13 +215,11 @@ func (d *dec) bytes(max int) []byte {
 		d.fail("field of %d bytes exceeds limit %d", n, max)
 		return nil
 	}
-	if n > uint64(len(d.b)) {
-		d.fail("field of %d bytes exceeds remaining %d", n, len(d.b))
+	if n > uint64(len(d.s)) {
+		d.fail("field of %d bytes exceeds remaining %d", n, len(d.s))
 		return nil
 	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
+	return d.fixed(int(n))
 }
 
 // str reads a length-prefixed UTF-8 string of at most max bytes.
@@ -225,23 +232,27 @@ func (d *dec) str(max int) string {
 	return string(v)
 }
 
+// fixed reads n bytes; the result aliases the frame body, capped so that
+// appending to it never writes into the rest of the body.
 func (d *dec) fixed(n int) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if len(d.b) < n {
+	var v []byte
+	if !d.s.ReadBytes(&v, n) {
 		d.fail("short body")
 		return nil
 	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
+	return v[:n:n]
 }
+
+// rest returns the unread bytes of the body.
+func (d *dec) rest() []byte { return d.s }
 
 // done returns the first error, or an error if bytes remain.
 func (d *dec) done() error {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d trailing bytes", len(d.b))
+	if d.err == nil && !d.s.Empty() {
+		d.fail("%d trailing bytes", len(d.s))
 	}
 	return d.err
 }

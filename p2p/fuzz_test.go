@@ -81,7 +81,7 @@ func treeResponse(tree []byte, chunk ...int) []byte {
 	head.u8(uint8(CodeOK))
 	head.str("")
 	head.uvarint(uint64(len(tree)))
-	out := appendFrame(nil, head.b)
+	out := appendFrame(nil, head.body())
 	for len(tree) > 0 {
 		n := min(size, len(tree))
 		out = appendFrame(out, tree[:n])
@@ -295,8 +295,8 @@ func FuzzStatus(f *testing.F) {
 		e.u8(uint8(code))
 		e.str(msg)
 		e.fixed(body)
-		if !bytes.Equal(e.b, data) {
-			t.Fatalf("round trip: %x != %x", e.b, data)
+		if !bytes.Equal(e.body(), data) {
+			t.Fatalf("round trip: %x != %x", e.body(), data)
 		}
 	})
 }
@@ -327,8 +327,8 @@ func FuzzRelayResponses(f *testing.F) {
 		}
 		var e enc
 		e.uvarint(v)
-		if !bytes.Equal(e.b, data) {
-			t.Fatalf("round trip: %x != %x", e.b, data)
+		if !bytes.Equal(e.body(), data) {
+			t.Fatalf("round trip: %x != %x", e.body(), data)
 		}
 	})
 }

@@ -52,13 +52,13 @@ func EncodeInboxMessage(m InboxMessage) []byte {
 	e.u8(uint8(m.Kind))
 	e.str(m.Topic)
 	e.bytes(m.Data)
-	return e.b
+	return e.body()
 }
 
 // DecodeInboxMessage decodes an encoded InboxMessage of at most maxData
 // bytes of data. Data aliases b.
 func DecodeInboxMessage(b []byte, maxData int) (InboxMessage, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	m := InboxMessage{Kind: InboxKind(d.u8()), Topic: d.str(maxTopicLen), Data: d.bytes(maxData)}
 	if err := d.done(); err != nil {
 		return InboxMessage{}, err

@@ -33,11 +33,11 @@ func encodeKeyPackageRequest(owner peer.ID, suite uint16) []byte {
 	var e enc
 	e.bytes([]byte(owner))
 	e.uvarint(uint64(suite))
-	return e.b
+	return e.body()
 }
 
 func decodeKeyPackageRequest(b []byte) (peer.ID, uint16, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	raw := d.bytes(maxPeerIDLen)
 	suite := d.uvarint()
 	if err := d.done(); err != nil {
@@ -61,11 +61,11 @@ func encodeKeyPackage(kp KeyPackage) []byte {
 	e.bool(kp.LastResort)
 	e.uvarint(uint64(kp.CipherSuite))
 	e.bytes(kp.Data)
-	return e.b
+	return e.body()
 }
 
 func decodeKeyPackage(b []byte) (KeyPackage, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	kp := KeyPackage{LastResort: d.bool()}
 	suite := d.uvarint()
 	kp.Data = d.bytes(MaxKeyPackageSize)

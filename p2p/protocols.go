@@ -284,7 +284,7 @@ func (f *frameStream) writeStatus(code Code, msg string, body []byte, max int) e
 	e.u8(uint8(code))
 	e.str(msg)
 	e.fixed(body)
-	return f.write(e.b, max+maxStatusMsgLen+16)
+	return f.write(e.body(), max+maxStatusMsgLen+16)
 }
 
 // readStatus reads a response head and returns its body or a remote error.
@@ -298,13 +298,13 @@ func (f *frameStream) readStatus(max int) (Code, string, []byte, error) {
 
 // decodeStatus splits a response head into code, message and body.
 func decodeStatus(b []byte) (Code, string, []byte, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	code := Code(d.u8())
 	msg := d.str(maxStatusMsgLen)
 	if d.err != nil {
 		return 0, "", nil, d.err
 	}
-	return code, msg, d.b, nil
+	return code, msg, d.rest(), nil
 }
 
 // call runs the client side of one request: open a stream to p, hand it to

@@ -196,7 +196,7 @@ func TestTreeProtocol(t *testing.T) {
 		}
 		var e enc
 		e.uvarint(MaxTreeSize + 1)
-		_ = f.writeStatus(CodeOK, "", e.b, 16)
+		_ = f.writeStatus(CodeOK, "", e.body(), 16)
 	})
 	connect(t, client, liar)
 	_, err = client.FetchTree(ctx, liar.ID(), TreeRequest{Topic: TopicName(group)})

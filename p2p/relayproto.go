@@ -89,13 +89,13 @@ func (q relayRequest) encode() []byte {
 			e.bytes(kp.Data)
 		}
 	}
-	return e.b
+	return e.body()
 }
 
 // decodeRelayRequest decodes and checks a request; maxMsg caps the data of
 // deposited messages.
 func decodeRelayRequest(b []byte, maxMsg int) (relayRequest, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	q := relayRequest{op: d.u8()}
 	switch q.op {
 	case relayOpKeep:
@@ -177,7 +177,7 @@ func (r *Relay) serveRelay(ctx context.Context, f *frameStream, from peer.ID, re
 		}
 		var e enc
 		e.uvarint(uint64(resp.granted / time.Second))
-		return f.writeStatus(CodeOK, "", e.b, 16)
+		return f.writeStatus(CodeOK, "", e.body(), 16)
 
 	case relayOpDeposit:
 		ttl := time.Duration(min(q.ttlSecs, uint64(r.cfg.MailboxTTL/time.Second))) * time.Second
@@ -233,7 +233,7 @@ func (r *Relay) serveRelay(ctx context.Context, f *frameStream, from peer.ID, re
 		r.n.metrics.keyPackage("stored", len(q.kps))
 		var e enc
 		e.uvarint(uint64(avail))
-		return f.writeStatus(CodeOK, "", e.b, 16)
+		return f.writeStatus(CodeOK, "", e.body(), 16)
 	}
 }
 
@@ -283,7 +283,7 @@ func encodeMailItem(it MailItem) []byte {
 	e.bytes([]byte(it.From))
 	e.uvarint(uint64(max(it.Deposited.Unix(), 0)))
 	e.bytes(it.Data)
-	return e.b
+	return e.body()
 }
 
 // Mail is a message fetched from a relay mailbox.
@@ -296,7 +296,7 @@ type Mail struct {
 
 // decodeMailFrame decodes an item frame, or reports the end frame.
 func decodeMailFrame(b []byte, maxData int) (Mail, bool, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	switch tag := d.u8(); tag {
 	case mailTagItem:
 		var m Mail
@@ -339,11 +339,11 @@ func encodeMailAck(ids []MessageID) []byte {
 	for _, id := range ids {
 		e.fixed(id[:])
 	}
-	return e.b
+	return e.body()
 }
 
 func decodeMailAck(b []byte) ([]MessageID, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	n := d.uvarint()
 	if d.err == nil && n > maxMailFetch {
 		return nil, fmt.Errorf("%w: ack of %d items", errDecode, n)
@@ -360,7 +360,7 @@ func decodeMailAck(b []byte) ([]MessageID, error) {
 // decodeCount decodes a response body that is one uvarint (granted lease
 // seconds, available KeyPackages).
 func decodeCount(body []byte) (uint64, error) {
-	d := dec{b: body}
+	d := newDec(body)
 	v := d.uvarint()
 	return v, d.done()
 }

@@ -74,11 +74,11 @@ func encodeSyncRequest(r SyncRequest) []byte {
 	e.uvarint(r.SinceEpoch)
 	e.uvarint(r.After)
 	e.uvarint(uint64(r.Limit))
-	return e.b
+	return e.body()
 }
 
 func decodeSyncRequest(b []byte) (SyncRequest, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	r := SyncRequest{Topic: d.str(maxTopicLen), SinceEpoch: d.uvarint(), After: d.uvarint()}
 	limit := d.uvarint()
 	if err := d.done(); err != nil {
@@ -104,7 +104,7 @@ func encodeSyncEntry(e SyncEntry) []byte {
 	w.uvarint(e.Seq)
 	w.uvarint(e.Epoch)
 	w.bytes(e.Data)
-	return w.b
+	return w.body()
 }
 
 func encodeSyncEnd(next uint64, more bool) []byte {
@@ -112,12 +112,12 @@ func encodeSyncEnd(next uint64, more bool) []byte {
 	w.u8(syncTagEnd)
 	w.uvarint(next)
 	w.bool(more)
-	return w.b
+	return w.body()
 }
 
 // decodeSyncFrame decodes an entry (end == false) or an end-of-page frame.
 func decodeSyncFrame(b []byte, maxData int) (e SyncEntry, end bool, next uint64, more bool, err error) {
-	d := dec{b: b}
+	d := newDec(b)
 	switch tag := d.u8(); tag {
 	case syncTagEntry:
 		e = SyncEntry{Seq: d.uvarint(), Epoch: d.uvarint(), Data: d.bytes(maxData)}

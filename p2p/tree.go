@@ -34,11 +34,11 @@ func encodeTreeRequest(r TreeRequest) []byte {
 	e.str(r.Topic)
 	e.uvarint(r.Epoch)
 	e.bytes(r.TreeHash)
-	return e.b
+	return e.body()
 }
 
 func decodeTreeRequest(b []byte) (TreeRequest, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	r := TreeRequest{Topic: d.str(maxTopicLen), Epoch: d.uvarint(), TreeHash: d.bytes(maxTreeHashLen)}
 	if err := d.done(); err != nil {
 		return TreeRequest{}, err
@@ -70,7 +70,7 @@ func (n *Node) serveTree(ctx context.Context, f *frameStream, from peer.ID, req 
 	}
 	var e enc
 	e.uvarint(uint64(len(tree)))
-	if err := f.writeStatus(CodeOK, "", e.b, 16); err != nil {
+	if err := f.writeStatus(CodeOK, "", e.body(), 16); err != nil {
 		return statusErr{CodeInternal}
 	}
 	for len(tree) > 0 {
@@ -114,7 +114,7 @@ func readTreeResponse(read func(max int) ([]byte, error)) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := dec{b: body}
+	d := newDec(body)
 	total := d.uvarint()
 	if err := d.done(); err != nil {
 		return nil, err
