@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -13,32 +14,88 @@ import (
 	"testing"
 )
 
-// TestImportDirection enforces DESIGN.md §1: imports point down only.
+const module = "github.com/canopy-chat/canopy"
+
+// depScope is what a layoutRule checks of the packages it covers.
+type depScope int
+
+const (
+	// imports: the packages' direct imports.
+	imports depScope = iota
+	// deps: every dependency, transitively (test files excluded).
+	deps
+	// testDeps: every dependency of the packages built with their tests.
+	testDeps
+	// testImports: the direct imports of the packages and of their tests.
+	testImports
+)
+
+// layoutRule is one rule of DESIGN.md §1. It covers the package at the
+// top-level directory pkg ("" is package main at the root) and its
+// subpackages.
+type layoutRule struct {
+	pkg   string
+	scope depScope
+	// may lists the canopy top-level packages the covered packages may
+	// use besides their own tree; any other canopy package fails the rule.
+	may []string
+	// mayNot lists import path prefixes (inside the module or not) the
+	// covered packages must not use, e.g. "github.com/libp2p/".
+	mayNot []string
+}
+
+// layoutRules is DESIGN.md §1: imports point down only,
 //
-//	main → tui → chat → {mls, ordering, p2p, store}
+//	main → tui → chat → {mls, ordering, p2p, store} → internal
 //	main → relay → {p2p, store}
 //
-// mls, ordering, p2p and store depend on no project package at all (checked
-// transitively, test files excluded), tui talks to chat only, relay never
-// reaches chat, and nothing imports main. p2p is sealed: chat, test files
-// included, imports no libp2p or multiformats package and reaches the
-// network only through p2p's API (p2p.PeerID and the other aliases name
-// libp2p's types; p2p/p2ptest helps tests).
-func TestImportDirection(t *testing.T) {
-	const module = "github.com/canopy-chat/canopy"
-	cmd := exec.Command("go", "list", "-json=ImportPath,Imports,TestImports,XTestImports,Deps", "./...")
-	out, err := cmd.Output()
+// A new rule is a new line. internal/ holds small helpers (atomic file
+// writes, the long-test switch) that any package may use and that use
+// nothing of ours. Nothing imports main (TestLayout checks it apart).
+var layoutRules = []layoutRule{
+	{pkg: "", scope: imports, may: []string{"tui", "chat", "p2p", "store", "relay", "internal"}},
+	{pkg: "tui", scope: imports, may: []string{"chat", "internal"}},
+	// p2p is sealed: chat, test files included, imports no libp2p or
+	// multiformats package and reaches the network only through p2p's API
+	// (p2p.PeerID and the other aliases name libp2p's types; p2p/p2ptest
+	// helps tests). TestChatUsesNoRawHost covers what imports cannot show.
+	{pkg: "chat", scope: testImports, may: []string{"mls", "ordering", "p2p", "store", "internal"},
+		mayNot: []string{"github.com/libp2p/", "github.com/multiformats/"}},
+	// The relay is built from p2p and store and never reaches chat.
+	{pkg: "relay", scope: imports, may: []string{"p2p", "store", "internal"}},
+	{pkg: "chat", scope: imports, may: []string{"mls", "ordering", "p2p", "store", "internal"}},
+	// The leaves depend on no other canopy package.
+	{pkg: "mls", scope: deps, may: []string{"internal"}},
+	{pkg: "ordering", scope: deps, may: []string{"internal"}},
+	{pkg: "p2p", scope: deps, may: []string{"internal"}},
+	{pkg: "store", scope: deps, may: []string{"internal"}},
+	// p2p moves opaque bytes: not even its tests use another canopy package.
+	{pkg: "p2p", scope: testDeps},
+	{pkg: "internal", scope: deps},
+}
+
+// layoutPackages are the packages DESIGN.md §1 names; each must exist.
+var layoutPackages = []string{"", "tui", "chat", "mls", "ordering", "p2p", "store", "relay"}
+
+type listedPackage struct {
+	ImportPath                               string
+	Imports, TestImports, XTestImports, Deps []string
+}
+
+func goList(t *testing.T, args ...string) []listedPackage {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list", "-json=ImportPath,Imports,TestImports,XTestImports,Deps"}, args...)...).Output()
 	if err != nil {
-		t.Fatalf("go list: %v", err)
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list %v: %v\n%s", args, err, ee.Stderr)
+		}
+		t.Fatalf("go list %v: %v", args, err)
 	}
-	type pkg struct {
-		ImportPath                               string
-		Imports, TestImports, XTestImports, Deps []string
-	}
-	var pkgs []pkg
+	var pkgs []listedPackage
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	for {
-		var p pkg
+		var p listedPackage
 		if err := dec.Decode(&p); err == io.EOF {
 			break
 		} else if err != nil {
@@ -46,72 +103,92 @@ func TestImportDirection(t *testing.T) {
 		}
 		pkgs = append(pkgs, p)
 	}
+	return pkgs
+}
+
+// top returns the top-level directory of a canopy package ("" for main).
+func top(path string) (string, bool) {
+	if path == module {
+		return "", true
+	}
+	rel, ok := strings.CutPrefix(path, module+"/")
+	first, _, _ := strings.Cut(rel, "/")
+	// An external test package (p2p_test) belongs to its package's tree.
+	return strings.TrimSuffix(first, "_test"), ok
+}
+
+// TestLayout enforces layoutRules on the packages of the module.
+func TestLayout(t *testing.T) {
+	all := goList(t, "./...")
 	seen := map[string]bool{}
-	for _, p := range pkgs {
-		seen[p.ImportPath] = true
-	}
-	for _, want := range []string{"", "/tui", "/chat", "/mls", "/ordering", "/p2p", "/store", "/relay"} {
-		if !seen[module+want] {
-			t.Errorf("package %s missing from the layout of DESIGN.md §1", module+want)
+	for _, p := range all {
+		if tp, ok := top(p.ImportPath); ok && (tp == "" || p.ImportPath == module+"/"+tp) {
+			seen[tp] = true
 		}
 	}
-	rel := func(path string) (string, bool) {
-		if path == module {
-			return "main", true
+	for _, want := range layoutPackages {
+		if !seen[want] {
+			t.Errorf("package %q missing from the layout of DESIGN.md §1", want)
 		}
-		return strings.CutPrefix(path, module+"/")
 	}
-	// leaves may depend on nothing of ours; the value lists what a package
-	// may import directly.
-	leaves := map[string]bool{"mls": true, "ordering": true, "p2p": true, "store": true}
-	allowed := map[string]map[string]bool{
-		"tui":   {"chat": true},
-		"chat":  {"mls": true, "ordering": true, "p2p": true, "store": true},
-		"main":  {"tui": true, "chat": true, "p2p": true, "store": true, "relay": true},
-		"relay": {"p2p": true, "store": true},
+	for _, p := range all {
+		if slices.Contains(p.Imports, module) {
+			t.Errorf("%s imports main", p.ImportPath)
+		}
 	}
-	// sealed lists the import path prefixes a package (with its tests)
-	// must not import directly: what p2p seals off.
-	sealed := map[string][]string{
-		"chat": {"github.com/libp2p/", "github.com/multiformats/"},
+	for _, r := range layoutRules {
+		pkgs := all
+		if r.scope == testDeps {
+			pattern := "./" + r.pkg + "/..."
+			if r.pkg == "" {
+				pattern = "."
+			}
+			// One package whose Deps are everything the packages of
+			// pattern need with their tests.
+			var deps []string
+			for _, p := range goList(t, "-deps", "-test", pattern) {
+				deps = append(deps, p.ImportPath)
+			}
+			pkgs = []listedPackage{{ImportPath: module + "/" + r.pkg, Deps: deps}}
+		}
+		for _, p := range pkgs {
+			if tp, ok := top(p.ImportPath); !ok || tp != r.pkg {
+				continue
+			}
+			var used []string
+			switch r.scope {
+			case imports:
+				used = p.Imports
+			case testImports:
+				used = slices.Concat(p.Imports, p.TestImports, p.XTestImports)
+			default:
+				used = p.Deps
+			}
+			checkRule(t, r, p.ImportPath, used)
+		}
 	}
-	for _, p := range pkgs {
-		name, ok := rel(p.ImportPath)
-		if !ok {
+}
+
+func checkRule(t *testing.T, r layoutRule, pkg string, used []string) {
+	t.Helper()
+	for _, u := range used {
+		// go list -test names test variants "p [q.test]".
+		u, _, _ = strings.Cut(u, " ")
+		for _, bad := range r.mayNot {
+			if strings.HasPrefix(u, bad) {
+				t.Errorf("%s uses %s: rule %+v", pkg, u, r)
+			}
+		}
+		tp, ours := top(u)
+		if !ours || tp == r.pkg || strings.HasSuffix(u, ".test") {
 			continue
 		}
-		for _, imp := range p.Imports {
-			if imp == module {
-				t.Errorf("%s imports main", name)
-			}
+		allowed := false
+		for _, m := range r.may {
+			allowed = allowed || tp == m
 		}
-		top, _, _ := strings.Cut(name, "/")
-		for _, imp := range slices.Concat(p.Imports, p.TestImports, p.XTestImports) {
-			for _, prefix := range sealed[top] {
-				if strings.HasPrefix(imp, prefix) {
-					t.Errorf("%s imports %s: p2p is sealed, use p2p's API and types (p2p.PeerID, p2p.Multiaddr, …)", name, imp)
-				}
-			}
-		}
-		switch {
-		case leaves[top]:
-			for _, d := range p.Deps {
-				if dep, ours := rel(d); ours {
-					depTop, _, _ := strings.Cut(dep, "/")
-					if depTop != top {
-						t.Errorf("%s depends on %s: %s must not import other canopy packages", name, dep, top)
-					}
-				}
-			}
-		case allowed[top] != nil:
-			for _, imp := range p.Imports {
-				if dep, ours := rel(imp); ours {
-					depTop, _, _ := strings.Cut(dep, "/")
-					if depTop != top && !allowed[top][depTop] {
-						t.Errorf("%s imports %s: not allowed by DESIGN.md §1", name, dep)
-					}
-				}
-			}
+		if !allowed {
+			t.Errorf("%s uses %s: rule %+v", pkg, u, r)
 		}
 	}
 }

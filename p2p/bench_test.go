@@ -4,12 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -170,26 +166,6 @@ func BenchmarkGossipThroughput(b *testing.B) {
 				b.StopTimer()
 				b.ReportMetric(float64(b.N*(n-1))/time.Since(start).Seconds(), "deliveries/s")
 			})
-		}
-	}
-}
-
-// TestNoProjectImports enforces DESIGN.md §1: p2p moves opaque bytes and
-// imports no other canopy package.
-func TestNoProjectImports(t *testing.T) {
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := exec.LookPath(gobin); err != nil {
-		gobin = "go"
-	}
-	out, err := exec.Command(gobin, "list", "-deps", "-test", "./...").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	const mod = "github.com/canopy-chat/canopy/"
-	for _, pkg := range strings.Fields(string(out)) {
-		pkg = strings.Fields(strings.TrimSuffix(pkg, "]"))[0]
-		if strings.HasPrefix(pkg, mod) && !strings.HasPrefix(pkg, mod+"p2p") {
-			t.Errorf("p2p depends on %s", pkg)
 		}
 	}
 }
