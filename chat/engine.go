@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/canopy-chat/canopy/internal/atomicfile"
 	"github.com/canopy-chat/canopy/mls"
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
@@ -448,7 +449,7 @@ func (e *Engine) writeCardFile() {
 	if same {
 		return
 	}
-	if err := writeFileAtomic(filepath.Join(e.cfg.ProfileDir, CardFileName), []byte(text)); err != nil {
+	if err := atomicfile.Write(filepath.Join(e.cfg.ProfileDir, CardFileName), []byte(text), 0o600); err != nil {
 		e.log.Warn("writing card file", "err", err)
 	}
 }
@@ -457,14 +458,6 @@ func (e *Engine) writeCardFile() {
 // keeps its contact card (text form, then the compact form on the last
 // line).
 const CardFileName = "card"
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
 
 // groupList returns the engine's groups, copied under e.mu so that the
 // caller can visit them without holding it.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/canopy-chat/canopy/internal/atomicfile"
 	"github.com/canopy-chat/canopy/p2p"
 )
 
@@ -139,7 +140,7 @@ func (e *Engine) keepListenPorts(plan listenPlan) {
 	if sb.Len() == 0 {
 		return
 	}
-	if err := writeFileAtomic(filepath.Join(e.cfg.ProfileDir, ListenFileName), []byte(sb.String())); err != nil {
+	if err := atomicfile.Write(filepath.Join(e.cfg.ProfileDir, ListenFileName), []byte(sb.String()), 0o600); err != nil {
 		e.log.Warn("writing the listen file", "err", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/canopy-chat/canopy/internal/atomicfile"
 	"golang.org/x/crypto/argon2"
 )
 
@@ -223,42 +224,8 @@ func readKeyFile(dir string) ([]byte, error) {
 // writeKeyFile writes the key file atomically (temp file, fsync, rename,
 // fsync of the directory) with mode 0600.
 func writeKeyFile(dir string, key []byte) error {
-	path := filepath.Join(dir, keyFileName)
-	tmp, err := os.CreateTemp(dir, ".key-*")
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, keyFileName), key, 0o600); err != nil {
 		return fmt.Errorf("store: writing key file: %w", err)
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // no-op after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("store: writing key file: %w", err)
-	}
-	if _, err := tmp.Write(key); err != nil {
-		tmp.Close()
-		return fmt.Errorf("store: writing key file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("store: writing key file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("store: writing key file: %w", err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		return fmt.Errorf("store: writing key file: %w", err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("store: syncing %s: %w", dir, err)
 	}
 	return nil
 }
