@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -466,10 +467,40 @@ func (db *DB) read() (querier, error) {
 
 // fail turns an error into a "store: ..." error.
 func (db *DB) fail(op string, err error) error {
-	if db.closed.Load() && errors.Is(err, sql.ErrConnDone) || err != nil && strings.Contains(err.Error(), "sql: database is closed") {
+	if db.closed.Load() && errors.Is(err, sql.ErrConnDone) || errors.Is(err, errDBClosed) {
 		return ErrClosed
 	}
 	return mapErr(op, err)
+}
+
+// errDBClosed is database/sql's unexported "sql: database is closed", taken
+// once from a DB closed on purpose so that fail matches it with errors.Is
+// instead of by its text.
+var errDBClosed = func() error {
+	db := sql.OpenDB(noConnector{})
+	db.Close()
+	_, err := db.Conn(context.Background())
+	return err
+}()
+
+// noConnector is the connector of the DB errDBClosed comes from, which is
+// closed before it connects.
+type noConnector struct{}
+
+func (noConnector) Connect(context.Context) (driver.Conn, error) { return nil, driver.ErrBadConn }
+func (noConnector) Driver() driver.Driver                        { return nil }
+
+// ours reports whether err is already one of the package's errors (it
+// wraps one of the sentinels), which mapErr returns unchanged.
+func ours(err error) bool {
+	for _, s := range []error{ErrNotFound, ErrWrongPassphrase, ErrPassphraseRequired, ErrProfileInUse,
+		ErrSchemaTooNew, ErrCorrupt, ErrKeyFile, ErrQuotaExceeded, ErrConflict, ErrInvalid, ErrClosed,
+		errSealAuth, errSealFormat} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func mapErr(op string, err error) error {
@@ -479,8 +510,8 @@ func mapErr(op string, err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
 	}
-	if strings.HasPrefix(err.Error(), "store: ") {
-		return err // already ours
+	if ours(err) {
+		return err
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {

@@ -39,7 +39,10 @@ func checkSecret(what string, b []byte) error {
 	return nil
 }
 
-var errSealAuth = errors.New("store: sealed value failed authentication (wrong key, or the row was altered or moved)")
+var (
+	errSealAuth   = errors.New("store: sealed value failed authentication (wrong key, or the row was altered or moved)")
+	errSealFormat = errors.New("store: malformed sealed value")
+)
 
 // sealer seals and opens values with one key.
 type sealer struct {
@@ -71,13 +74,13 @@ func (s *sealer) seal(ad, plaintext []byte) []byte {
 // panics and rejects anything that is not a well-formed envelope.
 func parseSealed(blob []byte) (nonce, ct []byte, err error) {
 	if len(blob) < sealOverhead {
-		return nil, nil, fmt.Errorf("store: sealed value is %d bytes, shorter than the %d-byte minimum", len(blob), sealOverhead)
+		return nil, nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte minimum", errSealFormat, len(blob), sealOverhead)
 	}
 	if len(blob) > maxSealed {
-		return nil, nil, fmt.Errorf("store: sealed value is %d bytes, longer than the %d-byte maximum", len(blob), maxSealed)
+		return nil, nil, fmt.Errorf("%w: %d bytes, longer than the %d-byte maximum", errSealFormat, len(blob), maxSealed)
 	}
 	if blob[0] != sealVersion {
-		return nil, nil, fmt.Errorf("store: sealed value has unsupported format version %d", blob[0])
+		return nil, nil, fmt.Errorf("%w: unsupported format version %d", errSealFormat, blob[0])
 	}
 	return blob[1 : 1+chacha20poly1305.NonceSizeX], blob[1+chacha20poly1305.NonceSizeX:], nil
 }

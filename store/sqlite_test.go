@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"database/sql"
 	"errors"
@@ -575,5 +576,22 @@ func TestRandomDamage(t *testing.T) {
 		clear(err)
 		clear(db.CheckIntegrity(ctx))
 		clear(db.Close())
+	}
+}
+
+// TestErrDBClosedCaptured checks that fail's errors.Is match has database/sql's
+// "database is closed" error to match: a Go release that changed how it is
+// returned would otherwise turn ErrClosed into a generic error unnoticed.
+func TestErrDBClosedCaptured(t *testing.T) {
+	if errDBClosed == nil || errDBClosed.Error() != "sql: database is closed" {
+		t.Fatalf("errDBClosed = %v", errDBClosed)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "x.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := db.ExecContext(context.Background(), "SELECT 1"); !errors.Is(err, errDBClosed) {
+		t.Fatalf("query on a closed DB: %v, want errDBClosed", err)
 	}
 }
