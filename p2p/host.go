@@ -545,12 +545,12 @@ func (n *Node) maintainBootstrap() {
 	}
 	type state struct {
 		next    time.Time
-		backoff time.Duration
+		backoff peerBackoff
 		busy    atomic.Bool
 	}
 	states := make([]*state, len(peers))
 	for i := range peers {
-		states[i] = &state{backoff: time.Second}
+		states[i] = &state{backoff: newBackoff(time.Second, 5*time.Minute)}
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -571,11 +571,10 @@ func (n *Node) maintainBootstrap() {
 				cancel()
 				if err != nil {
 					n.log.Debug("bootstrap peer unreachable", "peer", p.ID, "err", err)
-					st.next = time.Now().Add(st.backoff)
-					st.backoff = min(2*st.backoff, 5*time.Minute)
+					st.next = time.Now().Add(st.backoff.failed())
 					return
 				}
-				st.backoff = time.Second
+				st.backoff.succeeded()
 				n.log.Debug("connected to bootstrap peer", "peer", p.ID)
 			}()
 		}

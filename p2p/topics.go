@@ -482,12 +482,12 @@ func (t *Topic) keepOnRelays() {
 	defer t.n.wg.Done()
 	type state struct {
 		due     time.Time
-		backoff time.Duration
+		backoff peerBackoff
 	}
 	relays := t.n.bootstrapPeersOf(t.n.cfg.relays)
 	states := make(map[peer.ID]*state, len(relays))
 	for _, r := range relays {
-		states[r] = &state{backoff: keepRetry}
+		states[r] = &state{backoff: newBackoff(keepRetry, 10*time.Minute)}
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -513,11 +513,10 @@ func (t *Topic) keepOnRelays() {
 			}
 			if err != nil || granted <= 0 {
 				t.n.log.Debug("relay did not keep topic", "topic", t.name, "relay", r, "err", err)
-				st.due = time.Now().Add(st.backoff)
-				st.backoff = min(2*st.backoff, 10*time.Minute)
+				st.due = time.Now().Add(st.backoff.failed())
 			} else {
 				st.due = time.Now().Add(max(granted/2, time.Minute))
-				st.backoff = keepRetry
+				st.backoff.succeeded()
 			}
 			next = minTime(next, st.due)
 		}
