@@ -1,7 +1,6 @@
 package mls
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 
@@ -22,9 +21,6 @@ import (
 // Parsers never allocate more than the input they were given: vectors are
 // sub-slices of the input, and element loops consume at least one byte per
 // iteration.
-
-// ErrMalformed is wrapped by every decoding error.
-var ErrMalformed = errors.New("mls: malformed encoding")
 
 // maxVarint is the largest length a §2.1.2 variable-length integer can carry
 // (30 bits); the 0b11 prefix is reserved and rejected.

@@ -35,10 +35,6 @@ import (
 // Authenticate never changes the Group it came from, derives no ratchet
 // key and is safe for concurrent use.
 
-// ErrUnauthenticated: a frame whose sender the epoch's secrets cannot
-// vouch for cheaply (see FrameAuthenticator).
-var ErrUnauthenticated = errors.New("mls: frame not authenticated by this epoch")
-
 // FrameAuthenticator checks that frames of one epoch come from a holder of
 // its secrets. Get one with Group.FrameAuthenticator.
 type FrameAuthenticator struct {

@@ -422,11 +422,6 @@ func (pm *PublicMessage) AuthenticatedContent() *AuthenticatedContent {
 	return &AuthenticatedContent{WireFormat: WireFormatPublicMessage, Content: pm.Content, Auth: pm.Auth}
 }
 
-// ErrInvalidMembershipTag reports a PublicMessage whose membership_tag does
-// not verify. Signatures and membership tags are computed by epochFraming
-// (protect.go), which holds the epoch's encoded GroupContext and keys.
-var ErrInvalidMembershipTag = errors.New("mls: invalid membership tag")
-
 // PrivateMessage is a signed and encrypted message (§6.3):
 //
 //	struct {

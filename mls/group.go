@@ -1,7 +1,6 @@
 package mls
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -88,52 +87,6 @@ type ownUpdate struct {
 	encPriv []byte
 	leaf    *LeafNode
 }
-
-// Errors callers branch on. Every error of a Group method starts with
-// "mls: " and wraps one of these (or a sentinel of the lower layers:
-// ErrMalformed, ErrInvalidSignature, ErrDecryption, ErrInvalidMembershipTag,
-// ErrEpochMismatch, *RatchetError, ErrInvalidTree, ...) where one applies.
-var (
-	// ErrInvalidProposal: a proposal, or a Commit's proposal list, is
-	// invalid (§12.1, §12.2).
-	ErrInvalidProposal = errors.New("mls: invalid proposal")
-	// ErrInvalidCommit: a Commit fails a check of §12.4.2.
-	ErrInvalidCommit = errors.New("mls: invalid commit")
-	// ErrInvalidConfirmationTag: the confirmation tag of a Commit or
-	// GroupInfo does not verify.
-	ErrInvalidConfirmationTag = errors.New("mls: invalid confirmation tag")
-	// ErrWrongEpoch: a handshake message is not for the current epoch, or
-	// an application message for an epoch outside the window.
-	ErrWrongEpoch = errors.New("mls: message is for another epoch")
-	// ErrWrongGroup: a message is for another group.
-	ErrWrongGroup = errors.New("mls: message is for another group")
-	// ErrUnknownProposal: a Commit references a proposal that was not
-	// received in this epoch.
-	ErrUnknownProposal = errors.New("mls: unknown proposal reference")
-	// ErrUnknownSender: the sender is not a member (blank or out-of-range
-	// leaf) or not a configured external sender.
-	ErrUnknownSender = errors.New("mls: unknown sender")
-	// ErrMissingPSK: a PSK named by a proposal or Welcome is not available.
-	ErrMissingPSK = errors.New("mls: pre-shared key not available")
-	// ErrInvalidWelcome: a Welcome cannot be used to join (§12.4.3.1).
-	ErrInvalidWelcome = errors.New("mls: invalid welcome")
-	// ErrNoMatchingKeyPackage: no entry of the Welcome is for one of the
-	// given KeyPackages.
-	ErrNoMatchingKeyPackage = errors.New("mls: welcome is not for any of the key packages")
-	// ErrInvalidGroupInfo: a GroupInfo fails validation.
-	ErrInvalidGroupInfo = errors.New("mls: invalid group info")
-	// ErrGroupClosed: the group was reinitialized (a Commit with a ReInit
-	// was applied, §11.2) or this member was removed; it can no longer send.
-	ErrGroupClosed = errors.New("mls: group is closed")
-	// ErrOwnMessage: the message is this member's own (its key was consumed
-	// when it was sent); own Commits are recognised and merged instead.
-	ErrOwnMessage = errors.New("mls: message was sent by this member")
-	// ErrNotPending: MergePendingCommit was given a commit that this group
-	// did not create in its current epoch.
-	ErrNotPending = errors.New("mls: not a pending commit of this group and epoch")
-	// ErrInvalidState: MarshalState output that cannot be restored.
-	ErrInvalidState = errors.New("mls: invalid group state")
-)
 
 func cloneCapabilities(c *Capabilities) Capabilities {
 	return Capabilities{

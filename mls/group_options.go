@@ -2,7 +2,6 @@ package mls
 
 import (
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -213,10 +212,6 @@ func (c *config) checkLifetime(ln *LeafNode) error {
 	}
 	return nil
 }
-
-// ErrLifetime is wrapped when a leaf's lifetime does not contain the
-// current time (§7.3): an expired or not yet valid KeyPackage.
-var ErrLifetime = errors.New("mls: lifetime does not contain the current time")
 
 func unixTime(s uint64) string {
 	if s > math.MaxInt64 {

@@ -2,17 +2,12 @@ package mls
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
 )
-
-// ErrInvalidKeyPackage is wrapped by every KeyPackage validation failure
-// (§10.1).
-var ErrInvalidKeyPackage = errors.New("mls: invalid key package")
 
 // HashReference, KeyPackageRef and ProposalRef are the §5.2 hash-based
 // identifiers:

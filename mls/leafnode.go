@@ -3,7 +3,6 @@ package mls
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -11,9 +10,6 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 )
-
-// ErrInvalidLeafNode is wrapped by every LeafNode validation failure (§7.3).
-var ErrInvalidLeafNode = errors.New("mls: invalid leaf node")
 
 // LeafNodeSource says how a LeafNode came to be in the tree (§7.2):
 //

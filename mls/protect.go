@@ -51,21 +51,6 @@ import (
 // group owns and wipes them. It is not safe for concurrent use (the secret
 // tree is mutated by every PrivateMessage); the group's goroutine owns it.
 
-// Errors of message protection. Decryption failures wrap ErrDecryption,
-// signature failures ErrInvalidSignature, membership tag failures
-// ErrInvalidMembershipTag, undecodable plaintexts (non-zero padding, bad
-// content) ErrMalformed, and key-schedule failures a *RatchetError.
-var (
-	// ErrEpochMismatch: the message's group_id or epoch is not the one of
-	// the epoch it is being protected or opened in.
-	ErrEpochMismatch = errors.New("mls: message is not for this group and epoch")
-	// ErrInvalidFraming: the combination of wire format, sender type and
-	// content type is not allowed (§6, §6.1, §6.3.2): e.g. application data
-	// in a PublicMessage, a non-member sender in a PrivateMessage, a commit
-	// from an external sender.
-	ErrInvalidFraming = errors.New("mls: sender, content type and wire format not allowed together")
-)
-
 // PaddingMode selects how a PrivateMessageContent is padded (§6.3.1).
 type PaddingMode uint8
 

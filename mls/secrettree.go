@@ -1,7 +1,6 @@
 package mls
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -104,25 +103,9 @@ func (o SecretTreeOptions) limits() (maxSkipped, maxForward uint32) {
 	return pick(o.MaxSkippedKeys, DefaultMaxSkippedKeys), pick(o.MaxForwardDistance, DefaultMaxForwardDistance)
 }
 
-// Errors of the ratchets, wrapped in a *RatchetError.
-var (
-	// ErrKeyConsumed: the key of this generation was already handed out
-	// (a replayed or duplicated message, or an echo of one's own message).
-	ErrKeyConsumed = errors.New("mls: ratchet key already consumed")
-	// ErrGenerationExpired: the generation is older than the retention
-	// window and its key was deleted unused.
-	ErrGenerationExpired = errors.New("mls: ratchet generation older than the retention window")
-	// ErrGenerationTooFar: the generation is more than MaxForwardDistance
-	// ahead of the ratchet.
-	ErrGenerationTooFar = errors.New("mls: ratchet generation too far ahead")
-	// ErrRatchetExhausted: the ratchet reached generation 2^32-1.
-	ErrRatchetExhausted = errors.New("mls: ratchet exhausted")
-	// ErrUnknownLeaf: the leaf index is not in the tree.
-	ErrUnknownLeaf = errors.New("mls: leaf index outside the secret tree")
-)
-
 // RatchetError reports why a ratchet could not give out a key. Use
-// errors.Is with the sentinels above to branch on the reason.
+// errors.Is with the ratchet sentinels (ErrKeyConsumed, ..., errors.go) to
+// branch on the reason.
 type RatchetError struct {
 	Leaf       LeafIndex
 	Ratchet    RatchetType

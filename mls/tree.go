@@ -1,7 +1,6 @@
 package mls
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -93,32 +92,6 @@ type treeSlot struct {
 	members  uint32      // non-blank leaves in the subtree
 	nonBlank uint32      // non-blank nodes in the subtree
 }
-
-// Sentinel errors of the ratchet tree. Errors wrap the most specific one;
-// every failure of whole-tree validation also wraps ErrInvalidTree.
-var (
-	// ErrInvalidTree: a ratchet tree (received in a Welcome, fetched over
-	// p2p, or restored) is not valid.
-	ErrInvalidTree = errors.New("mls: invalid ratchet tree")
-	// ErrTreeHashMismatch: the tree hash does not match the expected one.
-	ErrTreeHashMismatch = errors.New("mls: tree hash mismatch")
-	// ErrInvalidParentHash: a parent hash (in a tree or an UpdatePath) does
-	// not verify (§7.9.2).
-	ErrInvalidParentHash = errors.New("mls: invalid parent hash")
-	// ErrDuplicateKey: an encryption or signature key appears twice in the
-	// tree, or a new key is already in use (§7.3, §12.4.2).
-	ErrDuplicateKey = errors.New("mls: duplicate key")
-	// ErrInvalidUnmergedLeaves: an unmerged_leaves list is inconsistent
-	// (§12.4.3.1).
-	ErrInvalidUnmergedLeaves = errors.New("mls: invalid unmerged leaves")
-	// ErrInvalidUpdatePath: an UpdatePath does not fit the tree (§7.5, §7.6).
-	ErrInvalidUpdatePath = errors.New("mls: invalid update path")
-	// ErrNoPathKey: the receiver holds no private key for any node the
-	// UpdatePath is encrypted to (§7.5).
-	ErrNoPathKey = errors.New("mls: no private key for the update path")
-	// ErrBlankLeaf: an operation names a blank or nonexistent leaf.
-	ErrBlankLeaf = errors.New("mls: blank or nonexistent leaf")
-)
 
 // treeError is an error that wraps several sentinels (e.g. ErrInvalidTree
 // and ErrInvalidParentHash) and, optionally, a cause, under one message.
