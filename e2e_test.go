@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/canopy-chat/canopy/chat"
+	"github.com/canopy-chat/canopy/internal/testwait"
 	"github.com/charmbracelet/x/vt"
 	"github.com/creack/pty"
 )
@@ -146,12 +147,11 @@ type peerProc struct {
 	stderr bytes.Buffer
 	exited chan struct{}
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	events []*jev
-	eof    bool
-	lines  int
-	ready  *jev
+	events testwait.Log[*jev] // closed at the end of stdout
+
+	mu    sync.Mutex
+	lines int
+	ready *jev
 }
 
 // e2eListen is what peers listen on: TCP and QUIC, like the default, so
@@ -172,7 +172,6 @@ func startPeerWrapped(t *testing.T, wrap []string, bin, data, nick string, extra
 	cmd := wrapCommand(wrap, bin, args...)
 	cmd.Env = append(os.Environ(), "CANOPY_LOG=debug")
 	p := &peerProc{t: t, name: nick, cmd: cmd, exited: make(chan struct{})}
-	p.cond = sync.NewCond(&p.mu)
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -193,15 +192,9 @@ func startPeerWrapped(t *testing.T, wrap []string, bin, data, nick string, extra
 			if err := json.Unmarshal(sc.Bytes(), ev); err != nil {
 				ev.Type = "unparsable"
 			}
-			p.mu.Lock()
-			p.events = append(p.events, ev)
-			p.cond.Broadcast()
-			p.mu.Unlock()
+			p.events.Add(ev)
 		}
-		p.mu.Lock()
-		p.eof = true
-		p.cond.Broadcast()
-		p.mu.Unlock()
+		p.events.Close()
 		_ = cmd.Wait()
 		close(p.exited)
 	}()
@@ -243,67 +236,25 @@ func (p *peerProc) waitFrom(from int, what string, f func(*jev) bool) *jev {
 // waitWithin is waitFrom with its own deadline.
 func (p *peerProc) waitWithin(from int, within time.Duration, what string, f func(*jev) bool) *jev {
 	p.t.Helper()
-	deadline := time.Now().Add(within)
-	timer := time.AfterFunc(within, func() { p.mu.Lock(); p.cond.Broadcast(); p.mu.Unlock() })
-	defer timer.Stop()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := from; ; {
-		for ; i < len(p.events); i++ {
-			if f(p.events[i]) {
-				return p.events[i]
-			}
+	ev, ok := p.events.Wait(from, within, f)
+	if !ok {
+		events, eof := p.events.Events()
+		var sb strings.Builder
+		for _, ev := range events[max(0, len(events)-40):] {
+			sb.WriteString("\n  " + ev.raw)
 		}
-		if p.eof || time.Now().After(deadline) {
-			var sb strings.Builder
-			for _, ev := range p.events[max(0, len(p.events)-40):] {
-				sb.WriteString("\n  " + ev.raw)
-			}
-			p.t.Fatalf("%s: timed out waiting for %s (eof=%v); last events:%s", p.name, what, p.eof, sb.String())
-		}
-		p.cond.Wait()
+		p.t.Fatalf("%s: timed out waiting for %s (eof=%v); last events:%s", p.name, what, eof, sb.String())
 	}
+	return ev
 }
 
-func (p *peerProc) has(f func(*jev) bool) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, ev := range p.events {
-		if f(ev) {
-			return true
-		}
-	}
-	return false
-}
+func (p *peerProc) has(f func(*jev) bool) bool { return p.events.Has(f) }
 
-func (p *peerProc) indexOf(ev *jev) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i, e := range p.events {
-		if e == ev {
-			return i
-		}
-	}
-	return -1
-}
+func (p *peerProc) indexOf(ev *jev) int { return p.events.Index(func(e *jev) bool { return e == ev }) }
 
-func (p *peerProc) count(f func(*jev) bool) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, e := range p.events {
-		if f(e) {
-			n++
-		}
-	}
-	return n
-}
+func (p *peerProc) count(f func(*jev) bool) int { return p.events.Count(f) }
 
-func (p *peerProc) mark() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.events)
-}
+func (p *peerProc) mark() int { return p.events.Len() }
 
 // do sends one input line and returns its result.
 func (p *peerProc) do(line string) *jev {
@@ -651,23 +602,17 @@ func (p *tuiProc) screen() string {
 
 func (p *tuiProc) waitScreen(what string, parts ...string) {
 	p.t.Helper()
-	deadline := time.Now().Add(e2eWait)
-	for {
-		s := p.screen()
-		ok := true
+	var s string
+	if !testwait.Poll(e2eWait, func() bool {
+		s = p.screen()
 		for _, part := range parts {
 			if !strings.Contains(s, part) {
-				ok = false
-				break
+				return false
 			}
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("timed out waiting for %s on the TUI; screen:\n%s", what, s)
-		}
-		time.Sleep(25 * time.Millisecond)
+		return true
+	}) {
+		p.t.Fatalf("timed out waiting for %s on the TUI; screen:\n%s", what, s)
 	}
 }
 
@@ -697,15 +642,13 @@ func TestE2ETUI(t *testing.T) {
 
 	// The running engine keeps its card in the profile directory.
 	var card string
-	deadline := time.Now().Add(e2eWait)
-	for card == "" {
+	if !testwait.Poll(e2eWait, func() bool {
 		if c := readCardFile(filepath.Join(data, "canopy", "tim")); c != nil && len(c.Addrs) > 0 {
 			card = c.String()
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no card file; screen:\n%s", tim.screen())
-		} else {
-			time.Sleep(25 * time.Millisecond)
 		}
+		return card != ""
+	}) {
+		t.Fatalf("no card file; screen:\n%s", tim.screen())
 	}
 	g := alice.must("/create mixed " + card).group()
 	tim.waitScreen("the invitation", "mixed")

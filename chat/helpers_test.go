@@ -7,10 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/canopy-chat/canopy/internal/testwait"
 	"github.com/canopy-chat/canopy/store"
 )
 
@@ -94,27 +94,15 @@ func (p *testPeer) run(g GroupID, line string) Result {
 func (p *testPeer) card() string { return p.e.Self().Card }
 
 // recorder keeps every event and lets tests wait for one.
-type recorder struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	events []Event
-	closed bool
-}
+type recorder struct{ log testwait.Log[Event] }
 
 func newRecorder(ch <-chan Event) *recorder {
 	r := &recorder{}
-	r.cond = sync.NewCond(&r.mu)
 	go func() {
 		for ev := range ch {
-			r.mu.Lock()
-			r.events = append(r.events, ev)
-			r.cond.Broadcast()
-			r.mu.Unlock()
+			r.log.Add(ev)
 		}
-		r.mu.Lock()
-		r.closed = true
-		r.cond.Broadcast()
-		r.mu.Unlock()
+		r.log.Close()
 	}()
 	return r
 }
@@ -122,42 +110,19 @@ func newRecorder(ch <-chan Event) *recorder {
 // wait returns the first event (from the start) matching f.
 func (r *recorder) wait(t testing.TB, what string, f func(Event) bool) Event {
 	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	timer := time.AfterFunc(waitLong, func() {
-		r.mu.Lock()
-		r.cond.Broadcast()
-		r.mu.Unlock()
-	})
-	defer timer.Stop()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := 0; ; {
-		for ; i < len(r.events); i++ {
-			if f(r.events[i]) {
-				return r.events[i]
-			}
+	ev, ok := r.log.Wait(0, waitLong, f)
+	if !ok {
+		events, _ := r.log.Events()
+		var sb strings.Builder
+		for _, ev := range events {
+			fmt.Fprintf(&sb, "\n  %T %+v", ev, ev)
 		}
-		if r.closed || time.Now().After(deadline) {
-			var sb strings.Builder
-			for _, ev := range r.events {
-				fmt.Fprintf(&sb, "\n  %T %+v", ev, ev)
-			}
-			t.Fatalf("timed out waiting for %s; events:%s", what, sb.String())
-		}
-		r.cond.Wait()
+		t.Fatalf("timed out waiting for %s; events:%s", what, sb.String())
 	}
+	return ev
 }
 
-func (r *recorder) has(f func(Event) bool) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, ev := range r.events {
-		if f(ev) {
-			return true
-		}
-	}
-	return false
-}
+func (r *recorder) has(f func(Event) bool) bool { return r.log.Has(f) }
 
 func isMessage(g GroupID, body string) func(Event) bool {
 	return func(ev Event) bool {
@@ -178,13 +143,7 @@ func isInvitation(ev Event) bool { _, ok := ev.(InvitationEvent); return ok }
 // waitFor polls cond until it holds.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, waitLong, what, cond)
 }
 
 func memberNames(ms []Member) []string {

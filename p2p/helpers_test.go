@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canopy-chat/canopy/internal/testwait"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -73,13 +74,7 @@ func connect(t testing.TB, a, b *Node) {
 // waitFor polls cond until it holds: a readiness wait with a deadline.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, timeout, what, cond)
 }
 
 func testCtx(t testing.TB, d time.Duration) context.Context {

@@ -16,6 +16,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/canopy-chat/canopy/chat"
+	"github.com/canopy-chat/canopy/internal/testwait"
 )
 
 // ptyTerm is the real tea.Program run through Run in a pseudo-terminal,
@@ -138,13 +139,7 @@ func (p *ptyTerm) waitQuit() error {
 // waitUntil polls cond until it holds, for at most 10 s.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, what, cond)
 }
 
 func contains(parts ...string) func(string) bool {
