@@ -430,8 +430,8 @@ func TestFlowHelpToggle(t *testing.T) {
 		t.Fatal("? did not open the help")
 	}
 	d.key(tea.KeyDown) // scrolls the help, does not reach the composer
-	if d.m.help.offset != 1 {
-		t.Errorf("help offset %d", d.m.help.offset)
+	if d.m.help.offset() != 1 {
+		t.Errorf("help offset %d", d.m.help.offset())
 	}
 	d.typing("?")
 	if d.m.helpOpen {

@@ -3,6 +3,7 @@ package tui
 import (
 	"strings"
 
+	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/canopy-chat/canopy/chat"
@@ -10,18 +11,20 @@ import (
 
 // helpView is the help overlay: every key binding (from the keymap) and
 // every slash command (from chat.Commands), in a box drawn over the panes.
-// It scrolls when the terminal is too small to show it whole.
+// The text is in a bubbles viewport, which scrolls it when the terminal is
+// too small to show it whole; the keys are the TUI's own (keyMap), so the
+// viewport's keymap and mouse handling are not used.
 type helpView struct {
-	s      *session
-	w, h   int // the area the box is centred in
-	offset int
+	s    *session
+	w, h int // the area the box is centred in
+	vp   viewport.Model
 }
 
-func newHelpView(s *session) *helpView { return &helpView{s: s} }
+func newHelpView(s *session) *helpView { return &helpView{s: s, vp: viewport.New(0, 0)} }
 
 func (v *helpView) Init() tea.Cmd { return nil }
 
-func (v *helpView) SetSize(w, h int) { v.w, v.h = w, h }
+func (v *helpView) SetSize(w, h int) { v.w, v.h = w, h; v.sync() }
 
 func (v *helpView) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	km, ok := msg.(tea.KeyMsg)
@@ -29,29 +32,48 @@ func (v *helpView) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return v, nil
 	}
 	k := v.s.keys
-	page := max(1, v.innerH()-1)
+	v.sync()
+	// A page keeps one line of the previous page in view.
+	page := max(1, v.vp.Height-1)
 	switch {
 	case matches(km, k.Up):
-		v.offset--
+		v.vp.ScrollUp(1)
 	case matches(km, k.Down):
-		v.offset++
+		v.vp.ScrollDown(1)
 	case matches(km, k.PageUp):
-		v.offset -= page
+		v.vp.ScrollUp(page)
 	case matches(km, k.PageDown):
-		v.offset += page
+		v.vp.ScrollDown(page)
 	case matches(km, k.Top):
-		v.offset = 0
+		v.vp.GotoTop()
 	case matches(km, k.Bottom):
-		v.offset = 1 << 30
+		v.vp.GotoBottom()
 	}
-	v.clamp()
 	return v, nil
 }
 
-func (v *helpView) scroll(delta int) { v.offset += delta; v.clamp() }
+// scroll scrolls by delta lines (the mouse wheel; negative is up).
+func (v *helpView) scroll(delta int) {
+	v.sync()
+	if delta < 0 {
+		v.vp.ScrollUp(-delta)
+	} else {
+		v.vp.ScrollDown(delta)
+	}
+}
 
-func (v *helpView) clamp() {
-	v.offset = max(0, min(v.offset, len(v.content(v.innerW()))-v.innerH()))
+// top shows the beginning of the help (it opens there).
+func (v *helpView) top() { v.vp.GotoTop() }
+
+// offset is the first line shown.
+func (v *helpView) offset() int { return v.vp.YOffset }
+
+// sync lays the content out for the current size and gives it to the
+// viewport, keeping the scroll position where it still fits.
+func (v *helpView) sync() {
+	v.vp.Width, v.vp.Height = v.innerW(), v.innerH()
+	v.vp.SetContent(joinLines(v.content(v.innerW())))
+	v.vp.SetYOffset(v.vp.YOffset)
 }
 
 // box geometry: border (1) and padding (1) on each side; as wide as the
@@ -138,13 +160,11 @@ func commandSynopsis(c chat.Command) string {
 // View renders the box: exactly boxW × (innerH+2).
 func (v *helpView) View() string {
 	st := v.s.st
-	iw, ih := v.innerW(), v.innerH()
-	content := v.content(iw)
-	v.clamp()
-	end := min(len(content), v.offset+ih)
-	lines := block(content[v.offset:end], iw, ih)
+	v.sync()
+	iw, ih := v.vp.Width, v.vp.Height
+	lines := block(strings.Split(v.vp.View(), "\n"), iw, ih)
 	title := " canopy help "
-	scrollable := len(content) > ih
+	scrollable := v.vp.TotalLineCount() > ih
 	box := st.helpBox.Width(iw + 2).Render(joinLines(lines))
 	rows := strings.Split(box, "\n")
 	// put the title (and scroll hint) into the top and bottom border

@@ -121,7 +121,7 @@ func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		return nil
 	case matches(msg, k.Help) && (m.s.focus != focusComposer || m.composer.Value() == ""):
 		m.helpOpen = true
-		m.help.offset = 0
+		m.help.top()
 		return nil
 	}
 
@@ -185,7 +185,7 @@ func (m *model) send() tea.Cmd {
 			return tea.Quit
 		case "help":
 			m.helpOpen = true
-			m.help.offset = 0
+			m.help.top()
 			return nil
 		case "info":
 			_, args, _ := strings.Cut(strings.TrimSpace(line[1:]), " ")
