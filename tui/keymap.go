@@ -1,8 +1,10 @@
 package tui
 
 import (
+	"slices"
 	"strings"
 
+	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textarea"
 	tea "github.com/charmbracelet/bubbletea"
@@ -104,6 +106,48 @@ func defaultKeyMap() keyMap {
 		Select: b([]string{"enter"}, "enter", "open group; on a member: write @nick"),
 		Verify: b([]string{"v"}, "v", "on a member: /verify NICK"),
 	}
+}
+
+// keyMap is a help.KeyMap, as bubbles components expect: ShortHelp is the
+// hint under the empty composer, FullHelp the help overlay's sections.
+var _ help.KeyMap = keyMap{}
+
+// ShortHelp returns the keys a newcomer needs first, with the short
+// descriptions of the composer hint.
+func (k keyMap) ShortHelp() []key.Binding {
+	short := func(b key.Binding, helpKey, desc string) key.Binding {
+		return key.NewBinding(key.WithKeys(b.Keys()...), key.WithHelp(helpKey, desc))
+	}
+	return []key.Binding{
+		short(k.Send, "enter", "send"),
+		short(k.Newline, "alt+enter", "newline"),
+		short(k.FocusNext, "tab", "complete/focus"),
+		short(k.Help, "?", "help"),
+	}
+}
+
+// FullHelp returns the bindings of the help overlay, a column per section.
+func (k keyMap) FullHelp() [][]key.Binding {
+	var cols [][]key.Binding
+	for _, sec := range k.sections() {
+		var col []key.Binding
+		for _, r := range sec.rows {
+			col = append(col, r.bindings...)
+		}
+		cols = append(cols, col)
+	}
+	return cols
+}
+
+// composerHint is ShortHelp as one line of plain text (the caller styles
+// it), rendered by a bubbles help.Model. Below 80 columns it leaves out
+// tab, which the composer's own completion hint shows when it applies.
+func (k keyMap) composerHint(screenW int) string {
+	bs := k.ShortHelp()
+	if screenW < 80 {
+		bs = slices.DeleteFunc(bs, func(b key.Binding) bool { return b.Help().Key == "tab" })
+	}
+	return help.Model{ShortSeparator: " · "}.ShortHelpView(bs)
 }
 
 // helpSection is one titled block of the help overlay.

@@ -161,11 +161,7 @@ func (m *model) rule(g geometry, seps []int) string {
 		if t := m.typingLine(); t != "" {
 			parts = []hintPart{{text: t}}
 		} else if m.s.focus == focusComposer && m.composer.Value() == "" {
-			hint := "enter send · alt+enter newline · tab complete/focus · ? help"
-			if g.width < 80 {
-				hint = "enter send · alt+enter newline · ? help"
-			}
-			parts = []hintPart{{text: hint}}
+			parts = []hintPart{{text: m.s.keys.composerHint(g.width)}}
 		}
 	}
 	if len(parts) == 0 {
