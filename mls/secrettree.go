@@ -316,53 +316,16 @@ func (t *secretTree) openWithKey(leaf LeafIndex, rt RatchetType, g uint32, open 
 	if g == math.MaxUint32 {
 		return rerr(ErrRatchetExhausted)
 	}
-	// Keys of skipped generations ≥ keepFrom stay within the new window.
-	var keepFrom uint64
-	if uint64(g)+1 > uint64(t.maxSkipped) {
-		keepFrom = uint64(g) + 1 - uint64(t.maxSkipped)
-	}
-	var kept []ratchetKey // kept[i] is generation firstKept+i
-	firstKept := max(uint64(r.next), keepFrom)
-	secret := r.secret
-	wipeKept := func() {
-		for _, k := range kept {
-			k.wipe()
-		}
-	}
-	for j := r.next; j < g; j++ {
-		var next []byte
-		if uint64(j) >= keepFrom {
-			k, s, err := t.ratchetStep(secret, j)
-			if err != nil {
-				wipeKept()
-				return err
-			}
-			kept = append(kept, k)
-			next = s
-		} else {
-			s, err := t.cs.DeriveTreeSecret(secret, "secret", j, t.cs.Nh())
-			if err != nil {
-				return err
-			}
-			next = s
-		}
-		if j != r.next {
-			clear(secret) // intermediate secrets were never stored
-		}
-		secret = next
-	}
-	k, nextSecret, err := t.ratchetStep(secret, g)
-	if g != r.next {
-		clear(secret)
-	}
+	k, nextSecret, kept, firstKept, err := t.deriveForward(r, g)
 	if err != nil {
-		wipeKept()
 		return err
 	}
 	if err := open(k.key, k.nonce); err != nil {
 		k.wipe()
 		clear(nextSecret)
-		wipeKept()
+		for _, k := range kept {
+			k.wipe()
+		}
 		return err
 	}
 
@@ -379,6 +342,57 @@ func (t *secretTree) openWithKey(leaf LeafIndex, rt RatchetType, g uint32, open 
 	}
 	t.pruneSkipped(r, oldNext)
 	return nil
+}
+
+// deriveForward derives, on the side, the ratchet r from r.next up to
+// generation g: the key of g, the secret that follows it, and the keys of
+// the skipped generations that stay within the retention window (kept[i]
+// is generation firstKept+i). r is not changed; the caller commits the
+// result or wipes it.
+func (t *secretTree) deriveForward(r *hashRatchet, g uint32) (k ratchetKey, nextSecret []byte, kept []ratchetKey, firstKept uint64, err error) {
+	// Keys of skipped generations ≥ keepFrom stay within the new window.
+	var keepFrom uint64
+	if uint64(g)+1 > uint64(t.maxSkipped) {
+		keepFrom = uint64(g) + 1 - uint64(t.maxSkipped)
+	}
+	firstKept = max(uint64(r.next), keepFrom)
+	secret := r.secret
+	wipeKept := func() {
+		for _, k := range kept {
+			k.wipe()
+		}
+	}
+	for j := r.next; j < g; j++ {
+		var next []byte
+		if uint64(j) >= keepFrom {
+			k, s, err := t.ratchetStep(secret, j)
+			if err != nil {
+				wipeKept()
+				return ratchetKey{}, nil, nil, 0, err
+			}
+			kept = append(kept, k)
+			next = s
+		} else {
+			s, err := t.cs.DeriveTreeSecret(secret, "secret", j, t.cs.Nh())
+			if err != nil {
+				return ratchetKey{}, nil, nil, 0, err
+			}
+			next = s
+		}
+		if j != r.next {
+			clear(secret) // intermediate secrets were never stored
+		}
+		secret = next
+	}
+	k, nextSecret, err = t.ratchetStep(secret, g)
+	if g != r.next {
+		clear(secret)
+	}
+	if err != nil {
+		wipeKept()
+		return ratchetKey{}, nil, nil, 0, err
+	}
+	return k, nextSecret, kept, firstKept, nil
 }
 
 // pruneSkipped deletes the retained keys that fell out of the window after
