@@ -249,135 +249,16 @@ func measureSize(n int) (*result, error) {
 		}
 	}
 
-	// Commits with a path, then their processing by the receiver.
-	k := samplesFor(61, n)
-	msgs := make([][]byte, 0, k)
-	tm := newTimer()
-	for range k {
-		tm.start()
-		pc, err := committer.Commit(mls.CommitOptions{})
-		if err == nil {
-			_, err = committer.MergePendingCommit(pc)
-		}
-		tm.stop()
-		if err != nil {
-			return nil, err
-		}
-		msgs = append(msgs, pc.Message)
+	if err := measureCommits(r, f, committer, recv, rnd); err != nil {
+		return nil, err
 	}
-	tm.finish(r, rowCommit)
-	sizes := make([]int, len(msgs))
-	for i, m := range msgs {
-		sizes[i] = len(m)
-	}
-	slices.Sort(sizes)
-	r.commitBytes = sizes[len(sizes)/2]
-	// The same Commit under other padding policies (the default pads the
-	// PrivateMessage content to 256-byte blocks).
-	for _, p := range []struct {
-		policy mls.PaddingPolicy
-		out    *int
-	}{{mls.PaddingPolicy{Mode: mls.PadPadme, BlockSize: 1}, &r.commitPadme}, {mls.PaddingPolicy{Mode: mls.PadNone}, &r.commitNoPad}} {
-		g, err := f.Member(0, rnd(3), mls.WithPadding(p.policy))
-		if err != nil {
-			return nil, err
-		}
-		pc, err := g.Commit(mls.CommitOptions{})
-		if err != nil {
-			return nil, err
-		}
-		*p.out = len(pc.Message)
-	}
-	tm = newTimer()
-	for _, m := range msgs {
-		tm.start()
-		_, err := recv.Process(m)
-		tm.stop()
-		if err != nil {
-			return nil, err
-		}
-	}
-	tm.finish(r, rowProcess)
-
-	// Adding a member: Commit and Welcome (discarded each time).
-	kp, err := f.NewKeyPackage(1)
+	kp, add, err := measureJoins(r, f, committer)
 	if err != nil {
 		return nil, err
 	}
-	add := []*mls.Proposal{{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: kp.KeyPackage}}}
-	var welcome []byte
-	tm = newTimer()
-	for range samplesFor(31, n) {
-		tm.start()
-		pc, err := committer.Commit(mls.CommitOptions{Proposals: add})
-		tm.stop()
-		if err != nil {
-			return nil, err
-		}
-		welcome = pc.Welcome
-		_ = tm.pause(func() error { committer.DiscardPendingCommit(pc); return nil })
-	}
-	tm.finish(r, rowAdd)
-	r.welcomeTree = len(welcome)
-	pcExt, err := committer.Commit(mls.CommitOptions{Proposals: add, ExternalTree: true})
-	if err != nil {
+	if err := measureMessages(r, committer, recv); err != nil {
 		return nil, err
 	}
-	committer.DiscardPendingCommit(pcExt)
-	r.welcomeNoTr, r.treeBytes = len(pcExt.Welcome), len(pcExt.RatchetTree)
-
-	// Joining, with the tree in the Welcome and fetched apart.
-	tm = newTimer()
-	for range samplesFor(21, n) {
-		tm.start()
-		g, err := mls.JoinFromWelcome(welcome, kp, nil)
-		tm.stop()
-		if err != nil {
-			return nil, err
-		}
-		_ = g
-		_ = tm.pause(func() error { runtime.GC(); return nil })
-	}
-	tm.finish(r, rowJoin)
-	tm = newTimer()
-	for range max(samplesFor(21, n)/2, 3) {
-		tm.start()
-		s, err := mls.OpenWelcome(pcExt.Welcome, []*mls.KeyPackageBundle{kp})
-		if err == nil {
-			_, err = s.Join(pcExt.RatchetTree)
-		}
-		tm.stop()
-		if err != nil {
-			return nil, err
-		}
-		_ = tm.pause(func() error { runtime.GC(); return nil })
-	}
-	tm.finish(r, rowJoinExt)
-
-	// Application messages.
-	data := make([]byte, 100)
-	cts := make([][]byte, 0, 2000)
-	tm = newTimer()
-	for range samplesFor(2001, min(n, 1000)) {
-		tm.start()
-		ct, err := committer.Protect(data, nil)
-		tm.stop()
-		if err != nil {
-			return nil, err
-		}
-		cts = append(cts, ct)
-	}
-	tm.finish(r, rowProtect)
-	tm = newTimer()
-	for _, ct := range cts {
-		tm.start()
-		_, err := recv.Process(ct)
-		tm.stop()
-		if err != nil {
-			return nil, err
-		}
-	}
-	tm.finish(r, rowUnprotect)
 
 	// Memory of one member's state: a client that joined from a Welcome
 	// (nothing shared with the fixture) and processed a Commit.
@@ -396,6 +277,152 @@ func measureSize(n int) (*result, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// measureCommits measures Commits with a path and their processing by the
+// receiver, and the Commit's size under each padding policy.
+func measureCommits(r *result, f *mls.ScaleFixture, committer, recv *mls.Group, rnd func(uint64) mls.Option) error {
+	k := samplesFor(61, r.n)
+	msgs := make([][]byte, 0, k)
+	tm := newTimer()
+	for range k {
+		tm.start()
+		pc, err := committer.Commit(mls.CommitOptions{})
+		if err == nil {
+			_, err = committer.MergePendingCommit(pc)
+		}
+		tm.stop()
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, pc.Message)
+	}
+	tm.finish(r, rowCommit)
+	sizes := make([]int, len(msgs))
+	for i, m := range msgs {
+		sizes[i] = len(m)
+	}
+	slices.Sort(sizes)
+	r.commitBytes = sizes[len(sizes)/2]
+	// The same Commit under other padding policies (the default pads the
+	// PrivateMessage content to 256-byte blocks).
+	for _, p := range []struct {
+		policy mls.PaddingPolicy
+		out    *int
+	}{{mls.PaddingPolicy{Mode: mls.PadPadme, BlockSize: 1}, &r.commitPadme}, {mls.PaddingPolicy{Mode: mls.PadNone}, &r.commitNoPad}} {
+		g, err := f.Member(0, rnd(3), mls.WithPadding(p.policy))
+		if err != nil {
+			return err
+		}
+		pc, err := g.Commit(mls.CommitOptions{})
+		if err != nil {
+			return err
+		}
+		*p.out = len(pc.Message)
+	}
+	tm = newTimer()
+	for _, m := range msgs {
+		tm.start()
+		_, err := recv.Process(m)
+		tm.stop()
+		if err != nil {
+			return err
+		}
+	}
+	tm.finish(r, rowProcess)
+
+	return nil
+}
+
+// measureJoins measures Commits that add a member and joins from their
+// Welcome, with the ratchet tree inside and fetched apart; it returns the
+// joiner's KeyPackage and the Add.
+func measureJoins(r *result, f *mls.ScaleFixture, committer *mls.Group) (*mls.KeyPackageBundle, []*mls.Proposal, error) {
+	// Commit and Welcome (discarded each time).
+	kp, err := f.NewKeyPackage(1)
+	if err != nil {
+		return nil, nil, err
+	}
+	add := []*mls.Proposal{{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: kp.KeyPackage}}}
+	var welcome []byte
+	tm := newTimer()
+	for range samplesFor(31, r.n) {
+		tm.start()
+		pc, err := committer.Commit(mls.CommitOptions{Proposals: add})
+		tm.stop()
+		if err != nil {
+			return nil, nil, err
+		}
+		welcome = pc.Welcome
+		_ = tm.pause(func() error { committer.DiscardPendingCommit(pc); return nil })
+	}
+	tm.finish(r, rowAdd)
+	r.welcomeTree = len(welcome)
+	pcExt, err := committer.Commit(mls.CommitOptions{Proposals: add, ExternalTree: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	committer.DiscardPendingCommit(pcExt)
+	r.welcomeNoTr, r.treeBytes = len(pcExt.Welcome), len(pcExt.RatchetTree)
+
+	// Joining, with the tree in the Welcome and fetched apart.
+	tm = newTimer()
+	for range samplesFor(21, r.n) {
+		tm.start()
+		g, err := mls.JoinFromWelcome(welcome, kp, nil)
+		tm.stop()
+		if err != nil {
+			return nil, nil, err
+		}
+		_ = g
+		_ = tm.pause(func() error { runtime.GC(); return nil })
+	}
+	tm.finish(r, rowJoin)
+	tm = newTimer()
+	for range max(samplesFor(21, r.n)/2, 3) {
+		tm.start()
+		s, err := mls.OpenWelcome(pcExt.Welcome, []*mls.KeyPackageBundle{kp})
+		if err == nil {
+			_, err = s.Join(pcExt.RatchetTree)
+		}
+		tm.stop()
+		if err != nil {
+			return nil, nil, err
+		}
+		_ = tm.pause(func() error { runtime.GC(); return nil })
+	}
+	tm.finish(r, rowJoinExt)
+
+	return kp, add, nil
+}
+
+// measureMessages measures protecting and processing application messages.
+func measureMessages(r *result, committer, recv *mls.Group) error {
+	data := make([]byte, 100)
+	cts := make([][]byte, 0, 2000)
+	tm := newTimer()
+	for range samplesFor(2001, min(r.n, 1000)) {
+		tm.start()
+		ct, err := committer.Protect(data, nil)
+		tm.stop()
+		if err != nil {
+			return err
+		}
+		cts = append(cts, ct)
+	}
+	tm.finish(r, rowProtect)
+	tm = newTimer()
+	for _, ct := range cts {
+		tm.start()
+		_, err := recv.Process(ct)
+		tm.stop()
+		if err != nil {
+			return err
+		}
+	}
+	tm.finish(r, rowUnprotect)
+
+	return nil
 }
 
 var keep *mls.Group
