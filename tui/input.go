@@ -72,59 +72,75 @@ func (m *model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		_, cmd := m.composer.Update(msg)
 		return cmd
 	}
+	if cmd, ok := m.globalKey(msg); ok {
+		return cmd
+	}
+	return m.paneKey(msg)
+}
+
+// globalKey handles the keys that work whichever pane has the focus;
+// handled is false for the others.
+func (m *model) globalKey(msg tea.KeyMsg) (cmd tea.Cmd, handled bool) {
+	k := m.s.keys
 	switch {
 	case matches(msg, k.NextGroup):
 		m.userSelected = true
-		return m.cycleGroup(1)
+		return m.cycleGroup(1), true
 	case matches(msg, k.PrevGroup):
 		m.userSelected = true
-		return m.cycleGroup(-1)
+		return m.cycleGroup(-1), true
 	case matches(msg, k.PageUp):
-		return m.timeline.page(1)
+		return m.timeline.page(1), true
 	case matches(msg, k.PageDown):
-		return m.timeline.page(-1)
+		return m.timeline.page(-1), true
 	case matches(msg, k.Mouse):
 		m.mouseOff = !m.mouseOff
 		if m.mouseOff {
-			return tea.Batch(tea.DisableMouse, m.flash("mouse off: the terminal selects text; alt+m turns it back on", chat.NoticeInfo))
+			return tea.Batch(tea.DisableMouse, m.flash("mouse off: the terminal selects text; alt+m turns it back on", chat.NoticeInfo)), true
 		}
-		return tea.Batch(tea.EnableMouseCellMotion, m.flash("mouse on: wheel scrolls, click opens a group", chat.NoticeInfo))
+		return tea.Batch(tea.EnableMouseCellMotion, m.flash("mouse on: wheel scrolls, click opens a group", chat.NoticeInfo)), true
 	case matches(msg, k.FirstUnread):
 		b := m.s.buffer(m.s.selected)
 		if b.markID == "" {
-			return m.flash("no new messages line in "+sanitize(m.s.groupName(m.s.selected), false), chat.NoticeInfo)
+			return m.flash("no new messages line in "+sanitize(m.s.groupName(m.s.selected), false), chat.NoticeInfo), true
 		}
 		b.jumpToMark = true
-		return nil
+		return nil, true
 	case matches(msg, k.Oldest):
-		return m.timeline.scroll(1 << 30)
+		return m.timeline.scroll(1 << 30), true
 	case matches(msg, k.Newest):
 		m.s.buffer(m.s.selected).fromBottom = 0
-		return nil
+		return nil, true
 	case matches(msg, k.FocusNext, k.FocusPrev):
 		dir := 1
 		if matches(msg, k.FocusPrev) {
 			dir = -1
 		}
 		if m.s.focus == focusComposer && m.composer.complete(dir, m.s) {
-			return nil
+			return nil, true
 		}
 		m.composer.comp = nil
 		m.cycleFocus(dir)
-		return nil
+		return nil, true
 	case matches(msg, k.Back):
 		if m.composer.comp != nil {
 			m.composer.comp = nil
-			return nil
+			return nil, true
 		}
 		m.setFocus(focusComposer)
-		return nil
+		return nil, true
 	case matches(msg, k.Help) && (m.s.focus != focusComposer || m.composer.Value() == ""):
 		m.helpOpen = true
 		m.help.top()
-		return nil
+		return nil, true
 	}
+	return nil, false
+}
 
+// paneKey handles a key in the focused pane; runes typed in another pane
+// go to the composer.
+func (m *model) paneKey(msg tea.KeyMsg) tea.Cmd {
+	k := m.s.keys
 	switch m.s.focus {
 	case focusComposer:
 		if matches(msg, k.Send) {
