@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canopy-chat/canopy/internal/testwait"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -340,18 +341,14 @@ func TestLargeInboxFloodStaysInBudget(t *testing.T) {
 			}()
 		}
 	}
-	deadline := time.Now().Add(40 * time.Second)
-	for {
+	settled := func() (int, bool) {
 		mu.Lock()
-		h := held
-		mu.Unlock()
-		if h+int(refused.Load()) == attackers*streams {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("flood requests: %d held, %d refused of %d", h, refused.Load(), attackers*streams)
-		}
-		time.Sleep(10 * time.Millisecond)
+		defer mu.Unlock()
+		return held, held+int(refused.Load()) == attackers*streams
+	}
+	if !testwait.Poll(40*time.Second, func() bool { _, ok := settled(); return ok }) {
+		h, _ := settled()
+		t.Fatalf("flood requests: %d held, %d refused of %d", h, refused.Load(), attackers*streams)
 	}
 	grown := int64(heapInuse()) - int64(base)
 	mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/canopy-chat/canopy/chat"
+	"github.com/canopy-chat/canopy/internal/testwait"
 )
 
 func TestNotificationTextIsSafe(t *testing.T) {
@@ -61,10 +62,7 @@ func TestPTYDesktopNotification(t *testing.T) {
 	f.events <- chat.MessageEvent{Message: chat.Message{ID: "q2", Group: "g3", Kind: chat.KindText, Sender: "carol", Body: "@alice the launch", SentAt: at("10:21"), Mentions: true}}
 	want := "\x1b]9;canopy: carol mentioned you in ops 🚀 launch crew\x1b\\"
 	p.waitFor("the unread badge", contains("launch c… 2 @1"))
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.output(), want) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Poll(10*time.Second, func() bool { return strings.Contains(p.output(), want) })
 	out := p.output()
 	if n := strings.Count(out, "\x1b]9;"); n != 1 || !strings.Contains(out, want) {
 		t.Errorf("%d notifications; want one %q", n, want)

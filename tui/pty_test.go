@@ -97,16 +97,9 @@ func (p *ptyTerm) write(s string) {
 
 func (p *ptyTerm) waitFor(what string, cond func(string) bool) {
 	p.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s := p.screen()
-		if cond(s) {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("timed out waiting for %s; screen:\n%s", what, s)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var s string
+	if !testwait.Poll(10*time.Second, func() bool { s = p.screen(); return cond(s) }) {
+		p.t.Fatalf("timed out waiting for %s; screen:\n%s", what, s)
 	}
 }
 
@@ -177,11 +170,7 @@ func TestPTYEndToEnd(t *testing.T) {
 	f.events <- chat.MessageEvent{Message: chat.Message{ID: "p2", Group: "g3", Kind: chat.KindText, Sender: "carol", Body: "@alice ping", SentAt: at("10:21"), Mentions: true}}
 	p.waitFor("the engine's message", contains("from the engine 🎉"))
 	p.waitFor("the unread badge", contains("ops 🚀 launch c… 1 @1"))
-	deadline := time.Now().Add(10 * time.Second)
-	for p.bells.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if p.bells.Load() == 0 {
+	if !testwait.Poll(10*time.Second, func() bool { return p.bells.Load() > 0 }) {
 		t.Error("no bell for a mention in another group")
 	}
 	// the window title counts unread messages and mentions of all groups
