@@ -13,9 +13,9 @@ import (
 // named after the other person. Moving the selection opens the group at
 // once.
 type groupList struct {
-	s      *session
-	w, h   int
-	offset int // first row shown
+	s    *session
+	w, h int
+	listWindow
 }
 
 func newGroupList(s *session) *groupList { return &groupList{s: s} }
@@ -76,8 +76,7 @@ func (g *groupList) rows() []chat.GroupID {
 // scroll moves the visible window (mouse wheel) without changing the
 // selection.
 func (g *groupList) scroll(delta int) {
-	rows := g.h - 1
-	g.offset = max(0, min(g.offset+delta, len(g.rows())-rows))
+	g.scrollBy(delta, g.h-1, len(g.rows()))
 }
 
 // rowAt maps a y coordinate inside the pane to a group, for mouse clicks.
@@ -102,13 +101,8 @@ func (g *groupList) keepSelectionVisible() {
 	if sel > 0 && all[sel-1] == directHeading {
 		top-- // scrolling up, show the heading with the first direct conversation
 	}
-	if top < g.offset {
-		g.offset = top
-	}
-	if sel >= g.offset+rows {
-		g.offset = sel - rows + 1
-	}
-	g.offset = max(0, min(g.offset, len(all)-rows))
+	g.reveal(top, sel, rows)
+	g.clamp(rows, len(all))
 }
 
 func (g *groupList) View() string {

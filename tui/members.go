@@ -16,7 +16,7 @@ type memberPanel struct {
 	s      *session
 	w, h   int
 	cursor int
-	offset int
+	listWindow
 }
 
 func newMemberPanel(s *session) *memberPanel { return &memberPanel{s: s} }
@@ -71,7 +71,7 @@ func (p *memberPanel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (p *memberPanel) scroll(delta int) {
-	p.offset = max(0, min(p.offset+delta, len(p.list())-(p.h-1)))
+	p.scrollBy(delta, p.h-1, len(p.list()))
 }
 
 func (p *memberPanel) View() string {
@@ -89,14 +89,9 @@ func (p *memberPanel) View() string {
 	p.cursor = max(0, min(p.cursor, len(ms)-1))
 	rows := p.h - 1
 	if focused {
-		if p.cursor < p.offset {
-			p.offset = p.cursor
-		}
-		if p.cursor >= p.offset+rows {
-			p.offset = p.cursor - rows + 1
-		}
+		p.reveal(p.cursor, p.cursor, rows)
 	}
-	p.offset = max(0, min(p.offset, len(ms)-rows))
+	p.clamp(rows, len(ms))
 	for i := p.offset; i < len(ms) && len(lines) < p.h; i++ {
 		lines = append(lines, p.row(ms[i], focused && i == p.cursor))
 	}

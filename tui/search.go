@@ -48,7 +48,7 @@ type searchView struct {
 	scope  string // "all groups" or the group's name
 	hits   []chat.SearchHit
 	cursor int
-	offset int
+	listWindow
 }
 
 func (v *searchView) SetSize(w, h int) { v.w, v.h = w, h }
@@ -57,12 +57,7 @@ func (v *searchView) rows() int { return max(1, v.h-2) }
 
 func (v *searchView) move(delta int) {
 	v.cursor = max(0, min(v.cursor+delta, len(v.hits)-1))
-	if v.cursor < v.offset {
-		v.offset = v.cursor
-	}
-	if v.cursor >= v.offset+v.rows() {
-		v.offset = v.cursor - v.rows() + 1
-	}
+	v.reveal(v.cursor, v.cursor, v.rows())
 }
 
 // update handles a key; it reports the hit to show (or nil) and whether
