@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/canopy-chat/canopy/internal/atomicfile"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -45,43 +46,16 @@ func LoadOrCreateIdentity(dir string) (key crypto.PrivKey, created bool, err err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("relay: data directory: %w", err)
 	}
-	if err := writeIdentityFile(dir, path, b); err != nil {
+	if err := writeIdentityFile(path, b); err != nil {
 		return nil, false, fmt.Errorf("relay: writing identity: %w", err)
 	}
 	return k, true, nil
 }
 
-// syncIdentityFile flushes the new identity file to disk; a variable so
-// that tests can make it fail.
-var syncIdentityFile = (*os.File).Sync
-
-// writeIdentityFile writes b to path atomically: a temporary file in dir,
-// synced, then renamed over path. Every step's failure is returned, so that
-// a relay never reports an identity it did not keep (its peer id would
-// change at the next start while others' --bootstrap addresses name the
-// old one).
-func writeIdentityFile(dir, path string, b []byte) (err error) {
-	tmp, err := os.CreateTemp(dir, IdentityFile+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		return err
-	}
-	if err := syncIdentityFile(tmp); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+// writeIdentityFile writes b to path atomically (internal/atomicfile).
+// Every step's failure is returned, so that a relay never reports an
+// identity it did not keep (its peer id would change at the next start
+// while others' --bootstrap addresses name the old one).
+func writeIdentityFile(path string, b []byte) error {
+	return atomicfile.Write(path, b, 0o600)
 }

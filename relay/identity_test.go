@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/canopy-chat/canopy/internal/atomicfile"
 	"github.com/canopy-chat/canopy/p2p"
 )
 
@@ -16,8 +17,8 @@ import (
 func TestRelayIdentityWriteFailure(t *testing.T) {
 	dir := t.TempDir()
 	errDisk := errors.New("disk failure")
-	syncIdentityFile = func(*os.File) error { return errDisk }
-	t.Cleanup(func() { syncIdentityFile = (*os.File).Sync })
+	atomicfile.Sync = func(*os.File) error { return errDisk }
+	t.Cleanup(func() { atomicfile.Sync = (*os.File).Sync })
 
 	if _, _, err := LoadOrCreateIdentity(dir); !errors.Is(err, errDisk) {
 		t.Fatalf("identity with a failing sync: %v, want %v", err, errDisk)
@@ -26,7 +27,7 @@ func TestRelayIdentityWriteFailure(t *testing.T) {
 		t.Fatalf("left behind after a failed write: %v", left)
 	}
 
-	syncIdentityFile = (*os.File).Sync
+	atomicfile.Sync = (*os.File).Sync
 	k1, created, err := LoadOrCreateIdentity(dir)
 	if err != nil || !created {
 		t.Fatalf("creating identity: created=%v err=%v", created, err)

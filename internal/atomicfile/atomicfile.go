@@ -12,6 +12,11 @@ import (
 	"path/filepath"
 )
 
+// Sync flushes the new file to disk before it is renamed over the old
+// one. A variable so that callers' tests can make it fail, as a failing
+// disk would.
+var Sync = (*os.File).Sync
+
 // Write replaces path with data. The data goes to a new temporary file in
 // the same directory (so the rename cannot cross file systems), created
 // with mode perm before anything is written, flushed to disk, and renamed
@@ -39,7 +44,7 @@ func Write(path string, data []byte, perm os.FileMode) (err error) {
 	if _, err := tmp.Write(data); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
+	if err := Sync(tmp); err != nil {
 		return err
 	}
 	if err := tmp.Close(); err != nil {
