@@ -196,7 +196,7 @@ func checkRule(t *testing.T, r layoutRule, pkg string, used []string) {
 
 // TestChatUsesNoRawHost keeps chat off the libp2p host that p2p.Node wraps:
 // Node.Host() remains for p2p's own tests, and a call needs no import, so
-// the import rule above cannot see it. Every call of a method named Host
+// the import rules (layoutRules) cannot see it. Every call of a method named Host
 // without arguments in chat's files, tests included, is refused.
 func TestChatUsesNoRawHost(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("chat", "*.go"))
