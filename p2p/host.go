@@ -61,6 +61,7 @@ type Node struct {
 	mesh     *meshTracer
 	budget   *gossipBudget
 	relayIDs map[peer.ID]bool
+	blobs    blobLimits
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -91,6 +92,8 @@ type Handlers struct {
 	Sync SyncHandler
 	// Tree serves a group's ratchet tree.
 	Tree TreeHandler
+	// Blob serves encrypted files (ProtocolBlob).
+	Blob BlobHandler
 }
 
 // New starts a node with the given identity key (nil: an ephemeral Ed25519
@@ -175,6 +178,7 @@ func newNode(ctx context.Context, key crypto.PrivKey, cfg *config) (*Node, error
 	n.h.SetStreamHandler(ProtocolInbox, n.serve(ProtocolInbox, n.inboxFrameMax(), n.serveInbox))
 	n.h.SetStreamHandler(ProtocolSync, n.serve(ProtocolSync, smallFrame, n.serveSync))
 	n.h.SetStreamHandler(ProtocolTree, n.serve(ProtocolTree, smallFrame, n.serveTree))
+	n.h.SetStreamHandler(ProtocolBlob, n.serve(ProtocolBlob, smallFrame, n.serveBlob))
 	if n.relay != nil {
 		n.h.SetStreamHandler(ProtocolRelay, n.serve(ProtocolRelay, n.relayFrameMax(), n.relay.serveRelay))
 	}
@@ -314,7 +318,7 @@ func (n *Node) dhtOptions() []dht.Option {
 }
 
 // canopyProtocols get their own resource manager limits.
-var canopyProtocols = []protocol.ID{ProtocolKeyPackage, ProtocolInbox, ProtocolSync, ProtocolTree, ProtocolRelay}
+var canopyProtocols = []protocol.ID{ProtocolKeyPackage, ProtocolInbox, ProtocolSync, ProtocolTree, ProtocolRelay, ProtocolBlob}
 
 // newResourceManager sizes the resource manager. A chat peer gets a fixed
 // budget (WithResourceLimits, default 256 MiB / 512 FDs: ~160 connections,
