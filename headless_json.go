@@ -16,7 +16,7 @@ import (
 // screen. Each line on stdin is what a user would type: a slash command
 // (/create NAME [CARD|NICK…], /invite, /accept [ID], /decline [ID], /kick,
 // /leave, /members, /verify NICK [confirm], /nick, /update, /search,
-// /retention, /card, /groups, /invitations, /help, /quit) or text, sent to
+// /retention, /send PATH, /transfers, /open N, /card, /groups, /invitations, /help, /quit) or text, sent to
 // the selected group. Headless adds /switch NAME|ID to select the group;
 // /create and /accept select theirs. Lines run one after the other; end of
 // input quits.
@@ -37,7 +37,7 @@ import (
 //	    a message arrived or one of ours was created. MESSAGE = {"id",
 //	    "group","kind","sender","sender_fp","own","body","reply_to",
 //	    "sent_at","epoch","delivery","mentions"}; kind is text, edit,
-//	    delete, reaction, receipt, typing or system; delivery (own
+//	    delete, reaction, receipt, typing, file or system; delivery (own
 //	    messages) is pending, sent, delivered or failed.
 //	{"type":"delivery","group":"ID","id":"MSGID","delivery":"sent"}
 //	{"type":"group","group":GROUP}
@@ -58,6 +58,15 @@ import (
 //	    "nearby":[PEER…]}}   PEER = {"nick","peer_id","card"}
 //	{"type":"peer","peer":PEER,"online":true}
 //	{"type":"notice","group":"ID","level":"info|warning|error","text":"…"}
+//	{"type":"transfer","transfer":{"group","message","file":FILE,"own",
+//	    "status","done","total","path","error"}}
+//	    a file transfer started, progressed (at most 4 a second) or
+//	    changed status: offered (over the group's auto-fetch limit; /transfers
+//	    get N), queued, fetching, paused, done (path: where it was saved),
+//	    failed (error: why), canceled, sharing (one's own file). done and
+//	    total count verified ciphertext bytes. FILE = {"id","name","size",
+//	    "media_type","width","height"}; messages of kind "file" carry it
+//	    as "file" too.
 //	{"type":"bye"}
 //	    last: the engine stopped.
 
@@ -82,6 +91,28 @@ type jsonMessage struct {
 	Epoch    uint64         `json:"epoch"`
 	Delivery string         `json:"delivery,omitempty"`
 	Mentions bool           `json:"mentions,omitempty"`
+	File     *jsonFile      `json:"file,omitempty"`
+}
+
+type jsonFile struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"media_type"`
+	Width     int    `json:"width,omitempty"`
+	Height    int    `json:"height,omitempty"`
+}
+
+type jsonTransfer struct {
+	Group   chat.GroupID   `json:"group"`
+	Message chat.MessageID `json:"message"`
+	File    jsonFile       `json:"file"`
+	Own     bool           `json:"own"`
+	Status  string         `json:"status"`
+	Done    int64          `json:"done"`
+	Total   int64          `json:"total"`
+	Path    string         `json:"path,omitempty"`
+	Error   string         `json:"error,omitempty"`
 }
 
 type jsonGroup struct {
@@ -128,6 +159,10 @@ func toJSONMessage(m chat.Message) jsonMessage {
 	}
 	if m.Own {
 		j.Delivery = m.Delivery.String()
+	}
+	if m.File != nil {
+		f := jsonFile(*m.File)
+		j.File = &f
 	}
 	return j
 }
@@ -205,6 +240,13 @@ func eventJSON(ev chat.Event) ([]byte, error) {
 			Peer   jsonPeer `json:"peer"`
 			Online bool     `json:"online"`
 		}{"peer", toJSONPeer(ev.Peer), ev.Online}
+	case chat.TransferEvent:
+		t := ev.Transfer
+		v = struct {
+			Type     string       `json:"type"`
+			Transfer jsonTransfer `json:"transfer"`
+		}{"transfer", jsonTransfer{Group: t.Group, Message: t.Message, File: jsonFile(t.File), Own: t.Own,
+			Status: t.Status.String(), Done: t.Done, Total: t.Total, Path: t.Path, Error: t.Err}}
 	case chat.NoticeEvent:
 		v = struct {
 			Type  string       `json:"type"`

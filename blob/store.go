@@ -131,13 +131,12 @@ func (s *Store) Open(id ID) (*Reader, error) {
 	return &Reader{f: f, n: n}, nil
 }
 
-// Remove deletes id's ciphertext and any partial download of it. It is how
+// Remove deletes id's ciphertext, any partial download of it and its note. It is how
 // retention reaches files: once the message carrying the key is gone, the
 // ciphertext goes too. A running download of id fails.
 func (s *Store) Remove(id ID) error {
-	err1 := os.Remove(s.path(id))
-	err2 := os.Remove(s.partPath(id))
-	for _, err := range []error{err1, err2} {
+	errs := []error{os.Remove(s.path(id)), os.Remove(s.partPath(id)), os.Remove(s.notePath(id))}
+	for _, err := range errs {
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}

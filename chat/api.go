@@ -149,6 +149,8 @@ type Message struct {
 	Epoch    uint64
 	Delivery Delivery
 	Mentions bool // mentions the local user
+	// File describes the file of a KindFile message (nil otherwise).
+	File *FileInfo
 }
 
 // Invitation is a pending invitation to a group.

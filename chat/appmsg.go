@@ -107,6 +107,8 @@ func (k appKind) apiKind() Kind {
 		return KindReceipt
 	case appTyping:
 		return KindTyping
+	case appFile:
+		return KindFile
 	}
 	return ""
 }

@@ -355,6 +355,19 @@ func (g *group) deliver(d ordering.Deliver) {
 		}
 		g.stageRow(row)
 		g.queueReceipt(am.ID)
+	case appFile:
+		row := store.Message{
+			GroupID: g.id, ID: am.ID, Sender: []byte(sender), Epoch: d.Epoch, Kind: uint16(am.Kind),
+			ReplyTo: am.ReplyTo, SentAt: am.SentAt, State: store.Received,
+		}
+		if !setFileRow(&row, am.Body) {
+			return
+		}
+		g.stageRow(row)
+		g.queueReceipt(am.ID)
+		if g.e.xfers != nil {
+			g.e.xfers.announced(g, row, sender)
+		}
 	case appEdit, appDelete:
 		target, err := g.e.db.Message(g.ctx, g.id, am.ReplyTo)
 		if err != nil {

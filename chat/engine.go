@@ -60,6 +60,15 @@ type Config struct {
 	// P2POptions are appended to the engine's own p2p options.
 	P2POptions []p2p.Option
 
+	// DownloadDir is where received files are saved (default
+	// ProfileDir/downloads). File transfer needs a ProfileDir: the
+	// ciphertext of sent and received files is kept in ProfileDir/blobs.
+	DownloadDir string
+	// AutoFetchLimit is the size up to which received files are fetched
+	// without being asked, unless a group sets its own (/transfers limit);
+	// 0: DefaultAutoFetch, negative: never.
+	AutoFetchLimit int64
+
 	// Logger receives the engine's structured logs. Default: a text log
 	// in ProfileDir/canopy.log at the level of $CANOPY_LOG (debug, info,
 	// warn; default info), or nowhere without a ProfileDir. Secrets are
@@ -144,6 +153,7 @@ type Engine struct {
 	logFile *os.File
 	events  *eventQueue
 	relays  []p2p.AddrInfo
+	xfers   *transfers // nil without a ProfileDir
 
 	// peerEvents (PeerUp, PeerDown) and localEvents (reachability, own
 	// addresses) are the node's, subscribed to as soon as it starts.
@@ -225,6 +235,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := e.fillKeyPackages(ctx); err != nil {
 		return nil, err
 	}
+	if err := e.openTransfers(); err != nil {
+		return nil, err
+	}
 	if err := e.startNode(ctx); err != nil {
 		return nil, err
 	}
@@ -234,6 +247,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	e.resumeReInits()
 	e.loadInvitations()
 	e.startBackground()
+	if e.xfers != nil {
+		e.xfers.resume(ctx)
+	}
 	e.writeCardFile()
 	e.statusChanged()
 	e.log.Info("engine started", "peer", e.id.id, "new_profile", created, "groups", len(e.groups))

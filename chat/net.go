@@ -48,6 +48,7 @@ func (e *Engine) startNode(ctx context.Context) error {
 			Inbox:              e.serveInbox,
 			Sync:               e.serveSync,
 			Tree:               e.serveTree,
+			Blob:               e.serveBlob,
 		}),
 	}
 	plan := e.planListen()
@@ -224,6 +225,9 @@ func (e *Engine) housekeeping(ctx context.Context) {
 			for _, gv := range e.Groups() {
 				e.emit(GroupEvent{Group: gv})
 			}
+		}
+		if e.xfers != nil {
+			e.xfers.collect(ctx)
 		}
 		_, _ = e.db.PruneFrames(ctx, e.now().Add(-14*24*time.Hour))
 		_ = e.fillKeyPackages(ctx)

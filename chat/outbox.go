@@ -145,7 +145,7 @@ func (g *group) send(kind appKind, body, replyTo []byte) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	visible := kind == appText || kind == appReaction
+	visible := kind == appText || kind == appReaction || kind == appFile
 	var okind uint16 // outbox kind; 0: not kept in the outbox
 	switch {
 	case visible:
@@ -156,6 +156,9 @@ func (g *group) send(kind appKind, body, replyTo []byte) (Message, error) {
 	row := store.Message{
 		GroupID: g.id, ID: am.ID, Sender: []byte(g.e.id.id), Epoch: g.st.Epoch(), Kind: uint16(kind),
 		Text: string(body), ReplyTo: replyTo, SentAt: am.SentAt, State: store.Pending,
+	}
+	if kind == appFile {
+		setFileRow(&row, body)
 	}
 	if !g.canSendNow() {
 		return g.hold(okind, row, payload)

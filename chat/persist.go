@@ -128,6 +128,7 @@ func (e *Engine) messageFromRow(g *group, r store.Message) Message {
 		return m
 	}
 	m.Kind = k.apiKind()
+	m.File = fileOfRow(r)
 	sender := p2p.PeerID(r.Sender)
 	m.Own = sender == e.id.id
 	hint := ""

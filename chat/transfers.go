@@ -1,0 +1,938 @@
+package chat
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/gif" // image.DecodeConfig learns the formats terminals show
+	_ "image/jpeg"
+	_ "image/png"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/canopy-chat/canopy/blob"
+	"github.com/canopy-chat/canopy/internal/atomicfile"
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/canopy-chat/canopy/store"
+)
+
+// File transfers.
+//
+// /send PATH seals the file into the profile's blob store (package blob:
+// chunked AEAD under a fresh key) and sends a file message whose body is the
+// blob announcement (name, size, media type, SHA-256, key). The message
+// travels in MLS like any message; the ciphertext is fetched over
+// /canopy/blob/1 from the sender, from members who already have it and from
+// relays, tried in that order, with every chunk authenticated on arrival.
+//
+// Choices where the issue is silent:
+//   - Received files go to Config.DownloadDir, default <profile>/downloads
+//     (not the desktop's XDG download folder: that one is shared by every
+//     profile and program, and a profile's files should stay with it).
+//   - A group fetches files up to its auto-fetch limit by itself (default
+//     DefaultAutoFetch, `/transfers limit SIZE|off` per group, kept in the
+//     blob store's limits.json); larger files wait for `/transfers get N`.
+//   - The key lives only in the message row. When retention (or deletion)
+//     removes the message, the periodic retention pass removes the
+//     ciphertext and partial download of every file whose message is gone;
+//     files already saved to the downloads folder are the user's and stay.
+//   - Anyone who knows a file's id may fetch its ciphertext: the id is
+//     derived one-way from the key, so only holders of the announcement (or
+//     of the ciphertext) know it, and the ciphertext is useless without the
+//     key. Relays are asked too, but keeping files on relays is not built:
+//     a file is available while a member who has it is online.
+
+// appFile is the wire kind of a file message: body = blob announcement.
+const appFile appKind = 8
+
+// KindFile is a file message; Message.File describes the file.
+const KindFile Kind = "file"
+
+// DefaultAutoFetch is the size up to which files are fetched without being
+// asked, unless a group sets its own limit.
+const DefaultAutoFetch = 25 << 20
+
+// maxConcurrentFetches bounds downloads running at once (each holds one
+// chunk buffer and one stream).
+const maxConcurrentFetches = 3
+
+// FileInfo describes a file of a file message.
+type FileInfo struct {
+	ID        string // content id (hex)
+	Name      string // as announced; saved under blob.SafeName of it
+	Size      int64
+	MediaType string
+	Width     int // image dimensions, 0 when unknown
+	Height    int
+}
+
+// TransferStatus is where a transfer stands.
+type TransferStatus int
+
+const (
+	// TransferOffered: larger than the group's auto-fetch limit; waits
+	// for /transfers get.
+	TransferOffered TransferStatus = iota
+	TransferQueued
+	TransferFetching
+	TransferPaused
+	TransferDone
+	TransferFailed
+	TransferCanceled
+	// TransferSharing: one's own file, served to members who ask.
+	TransferSharing
+)
+
+func (s TransferStatus) String() string {
+	switch s {
+	case TransferOffered:
+		return "offered"
+	case TransferQueued:
+		return "queued"
+	case TransferFetching:
+		return "fetching"
+	case TransferPaused:
+		return "paused"
+	case TransferDone:
+		return "done"
+	case TransferFailed:
+		return "failed"
+	case TransferCanceled:
+		return "canceled"
+	case TransferSharing:
+		return "sharing"
+	}
+	return "unknown"
+}
+
+func parseTransferStatus(s string) (TransferStatus, bool) {
+	for st := TransferOffered; st <= TransferSharing; st++ {
+		if st.String() == s {
+			return st, true
+		}
+	}
+	return 0, false
+}
+
+// Transfer is one file's transfer as front ends show it.
+type Transfer struct {
+	Group   GroupID
+	Message MessageID
+	File    FileInfo
+	Own     bool
+	Status  TransferStatus
+	// Done and Total count verified ciphertext bytes.
+	Done, Total int64
+	// Path is where a received file was saved (TransferDone).
+	Path string
+	// Err says why a transfer failed.
+	Err string
+}
+
+// TransferEvent: a transfer started, progressed, or changed status.
+// Progress is reported at most every transferEventEvery per transfer.
+type TransferEvent struct{ Transfer Transfer }
+
+func (TransferEvent) event() {}
+
+const transferEventEvery = 250 * time.Millisecond
+
+// transferNote is what the blob store keeps beside a file (blob.SetNote)
+// so that transfers survive a restart. It holds no key.
+type transferNote struct {
+	Group  string `json:"group"` // hex group id
+	Msg    string `json:"msg"`   // hex message id
+	Status string `json:"status"`
+	Path   string `json:"path,omitempty"`
+}
+
+// transfers runs an engine's file transfers.
+type transfers struct {
+	e     *Engine
+	store *blob.Store
+	dir   string // downloads folder
+	slots chan struct{}
+
+	mu     sync.Mutex
+	list   []*xfer // in order of arrival
+	byID   map[blob.ID]*xfer
+	limits map[GroupID]int64 // per-group auto-fetch limits; -1: off
+}
+
+type xfer struct {
+	id       blob.ID
+	ann      *blob.Announcement
+	sender   p2p.PeerID
+	t        Transfer
+	cancel   context.CancelFunc
+	lastEmit time.Time
+}
+
+func newTransfers(e *Engine, blobDir, downloadDir string) (*transfers, error) {
+	s, err := blob.OpenStore(blobDir)
+	if err != nil {
+		return nil, err
+	}
+	x := &transfers{e: e, store: s, dir: downloadDir, slots: make(chan struct{}, maxConcurrentFetches),
+		byID: map[blob.ID]*xfer{}, limits: map[GroupID]int64{}}
+	if b, err := os.ReadFile(x.limitsPath()); err == nil {
+		_ = json.Unmarshal(b, &x.limits)
+	}
+	return x, nil
+}
+
+func (x *transfers) limitsPath() string { return filepath.Join(x.store.Dir(), "limits.json") }
+
+// autoLimit is the size up to which a group's files are fetched unasked.
+func (x *transfers) autoLimit(g GroupID) int64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if l, ok := x.limits[g]; ok {
+		return l
+	}
+	if x.e.cfg.AutoFetchLimit != 0 {
+		return x.e.cfg.AutoFetchLimit
+	}
+	return DefaultAutoFetch
+}
+
+func (x *transfers) setLimit(g GroupID, l int64) error {
+	x.mu.Lock()
+	x.limits[g] = l
+	b, _ := json.Marshal(x.limits)
+	x.mu.Unlock()
+	return atomicfile.Write(x.limitsPath(), b, 0o600)
+}
+
+// fileInfo describes an announcement.
+func fileInfo(a *blob.Announcement) FileInfo {
+	return FileInfo{ID: a.ID().String(), Name: a.Name, Size: int64(a.Size), MediaType: a.MediaType, Width: int(a.Width), Height: int(a.Height)}
+}
+
+// fileText is a file message's searchable text.
+func fileText(a *blob.Announcement) string {
+	s := fmt.Sprintf("[file] %s (%s", a.Name, fmtBytes(int64(a.Size)))
+	if a.Width > 0 && a.Height > 0 {
+		s += fmt.Sprintf(", %d×%d", a.Width, a.Height)
+	}
+	return s + ")"
+}
+
+// fileOfRow returns the file a stored file message announces.
+func fileOfRow(r store.Message) *FileInfo {
+	if appKind(r.Kind) != appFile {
+		return nil
+	}
+	a, err := blob.ParseAnnouncement(r.Payload)
+	if err != nil {
+		return nil
+	}
+	fi := fileInfo(a)
+	return &fi
+}
+
+func fmtBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+// parseSize reads "25M", "1.5G", "300k", "4096" (decimal units, as shown).
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B")
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K':
+			mult, s = 1e3, s[:n-1]
+		case 'M':
+			mult, s = 1e6, s[:n-1]
+		case 'G':
+			mult, s = 1e9, s[:n-1]
+		}
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || f < 0 || f*float64(mult) > blob.MaxSize {
+		return 0, fmt.Errorf("%q is not a size (e.g. 25M, 1G)", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// emit reports a transfer; progress at most every transferEventEvery.
+func (x *transfers) emit(t *xfer, progress bool) {
+	x.mu.Lock()
+	now := time.Now()
+	if progress && now.Sub(t.lastEmit) < transferEventEvery {
+		x.mu.Unlock()
+		return
+	}
+	t.lastEmit = now
+	tr := t.t
+	x.mu.Unlock()
+	x.e.emit(TransferEvent{Transfer: tr})
+}
+
+func (x *transfers) saveNote(t *xfer) {
+	x.mu.Lock()
+	n := transferNote{Group: string(t.t.Group), Msg: string(t.t.Message), Status: t.t.Status.String(), Path: t.t.Path}
+	x.mu.Unlock()
+	b, _ := json.Marshal(n)
+	if err := x.store.SetNote(t.id, b); err != nil {
+		x.e.log.Warn("saving transfer state", "err", err)
+	}
+}
+
+// setStatus changes a transfer's status, persists and reports it.
+func (x *transfers) setStatus(t *xfer, s TransferStatus, errText string) {
+	x.mu.Lock()
+	t.t.Status, t.t.Err = s, errText
+	x.mu.Unlock()
+	x.saveNote(t)
+	x.emit(t, false)
+}
+
+// List returns the transfers, oldest first.
+func (x *transfers) List() []Transfer {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]Transfer, len(x.list))
+	for i, t := range x.list {
+		out[i] = t.t
+	}
+	return out
+}
+
+// add registers a transfer (once per file).
+func (x *transfers) add(t *xfer) (*xfer, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if old := x.byID[t.id]; old != nil {
+		return old, false
+	}
+	x.byID[t.id] = t
+	x.list = append(x.list, t)
+	return t, true
+}
+
+// ---- sending ----
+
+// cleanPath undoes what terminals do to a dropped or pasted path: quotes,
+// file:// URLs, backslash-escaped spaces, a leading ~.
+func cleanPath(p string) string {
+	p = strings.TrimSpace(p)
+	if len(p) >= 2 && (p[0] == '\'' || p[0] == '"') && p[len(p)-1] == p[0] {
+		p = p[1 : len(p)-1]
+	}
+	if rest, ok := strings.CutPrefix(p, "file://"); ok {
+		p = rest
+		if u, err := url.PathUnescape(p); err == nil {
+			p = u
+		}
+	} else if !strings.Contains(p, `\\`) {
+		p = strings.NewReplacer(`\ `, " ", `\(`, "(", `\)`, ")", `\'`, "'").Replace(p)
+	}
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			p = filepath.Join(home, p[1:])
+		}
+	}
+	return p
+}
+
+// seal builds the announcement of the file at path, sealing the file into
+// the store on the way.
+func (x *transfers) seal(path string) (*blob.Announcement, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Size() > blob.MaxSize {
+		return nil, fmt.Errorf("%s is %s; files of at most %s can be sent", path, fmtBytes(st.Size()), fmtBytes(blob.MaxSize))
+	}
+	name := filepath.Base(path)
+	if len(name) > blob.MaxNameLen || !utf8.ValidString(name) {
+		name = blob.SafeName(name) // at most 200 bytes of UTF-8
+	}
+	a := &blob.Announcement{Name: name, Size: uint64(st.Size())}
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	a.MediaType = mime.TypeByExtension(strings.ToLower(filepath.Ext(name)))
+	if a.MediaType == "" || len(a.MediaType) > blob.MaxMediaTypeLen {
+		a.MediaType = http.DetectContentType(head[:n])
+	}
+	if strings.HasPrefix(a.MediaType, "image/") {
+		if _, err := f.Seek(0, io.SeekStart); err == nil {
+			if cfg, _, err := image.DecodeConfig(io.LimitReader(f, 1<<20)); err == nil && cfg.Width > 0 && cfg.Height > 0 {
+				a.Width, a.Height = uint32(cfg.Width), uint32(cfg.Height)
+			}
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	if a.Key, err = blob.NewKey(); err != nil {
+		return nil, err
+	}
+	if a.SHA256, err = x.store.Put(f, a.Key, a.Size); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return a, nil
+}
+
+// sendFile is /send PATH.
+func (e *Engine) sendFile(ctx context.Context, g *group, arg string) (Result, error) {
+	x := e.transfers()
+	if x == nil {
+		return Result{}, errors.New("file transfer needs a profile directory")
+	}
+	path := cleanPath(arg)
+	if path == "" {
+		return Result{}, errors.New("usage: /send PATH")
+	}
+	a, err := x.seal(path)
+	if err != nil {
+		return Result{}, err
+	}
+	body, err := a.Marshal()
+	if err != nil {
+		_ = x.store.Remove(a.ID())
+		return Result{}, err
+	}
+	var m Message
+	if derr := g.do(ctx, func() { m, err = g.send(appFile, body, nil) }); derr != nil {
+		err = derr
+	}
+	if err != nil {
+		_ = x.store.Remove(a.ID())
+		return Result{}, err
+	}
+	t, _ := x.add(&xfer{id: a.ID(), ann: a, sender: e.id.id, t: Transfer{
+		Group: g.gid, Message: m.ID, File: fileInfo(a), Own: true, Status: TransferSharing,
+		Done: a.CiphertextSize(), Total: a.CiphertextSize(),
+	}})
+	x.saveNote(t)
+	x.emit(t, false)
+	return Result{Text: fmt.Sprintf("sent %s (%s)", a.Name, fmtBytes(int64(a.Size)))}, nil
+}
+
+// ---- receiving ----
+
+// announced is called (group loop) for a file message that arrived.
+func (x *transfers) announced(g *group, row store.Message, sender p2p.PeerID) {
+	a, err := blob.ParseAnnouncement(row.Payload)
+	if err != nil {
+		return
+	}
+	t, isNew := x.add(&xfer{id: a.ID(), ann: a, sender: sender, t: Transfer{
+		Group: g.gid, Message: MessageID(hex.EncodeToString(row.ID)), File: fileInfo(a),
+		Own: sender == x.e.id.id, Total: a.CiphertextSize(),
+	}})
+	if !isNew {
+		return
+	}
+	if t.t.Own {
+		t.t.Status, t.t.Done = TransferSharing, t.t.Total
+		x.saveNote(t)
+		x.emit(t, false)
+		return
+	}
+	if lim := x.autoLimit(g.gid); lim >= 0 && int64(a.Size) <= lim {
+		x.start(t)
+		return
+	}
+	x.setStatus(t, TransferOffered, "")
+}
+
+// start runs a download in the background (queued behind the running ones).
+func (x *transfers) start(t *xfer) {
+	x.mu.Lock()
+	if t.cancel != nil {
+		x.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(x.e.ctx)
+	t.cancel = cancel
+	x.mu.Unlock()
+	x.setStatus(t, TransferQueued, "")
+	x.e.goBackground(func(context.Context) {
+		defer cancel()
+		x.run(ctx, t)
+		x.mu.Lock()
+		t.cancel = nil
+		x.mu.Unlock()
+	})
+}
+
+// peersFor lists whom to ask for a file: the sender, the group's other
+// members, then the relays.
+func (x *transfers) peersFor(t *xfer) []string {
+	var out []string
+	seen := map[p2p.PeerID]bool{x.e.id.id: true}
+	addp := func(p p2p.PeerID) {
+		if p != "" && !seen[p] {
+			seen[p] = true
+			out = append(out, string(p))
+		}
+	}
+	addp(t.sender)
+	if g := x.e.group(t.t.Group); g != nil {
+		for _, p := range g.view.memberPeers() {
+			addp(p)
+		}
+	}
+	for _, r := range x.e.relays {
+		addp(r.ID)
+	}
+	return out
+}
+
+// fetchRange asks one peer over /canopy/blob/1.
+func (x *transfers) fetchRange(ctx context.Context, p string, id blob.ID, off, n int64, read func(io.Reader, int64) error) error {
+	node := x.e.node
+	if node == nil {
+		return p2p.ErrClosed
+	}
+	return node.FetchBlob(ctx, p2p.PeerID(p), id, off, n, read)
+}
+
+func (x *transfers) run(ctx context.Context, t *xfer) {
+	select {
+	case x.slots <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-x.slots }()
+	x.setStatus(t, TransferFetching, "")
+	err := x.store.Download(ctx, blob.Fetch{
+		Ann: t.ann, Peers: x.peersFor(t), Range: x.fetchRange,
+		Progress: func(done, total int64) {
+			x.mu.Lock()
+			t.t.Done, t.t.Total = done, total
+			x.mu.Unlock()
+			x.emit(t, true)
+		},
+		Refetched: func(n int64) {
+			x.e.log.Info("partial download resumed; unverified tail dropped", "file", t.id.String()[:12], "bytes", n)
+		},
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return // paused, canceled or shutting down: the caller set the status
+		}
+		x.e.log.Warn("file transfer failed", "file", t.id.String()[:12], "err", err)
+		x.setStatus(t, TransferFailed, transferReason(err))
+		x.e.notice(t.t.Group, NoticeWarning, "could not fetch %s: %s", t.ann.Name, transferReason(err))
+		return
+	}
+	path, err := x.store.Export(t.ann, x.dir)
+	if err != nil {
+		x.setStatus(t, TransferFailed, transferReason(err))
+		x.e.notice(t.t.Group, NoticeWarning, "could not save %s: %s", t.ann.Name, transferReason(err))
+		return
+	}
+	x.mu.Lock()
+	t.t.Path, t.t.Done = path, t.t.Total
+	if t.t.File.Width == 0 && strings.HasPrefix(t.t.File.MediaType, "image/") {
+		t.t.File.Width, t.t.File.Height = imageSize(path)
+	}
+	x.mu.Unlock()
+	x.setStatus(t, TransferDone, "")
+}
+
+// transferReason says in plain words why a transfer failed.
+func transferReason(err error) string {
+	var fe *blob.FetchError
+	switch {
+	case errors.As(err, &fe):
+		kept := ""
+		if fe.Done > 0 {
+			kept = fmt.Sprintf(" (%s kept; /transfers resume tries again)", fmtBytes(fe.Done))
+		}
+		liars := 0
+		for _, r := range fe.Reasons {
+			if errors.Is(r, blob.ErrLyingPeer) {
+				liars++
+			}
+		}
+		if liars > 0 {
+			return fmt.Sprintf("no peer could serve the rest; %d peer(s) served bad data and were dropped%s", liars, kept)
+		}
+		if len(fe.Reasons) == 0 {
+			return "no peer that has the file is known" + kept
+		}
+		return "no peer that has the file is reachable" + kept
+	case errors.Is(err, blob.ErrHash):
+		return "the content does not match the announced hash (a member sent other content); nothing was saved"
+	}
+	return err.Error()
+}
+
+func imageSize(path string) (int, int) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	cfg, _, err := image.DecodeConfig(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return 0, 0
+	}
+	return cfg.Width, cfg.Height
+}
+
+// ---- serving ----
+
+// serveBlob is the /canopy/blob/1 handler: stored ciphertext, complete or
+// the verified part of a running download.
+func (e *Engine) serveBlob(_ context.Context, _ p2p.PeerID, id [p2p.BlobIDLen]byte) (p2p.BlobReader, error) {
+	x := e.transfers()
+	if x == nil {
+		return nil, p2p.ErrNotFound
+	}
+	r, err := x.store.Open(blob.ID(id))
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, p2p.ErrNotFound
+	}
+	return r, err
+}
+
+// ---- restart and retention ----
+
+// resume restores transfers from the notes in the blob store: finished
+// ones are listed, unfinished downloads continue, and files whose message
+// is gone (retention) are removed.
+func (x *transfers) resume(ctx context.Context) {
+	notes, err := x.store.Notes()
+	if err != nil {
+		x.e.log.Warn("reading transfer state", "err", err)
+		return
+	}
+	type item struct {
+		t   *xfer
+		seq int64
+	}
+	var items []item
+	for id, b := range notes {
+		var n transferNote
+		if json.Unmarshal(b, &n) != nil {
+			continue
+		}
+		gid, err1 := hex.DecodeString(n.Group)
+		mid, err2 := hex.DecodeString(n.Msg)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		row, err := x.e.db.Message(ctx, gid, mid)
+		if errors.Is(err, store.ErrNotFound) {
+			_ = x.store.Remove(id)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		a, err := blob.ParseAnnouncement(row.Payload)
+		if err != nil || a.ID() != id {
+			_ = x.store.Remove(id)
+			continue
+		}
+		st, _ := parseTransferStatus(n.Status)
+		sender := p2p.PeerID(row.Sender)
+		t := &xfer{id: id, ann: a, sender: sender, t: Transfer{
+			Group: GroupID(n.Group), Message: MessageID(n.Msg), File: fileInfo(a), Own: sender == x.e.id.id,
+			Status: st, Total: a.CiphertextSize(), Done: x.store.Progress(id, a.Size), Path: n.Path,
+		}}
+		items = append(items, item{t, row.Seq})
+	}
+	slices.SortFunc(items, func(a, b item) int { return int(a.seq - b.seq) })
+	for _, it := range items {
+		t, _ := x.add(it.t)
+		switch t.t.Status {
+		case TransferQueued, TransferFetching, TransferFailed:
+			x.start(t)
+		default:
+			x.emit(t, false)
+		}
+	}
+}
+
+// collect removes stored files whose announcing message is gone (run after
+// retention deleted messages): with the key gone, the ciphertext is of no
+// use to anyone with a right to it.
+func (x *transfers) collect(ctx context.Context) {
+	x.mu.Lock()
+	list := slices.Clone(x.list)
+	x.mu.Unlock()
+	for _, t := range list {
+		gid, _ := hex.DecodeString(string(t.t.Group))
+		mid, _ := hex.DecodeString(string(t.t.Message))
+		if _, err := x.e.db.Message(ctx, gid, mid); !errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		x.mu.Lock()
+		if t.cancel != nil {
+			t.cancel()
+		}
+		delete(x.byID, t.id)
+		x.list = slices.DeleteFunc(x.list, func(o *xfer) bool { return o == t })
+		x.mu.Unlock()
+		if err := x.store.Remove(t.id); err != nil {
+			x.e.log.Warn("removing an expired file", "err", err)
+		}
+		x.e.log.Info("file of a deleted message removed", "file", t.id.String()[:12])
+	}
+}
+
+// ---- commands ----
+
+// find picks a transfer by its number in /transfers or a prefix of its
+// message or file id.
+func (x *transfers) find(arg string) (*xfer, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if n, err := strconv.Atoi(arg); err == nil {
+		if n < 1 || n > len(x.list) {
+			return nil, fmt.Errorf("no transfer %d (see /transfers)", n)
+		}
+		return x.list[n-1], nil
+	}
+	arg = strings.TrimPrefix(strings.ToLower(arg), "#")
+	var found *xfer
+	for _, t := range x.list {
+		if arg != "" && (strings.HasPrefix(string(t.t.Message), arg) || strings.HasPrefix(t.t.File.ID, arg)) {
+			if found != nil {
+				return nil, fmt.Errorf("%q matches more than one transfer", arg)
+			}
+			found = t
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("no transfer %q (see /transfers)", arg)
+	}
+	return found, nil
+}
+
+// transfersCmd is /transfers [get|pause|resume|cancel N | limit SIZE|off].
+func (e *Engine) transfersCmd(gid GroupID, args []string) (Result, error) {
+	x := e.transfers()
+	if x == nil {
+		return Result{}, errors.New("file transfer needs a profile directory")
+	}
+	if len(args) == 0 {
+		return Result{Text: x.listText()}, nil
+	}
+	op := strings.ToLower(args[0])
+	if op == "limit" {
+		if gid == "" {
+			return Result{}, errors.New("no group selected")
+		}
+		if len(args) != 2 {
+			return Result{Text: fmt.Sprintf("files up to %s are fetched without asking in this group", fmtLimit(x.autoLimit(gid)))}, nil
+		}
+		l := int64(-1)
+		if !strings.EqualFold(args[1], "off") {
+			var err error
+			if l, err = parseSize(args[1]); err != nil {
+				return Result{}, err
+			}
+		}
+		if err := x.setLimit(gid, l); err != nil {
+			return Result{}, err
+		}
+		return Result{Text: fmt.Sprintf("files up to %s are now fetched without asking in this group", fmtLimit(l))}, nil
+	}
+	if len(args) != 2 {
+		return Result{}, errors.New("usage: /transfers [get|pause|resume|cancel N] [limit SIZE|off]")
+	}
+	t, err := x.find(args[1])
+	if err != nil {
+		return Result{}, err
+	}
+	x.mu.Lock()
+	st, own, cancel := t.t.Status, t.t.Own, t.cancel
+	x.mu.Unlock()
+	name := t.ann.Name
+	switch op {
+	case "get", "resume":
+		switch {
+		case own:
+			return Result{}, errors.New("that is your own file")
+		case st == TransferDone:
+			return Result{Text: name + " is already saved to " + t.t.Path}, nil
+		case cancel != nil:
+			return Result{Text: name + " is already being fetched"}, nil
+		}
+		x.start(t)
+		return Result{Text: "fetching " + name}, nil
+	case "pause":
+		if cancel == nil {
+			return Result{}, fmt.Errorf("%s is not being fetched", name)
+		}
+		x.setStatus(t, TransferPaused, "")
+		cancel()
+		return Result{Text: "paused " + name + " (/transfers resume continues where it stopped)"}, nil
+	case "cancel":
+		if cancel != nil {
+			cancel()
+		}
+		if own {
+			// Stop sharing: members who have it still serve it.
+			_ = x.store.Remove(t.id)
+		} else if st != TransferDone {
+			_ = x.store.RemovePartial(t.id)
+		}
+		x.mu.Lock()
+		t.t.Done = 0
+		x.mu.Unlock()
+		x.setStatus(t, TransferCanceled, "")
+		return Result{Text: "canceled " + name}, nil
+	}
+	return Result{}, errors.New("usage: /transfers [get|pause|resume|cancel N] [limit SIZE|off]")
+}
+
+func fmtLimit(l int64) string {
+	if l < 0 {
+		return "none (off)"
+	}
+	return fmtBytes(l)
+}
+
+func (x *transfers) listText() string {
+	list := x.List()
+	if len(list) == 0 {
+		return "no transfers"
+	}
+	var b strings.Builder
+	for i, t := range list {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		pct := 100
+		if t.Total > 0 {
+			pct = int(t.Done * 100 / t.Total)
+		}
+		fmt.Fprintf(&b, "%d. %-8s %3d%%  %s (%s)", i+1, t.Status, pct, t.File.Name, fmtBytes(t.File.Size))
+		if t.Path != "" {
+			fmt.Fprintf(&b, " → %s", t.Path)
+		}
+		if t.Err != "" {
+			fmt.Fprintf(&b, ": %s", t.Err)
+		}
+	}
+	return b.String()
+}
+
+// openCmd is /open N: hand a received file to the system's opener
+// ($CANOPY_OPENER, else xdg-open or open).
+func (e *Engine) openCmd(args []string) (Result, error) {
+	x := e.transfers()
+	if x == nil {
+		return Result{}, errors.New("file transfer needs a profile directory")
+	}
+	if len(args) != 1 {
+		return Result{}, errors.New("usage: /open N (a number from /transfers)")
+	}
+	t, err := x.find(args[0])
+	if err != nil {
+		return Result{}, err
+	}
+	x.mu.Lock()
+	path, st := t.t.Path, t.t.Status
+	x.mu.Unlock()
+	if st != TransferDone || path == "" {
+		return Result{}, fmt.Errorf("%s is not received yet (%s)", t.ann.Name, st)
+	}
+	opener := os.Getenv("CANOPY_OPENER")
+	if opener == "" {
+		opener = "xdg-open"
+		if runtime.GOOS == "darwin" {
+			opener = "open"
+		}
+	}
+	cmd := exec.Command(opener, path)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
+	if err := cmd.Start(); err != nil {
+		return Result{}, fmt.Errorf("opening %s: %w", path, err)
+	}
+	go func() { _ = cmd.Wait() }()
+	return Result{Text: "opened " + path}, nil
+}
+
+// openTransfers sets up file transfer for a profile on disk.
+func (e *Engine) openTransfers() error {
+	if e.cfg.ProfileDir == "" {
+		return nil
+	}
+	dl := e.cfg.DownloadDir
+	if dl == "" {
+		dl = filepath.Join(e.cfg.ProfileDir, "downloads")
+	}
+	x, err := newTransfers(e, filepath.Join(e.cfg.ProfileDir, "blobs"), dl)
+	if err != nil {
+		return err
+	}
+	e.xfers = x
+	return nil
+}
+
+// transfers is the engine's transfer manager, nil without a profile
+// directory.
+func (e *Engine) transfers() *transfers { return e.xfers }
+
+// setFileRow fills a file message's row from its announcement: the
+// announcement (with the key) as payload, a searchable description as
+// text. It reports false for a body that is no valid announcement.
+func setFileRow(row *store.Message, body []byte) bool {
+	a, err := blob.ParseAnnouncement(body)
+	if err != nil {
+		return false
+	}
+	row.Text, row.Payload = fileText(a), body
+	return true
+}
+
+// Handlers of the registry (registry.go).
+
+func (e *Engine) cmdSend(ctx context.Context, in cmdInput) (Result, error) {
+	if in.rest == "" {
+		return Result{}, in.usage()
+	}
+	return e.sendFile(ctx, in.g, in.rest)
+}
+
+func (e *Engine) cmdTransfers(_ context.Context, in cmdInput) (Result, error) {
+	return e.transfersCmd(in.gid, in.args)
+}
+
+func (e *Engine) cmdOpen(_ context.Context, in cmdInput) (Result, error) {
+	return e.openCmd(in.args)
+}
