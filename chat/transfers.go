@@ -260,7 +260,8 @@ func fmtBytes(n int64) string {
 }
 
 // parseSize reads "25M", "1.5G", "300k", "4096" (decimal units, as shown).
-func parseSize(s string) (int64, error) {
+func parseSize(in string) (int64, error) {
+	s := in
 	s = strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B")
 	mult := int64(1)
 	if n := len(s); n > 0 {
@@ -274,10 +275,14 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || f < 0 || f*float64(mult) > blob.MaxSize {
-		return 0, fmt.Errorf("%q is not a size (e.g. 25M, 1G)", s)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 25M, 1G)", in)
 	}
-	return int64(f * float64(mult)), nil
+	n := f * float64(mult)
+	if n > blob.MaxSize {
+		n = blob.MaxSize // nothing larger can be announced
+	}
+	return int64(n), nil
 }
 
 // emit reports a transfer; progress at most every transferEventEvery.
@@ -525,34 +530,35 @@ func (x *transfers) fetchRange(ctx context.Context, p string, id blob.ID, off, n
 	return node.FetchBlob(ctx, p2p.PeerID(p), id, off, n, read)
 }
 
+// maxFetchRetries bounds the automatic retries of a download no peer
+// could finish (the holders offline); the waits double from 1 s up to a
+// minute, about four minutes in all. /transfers resume starts over.
+const maxFetchRetries = 8
+
 func (x *transfers) run(ctx context.Context, t *xfer) {
-	select {
-	case x.slots <- struct{}{}:
-	case <-ctx.Done():
-		return
-	}
-	defer func() { <-x.slots }()
-	x.setStatus(t, TransferFetching, "")
-	err := x.store.Download(ctx, blob.Fetch{
-		Ann: t.ann, Peers: x.peersFor(t), Range: x.fetchRange,
-		Progress: func(done, total int64) {
-			x.mu.Lock()
-			t.t.Done, t.t.Total = done, total
-			x.mu.Unlock()
-			x.emit(t, true)
-		},
-		Refetched: func(n int64) {
-			x.e.log.Info("partial download resumed; unverified tail dropped", "file", t.id.String()[:12], "bytes", n)
-		},
-	})
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		err := x.fetch(ctx, t)
 		if ctx.Err() != nil {
 			return // paused, canceled or shutting down: the caller set the status
 		}
-		x.e.log.Warn("file transfer failed", "file", t.id.String()[:12], "err", err)
-		x.setStatus(t, TransferFailed, transferReason(err))
-		x.e.notice(t.t.Group, NoticeWarning, "could not fetch %s: %s", t.ann.Name, transferReason(err))
-		return
+		var fe *blob.FetchError
+		if errors.As(err, &fe) && attempt < maxFetchRetries {
+			wait := min(time.Second<<attempt, time.Minute)
+			x.setStatus(t, TransferFailed, fmt.Sprintf("%s; trying again in %s", transferReason(err), wait))
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err != nil {
+			x.e.log.Warn("file transfer failed", "file", t.id.String()[:12], "err", err)
+			x.setStatus(t, TransferFailed, transferReason(err))
+			x.e.notice(t.t.Group, NoticeWarning, "could not fetch %s: %s", t.ann.Name, transferReason(err))
+			return
+		}
+		break
 	}
 	path, err := x.store.Export(t.ann, x.dir)
 	if err != nil {
@@ -567,6 +573,33 @@ func (x *transfers) run(ctx context.Context, t *xfer) {
 	}
 	x.mu.Unlock()
 	x.setStatus(t, TransferDone, "")
+}
+
+// fetch runs one download attempt in one of the transfer slots.
+func (x *transfers) fetch(ctx context.Context, t *xfer) error {
+	select {
+	case x.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-x.slots }()
+	x.setStatus(t, TransferFetching, "")
+	first := true
+	return x.store.Download(ctx, blob.Fetch{
+		Ann: t.ann, Peers: x.peersFor(t), Range: x.fetchRange,
+		Progress: func(done, total int64) {
+			x.mu.Lock()
+			t.t.Done, t.t.Total = done, total
+			x.mu.Unlock()
+			// The first call reports what a resumed download kept: always
+			// shown.
+			x.emit(t, !first)
+			first = false
+		},
+		Refetched: func(n int64) {
+			x.e.log.Info("partial download resumed; unverified tail dropped", "file", t.id.String()[:12], "bytes", n)
+		},
+	})
 }
 
 // transferReason says in plain words why a transfer failed.

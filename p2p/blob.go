@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -37,6 +38,8 @@ const (
 	blobGlobal  = 16
 	// blobWriteSize is the size of the writes a response is sent in.
 	blobWriteSize = 64 << 10
+	// blobStallTimeout is how long a requester waits for the next bytes.
+	blobStallTimeout = 10 * time.Second
 )
 
 // BlobReader is a stored ciphertext (or the verified prefix of one) that a
@@ -171,6 +174,10 @@ func (n *Node) FetchBlob(ctx context.Context, from peer.ID, id [BlobIDLen]byte, 
 		return fmt.Errorf("p2p: blob range %d+%d out of bounds", offset, length)
 	}
 	return n.call(ctx, from, ProtocolBlob, func(f *frameStream) error {
+		// A holder that vanished without closing (killed, unplugged: over
+		// QUIC nothing tells us) is given up after blobStallTimeout
+		// without a byte, so the download moves on to another holder.
+		f.timeout = min(f.timeout, blobStallTimeout)
 		if err := writeReq(f, encodeBlobRequest(blobRequest{ID: id, Offset: uint64(offset), Length: uint64(length)}), smallFrame); err != nil {
 			return err
 		}
