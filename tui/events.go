@@ -53,6 +53,8 @@ func (m *model) handleEvent(ev chat.Event) tea.Cmd {
 		m.s.status = ev.Status
 	case chat.PeerEvent:
 		m.peer(ev.Peer, ev.Online)
+	case chat.TransferEvent:
+		return m.handleTransfer(ev.Transfer)
 	case chat.NoticeEvent:
 		text := sanitize(ev.Text, true)
 		if ev.Group != homeID && m.s.group(ev.Group) >= 0 {
@@ -106,7 +108,7 @@ func (m *model) handleMessage(msg chat.Message) tea.Cmd {
 		// stay on the lines being read
 		b.fromBottom += m.timeline.lineCount(b) - before
 	}
-	if !added || msg.Own || msg.Kind != chat.KindText {
+	if !added || msg.Own || (msg.Kind != chat.KindText && msg.Kind != chat.KindFile) {
 		return nil
 	}
 	delete(b.typing, sanitize(msg.Sender, false))

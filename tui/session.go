@@ -47,6 +47,7 @@ type session struct {
 	homeUnread   int  // notices and invitations that arrived while home was not shown
 	membersShown bool
 	commands     []chat.Command // chat.Commands; tests pin their own list
+	transfers    map[chat.MessageID]chat.Transfer
 }
 
 func (s *session) buffer(id chat.GroupID) *buffer {
@@ -218,7 +219,7 @@ func (b *buffer) index(e *entry) {
 	if e.msg.ID != "" {
 		b.byID[e.msg.ID] = e
 	}
-	if e.msg.Kind == chat.KindText {
+	if e.msg.Kind == chat.KindText || e.msg.Kind == chat.KindFile {
 		b.nickW = max(b.nickW, width(sanitize(e.msg.Sender, false)))
 	}
 }
@@ -241,7 +242,7 @@ func (b *buffer) reindex() {
 // unknown kinds are ignored, never fatal.
 func (b *buffer) apply(m chat.Message) bool {
 	switch m.Kind {
-	case chat.KindText, chat.KindSystem, "":
+	case chat.KindText, chat.KindSystem, chat.KindFile, "":
 		if m.Kind == "" {
 			m.Kind = chat.KindText
 		}

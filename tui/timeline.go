@@ -370,6 +370,9 @@ func renderEntry(s *session, e *entry, quoted *entry, c columns) []string {
 			}
 		}
 	}
+	if m.Kind == chat.KindFile && !e.deleted {
+		body = append(body, transferLine(s, m, c.bodyW)...)
+	}
 	if len(e.reactions) > 0 {
 		body = append(body, st.dim.Render(truncate(reactionLine(e.reactions), c.bodyW)))
 	}
