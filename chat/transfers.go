@@ -343,9 +343,9 @@ func (x *transfers) add(t *xfer) (*xfer, bool) {
 
 // ---- sending ----
 
-// cleanPath undoes what terminals do to a dropped or pasted path: quotes,
+// CleanPath undoes what terminals do to a dropped or pasted path: quotes,
 // file:// URLs, backslash-escaped spaces, a leading ~.
-func cleanPath(p string) string {
+func CleanPath(p string) string {
 	p = strings.TrimSpace(p)
 	if len(p) >= 2 && (p[0] == '\'' || p[0] == '"') && p[len(p)-1] == p[0] {
 		p = p[1 : len(p)-1]
@@ -420,7 +420,7 @@ func (e *Engine) sendFile(ctx context.Context, g *group, arg string) (Result, er
 	if x == nil {
 		return Result{}, errors.New("file transfer needs a profile directory")
 	}
-	path := cleanPath(arg)
+	path := CleanPath(arg)
 	if path == "" {
 		return Result{}, errors.New("usage: /send PATH")
 	}

@@ -156,8 +156,8 @@ func TestCleanPath(t *testing.T) {
 		"  /tmp/plain  ":        "/tmp/plain",
 	}
 	for in, want := range cases {
-		if got := cleanPath(in); got != want {
-			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
+		if got := CleanPath(in); got != want {
+			t.Errorf("CleanPath(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

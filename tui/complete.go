@@ -1,6 +1,8 @@
 package tui
 
 import (
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -18,6 +20,7 @@ import (
 //   - "/invite al"       → nicks of nearby canopy peers
 //   - "/edit "           → the text of your last message, to change it
 //   - "/react "          → a few common reactions
+//   - "/send ~/Doc"      → files and folders (paths may contain spaces)
 //   - "… @al"            → nicks of the group's members (a mention)
 //
 // Completion works on the end of the text, where the cursor is when typing.
@@ -64,6 +67,9 @@ func completeCandidates(text string, src completionSource) (head string, cands [
 	}
 	if isCommandLine(text) {
 		name, rest, _ := strings.Cut(text[1:], " ")
+		if strings.EqualFold(name, "send") && !strings.Contains(rest, "\n") {
+			return "/" + name + " ", completePath(rest), true
+		}
 		if strings.ContainsAny(rest, " \n") {
 			return "", nil, true // inside a command: Tab never leaves the composer
 		}
@@ -169,4 +175,65 @@ func lastOwnText(s *session) string {
 		}
 	}
 	return ""
+}
+
+// maxPathCandidates bounds what one directory listing offers.
+const maxPathCandidates = 200
+
+// completePath lists the files and folders whose path starts with typed
+// (folders end in "/"). Hidden entries show only when the typed name
+// starts with a dot. The typed directory part is kept as written (~/…).
+func completePath(typed string) []string {
+	dirPart := ""
+	if i := strings.LastIndex(typed, "/"); i >= 0 {
+		dirPart = typed[:i+1]
+	}
+	base := typed[len(dirPart):]
+	dir := chat.CleanPath(dirPart)
+	if dirPart == "" {
+		dir = "."
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	ents, _ := f.ReadDir(4096) // a huge directory is listed in part
+	var out []string
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, base) || (strings.HasPrefix(name, ".") && !strings.HasPrefix(base, ".")) {
+			continue
+		}
+		isDir := e.IsDir()
+		if e.Type()&os.ModeSymlink != 0 {
+			if st, err := os.Stat(filepath.Join(dir, name)); err == nil {
+				isDir = st.IsDir()
+			}
+		}
+		cand := dirPart + name
+		if isDir {
+			cand += "/"
+		}
+		out = append(out, cand)
+	}
+	sort.Strings(out)
+	return out[:min(len(out), maxPathCandidates)]
+}
+
+// droppedFile returns the path of an existing file if pasted is one (what a
+// terminal pastes when a file is dropped on it), else "".
+func droppedFile(pasted string) string {
+	pasted = strings.TrimSpace(pasted)
+	if pasted == "" || strings.ContainsAny(pasted, "\n\r") {
+		return ""
+	}
+	p := chat.CleanPath(pasted)
+	if !filepath.IsAbs(p) {
+		return ""
+	}
+	if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+		return ""
+	}
+	return p
 }

@@ -167,6 +167,15 @@ func (c *composer) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		c.setHeight()
 		return c, nil
 	}
+	if km.Paste && c.ta.Value() == "" && c.s.selected != homeID {
+		if p := droppedFile(string(km.Runes)); p != "" {
+			// a file dropped on the terminal arrives as its pasted path:
+			// offer to send it (Enter sends, editing the line does not)
+			c.ta.SetValue("/send " + p)
+			c.setHeight()
+			return c, nil
+		}
+	}
 	if isText(km) {
 		km = asText(km)
 		km.Runes = normalizeNewlines(km.Runes)

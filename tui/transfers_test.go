@@ -4,6 +4,9 @@ package tui
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +78,46 @@ func TestTransferStates(t *testing.T) {
 	d.events(ev)
 	if v := d.view(); !strings.Contains(v, "not received: no peer that has the file") || !strings.Contains(v, "is reachable") {
 		t.Fatalf("failed:\n%s", v)
+	}
+}
+
+// TestSendPathCompletion: Tab after /send offers the files and folders of
+// the typed directory, hidden ones only when asked for.
+func TestSendPathCompletion(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"notes one.txt", "notes two.txt", ".hidden", "other.bin"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Mkdir(filepath.Join(dir, "notes dir"), 0o700)
+	head, cands, ok := completeCandidates("/send "+dir+"/notes", completionSource{})
+	want := []string{dir + "/notes dir/", dir + "/notes one.txt", dir + "/notes two.txt"}
+	if !ok || head != "/send " || !slices.Equal(cands, want) {
+		t.Fatalf("completion: %q %q %v, want %q", head, cands, ok, want)
+	}
+	if _, cands, _ := completeCandidates("/send "+dir+"/.h", completionSource{}); !slices.Equal(cands, []string{dir + "/.hidden"}) {
+		t.Fatalf("hidden: %q", cands)
+	}
+	if _, cands, _ := completeCandidates("/send "+dir+"/", completionSource{}); len(cands) != 4 {
+		t.Fatalf("all but the hidden file: %q", cands)
+	}
+}
+
+// TestDropFileSends: a file dropped on the terminal (its path pasted into
+// an empty composer) becomes a /send line; other pastes stay text.
+func TestDropFileSends(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "shot 1.png")
+	os.WriteFile(path, []byte("x"), 0o600)
+	d := newDriver(t, 100, 24)
+	d.paste("'" + path + "'")
+	if v := d.view(); !strings.Contains(v, "/send "+path) {
+		t.Fatalf("dropped file:\n%s", v)
+	}
+	d2 := newDriver(t, 100, 24)
+	d2.paste(filepath.Join(dir, "missing.png"))
+	if v := d2.view(); strings.Contains(v, "/send") {
+		t.Fatalf("a path that is no file became /send:\n%s", v)
 	}
 }
