@@ -119,7 +119,15 @@
 //	/canopy/inbox/1       SendInbox         Handlers.Inbox (Welcomes, direct)
 //	/canopy/sync/1        Sync, SyncAll     Handlers.Sync, relay topic log
 //	/canopy/tree/1        FetchTree         Handlers.Tree
+//	/canopy/blob/1        FetchBlob         Handlers.Blob (encrypted files)
 //	/canopy/relay/1       KeepTopic, Deposit, FetchMailbox, PutKeyPackages
+//
+// /canopy/blob/1 moves file ciphertext by content id: a request names a
+// byte range (at most MaxBlobRange), the response is a status and then the
+// raw bytes, streamed from the holder's disk, never buffered whole. A
+// holder serves at most 2 responses to one peer and 16 in all at a time;
+// a requester gives up on a holder silent for 10 s. The bytes are
+// authenticated by the requester (package blob), not by p2p.
 //
 // SendOrDeposit delivers to a peer directly or, if it is offline, leaves the
 // message in relay mailboxes, which the peer drains with FetchMailbox when it
