@@ -428,3 +428,26 @@ func TestStoreServesVerifiedPrefixOnly(t *testing.T) {
 		t.Fatalf("open of a stopped partial file: %v", err)
 	}
 }
+
+func TestRemoveTemporary(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	a, data := testAnn(t, 100)
+	if _, err := s.Put(bytes.NewReader(data), a.Key, a.Size); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(s.Dir(), tempPut+"123"), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(s.Dir(), tempNote+"123"), []byte("x"), 0o600)
+	dl := t.TempDir()
+	os.WriteFile(filepath.Join(dl, tempExport+"9"), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(dl, "mine.txt"), []byte("x"), 0o600)
+	s.RemoveTemporary()
+	RemoveTemporary(dl)
+	ents, _ := os.ReadDir(s.Dir())
+	if len(ents) != 1 || !s.Has(a.ID()) {
+		t.Fatalf("store after cleanup: %d entries", len(ents))
+	}
+	ents, _ = os.ReadDir(dl)
+	if len(ents) != 1 || ents[0].Name() != "mine.txt" {
+		t.Fatalf("downloads after cleanup: %v", ents)
+	}
+}

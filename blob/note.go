@@ -21,7 +21,7 @@ func (s *Store) SetNote(id ID, note []byte) error {
 	if len(note) > MaxNoteLen {
 		return fmt.Errorf("blob: note of %d bytes", len(note))
 	}
-	tmp, err := os.CreateTemp(s.dir, ".note-*")
+	tmp, err := os.CreateTemp(s.dir, tempNote+"*")
 	if err != nil {
 		return err
 	}
@@ -71,4 +71,35 @@ func (s *Store) RemovePartial(id ID) error {
 		return err
 	}
 	return nil
+}
+
+// Temporary files: Put, SetNote and Export write to these and rename or
+// link them into place, so after a crash they are garbage.
+const (
+	tempPut    = ".put-"
+	tempNote   = ".note-"
+	tempExport = ".canopy-partial-"
+)
+
+// RemoveTemporary deletes what an interrupted Put or SetNote left behind.
+// Call it only while no other Put or SetNote runs on the directory (at
+// start-up: a profile is used by one process at a time).
+func (s *Store) RemoveTemporary() { removePrefixed(s.dir, tempPut, tempNote) }
+
+// RemoveTemporary deletes what an interrupted Export left in a downloads
+// folder; the same caveat applies.
+func RemoveTemporary(downloads string) { removePrefixed(downloads, tempExport) }
+
+func removePrefixed(dir string, prefixes ...string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		for _, p := range prefixes {
+			if strings.HasPrefix(e.Name(), p) && e.Type().IsRegular() {
+				_ = os.Remove(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
 }

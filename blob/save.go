@@ -33,7 +33,7 @@ func (s *Store) Export(a *Announcement, dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	tmp, err := os.CreateTemp(dir, ".canopy-partial-*")
+	tmp, err := os.CreateTemp(dir, tempExport+"*")
 	if err != nil {
 		return "", err
 	}

@@ -52,7 +52,7 @@ func (s *Store) partPath(id ID) string { return s.path(id) + ".part" }
 // only once complete.
 func (s *Store) Put(src io.Reader, k Key, size uint64) ([32]byte, error) {
 	var sum [32]byte
-	tmp, err := os.CreateTemp(s.dir, ".put-*")
+	tmp, err := os.CreateTemp(s.dir, tempPut+"*")
 	if err != nil {
 		return sum, fmt.Errorf("blob: store: %w", err)
 	}

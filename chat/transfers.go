@@ -172,6 +172,43 @@ type transfers struct {
 	list   []*xfer // in order of arrival
 	byID   map[blob.ID]*xfer
 	limits map[GroupID]int64 // per-group auto-fetch limits; -1: off
+	auto   map[GroupID]*autoBudget
+}
+
+// autoBudget counts what a group made this profile fetch unasked in the
+// current window: a member who announces many files under the limit fills
+// the disk only up to autoBudgetFactor × the limit a day; beyond that files
+// wait for /transfers get like large ones.
+type autoBudget struct {
+	since time.Time
+	bytes int64
+}
+
+const (
+	autoBudgetFactor = 8
+	autoBudgetWindow = 24 * time.Hour
+)
+
+// takeAuto reports whether a file of size may be fetched unasked in g,
+// and counts it if so.
+func (x *transfers) takeAuto(g GroupID, size int64) bool {
+	lim := x.autoLimit(g)
+	if lim < 0 || size > lim {
+		return false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	b := x.auto[g]
+	now := time.Now()
+	if b == nil || now.Sub(b.since) > autoBudgetWindow {
+		b = &autoBudget{since: now}
+		x.auto[g] = b
+	}
+	if b.bytes+size > autoBudgetFactor*max(lim, 1<<20) {
+		return false
+	}
+	b.bytes += size
+	return true
 }
 
 type xfer struct {
@@ -189,7 +226,7 @@ func newTransfers(e *Engine, blobDir, downloadDir string) (*transfers, error) {
 		return nil, err
 	}
 	x := &transfers{e: e, store: s, dir: downloadDir, slots: make(chan struct{}, maxConcurrentFetches),
-		byID: map[blob.ID]*xfer{}, limits: map[GroupID]int64{}}
+		byID: map[blob.ID]*xfer{}, limits: map[GroupID]int64{}, auto: map[GroupID]*autoBudget{}}
 	if b, err := os.ReadFile(x.limitsPath()); err == nil {
 		_ = json.Unmarshal(b, &x.limits)
 	}
@@ -471,7 +508,7 @@ func (x *transfers) announced(g *group, row store.Message, sender p2p.PeerID) {
 		x.emit(t, false)
 		return
 	}
-	if lim := x.autoLimit(g.gid); lim >= 0 && int64(a.Size) <= lim {
+	if x.takeAuto(g.gid, int64(a.Size)) {
 		x.start(t)
 		return
 	}
@@ -665,10 +702,21 @@ func (e *Engine) serveBlob(_ context.Context, _ p2p.PeerID, id [p2p.BlobIDLen]by
 // ones are listed, unfinished downloads continue, and files whose message
 // is gone (retention) are removed.
 func (x *transfers) resume(ctx context.Context) {
+	// What a crash left: temporary files, and ciphertext sealed for a
+	// message that was never sent (no note).
+	x.store.RemoveTemporary()
+	blob.RemoveTemporary(x.dir)
 	notes, err := x.store.Notes()
 	if err != nil {
 		x.e.log.Warn("reading transfer state", "err", err)
 		return
+	}
+	if ids, err := x.store.IDs(); err == nil {
+		for _, id := range ids {
+			if _, ok := notes[id]; !ok {
+				_ = x.store.Remove(id)
+			}
+		}
 	}
 	type item struct {
 		t   *xfer

@@ -161,3 +161,36 @@ func TestCleanPath(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoFetchBudget: a group gets at most autoBudgetFactor × its limit
+// fetched unasked per window; files above the limit never are.
+func TestAutoFetchBudget(t *testing.T) {
+	e := &Engine{}
+	x, err := newTransfers(e, t.TempDir(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.setLimit("g", 10<<20); err != nil {
+		t.Fatal(err)
+	}
+	if x.takeAuto("g", 10<<20+1) {
+		t.Fatal("a file over the limit was taken")
+	}
+	n := 0
+	for x.takeAuto("g", 10<<20) {
+		n++
+		if n > 100 {
+			break
+		}
+	}
+	if n != autoBudgetFactor {
+		t.Fatalf("%d files of the limit's size taken, want %d", n, autoBudgetFactor)
+	}
+	if !x.takeAuto("other", 1000) {
+		t.Fatal("another group's budget was used up too")
+	}
+	x.setLimit("g", -1)
+	if x.takeAuto("g", 1) {
+		t.Fatal("taken with auto-fetch off")
+	}
+}
