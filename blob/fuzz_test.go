@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// Seeds live in testdata/fuzz/<Target>; gen_seeds_test.go regenerates them.
+// Seeds live in testdata/fuzz/<Target>; gen_seeds_test.go (build tag
+// devtools) regenerates them.
 
 // FuzzParseAnnouncement: no input panics, and every accepted announcement
 // has exactly one encoding.
