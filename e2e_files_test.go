@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
@@ -11,10 +12,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
 	"github.com/canopy-chat/canopy/blob"
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // transferOf decodes a "transfer" line of the headless stream.
@@ -235,6 +239,80 @@ func TestE2EFileResume(t *testing.T) {
 		if rss == 0 || rss >= 100<<20 {
 			t.Fatalf("receiver peak RSS %d bytes, want under 100 MB", rss)
 		}
+	}
+	alice.quit()
+	bob.quit()
+}
+
+// liarBlob is what a lying holder serves: random bytes for any file.
+type liarBlob struct{ served *atomic.Int64 }
+
+func (l liarBlob) ReadAt(p []byte, off int64) (int, error) {
+	rand.Read(p)
+	l.served.Add(int64(len(p)))
+	return len(p), nil
+}
+func (liarBlob) Close() error { return nil }
+func (liarBlob) Size() int64  { return 1 << 40 }
+
+// TestE2EFileLyingPeer: with the sender offline, the receiver asks a peer
+// that claims to hold every file (here: its relay) and serves garbage.
+// The download fails naming the bad data, that peer is not asked again,
+// and once the sender is back the file arrives intact.
+func TestE2EFileLyingPeer(t *testing.T) {
+	t.Parallel()
+	bin := canopyBinary(t)
+	data := t.TempDir()
+	var served atomic.Int64
+	liar, err := p2p.New(context.Background(), nil,
+		p2p.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), p2p.WithMDNS(false), p2p.WithDHT(p2p.DHTOff),
+		p2p.WithAutoNAT(false), p2p.WithHolePunching(false),
+		p2p.WithHandlers(p2p.Handlers{Blob: func(context.Context, peer.ID, [p2p.BlobIDLen]byte) (p2p.BlobReader, error) {
+			return liarBlob{&served}, nil
+		}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { liar.Close() })
+	ai := liar.AddrInfo()
+	addrs, err := peer.AddrInfoToP2pAddrs(&ai)
+	if err != nil || len(addrs) == 0 {
+		t.Fatalf("liar's addresses: %v", err)
+	}
+
+	alice := startPeer(t, bin, data, "alice")
+	bob := startPeer(t, bin, data, "bob", "--bootstrap", addrs[0].String())
+	g := alice.must("/create lies " + bob.card()).group()
+	bob.wait("invitation", func(e *jev) bool { return e.Type == "invitation" })
+	bob.must("/accept")
+	alice.wait("two members", membersAre(g, 2))
+	bob.must("/transfers limit off")
+
+	src, sum := writeBigFile(t, "true.bin", 2)
+	alice.must("/send " + src)
+	bob.wait("offered", isTransferE2E("true.bin", func(tr e2eTransfer) bool { return tr.Transfer.Status == "offered" }))
+	alice.quit()
+
+	bob.must("/transfers get 1")
+	bob.wait("the liar dropped", isTransferE2E("true.bin", func(tr e2eTransfer) bool {
+		return tr.Transfer.Status == "failed" && strings.Contains(tr.Transfer.Error, "1 peer(s) served bad data")
+	}))
+	if served.Load() == 0 {
+		t.Fatal("the lying peer was never asked")
+	}
+	if _, err := os.Stat(filepath.Join(data, "canopy", "bob", "downloads", "true.bin")); err == nil {
+		t.Fatal("a file was saved from bad data")
+	}
+	askedBefore := served.Load()
+
+	alice = startPeer(t, bin, data, "alice")
+	done := bob.waitWithin(0, 3*e2eWait, "done from the sender", isTransferE2E("true.bin", func(tr e2eTransfer) bool { return tr.Transfer.Status == "done" }))
+	dt, _ := transferOf(done)
+	if fileHash(t, dt.Transfer.Path) != sum {
+		t.Fatal("received file differs")
+	}
+	if served.Load() != askedBefore {
+		t.Fatalf("the lying peer was asked again (%d more bytes)", served.Load()-askedBefore)
 	}
 	alice.quit()
 	bob.quit()

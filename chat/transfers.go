@@ -218,6 +218,9 @@ type xfer struct {
 	t        Transfer
 	cancel   context.CancelFunc
 	lastEmit time.Time
+	// liars served bytes of this file that did not authenticate: they are
+	// not asked for it again (until a restart).
+	liars map[p2p.PeerID]bool
 }
 
 func newTransfers(e *Engine, blobDir, downloadDir string) (*transfers, error) {
@@ -540,6 +543,11 @@ func (x *transfers) start(t *xfer) {
 func (x *transfers) peersFor(t *xfer) []string {
 	var out []string
 	seen := map[p2p.PeerID]bool{x.e.id.id: true}
+	x.mu.Lock()
+	for p := range t.liars {
+		seen[p] = true
+	}
+	x.mu.Unlock()
 	addp := func(p p2p.PeerID) {
 		if p != "" && !seen[p] {
 			seen[p] = true
@@ -579,7 +587,20 @@ func (x *transfers) run(ctx context.Context, t *xfer) {
 			return // paused, canceled or shutting down: the caller set the status
 		}
 		var fe *blob.FetchError
-		if errors.As(err, &fe) && attempt < maxFetchRetries {
+		if errors.As(err, &fe) {
+			x.mu.Lock()
+			for p, why := range fe.Reasons {
+				if errors.Is(why, blob.ErrLyingPeer) {
+					if t.liars == nil {
+						t.liars = map[p2p.PeerID]bool{}
+					}
+					t.liars[p2p.PeerID(p)] = true
+					x.e.log.Warn("a peer served bad data for a file and is not asked for it again", "peer", p2p.PeerID(p), "file", t.id.String()[:12])
+				}
+			}
+			x.mu.Unlock()
+		}
+		if fe != nil && attempt < maxFetchRetries {
 			wait := min(time.Second<<attempt, time.Minute)
 			x.setStatus(t, TransferFailed, fmt.Sprintf("%s; trying again in %s", transferReason(err), wait))
 			select {
