@@ -506,9 +506,10 @@ func (x *transfers) announced(g *group, row store.Message, sender p2p.PeerID) {
 		return
 	}
 	if t.t.Own {
-		t.t.Status, t.t.Done = TransferSharing, t.t.Total
-		x.saveNote(t)
-		x.emit(t, false)
+		x.mu.Lock()
+		t.t.Done = t.t.Total
+		x.mu.Unlock()
+		x.setStatus(t, TransferSharing, "")
 		return
 	}
 	if x.takeAuto(g.gid, int64(a.Size)) {
@@ -880,7 +881,7 @@ func (e *Engine) transfersCmd(gid GroupID, args []string) (Result, error) {
 		return Result{}, err
 	}
 	x.mu.Lock()
-	st, own, cancel := t.t.Status, t.t.Own, t.cancel
+	st, own, cancel, path := t.t.Status, t.t.Own, t.cancel, t.t.Path
 	x.mu.Unlock()
 	name := t.ann.Name
 	switch op {
@@ -889,7 +890,7 @@ func (e *Engine) transfersCmd(gid GroupID, args []string) (Result, error) {
 		case own:
 			return Result{}, errors.New("that is your own file")
 		case st == TransferDone:
-			return Result{Text: name + " is already saved to " + t.t.Path}, nil
+			return Result{Text: name + " is already saved to " + path}, nil
 		case cancel != nil:
 			return Result{Text: name + " is already being fetched"}, nil
 		}
