@@ -194,3 +194,58 @@ func TestAutoFetchBudget(t *testing.T) {
 		t.Fatal("taken with auto-fetch off")
 	}
 }
+
+// TestFileTransferPauseCancelResume: /transfers pause stops a download and
+// keeps it paused, cancel drops what was fetched, resume starts it again
+// and it completes once the sender is back.
+func TestFileTransferPauseCancelResume(t *testing.T) {
+	ad := t.TempDir()
+	aliceOpts := func(c *Config) { c.Store, c.ProfileDir = nil, ad }
+	alice := newPeer(t, "alice", aliceOpts)
+	bob := newPeer(t, "bob", func(c *Config) { c.Store, c.ProfileDir = nil, t.TempDir() })
+	connect(t, alice, bob)
+	g := alice.run("", "/create pause "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	bob.run(g, "/transfers limit off")
+	path, data := writeRandomFile(t, "later.bin", 2*blob.RangeSize)
+	alice.run(g, "/send "+path)
+	tr := bob.rec.wait(t, "offered", isTransfer(TransferOffered, "later.bin")).(TransferEvent).Transfer
+	if err := alice.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	x := bob.e.xfers
+	id, _ := blob.ParseID(tr.File.ID)
+	running := func() bool {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		return x.byID[id].cancel != nil
+	}
+	bob.run(g, "/transfers get 1")
+	bob.rec.wait(t, "no holder reachable", func(ev Event) bool {
+		te, ok := ev.(TransferEvent)
+		return ok && te.Transfer.Status == TransferFailed && strings.Contains(te.Transfer.Err, "trying again")
+	})
+	bob.run(g, "/transfers pause 1")
+	bob.rec.wait(t, "paused", isTransfer(TransferPaused, "later.bin"))
+	waitFor(t, "the download stopped", func() bool { return !running() })
+	if list := bob.run(g, "/transfers").Text; !strings.Contains(list, "paused") {
+		t.Fatalf("/transfers after pause: %q", list)
+	}
+	bob.run(g, "/transfers cancel 1")
+	bob.rec.wait(t, "canceled", isTransfer(TransferCanceled, "later.bin"))
+	// The state outlives a restart: a canceled transfer is not resumed.
+	notes, _ := x.store.Notes()
+	if !strings.Contains(string(notes[id]), `"status":"canceled"`) {
+		t.Fatalf("note after cancel: %s", notes[id])
+	}
+
+	alice2 := newPeer(t, "alice", aliceOpts)
+	connect(t, alice2, bob) // bob backs off dialing alice after the failed attempts
+	bob.run(g, "/transfers resume #"+string(tr.Message)[:8])
+	done := bob.rec.wait(t, "done", isTransfer(TransferDone, "later.bin")).(TransferEvent).Transfer
+	if got, _ := os.ReadFile(done.Path); !bytes.Equal(got, data) {
+		t.Fatal("file differs")
+	}
+}
