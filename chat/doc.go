@@ -44,6 +44,18 @@
 // contact card inside the group (kind profile, authenticated by MLS and
 // checked against the sender's leaf) to learn nicks and addresses.
 //
+// # Files
+//
+// /send PATH seals a file into the profile's blob store (package blob) and
+// sends a file message (kind 8) whose body is the blob announcement; the
+// row keeps the announcement, key included, so the key goes when the
+// message goes. Receivers fetch over /canopy/blob/1 from the sender,
+// members and relays (transfers.go), under a per-group auto-fetch limit,
+// and report TransferEvents; /transfers lists, fetches, pauses, resumes
+// and cancels, /open hands a saved file to the system's opener. File
+// transfer needs a ProfileDir (ciphertext in blobs/, received files in
+// downloads/ or Config.DownloadDir).
+//
 // # Groups and ordering
 //
 // Before that, every frame passes the frame gate (framegate.go): it is
