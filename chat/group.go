@@ -343,7 +343,7 @@ func (g *group) tick() {
 	g.exec(g.m.Tick(g.proc, g.e.now()))
 	g.rejudgeHeld()
 	g.catchUpIfHeld()
-	g.intents.prune(g.e.now())
+	g.intents.prune(g.e.now(), g.m.Intended)
 	if len(g.refused) > 0 {
 		g.retryRefused()
 	}

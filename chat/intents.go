@@ -61,10 +61,13 @@ type intentRec struct {
 // longer be noticed.
 const intentTTL = time.Hour
 
-// prune forgets intents older than intentTTL.
-func (s *intentState) prune(now time.Time) {
+// prune forgets intents older than intentTTL, and those the fork choice
+// no longer tracks (settled for good, or moot): nothing will ask for them
+// again, and a record kept could only re-commit a decision the group has
+// since undone.
+func (s *intentState) prune(now time.Time, tracked func(id string) bool) {
 	for id, in := range s.byID {
-		if now.Sub(in.at) > intentTTL {
+		if now.Sub(in.at) > intentTTL || (tracked != nil && !tracked(id) && in.done == nil && !in.refreshing) {
 			delete(s.byID, id)
 		}
 	}
@@ -192,6 +195,9 @@ func (g *group) commitIntents(ids []string) {
 		}
 		switch in.Kind {
 		case ordering.Add:
+			if in.kp == nil {
+				continue // an adopted add still waiting for its KeyPackage
+			}
 			if _, ok := present[in.Target]; ok {
 				finish(in, fmt.Errorf("%s is already a member", e.displayName(in.peer, "")))
 				continue
@@ -289,15 +295,18 @@ func (g *group) commitSettings(s groupSettings) error {
 
 // repropose commits own changes again after their Commit lost. An add
 // whose Welcome already went out gets a fresh KeyPackage first: the
-// invitee may have joined the losing branch with the old one.
+// invitee may have joined the losing branch with the old one. Intents the
+// machine made itself (restore/, rejoin/) are adopted first (adoptIntent).
 func (g *group) repropose(intents []ordering.Intent) {
 	var ids []string
 	for _, in := range intents {
 		rec := g.intents.byID[in.ID]
 		if rec == nil {
-			continue
+			if rec = g.adoptIntent(in); rec == nil {
+				continue
+			}
 		}
-		if rec.Kind == ordering.Add && rec.welcomed {
+		if rec.Kind == ordering.Add && (rec.welcomed || rec.kp == nil) {
 			g.refreshKeyPackage(rec)
 			continue
 		}
@@ -311,6 +320,53 @@ func (g *group) repropose(intents []ordering.Intent) {
 			}
 		})
 	}
+}
+
+// adoptIntent makes a record for an intent the fork choice made itself:
+// "restore/<epoch>/<identity>" (re-add a member that a removed member's
+// replayed Commit removed, ordering README "Restoration") and
+// "rejoin/<kind>/<identity>" (a change of the branch this member lost that
+// nobody else will make again). The machine decides when such an intent is
+// done and stops asking; the record lives under the intent's ID so that
+// OwnCommit links its Commit, and prune drops it once the machine no
+// longer tracks it.
+//
+//   - Add: the target is a peer id (ident); the add needs a fresh
+//     KeyPackage of it, fetched as for any re-add (refreshKeyPackage: one
+//     fetch per record in flight, bounded by a timeout, tried again on the
+//     next Repropose), and its Welcome is sent when the Commit settles, as
+//     for any add: the member re-added proves continuity with it
+//     (welcome.go), its adder being a member of its chain at the fork.
+//   - Remove: carried out like an own removal. The machine only asks for
+//     the removals of a lost branch that nobody on the joined branch will
+//     make again (a rejoin); dropping them would quietly undo a removal
+//     the group made. commitIntents skips it if the target is already out.
+//   - Update: no target, committed as an own update.
+//
+// Nothing here is taken from outside the machine: the targets come from
+// Commits that MLS authenticated and the fork choice judged.
+func (g *group) adoptIntent(in ordering.Intent) *intentRec {
+	if g.closed || g.m == nil || !g.m.Intended(in.ID) {
+		return nil
+	}
+	rec := &intentRec{Intent: in, at: g.e.now()}
+	switch in.Kind {
+	case ordering.Add, ordering.Remove:
+		rec.peer = p2p.PeerID(in.Target)
+		if rec.peer == "" || rec.peer == g.e.id.id {
+			return nil
+		}
+		if err := rec.peer.Validate(); err != nil {
+			g.e.log.Warn("fork choice intent with a bad target", "group", g.gid, "intent", in.ID, "err", err)
+			return nil
+		}
+	case ordering.Update:
+	default:
+		return nil
+	}
+	g.e.log.Info("carrying out the fork choice's own change", "group", g.gid, "intent", in.ID, "kind", in.Kind.String())
+	g.intents.byID[in.ID] = rec
+	return rec
 }
 
 // refreshKeyPackage fetches a new KeyPackage for a re-add, then commits.
@@ -330,6 +386,13 @@ func (g *group) refreshKeyPackage(rec *intentRec) {
 			rec.refreshing = false
 			if err != nil {
 				g.e.log.Info("re-add: no fresh KeyPackage yet", "peer", to, "err", err)
+				return
+			}
+			if g.intents.byID[rec.ID] != rec || g.m == nil || !g.m.Intended(rec.ID) {
+				// Settled or dropped while fetching (another member
+				// re-added the target, or the group removed it again):
+				// adding now would undo the group's later decision.
+				delete(g.intents.byID, rec.ID)
 				return
 			}
 			rec.kp, rec.welcomed = kp, false

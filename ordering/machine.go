@@ -564,6 +564,13 @@ func (m *Machine[S]) Sent(id MessageID, msg []byte, now time.Time) []Decision {
 	return m.finish()
 }
 
+// Intended reports whether the machine still tracks the intent id (not
+// yet settled for good, nor dropped as moot). The engine keeps what it needs
+// to carry out an intent (a KeyPackage, a peer) only as long as this holds.
+func (m *Machine[S]) Intended(id string) bool {
+	return slices.ContainsFunc(m.intents, func(is *intentState) bool { return is.ID == id })
+}
+
 // Intend records a membership change this member wants. The engine commits
 // it (and reports the Commit with OwnCommit listing intent.ID); the machine
 // answers Repropose whenever that Commit loses, until the canonical branch
