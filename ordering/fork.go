@@ -335,7 +335,9 @@ func (m *Machine[S]) restoreRemoved(n *node[S]) {
 		if id == x || id == m.cfg.Self || slices.Contains(n.info.Added, id) {
 			continue
 		}
-		if slices.ContainsFunc(m.intents, func(is *intentState) bool { return is.Target == id && is.Kind != Update }) {
+		if slices.ContainsFunc(m.intents, func(is *intentState) bool {
+			return is.Target == id && is.Kind != Update && !m.appliedBefore(is, n)
+		}) {
 			continue // already intended (or this member wants it out)
 		}
 		if debugf != nil {
@@ -347,6 +349,22 @@ func (m *Machine[S]) restoreRemoved(n *node[S]) {
 			restore: true,
 		})
 	}
+}
+
+// appliedBefore reports whether an own add was applied by the canonical
+// chain before n (at or below n's parent): n removing its target undid it,
+// so it does not stand for a restore. (An own add not yet final when the
+// replay came, e.g. the group's creation, kept the victim out: the add
+// stayed "carried by a canonical Commit" and was never re-proposed.)
+func (m *Machine[S]) appliedBefore(is *intentState, n *node[S]) bool {
+	if is.Kind != Add {
+		return false
+	}
+	if is.isSat && is.satisfied <= n.key.Epoch {
+		return true
+	}
+	c, ok := m.nodes[is.carrier]
+	return ok && c.canon && c.hasKey && c.key.Epoch < n.key.Epoch
 }
 
 // debugf is set by tests to trace decisions.
