@@ -104,6 +104,7 @@ type group struct {
 	stage   stagedWrites
 	sync    syncState
 	refused []refusedWelcome
+	askedAt time.Time // last claim request for a held Welcome (rejoin.go)
 
 	// The frame gate (framegate.go): authenticators of the retained
 	// states (loop-owned), shared with the gossip validator.

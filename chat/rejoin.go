@@ -76,9 +76,12 @@ func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter invi
 	// own chain (shared Commit, adder a member where the branch leaves ours
 	// and not removed since, the branch's first Commit a real member's).
 	if err := g.m.CheckWelcome(identityOf(st, signer), st.Epoch(), hist); err != nil {
-		if errors.Is(err, ordering.ErrNotForward) {
+		if errors.Is(err, ordering.ErrNotForward) || errors.Is(err, ordering.ErrAdderRemoved) {
 			if len(g.refused) < maxRefusedWelcomes {
 				g.refused = append(g.refused, refusedWelcome{env: env, tree: tree, inviter: inviter, warning: warning, from: from})
+			}
+			if errors.Is(err, ordering.ErrAdderRemoved) {
+				g.askForClaims()
 			}
 			return
 		}
@@ -126,6 +129,30 @@ func (g *group) separateWelcome(st *mls.Group, env *welcomeEnvelope, tree []byte
 		e.log.Warn("keeping a separate invitation", "err", err)
 	}
 }
+
+// askForClaims sends this member's claim to its roster, at most once per
+// claimAskInterval. A proven Welcome into a branch that starts with (or
+// was made by) a member this member's chain removed is what a restore
+// re-add looks like to its victim (ordering README, "Restoration"): the
+// removed member's Commit became canonical through a trusted claim that
+// has not reached this member yet (the lagging member's claims go to its
+// own roster, which no longer lists the victim). The members answer a
+// claim that lost with theirs; a trusted one lifts the bar here, and the
+// held Welcome (retryRefused) then passes CheckWelcome. Nothing is taken
+// from the Welcome itself: it is held, not trusted, and an adder's
+// Welcome into a branch that no trusted member claims stays held until
+// it is dropped (maxRefusedWelcomes) or the group is closed.
+func (g *group) askForClaims() {
+	if g.m == nil || (!g.askedAt.IsZero() && g.e.now().Sub(g.askedAt) < claimAskInterval) {
+		return
+	}
+	g.askedAt = g.e.now()
+	g.announce(g.m.MakeClaim(nil))
+}
+
+// claimAskInterval rate-limits askForClaims: a stream of Welcomes makes a
+// member send at most one claim per interval.
+const claimAskInterval = 5 * time.Second
 
 // retryRefused asks again about Welcomes the fork choice refused.
 func (g *group) retryRefused() {
