@@ -33,7 +33,18 @@ type refusedWelcome struct {
 	inviter inviterInfo
 	warning string
 	from    p2p.PeerID
+	// until: a Welcome held only while a claim may still lift a bar
+	// (ErrAdderRemoved) is dropped after it; zero: held as long as the
+	// bound allows.
+	until time.Time
 }
+
+// heldWelcomeTTL is how long a Welcome into a branch our chain bars waits
+// for a claim that shows the group went that way (a restore re-add): a few
+// claim round trips, not the life of the group, so that a member's
+// Welcome into a removed member's branch does not make us ask for claims
+// for ever.
+const heldWelcomeTTL = 2 * time.Minute
 
 // welcomeForMember handles a Welcome into a group this member already
 // runs. It is a fork heal only if it proves to continue this member's
@@ -41,7 +52,9 @@ type refusedWelcome struct {
 // canonical chain and knew that state's secrets); then it replaces the
 // state when the fork choice says it leads forward (our join Commit lost,
 // our branch lost, we were removed on a branch that lost), else it is kept
-// and asked about again later. A Welcome that does not prove it is
+// and asked about again later; so is one into a branch our chain bars
+// (its first Commit a removed member's: a restore re-add, askForClaims),
+// for heldWelcomeTTL. A Welcome that does not prove it is
 // somebody else's group with the same id: at most a separate invitation,
 // which the user sees as such and must accept explicitly.
 func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter inviterInfo, warning string, from p2p.PeerID) {
@@ -78,7 +91,11 @@ func (g *group) welcomeForMember(env *welcomeEnvelope, tree []byte, inviter invi
 	if err := g.m.CheckWelcome(identityOf(st, signer), st.Epoch(), hist); err != nil {
 		if errors.Is(err, ordering.ErrNotForward) || errors.Is(err, ordering.ErrAdderRemoved) {
 			if len(g.refused) < maxRefusedWelcomes {
-				g.refused = append(g.refused, refusedWelcome{env: env, tree: tree, inviter: inviter, warning: warning, from: from})
+				r := refusedWelcome{env: env, tree: tree, inviter: inviter, warning: warning, from: from}
+				if errors.Is(err, ordering.ErrAdderRemoved) {
+					r.until = e.now().Add(heldWelcomeTTL)
+				}
+				g.refused = append(g.refused, r)
 			}
 			if errors.Is(err, ordering.ErrAdderRemoved) {
 				g.askForClaims()
@@ -140,8 +157,9 @@ func (g *group) separateWelcome(st *mls.Group, env *welcomeEnvelope, tree []byte
 // claim that lost with theirs; a trusted one lifts the bar here, and the
 // held Welcome (retryRefused) then passes CheckWelcome. Nothing is taken
 // from the Welcome itself: it is held, not trusted, and an adder's
-// Welcome into a branch that no trusted member claims stays held until
-// it is dropped (maxRefusedWelcomes) or the group is closed.
+// Welcome into a branch that no trusted member claims is dropped after
+// heldWelcomeTTL; until then it is asked about again at each tick, and we
+// ask for claims at most once per claimAskInterval.
 func (g *group) askForClaims() {
 	if g.m == nil || (!g.askedAt.IsZero() && g.e.now().Sub(g.askedAt) < claimAskInterval) {
 		return
@@ -158,8 +176,17 @@ const claimAskInterval = 5 * time.Second
 func (g *group) retryRefused() {
 	refused := g.refused
 	g.refused = nil
+	now := g.e.now()
 	for _, r := range refused {
+		if !r.until.IsZero() && now.After(r.until) {
+			g.e.log.Info("held welcome dropped: no claim showed the group on its branch", "group", g.gid, "from", r.from)
+			continue
+		}
+		n := len(g.refused)
 		g.welcomeForMember(r.env, r.tree, r.inviter, r.warning, r.from)
+		if len(g.refused) > n && !r.until.IsZero() {
+			g.refused[len(g.refused)-1].until = r.until // held again: keep its deadline
+		}
 	}
 }
 

@@ -14,13 +14,14 @@ import (
 // before her removal reached everyone. Carol has processed neither alice's
 // update nor mallory's removal when mallory's Commit removing bob (built on
 // the state before the update) reaches her: by key it is the best Commit of
-// that epoch, she takes it, and her claim is trusted (she was a member at
-// the fork and nobody removed her). It lifts the bar on alice, who held
-// the removal: the replay becomes canonical there, and alice's fork choice
-// asks for bob's re-add (restore/<epoch>/<bob>), an intent the engine never
-// made. Alice's engine fetches a fresh KeyPackage of bob, commits the add
-// under the intent's ID and sends the Welcome; her removal of mallory, lost
-// with her branch, is committed again. Bob, still on his branch (carol's
+// that epoch, she takes it, and when alice's next message opens on the
+// branch she judged lost she announces her claim, which is trusted (she
+// was a member at the fork and nobody removed her). It lifts the bar on
+// alice, who held the removal: the replay becomes canonical there, and
+// alice's fork choice asks for bob's re-add (restore/<epoch>/<bob>), an
+// intent the engine never made. Alice's engine fetches a fresh KeyPackage
+// of bob, commits the add under the intent's ID and sends the Welcome; her
+// removal of mallory, lost with her branch, is committed again. Bob, still on his branch (carol's
 // claims go to her roster, which no longer lists him), holds the Welcome
 // and asks for claims; alice's answer lifts his bar, he switches to the
 // replay's branch (out: "no longer a member"), and the held Welcome then
@@ -97,19 +98,14 @@ func TestReplayCarriedByLaggingMemberRestoresVictim(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Both sides speak on their branch, then carol announces her claim.
-	// The test makes her announce: carol holds alice's branch too (the
-	// update lost to the replay by key, the kick sits on it), so alice's
-	// messages open there and nothing in her fork choice counts as
-	// evidence; alice and bob deliver carol's messages on the barred branch
-	// the same way. Left alone, the two sides stay apart (see the report of
-	// this change). The claim itself travels and is judged as any other:
-	// signed, over the inbox, to carol's roster (alice and mallory).
+	// Both sides speak on their branch. Carol holds alice's branch too
+	// (the update lost to the replay by key, the kick sits on it), so
+	// alice's message opens there, off carol's canonical branch: evidence
+	// for a claim (ordering: a message read on a branch that is not ours).
+	// Carol's claim goes, signed, over the inbox, to her roster (alice and
+	// mallory); it is trusted at alice and lifts her bar.
 	alice.run(gid, "alice on her branch")
 	carol.run(gid, "carol on her branch")
-	if err := cg.do(ctx, func() { cg.announce(cg.m.MakeClaim(nil)) }); err != nil {
-		t.Fatal(err)
-	}
 	// The replay became canonical (bob was out) and the restore re-added
 	// him into the same group.
 	bob.rec.wait(t, "bob removed by the replay", isNotice("no longer a member of quad"))

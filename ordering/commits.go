@@ -125,6 +125,13 @@ func (m *Machine[S]) tryOpen(pm *pendingMsg, cands []*node[S]) bool {
 			}
 			m.markID(o.ID)
 		}
+		if !n.canon {
+			// A member speaks on a branch that is not ours: evidence that
+			// one of us has to move. Usually it knows (it has our better
+			// Commit), but not when it barred it, nor when we took a
+			// replay it barred: only a claim tells either side.
+			m.evidence = true
+		}
 		m.emit(Deliver{ID: o.ID, Sender: o.Sender, Epoch: n.epoch, Node: n.id, Payload: o.Payload, Canonical: n.canon})
 		return true
 	}
