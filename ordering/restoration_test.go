@@ -233,3 +233,52 @@ func TestJoinerIgnoresRemovedMembersClaimAtItsJoin(t *testing.T) {
 		t.Fatalf("J after X's claim: lost %v, standing %v, member %v", j.lost != nil, j.standing, j.IsMember())
 	}
 }
+
+// TestMessageOffOurBranchIsEvidence: L took X's replay by key and holds
+// A's branch too (A's Commit at the fork lost to the replay there). A
+// message of A's branch opens in a state L holds but not on L's canonical
+// branch: nothing else tells L that A (which barred the replay) never
+// moved, so it is evidence for a claim, and L's next Tick announces it.
+// Without this, neither side announced and they stayed apart (with real
+// engines: chat.TestReplayCarriedByLaggingMemberRestoresVictim).
+func TestMessageOffOurBranchIsEvidence(t *testing.T) {
+	h, _ := laggingReplay(t)
+	l := h.ms["L"]
+	at := h.at.Add(time.Minute)
+	for _, d := range l.Tick(h.be, at) {
+		if _, ok := d.(Announce); ok {
+			t.Fatal("L announced with nothing to tell")
+		}
+	}
+	var off *node[*mstate]
+	for _, n := range l.nodes {
+		if !n.canon && n.live && n.epoch > l.root.epoch {
+			off = n
+		}
+	}
+	if off == nil {
+		t.Fatal("L holds no state off its canonical branch")
+	}
+	msg, err := h.be.protect("A", off.state, "a-msg", []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	delivered := false
+	for _, d := range l.Receive(h.be, msg, off.epoch, Application, at) {
+		if dv, ok := d.(Deliver); ok && !dv.Canonical {
+			delivered = true
+		}
+	}
+	if !delivered {
+		t.Fatal("A's message should be delivered off L's canonical branch")
+	}
+	announced := false
+	for _, d := range l.Tick(h.be, at.Add(time.Hour)) {
+		if _, ok := d.(Announce); ok {
+			announced = true
+		}
+	}
+	if !announced {
+		t.Fatal("L did not announce its claim after reading a message off its branch")
+	}
+}
