@@ -33,6 +33,7 @@ var contractCases = []struct {
 	{"InvitationAccepted", testInvitationAccepted},
 	{"TopicLog", testTopicLog},
 	{"TopicQuotas", testTopicQuotas},
+	{"AppendFrames", testAppendFrames},
 	{"Mailbox", testMailbox},
 	{"KeyPackageCache", testKeyPackageCache},
 	{"Closed", testClosed},

@@ -42,6 +42,7 @@ type DB struct {
 	lock   *profileLock
 	closed atomic.Bool
 	mu     sync.Mutex // guards Close
+	stmts  stmtCache  // the writer's prepared statements (stmtcache.go)
 }
 
 // Option configures Open and OpenMemory.
