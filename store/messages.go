@@ -94,6 +94,11 @@ func insertMessages(ctx context.Context, tx *sql.Tx, msgs []Message) (int, error
 			inserted++
 		}
 	}
+	if inserted > 0 {
+		if err := indexIfDueTx(ctx, tx); err != nil {
+			return 0, err
+		}
+	}
 	return inserted, nil
 }
 
@@ -245,6 +250,13 @@ func (db *DB) Search(ctx context.Context, sq SearchQuery) ([]SearchResult, error
 	plan, err := ftsQuery(sq.Text)
 	if err != nil {
 		return nil, err
+	}
+	if plan.match != "" {
+		// Messages newer than the last batch are indexed now, so that
+		// search always sees everything stored.
+		if err := db.flushSearchIndex(ctx); err != nil {
+			return nil, err
+		}
 	}
 	q, err := db.read()
 	if err != nil {
