@@ -119,11 +119,11 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 				return err
 			}
 		}
-		n, err := insertMessages(ctx, tx, msgs)
+		n, flags, err := insertMessagesFlags(ctx, tx, msgs)
 		if err != nil {
 			return err
 		}
-		res.MessagesInserted = n
+		res.MessagesInserted, res.Inserted = n, flags
 		if err := settleOutbox(ctx, tx, t.GroupID, t.OutboxDone); err != nil {
 			return err
 		}
