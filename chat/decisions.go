@@ -42,7 +42,7 @@ func (g *group) handleFrame(fr inFrame) {
 // receiveAuthentic logs an authenticated frame and hands it to the fork
 // choice.
 func (g *group) receiveAuthentic(fr inFrame, hdr p2p.MLSHeader) {
-	if !g.precheckCommit(fr.data, hdr) {
+	if !g.precheckCommitWith(fr.data, hdr, fr.verdict) {
 		return
 	}
 	defer func() { g.pre = nil }()
@@ -108,7 +108,10 @@ func (g *group) exec(ds []ordering.Decision) {
 			}
 		}
 	}
-	if tipMoved || g.stage.pending() {
+	// Within a batch of received frames (handleFrames) the messages they
+	// opened are written once, at its end; a new tip and own keys used
+	// (ownSent: a frame about to be published) are written at once.
+	if tipMoved || g.stage.ownSent || g.stage.pending() && !g.stage.batching {
 		_ = g.persistTip()
 	}
 	if tipMoved {

@@ -416,12 +416,30 @@ func (g *group) admitFrame(fr inFrame, hdr p2p.MLSHeader) bool {
 	if !frameSizeOK(hdr, len(fr.data)) {
 		return false
 	}
+	if g.stillLive(fr.verdict) {
+		// The gossip validator authenticated it against a state the
+		// loop still retains: judged once, not again.
+		return true
+	}
 	v, gen := g.gate.judge(hdr.Epoch, fr.data, false)
 	switch v {
 	case frameAuthentic:
 		return true
 	case frameUndecided:
 		g.gate.hold(heldFrame{data: fr.data, from: fr.from, epoch: hdr.Epoch, at: g.e.now(), gen: gen})
+	}
+	return false
+}
+
+// stillLive reports whether gv's authenticating state is still retained.
+func (g *group) stillLive(gv *gateVerdict) bool {
+	if gv == nil {
+		return false
+	}
+	for _, ea := range g.auths {
+		if ea == gv.ea {
+			return true
+		}
 	}
 	return false
 }
@@ -506,6 +524,13 @@ type preChecked struct {
 // data secret opened it (or wait for a proposal): anything else is a
 // variant made from an honest frame, which no member sent.
 func (g *group) precheckCommit(data []byte, hdr p2p.MLSHeader) bool {
+	return g.precheckCommitWith(data, hdr, nil)
+}
+
+// precheckCommitWith is precheckCommit for a frame whose authenticating
+// state gv names (the validator's verdict): only that state is tried,
+// without authenticating the frame again.
+func (g *group) precheckCommitWith(data []byte, hdr p2p.MLSHeader, gv *gateVerdict) bool {
 	if hdr.WireFormat != p2p.WirePrivateMessage || hdr.ContentType != p2p.ContentCommit {
 		return true // the membership tag of a PublicMessage covers it all
 	}
@@ -517,7 +542,11 @@ func (g *group) precheckCommit(data []byte, hdr p2p.MLSHeader) bool {
 		if ea == nil || ea.a.Epoch() != hdr.Epoch {
 			continue
 		}
-		if _, err := ea.a.Authenticate(data); err != nil {
+		if gv != nil && g.stillLive(gv) {
+			if ea != gv.ea {
+				continue
+			}
+		} else if _, err := ea.a.Authenticate(data); err != nil {
 			continue
 		}
 		next := st.Clone()

@@ -36,6 +36,9 @@ type inFrame struct {
 	data   []byte
 	from   p2p.PeerID
 	synced bool
+	// verdict is the gossip validator's judgement of the frame (nil for
+	// frames from sync): the loop does not authenticate it again.
+	verdict *gateVerdict
 }
 
 const (
@@ -178,7 +181,7 @@ func (g *group) start() {
 	e.mu.Unlock()
 	g.loadOutbox()
 	if !g.offline && e.node != nil {
-		t, err := e.node.JoinGroup(g.id, p2p.WithTopicValidator(g.validate))
+		t, err := e.node.JoinGroup(g.id, p2p.WithTopicVerdictValidator(g.validateVerdict))
 		if err != nil {
 			e.log.Error("joining group topic", "group", g.gid, "err", err)
 		} else {
@@ -219,7 +222,7 @@ func (g *group) loop() {
 		case f := <-g.reqs:
 			f()
 		case fr := <-g.frames:
-			g.handleFrame(fr)
+			g.handleFrames(fr)
 		case <-tick.C:
 			g.tick()
 		case <-g.quit:
@@ -269,7 +272,7 @@ func (g *group) readTopic(t *p2p.Topic) {
 			return
 		}
 		select {
-		case g.frames <- inFrame{data: m.Data, from: m.From}:
+		case g.frames <- inFrame{data: m.Data, from: m.From, verdict: verdictOf(m)}:
 		case <-g.quit:
 			return
 		}

@@ -110,7 +110,7 @@ func (g *group) resendOne(st *mls.Group, epoch uint64, id []byte, o *ownMsg) {
 		g.e.log.Debug("re-send", "err", err)
 		return
 	}
-	g.stage.dirty = true
+	g.stage.dirty, g.stage.ownSent = true, true
 	o.epoch, o.at = epoch, g.e.now()
 	g.exec(g.m.Sent(ordering.MessageID(id), wire, g.e.now()))
 	g.publish(wire, epoch, nil)
@@ -224,7 +224,7 @@ func (g *group) protectOwn(id, payload []byte, okind uint16) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.stage.dirty = true
+	g.stage.dirty, g.stage.ownSent = true, true
 	g.out.log.add(string(id), payload, g.st.Epoch(), g.e.now())
 	if okind != 0 {
 		g.stage.outbox = append(g.stage.outbox, store.OutboxEntry{GroupID: g.id, ID: id, Kind: okind, Epoch: g.st.Epoch(), Payload: payload, Wire: wire, Attempts: 1, LastAttemptAt: g.e.now()})

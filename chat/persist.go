@@ -188,6 +188,12 @@ func isWordByte(c byte) bool {
 // stagedWrites is what the loop writes with the next persisted state.
 type stagedWrites struct {
 	dirty  bool            // a retained state changed (opened message, proposal)
+	// ownSent: an own frame was protected (a ratchet key used): it must
+	// be written before the frame is published, also within a batch.
+	ownSent bool
+	// batching: the loop is handling a batch of received frames; what
+	// they stage is written once at its end (handleFrames).
+	batching bool
 	rows   []store.Message // rows to write with the next persisted state
 	rowIDs map[string]bool
 	outbox []store.OutboxEntry
@@ -201,7 +207,7 @@ func (w *stagedWrites) pending() bool {
 // take returns the staged rows and outbox entries and empties the stage.
 func (w *stagedWrites) take() ([]store.Message, []store.OutboxEntry) {
 	rows, outbox := w.rows, w.outbox
-	w.rows, w.outbox, w.dirty = nil, nil, false
+	w.rows, w.outbox, w.dirty, w.ownSent = nil, nil, false, false
 	clear(w.rowIDs)
 	return rows, outbox
 }
