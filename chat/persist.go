@@ -187,16 +187,16 @@ func isWordByte(c byte) bool {
 
 // stagedWrites is what the loop writes with the next persisted state.
 type stagedWrites struct {
-	dirty  bool            // a retained state changed (opened message, proposal)
+	dirty bool // a retained state changed (opened message, proposal)
 	// ownSent: an own frame was protected (a ratchet key used): it must
 	// be written before the frame is published, also within a batch.
 	ownSent bool
 	// batching: the loop is handling a batch of received frames; what
 	// they stage is written once at its end (handleFrames).
 	batching bool
-	rows   []store.Message // rows to write with the next persisted state
-	rowIDs map[string]bool
-	outbox []store.OutboxEntry
+	rows     []store.Message // rows to write with the next persisted state
+	rowIDs   map[string]bool
+	outbox   []store.OutboxEntry
 }
 
 // pending reports whether anything waits to be written.
