@@ -18,11 +18,8 @@ import (
 // switch of branch.
 
 func (g *group) handleFrame(fr inFrame) {
-	if g.offline || g.m == nil {
-		return
-	}
-	hdr, err := p2p.ParseMLSHeader(fr.data)
-	if err != nil || !bytes.Equal(hdr.GroupID, g.id) || !hdr.HasEpoch() {
+	hdr, ok := g.frameHeader(fr)
+	if !ok {
 		return
 	}
 	if g.sync.parking && !fr.synced {
@@ -39,6 +36,18 @@ func (g *group) handleFrame(fr inFrame) {
 	g.receiveAuthentic(fr, hdr)
 }
 
+// frameHeader parses a frame of this group that the loop can handle now.
+func (g *group) frameHeader(fr inFrame) (p2p.MLSHeader, bool) {
+	if g.offline || g.m == nil {
+		return p2p.MLSHeader{}, false
+	}
+	hdr, err := p2p.ParseMLSHeader(fr.data)
+	if err != nil || !bytes.Equal(hdr.GroupID, g.id) || !hdr.HasEpoch() {
+		return p2p.MLSHeader{}, false
+	}
+	return hdr, true
+}
+
 // receiveAuthentic logs an authenticated frame and hands it to the fork
 // choice.
 func (g *group) receiveAuthentic(fr inFrame, hdr p2p.MLSHeader) {
@@ -47,6 +56,12 @@ func (g *group) receiveAuthentic(fr inFrame, hdr p2p.MLSHeader) {
 	}
 	defer func() { g.pre = nil }()
 	seq, inserted := g.logFrame(fr.data, hdr.Epoch, fr.from)
+	g.receiveLogged(fr, hdr, seq, inserted)
+}
+
+// receiveLogged hands an authenticated frame the frame log holds (at seq;
+// inserted: by this call) to the fork choice.
+func (g *group) receiveLogged(fr inFrame, hdr p2p.MLSHeader, seq int64, inserted bool) {
 	if !inserted && (g.sync.sessionSeq == 0 || seq < g.sync.sessionSeq) && hdr.Epoch <= g.m.Epoch() {
 		// Handled by an earlier run, in an epoch we have reached: a
 		// catch-up duplicate (its key is consumed; it would only sit in
