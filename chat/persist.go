@@ -21,7 +21,9 @@ func (g *group) saveMetaInto(row *store.Group) {
 }
 
 // stageRow adds a message to the next persisted transition; it reports
-// false for a message the group already has (a re-send, a duplicate).
+// false for a message staged already. One the store has (a re-send, a
+// duplicate) is left out when the transition is written
+// (TransitionResult.Inserted), without a lookup per message.
 func (g *group) stageRow(r store.Message) bool {
 	if r.GroupID == nil {
 		r.GroupID = g.id
@@ -29,11 +31,6 @@ func (g *group) stageRow(r store.Message) bool {
 	k := string(r.ID)
 	if g.stage.rowIDs[k] {
 		return false
-	}
-	if appKind(r.Kind) != appSystem {
-		if _, err := g.e.db.Message(g.ctx, g.id, r.ID); err == nil {
-			return false
-		}
 	}
 	g.stage.rowIDs[k] = true
 	g.stage.rows = append(g.stage.rows, r)
@@ -64,7 +61,7 @@ func (g *group) persistTip() error {
 	if epoch > ordering.DefaultWindowEpochs {
 		prune = epoch - ordering.DefaultWindowEpochs
 	}
-	_, err = g.e.db.CommitEpoch(g.ctx, store.EpochTransition{
+	res, err := g.e.db.CommitEpoch(g.ctx, store.EpochTransition{
 		GroupID: g.id, Epoch: epoch, CommitHash: g.commitRef, State: state, CommitInfo: g.tipCommitInfo(), Group: &row,
 		Messages: rows, OutboxAdd: outbox, PruneBelow: prune,
 	})
@@ -75,6 +72,15 @@ func (g *group) persistTip() error {
 		return err
 	}
 	g.row = row
+	if len(res.Inserted) == len(rows) {
+		fresh := rows[:0]
+		for i, r := range rows {
+			if res.Inserted[i] {
+				fresh = append(fresh, r)
+			}
+		}
+		rows = fresh
+	}
 	g.emitRows(rows)
 	return nil
 }
