@@ -48,12 +48,14 @@ func (g *group) handleFrames(first inFrame) {
 		pending = g.receiveBatch(pending)
 		g.handleFrame(fr)
 	}
+	g.dequeued(first)
 	take(first)
 	n, size := 1, len(first.data)
 more:
 	for n < maxFrameBatch && size < maxFrameBatchBytes {
 		select {
 		case fr := <-g.frames:
+			g.dequeued(fr)
 			take(fr)
 			n++
 			size += len(fr.data)
@@ -66,6 +68,7 @@ more:
 	if g.stage.pending() {
 		_ = g.persistTip()
 	}
+	g.noteBacklog()
 }
 
 // receiveBatch logs the pending frames in one transaction and hands them

@@ -80,15 +80,17 @@ func (g *group) exec(ds []ordering.Decision) {
 		case ordering.Advanced:
 			before := g.settings
 			g.syncTip()
+			g.order.q.begin(g.epoch())
 			g.onAdvanced(d.To, before)
 			tipMoved = true
 		case ordering.Switched:
 			before := g.settings
 			g.syncTip()
+			g.order.q.begin(g.epoch())
 			g.onSwitched(d, before)
 			tipMoved = true
 		case ordering.Deliver:
-			g.deliver(d)
+			g.deliverInOrder(d)
 		case ordering.Released:
 			delete(g.commits, d.Node)
 			for st, h := range g.stateHash {
@@ -372,6 +374,12 @@ func (g *group) deliver(d ordering.Deliver) {
 			Text: string(am.Body), ReplyTo: am.ReplyTo, SentAt: am.SentAt, State: store.Received,
 		}
 		g.stageRow(row)
+		if m := g.order.mark; m != orderInPlace {
+			if g.stage.marks == nil {
+				g.stage.marks = map[string]orderMark{}
+			}
+			g.stage.marks[string(am.ID)] = m
+		}
 		g.queueReceipt(am.ID)
 	case appFile:
 		row := store.Message{

@@ -301,6 +301,13 @@ func (gt *frameGate) heldBytes() int {
 	return gt.bytes
 }
 
+// heldCount is how many frames the group holds (status).
+func (gt *frameGate) heldCount() int {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	return len(gt.held)
+}
+
 // clear drops everything (the group stopped).
 func (gt *frameGate) clear() {
 	gt.mu.Lock()

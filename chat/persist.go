@@ -46,6 +46,8 @@ func (g *group) persistTip() error {
 		return nil
 	}
 	st, epoch, _ := g.m.Current()
+	marks := g.stage.marks
+	g.stage.marks = nil
 	rows, outbox := g.stage.take()
 	state, err := st.MarshalState()
 	if err != nil {
@@ -81,7 +83,7 @@ func (g *group) persistTip() error {
 		}
 		rows = fresh
 	}
-	g.emitRows(rows)
+	g.emitRows(rows, marks)
 	return nil
 }
 
@@ -100,12 +102,18 @@ func (g *group) epoch() uint64 {
 }
 
 // emitRows emits MessageEvents for stored rows and updates the view.
-func (g *group) emitRows(rows []store.Message) {
+func (g *group) emitRows(rows []store.Message, marks map[string]orderMark) {
 	if len(rows) == 0 {
 		return
 	}
 	for _, r := range rows {
 		m := g.e.messageFromRow(g, r)
+		switch marks[string(r.ID)] {
+		case orderGap:
+			m.Placement = AfterGap
+		case orderLate:
+			m.Placement = Late
+		}
 		g.view.mu.Lock()
 		if !m.Own && m.Kind != KindSystem {
 			g.view.snap.Unread++
@@ -202,6 +210,7 @@ type stagedWrites struct {
 	batching bool
 	rows     []store.Message // rows to write with the next persisted state
 	rowIDs   map[string]bool
+	marks    map[string]orderMark // rows shown out of their sender's order
 	outbox   []store.OutboxEntry
 }
 
