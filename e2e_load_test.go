@@ -57,8 +57,10 @@ func TestE2ELoad(t *testing.T) {
 		}
 	}
 	marks := make([]int, peers)
+	cpu0 := make([]time.Duration, peers)
 	for i, p := range procs {
 		marks[i] = p.mark()
+		cpu0[i] = procCPU(p.cmd.Process.Pid)
 	}
 
 	// Send: each peer its own goroutine, one line every 1/rate s.
@@ -173,13 +175,22 @@ func TestE2ELoad(t *testing.T) {
 		return lat[min(len(lat)-1, int(x*float64(len(lat))))].Round(time.Millisecond)
 	}
 	var rss []string
-	for _, p := range procs {
+	var cpu time.Duration
+	for i, p := range procs {
 		rss = append(rss, peakRSS(p.cmd.Process.Pid))
+		cpu += procCPU(p.cmd.Process.Pid) - cpu0[i]
+	}
+	// Each peer's CPU over the run (sending its share, receiving the
+	// others') per message it showed.
+	perDelivery := time.Duration(0)
+	if len(lat) > 0 {
+		perDelivery = cpu / time.Duration(len(lat))
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	t.Logf("%d peers × %d msg/s × %d s: %d deliveries of %d; sending took %v, all shown after %v; latency p50 %v p99 %v max %v; lost %d, duplicated %d, out of order %d; peak RSS %s; load %s",
+	t.Logf("%d peers × %d msg/s × %d s: %d deliveries of %d; sending took %v, all shown after %v; latency p50 %v p99 %v max %v; lost %d, duplicated %d, out of order %d; peer CPU per delivery %v (%.0f deliveries per CPU second); peak RSS %s; load %s",
 		peers, rate, secs, len(lat), want*peers, sendEnd.Round(time.Millisecond), drained.Round(time.Millisecond),
-		pct(0.50), pct(0.99), pct(1), lost, dups, reorders, strings.Join(rss, " "), strings.TrimSpace(string(load)))
+		pct(0.50), pct(0.99), pct(1), lost, dups, reorders, perDelivery.Round(time.Microsecond), float64(len(lat))/cpu.Seconds(),
+		strings.Join(rss, " "), strings.TrimSpace(string(load)))
 	if lost > 0 || dups > 0 || reorders > 0 || failed > 0 {
 		t.Fatalf("lost %d, duplicated %d, shown out of their sender's order %d, failed sends %d", lost, dups, reorders, failed)
 	}
@@ -197,4 +208,25 @@ func peakRSS(pid int) string {
 		}
 	}
 	return "?"
+}
+
+// procCPU reads a process's user+system CPU time from /proc (0 if
+// unavailable). The clock tick is 100 Hz on Linux.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces, in parens).
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
 }
