@@ -93,3 +93,27 @@ func (db *DB) prepareFrameLog(ctx context.Context) {
 	}
 	_ = db.prepare(ctx, sqlFrameByHash, sqlUsage, sqlInsertFrame)
 }
+
+// CommitEpoch's statements that run on every persisted state.
+const (
+	sqlGroupExists = `SELECT count(*) FROM groups WHERE id = ?`
+	sqlGroupTip    = `UPDATE groups SET epoch = ?, commit_hash = ?, updated_at = ? WHERE id = ?`
+	sqlGroupMeta   = `UPDATE groups SET name = ?, retention = ?, left_group = ?, meta = ? WHERE id = ?`
+	sqlPutState    = `INSERT INTO epoch_states (group_id, epoch, commit_hash, state, info, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (group_id, epoch, commit_hash) DO UPDATE SET state = excluded.state,
+				info = coalesce(excluded.info, info), updated_at = excluded.updated_at`
+	sqlPutHistory = `INSERT INTO epoch_history (group_id, epoch, commit_hash, at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (group_id, epoch) DO UPDATE SET
+					at = CASE WHEN commit_hash = excluded.commit_hash THEN at ELSE excluded.at END,
+					commit_hash = excluded.commit_hash`
+	sqlDropLaterHistory = `DELETE FROM epoch_history WHERE group_id = ? AND epoch > ?`
+)
+
+// prepareCommitEpoch prepares CommitEpoch's statements once.
+func (db *DB) prepareCommitEpoch(ctx context.Context) {
+	if db.stmt(sqlPutState) != nil || db.closed.Load() {
+		return
+	}
+	_ = db.prepare(ctx, sqlGroupExists, sqlGroupTip, sqlGroupMeta, sqlPutState, sqlPutHistory, sqlDropLaterHistory)
+}
