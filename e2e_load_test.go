@@ -114,9 +114,8 @@ func TestE2ELoad(t *testing.T) {
 	var lat []time.Duration
 	lost, dups, reorders, failed := 0, 0, 0, 0
 	for r, p := range procs {
-		p.mu.Lock()
-		events := slices.Clone(p.events[marks[r]:])
-		p.mu.Unlock()
+		all, _ := p.events.Events()
+		events := all[marks[r]:]
 		seen := make([][]bool, peers)
 		last := make([]int, peers)
 		for s := range seen {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -69,20 +70,16 @@ func newDeliveryStats() *deliveryStats {
 	return s
 }
 
-// consume follows receiver r's recorder from event from on until it
-// closes or stop is set.
+// consume follows receiver r's recorder from event from on until stop
+// is set.
 func (s *deliveryStats) consume(r int, rec *recorder, from int, stop *atomicBool) {
-	for i := from; ; i++ {
-		rec.mu.Lock()
-		for i >= len(rec.events) && !rec.closed && !stop.get() {
-			rec.cond.Wait()
+	always := func(Event) bool { return true }
+	for i := from; !stop.get(); {
+		ev, ok := rec.log.Wait(i, 100*time.Millisecond, always)
+		if !ok {
+			continue
 		}
-		if i >= len(rec.events) {
-			rec.mu.Unlock()
-			return
-		}
-		ev := rec.events[i]
-		rec.mu.Unlock()
+		i++
 		m, ok := ev.(MessageEvent)
 		if !ok || m.Message.Own || !strings.HasPrefix(m.Message.Body, "bench ") {
 			continue
@@ -169,14 +166,11 @@ func newGroupOf(b testing.TB, n int) ([]*testPeer, GroupID) {
 	return peers, g
 }
 
-// atomicBool is a flag read under a recorder's lock.
-type atomicBool struct {
-	mu sync.Mutex
-	v  bool
-}
+// atomicBool is a stop flag.
+type atomicBool struct{ v atomic.Bool }
 
-func (a *atomicBool) get() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.v }
-func (a *atomicBool) set()      { a.mu.Lock(); a.v = true; a.mu.Unlock() }
+func (a *atomicBool) get() bool { return a.v.Load() }
+func (a *atomicBool) set()      { a.v.Store(true) }
 
 func benchDelivery(b *testing.B, n int) {
 	peers, g := newGroupOf(b, n)
@@ -185,17 +179,10 @@ func benchDelivery(b *testing.B, n int) {
 	var wg sync.WaitGroup
 	defer func() {
 		stopped.set()
-		for _, p := range peers {
-			p.rec.mu.Lock()
-			p.rec.cond.Broadcast()
-			p.rec.mu.Unlock()
-		}
 		wg.Wait()
 	}()
 	for i, p := range peers {
-		p.rec.mu.Lock()
-		from := len(p.rec.events)
-		p.rec.mu.Unlock()
+		from := p.rec.log.Len()
 		wg.Add(1)
 		go func() { defer wg.Done(); stats.consume(i, p.rec, from, &stopped) }()
 	}
