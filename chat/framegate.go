@@ -26,7 +26,10 @@ import (
 // gossip (and so forwarded), written to the frame log and given to the
 // fork choice. The gossip validator and the group's loop both ask the
 // gate: the validator for what is forwarded, the loop for what arrives
-// by sync.
+// by sync. A gossip frame the validator accepted carries its verdict (the
+// authenticating state and sender, gateVerdict) to the loop through
+// p2p.Message.Verdict, so the loop neither authenticates it again nor,
+// for a Commit, looks for the state that did (precheckCommitWith).
 //
 // A frame the gate cannot judge yet (a future epoch, or an epoch whose
 // state on the frame's branch this member does not have) is held in
