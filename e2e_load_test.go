@@ -176,7 +176,7 @@ func TestE2ELoad(t *testing.T) {
 	var rss []string
 	var cpu time.Duration
 	for i, p := range procs {
-		rss = append(rss, peakRSS(p.cmd.Process.Pid))
+		rss = append(rss, fmt.Sprintf("%.1fMiB", float64(peakRSS(p.cmd.Process.Pid))/(1<<20)))
 		cpu += procCPU(p.cmd.Process.Pid) - cpu0[i]
 	}
 	// Each peer's CPU over the run (sending its share, receiving the
@@ -195,19 +195,6 @@ func TestE2ELoad(t *testing.T) {
 	}
 }
 
-// peakRSS reads a process's peak resident set (VmHWM) from /proc.
-func peakRSS(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "?"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			return strings.ReplaceAll(strings.TrimSpace(v), " ", "")
-		}
-	}
-	return "?"
-}
 
 // procCPU reads a process's user+system CPU time from /proc (0 if
 // unavailable). The clock tick is 100 Hz on Linux.
