@@ -195,7 +195,6 @@ func TestE2ELoad(t *testing.T) {
 	}
 }
 
-
 // procCPU reads a process's user+system CPU time from /proc (0 if
 // unavailable). The clock tick is 100 Hz on Linux.
 func procCPU(pid int) time.Duration {
