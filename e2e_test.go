@@ -41,6 +41,13 @@ func canopyBinary(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
 	}
+	return buildCanopy(t)
+}
+
+// buildCanopy builds the binary once per test process (also under -short,
+// for tests that run shortened rather than not at all).
+func buildCanopy(t *testing.T) string {
+	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "canopy-e2e-bin")
 		if err != nil {
@@ -111,6 +118,7 @@ type jev struct {
 	} `json:"members"`
 	Level string `json:"level"`
 	raw   string
+	at    time.Time // when the line was read
 }
 
 // group returns the group id of the event ("group" is an id, or an object
@@ -188,7 +196,7 @@ func startPeerWrapped(t *testing.T, wrap []string, bin, data, nick string, extra
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 1<<20), 4<<20)
 		for sc.Scan() {
-			ev := &jev{raw: sc.Text()}
+			ev := &jev{raw: sc.Text(), at: time.Now()}
 			if err := json.Unmarshal(sc.Bytes(), ev); err != nil {
 				ev.Type = "unparsable"
 			}

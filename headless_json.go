@@ -36,9 +36,13 @@ import (
 //	{"type":"message","message":MESSAGE}
 //	    a message arrived or one of ours was created. MESSAGE = {"id",
 //	    "group","kind","sender","sender_fp","own","body","reply_to",
-//	    "sent_at","epoch","delivery","mentions"}; kind is text, edit,
-//	    delete, reaction, receipt, typing, file or system; delivery (own
-//	    messages) is pending, sent, delivered or failed.
+//	    "sent_at","epoch","delivery","mentions","placement"}; kind is
+//	    text, edit, delete, reaction, receipt, typing, file or system;
+//	    delivery (own messages) is pending, sent, delivered or failed.
+//	    Each sender's messages come in the order it sent them; placement
+//	    (omitted when so) is "after-gap" for one shown after a 2 s hold
+//	    while an earlier one of its sender is missing, "late" for one
+//	    that arrived after later ones of its sender were shown.
 //	{"type":"delivery","group":"ID","id":"MSGID","delivery":"sent"}
 //	{"type":"group","group":GROUP}
 //	    GROUP = {"id","name","epoch","members","unread","mentions",
@@ -55,7 +59,11 @@ import (
 //	    words (an inviter using a known name with another key, a group
 //	    that claims the id of one you are in without continuing it).
 //	{"type":"status","status":{"peers","relays","reachability","addrs",
-//	    "nearby":[PEER…]}}   PEER = {"nick","peer_id","card"}
+//	    "nearby":[PEER…],"sending","catching_up"}}   PEER = {"nick",
+//	    "peer_id","card"}; sending and catching_up count own frames not
+//	    yet handed to the network and received frames not yet shown (0
+//	    when caught up); while either is not zero the status is repeated
+//	    every 0.5 s.
 //	{"type":"peer","peer":PEER,"online":true}
 //	{"type":"notice","group":"ID","level":"info|warning|error","text":"…"}
 //	{"type":"transfer","transfer":{"group","message","file":FILE,"own",
@@ -92,6 +100,9 @@ type jsonMessage struct {
 	Delivery string         `json:"delivery,omitempty"`
 	Mentions bool           `json:"mentions,omitempty"`
 	File     *jsonFile      `json:"file,omitempty"`
+	// Placement: "after-gap" or "late" when shown out of its sender's
+	// order (omitted when in order).
+	Placement string `json:"placement,omitempty"`
 }
 
 type jsonFile struct {
@@ -150,6 +161,9 @@ type jsonStatus struct {
 	Reachability string     `json:"reachability"`
 	Addrs        []string   `json:"addrs"`
 	Nearby       []jsonPeer `json:"nearby"`
+	// Sending and CatchingUp: the backlog (chat.NetStatus), 0 when none.
+	Sending    int `json:"sending"`
+	CatchingUp int `json:"catching_up"`
 }
 
 func toJSONMessage(m chat.Message) jsonMessage {
@@ -163,6 +177,9 @@ func toJSONMessage(m chat.Message) jsonMessage {
 	if m.File != nil {
 		f := jsonFile(*m.File)
 		j.File = &f
+	}
+	if m.Placement != chat.InOrder {
+		j.Placement = m.Placement.String()
 	}
 	return j
 }
@@ -261,7 +278,8 @@ func eventJSON(ev chat.Event) ([]byte, error) {
 }
 
 func toJSONStatus(s chat.NetStatus) jsonStatus {
-	j := jsonStatus{Peers: s.Peers, Relays: s.Relays, Reachability: s.Reachability, Addrs: s.Addrs, Nearby: []jsonPeer{}}
+	j := jsonStatus{Peers: s.Peers, Relays: s.Relays, Reachability: s.Reachability, Addrs: s.Addrs, Nearby: []jsonPeer{},
+		Sending: s.Sending, CatchingUp: s.CatchingUp}
 	if j.Addrs == nil {
 		j.Addrs = []string{}
 	}

@@ -39,3 +39,33 @@ func TestHeadlessJSONResult(t *testing.T) {
 		t.Fatalf("result JSON %s: %+v, %v", b, got, err)
 	}
 }
+
+// TestHeadlessJSONBacklogAndPlacement: the status carries the backlog
+// (sending, catching_up) and a message shown out of its sender's order
+// says so; in-order messages leave placement out.
+func TestHeadlessJSONBacklogAndPlacement(t *testing.T) {
+	var st struct {
+		Status struct {
+			Sending    *int `json:"sending"`
+			CatchingUp *int `json:"catching_up"`
+		} `json:"status"`
+	}
+	b, err := eventJSON(chat.StatusEvent{Status: chat.NetStatus{Sending: 40, CatchingUp: 1200}})
+	if err != nil || json.Unmarshal(b, &st) != nil || st.Status.Sending == nil || *st.Status.Sending != 40 || *st.Status.CatchingUp != 1200 {
+		t.Fatalf("status JSON %s, %v", b, err)
+	}
+	b, err = eventJSON(chat.StatusEvent{})
+	if err != nil || !bytes.Contains(b, []byte(`"sending":0`)) || !bytes.Contains(b, []byte(`"catching_up":0`)) {
+		t.Fatalf("caught-up status JSON %s, %v", b, err)
+	}
+	for p, want := range map[chat.Placement]string{chat.AfterGap: `"placement":"after-gap"`, chat.Late: `"placement":"late"`} {
+		b, err := eventJSON(chat.MessageEvent{Message: chat.Message{ID: "01", Body: "hi", Placement: p}})
+		if err != nil || !bytes.Contains(b, []byte(want)) {
+			t.Fatalf("%v: message JSON %s, %v", p, b, err)
+		}
+	}
+	b, err = eventJSON(chat.MessageEvent{Message: chat.Message{ID: "01", Body: "hi"}})
+	if err != nil || bytes.Contains(b, []byte(`placement`)) {
+		t.Fatalf("in-order message JSON %s, %v", b, err)
+	}
+}

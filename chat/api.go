@@ -151,6 +151,31 @@ type Message struct {
 	Mentions bool // mentions the local user
 	// File describes the file of a KindFile message (nil otherwise).
 	File *FileInfo
+	// Placement says where a received message stands in its sender's
+	// order (InOrder unless something was missing or late).
+	Placement Placement
+}
+
+// Placement is where a received message stands in its sender's order:
+// members show each sender's messages in the order it sent them (MLS
+// epoch, then generation), holding a later one up to 2 s while an
+// earlier one is provably missing.
+type Placement uint8
+
+const (
+	InOrder  Placement = iota
+	AfterGap           // shown after the hold although an earlier message of its sender is missing
+	Late               // arrived after later messages of its sender were shown
+)
+
+func (p Placement) String() string {
+	switch p {
+	case AfterGap:
+		return "after-gap"
+	case Late:
+		return "late"
+	}
+	return "in-order"
 }
 
 // Invitation is a pending invitation to a group.
@@ -182,6 +207,12 @@ type NetStatus struct {
 	// by mDNS among them) that introduced themselves: /invite accepts
 	// their nick.
 	Nearby []Peer
+	// Sending counts own frames accepted but not yet handed to the
+	// network, CatchingUp received frames not yet shown, across groups:
+	// front ends show them when not zero ("sending 40…", "catching up
+	// 1,200"). The engine re-announces its status while either is not
+	// zero.
+	Sending, CatchingUp int
 }
 
 // Peer is a canopy peer the engine is connected to.

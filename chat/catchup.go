@@ -63,12 +63,10 @@ func (g *group) catchUp(all bool) {
 			n := 0
 			err := node.SyncAll(ctx, p, topic, since, func(en p2p.SyncEntry) error {
 				n++
-				select {
-				case g.frames <- inFrame{data: en.Data, from: p, synced: true}:
-					return nil
-				case <-g.quit:
+				if !g.queueFrame(inFrame{data: en.Data, from: p, synced: true}) {
 					return errGroupClosed
 				}
+				return nil
 			})
 			cancel()
 			if err == nil || errors.Is(err, p2p.ErrNotFound) || errors.Is(err, p2p.ErrDenied) || errors.Is(err, p2p.ErrUnavailable) {

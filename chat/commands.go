@@ -184,7 +184,7 @@ func (e *Engine) create(ctx context.Context, args []string) (Result, error) {
 	g.start()
 	g.post(func() {
 		g.unpark() // a new group has nothing to catch up on
-		g.emitRows([]store.Message{line})
+		g.emitRows([]store.Message{line}, nil)
 		g.refreshMembers(true)
 	})
 	res := Result{Text: "created " + name, Group: g.gid}

@@ -18,11 +18,8 @@ import (
 // switch of branch.
 
 func (g *group) handleFrame(fr inFrame) {
-	if g.offline || g.m == nil {
-		return
-	}
-	hdr, err := p2p.ParseMLSHeader(fr.data)
-	if err != nil || !bytes.Equal(hdr.GroupID, g.id) || !hdr.HasEpoch() {
+	hdr, ok := g.frameHeader(fr)
+	if !ok {
 		return
 	}
 	if g.sync.parking && !fr.synced {
@@ -39,14 +36,32 @@ func (g *group) handleFrame(fr inFrame) {
 	g.receiveAuthentic(fr, hdr)
 }
 
+// frameHeader parses a frame of this group that the loop can handle now.
+func (g *group) frameHeader(fr inFrame) (p2p.MLSHeader, bool) {
+	if g.offline || g.m == nil {
+		return p2p.MLSHeader{}, false
+	}
+	hdr, err := p2p.ParseMLSHeader(fr.data)
+	if err != nil || !bytes.Equal(hdr.GroupID, g.id) || !hdr.HasEpoch() {
+		return p2p.MLSHeader{}, false
+	}
+	return hdr, true
+}
+
 // receiveAuthentic logs an authenticated frame and hands it to the fork
 // choice.
 func (g *group) receiveAuthentic(fr inFrame, hdr p2p.MLSHeader) {
-	if !g.precheckCommit(fr.data, hdr) {
+	if !g.precheckCommitWith(fr.data, hdr, fr.verdict) {
 		return
 	}
 	defer func() { g.pre = nil }()
 	seq, inserted := g.logFrame(fr.data, hdr.Epoch, fr.from)
+	g.receiveLogged(fr, hdr, seq, inserted)
+}
+
+// receiveLogged hands an authenticated frame the frame log holds (at seq;
+// inserted: by this call) to the fork choice.
+func (g *group) receiveLogged(fr inFrame, hdr p2p.MLSHeader, seq int64, inserted bool) {
 	if !inserted && (g.sync.sessionSeq == 0 || seq < g.sync.sessionSeq) && hdr.Epoch <= g.m.Epoch() {
 		// Handled by an earlier run, in an epoch we have reached: a
 		// catch-up duplicate (its key is consumed; it would only sit in
@@ -65,15 +80,17 @@ func (g *group) exec(ds []ordering.Decision) {
 		case ordering.Advanced:
 			before := g.settings
 			g.syncTip()
+			g.order.q.begin(g.epoch())
 			g.onAdvanced(d.To, before)
 			tipMoved = true
 		case ordering.Switched:
 			before := g.settings
 			g.syncTip()
+			g.order.q.begin(g.epoch())
 			g.onSwitched(d, before)
 			tipMoved = true
 		case ordering.Deliver:
-			g.deliver(d)
+			g.deliverInOrder(d)
 		case ordering.Released:
 			delete(g.commits, d.Node)
 			for st, h := range g.stateHash {
@@ -108,7 +125,10 @@ func (g *group) exec(ds []ordering.Decision) {
 			}
 		}
 	}
-	if tipMoved || g.stage.pending() {
+	// Within a batch of received frames (handleFrames) the messages they
+	// opened are written once, at its end; a new tip and own keys used
+	// (ownSent: a frame about to be published) are written at once.
+	if tipMoved || g.stage.ownSent || g.stage.pending() && !g.stage.batching {
 		_ = g.persistTip()
 	}
 	if tipMoved {
@@ -354,6 +374,12 @@ func (g *group) deliver(d ordering.Deliver) {
 			Text: string(am.Body), ReplyTo: am.ReplyTo, SentAt: am.SentAt, State: store.Received,
 		}
 		g.stageRow(row)
+		if m := g.order.mark; m != orderInPlace {
+			if g.stage.marks == nil {
+				g.stage.marks = map[string]orderMark{}
+			}
+			g.stage.marks[string(am.ID)] = m
+		}
 		g.queueReceipt(am.ID)
 	case appFile:
 		row := store.Message{

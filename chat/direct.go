@@ -237,7 +237,7 @@ func (e *Engine) createDirect(ctx context.Context, in *invitee) (*group, error) 
 	g.start()
 	g.post(func() {
 		g.unpark()
-		g.emitRows([]store.Message{line})
+		g.emitRows([]store.Message{line}, nil)
 		g.refreshMembers(true)
 	})
 	return g, nil

@@ -44,6 +44,17 @@
 // contact card inside the group (kind profile, authenticated by MLS and
 // checked against the sender's leaf) to learn nicks and addresses.
 //
+// Each sender's messages are shown in the order it sent them (MLS epoch,
+// then generation; senderorder.go): a later one waits up to 2 s while an
+// earlier one is provably missing, then is shown with Placement AfterGap;
+// one that arrives after later ones were shown is shown at once, Late.
+// Under load the loop takes the queued frames in batches (batch.go): the
+// gossip validator's verdict travels with each frame so it is
+// authenticated once, a batch's frames are logged in one transaction and
+// what they opened is written in one more. Receipts go out at most once a
+// second per group. NetStatus.Sending and CatchingUp tell front ends when
+// the engine is behind (backpressure.go); both queues are bounded in bytes.
+//
 // # Files
 //
 // /send PATH seals a file into the profile's blob store (package blob) and

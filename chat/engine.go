@@ -250,6 +250,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if e.xfers != nil {
 		e.xfers.resume(ctx)
 	}
+	e.watchBacklog()
 	e.writeCardFile()
 	e.statusChanged()
 	e.log.Info("engine started", "peer", e.id.id, "new_profile", created, "groups", len(e.groups))

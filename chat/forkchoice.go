@@ -334,6 +334,7 @@ func (p *groupProc) Open(st *mls.Group, msg []byte, ct ordering.ContentType) (or
 			// fatal: the key was used, the message shows nothing.
 			return ordering.Opened{Sender: sender}, nil
 		}
+		g.order.opened(am.ID, r.Generation)
 		return ordering.Opened{ID: ordering.MessageID(am.ID), Sender: sender, Payload: r.ApplicationData}, nil
 	}
 	return ordering.Opened{}, errors.New("chat: unexpected content")

@@ -26,7 +26,10 @@ import (
 // gossip (and so forwarded), written to the frame log and given to the
 // fork choice. The gossip validator and the group's loop both ask the
 // gate: the validator for what is forwarded, the loop for what arrives
-// by sync.
+// by sync. A gossip frame the validator accepted carries its verdict (the
+// authenticating state and sender, gateVerdict) to the loop through
+// p2p.Message.Verdict, so the loop neither authenticates it again nor,
+// for a Commit, looks for the state that did (precheckCommitWith).
 //
 // A frame the gate cannot judge yet (a future epoch, or an epoch whose
 // state on the frame's branch this member does not have) is held in
@@ -142,25 +145,41 @@ func frameSizeOK(hdr p2p.MLSHeader, n int) bool {
 // frame used is a duplicate.
 // The generation judged against is returned for hold.
 func (gt *frameGate) judge(epoch uint64, data []byte, dedupe bool) (verdict, uint64) {
-	gt.mu.Lock()
-	auths, lo, hi, known, gen := gt.byEpoch[epoch], gt.lo, gt.hi, gt.known, gt.gen
-	gt.mu.Unlock()
-	v := gt.judgeWith(auths, epoch, lo, hi, known, data, dedupe)
+	v, gen, _ := gt.judgeAuth(epoch, data, dedupe)
 	return v, gen
 }
 
-func (gt *frameGate) judgeWith(auths []*epochAuth, epoch, lo, hi uint64, known bool, data []byte, dedupe bool) verdict {
+// gateVerdict is what the gate learnt authenticating a frame. The gossip
+// validator hands it to the loop with the frame (p2p.Message.Verdict), so
+// that the loop neither authenticates the frame again nor, for a Commit,
+// searches the state that authenticated it; the sender's leaf and
+// generation place the message in its sender's order (senderorder.go).
+type gateVerdict struct {
+	ea     *epochAuth
+	sender mls.FrameSender
+}
+
+// judgeAuth is judge with the verdict of an authentic frame.
+func (gt *frameGate) judgeAuth(epoch uint64, data []byte, dedupe bool) (verdict, uint64, *gateVerdict) {
+	gt.mu.Lock()
+	auths, lo, hi, known, gen := gt.byEpoch[epoch], gt.lo, gt.hi, gt.known, gt.gen
+	gt.mu.Unlock()
+	v, gv := gt.judgeWith(auths, epoch, lo, hi, known, data, dedupe)
+	return v, gen, gv
+}
+
+func (gt *frameGate) judgeWith(auths []*epochAuth, epoch, lo, hi uint64, known bool, data []byte, dedupe bool) (verdict, *gateVerdict) {
 	if known && epoch > hi+ordering.DefaultMaxAhead {
-		return frameDrop // the fork choice could not buffer it either
+		return frameDrop, nil // the fork choice could not buffer it either
 	}
 	if !known || epoch > hi {
-		return frameUndecided
+		return frameUndecided, nil
 	}
 	if len(auths) == 0 {
 		if epoch < lo {
-			return frameDrop
+			return frameDrop, nil
 		}
-		return frameUndecided // a gap (say, before a Welcome's epoch): maybe another branch
+		return frameUndecided, nil // a gap (say, before a Welcome's epoch): maybe another branch
 	}
 	for _, ea := range auths {
 		s, err := ea.a.Authenticate(data)
@@ -189,13 +208,13 @@ func (gt *frameGate) judgeWith(auths []*epochAuth, epoch, lo, hi uint64, known b
 				}
 				gt.mu.Unlock()
 				if dup {
-					return frameDuplicate
+					return frameDuplicate, nil
 				}
 			}
 		}
-		return frameAuthentic
+		return frameAuthentic, &gateVerdict{ea: ea, sender: s}
 	}
-	return frameUndecided
+	return frameUndecided, nil
 }
 
 // hold keeps an undecided frame within the bounds: a source over its share
@@ -283,6 +302,13 @@ func (gt *frameGate) heldBytes() int {
 	gt.mu.Lock()
 	defer gt.mu.Unlock()
 	return gt.bytes
+}
+
+// heldCount is how many frames the group holds (status).
+func (gt *frameGate) heldCount() int {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	return len(gt.held)
 }
 
 // clear drops everything (the group stopped).
@@ -400,12 +426,30 @@ func (g *group) admitFrame(fr inFrame, hdr p2p.MLSHeader) bool {
 	if !frameSizeOK(hdr, len(fr.data)) {
 		return false
 	}
+	if g.stillLive(fr.verdict) {
+		// The gossip validator authenticated it against a state the
+		// loop still retains: judged once, not again.
+		return true
+	}
 	v, gen := g.gate.judge(hdr.Epoch, fr.data, false)
 	switch v {
 	case frameAuthentic:
 		return true
 	case frameUndecided:
 		g.gate.hold(heldFrame{data: fr.data, from: fr.from, epoch: hdr.Epoch, at: g.e.now(), gen: gen})
+	}
+	return false
+}
+
+// stillLive reports whether gv's authenticating state is still retained.
+func (g *group) stillLive(gv *gateVerdict) bool {
+	if gv == nil {
+		return false
+	}
+	for _, ea := range g.auths {
+		if ea == gv.ea {
+			return true
+		}
 	}
 	return false
 }
@@ -440,23 +484,30 @@ func (g *group) catchUpIfHeld() {
 // member could have sent are rejected; frames the gate cannot judge yet
 // are held and ignored (not forwarded, no penalty); only authenticated
 // frames are accepted and forwarded.
-func (g *group) validate(_ context.Context, from p2p.PeerID, hdr p2p.MLSHeader, data []byte) p2p.ValidationResult {
+func (g *group) validate(ctx context.Context, from p2p.PeerID, hdr p2p.MLSHeader, data []byte) p2p.ValidationResult {
+	r, _ := g.validateVerdict(ctx, from, hdr, data)
+	return r
+}
+
+// validateVerdict is validate for p2p.WithTopicVerdictValidator: an
+// accepted frame carries its *gateVerdict to the loop (nil for our own).
+func (g *group) validateVerdict(_ context.Context, from p2p.PeerID, hdr p2p.MLSHeader, data []byte) (p2p.ValidationResult, any) {
 	if hdr.WireFormat == p2p.WirePublicMessage && hdr.ContentType == p2p.ContentApplication {
 		// RFC 9420 §6.2: application data is never sent as a PublicMessage.
-		return p2p.Reject
+		return p2p.Reject, nil
 	}
 	if !frameSizeOK(hdr, len(data)) {
 		// No member's engine sends it, and forwarders accept only what
 		// passes this same bound.
-		return p2p.Reject
+		return p2p.Reject, nil
 	}
 	if from == g.e.id.id {
-		return p2p.Accept // our own frame (a rejoin's Commit is of an epoch we hold no state of)
+		return p2p.Accept, nil // our own frame (a rejoin's Commit is of an epoch we hold no state of)
 	}
-	v, gen := g.gate.judge(hdr.Epoch, data, true)
+	v, gen, gv := g.gate.judgeAuth(hdr.Epoch, data, true)
 	switch v {
 	case frameAuthentic:
-		return p2p.Accept
+		return p2p.Accept, gv
 	case frameUndecided:
 		// Judged again when the states change.
 		g.gate.hold(heldFrame{data: bytes.Clone(data), from: from, epoch: hdr.Epoch, at: g.e.now(), gen: gen, forward: true})
@@ -466,7 +517,7 @@ func (g *group) validate(_ context.Context, from p2p.PeerID, hdr p2p.MLSHeader, 
 		// on-path peer's variant, this may be the honest frame.
 		g.gate.hold(heldFrame{data: bytes.Clone(data), from: from, epoch: hdr.Epoch, at: g.e.now(), gen: unjudged})
 	}
-	return p2p.Ignore
+	return p2p.Ignore, nil
 }
 
 // preChecked is a Commit the loop processed on a copy of the state that
@@ -483,6 +534,13 @@ type preChecked struct {
 // data secret opened it (or wait for a proposal): anything else is a
 // variant made from an honest frame, which no member sent.
 func (g *group) precheckCommit(data []byte, hdr p2p.MLSHeader) bool {
+	return g.precheckCommitWith(data, hdr, nil)
+}
+
+// precheckCommitWith is precheckCommit for a frame whose authenticating
+// state gv names (the validator's verdict): only that state is tried,
+// without authenticating the frame again.
+func (g *group) precheckCommitWith(data []byte, hdr p2p.MLSHeader, gv *gateVerdict) bool {
 	if hdr.WireFormat != p2p.WirePrivateMessage || hdr.ContentType != p2p.ContentCommit {
 		return true // the membership tag of a PublicMessage covers it all
 	}
@@ -494,7 +552,11 @@ func (g *group) precheckCommit(data []byte, hdr p2p.MLSHeader) bool {
 		if ea == nil || ea.a.Epoch() != hdr.Epoch {
 			continue
 		}
-		if _, err := ea.a.Authenticate(data); err != nil {
+		if gv != nil && g.stillLive(gv) {
+			if ea != gv.ea {
+				continue
+			}
+		} else if _, err := ea.a.Authenticate(data); err != nil {
 			continue
 		}
 		next := st.Clone()

@@ -36,6 +36,9 @@ type inFrame struct {
 	data   []byte
 	from   p2p.PeerID
 	synced bool
+	// verdict is the gossip validator's judgement of the frame (nil for
+	// frames from sync): the loop does not authenticate it again.
+	verdict *gateVerdict
 }
 
 const (
@@ -85,19 +88,23 @@ type group struct {
 	wg     sync.WaitGroup
 
 	// Owned by the loop.
-	m         *ordering.Machine[*mls.Group] // fork choice; holds the states
-	proc      *groupProc
-	st        *mls.Group // the canonical tip's state (m.Current())
-	tipHash   ordering.Hash
-	commitRef []byte // stored id of the tip's Commit (encoded key)
-	commits   map[ordering.Hash]*commitRec
-	stateHash map[*mls.Group]ordering.Hash // retained states by the hash of their node
-	row       store.Group
-	meta      groupMeta
-	settings  groupSettings
-	topic     *p2p.Topic
-	closed    bool // not a member at the canonical tip (removed, left)
-	offline   bool // the topic was left for good
+	m     *ordering.Machine[*mls.Group] // fork choice; holds the states
+	proc  *groupProc
+	order deliveryOrder // per-sender order of delivered messages (deliveryorder.go)
+	// Queue accounting and what the loop has not done yet (backpressure.go).
+	inQueue, outQueue *byteQueue
+	backlog           backlog
+	st                *mls.Group // the canonical tip's state (m.Current())
+	tipHash           ordering.Hash
+	commitRef         []byte // stored id of the tip's Commit (encoded key)
+	commits           map[ordering.Hash]*commitRec
+	stateHash         map[*mls.Group]ordering.Hash // retained states by the hash of their node
+	row               store.Group
+	meta              groupMeta
+	settings          groupSettings
+	topic             *p2p.Topic
+	closed            bool // not a member at the canonical tip (removed, left)
+	offline           bool // the topic was left for good
 
 	intents intentState
 	out     outboxState
@@ -145,6 +152,8 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 		sync:      syncState{peers: make(map[p2p.PeerID]bool)},
 	}
 	g.proc = &groupProc{g: g}
+	g.order = newDeliveryOrder()
+	g.inQueue, g.outQueue = newByteQueue(queueBytes), newByteQueue(queueBytes)
 	g.ctx, g.cancel = context.WithCancel(e.ctx)
 	if len(row.Meta) > 0 {
 		_ = json.Unmarshal(row.Meta, &g.meta)
@@ -179,7 +188,7 @@ func (g *group) start() {
 	e.mu.Unlock()
 	g.loadOutbox()
 	if !g.offline && e.node != nil {
-		t, err := e.node.JoinGroup(g.id, p2p.WithTopicValidator(g.validate))
+		t, err := e.node.JoinGroup(g.id, p2p.WithTopicVerdictValidator(g.validateVerdict))
 		if err != nil {
 			e.log.Error("joining group topic", "group", g.gid, "err", err)
 		} else {
@@ -219,8 +228,9 @@ func (g *group) loop() {
 		select {
 		case f := <-g.reqs:
 			f()
+			g.noteBacklog()
 		case fr := <-g.frames:
-			g.handleFrame(fr)
+			g.handleFrames(fr)
 		case <-tick.C:
 			g.tick()
 		case <-g.quit:
@@ -269,9 +279,7 @@ func (g *group) readTopic(t *p2p.Topic) {
 		if err != nil {
 			return
 		}
-		select {
-		case g.frames <- inFrame{data: m.Data, from: m.From}:
-		case <-g.quit:
+		if !g.queueFrame(inFrame{data: m.Data, from: m.From, verdict: verdictOf(m)}) {
 			return
 		}
 	}
@@ -284,6 +292,7 @@ func (g *group) publisher(t *p2p.Topic) {
 	for {
 		select {
 		case it := <-g.pubs:
+			g.outQueue.release(len(it.data))
 			ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
 			res, err := t.Publish(ctx, it.data)
 			cancel()
@@ -307,9 +316,14 @@ func (g *group) publish(data []byte, epoch uint64, done func(p2p.PublishResult, 
 	if done != nil {
 		it.done = func(r p2p.PublishResult, err error) { g.post(func() { done(r, err) }) }
 	}
+	if !g.outQueue.tryAcquire(len(data)) {
+		g.e.log.Warn("publish queue full; frame left to sync", "group", g.gid)
+		return
+	}
 	select {
 	case g.pubs <- it:
 	default:
+		g.outQueue.release(len(data))
 		g.e.log.Warn("publish queue full; frame left to sync", "group", g.gid)
 	}
 }

@@ -725,7 +725,7 @@ func (g *group) startJoined(line store.Message) {
 	g.start()
 	g.refreshMembers(false)
 	g.post(func() {
-		g.emitRows([]store.Message{line})
+		g.emitRows([]store.Message{line}, nil)
 		g.refreshMembers(true)
 		g.catchUp(true)
 	})

@@ -547,6 +547,10 @@ func (e *Engine) Status() NetStatus {
 	}
 	e.mu.Unlock()
 	sort.Slice(st.Nearby, func(i, j int) bool { return st.Nearby[i].Nick < st.Nearby[j].Nick })
+	for _, g := range e.groupList() {
+		st.Sending += g.sending()
+		st.CatchingUp += g.catchingUp()
+	}
 	return st
 }
 

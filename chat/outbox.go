@@ -22,6 +22,7 @@ type outboxState struct {
 	held      []heldMsg // waiting for the epoch's proposals to be committed
 	receipts  [][]byte  // receipts to send with the next flush
 	rcptArmed bool
+	rcptLast  time.Time // when the last receipt message went out
 	delivery  map[string]Delivery
 	edits     map[string]bool // own edits awaiting a receipt (outEdit entries)
 	log       *ownLog
@@ -110,7 +111,7 @@ func (g *group) resendOne(st *mls.Group, epoch uint64, id []byte, o *ownMsg) {
 		g.e.log.Debug("re-send", "err", err)
 		return
 	}
-	g.stage.dirty = true
+	g.stage.dirty, g.stage.ownSent = true, true
 	o.epoch, o.at = epoch, g.e.now()
 	g.exec(g.m.Sent(ordering.MessageID(id), wire, g.e.now()))
 	g.publish(wire, epoch, nil)
@@ -224,7 +225,7 @@ func (g *group) protectOwn(id, payload []byte, okind uint16) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.stage.dirty = true
+	g.stage.dirty, g.stage.ownSent = true, true
 	g.out.log.add(string(id), payload, g.st.Epoch(), g.e.now())
 	if okind != 0 {
 		g.stage.outbox = append(g.stage.outbox, store.OutboxEntry{GroupID: g.id, ID: id, Kind: okind, Epoch: g.st.Epoch(), Payload: payload, Wire: wire, Attempts: 1, LastAttemptAt: g.e.now()})
@@ -298,11 +299,19 @@ func (g *group) onReceipt(ids [][]byte) {
 	}
 }
 
+// receiptInterval is the least time between two receipt messages of a
+// member in a group. Every member's receipts reach every other member, so
+// under load (n members each receiving r messages/s) receipts would
+// otherwise add up to n·4 messages/s to everyone's work; with the
+// interval they add at most n per second, each naming up to 200 ids.
+const receiptInterval = time.Second
+
 func (g *group) queueReceipt(id []byte) {
 	g.out.receipts = append(g.out.receipts, slices.Clone(id))
 	if !g.out.rcptArmed {
 		g.out.rcptArmed = true
-		g.after(g.e.cfg.ReceiptDelay, func() {
+		delay := max(g.e.cfg.ReceiptDelay, time.Until(g.out.rcptLast.Add(receiptInterval)))
+		g.after(delay, func() {
 			g.out.rcptArmed = false
 			g.flushReceipts()
 		})
@@ -313,6 +322,7 @@ func (g *group) flushReceipts() {
 	if len(g.out.receipts) == 0 || g.closed || !g.canSendNow() || g.out.rcptArmed {
 		return
 	}
+	g.out.rcptLast = g.e.now()
 	for len(g.out.receipts) > 0 {
 		n := min(len(g.out.receipts), 200)
 		if _, err := g.send(appReceipt, encodeIDList(g.out.receipts[:n]), nil); err != nil {

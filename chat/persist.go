@@ -21,7 +21,9 @@ func (g *group) saveMetaInto(row *store.Group) {
 }
 
 // stageRow adds a message to the next persisted transition; it reports
-// false for a message the group already has (a re-send, a duplicate).
+// false for a message staged already. One the store has (a re-send, a
+// duplicate) is left out when the transition is written
+// (TransitionResult.Inserted), without a lookup per message.
 func (g *group) stageRow(r store.Message) bool {
 	if r.GroupID == nil {
 		r.GroupID = g.id
@@ -29,11 +31,6 @@ func (g *group) stageRow(r store.Message) bool {
 	k := string(r.ID)
 	if g.stage.rowIDs[k] {
 		return false
-	}
-	if appKind(r.Kind) != appSystem {
-		if _, err := g.e.db.Message(g.ctx, g.id, r.ID); err == nil {
-			return false
-		}
 	}
 	g.stage.rowIDs[k] = true
 	g.stage.rows = append(g.stage.rows, r)
@@ -49,6 +46,8 @@ func (g *group) persistTip() error {
 		return nil
 	}
 	st, epoch, _ := g.m.Current()
+	marks := g.stage.marks
+	g.stage.marks = nil
 	rows, outbox := g.stage.take()
 	state, err := st.MarshalState()
 	if err != nil {
@@ -64,7 +63,7 @@ func (g *group) persistTip() error {
 	if epoch > ordering.DefaultWindowEpochs {
 		prune = epoch - ordering.DefaultWindowEpochs
 	}
-	_, err = g.e.db.CommitEpoch(g.ctx, store.EpochTransition{
+	res, err := g.e.db.CommitEpoch(g.ctx, store.EpochTransition{
 		GroupID: g.id, Epoch: epoch, CommitHash: g.commitRef, State: state, CommitInfo: g.tipCommitInfo(), Group: &row,
 		Messages: rows, OutboxAdd: outbox, PruneBelow: prune,
 	})
@@ -75,7 +74,16 @@ func (g *group) persistTip() error {
 		return err
 	}
 	g.row = row
-	g.emitRows(rows)
+	if len(res.Inserted) == len(rows) {
+		fresh := rows[:0]
+		for i, r := range rows {
+			if res.Inserted[i] {
+				fresh = append(fresh, r)
+			}
+		}
+		rows = fresh
+	}
+	g.emitRows(rows, marks)
 	return nil
 }
 
@@ -94,12 +102,18 @@ func (g *group) epoch() uint64 {
 }
 
 // emitRows emits MessageEvents for stored rows and updates the view.
-func (g *group) emitRows(rows []store.Message) {
+func (g *group) emitRows(rows []store.Message, marks map[string]orderMark) {
 	if len(rows) == 0 {
 		return
 	}
 	for _, r := range rows {
 		m := g.e.messageFromRow(g, r)
+		switch marks[string(r.ID)] {
+		case orderGap:
+			m.Placement = AfterGap
+		case orderLate:
+			m.Placement = Late
+		}
 		g.view.mu.Lock()
 		if !m.Own && m.Kind != KindSystem {
 			g.view.snap.Unread++
@@ -187,10 +201,17 @@ func isWordByte(c byte) bool {
 
 // stagedWrites is what the loop writes with the next persisted state.
 type stagedWrites struct {
-	dirty  bool            // a retained state changed (opened message, proposal)
-	rows   []store.Message // rows to write with the next persisted state
-	rowIDs map[string]bool
-	outbox []store.OutboxEntry
+	dirty bool // a retained state changed (opened message, proposal)
+	// ownSent: an own frame was protected (a ratchet key used): it must
+	// be written before the frame is published, also within a batch.
+	ownSent bool
+	// batching: the loop is handling a batch of received frames; what
+	// they stage is written once at its end (handleFrames).
+	batching bool
+	rows     []store.Message // rows to write with the next persisted state
+	rowIDs   map[string]bool
+	marks    map[string]orderMark // rows shown out of their sender's order
+	outbox   []store.OutboxEntry
 }
 
 // pending reports whether anything waits to be written.
@@ -201,7 +222,7 @@ func (w *stagedWrites) pending() bool {
 // take returns the staged rows and outbox entries and empties the stage.
 func (w *stagedWrites) take() ([]store.Message, []store.OutboxEntry) {
 	rows, outbox := w.rows, w.outbox
-	w.rows, w.outbox, w.dirty = nil, nil, false
+	w.rows, w.outbox, w.dirty, w.ownSent = nil, nil, false, false
 	clear(w.rowIDs)
 	return rows, outbox
 }

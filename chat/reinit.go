@@ -304,7 +304,7 @@ func (e *Engine) makeSuccessor(old *mls.Group, pr *pendingReInit) (GroupID, mls.
 		if len(tree) > 0 {
 			nw.intents.trees[st.Epoch()] = tree
 		}
-		nw.emitRows([]store.Message{line})
+		nw.emitRows([]store.Message{line}, nil)
 		nw.refreshMembers(true)
 		for i, to := range pr.to {
 			env, err := e.sealWelcome(welcome, nil, st, nil, to)

@@ -18,6 +18,10 @@ type Received struct {
 	Sender Sender
 	// AuthenticatedData is the message's authenticated_data.
 	AuthenticatedData []byte
+	// Generation is the sender's ratchet generation of a PrivateMessage
+	// (0 for a PublicMessage): within Epoch it numbers the sender's
+	// messages of the content type from 0, so it orders them.
+	Generation uint32
 
 	// ApplicationData is the plaintext of an application message.
 	ApplicationData []byte
@@ -138,7 +142,7 @@ func (g *Group) Process(data []byte) (*Received, error) {
 		staged *Group
 		upd    *StateUpdate
 	)
-	ac, _, err := f.unprotectMessage(m, func(ac *AuthenticatedContent) error {
+	ac, sd, err := f.unprotectMessage(m, func(ac *AuthenticatedContent) error {
 		if err := g.verifySender(f, ac); err != nil {
 			return err
 		}
@@ -166,6 +170,9 @@ func (g *Group) Process(data []byte) (*Received, error) {
 		Epoch:             ac.Content.Epoch,
 		Sender:            ac.Content.Sender,
 		AuthenticatedData: ac.Content.AuthenticatedData,
+	}
+	if sd != nil {
+		r.Generation = sd.Generation
 	}
 	switch ac.Content.ContentType {
 	case ContentTypeApplication:
@@ -253,7 +260,7 @@ func (g *Group) processPastApplication(m *MLSMessage) (*Received, error) {
 		if err != nil {
 			return nil, err
 		}
-		ac, _, err := f.unprotectMessage(m, func(ac *AuthenticatedContent) error {
+		ac, sd, err := f.unprotectMessage(m, func(ac *AuthenticatedContent) error {
 			ln := g.leafAt(i, LeafIndex(ac.Content.Sender.LeafIndex))
 			if ln == nil {
 				return fmt.Errorf("%w: leaf %d was blank in epoch %d", ErrUnknownSender, ac.Content.Sender.LeafIndex, pm.Epoch)
@@ -263,6 +270,10 @@ func (g *Group) processPastApplication(m *MLSMessage) (*Received, error) {
 		if err != nil {
 			return nil, err
 		}
+		var gen uint32
+		if sd != nil {
+			gen = sd.Generation
+		}
 		return &Received{
 			ContentType:       ContentTypeApplication,
 			WireFormat:        WireFormatPrivateMessage,
@@ -270,6 +281,7 @@ func (g *Group) processPastApplication(m *MLSMessage) (*Received, error) {
 			Sender:            ac.Content.Sender,
 			AuthenticatedData: ac.Content.AuthenticatedData,
 			ApplicationData:   ac.Content.ApplicationData,
+			Generation:        gen,
 		}, nil
 	}
 	return nil, fmt.Errorf("%w: application message for epoch %d, group is in epoch %d and keeps %d past epochs",

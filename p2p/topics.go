@@ -31,13 +31,19 @@ const (
 type TopicOption func(*topicConfig)
 
 type topicConfig struct {
-	validator    Validator
+	validator    VerdictValidator
 	keepOnRelays bool
 }
 
 // WithTopicValidator sets the topic's MLS-aware validator, overriding the
 // node's (WithValidator). nil keeps only p2p's own checks.
 func WithTopicValidator(v Validator) TopicOption {
+	return func(c *topicConfig) { c.validator = verdictless(v) }
+}
+
+// WithTopicVerdictValidator is WithTopicValidator for a validator whose
+// verdicts reach Message.Verdict.
+func WithTopicVerdictValidator(v VerdictValidator) TopicOption {
 	return func(c *topicConfig) { c.validator = v }
 }
 
@@ -104,6 +110,9 @@ type Message struct {
 	From peer.ID
 	// Header is the frame's MLS header; Header.GroupID aliases Data.
 	Header MLSHeader
+	// Verdict is what the topic's VerdictValidator returned when it
+	// accepted the frame (nil without one).
+	Verdict any
 }
 
 // PublishResult tells what Publish did with a frame.
@@ -123,7 +132,7 @@ func (n *Node) JoinGroup(groupID []byte, opts ...TopicOption) (*Topic, error) {
 
 // JoinTopic joins a topic by name; name must have the form TopicName returns.
 func (n *Node) JoinTopic(name string, opts ...TopicOption) (*Topic, error) {
-	tc := topicConfig{validator: n.cfg.validator, keepOnRelays: true}
+	tc := topicConfig{validator: verdictless(n.cfg.validator), keepOnRelays: true}
 	for _, o := range opts {
 		o(&tc)
 	}
@@ -298,13 +307,13 @@ func (t *Topic) Next(ctx context.Context) (Message, error) {
 		}
 		msg := Message{ID: IDOf(m.Data), Data: m.Data, From: m.ReceivedFrom}
 		switch v := m.ValidatorData.(type) {
-		case MLSHeader:
-			msg.Header = v
+		case accepted:
+			msg.Header, msg.Verdict = v.hdr, v.verdict
 		case *localMark:
 			if v.own {
 				continue
 			}
-			msg.From, msg.Header = v.from, v.hdr
+			msg.From, msg.Header, msg.Verdict = v.from, v.hdr, v.verdict
 		default:
 			continue
 		}
@@ -454,7 +463,7 @@ func (n *Node) deliverDirect(ctx context.Context, from peer.ID, topic string, da
 		n.metrics.directDelivery("in", "refused")
 		return fmt.Errorf("%w: peer score too low", ErrDenied)
 	}
-	_, res, reason := t.val.validate(ctx, from, data)
+	_, res, reason, verdict := t.val.validateVerdict(ctx, from, data)
 	n.metrics.gossipResult(res, reason)
 	switch res {
 	case Reject:
@@ -468,7 +477,7 @@ func (n *Node) deliverDirect(ctx context.Context, from peer.ID, topic string, da
 		}
 		return nil
 	}
-	if err := t.pt.Publish(ctx, data, pubsub.WithValidatorData(&localMark{from: from})); err != nil {
+	if err := t.pt.Publish(ctx, data, pubsub.WithValidatorData(&localMark{from: from, verdict: verdict})); err != nil {
 		n.metrics.directDelivery("in", "error")
 		return fmt.Errorf("re-publishing: %w", err)
 	}

@@ -52,6 +52,22 @@ func (r ValidationResult) String() string {
 // called concurrently from many goroutines and must not block for long.
 type Validator func(ctx context.Context, from peer.ID, hdr MLSHeader, data []byte) ValidationResult
 
+// VerdictValidator is a Validator that also returns what it learnt about an
+// accepted frame (say, which epoch state authenticated it); Topic.Next
+// hands that back in Message.Verdict, so that the consumer does not repeat
+// the work. The verdict of a frame that is not accepted is dropped.
+type VerdictValidator func(ctx context.Context, from peer.ID, hdr MLSHeader, data []byte) (ValidationResult, any)
+
+// verdictless adapts a Validator.
+func verdictless(v Validator) VerdictValidator {
+	if v == nil {
+		return nil
+	}
+	return func(ctx context.Context, from peer.ID, hdr MLSHeader, data []byte) (ValidationResult, any) {
+		return v(ctx, from, hdr, data), nil
+	}
+}
+
 // topicPrefix is the prefix of every canopy group topic.
 const topicPrefix = "/canopy/group/1/"
 
@@ -126,10 +142,10 @@ type topicValidator struct {
 	check  *frameCheck
 	frames *peerLimiter
 	bytes  *peerLimiter
-	user   Validator
+	user   VerdictValidator
 }
 
-func newTopicValidator(n *Node, check *frameCheck, user Validator) *topicValidator {
+func newTopicValidator(n *Node, check *frameCheck, user VerdictValidator) *topicValidator {
 	return &topicValidator{
 		n:      n,
 		check:  check,
@@ -146,38 +162,54 @@ func newTopicValidator(n *Node, check *frameCheck, user Validator) *topicValidat
 // of its own; punishing it would let two sybils make us graylist an honest
 // member. Reject is kept for frames that are provably invalid.
 func (v *topicValidator) validate(ctx context.Context, from peer.ID, data []byte) (MLSHeader, ValidationResult, string) {
+	hdr, res, reason, _ := v.validateVerdict(ctx, from, data)
+	return hdr, res, reason
+}
+
+// validateVerdict is validate with the user validator's verdict.
+func (v *topicValidator) validateVerdict(ctx context.Context, from peer.ID, data []byte) (MLSHeader, ValidationResult, string, any) {
 	hdr, reason, err := v.check.check(data)
 	if err != nil {
-		return hdr, Reject, reason
+		return hdr, Reject, reason, nil
 	}
 	if from != v.n.h.ID() {
 		if !v.frames.allow(from, 1) || !v.bytes.allow(from, float64(len(data))) {
-			return hdr, Ignore, "rate"
+			return hdr, Ignore, "rate", nil
 		}
 	}
+	var verdict any
 	if v.user != nil {
-		switch r := v.user(ctx, from, hdr, data); r {
+		var r ValidationResult
+		switch r, verdict = v.user(ctx, from, hdr, data); r {
 		case Accept:
 		case Reject, Ignore:
-			return hdr, r, "validator"
+			return hdr, r, "validator", nil
 		default:
-			return hdr, Ignore, "validator"
+			return hdr, Ignore, "validator", nil
 		}
 	}
-	return hdr, Accept, ""
+	return hdr, Accept, "", verdict
 }
 
 // localMark is the validator data of frames published locally: the node's
 // own frames (which Next does not hand back) and frames received directly
-// and re-published (which Next attributes to the peer that sent them).
+// and re-published (which Next attributes to the peer that sent them, with
+// the verdict of the validation deliverDirect ran).
 type localMark struct {
-	own  bool
-	from peer.ID
-	hdr  MLSHeader
+	own     bool
+	from    peer.ID
+	hdr     MLSHeader
+	verdict any
+}
+
+// accepted is the validator data of an accepted gossip frame.
+type accepted struct {
+	hdr     MLSHeader
+	verdict any
 }
 
 func (v *topicValidator) pubsubValidator(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	hdr, res, reason := v.validate(ctx, from, msg.Data)
+	hdr, res, reason, verdict := v.validateVerdict(ctx, from, msg.Data)
 	v.n.metrics.gossipResult(res, reason)
 	if res != Accept {
 		if res == Reject {
@@ -187,8 +219,11 @@ func (v *topicValidator) pubsubValidator(ctx context.Context, from peer.ID, msg 
 	}
 	if mark, ok := msg.ValidatorData.(*localMark); ok {
 		mark.hdr = hdr
+		if mark.verdict == nil {
+			mark.verdict = verdict
+		}
 	} else {
-		msg.ValidatorData = hdr
+		msg.ValidatorData = accepted{hdr: hdr, verdict: verdict}
 	}
 	return pubsub.ValidationAccept
 }

@@ -77,12 +77,12 @@ func TestValidatorChecks(t *testing.T) {
 	}
 
 	// The engine's validator runs last and decides.
-	v.user = func(ctx context.Context, from peer.ID, hdr MLSHeader, data []byte) ValidationResult {
+	v.user = verdictless(func(ctx context.Context, from peer.ID, hdr MLSHeader, data []byte) ValidationResult {
 		if hdr.Epoch == 9 {
 			return Ignore
 		}
 		return Accept
-	}
+	})
 	if _, r, reason := v.validate(ctx, third, mlsFrame(group, 9, "x")); r != Ignore || reason != "validator" {
 		t.Fatalf("user validator: %v %s", r, reason)
 	}

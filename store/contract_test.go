@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ var contractCases = []struct {
 	{"InvitationAccepted", testInvitationAccepted},
 	{"TopicLog", testTopicLog},
 	{"TopicQuotas", testTopicQuotas},
+	{"AppendFrames", testAppendFrames},
 	{"Mailbox", testMailbox},
 	{"KeyPackageCache", testKeyPackageCache},
 	{"Closed", testClosed},
@@ -377,8 +379,8 @@ func testTransitionAtomic(t *testing.T, open func(testing.TB, ...Option) full) {
 		OutboxDone: [][]byte{[]byte("o1")},
 		OutboxAdd:  []OutboxEntry{{ID: []byte("o2"), Payload: []byte("p2")}},
 	}))
-	if res.MessagesInserted != 2 {
-		t.Fatalf("inserted %d", res.MessagesInserted)
+	if res.MessagesInserted != 2 || !slices.Equal(res.Inserted, []bool{true, true, false}) {
+		t.Fatalf("inserted %d %v", res.MessagesInserted, res.Inserted)
 	}
 	if o := must[[]OutboxEntry](t)(s.Outbox(ctx, gid)); len(o) != 1 || string(o[0].ID) != "o2" || string(o[0].Payload) != "p2" {
 		t.Fatalf("outbox: %+v", o)
@@ -387,8 +389,8 @@ func testTransitionAtomic(t *testing.T, open func(testing.TB, ...Option) full) {
 	// learned it committed) changes nothing and duplicates nothing.
 	res = must[TransitionResult](t)(s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 1, CommitHash: []byte("c1"), State: []byte("s1"),
 		Messages: []Message{msg("m1", "one"), msg("m2", "two")}}))
-	if res.MessagesInserted != 0 {
-		t.Fatalf("replay inserted %d", res.MessagesInserted)
+	if res.MessagesInserted != 0 || !slices.Equal(res.Inserted, []bool{false, false}) {
+		t.Fatalf("replay inserted %d %v", res.MessagesInserted, res.Inserted)
 	}
 	if m := must[[]Message](t)(s.Messages(ctx, gid, MessageQuery{})); len(m) != 2 {
 		t.Fatalf("messages: %d", len(m))

@@ -42,6 +42,7 @@ type DB struct {
 	lock   *profileLock
 	closed atomic.Bool
 	mu     sync.Mutex // guards Close
+	stmts  stmtCache  // the writer's prepared statements (stmtcache.go)
 }
 
 // Option configures Open and OpenMemory.
@@ -415,6 +416,14 @@ func (db *DB) CheckIntegrity(ctx context.Context) error {
 	if err := quickCheck(ctx, conn); err != nil {
 		return err
 	}
+	conn.Close() // the writer's only connection: flushSearchIndex needs it
+	if err := db.flushSearchIndex(ctx); err != nil {
+		return err
+	}
+	if conn, err = db.w.Conn(ctx); err != nil {
+		return db.fail("integrity check", err)
+	}
+	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, `INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)`); err != nil {
 		return fmt.Errorf("%w: search index check failed: %v", ErrCorrupt, err)
 	}

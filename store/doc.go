@@ -76,7 +76,10 @@
 // shorter ones (common in CJK) are matched by LIKE (ASCII case folded).
 // What the user types is never passed to FTS5 or LIKE as syntax: words are
 // quoted or escaped and ANDed; "a phrase" is supported, and a trailing *
-// is accepted (every word is a prefix anyway).
+// is accepted (every word is a prefix anyway). The index is written in
+// batches, not per inserted message (searchindex.go): a write that leaves
+// 256 messages unindexed indexes them, and Search indexes the rest first,
+// so results are always complete.
 //
 // # Secrets at rest
 //

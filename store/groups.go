@@ -72,9 +72,11 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 		props[i] = p
 	}
 
+	db.prepareCommitEpoch(ctx)
 	err = db.write(ctx, "commit epoch", func(tx *sql.Tx) error {
+		cq := db.cached(tx)
 		var exists int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM groups WHERE id = ?`, t.GroupID).Scan(&exists); err != nil {
+		if err := cq.QueryRowContext(ctx, sqlGroupExists, t.GroupID).Scan(&exists); err != nil {
 			return err
 		}
 		if exists == 0 {
@@ -88,42 +90,36 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 				return err
 			}
 		} else if !t.Retained {
-			if _, err := tx.ExecContext(ctx, `UPDATE groups SET epoch = ?, commit_hash = ?, updated_at = ? WHERE id = ?`,
+			if _, err := cq.ExecContext(ctx, sqlGroupTip,
 				int64(t.Epoch), commit, ts(at), t.GroupID); err != nil {
 				return err
 			}
 			if g := t.Group; g != nil {
-				if _, err := tx.ExecContext(ctx, `UPDATE groups SET name = ?, retention = ?, left_group = ?, meta = ? WHERE id = ?`,
+				if _, err := cq.ExecContext(ctx, sqlGroupMeta,
 					g.Name, int64(g.Retention), b2i(g.Left), g.Meta, t.GroupID); err != nil {
 					return err
 				}
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO epoch_states (group_id, epoch, commit_hash, state, info, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (group_id, epoch, commit_hash) DO UPDATE SET state = excluded.state,
-				info = coalesce(excluded.info, info), updated_at = excluded.updated_at`,
+		if _, err := cq.ExecContext(ctx, sqlPutState,
 			t.GroupID, int64(t.Epoch), commit, sealed, sealedInfo, ts(at), ts(at)); err != nil {
 			return err
 		}
 		if !t.Retained {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO epoch_history (group_id, epoch, commit_hash, at) VALUES (?, ?, ?, ?)
-				ON CONFLICT (group_id, epoch) DO UPDATE SET
-					at = CASE WHEN commit_hash = excluded.commit_hash THEN at ELSE excluded.at END,
-					commit_hash = excluded.commit_hash`,
+			if _, err := cq.ExecContext(ctx, sqlPutHistory,
 				t.GroupID, int64(t.Epoch), commit, ts(at)); err != nil {
 				return err
 			}
 			// Later epochs belonged to a branch that lost.
-			if _, err := tx.ExecContext(ctx, `DELETE FROM epoch_history WHERE group_id = ? AND epoch > ?`, t.GroupID, int64(t.Epoch)); err != nil {
+			if _, err := cq.ExecContext(ctx, sqlDropLaterHistory, t.GroupID, int64(t.Epoch)); err != nil {
 				return err
 			}
 		}
-		n, err := insertMessages(ctx, tx, msgs)
+		n, flags, err := insertMessagesFlags(ctx, tx, msgs)
 		if err != nil {
 			return err
 		}
-		res.MessagesInserted = n
+		res.MessagesInserted, res.Inserted = n, flags
 		if err := settleOutbox(ctx, tx, t.GroupID, t.OutboxDone); err != nil {
 			return err
 		}

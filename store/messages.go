@@ -60,8 +60,15 @@ func (db *DB) prepareMessages(groupID []byte, msgs []Message, at time.Time) ([]M
 // insertMessages inserts msgs, skipping (group, id) pairs already stored,
 // and returns how many were new. The groups must exist.
 func insertMessages(ctx context.Context, tx *sql.Tx, msgs []Message) (int, error) {
+	n, _, err := insertMessagesFlags(ctx, tx, msgs)
+	return n, err
+}
+
+// insertMessagesFlags is insertMessages that also reports, per message,
+// whether it was new.
+func insertMessagesFlags(ctx context.Context, tx *sql.Tx, msgs []Message) (int, []bool, error) {
 	if len(msgs) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	checked := map[string]bool{}
 	for _, m := range msgs {
@@ -70,31 +77,38 @@ func insertMessages(ctx context.Context, tx *sql.Tx, msgs []Message) (int, error
 		}
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM groups WHERE id = ?`, m.GroupID).Scan(&n); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if n == 0 {
-			return 0, fmt.Errorf("%w: group %x does not exist", ErrNotFound, m.GroupID)
+			return 0, nil, fmt.Errorf("%w: group %x does not exist", ErrNotFound, m.GroupID)
 		}
 		checked[string(m.GroupID)] = true
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (group_id, msg_id, sender, epoch, kind, text, payload, reply_to, sent_at, received_at, state)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, msg_id) DO NOTHING`)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer stmt.Close()
 	inserted := 0
-	for _, m := range msgs {
+	flags := make([]bool, len(msgs))
+	for i, m := range msgs {
 		res, err := stmt.ExecContext(ctx, m.GroupID, m.ID, nz(m.Sender), int64(m.Epoch), m.Kind, m.Text, m.Payload, m.ReplyTo,
 			ts(m.SentAt), ts(m.ReceivedAt), m.State)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
 			inserted++
+			flags[i] = true
 		}
 	}
-	return inserted, nil
+	if inserted > 0 {
+		if err := indexIfDueTx(ctx, tx); err != nil {
+			return 0, nil, err
+		}
+	}
+	return inserted, flags, nil
 }
 
 // AddMessages stores messages that change no group state; duplicates are
@@ -245,6 +259,13 @@ func (db *DB) Search(ctx context.Context, sq SearchQuery) ([]SearchResult, error
 	plan, err := ftsQuery(sq.Text)
 	if err != nil {
 		return nil, err
+	}
+	if plan.match != "" {
+		// Messages newer than the last batch are indexed now, so that
+		// search always sees everything stored.
+		if err := db.flushSearchIndex(ctx); err != nil {
+			return nil, err
+		}
 	}
 	q, err := db.read()
 	if err != nil {

@@ -20,7 +20,7 @@ func checkName(what, s string) error {
 
 func usage(ctx context.Context, q querier, scope, key string) (Usage, error) {
 	var u Usage
-	err := q.QueryRowContext(ctx, `SELECT bytes, items FROM relay_usage WHERE scope = ? AND key = ?`, scope, key).Scan(&u.Bytes, &u.Items)
+	err := q.QueryRowContext(ctx, sqlUsage, scope, key).Scan(&u.Bytes, &u.Items)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Usage{}, nil
 	}
@@ -38,32 +38,58 @@ func usage(ctx context.Context, q querier, scope, key string) (Usage, error) {
 // the topic's oldest frames are evicted to keep q.PerTopic, and the
 // largest topic's oldest to keep q.Total.
 func (db *DB) AppendFrame(ctx context.Context, f Frame, q FrameQuota) (seq int64, inserted bool, err error) {
-	if err := checkName("topic", f.Topic); err != nil {
+	if err := checkFrame(f, q); err != nil {
 		return 0, false, err
 	}
+	db.prepareFrameLog(ctx)
+	err = db.write(ctx, "append frame", func(tx *sql.Tx) error {
+		seq, inserted, err = db.appendFrameTx(ctx, tx, f, q)
+		return err
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return seq, inserted, nil
+}
+
+// checkFrame refuses a frame before any write: in the transaction a frame
+// is refused only before anything is written for it (AppendFrames goes on
+// with the next frame).
+func checkFrame(f Frame, q FrameQuota) error {
+	if err := checkName("topic", f.Topic); err != nil {
+		return err
+	}
 	if len(f.Peer) > maxNameLen {
-		return 0, false, fmt.Errorf("%w: peer id longer than %d bytes", ErrInvalid, maxNameLen)
+		return fmt.Errorf("%w: peer id longer than %d bytes", ErrInvalid, maxNameLen)
 	}
 	if len(f.Data) == 0 {
-		return 0, false, fmt.Errorf("%w: empty frame", ErrInvalid)
+		return fmt.Errorf("%w: empty frame", ErrInvalid)
 	}
 	if f.Epoch != nil {
 		if err := checkEpoch(*f.Epoch); err != nil {
-			return 0, false, err
+			return err
 		}
 	}
 	size := int64(len(f.Data))
 	if q.MaxFrameBytes > 0 && len(f.Data) > q.MaxFrameBytes {
-		return 0, false, fmt.Errorf("%w: frame of %d bytes exceeds the %d-byte limit", ErrQuotaExceeded, len(f.Data), q.MaxFrameBytes)
+		return fmt.Errorf("%w: frame of %d bytes exceeds the %d-byte limit", ErrQuotaExceeded, len(f.Data), q.MaxFrameBytes)
 	}
 	for _, l := range []Limit{q.PerTopic, q.Total} {
 		if l.Bytes > 0 && size > l.Bytes {
-			return 0, false, fmt.Errorf("%w: frame of %d bytes exceeds the log limit of %d", ErrQuotaExceeded, size, l.Bytes)
+			return fmt.Errorf("%w: frame of %d bytes exceeds the log limit of %d", ErrQuotaExceeded, size, l.Bytes)
 		}
 	}
+	return nil
+}
+
+// appendFrameTx stores a checked frame inside tx (AppendFrame,
+// AppendFrames).
+func (db *DB) appendFrameTx(ctx context.Context, tx *sql.Tx, f Frame, q FrameQuota) (seq int64, inserted bool, err error) {
+	size := int64(len(f.Data))
 	hash := sha256.Sum256(f.Data)
-	err = db.write(ctx, "append frame", func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT seq FROM relay_frames WHERE topic = ? AND hash = ?`, f.Topic, hash[:]).Scan(&seq)
+	cq := db.cached(tx)
+	err = func() error {
+		err := cq.QueryRowContext(ctx, sqlFrameByHash, f.Topic, hash[:]).Scan(&seq)
 		if err == nil {
 			return nil // already stored
 		}
@@ -71,7 +97,7 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame, q FrameQuota) (seq int64
 			return err
 		}
 		if q.PerPeer != (Limit{}) {
-			u, err := usage(ctx, tx, "peer", f.Peer)
+			u, err := usage(ctx, cq, "peer", f.Peer)
 			if err != nil {
 				return err
 			}
@@ -80,7 +106,7 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame, q FrameQuota) (seq int64
 			}
 		}
 		if q.PerTopic != (Limit{}) {
-			u, err := usage(ctx, tx, "topic", f.Topic)
+			u, err := usage(ctx, cq, "topic", f.Topic)
 			if err != nil {
 				return err
 			}
@@ -99,7 +125,7 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame, q FrameQuota) (seq int64
 		if f.Epoch != nil {
 			epoch = int64(*f.Epoch)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO relay_frames (topic, hash, epoch, peer, data, received_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		res, err := cq.ExecContext(ctx, sqlInsertFrame,
 			f.Topic, hash[:], epoch, f.Peer, f.Data, ts(db.orNow(f.ReceivedAt)))
 		if err != nil {
 			return err
@@ -107,7 +133,7 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame, q FrameQuota) (seq int64
 		seq, err = res.LastInsertId()
 		inserted = true
 		return err
-	})
+	}()
 	if err != nil {
 		return 0, false, err
 	}

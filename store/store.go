@@ -257,6 +257,9 @@ type EpochTransition struct {
 // TransitionResult reports what CommitEpoch did.
 type TransitionResult struct {
 	MessagesInserted int // messages that were new (the rest were duplicates)
+	// Inserted says, per EpochTransition.Messages, whether that message
+	// was new: a caller shows only those, without looking each up first.
+	Inserted []bool
 }
 
 // GroupStore keeps groups, their retained epoch states and their canonical

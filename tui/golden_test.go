@@ -171,6 +171,9 @@ func TestGoldenStatusBar(t *testing.T) {
 		{"statusbar_80_relays_down", 80, func(d *driver) {
 			d.events(chat.StatusEvent{Status: chat.NetStatus{Peers: 1, RelaysConfigured: 2, Reachability: "private"}})
 		}},
+		{"statusbar_100_backlog", 100, func(d *driver) {
+			d.events(chat.StatusEvent{Status: chat.NetStatus{Peers: 9, Reachability: "private", Sending: 40, CatchingUp: 1200}})
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDriver(t, 100, 30)

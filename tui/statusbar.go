@@ -75,6 +75,13 @@ func (b *statusBar) segments() []segment {
 	default:
 		segs = append(segs, segment{text: "reachability unknown", drop: 4})
 	}
+	// Backpressure: the engine is behind sending or showing.
+	if ns.Sending > 0 {
+		segs = append(segs, segment{text: "sending " + thousands(ns.Sending) + "…", warn: true, drop: 1})
+	}
+	if ns.CatchingUp > 0 {
+		segs = append(segs, segment{text: "catching up " + thousands(ns.CatchingUp), warn: true, drop: 1})
+	}
 	// A group the user is no longer in has no live epoch (the timeline's
 	// title says why).
 	if i := b.s.group(b.s.selected); i >= 0 && !b.s.groups[i].Left {
@@ -140,4 +147,17 @@ func (b *statusBar) View() string {
 		line.WriteString(rightStyle.Render(" " + right + " "))
 	}
 	return fit(line.String(), b.w)
+}
+
+// thousands formats n with comma separators ("1,200").
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	neg := ""
+	if n < 0 {
+		neg, s = "-", s[1:]
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return neg + s
 }

@@ -1,0 +1,107 @@
+package chat
+
+import (
+	"github.com/canopy-chat/canopy/p2p"
+	"github.com/canopy-chat/canopy/store"
+)
+
+// Receiving in batches. Under load the group's frame queue holds many
+// frames at once; the loop takes up to maxFrameBatch of them (bounded in
+// bytes by maxFrameBatchBytes), logs the application messages among them
+// in one transaction (store.AppendFrames) and writes what they produced
+// (the opened messages, the advanced receive ratchets) in one more at the
+// end, instead of two per frame. Frames are still handed to the fork
+// choice in arrival order; a frame that moves the tip, and an own frame
+// about to be published, are still written before anything acts on them
+// (exec).
+
+const (
+	maxFrameBatch      = 256
+	maxFrameBatchBytes = 4 << 20
+)
+
+// logged is an admitted application message waiting for the batch's
+// frame-log write.
+type logged struct {
+	fr  inFrame
+	hdr p2p.MLSHeader
+}
+
+// handleFrames handles first and whatever else is queued, then persists.
+func (g *group) handleFrames(first inFrame) {
+	g.stage.batching = true
+	defer func() { g.stage.batching = false }()
+	var pending []logged
+	take := func(fr inFrame) {
+		hdr, ok := g.frameHeader(fr)
+		if !ok {
+			return
+		}
+		// Application messages the validator authenticated against a
+		// state still retained go into the batch; anything else (Commits,
+		// proposals, frames to judge) is handled in order on its own.
+		if !g.sync.parking && hdr.WireFormat == p2p.WirePrivateMessage && hdr.ContentType == p2p.ContentApplication &&
+			frameSizeOK(hdr, len(fr.data)) && g.stillLive(fr.verdict) {
+			pending = append(pending, logged{fr, hdr})
+			return
+		}
+		pending = g.receiveBatch(pending)
+		g.handleFrame(fr)
+	}
+	g.dequeued(first)
+	take(first)
+	n, size := 1, len(first.data)
+more:
+	for n < maxFrameBatch && size < maxFrameBatchBytes {
+		select {
+		case fr := <-g.frames:
+			g.dequeued(fr)
+			take(fr)
+			n++
+			size += len(fr.data)
+		default:
+			break more
+		}
+	}
+	g.receiveBatch(pending)
+	g.stage.batching = false
+	if g.stage.pending() {
+		_ = g.persistTip()
+	}
+	g.noteBacklog()
+}
+
+// receiveBatch logs the pending frames in one transaction and hands them
+// to the fork choice in order; it returns the emptied slice.
+func (g *group) receiveBatch(pending []logged) []logged {
+	if len(pending) == 0 {
+		return pending
+	}
+	frames := make([]store.Frame, len(pending))
+	for i, p := range pending {
+		ep := p.hdr.Epoch
+		frames[i] = store.Frame{Topic: g.topicName, Epoch: &ep, Peer: p.fr.from.String(), Data: p.fr.data}
+	}
+	res, err := g.e.db.AppendFrames(g.ctx, frames, frameLogQuota)
+	for i, p := range pending {
+		seq, inserted := int64(0), true // as logFrame: a failed write does not hide the frame
+		if err == nil && res[i].Err == nil {
+			seq, inserted = res[i].Seq, res[i].Inserted
+			if inserted && g.sync.sessionSeq == 0 {
+				g.sync.sessionSeq = seq
+			}
+		}
+		g.receiveLogged(p.fr, p.hdr, seq, inserted)
+	}
+	if err != nil && g.ctx.Err() == nil {
+		g.e.log.Debug("frame log", "err", err)
+	}
+	return pending[:0]
+}
+
+// verdictOf is the frame gate's verdict a gossip frame carries (nil when
+// p2p delivered it without one).
+func verdictOf(m p2p.Message) *gateVerdict {
+	gv, _ := m.Verdict.(*gateVerdict)
+	return gv
+}

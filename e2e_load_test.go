@@ -1,0 +1,217 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestE2ELoad is issue #14's load test with the real binary: headless
+// peers on loopback in one group, each sending at a steady rate; every
+// member must show every other member's messages exactly once and in
+// their sender's order. Latency (send written to stdin → message event on
+// a receiver's stdout) and peak RSS per peer are logged.
+//
+// Full shape: 10 peers × 5 msg/s × 60 s (3,000 messages, 27,000
+// deliveries). Under -short: 4 peers × 5 msg/s × 8 s.
+func TestE2ELoad(t *testing.T) {
+	peers, rate, secs := 10, 5, 60
+	if testing.Short() {
+		peers, secs = 4, 8
+	}
+	bin := buildCanopy(t)
+	data := t.TempDir()
+	procs := make([]*peerProc, peers)
+	for i := range procs {
+		procs[i] = startPeer(t, bin, data, fmt.Sprintf("p%02d", i))
+	}
+	cards := make([]string, 0, peers-1)
+	for _, p := range procs[1:] {
+		cards = append(cards, p.card())
+	}
+	g := procs[0].must("/create load " + strings.Join(cards, " ")).group()
+	for _, p := range procs[1:] {
+		p.wait("invitation", func(e *jev) bool { return e.Type == "invitation" })
+		if got := p.must("/accept").group(); got != g {
+			t.Fatalf("%s joined %q, want %q", p.name, got, g)
+		}
+	}
+	for _, p := range procs {
+		p.waitWithin(0, 2*e2eWait, "all members", membersAre(g, peers))
+	}
+	// Everyone hears everyone before the clock starts.
+	for i, p := range procs {
+		p.must(fmt.Sprintf("warmup %d", i))
+	}
+	for i, p := range procs {
+		for j := range procs {
+			if j != i {
+				p.waitWithin(0, 2*e2eWait, "warm-up", isMsg(g, fmt.Sprintf("warmup %d", j)))
+			}
+		}
+	}
+	marks := make([]int, peers)
+	cpu0 := make([]time.Duration, peers)
+	for i, p := range procs {
+		marks[i] = p.mark()
+		cpu0[i] = procCPU(p.cmd.Process.Pid)
+	}
+
+	// Send: each peer its own goroutine, one line every 1/rate s.
+	n := rate * secs
+	sentAt := make([][]time.Time, peers)
+	var wg sync.WaitGroup
+	errs := make(chan error, peers)
+	start := time.Now()
+	for i, p := range procs {
+		sentAt[i] = make([]time.Time, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(time.Second / time.Duration(rate))
+			defer tick.Stop()
+			for q := range n {
+				<-tick.C
+				p.mu.Lock()
+				p.lines++
+				p.mu.Unlock()
+				sentAt[i][q] = time.Now()
+				if _, err := io.WriteString(p.stdin, fmt.Sprintf("load %d %d\n", i, q)); err != nil {
+					errs <- fmt.Errorf("%s: %v", p.name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	sendEnd := time.Since(start)
+
+	// Wait until every receiver showed every other sender's messages (or
+	// the deadline: then the counts below say what is missing).
+	isLoad := func(e *jev) bool {
+		return e.Type == "message" && !e.Message.Own && e.Message.Group == g && strings.HasPrefix(e.Message.Body, "load ")
+	}
+	want := n * (peers - 1)
+	deadline := time.Now().Add(3 * time.Minute)
+	for _, p := range procs {
+		for p.count(isLoad) < want && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	drained := time.Since(start)
+
+	// Check each receiver: per sender every sequence number once, in order.
+	var lat []time.Duration
+	lost, dups, reorders, failed := 0, 0, 0, 0
+	for r, p := range procs {
+		all, _ := p.events.Events()
+		events := all[marks[r]:]
+		seen := make([][]bool, peers)
+		last := make([]int, peers)
+		for s := range seen {
+			seen[s] = make([]bool, n)
+			last[s] = -1
+		}
+		for _, e := range events {
+			if e.Type == "result" && !e.OK {
+				failed++
+				t.Errorf("%s: %s", p.name, e.raw)
+				continue
+			}
+			if !isLoad(e) {
+				continue
+			}
+			f := strings.Fields(e.Message.Body)
+			if len(f) != 3 {
+				t.Fatalf("%s: unexpected message %s", p.name, e.raw)
+			}
+			s, err1 := strconv.Atoi(f[1])
+			q, err2 := strconv.Atoi(f[2])
+			if err1 != nil || err2 != nil || s < 0 || s >= peers || q < 0 || q >= n || s == r {
+				t.Fatalf("%s: unexpected message %s", p.name, e.raw)
+			}
+			if e.Message.Sender != procs[s].name {
+				t.Errorf("%s: message of %s shown as from %q", p.name, procs[s].name, e.Message.Sender)
+			}
+			if seen[s][q] {
+				dups++
+				continue
+			}
+			seen[s][q] = true
+			if q < last[s] {
+				reorders++
+			} else {
+				last[s] = q
+			}
+			lat = append(lat, e.at.Sub(sentAt[s][q]))
+		}
+		for s := range seen {
+			if s == r {
+				continue
+			}
+			for q := range seen[s] {
+				if !seen[s][q] {
+					lost++
+				}
+			}
+		}
+	}
+	slices.Sort(lat)
+	pct := func(x float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(x*float64(len(lat))))].Round(time.Millisecond)
+	}
+	var rss []string
+	var cpu time.Duration
+	for i, p := range procs {
+		rss = append(rss, fmt.Sprintf("%.1fMiB", float64(peakRSS(p.cmd.Process.Pid))/(1<<20)))
+		cpu += procCPU(p.cmd.Process.Pid) - cpu0[i]
+	}
+	// Each peer's CPU over the run (sending its share, receiving the
+	// others') per message it showed.
+	perDelivery := time.Duration(0)
+	if len(lat) > 0 {
+		perDelivery = cpu / time.Duration(len(lat))
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("%d peers × %d msg/s × %d s: %d deliveries of %d; sending took %v, all shown after %v; latency p50 %v p99 %v max %v; lost %d, duplicated %d, out of order %d; peer CPU per delivery %v (%.0f deliveries per CPU second); peak RSS %s; load %s",
+		peers, rate, secs, len(lat), want*peers, sendEnd.Round(time.Millisecond), drained.Round(time.Millisecond),
+		pct(0.50), pct(0.99), pct(1), lost, dups, reorders, perDelivery.Round(time.Microsecond), float64(len(lat))/cpu.Seconds(),
+		strings.Join(rss, " "), strings.TrimSpace(string(load)))
+	if lost > 0 || dups > 0 || reorders > 0 || failed > 0 {
+		t.Fatalf("lost %d, duplicated %d, shown out of their sender's order %d, failed sends %d", lost, dups, reorders, failed)
+	}
+}
+
+// procCPU reads a process's user+system CPU time from /proc (0 if
+// unavailable). The clock tick is 100 Hz on Linux.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces, in parens).
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
