@@ -78,6 +78,25 @@ func (m *meshTracer) OnClosedOutboundStream(p peer.ID) {
 	m.changed()
 }
 
+// RecvRPC passes a peer's subscriptions to our topics on to them. A peer
+// announces its subscriptions in the first RPC of every stream it opens to
+// us (and when it subscribes later), so this sees a peer that joins a
+// topic again after its old stream died, which pubsub's topic events do
+// not: they cancel a leave against the join that follows it.
+func (m *meshTracer) RecvRPC(rpc *pubsub.RPC) {
+	for _, s := range rpc.GetSubscriptions() {
+		t, ok := m.n.subWatch.Load(s.GetTopicid())
+		if !ok {
+			continue
+		}
+		if s.GetSubscribe() {
+			t.(*Topic).subscribed(rpc.From())
+		} else {
+			t.(*Topic).unsubscribed(rpc.From())
+		}
+	}
+}
+
 func (m *meshTracer) UndeliverableMessage(msg *pubsub.Message) {
 	m.n.metrics.gossipResult(Ignore, "slow_subscriber")
 	m.n.log.Warn("gossip frame dropped: topic consumer too slow", "topic", msg.GetTopic())
@@ -90,7 +109,6 @@ func (m *meshTracer) DeliverMessage(*pubsub.Message)                       {}
 func (m *meshTracer) RejectMessage(*pubsub.Message, string)                {}
 func (m *meshTracer) DuplicateMessage(*pubsub.Message)                     {}
 func (m *meshTracer) ThrottlePeer(peer.ID)                                 {}
-func (m *meshTracer) RecvRPC(*pubsub.RPC)                                  {}
 func (m *meshTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (m *meshTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
 func (m *meshTracer) DropRPC(rpc *pubsub.RPC, p peer.ID) {

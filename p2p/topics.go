@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -33,6 +35,7 @@ type TopicOption func(*topicConfig)
 type topicConfig struct {
 	validator    Validator
 	keepOnRelays bool
+	peerJoined   func(peer.ID)
 }
 
 // WithTopicValidator sets the topic's MLS-aware validator, overriding the
@@ -46,6 +49,19 @@ func WithTopicValidator(v Validator) TopicOption {
 // true).
 func WithKeepOnRelays(on bool) TopicOption {
 	return func(c *topicConfig) { c.keepOnRelays = on }
+}
+
+// WithPeerJoined sets f to be called, from the topic's goroutine (f must
+// not block), each time a peer announces its subscription to the topic
+// after we joined it: when it joins, and again whenever gossipsub re-opens
+// its stream to us after the old one died, as when the connection it ran
+// on closed while another stays (a relayed connection retired after hole
+// punching). Frames gossiped on the old stream may have been lost with it,
+// so a member catches up from the peer (Node.Sync) when f is called.
+// (Peers already subscribed when we joined are not reported: a member
+// catches up from them as it starts.)
+func WithPeerJoined(f func(peer.ID)) TopicOption {
+	return func(c *topicConfig) { c.peerJoined = f }
 }
 
 func withoutRelayKeep() TopicOption { return WithKeepOnRelays(false) }
@@ -74,12 +90,22 @@ type Topic struct {
 	evh    *pubsub.TopicEventHandler
 	val    *topicValidator
 	joined time.Time
+	onJoin func(peer.ID) // WithPeerJoined; nil if unset
 
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	sigMu sync.Mutex
 	sig   chan struct{} // closed when a peer joins the topic
+
+	// announced holds the connected peers whose last word on the topic
+	// was a subscription, as the gossipsub tracer saw it (see Peers); subs
+	// the peers that announced one since run last looked (the tracer,
+	// which must not block, adds; run takes); subsSig wakes run.
+	subsMu    sync.Mutex
+	announced map[peer.ID]bool
+	subs      map[peer.ID]bool
+	subsSig   chan struct{}
 
 	events  chan pubsub.PeerEvent // watchPeers -> run
 	pending chan *pendingMsg      // Publish -> run
@@ -93,6 +119,10 @@ type pendingMsg struct {
 	data []byte
 	at   time.Time
 	sent map[peer.ID]bool
+	// to are peers to send the frame to at once (forgotten by gossipsub);
+	// keep says to keep it for peers that join later (no peers at all).
+	to   []peer.ID
+	keep bool
 }
 
 // Message is a validated frame received on a topic.
@@ -150,10 +180,15 @@ func (n *Node) JoinTopic(name string, opts ...TopicOption) (*Topic, error) {
 		name:    name,
 		val:     val,
 		joined:  time.Now(),
+		onJoin:  tc.peerJoined,
 		sig:     make(chan struct{}),
-		events:  make(chan pubsub.PeerEvent, 64),
-		pending: make(chan *pendingMsg),
-		sendSem: make(chan struct{}, maxDirectSends),
+		subs:    make(map[peer.ID]bool),
+		subsSig: make(chan struct{}, 1),
+
+		announced: make(map[peer.ID]bool),
+		events:    make(chan pubsub.PeerEvent, 64),
+		pending:   make(chan *pendingMsg),
+		sendSem:   make(chan struct{}, maxDirectSends),
 	}
 	fail := func(err error) (*Topic, error) {
 		if t.evh != nil {
@@ -183,6 +218,7 @@ func (n *Node) JoinTopic(name string, opts ...TopicOption) (*Topic, error) {
 	}
 	t.ctx, t.cancel = context.WithCancel(n.ctx)
 	n.topics[name] = t
+	n.subWatch.Store(name, t)
 	n.metrics.topicCount(1)
 
 	n.wg.Add(2)
@@ -209,8 +245,37 @@ func (n *Node) topic(name string) *Topic {
 // Name returns the gossipsub topic name.
 func (t *Topic) Name() string { return t.name }
 
-// Peers returns the connected peers subscribed to the topic.
-func (t *Topic) Peers() []peer.ID { return t.pt.ListPeers() }
+// Peers returns the connected peers subscribed to the topic: gossipsub's
+// and those it forgot (see forgotten).
+func (t *Topic) Peers() []peer.ID {
+	listed := t.pt.ListPeers()
+	return append(listed, t.forgotten(listed)...)
+}
+
+// forgotten returns the connected peers whose last word on the topic was a
+// subscription but which gossipsub does not list (listed).
+//
+// gossipsub forgets a peer's subscriptions whenever its own stream to the
+// peer dies (it clears them with the outbound stream, though they came in
+// on the inbound one), and relearns them only from the peer's next hello.
+// When a peer's connection is replaced (a relayed one retired after hole
+// punching), the peer's new stream, and with it its hello, can arrive
+// before we see our old stream die: gossipsub then clears what it has
+// just learnt, and until the peer's stream is replaced again it sends the
+// peer nothing of the topic. Publish sends such peers our frames directly,
+// and catch-up asks them too. Also a peer whose hello came a moment before
+// gossipsub's stream to it is up is listed here for that moment.
+func (t *Topic) forgotten(listed []peer.ID) []peer.ID {
+	t.subsMu.Lock()
+	defer t.subsMu.Unlock()
+	var out []peer.ID
+	for p := range t.announced {
+		if !slices.Contains(listed, p) && t.n.h.Network().Connectedness(p) == network.Connected {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // WaitPeers blocks until the topic has at least min peers or ctx ends.
 func (t *Topic) WaitPeers(ctx context.Context, min int) error {
@@ -265,7 +330,9 @@ func (t *Topic) Publish(ctx context.Context, data []byte) (PublishResult, error)
 	}
 	res := PublishResult{ID: IDOf(data)}
 	at := time.Now()
-	res.Peers = len(t.pt.ListPeers())
+	listed := t.pt.ListPeers()
+	missed := t.forgotten(listed)
+	res.Peers = len(listed) + len(missed)
 	if err := t.pt.Publish(ctx, data, pubsub.WithValidatorData(&localMark{own: true})); err != nil {
 		if errors.As(err, new(pubsub.ValidationError)) {
 			return PublishResult{}, fmt.Errorf("%w: %v", ErrInvalidFrame, err)
@@ -273,9 +340,9 @@ func (t *Topic) Publish(ctx context.Context, data []byte) (PublishResult, error)
 		return PublishResult{}, fmt.Errorf("p2p: publish: %w", err)
 	}
 	t.n.metrics.publish()
-	if res.Peers == 0 {
-		res.Queued = true
-		m := &pendingMsg{data: data, at: at, sent: make(map[peer.ID]bool)}
+	if res.Peers == 0 || len(missed) > 0 {
+		res.Queued = res.Peers == 0
+		m := &pendingMsg{data: data, at: at, sent: make(map[peer.ID]bool), to: missed, keep: res.Queued}
 		select {
 		case t.pending <- m:
 		case <-t.ctx.Done():
@@ -324,6 +391,7 @@ func (t *Topic) Close() error {
 		t.n.mu.Lock()
 		if t.n.topics[t.name] == t {
 			t.n.budget.unwatch(t.name)
+			t.n.subWatch.CompareAndDelete(t.name, t)
 			delete(t.n.topics, t.name)
 			t.n.metrics.topicCount(-1)
 		}
@@ -361,11 +429,66 @@ func (t *Topic) watchPeers() {
 	}
 }
 
+// subscribed records that p announced its subscription to the topic. It
+// is called from pubsub's event loop and does not block.
+func (t *Topic) subscribed(p peer.ID) {
+	t.subsMu.Lock()
+	t.announced[p] = true
+	t.subs[p] = true
+	t.subsMu.Unlock()
+	select {
+	case t.subsSig <- struct{}{}:
+	default:
+	}
+}
+
+// unsubscribed records that p left the topic, or disconnected.
+func (t *Topic) unsubscribed(p peer.ID) {
+	t.subsMu.Lock()
+	delete(t.announced, p)
+	t.subsMu.Unlock()
+}
+
+// forgetDisconnected keeps each topic's announced peers to the connected
+// ones: a peer announces its subscriptions again when it reconnects.
+func (n *Node) forgetDisconnected() network.Notifiee {
+	return &network.NotifyBundle{DisconnectedF: func(net network.Network, c network.Conn) {
+		p := c.RemotePeer()
+		if net.Connectedness(p) == network.Connected {
+			return
+		}
+		n.subWatch.Range(func(_, t any) bool {
+			t.(*Topic).unsubscribed(p)
+			return true
+		})
+	}}
+}
+
+func (t *Topic) takeSubscribed() map[peer.ID]bool {
+	t.subsMu.Lock()
+	defer t.subsMu.Unlock()
+	s := t.subs
+	t.subs = make(map[peer.ID]bool)
+	return s
+}
+
 // run owns the pending frames and the set of recently joined peers.
+//
+// A peer joins when pubsub reports it (PeerJoin: also the peers already
+// subscribed when the topic was joined) and whenever it announces its
+// subscription (a new stream of its, also after its old one died, which
+// pubsub's events can miss); either sends it the pending frames it has not
+// had, the latter also tells WithPeerJoined.
 func (t *Topic) run() {
 	defer t.n.wg.Done()
 	var pending []*pendingMsg
 	joined := make(map[peer.ID]time.Time)
+	join := func(p peer.ID) {
+		joined[p] = time.Now()
+		for _, m := range pending {
+			t.sendDirect(m, p)
+		}
+	}
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
@@ -377,11 +500,21 @@ func (t *Topic) run() {
 				delete(joined, ev.Peer)
 				continue
 			}
-			joined[ev.Peer] = time.Now()
-			for _, m := range pending {
-				t.sendDirect(m, ev.Peer)
+			join(ev.Peer)
+		case <-t.subsSig:
+			for p := range t.takeSubscribed() {
+				join(p)
+				if t.onJoin != nil {
+					t.onJoin(p)
+				}
 			}
 		case m := <-t.pending:
+			for _, p := range m.to {
+				t.sendDirect(m, p)
+			}
+			if !m.keep {
+				continue
+			}
 			if len(pending) == maxPending {
 				pending[0] = nil
 				pending = pending[1:]
