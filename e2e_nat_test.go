@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -279,7 +280,9 @@ func isStatus(f func(reach string, addrs []string) bool) func(*jev) bool {
 // TestE2ENAT: two peers, each behind its own NAT, learn from AutoNAT that
 // they are private, reserve a slot on the public relay, reach each other
 // through it (invitation by card, chat) and punch holes through both NATs
-// (DCUtR). It does not yet show chat over the direct connection alone.
+// (DCUtR). Both then retire their relayed connection, and with the relay
+// cut off they chat over the punched path alone; a message sent while the
+// connection switched is not lost.
 func TestE2ENAT(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
@@ -304,8 +307,11 @@ func TestE2ENAT(t *testing.T) {
 	// the listening socket, so the relay observes the NAT mapping of the
 	// listen port (with a listener on 10.0.x.2 the QUIC dial to the relay
 	// sometimes used another socket and hole punching had no address).
+	var logs []string // the peers' log files
 	peer := func(ns, nick string) *peerProc {
-		return startPeerWrapped(t, n.exec(ns), bin, t.TempDir(), nick,
+		data := t.TempDir()
+		logs = append(logs, filepath.Join(data, "canopy", nick, "canopy.log"))
+		return startPeerWrapped(t, n.exec(ns), bin, data, nick,
 			"--listen", "/ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1", "--bootstrap", boot)
 	}
 	start := time.Now()
@@ -364,13 +370,59 @@ func TestE2ENAT(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	tPunched := time.Since(start)
-	// Not asserted (yet): chat over the direct connection alone. With the
-	// relay cut off right after the punch, the direct QUIC connection
-	// carried nothing more and timed out (see README Status).
+
+	// 5. The switch: hole punching opened a direct connection next to the
+	// relayed one; each peer closes its relayed connection to the other
+	// once it carries only gossip (p2p/relayedconn.go), and gossipsub
+	// re-opens its streams on the direct one. A message sent meanwhile may
+	// be lost by gossip with the old stream; the engine catches up from a
+	// peer each time it announces itself again, so it must arrive.
+	alice.must("sent while the connection switches")
+	for _, log := range logs {
+		waitLogLine(t, log, natWait, "relayed connection closed, a direct one remains")
+	}
+	tDirect := time.Since(start)
+
+	// 6. The relay is cut off: the "internet" drops every packet to or from
+	// 11.0.0.1. The punched path is all that is left.
+	n.nft(n.pub, `table ip cutrelay {
+	chain in { type filter hook input priority filter - 10; policy accept; ip daddr 11.0.0.1 drop; }
+	chain out { type filter hook output priority filter - 10; policy accept; ip saddr 11.0.0.1 drop; }
+}
+`)
+	a0, b0 := n.punched()
+	cut := time.Now()
+	alice.must("hello over the punched path")
+	bob.waitWithin(0, natWait, "alice's direct message", isMsg(g, "hello over the punched path"))
+	tFirstDirect := time.Since(cut)
+	bob.must("and back over it")
+	alice.waitWithin(0, natWait, "bob's direct message", isMsg(g, "and back over it"))
+	tReply := time.Since(cut)
+	bob.waitWithin(0, natWait, "the message sent during the switch", isMsg(g, "sent while the connection switches"))
 	a, b := n.punched()
-	t.Logf("NAT timings from the peers' start: private %v, reserved %v, relayed invite and chat %v, holes punched by %v (packets let in: A %d, B %d)",
+	if a <= a0 || b <= b0 {
+		t.Fatalf("chat with the relay cut off did not cross the punched holes (packets let in: A %d→%d, B %d→%d)", a0, a, b0, b)
+	}
+	t.Logf("NAT timings from the peers' start: private %v, reserved %v, relayed invite and chat %v, holes punched %v, only direct connections %v; after the relay was cut: first message %v, reply %v (packets let in: A %d, B %d)",
 		tPrivate.Round(time.Millisecond), tReserved.Round(time.Millisecond), tChat.Round(time.Millisecond),
-		tPunched.Round(time.Millisecond), a, b)
+		tPunched.Round(time.Millisecond), tDirect.Round(time.Millisecond),
+		tFirstDirect.Round(time.Millisecond), tReply.Round(time.Millisecond), a, b)
+}
+
+// waitLogLine polls a peer's log file until it holds line, for at most
+// within.
+func waitLogLine(t *testing.T, path string, within time.Duration, line string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if b, _ := os.ReadFile(path); strings.Contains(string(b), line) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %q within %v", path, line, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // lastLine returns the last non-empty line of s.
