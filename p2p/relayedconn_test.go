@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,5 +207,55 @@ func TestPublishReachesPeerGossipsubForgot(t *testing.T) {
 	// Not by A's gossip: its gossipsub still does not list B.
 	if len(ta.pt.ListPeers()) != 0 {
 		t.Fatal("B announced itself again: the test no longer shows the forgotten state")
+	}
+}
+
+// TestPeerJoinedSpaced: a peer that announces its subscription over and
+// over (here B joins and leaves the topic) gets WithPeerJoined calls at
+// least rejoinEvery apart, so it cannot keep the engine syncing from it;
+// its last announcement is still reported, late.
+func TestPeerJoinedSpaced(t *testing.T) {
+	a, b := newTestNode(t), newTestNode(t)
+	connect(t, a, b)
+	group := newGroupID()
+	var mu sync.Mutex
+	var calls []time.Time
+	ta, err := a.JoinGroup(group, WithPeerJoined(func(p peer.ID) {
+		if p == b.ID() {
+			mu.Lock()
+			calls = append(calls, time.Now())
+			mu.Unlock()
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last time.Time
+	for range 5 {
+		tb, err := b.JoinGroup(group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "A listing B", func() bool { return slices.Contains(ta.Peers(), b.ID()) })
+		last = time.Now()
+		if err := tb.Close(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "A no longer listing B", func() bool { return !slices.Contains(ta.Peers(), b.ID()) })
+	}
+	waitFor(t, 2*rejoinEvery+5*time.Second, "the last announcement reported", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls) > 0 && !calls[len(calls)-1].Before(last)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) >= 5 {
+		t.Fatalf("%d calls for 5 announcements", len(calls))
+	}
+	for i := 1; i < len(calls); i++ {
+		if d := calls[i].Sub(calls[i-1]); d < rejoinEvery-50*time.Millisecond {
+			t.Fatalf("calls %d and %d only %v apart", i-1, i, d)
+		}
 	}
 }

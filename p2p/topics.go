@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -27,6 +28,15 @@ const (
 	maxPending = 256
 	// maxDirectSends caps concurrent direct deliveries per topic.
 	maxDirectSends = 8
+	// maxForgotten caps the peers a frame is sent to directly because
+	// gossipsub forgot them (see Topic.forgotten; honestly none, or the
+	// one whose connection was just replaced).
+	maxForgotten = 8
+	// rejoinEvery spaces WithPeerJoined calls for one peer: a peer that
+	// announces its subscription more often gets one call per interval
+	// (a late one is deferred, not dropped), so toggling its subscription
+	// cannot keep the engine syncing from it.
+	rejoinEvery = 2 * time.Second
 )
 
 // TopicOption configures a topic at JoinGroup.
@@ -59,7 +69,9 @@ func WithKeepOnRelays(on bool) TopicOption {
 // punching). Frames gossiped on the old stream may have been lost with it,
 // so a member catches up from the peer (Node.Sync) when f is called.
 // (Peers already subscribed when we joined are not reported: a member
-// catches up from them as it starts.)
+// catches up from them as it starts.) f is called at most once per peer
+// every two seconds (rejoinEvery); an announcement in between is reported
+// when that time is up.
 func WithPeerJoined(f func(peer.ID)) TopicOption {
 	return func(c *topicConfig) { c.peerJoined = f }
 }
@@ -270,7 +282,13 @@ func (t *Topic) forgotten(listed []peer.ID) []peer.ID {
 	defer t.subsMu.Unlock()
 	var out []peer.ID
 	for p := range t.announced {
-		if !slices.Contains(listed, p) && t.n.h.Network().Connectedness(p) == network.Connected {
+		if len(out) == maxForgotten {
+			break
+		}
+		// As gossipsub publishes: to connected peers not scored below
+		// its publish threshold.
+		if !slices.Contains(listed, p) && t.n.h.Network().Connectedness(p) == network.Connected &&
+			t.n.scores.standing(p) >= peerScoreThresholds().PublishThreshold {
 			out = append(out, p)
 		}
 	}
@@ -432,6 +450,9 @@ func (t *Topic) watchPeers() {
 // subscribed records that p announced its subscription to the topic. It
 // is called from pubsub's event loop and does not block.
 func (t *Topic) subscribed(p peer.ID) {
+	if t.n.h.Network().Connectedness(p) != network.Connected {
+		return // gone already: its disconnection may have been seen first
+	}
 	t.subsMu.Lock()
 	t.announced[p] = true
 	t.subs[p] = true
@@ -447,6 +468,18 @@ func (t *Topic) unsubscribed(p peer.ID) {
 	t.subsMu.Lock()
 	delete(t.announced, p)
 	t.subsMu.Unlock()
+}
+
+// pruneAnnounced drops peers no longer connected (a backstop for
+// forgetDisconnected).
+func (t *Topic) pruneAnnounced() {
+	t.subsMu.Lock()
+	defer t.subsMu.Unlock()
+	for p := range t.announced {
+		if t.n.h.Network().Connectedness(p) != network.Connected {
+			delete(t.announced, p)
+		}
+	}
 }
 
 // forgetDisconnected keeps each topic's announced peers to the connected
@@ -489,6 +522,21 @@ func (t *Topic) run() {
 			t.sendDirect(m, p)
 		}
 	}
+	// WithPeerJoined calls, at most one per peer per rejoinEvery.
+	called := make(map[peer.ID]time.Time)
+	deferred := make(map[peer.ID]bool)
+	var retry <-chan time.Time
+	tell := func(p peer.ID, now time.Time) {
+		if at, ok := called[p]; ok && now.Sub(at) < rejoinEvery {
+			deferred[p] = true
+			if retry == nil {
+				retry = time.After(rejoinEvery - now.Sub(at))
+			}
+			return
+		}
+		called[p] = now
+		t.onJoin(p)
+	}
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
@@ -502,11 +550,19 @@ func (t *Topic) run() {
 			}
 			join(ev.Peer)
 		case <-t.subsSig:
+			now := time.Now()
 			for p := range t.takeSubscribed() {
 				join(p)
 				if t.onJoin != nil {
-					t.onJoin(p)
+					tell(p, now)
 				}
+			}
+		case now := <-retry:
+			retry = nil
+			ps := slices.Collect(maps.Keys(deferred))
+			clear(deferred)
+			for _, p := range ps {
+				tell(p, now)
 			}
 		case m := <-t.pending:
 			for _, p := range m.to {
@@ -537,6 +593,12 @@ func (t *Topic) run() {
 					delete(joined, p)
 				}
 			}
+			for p, at := range called {
+				if now.Sub(at) > rejoinEvery && !deferred[p] {
+					delete(called, p)
+				}
+			}
+			t.pruneAnnounced()
 		}
 	}
 }
