@@ -317,6 +317,8 @@ func TestE2ENAT(t *testing.T) {
 	start := time.Now()
 	alice := peer(n.peerA, "alice")
 	bob := peer(n.peerB, "bob")
+	// After the peers' cleanups are registered, so it runs before them.
+	t.Cleanup(func() { keepLogsIfFailed(t, logs) })
 
 	// 1. AutoNAT: the relay's dial-backs to the NATs' public addresses fail.
 	const natWait = 90 * time.Second
@@ -403,10 +405,29 @@ func TestE2ENAT(t *testing.T) {
 	if a <= a0 || b <= b0 {
 		t.Fatalf("chat with the relay cut off did not cross the punched holes (packets let in: A %d→%d, B %d→%d)", a0, a, b0, b)
 	}
-	t.Logf("NAT timings from the peers' start: private %v, reserved %v, relayed invite and chat %v, holes punched %v, only direct connections %v; after the relay was cut: first message %v, reply %v (packets let in: A %d, B %d)",
+	t.Logf("NAT timings from the peers' start: private %v, reserved %v, invited through the relay and chatted %v, holes punched %v, only direct connections %v; after the relay was cut: first message %v, reply %v (packets let in: A %d, B %d)",
 		tPrivate.Round(time.Millisecond), tReserved.Round(time.Millisecond), tChat.Round(time.Millisecond),
 		tPunched.Round(time.Millisecond), tDirect.Round(time.Millisecond),
 		tFirstDirect.Round(time.Millisecond), tReply.Round(time.Millisecond), a, b)
+}
+
+// keepLogsIfFailed copies the peers' full debug logs out of the test's
+// temporary directories when the test failed (the failure message shows
+// only their tails).
+func keepLogsIfFailed(t *testing.T, logs []string) {
+	if !t.Failed() || len(logs) == 0 {
+		return
+	}
+	dir, err := os.MkdirTemp("", "canopy-nat-logs-")
+	if err != nil {
+		return
+	}
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, filepath.Base(filepath.Dir(l))+".log"), b, 0o600)
+		}
+	}
+	t.Logf("peers' logs kept in %s", dir)
 }
 
 // waitLogLine polls a peer's log file until it holds line, for at most

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
@@ -78,21 +79,29 @@ func (m *meshTracer) OnClosedOutboundStream(p peer.ID) {
 	m.changed()
 }
 
-// RecvRPC passes a peer's subscriptions to our topics on to them. A peer
-// announces its subscriptions in the first RPC of every stream it opens to
-// us (and when it subscribes later), so this sees a peer that joins a
-// topic again after its old stream died, which pubsub's topic events do
-// not: they cancel a leave against the join that follows it.
+// RecvRPC records a peer's subscriptions to group topics (peerSubs) and
+// tells our topics of theirs. A peer announces its subscriptions in the
+// first RPC of every stream it opens to us (and when it subscribes later),
+// so this sees a peer that joins a topic again after its old stream died,
+// which pubsub's topic events do not: they cancel a leave against the join
+// that follows it.
 func (m *meshTracer) RecvRPC(rpc *pubsub.RPC) {
-	for _, s := range rpc.GetSubscriptions() {
-		t, ok := m.n.subWatch.Load(s.GetTopicid())
-		if !ok {
+	subs := rpc.GetSubscriptions()
+	if len(subs) == 0 {
+		return
+	}
+	from := rpc.From()
+	if m.n.h.Network().Connectedness(from) != network.Connected {
+		return // gone already: its disconnection may have been seen first
+	}
+	for _, s := range subs {
+		name := s.GetTopicid()
+		if !isTopicName(name) {
 			continue
 		}
-		if s.GetSubscribe() {
-			t.(*Topic).subscribed(rpc.From())
-		} else {
-			t.(*Topic).unsubscribed(rpc.From())
+		m.n.peerSubs.set(from, name, s.GetSubscribe())
+		if t, ok := m.n.subWatch.Load(name); ok && s.GetSubscribe() {
+			t.(*Topic).subscribed(from)
 		}
 	}
 }

@@ -144,69 +144,94 @@ func TestDirectConnectionRetiresRelayed(t *testing.T) {
 	}
 }
 
-// TestPublishReachesPeerGossipsubForgot: when gossipsub's own stream to a
-// peer dies, it forgets the peer's subscriptions, though they came in on
-// the peer's stream, which lives on; it relearns them only from the
-// peer's next hello (this is what a connection switch can leave behind,
-// see Topic.forgotten). Here A's stream to B is reset: A's gossipsub no
-// longer lists B, while B, which got A's new hello, lists A and joins
-// nothing again. A's frames still reach B, sent directly, and B is told
-// that A joined again (the engine's cue to catch up from A).
-func TestPublishReachesPeerGossipsubForgot(t *testing.T) {
-	a, b := newTestNode(t), newTestNode(t)
-	connect(t, a, b)
-	group := newGroupID()
-	joinsA, joinsB := make(joinWatch, 16), make(joinWatch, 16)
-	ta, err := a.JoinGroup(group, joinsA.option())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := b.JoinGroup(group, joinsB.option())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := testCtx(t, 30*time.Second)
-	if err := ta.WaitMesh(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := tb.WaitMesh(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	joinsB.drain()
-
-	var reset bool
-	for _, c := range a.Host().Network().ConnsToPeer(b.ID()) {
+// resetGossipTo resets n's own gossipsub stream to p, as a connection
+// switch kills it.
+func resetGossipTo(t *testing.T, n *Node, p peer.ID) {
+	t.Helper()
+	for _, c := range n.Host().Network().ConnsToPeer(p) {
 		for _, s := range c.GetStreams() {
 			if strings.HasPrefix(string(s.Protocol()), "/meshsub/") && s.Stat().Direction == network.DirOutbound {
 				_ = s.Reset()
-				reset = true
+				return
 			}
 		}
 	}
-	if !reset {
-		t.Fatal("A has no gossipsub stream to B")
-	}
-	joinsB.wait(t, ctx, "B", a.ID())
-	waitFor(t, 10*time.Second, "A's gossipsub forgetting B, B listing A", func() bool {
-		return len(ta.pt.ListPeers()) == 0 && slices.Contains(tb.pt.ListPeers(), a.ID())
-	})
-	if got := ta.Peers(); !slices.Equal(got, []peer.ID{b.ID()}) {
-		t.Fatalf("A's topic peers %v, want B", got)
-	}
-	f := mlsFrame(group, 3, "to a forgotten peer")
-	res, err := ta.Publish(ctx, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Peers != 1 || res.Queued {
-		t.Fatalf("publish result %+v", res)
-	}
-	if m := nextMsg(t, tb, 10*time.Second); !bytes.Equal(m.Data, f) {
-		t.Fatalf("B got %q", m.Data)
-	}
-	// Not by A's gossip: its gossipsub still does not list B.
-	if len(ta.pt.ListPeers()) != 0 {
-		t.Fatal("B announced itself again: the test no longer shows the forgotten state")
+	t.Fatalf("%s has no gossipsub stream to %s", shortID(n.ID()), shortID(p))
+}
+
+// TestPublishReachesPeerGossipsubForgot: when gossipsub's own stream to a
+// peer dies, it forgets the peer's subscriptions, though they came in on
+// the peer's stream, which lives on; it relearns them only from the
+// peer's next hello (what a connection switch can leave behind, see
+// peerSubs). Here A's stream to B is reset: A's gossipsub no longer lists
+// B, while B, which got A's new hello, lists A and announces nothing
+// again. A's frames still reach B, sent directly, whether A had joined
+// the topic before the reset or joins it only after; and B is told that A
+// announced itself again (the engine's cue to catch up from A).
+func TestPublishReachesPeerGossipsubForgot(t *testing.T) {
+	for _, joinFirst := range []bool{true, false} {
+		name := "A joined after the reset"
+		if joinFirst {
+			name = "A joined before the reset"
+		}
+		t.Run(name, func(t *testing.T) {
+			a, b := newTestNode(t), newTestNode(t)
+			connect(t, a, b)
+			group := newGroupID()
+			ctx := testCtx(t, 30*time.Second)
+			joinsB := make(joinWatch, 16)
+			tb, err := b.JoinGroup(group, joinsB.option())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ta *Topic
+			join := func() {
+				if ta, err = a.JoinGroup(group); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, 10*time.Second, "B listing A", func() bool { return slices.Contains(tb.pt.ListPeers(), a.ID()) })
+			}
+			if joinFirst {
+				join()
+				if err := ta.WaitMesh(ctx, 1); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				// B's subscription reaches A before A joins.
+				waitFor(t, 10*time.Second, "A learning B's subscription", func() bool {
+					return slices.Contains(a.peerSubs.peers(tb.Name()), b.ID())
+				})
+			}
+			joinsB.drain()
+			resetGossipTo(t, a, b.ID())
+			if !joinFirst {
+				join()
+			}
+			// A's new stream announces the topic (again, or for the first
+			// time).
+			joinsB.wait(t, ctx, "B", a.ID())
+			waitFor(t, 10*time.Second, "A's gossipsub forgetting B, B listing A", func() bool {
+				return len(ta.pt.ListPeers()) == 0 && slices.Contains(tb.pt.ListPeers(), a.ID())
+			})
+			if got := ta.Peers(); !slices.Equal(got, []peer.ID{b.ID()}) {
+				t.Fatalf("A's topic peers %v, want B", got)
+			}
+			f := mlsFrame(group, 3, "to a forgotten peer")
+			res, err := ta.Publish(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Peers != 1 || res.Queued {
+				t.Fatalf("publish result %+v", res)
+			}
+			if m := nextMsg(t, tb, 10*time.Second); !bytes.Equal(m.Data, f) {
+				t.Fatalf("B got %q", m.Data)
+			}
+			// Not by A's gossip: its gossipsub still does not list B.
+			if len(ta.pt.ListPeers()) != 0 {
+				t.Fatal("B announced itself again: the test no longer shows the forgotten state")
+			}
+		})
 	}
 }
 

@@ -110,14 +110,12 @@ type Topic struct {
 	sigMu sync.Mutex
 	sig   chan struct{} // closed when a peer joins the topic
 
-	// announced holds the connected peers whose last word on the topic
-	// was a subscription, as the gossipsub tracer saw it (see Peers); subs
-	// the peers that announced one since run last looked (the tracer,
-	// which must not block, adds; run takes); subsSig wakes run.
-	subsMu    sync.Mutex
-	announced map[peer.ID]bool
-	subs      map[peer.ID]bool
-	subsSig   chan struct{}
+	// subs holds the peers that announced a subscription to the topic
+	// since run last looked (the tracer, which must not block, adds; run
+	// takes); subsSig wakes run.
+	subsMu  sync.Mutex
+	subs    map[peer.ID]bool
+	subsSig chan struct{}
 
 	events  chan pubsub.PeerEvent // watchPeers -> run
 	pending chan *pendingMsg      // Publish -> run
@@ -196,11 +194,9 @@ func (n *Node) JoinTopic(name string, opts ...TopicOption) (*Topic, error) {
 		sig:     make(chan struct{}),
 		subs:    make(map[peer.ID]bool),
 		subsSig: make(chan struct{}, 1),
-
-		announced: make(map[peer.ID]bool),
-		events:    make(chan pubsub.PeerEvent, 64),
-		pending:   make(chan *pendingMsg),
-		sendSem:   make(chan struct{}, maxDirectSends),
+		events:  make(chan pubsub.PeerEvent, 64),
+		pending: make(chan *pendingMsg),
+		sendSem: make(chan struct{}, maxDirectSends),
 	}
 	fail := func(err error) (*Topic, error) {
 		if t.evh != nil {
@@ -264,24 +260,14 @@ func (t *Topic) Peers() []peer.ID {
 	return append(listed, t.forgotten(listed)...)
 }
 
-// forgotten returns the connected peers whose last word on the topic was a
-// subscription but which gossipsub does not list (listed).
-//
-// gossipsub forgets a peer's subscriptions whenever its own stream to the
-// peer dies (it clears them with the outbound stream, though they came in
-// on the inbound one), and relearns them only from the peer's next hello.
-// When a peer's connection is replaced (a relayed one retired after hole
-// punching), the peer's new stream, and with it its hello, can arrive
-// before we see our old stream die: gossipsub then clears what it has
-// just learnt, and until the peer's stream is replaced again it sends the
-// peer nothing of the topic. Publish sends such peers our frames directly,
-// and catch-up asks them too. Also a peer whose hello came a moment before
-// gossipsub's stream to it is up is listed here for that moment.
+// forgotten returns the connected peers that announced a subscription to
+// the topic (peerSubs) but which gossipsub does not list (listed): it
+// forgot them in a connection switch (see peerSubs), or, for a moment,
+// learnt a peer's subscription before its stream to the peer was up.
+// Publish sends them our frames directly, and catch-up asks them too.
 func (t *Topic) forgotten(listed []peer.ID) []peer.ID {
-	t.subsMu.Lock()
-	defer t.subsMu.Unlock()
 	var out []peer.ID
-	for p := range t.announced {
+	for _, p := range t.n.peerSubs.peers(t.name) {
 		if len(out) == maxForgotten {
 			break
 		}
@@ -447,54 +433,16 @@ func (t *Topic) watchPeers() {
 	}
 }
 
-// subscribed records that p announced its subscription to the topic. It
-// is called from pubsub's event loop and does not block.
+// subscribed records that p announced its subscription to the topic, for
+// run. It is called from pubsub's event loop and does not block.
 func (t *Topic) subscribed(p peer.ID) {
-	if t.n.h.Network().Connectedness(p) != network.Connected {
-		return // gone already: its disconnection may have been seen first
-	}
 	t.subsMu.Lock()
-	t.announced[p] = true
 	t.subs[p] = true
 	t.subsMu.Unlock()
 	select {
 	case t.subsSig <- struct{}{}:
 	default:
 	}
-}
-
-// unsubscribed records that p left the topic, or disconnected.
-func (t *Topic) unsubscribed(p peer.ID) {
-	t.subsMu.Lock()
-	delete(t.announced, p)
-	t.subsMu.Unlock()
-}
-
-// pruneAnnounced drops peers no longer connected (a backstop for
-// forgetDisconnected).
-func (t *Topic) pruneAnnounced() {
-	t.subsMu.Lock()
-	defer t.subsMu.Unlock()
-	for p := range t.announced {
-		if t.n.h.Network().Connectedness(p) != network.Connected {
-			delete(t.announced, p)
-		}
-	}
-}
-
-// forgetDisconnected keeps each topic's announced peers to the connected
-// ones: a peer announces its subscriptions again when it reconnects.
-func (n *Node) forgetDisconnected() network.Notifiee {
-	return &network.NotifyBundle{DisconnectedF: func(net network.Network, c network.Conn) {
-		p := c.RemotePeer()
-		if net.Connectedness(p) == network.Connected {
-			return
-		}
-		n.subWatch.Range(func(_, t any) bool {
-			t.(*Topic).unsubscribed(p)
-			return true
-		})
-	}}
 }
 
 func (t *Topic) takeSubscribed() map[peer.ID]bool {
@@ -598,7 +546,7 @@ func (t *Topic) run() {
 					delete(called, p)
 				}
 			}
-			t.pruneAnnounced()
+			t.n.peerSubs.prune(t.n.h.Network())
 		}
 	}
 }
