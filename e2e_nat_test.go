@@ -279,9 +279,10 @@ func isStatus(f func(reach string, addrs []string) bool) func(*jev) bool {
 
 // TestE2ENAT: two peers, each behind its own NAT, learn from AutoNAT that
 // they are private, reserve a slot on the public relay, reach each other
-// through it (invitation by card, chat) and punch holes through both NATs
-// (DCUtR). Both then retire their relayed connection, and with the relay
-// cut off they chat over the punched path alone.
+// through it (alice invites bob at the circuit address on his card), punch
+// holes through both NATs (DCUtR) and chat. Both retire their relayed
+// connection, and with the relay cut off they chat over the punched path
+// alone.
 func TestE2ENAT(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
@@ -406,7 +407,7 @@ func TestE2ENAT(t *testing.T) {
 	if a <= a0 || b <= b0 {
 		t.Fatalf("chat with the relay cut off did not cross the punched holes (packets let in: A %d→%d, B %d→%d)", a0, a, b0, b)
 	}
-	t.Logf("NAT timings from the peers' start: private %v, reserved %v, invited through the relay and chatted %v, holes punched %v, only direct connections %v; after the relay was cut: first message %v, reply %v (packets let in: A %d, B %d)",
+	t.Logf("NAT timings from the peers' start: private %v, reserved %v, invited through the relay and chatted %v, holes seen punched %v, only direct connections %v; after the relay was cut: first message %v, reply %v (packets let in: A %d, B %d)",
 		tPrivate.Round(time.Millisecond), tReserved.Round(time.Millisecond), tChat.Round(time.Millisecond),
 		tPunched.Round(time.Millisecond), tDirect.Round(time.Millisecond),
 		tFirstDirect.Round(time.Millisecond), tReply.Round(time.Millisecond), a, b)
