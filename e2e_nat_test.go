@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -278,8 +279,10 @@ func isStatus(f func(reach string, addrs []string) bool) func(*jev) bool {
 
 // TestE2ENAT: two peers, each behind its own NAT, learn from AutoNAT that
 // they are private, reserve a slot on the public relay, reach each other
-// through it (invitation by card, chat) and punch holes through both NATs
-// (DCUtR). It does not yet show chat over the direct connection alone.
+// through it (alice invites bob at the circuit address on his card), punch
+// holes through both NATs (DCUtR) and chat. Both retire their relayed
+// connection, and with the relay cut off they chat over the punched path
+// alone.
 func TestE2ENAT(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
@@ -304,13 +307,18 @@ func TestE2ENAT(t *testing.T) {
 	// the listening socket, so the relay observes the NAT mapping of the
 	// listen port (with a listener on 10.0.x.2 the QUIC dial to the relay
 	// sometimes used another socket and hole punching had no address).
+	var logs []string // the peers' log files
 	peer := func(ns, nick string) *peerProc {
-		return startPeerWrapped(t, n.exec(ns), bin, t.TempDir(), nick,
+		data := t.TempDir()
+		logs = append(logs, filepath.Join(data, "canopy", nick, "canopy.log"))
+		return startPeerWrapped(t, n.exec(ns), bin, data, nick,
 			"--listen", "/ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1", "--bootstrap", boot)
 	}
 	start := time.Now()
 	alice := peer(n.peerA, "alice")
 	bob := peer(n.peerB, "bob")
+	// After the peers' cleanups are registered, so it runs before them.
+	t.Cleanup(func() { keepLogsIfFailed(t, logs) })
 
 	// 1. AutoNAT: the relay's dial-backs to the NATs' public addresses fail.
 	const natWait = 90 * time.Second
@@ -364,13 +372,90 @@ func TestE2ENAT(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	tPunched := time.Since(start)
-	// Not asserted (yet): chat over the direct connection alone. With the
-	// relay cut off right after the punch, the direct QUIC connection
-	// carried nothing more and timed out (see README Status).
+
+	// 5. The switch: hole punching opened a direct connection next to the
+	// relayed one; each peer closes its relayed connection to the other
+	// once it carries only gossip (p2p/relayedconn.go), and gossipsub
+	// re-opens its streams on the direct one. Both logs must say so. (It
+	// mostly happens during the first relayed contact, alice fetching
+	// bob's KeyPackage, which DCUtR upgrades at once: the chat of step 3
+	// then already takes the direct connection.)
+	var retired time.Time // the last peer's relayed connection closed
+	for _, log := range logs {
+		if at := waitLogLine(t, log, natWait, "relayed connection closed, a direct one remains"); at.After(retired) {
+			retired = at
+		}
+	}
+	tDirect := retired.Sub(start)
+
+	// 6. The relay is cut off: the "internet" drops every packet to or from
+	// 11.0.0.1. The punched path is all that is left.
+	n.nft(n.pub, `table ip cutrelay {
+	chain in { type filter hook input priority filter - 10; policy accept; ip daddr 11.0.0.1 drop; }
+	chain out { type filter hook output priority filter - 10; policy accept; ip saddr 11.0.0.1 drop; }
+}
+`)
+	a0, b0 := n.punched()
+	cut := time.Now()
+	alice.must("hello over the punched path")
+	bob.waitWithin(0, natWait, "alice's direct message", isMsg(g, "hello over the punched path"))
+	tFirstDirect := time.Since(cut)
+	bob.must("and back over it")
+	alice.waitWithin(0, natWait, "bob's direct message", isMsg(g, "and back over it"))
+	tReply := time.Since(cut)
 	a, b := n.punched()
-	t.Logf("NAT timings from the peers' start: private %v, reserved %v, relayed invite and chat %v, holes punched by %v (packets let in: A %d, B %d)",
+	if a <= a0 || b <= b0 {
+		t.Fatalf("chat with the relay cut off did not cross the punched holes (packets let in: A %d→%d, B %d→%d)", a0, a, b0, b)
+	}
+	t.Logf("NAT timings from the peers' start: private %v, reserved %v, invited through the relay and chatted %v, holes seen punched %v, only direct connections %v; after the relay was cut: first message %v, reply %v (packets let in: A %d, B %d)",
 		tPrivate.Round(time.Millisecond), tReserved.Round(time.Millisecond), tChat.Round(time.Millisecond),
-		tPunched.Round(time.Millisecond), a, b)
+		tPunched.Round(time.Millisecond), tDirect.Round(time.Millisecond),
+		tFirstDirect.Round(time.Millisecond), tReply.Round(time.Millisecond), a, b)
+}
+
+// keepLogsIfFailed copies the peers' full debug logs out of the test's
+// temporary directories when the test failed (the failure message shows
+// only their tails).
+func keepLogsIfFailed(t *testing.T, logs []string) {
+	if !t.Failed() || len(logs) == 0 {
+		return
+	}
+	dir, err := os.MkdirTemp("", "canopy-nat-logs-")
+	if err != nil {
+		return
+	}
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, filepath.Base(filepath.Dir(l))+".log"), b, 0o600)
+		}
+	}
+	t.Logf("peers' logs kept in %s", dir)
+}
+
+// waitLogLine polls a peer's log file until it holds line, for at most
+// within, and returns the time the line was logged.
+func waitLogLine(t *testing.T, path string, within time.Duration, line string) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		b, _ := os.ReadFile(path)
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.Contains(l, line) {
+				continue
+			}
+			// slog's text handler starts each line with time=RFC 3339.
+			ts, _, _ := strings.Cut(strings.TrimPrefix(l, "time="), " ")
+			at, err := time.Parse(time.RFC3339Nano, ts)
+			if err != nil {
+				t.Fatalf("%s: no time in %q", path, l)
+			}
+			return at
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %q within %v", path, line, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // lastLine returns the last non-empty line of s.

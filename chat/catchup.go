@@ -83,15 +83,41 @@ func (g *group) catchUp(all bool) {
 			for p := range ok {
 				g.sync.peers[p] = true
 			}
+			for p := range g.sync.rejoined {
+				delete(g.sync.peers, p)
+			}
+			rejoined := len(g.sync.rejoined) > 0
+			clear(g.sync.rejoined)
 			if len(ok) > 0 {
 				g.unpark()
 			}
 			if g.sync.again {
 				g.sync.again = false
 				g.catchUp(true)
+			} else if rejoined {
+				g.catchUp(false)
 			}
 		})
 	}()
+}
+
+// peerJoined runs (on the topic's goroutine) when p announces its
+// subscription to the group's topic, also again with the connection still
+// up: gossipsub then re-opened its stream after the old one died (a
+// relayed connection retired after hole punching), and what p sent on the
+// old one may be lost. p's frames are stored at p, so catching up from it
+// now recovers them; frames p sends later take the new stream. A sync
+// already running may have asked p before the switch: then p is asked
+// again after it.
+func (g *group) peerJoined(p p2p.PeerID) {
+	go g.post(func() {
+		if g.sync.running {
+			g.sync.rejoined[p] = true
+			return
+		}
+		delete(g.sync.peers, p)
+		g.catchUp(false)
+	})
 }
 
 // unpark ends the start-up catch-up: parked live frames are processed.
@@ -109,10 +135,13 @@ func (g *group) unpark() {
 
 // syncState is the catch-up's bookkeeping. Owned by the loop.
 type syncState struct {
-	peers   map[p2p.PeerID]bool // peers synced from since the start
-	running bool
-	again   bool   // another catch-up (from everyone) was asked for meanwhile
-	from    uint64 // the earliest epoch the machine asked to catch up from
+	peers map[p2p.PeerID]bool // peers synced from since the start
+	// rejoined are peers that announced themselves again during a
+	// catch-up: they are asked again after it (peerJoined).
+	rejoined map[p2p.PeerID]bool
+	running  bool
+	again    bool   // another catch-up (from everyone) was asked for meanwhile
+	from     uint64 // the earliest epoch the machine asked to catch up from
 	// parking holds live frames back until the first catch-up after a
 	// start or join has run, so that what was missed is processed (and
 	// shown) before what gossip delivers meanwhile.

@@ -149,7 +149,7 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 		intents:   newIntentState(),
 		out:       newOutboxState(),
 		stage:     stagedWrites{rowIDs: make(map[string]bool)},
-		sync:      syncState{peers: make(map[p2p.PeerID]bool)},
+		sync:      syncState{peers: make(map[p2p.PeerID]bool), rejoined: make(map[p2p.PeerID]bool)},
 	}
 	g.proc = &groupProc{g: g}
 	g.order = newDeliveryOrder()
@@ -188,7 +188,7 @@ func (g *group) start() {
 	e.mu.Unlock()
 	g.loadOutbox()
 	if !g.offline && e.node != nil {
-		t, err := e.node.JoinGroup(g.id, p2p.WithTopicVerdictValidator(g.validateVerdict))
+		t, err := e.node.JoinGroup(g.id, p2p.WithTopicVerdictValidator(g.validateVerdict), p2p.WithPeerJoined(g.peerJoined))
 		if err != nil {
 			e.log.Error("joining group topic", "group", g.gid, "err", err)
 		} else {

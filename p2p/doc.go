@@ -78,6 +78,14 @@
 // preserve order, and a node that was away misses what was said meanwhile:
 // it catches up with Sync/SyncAll from a member or relay.
 //
+// Behind NAT, two peers first meet over a relayed connection; once hole
+// punching opens a direct one, each closes the relayed one as soon as it
+// carries only gossip, so gossip does not depend on the relay any longer.
+// Frames gossiped on the closed streams may be lost: WithPeerJoined tells
+// the engine each time a peer announces its subscription again (its new
+// stream is open), the moment to catch up from it; and a peer gossipsub
+// forgot in the switch still gets our frames, sent directly (Topic.Peers).
+//
 // Gossipsub's own queues sit outside the resource manager: it reads RPCs of
 // up to the maximal frame size plus 64 KiB (M, 8.06 MiB by default) and
 // queues their frames before any Validator runs. A gossip budget bounds

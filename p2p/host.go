@@ -69,6 +69,11 @@ type Node struct {
 
 	mu     sync.Mutex
 	topics map[string]*Topic
+	// subWatch holds the joined topics by name for the gossipsub tracer,
+	// which runs on pubsub's event loop and so must not wait for mu
+	// (JoinTopic holds mu while it waits for that loop).
+	subWatch sync.Map
+	peerSubs *peerSubs
 
 	reachability atomic.Int32 // network.Reachability, kept by watchLocal
 	eventState                // subscriptions (events.go)
@@ -132,6 +137,7 @@ func newNode(ctx context.Context, key crypto.PrivKey, cfg *config) (*Node, error
 		relay:    cfg.relay,
 		relayIDs: make(map[peer.ID]bool),
 		topics:   make(map[string]*Topic),
+		peerSubs: newPeerSubs(),
 	}
 	for _, r := range cfg.relays {
 		n.relayIDs[r.ID] = true
@@ -197,6 +203,8 @@ func newNode(ctx context.Context, key crypto.PrivKey, cfg *config) (*Node, error
 		n.h.Peerstore().AddAddrs(p.ID, p.Addrs, peerstore.PermanentAddrTTL)
 		n.h.ConnManager().Protect(p.ID, "canopy-bootstrap")
 	}
+	n.h.Network().Notify(newRelayRetirer(n).notifiee())
+	n.h.Network().Notify(n.peerSubs.notifiee())
 	n.wg.Add(1)
 	go n.maintainBootstrap()
 	n.watchConnections()

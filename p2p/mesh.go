@@ -6,6 +6,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
@@ -78,6 +79,33 @@ func (m *meshTracer) OnClosedOutboundStream(p peer.ID) {
 	m.changed()
 }
 
+// RecvRPC records a peer's subscriptions to group topics (peerSubs) and
+// tells our topics of theirs. A peer announces its subscriptions in the
+// first RPC of every stream it opens to us (and when it subscribes later),
+// so this sees a peer that joins a topic again after its old stream died,
+// which pubsub's topic events do not: they cancel a leave against the join
+// that follows it.
+func (m *meshTracer) RecvRPC(rpc *pubsub.RPC) {
+	subs := rpc.GetSubscriptions()
+	if len(subs) == 0 {
+		return
+	}
+	from := rpc.From()
+	if m.n.h.Network().Connectedness(from) != network.Connected {
+		return // gone already: its disconnection may have been seen first
+	}
+	for _, s := range subs {
+		name := s.GetTopicid()
+		if !isTopicName(name) {
+			continue
+		}
+		m.n.peerSubs.set(from, name, s.GetSubscribe())
+		if t, ok := m.n.subWatch.Load(name); ok && s.GetSubscribe() {
+			t.(*Topic).subscribed(from)
+		}
+	}
+}
+
 func (m *meshTracer) UndeliverableMessage(msg *pubsub.Message) {
 	m.n.metrics.gossipResult(Ignore, "slow_subscriber")
 	m.n.log.Warn("gossip frame dropped: topic consumer too slow", "topic", msg.GetTopic())
@@ -90,7 +118,6 @@ func (m *meshTracer) DeliverMessage(*pubsub.Message)                       {}
 func (m *meshTracer) RejectMessage(*pubsub.Message, string)                {}
 func (m *meshTracer) DuplicateMessage(*pubsub.Message)                     {}
 func (m *meshTracer) ThrottlePeer(peer.ID)                                 {}
-func (m *meshTracer) RecvRPC(*pubsub.RPC)                                  {}
 func (m *meshTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (m *meshTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
 func (m *meshTracer) DropRPC(rpc *pubsub.RPC, p peer.ID) {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -25,6 +28,15 @@ const (
 	maxPending = 256
 	// maxDirectSends caps concurrent direct deliveries per topic.
 	maxDirectSends = 8
+	// maxForgotten caps the peers a frame is sent to directly because
+	// gossipsub forgot them (see Topic.forgotten; honestly none, or the
+	// one whose connection was just replaced).
+	maxForgotten = 8
+	// rejoinEvery spaces WithPeerJoined calls for one peer: a peer that
+	// announces its subscription more often gets one call per interval
+	// (a late one is deferred, not dropped), so toggling its subscription
+	// cannot keep the engine syncing from it.
+	rejoinEvery = 2 * time.Second
 )
 
 // TopicOption configures a topic at JoinGroup.
@@ -33,6 +45,7 @@ type TopicOption func(*topicConfig)
 type topicConfig struct {
 	validator    VerdictValidator
 	keepOnRelays bool
+	peerJoined   func(peer.ID)
 }
 
 // WithTopicValidator sets the topic's MLS-aware validator, overriding the
@@ -52,6 +65,21 @@ func WithTopicVerdictValidator(v VerdictValidator) TopicOption {
 // true).
 func WithKeepOnRelays(on bool) TopicOption {
 	return func(c *topicConfig) { c.keepOnRelays = on }
+}
+
+// WithPeerJoined sets f to be called, from the topic's goroutine (f must
+// not block), each time a peer announces its subscription to the topic
+// after we joined it: when it joins, and again whenever gossipsub re-opens
+// its stream to us after the old one died, as when the connection it ran
+// on closed while another stays (a relayed connection retired after hole
+// punching). Frames gossiped on the old stream may have been lost with it,
+// so a member catches up from the peer (Node.Sync) when f is called.
+// (Peers already subscribed when we joined are not reported: a member
+// catches up from them as it starts.) f is called at most once per peer
+// every two seconds (rejoinEvery); an announcement in between is reported
+// when that time is up.
+func WithPeerJoined(f func(peer.ID)) TopicOption {
+	return func(c *topicConfig) { c.peerJoined = f }
 }
 
 func withoutRelayKeep() TopicOption { return WithKeepOnRelays(false) }
@@ -80,12 +108,20 @@ type Topic struct {
 	evh    *pubsub.TopicEventHandler
 	val    *topicValidator
 	joined time.Time
+	onJoin func(peer.ID) // WithPeerJoined; nil if unset
 
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	sigMu sync.Mutex
 	sig   chan struct{} // closed when a peer joins the topic
+
+	// subs holds the peers that announced a subscription to the topic
+	// since run last looked (the tracer, which must not block, adds; run
+	// takes); subsSig wakes run.
+	subsMu  sync.Mutex
+	subs    map[peer.ID]bool
+	subsSig chan struct{}
 
 	events  chan pubsub.PeerEvent // watchPeers -> run
 	pending chan *pendingMsg      // Publish -> run
@@ -99,6 +135,10 @@ type pendingMsg struct {
 	data []byte
 	at   time.Time
 	sent map[peer.ID]bool
+	// to are peers to send the frame to at once (forgotten by gossipsub);
+	// keep says to keep it for peers that join later (no peers at all).
+	to   []peer.ID
+	keep bool
 }
 
 // Message is a validated frame received on a topic.
@@ -159,7 +199,10 @@ func (n *Node) JoinTopic(name string, opts ...TopicOption) (*Topic, error) {
 		name:    name,
 		val:     val,
 		joined:  time.Now(),
+		onJoin:  tc.peerJoined,
 		sig:     make(chan struct{}),
+		subs:    make(map[peer.ID]bool),
+		subsSig: make(chan struct{}, 1),
 		events:  make(chan pubsub.PeerEvent, 64),
 		pending: make(chan *pendingMsg),
 		sendSem: make(chan struct{}, maxDirectSends),
@@ -192,6 +235,7 @@ func (n *Node) JoinTopic(name string, opts ...TopicOption) (*Topic, error) {
 	}
 	t.ctx, t.cancel = context.WithCancel(n.ctx)
 	n.topics[name] = t
+	n.subWatch.Store(name, t)
 	n.metrics.topicCount(1)
 
 	n.wg.Add(2)
@@ -218,8 +262,33 @@ func (n *Node) topic(name string) *Topic {
 // Name returns the gossipsub topic name.
 func (t *Topic) Name() string { return t.name }
 
-// Peers returns the connected peers subscribed to the topic.
-func (t *Topic) Peers() []peer.ID { return t.pt.ListPeers() }
+// Peers returns the connected peers subscribed to the topic: gossipsub's
+// and those it forgot (see forgotten).
+func (t *Topic) Peers() []peer.ID {
+	listed := t.pt.ListPeers()
+	return append(listed, t.forgotten(listed)...)
+}
+
+// forgotten returns the connected peers that announced a subscription to
+// the topic (peerSubs) but which gossipsub does not list (listed): it
+// forgot them in a connection switch (see peerSubs), or, for a moment,
+// learnt a peer's subscription before its stream to the peer was up.
+// Publish sends them our frames directly, and catch-up asks them too.
+func (t *Topic) forgotten(listed []peer.ID) []peer.ID {
+	var out []peer.ID
+	for _, p := range t.n.peerSubs.peers(t.name) {
+		if len(out) == maxForgotten {
+			break
+		}
+		// As gossipsub publishes: to connected peers not scored below
+		// its publish threshold.
+		if !slices.Contains(listed, p) && t.n.h.Network().Connectedness(p) == network.Connected &&
+			t.n.scores.standing(p) >= peerScoreThresholds().PublishThreshold {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // WaitPeers blocks until the topic has at least min peers or ctx ends.
 func (t *Topic) WaitPeers(ctx context.Context, min int) error {
@@ -274,7 +343,9 @@ func (t *Topic) Publish(ctx context.Context, data []byte) (PublishResult, error)
 	}
 	res := PublishResult{ID: IDOf(data)}
 	at := time.Now()
-	res.Peers = len(t.pt.ListPeers())
+	listed := t.pt.ListPeers()
+	missed := t.forgotten(listed)
+	res.Peers = len(listed) + len(missed)
 	if err := t.pt.Publish(ctx, data, pubsub.WithValidatorData(&localMark{own: true})); err != nil {
 		if errors.As(err, new(pubsub.ValidationError)) {
 			return PublishResult{}, fmt.Errorf("%w: %v", ErrInvalidFrame, err)
@@ -282,9 +353,9 @@ func (t *Topic) Publish(ctx context.Context, data []byte) (PublishResult, error)
 		return PublishResult{}, fmt.Errorf("p2p: publish: %w", err)
 	}
 	t.n.metrics.publish()
-	if res.Peers == 0 {
-		res.Queued = true
-		m := &pendingMsg{data: data, at: at, sent: make(map[peer.ID]bool)}
+	if res.Peers == 0 || len(missed) > 0 {
+		res.Queued = res.Peers == 0
+		m := &pendingMsg{data: data, at: at, sent: make(map[peer.ID]bool), to: missed, keep: res.Queued}
 		select {
 		case t.pending <- m:
 		case <-t.ctx.Done():
@@ -333,6 +404,7 @@ func (t *Topic) Close() error {
 		t.n.mu.Lock()
 		if t.n.topics[t.name] == t {
 			t.n.budget.unwatch(t.name)
+			t.n.subWatch.CompareAndDelete(t.name, t)
 			delete(t.n.topics, t.name)
 			t.n.metrics.topicCount(-1)
 		}
@@ -370,11 +442,58 @@ func (t *Topic) watchPeers() {
 	}
 }
 
+// subscribed records that p announced its subscription to the topic, for
+// run. It is called from pubsub's event loop and does not block.
+func (t *Topic) subscribed(p peer.ID) {
+	t.subsMu.Lock()
+	t.subs[p] = true
+	t.subsMu.Unlock()
+	select {
+	case t.subsSig <- struct{}{}:
+	default:
+	}
+}
+
+func (t *Topic) takeSubscribed() map[peer.ID]bool {
+	t.subsMu.Lock()
+	defer t.subsMu.Unlock()
+	s := t.subs
+	t.subs = make(map[peer.ID]bool)
+	return s
+}
+
 // run owns the pending frames and the set of recently joined peers.
+//
+// A peer joins when pubsub reports it (PeerJoin: also the peers already
+// subscribed when the topic was joined) and whenever it announces its
+// subscription (a new stream of its, also after its old one died, which
+// pubsub's events can miss); either sends it the pending frames it has not
+// had, the latter also tells WithPeerJoined.
 func (t *Topic) run() {
 	defer t.n.wg.Done()
 	var pending []*pendingMsg
 	joined := make(map[peer.ID]time.Time)
+	join := func(p peer.ID) {
+		joined[p] = time.Now()
+		for _, m := range pending {
+			t.sendDirect(m, p)
+		}
+	}
+	// WithPeerJoined calls, at most one per peer per rejoinEvery.
+	called := make(map[peer.ID]time.Time)
+	deferred := make(map[peer.ID]bool)
+	var retry <-chan time.Time
+	tell := func(p peer.ID, now time.Time) {
+		if at, ok := called[p]; ok && now.Sub(at) < rejoinEvery {
+			deferred[p] = true
+			if retry == nil {
+				retry = time.After(rejoinEvery - now.Sub(at))
+			}
+			return
+		}
+		called[p] = now
+		t.onJoin(p)
+	}
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
@@ -386,11 +505,29 @@ func (t *Topic) run() {
 				delete(joined, ev.Peer)
 				continue
 			}
-			joined[ev.Peer] = time.Now()
-			for _, m := range pending {
-				t.sendDirect(m, ev.Peer)
+			join(ev.Peer)
+		case <-t.subsSig:
+			now := time.Now()
+			for p := range t.takeSubscribed() {
+				join(p)
+				if t.onJoin != nil {
+					tell(p, now)
+				}
+			}
+		case now := <-retry:
+			retry = nil
+			ps := slices.Collect(maps.Keys(deferred))
+			clear(deferred)
+			for _, p := range ps {
+				tell(p, now)
 			}
 		case m := <-t.pending:
+			for _, p := range m.to {
+				t.sendDirect(m, p)
+			}
+			if !m.keep {
+				continue
+			}
 			if len(pending) == maxPending {
 				pending[0] = nil
 				pending = pending[1:]
@@ -413,6 +550,12 @@ func (t *Topic) run() {
 					delete(joined, p)
 				}
 			}
+			for p, at := range called {
+				if now.Sub(at) > rejoinEvery && !deferred[p] {
+					delete(called, p)
+				}
+			}
+			t.n.peerSubs.prune(t.n.h.Network())
 		}
 	}
 }
