@@ -151,4 +151,25 @@ type syncState struct {
 	// the group started: frames logged before it were handled by an
 	// earlier run.
 	sessionSeq int64
+	// gapAt is when a sender's missing message last started a catch-up
+	// (catchUpForGap).
+	gapAt time.Time
+}
+
+// gapCatchUpEvery spaces the catch-ups that missing messages start.
+const gapCatchUpEvery = 5 * time.Second
+
+// catchUpForGap fetches what a sender's order proves missing: a message
+// of a later generation was held for the whole hold time and the earlier
+// one never came. Gossip loses frames now and then (a stream that died
+// under a frame, a queue that overflowed), and when the sender sends
+// nothing more nothing else would bring the frame back; the frame logs of
+// the topic's peers hold it.
+func (g *group) catchUpForGap() {
+	now := g.e.now()
+	if now.Sub(g.sync.gapAt) < gapCatchUpEvery {
+		return
+	}
+	g.sync.gapAt = now
+	g.catchUp(true)
 }

@@ -71,7 +71,14 @@ func (g *group) armOrder() {
 	g.order.armed = at
 	g.order.timer = g.after(time.Until(at), func() {
 		g.order.armed = time.Time{}
-		g.showOrdered(g.order.q.expire(g.e.now()))
+		out := g.order.q.expire(g.e.now())
+		g.showOrdered(out)
+		for _, o := range out {
+			if o.Mark == orderGap {
+				g.catchUpForGap()
+				break
+			}
+		}
 		if g.stage.pending() && !g.stage.batching {
 			_ = g.persistTip()
 		}

@@ -48,6 +48,9 @@
 // then generation; senderorder.go): a later one waits up to 2 s while an
 // earlier one is provably missing, then is shown with Placement AfterGap;
 // one that arrives after later ones were shown is shown at once, Late.
+// A gap that outlasts the hold proves a frame lost on the way (gossip
+// loses one now and then), so it starts a catch-up from the topic's peers
+// (at most every 5 s), which brings the missing message back, Late.
 // Under load the loop takes the queued frames in batches (batch.go): the
 // gossip validator's verdict travels with each frame so it is
 // authenticated once, a batch's frames are logged in one transaction and
