@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -100,6 +101,16 @@ func (e *Engine) learnKey(ctx context.Context, p p2p.PeerID, fp []byte, card *Ca
 	}
 	e.mu.Lock()
 	ci := e.contacts[p]
+	if card == nil {
+		// A key seen without a card (a leaf in a Welcome or Commit) takes
+		// the card the peer signed itself in its hello, if that names the
+		// same key: a member invited by someone it is connected to then
+		// knows the inviter's addresses before any card is sent in the
+		// group, and can dial it after a restart.
+		if nb := e.nearby[p]; nb != nil && bytes.Equal(nb.Fingerprint, fp) {
+			card = nb
+		}
+	}
 	e.mu.Unlock()
 	if ci != nil && string(ci.fp) == string(fp) && (card == nil || (card.Nick == ci.nick && sameAddrs(card.Addrs, ci.addrs))) {
 		return false

@@ -111,3 +111,38 @@ func TestStrangersDoNotGrowContacts(t *testing.T) {
 	}
 	t.Logf("%d strangers sent hellos and Welcomes: contacts %d -> %d; after accepting bob's invitation: %d", strangers, before, before, contactRows(t, alice))
 }
+
+// TestKeyWithoutCardTakesTheHelloCard: a key learnt without a card (a
+// leaf in a Welcome) takes the card the peer signed in its hello when
+// that card names the same key, so that an invitee knows its inviter's
+// addresses (and can dial it after a restart) before any card is sent in
+// the group; a hello naming another key is not used.
+func TestKeyWithoutCardTakesTheHelloCard(t *testing.T) {
+	alice, bob := newPeer(t, "alice"), newPeer(t, "bob")
+	connect(t, alice, bob)
+	aid := alice.e.id.id
+	waitFor(t, "alice's hello", func() bool {
+		bob.e.mu.Lock()
+		defer bob.e.mu.Unlock()
+		return bob.e.nearby[aid] != nil
+	})
+	ctx := context.Background()
+	bob.e.learnKey(ctx, aid, []byte("not alice's key, 32 bytes long!!"), nil, "")
+	if c, err := bob.e.db.Contact(ctx, aid.String()); err != nil {
+		t.Fatal(err)
+	} else if card, err := UnmarshalCard(c.Card); err != nil || len(card.Addrs) != 0 {
+		t.Fatalf("a hello naming another key lent its addresses: %v, %v", card, err)
+	}
+	bob.e.learnKey(ctx, aid, alice.e.id.fp, nil, "")
+	c, err := bob.e.db.Contact(ctx, aid.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	card, err := UnmarshalCard(c.Card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if card.Nick != "alice" || len(card.Addrs) == 0 {
+		t.Fatalf("bob's contact for alice after her key was seen: nick %q, addresses %v; want her hello's", card.Nick, card.Addrs)
+	}
+}
