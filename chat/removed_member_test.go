@@ -38,21 +38,7 @@ func TestRemovedMemberReplayCannotRemoveMember(t *testing.T) {
 	mallory.rec.wait(t, "mallory removed", isSystem(gid, "removed you"))
 
 	// Mallory's replay: a removal of bob from the kept state.
-	var bobLeaf mls.LeafIndex
-	found := false
-	for _, m := range kept.Members() {
-		if p, _ := peerOfCredential(&m.Credential); p == bob.e.id.id {
-			bobLeaf, found = m.Index, true
-		}
-	}
-	if !found {
-		t.Fatal("bob is not in mallory's kept state")
-	}
-	work := kept.Clone()
-	pc, err := work.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeRemove, Remove: &mls.Remove{Removed: uint32(bobLeaf)}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := replayRemoval(t, kept, bob)
 	ag, bg := alice.e.group(gid), bob.e.group(gid)
 	epoch := alice.e.group(gid).view.snapshot().Epoch
 	// Alice gets it as a frame from mallory; bob through the topic.
@@ -86,4 +72,25 @@ func TestRemovedMemberReplayCannotRemoveMember(t *testing.T) {
 	bob.rec.wait(t, "alice's message", isMessage(gid, "still the two of us"))
 	bob.run(gid, "yes")
 	alice.rec.wait(t, "bob's message", isMessage(gid, "yes"))
+}
+
+// replayRemoval is a removed member's replay: a Commit, made from the
+// state it kept from before its removal, that removes victim.
+func replayRemoval(t *testing.T, kept *mls.Group, victim *testPeer) *mls.PendingCommit {
+	t.Helper()
+	var leaf mls.LeafIndex
+	found := false
+	for _, m := range kept.Members() {
+		if p, _ := peerOfCredential(&m.Credential); p == victim.e.id.id {
+			leaf, found = m.Index, true
+		}
+	}
+	if !found {
+		t.Fatalf("%s is not in the kept state", victim.e.nick())
+	}
+	pc, err := kept.Clone().Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeRemove, Remove: &mls.Remove{Removed: uint32(leaf)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
 }

@@ -78,21 +78,7 @@ func TestReplayCarriedByLaggingMemberRestoresVictim(t *testing.T) {
 	mallory.rec.wait(t, "mallory removed", isSystem(gid, "removed you"))
 
 	// Mallory's replay: a removal of bob from the state before the update.
-	var bobLeaf mls.LeafIndex
-	found := false
-	for _, m := range kept.Members() {
-		if p, _ := peerOfCredential(&m.Credential); p == bob.e.id.id {
-			bobLeaf, found = m.Index, true
-		}
-	}
-	if !found {
-		t.Fatal("bob is not in mallory's kept state")
-	}
-	work := kept.Clone()
-	pc, err := work.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{Type: mls.ProposalTypeRemove, Remove: &mls.Remove{Removed: uint32(bobLeaf)}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := replayRemoval(t, kept, bob)
 	replay <- pc.Message
 	if err := <-resumed; err != nil {
 		t.Fatal(err)
