@@ -28,26 +28,8 @@ func checkEpoch(e uint64) error {
 // CommitEpoch writes a state transition in one transaction; see GroupStore.
 func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionResult, error) {
 	var res TransitionResult
-	if err := needID("group id", t.GroupID); err != nil {
+	if err := t.check(); err != nil {
 		return res, err
-	}
-	if len(t.State) == 0 {
-		return res, fmt.Errorf("%w: empty state", ErrInvalid)
-	}
-	if err := checkSecret("state", t.State); err != nil {
-		return res, err
-	}
-	if len(t.CommitHash) > maxIDLen {
-		return res, fmt.Errorf("%w: commit hash of %d bytes", ErrInvalid, len(t.CommitHash))
-	}
-	if err := checkEpoch(t.Epoch); err != nil {
-		return res, err
-	}
-	if err := checkEpoch(t.PruneBelow); err != nil {
-		return res, err
-	}
-	if t.Group != nil && t.Group.Retention < 0 {
-		return res, fmt.Errorf("%w: negative retention", ErrInvalid)
 	}
 	commit := nz(t.CommitHash)
 	at := db.orNow(t.At)
@@ -74,98 +56,141 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 
 	db.prepareCommitEpoch(ctx)
 	err = db.write(ctx, "commit epoch", func(tx *sql.Tx) error {
-		cq := db.cached(tx)
-		var exists int
-		if err := cq.QueryRowContext(ctx, sqlGroupExists, t.GroupID).Scan(&exists); err != nil {
+		if err := db.writeTip(ctx, tx, &t, commit, sealed, sealedInfo, at); err != nil {
 			return err
-		}
-		if exists == 0 {
-			if t.Group == nil || t.Retained {
-				return fmt.Errorf("%w: group %x does not exist (its first transition must set Group)", ErrNotFound, t.GroupID)
-			}
-			g := t.Group
-			if _, err := tx.ExecContext(ctx, `INSERT INTO groups (id, name, retention, left_group, meta, epoch, commit_hash, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				t.GroupID, g.Name, int64(g.Retention), b2i(g.Left), g.Meta, int64(t.Epoch), commit, ts(orTime(g.CreatedAt, at)), ts(at)); err != nil {
-				return err
-			}
-		} else if !t.Retained {
-			if _, err := cq.ExecContext(ctx, sqlGroupTip,
-				int64(t.Epoch), commit, ts(at), t.GroupID); err != nil {
-				return err
-			}
-			if g := t.Group; g != nil {
-				if _, err := cq.ExecContext(ctx, sqlGroupMeta,
-					g.Name, int64(g.Retention), b2i(g.Left), g.Meta, t.GroupID); err != nil {
-					return err
-				}
-			}
-		}
-		if _, err := cq.ExecContext(ctx, sqlPutState,
-			t.GroupID, int64(t.Epoch), commit, sealed, sealedInfo, ts(at), ts(at)); err != nil {
-			return err
-		}
-		if !t.Retained {
-			if _, err := cq.ExecContext(ctx, sqlPutHistory,
-				t.GroupID, int64(t.Epoch), commit, ts(at)); err != nil {
-				return err
-			}
-			// Later epochs belonged to a branch that lost.
-			if _, err := cq.ExecContext(ctx, sqlDropLaterHistory, t.GroupID, int64(t.Epoch)); err != nil {
-				return err
-			}
 		}
 		n, flags, err := insertMessagesFlags(ctx, tx, msgs)
 		if err != nil {
 			return err
 		}
 		res.MessagesInserted, res.Inserted = n, flags
-		if err := settleOutbox(ctx, tx, t.GroupID, t.OutboxDone); err != nil {
-			return err
-		}
-		for _, e := range outbox {
-			if err := db.enqueue(ctx, tx, e); err != nil {
-				return err
-			}
-		}
-		if err := deleteProposals(ctx, tx, t.GroupID, t.ProposalsDone); err != nil {
-			return err
-		}
-		for _, p := range props {
-			if err := db.putProposal(ctx, tx, p); err != nil {
-				return err
-			}
-		}
-		if len(t.ConsumedKeyPackage) > 0 {
-			if err := consumeKeyPackage(ctx, tx, t.ConsumedKeyPackage); err != nil {
-				return err
-			}
-		}
-		if t.InvitationDone != "" {
-			if err := deleteInvitation(ctx, tx, t.InvitationDone); err != nil {
-				return err
-			}
-		}
-		if t.PruneBelow > 0 {
-			if _, err := deleteStatesBelow(ctx, tx, t.GroupID, t.PruneBelow); err != nil {
-				return err
-			}
-		}
-		for _, d := range t.Discard {
-			if err := checkEpoch(d.Epoch); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM epoch_states WHERE group_id = ? AND epoch = ? AND commit_hash = ? AND NOT `+isCurrent,
-				t.GroupID, int64(d.Epoch), nz(d.CommitHash)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return db.writeTransitionRest(ctx, tx, &t, outbox, props)
 	})
 	if err != nil {
 		return TransitionResult{}, err
 	}
 	return res, nil
+}
+
+// check validates a transition before anything is written.
+func (t *EpochTransition) check() error {
+	if err := needID("group id", t.GroupID); err != nil {
+		return err
+	}
+	if len(t.State) == 0 {
+		return fmt.Errorf("%w: empty state", ErrInvalid)
+	}
+	if err := checkSecret("state", t.State); err != nil {
+		return err
+	}
+	if len(t.CommitHash) > maxIDLen {
+		return fmt.Errorf("%w: commit hash of %d bytes", ErrInvalid, len(t.CommitHash))
+	}
+	if err := checkEpoch(t.Epoch); err != nil {
+		return err
+	}
+	if err := checkEpoch(t.PruneBelow); err != nil {
+		return err
+	}
+	if t.Group != nil && t.Group.Retention < 0 {
+		return fmt.Errorf("%w: negative retention", ErrInvalid)
+	}
+	return nil
+}
+
+// writeTip writes the transition's state and, unless it is a retained
+// (non-canonical) one, makes it the group's tip: the group row (created
+// by the first transition), the canonical history.
+func (db *DB) writeTip(ctx context.Context, tx *sql.Tx, t *EpochTransition, commit, sealed, sealedInfo []byte, at time.Time) error {
+	cq := db.cached(tx)
+	var exists int
+	if err := cq.QueryRowContext(ctx, sqlGroupExists, t.GroupID).Scan(&exists); err != nil {
+		return err
+	}
+	if exists == 0 {
+		if t.Group == nil || t.Retained {
+			return fmt.Errorf("%w: group %x does not exist (its first transition must set Group)", ErrNotFound, t.GroupID)
+		}
+		g := t.Group
+		if _, err := tx.ExecContext(ctx, `INSERT INTO groups (id, name, retention, left_group, meta, epoch, commit_hash, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.GroupID, g.Name, int64(g.Retention), b2i(g.Left), g.Meta, int64(t.Epoch), commit, ts(orTime(g.CreatedAt, at)), ts(at)); err != nil {
+			return err
+		}
+	} else if !t.Retained {
+		if _, err := cq.ExecContext(ctx, sqlGroupTip,
+			int64(t.Epoch), commit, ts(at), t.GroupID); err != nil {
+			return err
+		}
+		if g := t.Group; g != nil {
+			if _, err := cq.ExecContext(ctx, sqlGroupMeta,
+				g.Name, int64(g.Retention), b2i(g.Left), g.Meta, t.GroupID); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := cq.ExecContext(ctx, sqlPutState,
+		t.GroupID, int64(t.Epoch), commit, sealed, sealedInfo, ts(at), ts(at)); err != nil {
+		return err
+	}
+	if !t.Retained {
+		if _, err := cq.ExecContext(ctx, sqlPutHistory,
+			t.GroupID, int64(t.Epoch), commit, ts(at)); err != nil {
+			return err
+		}
+		// Later epochs belonged to a branch that lost.
+		if _, err := cq.ExecContext(ctx, sqlDropLaterHistory, t.GroupID, int64(t.Epoch)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeTransitionRest writes what a transition settles besides the state
+// and its messages: outbox and proposals, a consumed KeyPackage, an
+// accepted invitation, pruned and discarded states.
+func (db *DB) writeTransitionRest(ctx context.Context, tx *sql.Tx, t *EpochTransition, outbox []OutboxEntry, props []Proposal) error {
+	if err := settleOutbox(ctx, tx, t.GroupID, t.OutboxDone); err != nil {
+		return err
+	}
+	for _, e := range outbox {
+		if err := db.enqueue(ctx, tx, e); err != nil {
+			return err
+		}
+	}
+	if err := deleteProposals(ctx, tx, t.GroupID, t.ProposalsDone); err != nil {
+		return err
+	}
+	for _, p := range props {
+		if err := db.putProposal(ctx, tx, p); err != nil {
+			return err
+		}
+	}
+	if len(t.ConsumedKeyPackage) > 0 {
+		if err := consumeKeyPackage(ctx, tx, t.ConsumedKeyPackage); err != nil {
+			return err
+		}
+	}
+	if t.InvitationDone != "" {
+		if err := deleteInvitation(ctx, tx, t.InvitationDone); err != nil {
+			return err
+		}
+	}
+	if t.PruneBelow > 0 {
+		if _, err := deleteStatesBelow(ctx, tx, t.GroupID, t.PruneBelow); err != nil {
+			return err
+		}
+	}
+	for _, d := range t.Discard {
+		if err := checkEpoch(d.Epoch); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM epoch_states WHERE group_id = ? AND epoch = ? AND commit_hash = ? AND NOT `+isCurrent,
+			t.GroupID, int64(d.Epoch), nz(d.CommitHash)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // isCurrent is true for the epoch_states row that is its group's current state.
