@@ -68,19 +68,11 @@ func (s *Store) Download(ctx context.Context, f Fetch) error {
 	if s.Has(id) {
 		return nil
 	}
-	s.mu.Lock()
-	if s.active[id] {
-		s.mu.Unlock()
-		return ErrBusy
+	release, err := s.claim(id)
+	if err != nil {
+		return err
 	}
-	s.active[id] = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.active, id)
-		delete(s.verified, id)
-		s.mu.Unlock()
-	}()
+	defer release()
 
 	l, err := newLayout(a.Key, a.Size)
 	if err != nil {
@@ -189,6 +181,23 @@ func (s *Store) Download(ctx context.Context, f Fetch) error {
 		return fmt.Errorf("blob: %w", err)
 	}
 	return nil
+}
+
+// claim marks id as being downloaded (one download per file at a time);
+// release ends that, forgetting its verified length.
+func (s *Store) claim(id ID) (release func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active[id] {
+		return nil, ErrBusy
+	}
+	s.active[id] = true
+	return func() {
+		s.mu.Lock()
+		delete(s.active, id)
+		delete(s.verified, id)
+		s.mu.Unlock()
+	}, nil
 }
 
 // errLocal marks a failure of this side (disk), which no other peer fixes.
