@@ -107,7 +107,9 @@ func (m *Machine[S]) claimAgrees(v Verdict, c Claim) {
 		// if it cannot catch up, it rejoins like a loser.
 		m.lagging = true
 		if c.Tip > m.tip.epoch+uint64(m.cfg.WindowEpochs) && m.IsMember() && len(c.GroupInfo) > 0 {
-			m.loseTo(m.tip.epoch, Key{}, c, true)
+			if m.loseTo(m.tip.epoch, Key{}, c, true) {
+				m.timers()
+			}
 		}
 	} else if c.Tip < m.tip.epoch && m.tipRoster[c.Signer] {
 		m.evidence = true // a member lags: tell it where we are
@@ -179,6 +181,7 @@ func (m *Machine[S]) claimForks(v Verdict, c Claim) {
 	// Even a member that joined or was removed after the fork tries:
 	// if the winning branch has it as a member it may resync; if not,
 	// the engine answers RejoinRefused and it waits for a Welcome.
+	undo := lossUndo{standing: m.standing, dead: m.deadCommit, lostAt: m.lostAt}
 	m.standing = m.standing.next(loseFork)
 	// Our Commit at the fork has a better sibling: every branch
 	// through it is dead (WelcomeAcceptable).
@@ -186,8 +189,76 @@ func (m *Machine[S]) claimForks(v Verdict, c Claim) {
 	if debugf != nil {
 		debugf("%s loses to %s at %d: ours %v theirs %v (root %d tip %d)", m.cfg.Self, c.Signer, v.Epoch, v.Ours, v.Theirs, m.root.epoch, m.tip.epoch)
 	}
-	m.loseTo(v.Epoch, v.Theirs, c, false)
+	newer := m.loseTo(v.Epoch, v.Theirs, c, false)
+	// A joiner at the fork: the claim would have been ignored above had
+	// this member's chain already removed its signer (the removal may
+	// reach it after the claim): the verdict waits on that (withdrawLoss).
+	m.vouch(v, c.Signer, !held && v.Epoch == m.knownFrom && v.Theirs.Class == ClassRemove, undo)
+	if newer {
+		m.timers()
+	}
 	m.liftBar(v.Theirs)
+}
+
+// lossUndo is what a lost fork changed, to undo if its verdict is
+// withdrawn (withdrawLoss).
+type lossUndo struct {
+	standing standing
+	dead     opt[Key]
+	lostAt   opt[uint64]
+}
+
+// vouch records that signer's claim showed the pending lost fork (v's):
+// withdrawable says the claim would have been ignored (claimForks) if
+// this member's chain had removed the signer after the fork by then (a
+// joiner at the fork, the winning Commit a removal). The first voucher
+// keeps what the loss changed.
+func (m *Machine[S]) vouch(v Verdict, signer string, withdrawable bool, undo lossUndo) {
+	l := m.lost
+	if l == nil || l.lag || l.epoch != v.Epoch || l.theirs.Compare(v.Theirs) != 0 {
+		return
+	}
+	if l.vouchers == nil {
+		l.undo = undo
+	}
+	if !withdrawable {
+		l.firm = true
+	}
+	if !slices.Contains(l.vouchers, signer) {
+		l.vouchers = append(l.vouchers, signer)
+	}
+}
+
+// withdrawLoss undoes a pending lost fork whose every voucher is a
+// removable one (vouch) that this member's chain has removed since the
+// fork, and not taken back: each claim would now be ignored as a removed
+// member's for a Commit the bar refused (claimForks, "Joiners at the
+// fork" in README.md), so the verdict no longer depends on whether the
+// claims came before or after those removals. It reports whether it did.
+func (m *Machine[S]) withdrawLoss() bool {
+	l := m.lost
+	if l == nil || l.lag || l.firm || len(l.vouchers) == 0 {
+		return false
+	}
+	for _, s := range l.vouchers {
+		if m.tipRoster[s] || !m.RemovedSince(s, l.epoch+1) {
+			return false
+		}
+	}
+	if debugf != nil {
+		debugf("%s: withdraws the loss at %d: %v removed since", m.cfg.Self, l.epoch, l.vouchers)
+	}
+	m.lost = nil
+	if d, ok := m.deadCommit.get(); ok && d.Epoch == l.epoch {
+		m.deadCommit = l.undo.dead
+	}
+	if e, ok := m.lostAt.get(); ok && e == l.epoch {
+		m.lostAt = l.undo.lostAt
+	}
+	if l.undo.standing == standingIn || l.undo.standing == standingOut {
+		m.standing = m.standing.next(withdraw)
+	}
+	return true
 }
 
 // concede handles a trusted claim for a branch that our own Commit at the
@@ -371,23 +442,36 @@ func (m *Machine[S]) appliedBefore(is *intentState, n *node[S]) bool {
 var debugf func(format string, args ...any)
 
 // loseTo records that this member's branch lost the fork at epoch to
-// theirs (or that it lags too far behind to catch up).
-func (m *Machine[S]) loseTo(epoch uint64, theirs Key, c Claim, lag bool) {
+// theirs (or that it lags too far behind to catch up). It reports whether
+// that is news (then the caller runs the timers: rejoin, announce).
+func (m *Machine[S]) loseTo(epoch uint64, theirs Key, c Claim, lag bool) bool {
 	if m.lost != nil && m.lost.epoch == epoch && m.lost.theirs.Compare(theirs) <= 0 && c.Tip <= m.lost.claim.Tip &&
 		(len(m.lost.claim.GroupInfo) > 0 || len(c.GroupInfo) == 0) {
-		return // nothing newer
+		return false // nothing newer
 	}
 	since := m.now
+	var prev *lostFork
 	if m.lost != nil && m.lost.epoch == epoch {
 		since = m.lost.since
+		if !lag && !m.lost.lag && m.lost.theirs.Compare(theirs) == 0 {
+			prev = m.lost // a newer claim for the same loss: same vouchers
+		}
 	}
+	old := m.lost
 	m.lost = &lostFork{epoch: epoch, theirs: theirs, claim: c, since: since, lag: lag}
+	if prev != nil {
+		m.lost.vouchers, m.lost.firm, m.lost.undo = prev.vouchers, prev.firm, prev.undo
+	} else if old != nil {
+		// It replaces another loss, which withdrawing this one would not
+		// bring back: never withdrawn.
+		m.lost.firm = true
+	}
 	m.lostAt = some(epoch)
 	if lag {
 		// Any Commit at that epoch, once caught up, ends the lag.
 		m.lost.theirs = Key{Epoch: epoch, Class: 255}
 	}
-	m.timers()
+	return true
 }
 
 // announce emits a claim, rate-limited unless it answers a request.
@@ -449,13 +533,14 @@ func (m *Machine[S]) timers() {
 		m.fetchFork = opt[uint64]{}
 		m.emit(CatchUp{From: from})
 	}
-	if l := m.lost; l != nil && !l.lag {
+	if l := m.lost; l != nil && !l.lag && !m.withdrawLoss() {
 		// Our branch may have changed since: the claim must still win.
 		v := CompareHistories(m.History(), l.claim.Entries)
 		if v.Kind != Fork || !v.Theirs.Less(v.Ours) {
 			m.lost = nil
 		} else if v.Epoch != l.epoch {
 			l.epoch, l.theirs, l.since = v.Epoch, v.Theirs, m.now
+			l.firm = true // another fork: the vouchers were for the old one
 		}
 	}
 	if l := m.lost; l != nil {

@@ -212,6 +212,12 @@ type lostFork struct {
 	theirs Key
 	claim  Claim
 	since  time.Time
+	// vouchers: the signers of the trusted claims that showed the loss;
+	// firm: one of them (or a change of the fork) cannot be withdrawn;
+	// undo: what the loss changed (withdrawLoss, fork.go).
+	vouchers []string
+	firm     bool
+	undo     lossUndo
 }
 
 // Machine is the fork choice of one group for one member: the tree of

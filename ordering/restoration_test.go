@@ -282,3 +282,113 @@ func TestMessageOffOurBranchIsEvidence(t *testing.T) {
 		t.Fatal("L did not announce its claim after reading a message off its branch")
 	}
 }
+
+// joinerAtFork sets up TestJoinerIgnoresRemovedMembersClaimAtItsJoin's
+// group without delivering A's removal of X to J: it returns J, that
+// removal, and signer's claim for X's replayed removal of B at J's join
+// epoch (which beats A's add of J by key).
+func joinerAtFork(t *testing.T, signer string) (*harness, *Machine[*mstate], []byte, Claim) {
+	h := newHarness(t, "X", "A", "B", "C")
+	stX, e, _ := h.ms["X"].Current()
+	a := h.ms["A"]
+	st, _, _ := a.Current()
+	add, next, info, welcome, err := h.be.commit("A", st, []string{"J"}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.OwnCommit(h.be, add, next, info, nil, true, h.at)
+	for _, id := range []string{"X", "B", "C"} {
+		h.deliver(id, add)
+	}
+	jst, key, err := h.be.joinWelcome("J", welcome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := New(Config{GroupID: []byte("g"), Self: "J", WindowEpochs: 8}, jst, h.be.epochOf(jst), key, h.be.roster(jst), h.at)
+	j.AdoptHistory(a.History())
+	// As after a re-add by Welcome (reported with Rejoined), like m001 in
+	// mls-replay-any seed 38: the next rejoin waits RejoinRetry.
+	j.lastRejoin = h.at
+	h.ms["J"] = j
+	rm := h.commit("A", nil, []string{"X"})
+	for _, id := range []string{"X", "B", "C"} {
+		h.deliver(id, rm)
+	}
+	replay, _, rinfo, _, err := h.be.commit("X", stX, nil, []string{"B"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk := Key{Epoch: e, Class: rinfo.Class(), Ticket: Ticket([]byte("g"), e, "X"), Hash: HashOf(replay)}
+	c := Claim{Signer: signer, Tip: j.Epoch() + 5, Entries: []Entry{rk}, GroupInfo: []byte("group info of the replay's branch")}
+	if v := CompareHistories(j.History(), c.Entries); v.Kind != Fork || !v.Theirs.Less(v.Ours) {
+		t.Fatalf("the replay should beat A's add by key: %+v", v)
+	}
+	return h, j, rm, c
+}
+
+// TestJoinerAtForkClaimBeforeSignersRemoval (mls-replay-any seed 38): J
+// was added back by the Commit of epoch e; X's claim for its removal of B
+// at e reaches J before A's removal of X does. Then the claim is trusted
+// (X is a member on J's chain) and J loses; once the removal lands, the
+// claim is one J would have ignored
+// (TestJoinerIgnoresRemovedMembersClaimAtItsJoin), so the loss is
+// withdrawn: no rejoin into X's branch (refused, it left J detached while
+// the group's roster listed it), J stays a member of its branch, and its
+// join Commit is not marked dead.
+func TestJoinerAtForkClaimBeforeSignersRemoval(t *testing.T) {
+	h, j, rm, c := joinerAtFork(t, "X")
+	noRejoin := func(ds []Decision) {
+		t.Helper()
+		for _, d := range ds {
+			switch d.(type) {
+			case Switched, Rejoin:
+				t.Fatalf("J acted on the removed member's claim: %T %+v", d, d)
+			}
+		}
+	}
+	noRejoin(j.ClaimReceived(h.be, c, h.at))
+	if j.lost == nil || j.standing != standingLost {
+		t.Fatalf("J should lose to a member's claim: lost %v, standing %v", j.lost != nil, j.standing)
+	}
+	noRejoin(receiveAt(h, j, rm, h.at.Add(time.Second)))
+	noRejoin(j.Tick(h.be, h.at.Add(2*time.Second)))
+	noRejoin(j.Tick(h.be, h.at.Add(2*time.Hour)))
+	if j.lost != nil || j.standing != standingIn || !j.IsMember() || j.tipRoster["X"] {
+		t.Fatalf("J after X's removal: lost %v, standing %v, member %v, roster %v", j.lost != nil, j.standing, j.IsMember(), j.Roster())
+	}
+	if _, dead := j.deadCommit.get(); dead {
+		t.Fatal("J's join Commit still marked dead")
+	}
+	if _, ok := j.lostAt.get(); ok {
+		t.Fatal("J still reports a lost fork")
+	}
+}
+
+// TestJoinerAtForkLosesToMember: the same claim signed by B, a member
+// nobody removed, stands: J rejoins when RejoinRetry allows, A's removal
+// of X meanwhile notwithstanding.
+func TestJoinerAtForkLosesToMember(t *testing.T) {
+	h, j, rm, c := joinerAtFork(t, "B")
+	rejoined := func(ds []Decision) bool {
+		for _, d := range ds {
+			if _, ok := d.(Rejoin); ok {
+				return true
+			}
+		}
+		return false
+	}
+	if rejoined(j.ClaimReceived(h.be, c, h.at)) {
+		t.Fatal("J rejoined before RejoinRetry")
+	}
+	if rejoined(receiveAt(h, j, rm, h.at.Add(time.Second))) {
+		t.Fatal("J rejoined before RejoinRetry")
+	}
+	if !rejoined(j.Tick(h.be, h.at.Add(DefaultRejoinRetry+time.Second))) {
+		t.Fatalf("J should rejoin B's branch: lost %v, standing %v", j.lost != nil, j.standing)
+	}
+}
+
+func receiveAt(h *harness, m *Machine[*mstate], msg []byte, at time.Time) []Decision {
+	e, ct := h.be.header(msg)
+	return m.Receive(h.be, msg, e, ct, at)
+}

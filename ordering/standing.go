@@ -61,6 +61,10 @@ const (
 	refused
 	// rejoin: the engine rejoined (external commit or Welcome).
 	rejoin
+	// withdraw: the claims that showed a lost fork turned out to be
+	// removed members' for a Commit the bar refused (withdrawLoss), before
+	// any rejoin was refused: the loss is undone.
+	withdraw
 )
 
 // next returns the standing after t. Every transition is defined from
@@ -85,6 +89,13 @@ func (s standing) next(t transition) standing {
 		return standingDetached
 	case rejoin:
 		return standingIn
+	case withdraw:
+		switch s {
+		case standingLost:
+			return standingIn
+		case standingOutLost:
+			return standingOut
+		}
 	}
 	return s
 }

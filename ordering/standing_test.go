@@ -13,6 +13,7 @@ func TestStandingTransitions(t *testing.T) {
 		refusedLagging: {standingLost, standingOutLost, standingLost, standingOutLost, standingDetached},
 		refused:        {standingDetached, standingDetached, standingDetached, standingDetached, standingDetached},
 		rejoin:         {standingIn, standingIn, standingIn, standingIn, standingIn},
+		withdraw:       {standingIn, standingOut, standingIn, standingOut, standingDetached},
 	}
 	for tr, to := range want {
 		for i, from := range all {
