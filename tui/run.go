@@ -97,9 +97,18 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	gfx, reply := detectGraphics(o)
 	out := lockOutput(o.output)
 	r := lipgloss.NewRenderer(out)
 	m := newModel(runCtx, c, newStyles(r), o)
+	m.s.gfx, m.s.cellW, m.s.cellH = gfx, reply.cellW, reply.cellH
+	switch gfx {
+	case graphicsKitty:
+		m.fx.graphics = func(seq string) { _, _ = out.Write([]byte(seq)) }
+	case graphicsSixel:
+		m.fx.sixels = &sixelImages{}
+		outputOf(out).sixels = m.fx.sixels
+	}
 	m.fx.bell = func() { _, _ = out.Write([]byte("\a")) }
 	m.fx.notify = o.notify
 	m.fx.clipboard = func(text string) { _, _ = out.Write([]byte(ansi.SetSystemClipboard(text))) }
@@ -136,10 +145,50 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 	if err != nil && !errors.Is(err, tea.ErrInterrupted) {
 		return err
 	}
-	if fm, ok := final.(*model); ok && fm.engineStopped {
+	fm, _ := final.(*model)
+	if fm != nil && fm.s.gfx == graphicsKitty {
+		// the terminal keeps image data until told; free canopy's
+		for _, im := range fm.s.images {
+			if im.kittyID != 0 {
+				_, _ = out.Write([]byte(kittyDelete(im.kittyID)))
+			}
+		}
+	}
+	if fm != nil && fm.engineStopped {
 		return ErrEngineStopped
 	}
 	return nil
+}
+
+// detectGraphics picks the image protocol: CANOPY_IMAGES if set, else the
+// terminal's answer to graphicsQuery. The terminal is asked even when the
+// protocol is forced (for its cell size), but never when images are off.
+func detectGraphics(o options) (graphics, termReply) {
+	forced, isForced := graphicsFromEnv()
+	if isForced && forced == graphicsNone {
+		return graphicsNone, termReply{}
+	}
+	in, _ := o.input.(*os.File)
+	if o.input == nil {
+		in = os.Stdin
+	}
+	out, _ := o.output.(*os.File)
+	if in == nil || out == nil {
+		return forced, termReply{}
+	}
+	reply := queryTerminal(in, out, graphicsTimeout)
+	if isForced {
+		return forced, reply
+	}
+	return reply.protocol(), reply
+}
+
+// outputOf returns the lockedWriter under a lockOutput writer.
+func outputOf(w io.Writer) *lockedWriter {
+	if f, ok := w.(*lockedFile); ok {
+		return f.lockedWriter
+	}
+	return w.(*lockedWriter)
 }
 
 // XTWINOPS: save and restore the window title.
@@ -166,11 +215,22 @@ func lockOutput(w io.Writer) io.Writer {
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
+	// sixels, when set, expands the sixel markers of frames into images
+	sixels *sixelImages
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.sixels != nil {
+		if q := l.sixels.expand(p); len(q) != len(p) {
+			// the caller wrote all of p, as far as it needs to know
+			if _, err := l.w.Write(q); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
 	return l.w.Write(p)
 }
 
