@@ -34,6 +34,9 @@ type imageLoadedMsg struct {
 	err        error
 }
 
+// imageDecodes bounds the images decoded at once (a semaphore).
+var imageDecodes = make(chan struct{}, 1)
+
 // kittyIDBase keeps canopy's image ids apart from small ids other programs
 // in the same window may have used.
 const kittyIDBase = 0xCA0000
@@ -57,6 +60,10 @@ func (m *model) startInlineImage(tr chat.Transfer) tea.Cmd {
 	path, group, id := tr.Path, tr.Group, tr.Message
 	return func() tea.Msg {
 		msg := imageLoadedMsg{group: group, msg: id}
+		// One decode at a time: after a restart every image in the
+		// history is loaded at once, and one canvas may take 256 MB.
+		imageDecodes <- struct{}{}
+		defer func() { <-imageDecodes }()
 		img, err := loadImage(path)
 		if err != nil {
 			msg.err = err
