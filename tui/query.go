@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/term"
 	"github.com/muesli/cancelreader"
 )
@@ -21,11 +23,17 @@ const graphicsTimeout = 200 * time.Millisecond
 // sequences are dropped by its input reader), so this runs before the
 // program starts, in raw mode so that the answer is not echoed and
 // arrives without waiting for a newline. No answer within timeout means
-// no graphics. Keys typed during the wait are lost.
-func queryTerminal(in, out *os.File, timeout time.Duration) termReply {
+// no graphics. Keys typed during the wait are lost; an answer that comes
+// after the wait reaches Bubble Tea as input (lateReplyFilter). asked
+// reports whether the query was sent.
+func queryTerminal(in, out *os.File, timeout time.Duration) (r termReply, asked bool) {
 	if !term.IsTerminal(in.Fd()) || !term.IsTerminal(out.Fd()) {
-		return termReply{}
+		return termReply{}, false
 	}
+	return queryTTY(in, out, timeout), true
+}
+
+func queryTTY(in, out *os.File, timeout time.Duration) termReply {
 	state, err := term.MakeRaw(in.Fd())
 	if err != nil {
 		return termReply{}
@@ -75,5 +83,38 @@ func readReply(cr cancelreader.CancelReader, timeout time.Duration) termReply {
 	case <-t.C:
 		cr.Cancel()
 		return termReply{}
+	}
+}
+
+// lateReplyWindow is how long after start a late answer is filtered out.
+const lateReplyWindow = 5 * time.Second
+
+// lateReplyFilter is a tea.WithFilter filter for when the terminal did not
+// answer in time: its kitty answer may still come (over a slow link), and
+// Bubble Tea v1 reads an APC string as keys, alt+_ "Gi=31;OK" alt+\,
+// which would be typed into the composer. For a few seconds after start
+// such a run of keys is dropped. (The DA1 and cell-size answers are CSI
+// sequences, which Bubble Tea already ignores.)
+func lateReplyFilter(now func() time.Time) func(tea.Model, tea.Msg) tea.Msg {
+	until := now().Add(lateReplyWindow)
+	in := false
+	return func(_ tea.Model, msg tea.Msg) tea.Msg {
+		k, ok := msg.(tea.KeyMsg)
+		if !ok || k.Type != tea.KeyRunes || (!in && now().After(until)) {
+			return msg
+		}
+		text := string(k.Runes)
+		switch {
+		case !in && k.Alt && text == "_":
+			in = true
+			return nil
+		case in && k.Alt && text == "\\":
+			in = false
+			return nil
+		case in && !k.Alt && strings.Trim(text, "Gi=0123456789;,:ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == "":
+			return nil
+		}
+		in = false
+		return msg
 	}
 }

@@ -97,7 +97,7 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	gfx, reply := detectGraphics(o)
+	gfx, reply, late := detectGraphics(o)
 	out := lockOutput(o.output)
 	r := lipgloss.NewRenderer(out)
 	m := newModel(runCtx, c, newStyles(r), o)
@@ -128,6 +128,9 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 	}
 	if o.input != nil {
 		popts = append(popts, tea.WithInput(o.input))
+	}
+	if late {
+		popts = append(popts, tea.WithFilter(lateReplyFilter(time.Now)))
 	}
 	p := tea.NewProgram(m, popts...)
 	// The title shows unread counts while canopy runs; terminals that keep
@@ -163,10 +166,11 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 // detectGraphics picks the image protocol: CANOPY_IMAGES if set, else the
 // terminal's answer to graphicsQuery. The terminal is asked even when the
 // protocol is forced (for its cell size), but never when images are off.
-func detectGraphics(o options) (graphics, termReply) {
+// late: the terminal was asked and did not finish answering in time.
+func detectGraphics(o options) (g graphics, reply termReply, late bool) {
 	forced, isForced := graphicsFromEnv()
 	if isForced && forced == graphicsNone {
-		return graphicsNone, termReply{}
+		return graphicsNone, termReply{}, false
 	}
 	in, _ := o.input.(*os.File)
 	if o.input == nil {
@@ -174,13 +178,14 @@ func detectGraphics(o options) (graphics, termReply) {
 	}
 	out, _ := o.output.(*os.File)
 	if in == nil || out == nil {
-		return forced, termReply{}
+		return forced, termReply{}, false
 	}
-	reply := queryTerminal(in, out, graphicsTimeout)
+	reply, asked := queryTerminal(in, out, graphicsTimeout)
+	late = asked && !reply.done
 	if isForced {
-		return forced, reply
+		return forced, reply, late
 	}
-	return reply.protocol(), reply
+	return reply.protocol(), reply, late
 }
 
 // outputOf returns the lockedWriter under a lockOutput writer.

@@ -11,9 +11,9 @@ import (
 	"github.com/canopy-chat/canopy/chat"
 )
 
-// File transfers: a file message shows its file's line (name, size and,
-// for images, dimensions: the engine's message text) and under it the
-// transfer's state, with a bubbles progress bar while it is fetched.
+// File transfers: a file message shows its file's line (📎 name, size
+// and, for images, dimensions; fileLine) and under it the transfer's
+// state, with a bubbles progress bar while it is fetched.
 //
 // Received images are also drawn inline when the terminal speaks a
 // graphics protocol (inlineimage.go); otherwise the file's line with its
