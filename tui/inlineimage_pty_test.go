@@ -64,3 +64,34 @@ func TestPTYKittyImage(t *testing.T) {
 		})
 	}
 }
+
+// TestPTYSixelImage: with sixel forced (CANOPY_IMAGES), the frames the
+// real renderer writes carry the image, drawn from the reserved box's
+// corner with the cursor saved and restored; no marker reaches the
+// terminal, and the screen around the box is intact.
+func TestPTYSixelImage(t *testing.T) {
+	t.Setenv(graphicsEnv, "sixel")
+	path := catPNG(t, 60, 60)
+	f := newFake()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := startPTY(t, ctx, f, 100, 30)
+	p.waitFor("the first screen", contains("general", "members 4"))
+	f.events <- chat.MessageEvent{Message: imageMessage()}
+	f.events <- imageDone(path)
+	p.waitFor("the file's line", contains("📎 cat.png  1.2 MB  1024×768", "saved:"))
+	// 60×60 px in assumed 10×20 cells: 6 columns, 3 rows; the last row
+	// goes up 2 rows and left 6 columns
+	p.waitFor("the image", func(string) bool { return strings.Contains(p.output(), "\x1b7\x1b[2A\x1b[6D\x1bP0;1;0q") })
+	out := p.output()
+	if strings.Contains(out, "canopy-sixel") {
+		t.Fatal("a marker reached the terminal")
+	}
+	if !strings.Contains(out, "\x1b\\\x1b8") {
+		t.Fatal("the cursor is not restored after the image")
+	}
+	screen := p.screen()
+	if !strings.Contains(screen, "message general") || !strings.Contains(screen, "saved:") {
+		t.Fatalf("the screen around the image:\n%s", screen)
+	}
+}
