@@ -67,14 +67,18 @@ type termReply struct {
 	done bool
 }
 
-// protocol is the protocol the reply allows; kitty wins over sixel (it
-// keeps the image apart from the text, so the renderer cannot clobber it).
+// protocol is the protocol the reply allows. Kitty graphics are drawn
+// with unicode placeholders, which the terminals that implement the
+// protocol fully (kitty, Ghostty) support and which neither claims sixel;
+// terminals that answer both (WezTerm, Konsole) implement kitty graphics
+// only in part, without placeholders (at the time of writing), so sixel
+// is the safer of the two there.
 func (r termReply) protocol() graphics {
 	switch {
-	case r.kitty:
-		return graphicsKitty
 	case r.sixel:
 		return graphicsSixel
+	case r.kitty:
+		return graphicsKitty
 	}
 	return graphicsNone
 }

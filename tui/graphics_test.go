@@ -68,6 +68,23 @@ func FuzzParseTermReply(f *testing.F) {
 	})
 }
 
+// TestReplyProtocol: kitty only when it is all the terminal claims.
+func TestReplyProtocol(t *testing.T) {
+	for _, tc := range []struct {
+		r    termReply
+		want graphics
+	}{
+		{termReply{done: true}, graphicsNone},
+		{termReply{kitty: true, done: true}, graphicsKitty},
+		{termReply{sixel: true, done: true}, graphicsSixel},
+		{termReply{kitty: true, sixel: true, done: true}, graphicsSixel},
+	} {
+		if got := tc.r.protocol(); got != tc.want {
+			t.Errorf("%+v: %v, want %v", tc.r, got, tc.want)
+		}
+	}
+}
+
 func TestGraphicsOverride(t *testing.T) {
 	for in, want := range map[string]struct {
 		g  graphics
