@@ -183,3 +183,28 @@ func TestSixelExpandIgnoresJunk(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSixelMarkers: whatever a frame holds, expanding or stripping its
+// markers never panics and leaves no marker for the terminal.
+func FuzzSixelMarkers(f *testing.F) {
+	for _, s := range []string{
+		"a" + sixelMarker(1, 0, 3) + "b" + sixelMarker(1, 2, 3),
+		sixelMarkerPrefix + "1;0",
+		sixelMarkerPrefix + "99999999999999999999;-1;2\x1b\\",
+		sixelMarkerPrefix + sixelMarkerPrefix + "\x1b\\",
+		"\x1b_canopy-" + sixelMarker(9, 0, 1) + "sixel;",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, frame string) {
+		imgs := &sixelImages{}
+		imgs.add("IMG", 3)
+		if out := string(imgs.expand([]byte(frame))); strings.Contains(out, sixelMarkerPrefix) {
+			t.Fatalf("expand(%q) = %q", frame, out)
+		}
+		if out := stripSixelMarkers(frame); strings.Contains(out, sixelMarkerPrefix) {
+			t.Fatalf("strip(%q) = %q", frame, out)
+		}
+		sixelMarkerRow(frame)
+	})
+}

@@ -79,6 +79,11 @@ func (s *sixelImages) expand(p []byte) []byte {
 		i := bytes.Index(p, []byte(sixelMarkerPrefix))
 		if i < 0 {
 			out.Write(p)
+			if bytes.Contains(out.Bytes(), []byte(sixelMarkerPrefix)) {
+				// pieces around a dropped marker formed a new one (never
+				// in canopy's own frames)
+				return []byte(stripSixelMarkers(out.String()))
+			}
 			return out.Bytes()
 		}
 		out.Write(p[:i])
