@@ -56,6 +56,13 @@
 // is a hyperlink to the whole address (OSC 8), so a click on any piece
 // opens it in terminals that support hyperlinks.
 //
+// A file message shows "📎 name  size  W×H" and under it the transfer: a
+// progress bar, where the file was saved, or why it was not received.
+// Received images are drawn inline, at most 40×12 cells, when the
+// terminal answered the graphics query sent at start (kitty graphics, as
+// unicode placeholders, or sixel; CANOPY_IMAGES=off|kitty|sixel
+// overrides); never from a guess.
+//
 // A message that mentions you in a group you are not looking at, or while
 // the terminal window is in the background, rings the terminal bell, calls
 // the WithNotify hook and, when turned on (WithDesktopNotify, canopy

@@ -86,6 +86,18 @@ func TestGoldenTimeline(t *testing.T) {
 		{"timeline_44x12_scrolled", 44, 12, func(d *driver) { d.m.s.buffer("g1").fromBottom = 4 }},
 		{"timeline_30x10_no_time_column", 30, 10, nil},
 		{"timeline_home_56x14", 56, 14, func(d *driver) { d.send(selectGroupMsg{id: homeID}) }},
+		// an image file without graphics: its line with name, size and
+		// dimensions, then where it was saved
+		{"timeline_56x8_image_file", 56, 8, func(d *driver) {
+			d.events(chat.MessageEvent{Message: imageMessage()}, imageDone("/home/alice/dl/cat.png"))
+		}},
+		// dimensions the announcement lacked, measured on arrival
+		{"timeline_56x8_image_measured", 56, 8, func(d *driver) {
+			m := imageMessage()
+			m.File.Width, m.File.Height = 0, 0
+			done := imageDone("/home/alice/dl/cat.png")
+			d.events(chat.MessageEvent{Message: m}, transferAt(chat.TransferFetching, 10), done)
+		}},
 		{"timeline_56x8_notices", 56, 8, func(d *driver) {
 			d.events(
 				chat.NoticeEvent{Group: "g1", Text: "fork healed: epoch 12 rolled back to the canonical branch", Level: chat.NoticeInfo},

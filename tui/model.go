@@ -45,6 +45,11 @@ type effects struct {
 	// clipboard puts text on the system clipboard through the terminal
 	// (OSC 52).
 	clipboard func(text string)
+	// graphics writes a graphics escape sequence (kitty image data) to
+	// the terminal, between two frames.
+	graphics func(seq string)
+	// sixels are the sixel images the terminal output draws (sixelout.go).
+	sixels *sixelImages
 }
 
 // model is the root model: the layout, the focus, the engine's events and
@@ -329,6 +334,9 @@ func (m *model) update(msg tea.Msg) tea.Cmd {
 		return cmd
 	case tea.MouseMsg:
 		return m.handleMouse(msg)
+	case imageLoadedMsg:
+		m.imageLoaded(msg)
+		return nil
 	case tea.FocusMsg:
 		m.s.blurred = false
 		if i := m.s.group(m.s.selected); i >= 0 && m.s.groups[i].Unread > 0 {

@@ -36,6 +36,15 @@ type ptyTerm struct {
 // startPTY runs Run(ctx, f, opts…) in a cols×rows pseudo-terminal.
 func startPTY(t *testing.T, ctx context.Context, f *fakeClient, cols, rows int, opts ...Option) *ptyTerm {
 	t.Helper()
+	return startPTYAnswering(t, ctx, f, cols, rows, nil, opts...)
+}
+
+// startPTYAnswering is startPTY with a terminal that answers more than the
+// emulator does: answer sees each chunk of output before the emulator and
+// returns what the terminal replies to it ("" for nothing), ahead of the
+// emulator's own replies.
+func startPTYAnswering(t *testing.T, ctx context.Context, f *fakeClient, cols, rows int, answer func(out []byte) string, opts ...Option) *ptyTerm {
+	t.Helper()
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Skipf("no pseudo-terminal: %v", err)
@@ -53,6 +62,11 @@ func startPTY(t *testing.T, ctx context.Context, f *fakeClient, cols, rows int, 
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := ptmx.Read(buf)
+			if n > 0 && answer != nil {
+				if reply := answer(buf[:n]); reply != "" {
+					_, _ = ptmx.Write([]byte(reply))
+				}
+			}
 			if n > 0 {
 				p.mu.Lock()
 				p.raw.Write(buf[:n])

@@ -97,9 +97,18 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	gfx, reply, late := detectGraphics(o)
 	out := lockOutput(o.output)
 	r := lipgloss.NewRenderer(out)
 	m := newModel(runCtx, c, newStyles(r), o)
+	m.s.gfx, m.s.cellW, m.s.cellH = gfx, reply.cellW, reply.cellH
+	switch gfx {
+	case graphicsKitty:
+		m.fx.graphics = func(seq string) { _, _ = out.Write([]byte(seq)) }
+	case graphicsSixel:
+		m.fx.sixels = &sixelImages{}
+		outputOf(out).sixels = m.fx.sixels
+	}
 	m.fx.bell = func() { _, _ = out.Write([]byte("\a")) }
 	m.fx.notify = o.notify
 	m.fx.clipboard = func(text string) { _, _ = out.Write([]byte(ansi.SetSystemClipboard(text))) }
@@ -120,6 +129,9 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 	if o.input != nil {
 		popts = append(popts, tea.WithInput(o.input))
 	}
+	if late {
+		popts = append(popts, tea.WithFilter(lateReplyFilter(time.Now)))
+	}
 	p := tea.NewProgram(m, popts...)
 	// The title shows unread counts while canopy runs; terminals that keep
 	// a title stack (xterm and most others) get the previous one back.
@@ -136,10 +148,52 @@ func Run(ctx context.Context, c chat.Client, opts ...Option) error {
 	if err != nil && !errors.Is(err, tea.ErrInterrupted) {
 		return err
 	}
-	if fm, ok := final.(*model); ok && fm.engineStopped {
+	fm, _ := final.(*model)
+	if fm != nil && fm.s.gfx == graphicsKitty {
+		// the terminal keeps image data until told; free canopy's
+		for _, im := range fm.s.images {
+			if im.kittyID != 0 {
+				_, _ = out.Write([]byte(kittyDelete(im.kittyID)))
+			}
+		}
+	}
+	if fm != nil && fm.engineStopped {
 		return ErrEngineStopped
 	}
 	return nil
+}
+
+// detectGraphics picks the image protocol: CANOPY_IMAGES if set, else the
+// terminal's answer to graphicsQuery. The terminal is asked even when the
+// protocol is forced (for its cell size), but never when images are off.
+// late: the terminal was asked and did not finish answering in time.
+func detectGraphics(o options) (g graphics, reply termReply, late bool) {
+	forced, isForced := graphicsFromEnv()
+	if isForced && forced == graphicsNone {
+		return graphicsNone, termReply{}, false
+	}
+	in, _ := o.input.(*os.File)
+	if o.input == nil {
+		in = os.Stdin
+	}
+	out, _ := o.output.(*os.File)
+	if in == nil || out == nil {
+		return forced, termReply{}, false
+	}
+	reply, asked := queryTerminal(in, out, graphicsTimeout)
+	late = asked && !reply.done
+	if isForced {
+		return forced, reply, late
+	}
+	return reply.protocol(), reply, late
+}
+
+// outputOf returns the lockedWriter under a lockOutput writer.
+func outputOf(w io.Writer) *lockedWriter {
+	if f, ok := w.(*lockedFile); ok {
+		return f.lockedWriter
+	}
+	return w.(*lockedWriter)
 }
 
 // XTWINOPS: save and restore the window title.
@@ -166,11 +220,22 @@ func lockOutput(w io.Writer) io.Writer {
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
+	// sixels, when set, expands the sixel markers of frames into images
+	sixels *sixelImages
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.sixels != nil {
+		if q := l.sixels.expand(p); len(q) != len(p) {
+			// the caller wrote all of p, as far as it needs to know
+			if _, err := l.w.Write(q); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
 	return l.w.Write(p)
 }
 

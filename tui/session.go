@@ -48,6 +48,13 @@ type session struct {
 	membersShown bool
 	commands     []chat.Command // chat.Commands; tests pin their own list
 	transfers    map[chat.MessageID]chat.Transfer
+
+	// inline images: the terminal's protocol (none: the file's line
+	// only), its cell size in pixels (0: unknown) and the images shown
+	gfx          graphics
+	cellW, cellH int
+	images       map[chat.MessageID]*inlineImage
+	nextImage    int
 }
 
 func (s *session) buffer(id chat.GroupID) *buffer {

@@ -98,7 +98,11 @@ func (t *timeline) View() string {
 	for i := end - start; i < rows; i++ {
 		out = append(out, "")
 	}
-	out = append(out, lines[start:end]...)
+	shownEnd := end
+	if b.fromBottom > 0 && rows > 1 {
+		shownEnd-- // the indicator below covers the last row
+	}
+	out = append(out, wholeSixels(lines, start, end, shownEnd)...)
 	if b.fromBottom > 0 && rows > 1 {
 		// replace the last row by an indicator of what is below
 		more := "── " + plural(b.fromBottom+1, "more line", "more lines") + " below · End ──"
@@ -108,6 +112,30 @@ func (t *timeline) View() string {
 		out[len(out)-1] = t.s.st.dim.Render(fitCenter(more, t.w))
 	}
 	return joinLines(block(out, t.w, t.h))
+}
+
+// wholeSixels returns lines[start:end] without the sixel markers of
+// images whose box is not wholly within lines[start:shown], the lines left
+// visible: the image would be drawn over the title, the composer or the
+// "more lines below" indicator.
+func wholeSixels(lines []string, start, end, shown int) []string {
+	out := lines[start:end]
+	copied := false
+	for i := range out {
+		k, rows, ok := sixelMarkerRow(out[i])
+		if !ok {
+			continue
+		}
+		if top := start + i - k; top >= start && top+rows <= shown {
+			continue
+		}
+		if !copied {
+			out = append([]string(nil), out...)
+			copied = true
+		}
+		out[i] = stripSixelMarkers(out[i])
+	}
+	return out
 }
 
 func (t *timeline) title(b *buffer) string {
@@ -351,6 +379,8 @@ func renderEntry(s *session, e *entry, quoted *entry, c columns) []string {
 	}
 	if e.deleted {
 		body = append(body, st.deleted.Render("message deleted"))
+	} else if m.Kind == chat.KindFile && m.File != nil {
+		body = append(body, styled(bodyStyle, wrap(fileLine(s, m), c.bodyW))...)
 	} else {
 		text := sanitize(m.Body, true)
 		wrapped := wrap(text, c.bodyW)
@@ -372,6 +402,7 @@ func renderEntry(s *session, e *entry, quoted *entry, c columns) []string {
 	}
 	if m.Kind == chat.KindFile && !e.deleted {
 		body = append(body, transferLine(s, m, c.bodyW)...)
+		body = append(body, imageLines(s, m, c.bodyW)...)
 	}
 	if len(e.reactions) > 0 {
 		body = append(body, st.dim.Render(truncate(reactionLine(e.reactions), c.bodyW)))

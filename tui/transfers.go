@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/charmbracelet/bubbles/progress"
 	tea "github.com/charmbracelet/bubbletea"
@@ -10,14 +11,13 @@ import (
 	"github.com/canopy-chat/canopy/chat"
 )
 
-// File transfers: a file message shows its file's line (name, size and,
-// for images, dimensions: the engine's message text) and under it the
-// transfer's state, with a bubbles progress bar while it is fetched.
+// File transfers: a file message shows its file's line (📎 name, size
+// and, for images, dimensions; fileLine) and under it the transfer's
+// state, with a bubbles progress bar while it is fetched.
 //
-// Images are not drawn inline: that needs the terminal's answer to a
-// kitty-graphics or sixel query (never a guess from $TERM), and the query
-// and its answer would have to pass through Bubble Tea's input reader; the
-// file's line with its dimensions stands in, and /open shows it.
+// Received images are also drawn inline when the terminal speaks a
+// graphics protocol (inlineimage.go); otherwise the file's line with its
+// dimensions stands in, and /open shows the image.
 
 // handleTransfer keeps the session's view of a transfer and redraws the
 // message that announced it; a transfer seen running that ends is
@@ -32,17 +32,18 @@ func (m *model) handleTransfer(tr chat.Transfer) tea.Cmd {
 	if e := b.find(tr.Message); e != nil {
 		b.changed(e)
 	}
+	img := m.startInlineImage(tr)
 	if !had || old.Status == tr.Status || tr.Own {
-		return nil
+		return img
 	}
 	name := sanitize(tr.File.Name, false)
 	switch tr.Status {
 	case chat.TransferDone:
-		return m.flash("received "+name+" → "+sanitize(tr.Path, false), chat.NoticeInfo)
+		return tea.Batch(img, m.flash("received "+name+" → "+sanitize(tr.Path, false), chat.NoticeInfo))
 	case chat.TransferFailed:
 		return m.flash(name+": "+sanitize(tr.Err, false), chat.NoticeWarning)
 	}
-	return nil
+	return img
 }
 
 // transferLine renders the state line under a file message (nil: none).
@@ -79,6 +80,55 @@ func transferLine(s *session, msg chat.Message, w int) []string {
 		return styled(st.dim, []string{"canceled"})
 	}
 	return nil
+}
+
+// fileLine is a file message's line: name, size and, for images,
+// dimensions (from the announcement, or measured once the file arrived).
+func fileLine(s *session, m chat.Message) string {
+	f := *m.File
+	if tr, ok := s.transfers[m.ID]; ok && f.Width == 0 {
+		f.Width, f.Height = tr.File.Width, tr.File.Height
+	}
+	line := "📎 " + sanitize(f.Name, false) + "  " + fmtSize(f.Size)
+	if f.Width > 0 && f.Height > 0 {
+		line += fmt.Sprintf("  %d×%d", f.Width, f.Height)
+	}
+	return line
+}
+
+// imageLines draws a message's loaded image (imagefit.go, kitty.go,
+// sixelout.go), or nothing when there is none or it does not fit.
+func imageLines(s *session, m chat.Message, w int) []string {
+	im := s.images[m.ID]
+	if im == nil || !im.ready || im.cols > w {
+		return nil
+	}
+	switch {
+	case im.kittyID != 0:
+		return kittyPlaceholders(im.kittyID, im.cols, im.rows)
+	case im.sixelID != 0:
+		out := make([]string, im.rows)
+		blank := strings.Repeat(" ", im.cols)
+		for k := range out {
+			out[k] = blank + sixelMarker(im.sixelID, k, im.rows)
+		}
+		return out
+	}
+	return nil
+}
+
+// fmtSize formats a byte count as the engine does (decimal units).
+func fmtSize(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for q := n / unit; q >= unit; q /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }
 
 func styled(style lipgloss.Style, lines []string) []string {

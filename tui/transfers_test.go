@@ -37,7 +37,7 @@ func TestPTYTransferProgress(t *testing.T) {
 
 	f.events <- chat.MessageEvent{Message: fileMessage()}
 	f.events <- transferAt(chat.TransferFetching, 450)
-	p.waitFor("the bar at 45%", contains("[file] report.pdf (2.4 MB)", "45% fetching"))
+	p.waitFor("the bar at 45%", contains("📎 report.pdf  2.4 MB", "45% fetching"))
 	line := lineWith(p.screen(), "45% fetching")
 	full, empty := strings.Count(line, "█"), strings.Count(line, "░")
 	if full == 0 || empty == 0 || full > empty*2 {
