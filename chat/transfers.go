@@ -51,8 +51,9 @@ import (
 //   - Anyone who knows a file's id may fetch its ciphertext: the id is
 //     derived one-way from the key, so only holders of the announcement (or
 //     of the ciphertext) know it, and the ciphertext is useless without the
-//     key. Relays are asked too, but keeping files on relays is not built:
-//     a file is available while a member who has it is online.
+//     key. The sender uploads the ciphertext to its relays, which serve it
+//     until it expires there (relayupload.go): a file is available while a
+//     member who has it is online or a relay keeps it.
 
 // appFile is the wire kind of a file message: body = blob announcement.
 const appFile appKind = 8
@@ -445,6 +446,7 @@ func (e *Engine) sendFile(ctx context.Context, g *group, arg string) (Result, er
 	}})
 	x.saveNote(t)
 	x.emit(t, false)
+	x.uploadToRelays(g.gid, a)
 	return Result{Text: fmt.Sprintf("sent %s (%s)", a.Name, fmtBytes(int64(a.Size)))}, nil
 }
 
