@@ -209,3 +209,19 @@ func FuzzBlobPutRequest(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRelayBlobPut uploads 64 MiB to a relay on loopback (TCP), the
+// relay writing it to disk.
+func BenchmarkRelayBlobPut(b *testing.B) {
+	r := newTestRelay(b, RelayConfig{BlobDir: b.TempDir(), Quotas: Quotas{BlobBytesPerPeer: 1 << 40, BlobBytesPerIP: 1 << 40, BlobBytes: 1 << 40}})
+	alice := newTestNode(b)
+	connect(b, alice, r.Node())
+	data := randomBytes(64 << 20)
+	b.SetBytes(int64(len(data)))
+	for i := 0; b.Loop(); i++ {
+		id := [BlobIDLen]byte{byte(i), byte(i >> 8), 1}
+		if err := alice.PutBlob(testCtx(b, time.Minute), r.Node().ID(), id, int64(len(data)), bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
