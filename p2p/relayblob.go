@@ -164,10 +164,11 @@ func (n *Node) putBlobRange(ctx context.Context, relay peer.ID, req blobPut, bod
 // accounting of the blob quotas. Ciphertext only: the relay never has a
 // key.
 type relayBlobs struct {
-	dir string
-	ttl time.Duration
-	q   Quotas
-	m   *metrics
+	dir         string
+	ttl         time.Duration
+	partialIdle time.Duration // blobPartialIdle; tests shorten it
+	q           Quotas
+	m           *metrics
 
 	mu      sync.Mutex
 	files   map[[BlobIDLen]byte]*relayBlob
@@ -199,7 +200,7 @@ func openRelayBlobs(dir string, ttl time.Duration, q Quotas, m *metrics) (*relay
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	b := &relayBlobs{dir: dir, ttl: ttl, q: q, m: m, files: map[[BlobIDLen]byte]*relayBlob{},
+	b := &relayBlobs{dir: dir, ttl: ttl, partialIdle: blobPartialIdle, q: q, m: m, files: map[[BlobIDLen]byte]*relayBlob{},
 		perPeer: map[peer.ID]int64{}, perIP: map[string]int64{}}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -401,7 +402,7 @@ func (b *relayBlobs) prune(now time.Time) {
 		switch {
 		case f.writing:
 		case f.complete && now.Sub(f.touched) >= b.ttl,
-			!f.complete && now.Sub(f.touched) >= blobPartialIdle:
+			!f.complete && now.Sub(f.touched) >= b.partialIdle:
 			b.drop(id, f)
 			b.m.blobBytes("expired_files", 1)
 		}

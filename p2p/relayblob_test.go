@@ -116,7 +116,8 @@ func TestRelayBlobQuotas(t *testing.T) {
 }
 
 // TestRelayBlobExpiry: a file is served until BlobTTL after its upload,
-// then deleted from disk, and its quota is free again.
+// then deleted from disk, and its quota is free again; so is an upload
+// left unfinished.
 func TestRelayBlobExpiry(t *testing.T) {
 	dir := t.TempDir()
 	r := newTestRelay(t, RelayConfig{BlobDir: dir, BlobTTL: 300 * time.Millisecond, PruneInterval: 50 * time.Millisecond,
@@ -138,7 +139,27 @@ func TestRelayBlobExpiry(t *testing.T) {
 	if _, err := fetchAll(t, alice, r.Node().ID(), id, 0, 10); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("fetch after expiry: %v, want ErrNotFound", err)
 	}
-	if err := alice.PutBlob(testCtx(t, 20*time.Second), r.Node().ID(), [BlobIDLen]byte{4}, int64(len(data)), bytes.NewReader(data)); err != nil {
+	// An upload nobody finishes is deleted once idle, and its quota (the
+	// whole announced size) is free again.
+	r.blobs.mu.Lock()
+	r.blobs.partialIdle = 300 * time.Millisecond
+	r.blobs.mu.Unlock()
+	ctx := testCtx(t, 20*time.Second)
+	half := blobPut{ID: [BlobIDLen]byte{4}, Size: uint64(len(data)), Length: uint64(len(data) / 2)}
+	if _, err := alice.putBlobRange(ctx, r.Node().ID(), half, func(f *frameStream) error {
+		_, err := f.s.Write(data[:half.Length])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.PutBlob(ctx, r.Node().ID(), [BlobIDLen]byte{6}, 10, bytes.NewReader(data)); !errors.Is(err, ErrQuotaExceeded) {
+		t.Fatalf("partial upload not charged in full: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the abandoned upload to go", func() bool {
+		ents, _ := os.ReadDir(dir)
+		return len(ents) == 0
+	})
+	if err := alice.PutBlob(ctx, r.Node().ID(), [BlobIDLen]byte{6}, int64(len(data)), bytes.NewReader(data)); err != nil {
 		t.Fatalf("quota not released by expiry: %v", err)
 	}
 }
