@@ -139,9 +139,12 @@
 // authenticated by the requester (package blob), not by p2p.
 //
 // /canopy/blobput/1 uploads ciphertext to a relay with a blob directory, in
-// requests of at most 4 MiB appended at the end of the relay's copy (so a
-// cut upload resumes); the relay then serves it on /canopy/blob/1 until
-// RelayConfig.BlobTTL after the upload completed. The relay cannot check
+// requests of at most 8 MiB appended at the end of the relay's copy; the
+// relay says go before the bytes are sent, so a refusal (quota, request
+// rate) costs no upload. PutBlob resumes where the relay's copy ends after
+// a cut (with half the request size, down to 256 KiB, for slow uplinks)
+// and waits when over the request rate. The relay serves the file on
+// /canopy/blob/1 until RelayConfig.BlobTTL after the upload completed. The relay cannot check
 // the bytes (ids derive from keys it never sees; see ProtocolBlobPut), so
 // a complete file is never replaced and receivers check every chunk.
 //

@@ -21,15 +21,18 @@ import (
 //
 // Request (one frame): id[32] || uvarint size || uvarint offset ||
 // uvarint length, with 0 < size <= the relay's MaxBlob, length <=
-// MaxBlobRange and offset+length <= size; then exactly length raw bytes.
-// Response: a status whose body is uvarint have, the bytes of the file the
-// relay holds after the request (have == size: complete).
+// MaxBlobRange and offset+length <= size. Response: a status whose body is
+// uvarint have, the bytes of the file the relay holds (have == size:
+// complete). If length > 0 and the relay accepts the bytes (OK, have ==
+// offset), the client then sends exactly length raw bytes and the relay
+// answers with a second status and have: the bytes never travel to a relay
+// that refuses them (quotas, request rate, a wrong offset).
 //
 // An upload starts with a query (length 0), whose answer tells where to go
 // on: 0 for a new file (its whole size is then charged to the uploader's
 // quotas), the end of a partial upload (resuming after a cut connection),
 // or size if the relay has the file already. Bytes are accepted only at
-// offset == have; anything else is refused before the bytes are read.
+// offset == have.
 //
 // What the relay cannot check: the id is derived from the file key (package
 // blob), not from the ciphertext, and the relay never sees the key, so it
@@ -41,9 +44,17 @@ import (
 // it asked know the id.
 const ProtocolBlobPut protocol.ID = "/canopy/blobput/1"
 
-// blobPutRange is the part of a file a client uploads per request: small
-// enough for slow uplinks to finish well within a request's deadline.
-const blobPutRange = 4 << 20
+// An upload sends requests of up to MaxBlobRange and gives each
+// blobPutTimeout (the relay gives a request DefaultHandlerTimeout, 60 s).
+// A request cut off (a slow uplink, a reset) is retried with half the
+// range, down to blobPutMinRange, so uplinks down to about 5 KB/s still
+// upload; a refusal for the request rate waits and retries. After
+// blobPutRetries failures in a row the upload gives up.
+const (
+	blobPutTimeout  = 50 * time.Second
+	blobPutMinRange = 256 << 10
+	blobPutRetries  = 8
+)
 
 // blobPartialIdle is how long a partial upload nobody continues is kept
 // (its quota reserved) before it is deleted.
@@ -84,7 +95,7 @@ func decodeBlobPut(b []byte) (blobPut, error) {
 }
 
 // PutBlob uploads the ciphertext id of size bytes, read from src, to relay
-// (/canopy/blob/put/1), resuming where the relay's copy ends. It returns nil
+// (/canopy/blobput/1), resuming where the relay's copy ends. It returns nil
 // once the relay holds the whole file; a relay without file storage answers
 // ErrUnavailable (or the stream fails to open: not a relay), one over its
 // quotas ErrQuotaExceeded with the limit in the message.
@@ -92,39 +103,68 @@ func (n *Node) PutBlob(ctx context.Context, relay peer.ID, id [BlobIDLen]byte, s
 	if size <= 0 {
 		return fmt.Errorf("p2p: upload of %d bytes", size)
 	}
-	have, err := n.putBlobRange(ctx, relay, blobPut{ID: id, Size: uint64(size)}, nil)
-	if err != nil {
-		return err
-	}
+	total := uint64(size)
 	buf := make([]byte, min(int64(blobWriteSize), size))
-	for have < uint64(size) {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		req := blobPut{ID: id, Size: uint64(size), Offset: have, Length: min(uint64(size)-have, blobPutRange)}
-		next, err := n.putBlobRange(ctx, relay, req, func(f *frameStream) error {
-			for off, end := int64(req.Offset), int64(req.Offset+req.Length); off < end; {
-				c := buf[:min(int64(len(buf)), end-off)]
-				if _, err := src.ReadAt(c, off); err != nil && !(errors.Is(err, io.EOF) && len(c) > 0) {
-					return fmt.Errorf("p2p: reading the upload: %w", err)
-				}
-				if err := f.s.SetWriteDeadline(f.nextDeadline()); err != nil {
-					return opError{"write", err}
-				}
-				if _, err := f.s.Write(c); err != nil {
-					return opError{"write", err}
-				}
-				off += int64(len(c))
+	rng := uint64(MaxBlobRange)
+	var have uint64
+	known := false // have is the relay's answer to the last request
+	for fails := 0; ; {
+		var next uint64
+		var err error
+		if !known {
+			next, err = n.putBlobRange(ctx, relay, blobPut{ID: id, Size: total}, nil)
+		} else {
+			req := blobPut{ID: id, Size: total, Offset: have, Length: min(total-have, rng)}
+			next, err = n.putBlobRange(ctx, relay, req, func(f *frameStream) error {
+				return sendBlobBytes(f, src, buf, int64(req.Offset), int64(req.Offset+req.Length))
+			})
+			if err == nil && next <= have {
+				return &Error{Protocol: ProtocolBlobPut, Peer: relay, Op: "decode", Err: fmt.Errorf("%w: relay holds %d bytes after %d more from %d", ErrBadResponse, next, req.Length, have)}
 			}
-			return nil
-		})
-		if err != nil {
+		}
+		if err == nil {
+			if known {
+				fails = 0 // progress
+			}
+			have, known = next, true
+			if have == total {
+				return nil
+			}
+			continue
+		}
+		var pe *Error
+		cut := errors.Is(err, ErrTimeout) || errors.As(err, &pe) && (pe.Op == "read" || pe.Op == "write")
+		if ctx.Err() != nil || fails >= blobPutRetries || !(cut || errors.Is(err, ErrRateLimited)) {
 			return err
 		}
-		if next <= have {
-			return &Error{Protocol: ProtocolBlobPut, Peer: relay, Op: "decode", Err: fmt.Errorf("%w: relay holds %d bytes after sending %d from %d", ErrBadResponse, next, req.Length, have)}
+		if cut {
+			// The relay may hold part of what we sent: ask again.
+			rng = max(rng/2, blobPutMinRange)
+			known = false
 		}
-		have = next
+		fails++
+		select {
+		case <-time.After(min(250*time.Millisecond<<fails, 10*time.Second)):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// sendBlobBytes writes src's bytes [off, end) to the stream.
+func sendBlobBytes(f *frameStream, src io.ReaderAt, buf []byte, off, end int64) error {
+	for off < end {
+		c := buf[:min(int64(len(buf)), end-off)]
+		if _, err := src.ReadAt(c, off); err != nil && !(errors.Is(err, io.EOF) && len(c) > 0) {
+			return opError{"source", fmt.Errorf("reading the upload: %w", err)}
+		}
+		if err := f.s.SetWriteDeadline(f.nextDeadline()); err != nil {
+			return opError{"write", err}
+		}
+		if _, err := f.s.Write(c); err != nil {
+			return opError{"write", err}
+		}
+		off += int64(len(c))
 	}
 	return nil
 }
@@ -132,29 +172,38 @@ func (n *Node) PutBlob(ctx context.Context, relay peer.ID, id [BlobIDLen]byte, s
 // putBlobRange sends one upload request (body writes its raw bytes) and
 // returns the relay's have.
 func (n *Node) putBlobRange(ctx context.Context, relay peer.ID, req blobPut, body func(*frameStream) error) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, blobPutTimeout)
+	defer cancel()
 	var have uint64
 	err := n.call(ctx, relay, ProtocolBlobPut, func(f *frameStream) error {
 		if err := writeReq(f, encodeBlobPut(req), smallFrame); err != nil {
 			return err
 		}
-		if body != nil {
-			if err := body(f); err != nil {
+		readHave := func() error {
+			b, err := expectOK(f, 16)
+			if err != nil {
 				return err
 			}
+			d := newDec(b)
+			have = d.uvarint()
+			if err := d.done(); err != nil {
+				return err
+			}
+			if have > req.Size {
+				return fmt.Errorf("%w: relay holds %d of %d bytes", ErrBadResponse, have, req.Size)
+			}
+			return nil
 		}
-		b, err := expectOK(f, 16)
-		if err != nil {
+		if err := readHave(); err != nil || req.Length == 0 {
 			return err
 		}
-		d := newDec(b)
-		have = d.uvarint()
-		if err := d.done(); err != nil {
+		if have != req.Offset {
+			return fmt.Errorf("%w: relay accepted bytes at %d for an upload at %d", ErrBadResponse, have, req.Offset)
+		}
+		if err := body(f); err != nil {
 			return err
 		}
-		if have > req.Size {
-			return fmt.Errorf("%w: relay holds %d of %d bytes", ErrBadResponse, have, req.Size)
-		}
-		return nil
+		return readHave()
 	})
 	return have, err
 }
@@ -311,7 +360,7 @@ func (b *relayBlobs) drop(id [BlobIDLen]byte, f *relayBlob) {
 
 // write appends the request's bytes from r to the upload and ends the
 // write: the file is complete once have reaches its size.
-func (b *relayBlobs) write(id [BlobIDLen]byte, f *relayBlob, req blobPut, r io.Reader) (int64, error) {
+func (b *relayBlobs) write(id [BlobIDLen]byte, f *relayBlob, req blobPut, r io.Reader, ready func(have int64) error) (int64, error) {
 	defer func() {
 		b.mu.Lock()
 		f.writing = false
@@ -324,13 +373,16 @@ func (b *relayBlobs) write(id [BlobIDLen]byte, f *relayBlob, req blobPut, r io.R
 	if int64(req.Offset) != f.have {
 		return f.have, fmt.Errorf("%w: upload at %d, the relay holds %d bytes", ErrBadRequest, req.Offset, f.have)
 	}
+	if err := ready(f.have); err != nil {
+		return f.have, err
+	}
 	part := b.path(id) + ".part"
 	fd, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return f.have, err
 	}
-	// Truncate to what is counted: a write cut off mid-request leaves
-	// bytes the next request sends again.
+	// Truncate to what is counted (a write that failed may have left
+	// more).
 	if err := fd.Truncate(f.have); err != nil {
 		fd.Close()
 		return f.have, err
@@ -341,7 +393,12 @@ func (b *relayBlobs) write(id [BlobIDLen]byte, f *relayBlob, req blobPut, r io.R
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
+		// Keep what arrived: the uploader resumes after it.
 		fd.Close()
+		b.m.blobBytes("uploaded", n)
+		b.mu.Lock()
+		f.have += n
+		b.mu.Unlock()
 		return f.have, err
 	}
 	if f.have+n == f.size {
@@ -435,8 +492,13 @@ func (r *Relay) serveBlobPut(ctx context.Context, f *frameStream, from peer.ID, 
 		}
 		have = b.size
 	} else {
-		// The raw bytes follow the request frame in the stream's buffer.
-		have, err = r.blobs.write(req.ID, b, req, deadlineReader{f})
+		ready := func(have int64) error {
+			var e enc
+			e.uvarint(uint64(have))
+			return f.writeStatus(CodeOK, "", e.body(), 16)
+		}
+		// The raw bytes follow once the client has our go-ahead.
+		have, err = r.blobs.write(req.ID, b, req, deadlineReader{f}, ready)
 		if err != nil {
 			if !errors.Is(err, ErrBadRequest) {
 				r.n.log.Debug("relay: upload failed", "peer", from, "err", err)

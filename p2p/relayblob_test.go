@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -211,6 +212,65 @@ func TestRelayBlobResumeAndFirstStands(t *testing.T) {
 	got, err := fetchAll(t, mallory, rid, id, 0, int64(size))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("fetch: %v (equal %v)", err, bytes.Equal(got, data))
+	}
+}
+
+// TestRelayBlobUploadPaced: an uploader over the relay's request rate
+// waits and goes on instead of failing.
+func TestRelayBlobUploadPaced(t *testing.T) {
+	r := newTestRelay(t, RelayConfig{BlobDir: t.TempDir(), Quotas: Quotas{RequestRate: RateLimit{Rate: 2, Burst: 2}}})
+	alice := newTestNode(t)
+	connect(t, alice, r.Node())
+	data := randomBytes(3*MaxBlobRange + 1) // a query and four requests
+	id := [BlobIDLen]byte{9}
+	if err := alice.PutBlob(testCtx(t, 60*time.Second), r.Node().ID(), id, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatalf("PutBlob over the request rate: %v", err)
+	}
+	bob := newTestNode(t) // alice has used up her requests
+	connect(t, bob, r.Node())
+	got, err := fetchAll(t, bob, r.Node().ID(), id, 3*MaxBlobRange, 10)
+	if err != nil || !bytes.Equal(got, data[3*MaxBlobRange:]) {
+		t.Fatalf("fetch: %v", err)
+	}
+}
+
+// stallingReader stalls once, for d, when asked for bytes at or past at.
+type stallingReader struct {
+	*bytes.Reader
+	at      int64
+	d       time.Duration
+	stalled atomic.Bool
+}
+
+func (s *stallingReader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= s.at && !s.stalled.Swap(true) {
+		time.Sleep(s.d)
+	}
+	return s.Reader.ReadAt(p, off)
+}
+
+// TestRelayBlobUploadCutResumes: an uploader that stalls mid-request past
+// the relay's read timeout is cut off; it asks the relay what it holds and
+// goes on from there with smaller requests, and the file arrives whole.
+func TestRelayBlobUploadCutResumes(t *testing.T) {
+	r := newTestRelay(t, RelayConfig{BlobDir: t.TempDir()}, WithTimeouts(30*time.Second, 300*time.Millisecond, 30*time.Second))
+	alice, bob := newTestNode(t), newTestNode(t)
+	connect(t, alice, r.Node())
+	connect(t, bob, r.Node())
+	data := randomBytes(2*MaxBlobRange + 5)
+	id := [BlobIDLen]byte{11}
+	src := &stallingReader{Reader: bytes.NewReader(data), at: MaxBlobRange + 3<<20, d: time.Second}
+	if err := alice.PutBlob(testCtx(t, 60*time.Second), r.Node().ID(), id, int64(len(data)), src); err != nil {
+		t.Fatalf("PutBlob with a stall: %v", err)
+	}
+	if !src.stalled.Load() {
+		t.Fatal("the upload never stalled")
+	}
+	for off := int64(0); off < int64(len(data)); off += MaxBlobRange {
+		got, err := fetchAll(t, bob, r.Node().ID(), id, off, MaxBlobRange)
+		if err != nil || !bytes.Equal(got, data[off:min(off+MaxBlobRange, int64(len(data)))]) {
+			t.Fatalf("fetch at %d: %v", off, err)
+		}
 	}
 }
 
