@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -54,6 +56,20 @@ func TestRelayBlobUploadServe(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 || strings.HasSuffix(ents[0].Name(), ".part") {
 		t.Fatalf("blob dir holds %v, want one complete file", ents)
+	}
+	rec := httptest.NewRecorder()
+	r.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		"canopy_p2p_relay_blob_bytes " + strconv.FormatFloat(float64(len(data)), 'g', -1, 64),
+		"canopy_p2p_relay_blob_files 1",
+		`canopy_p2p_relay_blob_total{op="uploaded"} ` + strconv.FormatFloat(float64(len(data)), 'g', -1, 64),
+		`canopy_p2p_relay_blob_total{op="stored_files"} 1`,
+		`canopy_p2p_relay_blob_total{op="served_requests"} 2`,
+		`canopy_p2p_stream_requests_total{code="ok",protocol="/canopy/blobput/1"}`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 
 	// A relay without a blob directory does not take files.
