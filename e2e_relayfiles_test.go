@@ -8,17 +8,20 @@ import (
 	"testing"
 )
 
-// TestE2EFileFromRelay: alice and bob bootstrap to a `canopy relay`; alice
-// sends a file, which her client uploads to the relay (ciphertext only),
-// and quits before bob fetches it. Bob then gets it from the relay alone,
-// and its hash matches. The relay's copy is the ciphertext, not the file.
+// TestE2EFileFromRelay: alice and bob bootstrap to two `canopy relay`s,
+// one of which keeps no files (-no-blobs); alice sends a file, which her
+// client uploads to the relays (ciphertext only), and quits before bob
+// fetches it. Bob then gets it from the relay that kept it, after asking
+// the one that did not, and its hash matches. The relay's copy is the
+// ciphertext, not the file.
 func TestE2EFileFromRelay(t *testing.T) {
 	t.Parallel()
 	bin := canopyBinary(t)
 	data := t.TempDir()
 	relayDir := filepath.Join(data, "relay")
 	relay := startRelay(t, bin, relayDir)
-	boot := []string{"--bootstrap", relay}
+	noFiles := startRelay(t, bin, filepath.Join(data, "relay-nofiles"), "--no-blobs")
+	boot := []string{"--bootstrap", noFiles + "," + relay}
 	alice := startPeer(t, bin, data, "alice", boot...)
 	bob := startPeer(t, bin, data, "bob", boot...)
 	g := alice.must("/create relayfiles " + bob.card()).group()
@@ -30,7 +33,7 @@ func TestE2EFileFromRelay(t *testing.T) {
 	src, sum := writeBigFile(t, "report.bin", 3)
 	alice.must("/send " + src)
 	alice.wait("the file kept on the relay", func(e *jev) bool {
-		return e.Type == "notice" && strings.Contains(e.Text, "report.bin is kept on 1 of 1 relays")
+		return e.Type == "notice" && strings.Contains(e.Text, "report.bin is kept on 1 of 2 relays")
 	})
 	offered := bob.wait("file offered", isTransferE2E("report.bin", func(tr e2eTransfer) bool { return tr.Transfer.Status == "offered" }))
 	tr, _ := transferOf(offered)
