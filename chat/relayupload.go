@@ -28,24 +28,40 @@ import (
 //     stays instant, and the id is secret until then (only the group and
 //     the peers it asks learn it), so nobody can upload other bytes under
 //     it first; a relay never replaces a complete file.
-//   - An upload is tried once per relay (resuming where that relay's copy
-//     ends across its requests); a file sent while a relay was unreachable
-//     is not uploaded to it later. A notice says how many relays keep the
-//     file, or why none does.
+//   - One pass tries every relay once (PutBlob resumes within it). The
+//     file's note records that the pass has not run to the end, so a
+//     sender who quits mid-upload goes on at the next start (a relay that
+//     has the file already answers at once). After a complete pass the
+//     file is not offered again, also not to a relay that was
+//     unreachable then. A notice says how many relays keep the file, or
+//     why none does.
 
 // relayConnectTimeout bounds dialling a relay for an upload.
 const relayConnectTimeout = 20 * time.Second
 
-// uploadToRelays gives the ciphertext of a file just sent to the profile's
-// relays in the background and tells the user the outcome in a notice.
-func (x *transfers) uploadToRelays(g GroupID, a *blob.Announcement) {
+// uploadToRelays gives the ciphertext of an own file to the profile's
+// relays in the background, tells the user the outcome in a notice and
+// clears t.upload in the file's note once the pass has run to the end.
+func (x *transfers) uploadToRelays(t *xfer) {
 	node := x.e.node
 	if node == nil || len(x.e.relays) == 0 {
 		return
 	}
 	relays := slices.Clone(x.e.relays)
+	a, g := t.ann, t.t.Group
 	x.e.goBackground(func(ctx context.Context) {
 		id := a.ID()
+		if !x.store.Has(id) {
+			return // removed meanwhile (retention, /delete)
+		}
+		defer func() {
+			if ctx.Err() == nil && x.store.Has(id) {
+				x.mu.Lock()
+				t.upload = false
+				x.mu.Unlock()
+				x.saveNote(t)
+			}
+		}()
 		var kept int
 		var why []string
 		for _, ri := range relays {
