@@ -79,11 +79,13 @@ func relayConfig(args []string, stdout, stderr io.Writer) (*relay.Config, error)
 		listen    = fl.String("listen", strings.Join(dc.Listen, ","), "comma-separated multiaddrs to listen on")
 		announce  = fl.String("announce", "", "comma-separated multiaddrs to advertise instead of the listen addresses (e.g. the public address behind port forwarding)")
 		bootstrap = fl.String("bootstrap", "", "comma-separated full multiaddrs (/…/p2p/<id>) of other relays to join the DHT through")
-		dataDir   = fl.String("data", dc.DataDir, "data directory: the relay's database (topic log, leases, mailboxes, KeyPackages) and identity key")
+		dataDir   = fl.String("data", dc.DataDir, "data directory: the relay's database (topic log, leases, mailboxes, KeyPackages), identity key and kept files (blobs/)")
 		retention = fl.Duration("retention", dc.Retention, "how long frames of kept topics are stored")
 		maxLease  = fl.Duration("max-lease", dc.MaxLease, "longest a member's keep-topic request lasts before renewal")
 		mailTTL   = fl.Duration("mailbox-ttl", dc.MailboxTTL, "longest mail waits for its recipient")
 		kpTTL     = fl.Duration("keypackage-ttl", dc.KeyPackageTTL, "how long uploaded KeyPackages are kept")
+		blobTTL   = fl.Duration("blob-ttl", dc.BlobTTL, "how long file ciphertext uploaded by members is kept (in <data>/blobs)")
+		noBlobs   = fl.Bool("no-blobs", false, "keep no files for members (refuse /canopy/blobput/1)")
 		metrics   = fl.String("metrics", dc.MetricsAddr, "address serving /metrics (Prometheus text) and /healthz; empty disables")
 		logLevel  = fl.String("log-level", "info", "log level: debug, info, warn, error")
 		logFormat = fl.String("log-format", "text", "log format: text or json")
@@ -106,6 +108,11 @@ func relayConfig(args []string, stdout, stderr io.Writer) (*relay.Config, error)
 		qMailItem    = byteSize(dq.MaxMailItem)
 		qMailTotal   = byteSize(dq.MailBytes)
 		qKPBytes     = byteSize(dq.KeyPackageBytes)
+		qMaxBlob     = byteSize(dq.MaxBlob)
+		qBlobPeer    = byteSize(dq.BlobBytesPerPeer)
+		qBlobIP      = byteSize(dq.BlobBytesPerIP)
+		qBlobTotal   = byteSize(dq.BlobBytes)
+		qBlobs       = fl.Int("quota-blobs", dq.Blobs, "files kept in total")
 		maxResMemory = byteSize(dc.MaxMemory)
 	)
 	fl.Var(&qTopicBytes, "quota-topic-bytes", "bytes stored per topic; the oldest frames are evicted (e.g. 256MiB)")
@@ -115,6 +122,10 @@ func relayConfig(args []string, stdout, stderr io.Writer) (*relay.Config, error)
 	fl.Var(&qMailItem, "quota-mail-item", "largest message one may leave in a mailbox")
 	fl.Var(&qMailTotal, "quota-mail-bytes", "bytes in all mailboxes together")
 	fl.Var(&qKPBytes, "quota-keypackage-bytes", "bytes of KeyPackages held for one user")
+	fl.Var(&qMaxBlob, "quota-blob-size", "largest file (ciphertext) a member may upload")
+	fl.Var(&qBlobPeer, "quota-blob-peer-bytes", "file bytes one peer may have on the relay")
+	fl.Var(&qBlobIP, "quota-blob-ip-bytes", "file bytes the peers at one IP address (IPv6: one /64) may have on the relay")
+	fl.Var(&qBlobTotal, "quota-blob-bytes", "file bytes kept in total")
 	fl.Var(&maxResMemory, "max-memory", "memory budget of the libp2p resource manager (default: 1/8 of RAM)")
 	if err := fl.Parse(args); err != nil {
 		return nil, err
@@ -135,6 +146,8 @@ func relayConfig(args []string, stdout, stderr io.Writer) (*relay.Config, error)
 		MaxLease:      *maxLease,
 		MailboxTTL:    *mailTTL,
 		KeyPackageTTL: *kpTTL,
+		BlobTTL:       *blobTTL,
+		NoBlobs:       *noBlobs,
 		// Fields without a flag keep their zero value: p2p's default.
 		Quotas: p2p.Quotas{
 			Topics:                *qTopics,
@@ -151,6 +164,11 @@ func relayConfig(args []string, stdout, stderr io.Writer) (*relay.Config, error)
 			KeyPackages:           *qKPs,
 			KeyPackageBytes:       int64(qKPBytes),
 			RequestRate:           p2p.RateLimit{Rate: *qRate, Burst: *qBurst},
+			MaxBlob:               int64(qMaxBlob),
+			BlobBytesPerPeer:      int64(qBlobPeer),
+			BlobBytesPerIP:        int64(qBlobIP),
+			BlobBytes:             int64(qBlobTotal),
+			Blobs:                 *qBlobs,
 		},
 		Circuit:     p2p.CircuitLimits{Disabled: *noCircuit, MaxReservations: *maxRsvp, MaxCircuits: *maxCircuits},
 		MaxMemory:   int64(maxResMemory),

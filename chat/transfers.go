@@ -51,8 +51,9 @@ import (
 //   - Anyone who knows a file's id may fetch its ciphertext: the id is
 //     derived one-way from the key, so only holders of the announcement (or
 //     of the ciphertext) know it, and the ciphertext is useless without the
-//     key. Relays are asked too, but keeping files on relays is not built:
-//     a file is available while a member who has it is online.
+//     key. The sender uploads the ciphertext to its relays, which serve it
+//     until it expires there (relayupload.go): a file is available while a
+//     member who has it is online or a relay keeps it.
 
 // appFile is the wire kind of a file message: body = blob announcement.
 const appFile appKind = 8
@@ -156,6 +157,7 @@ type transferNote struct {
 	Msg    string `json:"msg"`   // hex message id
 	Status string `json:"status"`
 	Path   string `json:"path,omitempty"`
+	Upload bool   `json:"upload,omitempty"` // own file: relay uploads not done
 }
 
 // transfers runs an engine's file transfers.
@@ -218,6 +220,9 @@ type xfer struct {
 	// liars served bytes of this file that did not authenticate: they are
 	// not asked for it again (until a restart).
 	liars map[p2p.PeerID]bool
+	// upload: an own file whose uploads to the relays have not run to
+	// the end (relayupload.go); saved in the note, resumed at start.
+	upload bool
 }
 
 func newTransfers(e *Engine, blobDir, downloadDir string) (*transfers, error) {
@@ -299,7 +304,7 @@ func (x *transfers) emit(t *xfer, progress bool) {
 
 func (x *transfers) saveNote(t *xfer) {
 	x.mu.Lock()
-	n := transferNote{Group: string(t.t.Group), Msg: string(t.t.Message), Status: t.t.Status.String(), Path: t.t.Path}
+	n := transferNote{Group: string(t.t.Group), Msg: string(t.t.Message), Status: t.t.Status.String(), Path: t.t.Path, Upload: t.upload}
 	x.mu.Unlock()
 	b, _ := json.Marshal(n)
 	if err := x.store.SetNote(t.id, b); err != nil {
@@ -439,12 +444,13 @@ func (e *Engine) sendFile(ctx context.Context, g *group, arg string) (Result, er
 		_ = x.store.Remove(a.ID())
 		return Result{}, err
 	}
-	t, _ := x.add(&xfer{id: a.ID(), ann: a, sender: e.id.id, t: Transfer{
+	t, _ := x.add(&xfer{id: a.ID(), ann: a, sender: e.id.id, upload: len(e.relays) > 0, t: Transfer{
 		Group: g.gid, Message: m.ID, File: fileInfo(a), Own: true, Status: TransferSharing,
 		Done: a.CiphertextSize(), Total: a.CiphertextSize(),
 	}})
 	x.saveNote(t)
 	x.emit(t, false)
+	x.uploadToRelays(t)
 	return Result{Text: fmt.Sprintf("sent %s (%s)", a.Name, fmtBytes(int64(a.Size)))}, nil
 }
 
@@ -728,7 +734,7 @@ func (x *transfers) resume(ctx context.Context) {
 		}
 		st, _ := parseTransferStatus(n.Status)
 		sender := p2p.PeerID(row.Sender)
-		t := &xfer{id: id, ann: a, sender: sender, t: Transfer{
+		t := &xfer{id: id, ann: a, sender: sender, upload: n.Upload && sender == x.e.id.id, t: Transfer{
 			Group: GroupID(n.Group), Message: MessageID(n.Msg), File: fileInfo(a), Own: sender == x.e.id.id,
 			Status: st, Total: a.CiphertextSize(), Done: x.store.Progress(id, a.Size), Path: n.Path,
 		}}
@@ -737,6 +743,9 @@ func (x *transfers) resume(ctx context.Context) {
 	slices.SortFunc(items, func(a, b item) int { return int(a.seq - b.seq) })
 	for _, it := range items {
 		t, _ := x.add(it.t)
+		if t.upload {
+			x.uploadToRelays(t)
+		}
 		switch t.t.Status {
 		case TransferQueued, TransferFetching, TransferFailed:
 			x.start(t)

@@ -120,6 +120,9 @@ func (n *Node) serveBlob(ctx context.Context, f *frameStream, from peer.ID, req 
 		return err
 	}
 	h := n.getHandlers().Blob
+	if h == nil && n.relay != nil && n.relay.blobs != nil {
+		h = func(context.Context, peer.ID, [BlobIDLen]byte) (BlobReader, error) { return n.relay.blobs.open(r.ID) }
+	}
 	if h == nil {
 		return fmt.Errorf("%w: no files served", ErrUnavailable)
 	}

@@ -127,7 +127,8 @@
 //	/canopy/inbox/1       SendInbox         Handlers.Inbox (Welcomes, direct)
 //	/canopy/sync/1        Sync, SyncAll     Handlers.Sync, relay topic log
 //	/canopy/tree/1        FetchTree         Handlers.Tree
-//	/canopy/blob/1        FetchBlob         Handlers.Blob (encrypted files)
+//	/canopy/blob/1        FetchBlob         Handlers.Blob (encrypted files), relay blob store
+//	/canopy/blobput/1     PutBlob           relay blob store (RelayConfig.BlobDir)
 //	/canopy/relay/1       KeepTopic, Deposit, FetchMailbox, PutKeyPackages
 //
 // /canopy/blob/1 moves file ciphertext by content id: a request names a
@@ -136,6 +137,16 @@
 // holder serves at most 2 responses to one peer and 16 in all at a time;
 // a requester gives up on a holder silent for 10 s. The bytes are
 // authenticated by the requester (package blob), not by p2p.
+//
+// /canopy/blobput/1 uploads ciphertext to a relay with a blob directory, in
+// requests of at most 8 MiB appended at the end of the relay's copy; the
+// relay says go before the bytes are sent, so a refusal (quota, request
+// rate) costs no upload. PutBlob resumes where the relay's copy ends after
+// a cut (with half the request size, down to 256 KiB, for slow uplinks)
+// and waits when over the request rate. The relay serves the file on
+// /canopy/blob/1 until RelayConfig.BlobTTL after the upload completed. The relay cannot check
+// the bytes (ids derive from keys it never sees; see ProtocolBlobPut), so
+// a complete file is never replaced and receivers check every chunk.
 //
 // SendOrDeposit delivers to a peer directly or, if it is offline, leaves the
 // message in relay mailboxes, which the peer drains with FetchMailbox when it
@@ -146,8 +157,8 @@
 // NewRelay runs a relay: a DHT server and bootstrap peer, a circuit relay v2
 // service whose circuits are unlimited so that gossipsub runs over them, a
 // keeper of the topics members ask it to keep (topics joined on a node with
-// WithRelays ask by themselves), and a holder of mailboxes and KeyPackages,
-// each bounded by Quotas (see below). Storage sits behind the TopicLog,
+// WithRelays ask by themselves), a holder of mailboxes and KeyPackages and,
+// with a BlobDir, of file ciphertext, each bounded by Quotas (see below). Storage sits behind the TopicLog,
 // LeaseStore (keep-topic leases, so a restarted relay rejoins its topics),
 // Mailbox and KeyPackageCache interfaces; memory implementations are
 // included and package p2ptest checks other implementations against the
@@ -190,7 +201,13 @@
 //     together at most 65,536 items / 1 GiB;
 //   - KeyPackages: per owner 256 packages / 1 MiB; at most 16 one-time
 //     packages of an owner are handed out a day, 4 of them to requesters
-//     from one address; beyond that only the last-resort package.
+//     from one address; beyond that only the last-resort package;
+//   - files (relays with a blob directory): at most 256 MiB each, checked
+//     from the announced size before a byte is read; a file's whole size
+//     counts from the start of its upload until it expires (7 days after
+//     completion, an abandoned upload after an hour idle): per peer 1 GiB,
+//     per IP address or IPv6 /64 2 GiB, in total 16 GiB and 65,536 files;
+//     at most 2 uploads of one peer and 16 in all run at once.
 //
 // The global caps are the last line: peers at many addresses can still
 // reach them and then deny service (refused deposits, keeps), but cannot

@@ -187,6 +187,9 @@ func newNode(ctx context.Context, key crypto.PrivKey, cfg *config) (*Node, error
 	n.h.SetStreamHandler(ProtocolBlob, n.serve(ProtocolBlob, smallFrame, n.serveBlob))
 	if n.relay != nil {
 		n.h.SetStreamHandler(ProtocolRelay, n.serve(ProtocolRelay, n.relayFrameMax(), n.relay.serveRelay))
+		if n.relay.blobs != nil {
+			n.h.SetStreamHandler(ProtocolBlobPut, n.serve(ProtocolBlobPut, smallFrame, n.relay.serveBlobPut))
+		}
 	}
 
 	if cfg.mdns {
@@ -326,7 +329,7 @@ func (n *Node) dhtOptions() []dht.Option {
 }
 
 // canopyProtocols get their own resource manager limits.
-var canopyProtocols = []protocol.ID{ProtocolKeyPackage, ProtocolInbox, ProtocolSync, ProtocolTree, ProtocolRelay, ProtocolBlob}
+var canopyProtocols = []protocol.ID{ProtocolKeyPackage, ProtocolInbox, ProtocolSync, ProtocolTree, ProtocolRelay, ProtocolBlob, ProtocolBlobPut}
 
 // newResourceManager sizes the resource manager. A chat peer gets a fixed
 // budget (WithResourceLimits, default 256 MiB / 512 FDs: ~160 connections,

@@ -28,6 +28,10 @@ type metrics struct {
 	relayMail    *prometheus.CounterVec // op
 	relayKPs     *prometheus.CounterVec // kind
 	relayQuota   *prometheus.CounterVec // quota
+
+	relayBlobBytes prometheus.Gauge
+	relayBlobFiles prometheus.Gauge
+	relayBlobs     *prometheus.CounterVec // op
 }
 
 const metricsNS = "canopy_p2p"
@@ -82,6 +86,18 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Namespace: metricsNS, Name: "relay_quota_rejections_total",
 			Help: "Requests the relay refused because a per-peer quota was reached.",
 		}, []string{"quota"}),
+		relayBlobBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNS, Name: "relay_blob_bytes",
+			Help: "File ciphertext bytes the relay holds or has reserved for running uploads.",
+		}),
+		relayBlobFiles: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNS, Name: "relay_blob_files",
+			Help: "Files the relay holds, complete or being uploaded.",
+		}),
+		relayBlobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNS, Name: "relay_blob_total",
+			Help: "Relay file storage: bytes uploaded (uploaded), files completed (stored_files), range requests served (served_requests) and expired (expired_files).",
+		}, []string{"op"}),
 	}
 	m.gossip = register(r, m.gossip)
 	m.published = register(r, m.published)
@@ -94,6 +110,9 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	m.relayMail = register(r, m.relayMail)
 	m.relayKPs = register(r, m.relayKPs)
 	m.relayQuota = register(r, m.relayQuota)
+	m.relayBlobBytes = register(r, m.relayBlobBytes)
+	m.relayBlobFiles = register(r, m.relayBlobFiles)
+	m.relayBlobs = register(r, m.relayBlobs)
 	return m
 }
 
@@ -176,6 +195,12 @@ func (m *metrics) keyPackage(kind string, n int) {
 func (m *metrics) quota(name string) {
 	if m != nil {
 		m.relayQuota.WithLabelValues(name).Inc()
+	}
+}
+
+func (m *metrics) blobBytes(op string, n int64) {
+	if m != nil && n > 0 {
+		m.relayBlobs.WithLabelValues(op).Add(float64(n))
 	}
 }
 

@@ -93,13 +93,27 @@ type Quotas struct {
 	KeyPackageHandoutsPerIP RateLimit
 	// RequestRate limits stream requests per peer.
 	RequestRate RateLimit
+	// MaxBlob caps one file (ciphertext bytes) uploaded to the relay
+	// (/canopy/blobput/1); its announced size is checked before a byte is
+	// accepted.
+	MaxBlob int64
+	// BlobBytesPerPeer and BlobBytesPerIP cap the file bytes one peer and
+	// the peers at one IP address (IPv6: one /64) have on the relay, and
+	// BlobBytes and Blobs all files together. A file's whole size counts
+	// from the start of its upload until it expires (RelayConfig.BlobTTL).
+	BlobBytesPerPeer int64
+	BlobBytesPerIP   int64
+	BlobBytes        int64
+	Blobs            int
 }
 
 // DefaultQuotas suit a small public relay: at most 10,000 topics (1,024
 // per IP address, 64 per peer) of 256 MiB each and 8 GiB in all, 1 GiB of mail (64 MiB per
 // recipient, 2 MiB of it per sender, 16 MiB per sender in all, items of at
 // most 1 MiB, 64 MiB per IP address and hour), 1 MiB of KeyPackages per user, of which 16
-// one-time packages a day are handed out (4 to one IP address).
+// one-time packages a day are handed out (4 to one IP address), and files
+// of up to 256 MiB, 1 GiB per peer, 2 GiB per IP address, 16 GiB and
+// 65,536 files in all.
 func DefaultQuotas() Quotas {
 	return Quotas{
 		Topics:                  10000,
@@ -123,6 +137,11 @@ func DefaultQuotas() Quotas {
 		KeyPackageHandouts:      RateLimit{Rate: 16.0 / 86400, Burst: 16},
 		KeyPackageHandoutsPerIP: RateLimit{Rate: 4.0 / 86400, Burst: 4},
 		RequestRate:             RateLimit{Rate: 10, Burst: 100},
+		MaxBlob:                 256 << 20,
+		BlobBytesPerPeer:        1 << 30,
+		BlobBytesPerIP:          2 << 30,
+		BlobBytes:               16 << 30,
+		Blobs:                   1 << 16,
 	}
 }
 
@@ -168,6 +187,11 @@ func (q Quotas) WithDefaults() Quotas {
 	defRate(&q.KeyPackageHandouts, dq.KeyPackageHandouts)
 	defRate(&q.KeyPackageHandoutsPerIP, dq.KeyPackageHandoutsPerIP)
 	defRate(&q.RequestRate, dq.RequestRate)
+	defInt64(&q.MaxBlob, dq.MaxBlob)
+	defInt64(&q.BlobBytesPerPeer, dq.BlobBytesPerPeer)
+	defInt64(&q.BlobBytesPerIP, dq.BlobBytesPerIP)
+	defInt64(&q.BlobBytes, dq.BlobBytes)
+	defInt(&q.Blobs, dq.Blobs)
 	return q
 }
 
@@ -219,6 +243,12 @@ type RelayConfig struct {
 	MailboxTTL time.Duration
 	// KeyPackageTTL is how long uploaded KeyPackages are kept (default 30d).
 	KeyPackageTTL time.Duration
+	// BlobDir is where the relay keeps file ciphertext uploaded to it
+	// (ProtocolBlobPut); empty: the relay keeps no files.
+	BlobDir string
+	// BlobTTL is how long a file is kept after its upload completed
+	// (default 7d).
+	BlobTTL time.Duration
 	// PruneInterval is how often expired data is deleted (default 1m).
 	PruneInterval time.Duration
 	Quotas        Quotas
@@ -237,6 +267,7 @@ func DefaultRelayConfig() RelayConfig {
 		MaxLease:      24 * time.Hour,
 		MailboxTTL:    14 * 24 * time.Hour,
 		KeyPackageTTL: 30 * 24 * time.Hour,
+		BlobTTL:       7 * 24 * time.Hour,
 		PruneInterval: time.Minute,
 		Quotas:        DefaultQuotas(),
 		Circuit: CircuitLimits{
@@ -272,6 +303,7 @@ func (c *RelayConfig) fill() {
 	def(&c.MaxLease, d.MaxLease)
 	def(&c.MailboxTTL, d.MailboxTTL)
 	def(&c.KeyPackageTTL, d.KeyPackageTTL)
+	def(&c.BlobTTL, d.BlobTTL)
 	def(&c.PruneInterval, d.PruneInterval)
 	def(&c.Circuit.ReservationTTL, d.Circuit.ReservationTTL)
 	c.Quotas = c.Quotas.WithDefaults()
@@ -305,6 +337,7 @@ type Relay struct {
 	depositIP *keyLimiter[string]  // mail bytes per source address
 	kpOwner   *keyLimiter[peer.ID] // one-time KeyPackages per owner
 	kpOwnerIP *keyLimiter[ownerIP] // ... per owner and requester address
+	blobs     *relayBlobs          // nil: no BlobDir
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -342,6 +375,13 @@ func NewRelay(ctx context.Context, key crypto.PrivKey, cfg RelayConfig, opts ...
 		depositIP: newKeyLimiter[string](cfg.Quotas.DepositBytesPerIP),
 		kpOwner:   newKeyLimiter[peer.ID](cfg.Quotas.KeyPackageHandouts),
 		kpOwnerIP: newKeyLimiter[ownerIP](cfg.Quotas.KeyPackageHandoutsPerIP),
+	}
+	if cfg.BlobDir != "" {
+		b, err := openRelayBlobs(cfg.BlobDir, cfg.BlobTTL, cfg.Quotas, newMetrics(cfg.Registry))
+		if err != nil {
+			return nil, fmt.Errorf("p2p: opening the blob directory: %w", err)
+		}
+		r.blobs = b
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 
@@ -728,6 +768,9 @@ func (r *Relay) prune(now time.Time) {
 	}
 	if err := r.cfg.Leases.Prune(ctx, now); err != nil {
 		r.n.log.Warn("relay: pruning topic leases failed", "err", err)
+	}
+	if r.blobs != nil {
+		r.blobs.prune(now)
 	}
 }
 

@@ -7,8 +7,10 @@
 // The service itself is p2p.Relay: a DHT server and bootstrap peer, a
 // circuit relay v2 service for members behind NAT, topic keeping (it joins
 // the topics members lease to it and stores their ciphertext frames for
-// catch-up sync), mailboxes holding Welcomes for offline invitees, and a
-// cache of KeyPackages. This package gives it a home: a SQLite database
+// catch-up sync), mailboxes holding Welcomes for offline invitees, a
+// cache of KeyPackages, and file ciphertext members upload so that files
+// stay available while their senders are offline (Config.BlobTTL,
+// Config.NoBlobs; the relay never has a file's key). This package gives it a home: a SQLite database
 // and an identity key in one data directory, structured logs, and an HTTP
 // server for /metrics (Prometheus text) and /healthz (JSON, 503 when
 // unhealthy).
@@ -38,6 +40,10 @@
 // (a restarted relay rejoins every topic with an unexpired lease),
 // mailboxes and KeyPackages, including which one-time KeyPackages were
 // handed out, so a re-upload cannot make one be handed out twice.
+// Uploaded files live in blobs/ (one file per id; "<id>.part" while an
+// upload runs); complete ones survive restarts and count against the total
+// file quota until they expire, partial ones are deleted at start and
+// their uploaders start over.
 //
 // # Storage and quotas
 //

@@ -21,7 +21,8 @@ import (
 // on them (p2p.DefaultRelayConfig, the one place relay policy is set);
 // DefaultConfig returns them filled in.
 type Config struct {
-	// DataDir holds the relay's database and identity key (required).
+	// DataDir holds the relay's database, identity key and kept files
+	// (required).
 	DataDir string
 	// Listen are the multiaddrs to listen on (required).
 	Listen []string
@@ -41,6 +42,12 @@ type Config struct {
 	MailboxTTL time.Duration
 	// KeyPackageTTL is how long uploaded KeyPackages are kept (default 30d).
 	KeyPackageTTL time.Duration
+	// BlobTTL is how long file ciphertext uploaded by members is kept
+	// after its upload completed (default 7d); the files live in
+	// DataDir/blobs.
+	BlobTTL time.Duration
+	// NoBlobs turns file keeping off (/canopy/blobput/1 is not offered).
+	NoBlobs bool
 	// Quotas bound what peers can make the relay store and do; zero fields
 	// take p2p.DefaultQuotas (see p2p.Quotas.WithDefaults).
 	Quotas p2p.Quotas
@@ -72,6 +79,7 @@ func DefaultConfig() Config {
 		MaxLease:      d.MaxLease,
 		MailboxTTL:    d.MailboxTTL,
 		KeyPackageTTL: d.KeyPackageTTL,
+		BlobTTL:       d.BlobTTL,
 		Quotas:        d.Quotas,
 		Circuit:       d.Circuit,
 		MetricsAddr:   "127.0.0.1:9464",
@@ -189,8 +197,12 @@ func Start(ctx context.Context, cfg Config) (_ *Relay, err error) {
 		MaxLease:      cfg.MaxLease,
 		MailboxTTL:    cfg.MailboxTTL,
 		KeyPackageTTL: cfg.KeyPackageTTL,
+		BlobTTL:       cfg.BlobTTL,
 		Quotas:        cfg.Quotas, // p2p fills in the defaults (Quotas.WithDefaults)
 		Circuit:       cfg.Circuit,
+	}
+	if !cfg.NoBlobs {
+		rc.BlobDir = filepath.Join(cfg.DataDir, "blobs")
 	}
 
 	if cfg.MetricsAddr != "" {
