@@ -582,3 +582,64 @@ func TestLaggingCommitterConcedesItsBarredCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovalRaceWonAfterReAddAndRemoval (mls-busy seed 67): X's removal
+// of B and A's removal of X race at epoch 1; X's ticket is the lower, so
+// X's Commit wins by key. A, C and D took A's removal first and bar X's
+// Commit on arrival; then the group re-adds X (epoch 2) and removes it
+// again (epoch 3) on its branch, which X never took. X's claim is still a
+// verdict: the fork's own Commit removed X, that race is decided by the
+// key, and what the losing branch did to X afterwards is no evidence about
+// it. Before, the members ignored X's claims (removed since the fork)
+// while X held its winning Commit: the group stayed split.
+func TestRemovalRaceWonAfterReAddAndRemoval(t *testing.T) {
+	h := newHarness(t, "A", "B", "C", "D", "X")
+	if Ticket([]byte("g"), 1, "X") >= Ticket([]byte("g"), 1, "A") {
+		t.Fatal("the test needs X's ticket at epoch 1 below A's")
+	}
+	others := []string{"A", "B", "C", "D"}
+	send := func(msg []byte, from string, to ...string) {
+		for _, id := range to {
+			if id != from {
+				h.deliver(id, msg)
+			}
+		}
+	}
+	send(h.commit("A", nil, nil), "A", "B", "C", "D", "X") // epoch 0
+	rmX := h.commit("A", nil, []string{"X"})               // epoch 1
+	send(rmX, "A", others...)
+	xc := h.commit("X", nil, []string{"B"})                 // epoch 1, racing rmX
+	send(h.commit("C", []string{"X"}, nil), "C", others...) // epoch 2: X re-added
+	send(h.commit("D", nil, []string{"X"}), "D", others...) // epoch 3: removed again
+	send(xc, "X", others...)
+	for _, id := range others {
+		if k, _ := h.ms[id].entryAt(1); k.Hash != HashOf(rmX) {
+			t.Fatalf("%s: X's Commit should be barred on arrival", id)
+		}
+	}
+	groupClaim := h.ms["A"].MakeClaim(nil)
+	xClaim := h.ms["X"].MakeClaim(nil)
+	for _, id := range others {
+		h.ms[id].ClaimReceived(h.be, xClaim, h.at)
+		h.ms[id].Tick(h.be, h.at.Add(time.Minute))
+		if k, _ := h.ms[id].entryAt(1); k.Hash != HashOf(xc) {
+			t.Fatalf("%s ignored X's claim: canonical at 1 is %s, not X's Commit", id, k.Hash)
+		}
+	}
+	// X, which holds the group's removal of it, keeps its Commit.
+	x := h.ms["X"]
+	h.deliver("X", rmX)
+	for _, d := range append(x.ClaimReceived(h.be, groupClaim, h.at), x.Tick(h.be, h.at)...) {
+		if _, ok := d.(Switched); ok {
+			t.Fatalf("X conceded its winning Commit: %+v", d)
+		}
+	}
+	if k, _ := x.entryAt(1); k.Hash != HashOf(xc) || !x.IsMember() {
+		t.Fatalf("X left its winning Commit (member %v)", x.IsMember())
+	}
+	for _, id := range others {
+		if v := CompareHistories(x.History(), h.ms[id].MakeClaim(nil).Entries); v.Kind == Fork {
+			t.Fatalf("X and %s still fork: %+v", id, v)
+		}
+	}
+}

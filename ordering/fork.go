@@ -162,7 +162,7 @@ func (m *Machine[S]) claimForks(v Verdict, c Claim) {
 	// may all have been removed since, mls-deep seed 1.)
 	barredHere := (held && t.barred) || (!held && v.Epoch == m.knownFrom)
 	if barredHere && v.Theirs.Class == ClassRemove &&
-		!m.tipRoster[c.Signer] && m.RemovedSince(c.Signer, v.Epoch+1) {
+		!m.tipRoster[c.Signer] && m.removedPastFork(c.Signer, v.Epoch) {
 		// A member this member's chain removed after the fork (not
 		// in a race at the fork's own epoch, decided by the key),
 		// vouching for a removal that the bar refused: its own,
@@ -241,7 +241,7 @@ func (m *Machine[S]) withdrawLoss() bool {
 		return false
 	}
 	for _, s := range l.vouchers {
-		if m.tipRoster[s] || !m.RemovedSince(s, l.epoch+1) {
+		if m.tipRoster[s] || !m.removedPastFork(s, l.epoch) {
 			return false
 		}
 	}

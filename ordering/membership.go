@@ -133,6 +133,36 @@ func (m *Machine[S]) RemovedSince(id string, epoch uint64) bool {
 	return false
 }
 
+// removedPastFork reports that this member's chain removed id after the
+// fork at epoch (by a Commit of epoch+1 or later, RemovedSince) and its
+// own Commit of the fork's epoch did not: id was then a member of this
+// branch past the fork, so what it claims about the fork, or a Commit it
+// made there, may come from a state it kept past its removal. When the
+// fork's own Commit removed id, id's sibling Commit raced that removal
+// (decided by the key, README.md "Removed members"), and what the chain
+// did to id after it (a re-add, a removal again) was decided on a branch
+// id may never have taken: it is no evidence about the race (mls-busy
+// seed 67).
+func (m *Machine[S]) removedPastFork(id string, epoch uint64) bool {
+	return m.RemovedSince(id, epoch+1) && !m.removedAt(id, epoch)
+}
+
+// removedAt reports that the canonical Commit of epoch on this member's
+// chain (finalized history or window) removed id.
+func (m *Machine[S]) removedAt(id string, epoch uint64) bool {
+	for _, e := range m.events[id] {
+		if !e.add && e.author != "" && e.epoch == epoch+1 {
+			return true
+		}
+	}
+	for x := m.tip; x != nil && x != m.root; x = x.parent {
+		if x.hasKey && x.key.Epoch == epoch {
+			return removes(x, id)
+		}
+	}
+	return false
+}
+
 // WelcomeAcceptable reports whether a Welcome into this group for epoch
 // should replace the current state. history is the compact history the
 // adder sent with the Welcome (nil if none). A Welcome is accepted only if

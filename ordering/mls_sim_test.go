@@ -328,3 +328,18 @@ func TestMLSSim(t *testing.T) {
 		})
 	}
 }
+
+// TestMLSBusySeed67: mls-busy seed 67, which split the group before the
+// race rule of removedPastFork (README.md "Removed members", Claims): m007,
+// Welcomed at epoch 19, commits a removal there that beats by key m008's
+// removal of m007 at the same epoch; m005 then re-adds m007 (epoch 20)
+// and removes it again (epoch 21) on the group's branch. The others
+// ignored m007's claims (removed since the fork) while m007 held its
+// winning Commit: members ended at epochs 22 and 20.
+func TestMLSBusySeed67(t *testing.T) {
+	p, _ := mlsScenario("mls-busy")
+	p.seed = 67
+	s := newSim[*mls.Group](t, newMLSBackend(p.seed), p)
+	s.run()
+	s.check()
+}

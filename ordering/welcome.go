@@ -86,7 +86,13 @@ func (m *Machine[S]) CheckWelcome(adder string, epoch uint64, history []Entry) e
 	if !m.WasMember(adder, at) && !(at < m.knownFrom && m.WasMember(adder, m.knownFrom)) {
 		return fail(at, ErrAdderNotMember)
 	}
-	if !m.tipRoster[adder] && m.RemovedSince(adder, at+1) {
+	removed := m.RemovedSince(adder, at+1)
+	if v.Kind == Fork {
+		// Removed by our Commit of the fork's own epoch: a race decided
+		// by the key, whatever our branch did to it after.
+		removed = m.removedPastFork(adder, at)
+	}
+	if !m.tipRoster[adder] && removed {
 		return fail(at, ErrAdderRemoved)
 	}
 	if v.Kind == Fork {
@@ -99,7 +105,7 @@ func (m *Machine[S]) CheckWelcome(adder string, epoch uint64, history []Entry) e
 		if !ok {
 			return fail(at, ErrUnknownCommitter)
 		}
-		if !m.tipRoster[sender] && m.RemovedSince(sender, v.Epoch+1) {
+		if !m.tipRoster[sender] && m.removedPastFork(sender, v.Epoch) {
 			return fail(at, ErrAdderRemoved)
 		}
 	}
