@@ -59,7 +59,7 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 		if err := db.writeTip(ctx, tx, &t, commit, sealed, sealedInfo, at); err != nil {
 			return err
 		}
-		n, flags, err := insertMessagesFlags(ctx, tx, msgs)
+		n, flags, err := insertMessagesFlags(ctx, db.cached(tx), msgs)
 		if err != nil {
 			return err
 		}

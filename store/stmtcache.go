@@ -57,6 +57,16 @@ type cachedTx struct {
 
 func (db *DB) cached(tx *sql.Tx) cachedTx { return cachedTx{db, tx} }
 
+// Stmt returns query as a statement of tx, for running it several times:
+// the prepared one when there is one, else prepared now. The caller
+// closes it.
+func (c cachedTx) Stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s := c.db.stmt(query); s != nil {
+		return c.tx.StmtContext(ctx, s), nil
+	}
+	return c.tx.PrepareContext(ctx, query)
+}
+
 func (c cachedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if s := c.db.stmt(query); s != nil {
 		return c.tx.StmtContext(ctx, s).ExecContext(ctx, args...)
@@ -108,6 +118,11 @@ const (
 					at = CASE WHEN commit_hash = excluded.commit_hash THEN at ELSE excluded.at END,
 					commit_hash = excluded.commit_hash`
 	sqlDropLaterHistory = `DELETE FROM epoch_history WHERE group_id = ? AND epoch > ?`
+	// insertMessagesFlags's, once per batch of messages.
+	sqlInsertMessage = `INSERT INTO messages (group_id, msg_id, sender, epoch, kind, text, payload, reply_to, sent_at, received_at, state)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, msg_id) DO NOTHING`
+	sqlSearchPending = `SELECT count(*) FROM messages
+		WHERE seq > (SELECT seq FROM search_indexed WHERE id = 1)`
 )
 
 // prepareCommitEpoch prepares CommitEpoch's statements once.
@@ -115,5 +130,6 @@ func (db *DB) prepareCommitEpoch(ctx context.Context) {
 	if db.stmt(sqlPutState) != nil || db.closed.Load() {
 		return
 	}
-	_ = db.prepare(ctx, sqlGroupExists, sqlGroupTip, sqlGroupMeta, sqlPutState, sqlPutHistory, sqlDropLaterHistory)
+	_ = db.prepare(ctx, sqlGroupExists, sqlGroupTip, sqlGroupMeta, sqlPutState, sqlPutHistory, sqlDropLaterHistory,
+		sqlInsertMessage, sqlSearchPending)
 }
