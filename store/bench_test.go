@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -160,4 +161,40 @@ func BenchmarkSearch(b *testing.B) {
 			b.ReportMetric(float64(hits), "hits")
 		})
 	}
+}
+
+// BenchmarkCommitEpochMessage measures what a member does per received
+// message at a steady rate, when a batch holds one message: one
+// CommitEpoch with the advanced state and the message (in memory, so
+// without the fsync, to see the CPU).
+func BenchmarkCommitEpochMessage(b *testing.B) {
+	db, err := OpenMemory(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	groups := benchGroups(b, db, 1)
+	v := newBenchVocab(1)
+	state := make([]byte, 2048)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := benchCPU()
+	for i := 0; i < b.N; i++ {
+		t := EpochTransition{GroupID: groups[0], Epoch: 0, State: state, At: t0,
+			Messages: []Message{benchMessage(groups, v, i)}}
+		if _, err := db.CommitEpoch(context.Background(), t); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((benchCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// benchCPU is the process's CPU time so far (user and system): on a
+// shared machine it moves less than the wall clock.
+func benchCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
