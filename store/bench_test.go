@@ -198,3 +198,35 @@ func benchCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkAppendFrames measures the frame log's write per received
+// frame, one frame per transaction (a steady rate) and 32 (a burst), in
+// memory; one op is one frame.
+func BenchmarkAppendFrames(b *testing.B) {
+	q := FrameQuota{MaxFrameBytes: 9 << 20, PerTopic: Limit{Bytes: 256 << 20}}
+	for _, batch := range []int{1, 32} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			db, err := OpenMemory(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { db.Close() })
+			frames := make([]Frame, 0, batch)
+			epoch := uint64(7)
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := benchCPU()
+			for i := 0; i < b.N; i++ {
+				data := fmt.Appendf(make([]byte, 0, 256), "frame %012d %0200d", i, i)
+				frames = append(frames, Frame{Topic: "canopy/group/bench", Epoch: &epoch, Peer: "12D3KooWBenchPeer", Data: data})
+				if len(frames) == batch || i == b.N-1 {
+					if _, err := db.AppendFrames(context.Background(), frames, q); err != nil {
+						b.Fatal(err)
+					}
+					frames = frames[:0]
+				}
+			}
+			b.ReportMetric(float64((benchCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
+}

@@ -59,14 +59,14 @@ func (db *DB) prepareMessages(groupID []byte, msgs []Message, at time.Time) ([]M
 
 // insertMessages inserts msgs, skipping (group, id) pairs already stored,
 // and returns how many were new. The groups must exist.
-func insertMessages(ctx context.Context, cq cachedTx, msgs []Message) (int, error) {
+func insertMessages(ctx context.Context, cq *cachedTx, msgs []Message) (int, error) {
 	n, _, err := insertMessagesFlags(ctx, cq, msgs)
 	return n, err
 }
 
 // insertMessagesFlags is insertMessages that also reports, per message,
 // whether it was new.
-func insertMessagesFlags(ctx context.Context, cq cachedTx, msgs []Message) (int, []bool, error) {
+func insertMessagesFlags(ctx context.Context, cq *cachedTx, msgs []Message) (int, []bool, error) {
 	if len(msgs) == 0 {
 		return 0, nil, nil
 	}

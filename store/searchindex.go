@@ -48,7 +48,7 @@ func indexPendingTx(ctx context.Context, tx *sql.Tx, limit int) (int, error) {
 
 // indexIfDueTx indexes the unindexed messages inside a write transaction
 // once there are searchIndexBatch of them.
-func indexIfDueTx(ctx context.Context, cq cachedTx) error {
+func indexIfDueTx(ctx context.Context, cq *cachedTx) error {
 	var pending int
 	if err := cq.QueryRowContext(ctx, sqlSearchPending).Scan(&pending); err != nil {
 		return err
