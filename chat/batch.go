@@ -80,7 +80,7 @@ func (g *group) receiveBatch(pending []logged) []logged {
 	frames := make([]store.Frame, len(pending))
 	for i, p := range pending {
 		ep := p.hdr.Epoch
-		frames[i] = store.Frame{Topic: g.topicName, Epoch: &ep, Peer: p.fr.from.String(), Data: p.fr.data}
+		frames[i] = store.Frame{Topic: g.topicName, Epoch: &ep, Peer: g.peerName(p.fr.from), Data: p.fr.data}
 	}
 	res, err := g.e.db.AppendFrames(g.ctx, frames, frameLogQuota)
 	for i, p := range pending {

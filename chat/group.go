@@ -98,6 +98,7 @@ type group struct {
 	tipHash           ordering.Hash
 	commitRef         []byte // stored id of the tip's Commit (encoded key)
 	commits           map[ordering.Hash]*commitRec
+	peerNames         map[p2p.PeerID]string        // peerName's cache
 	stateHash         map[*mls.Group]ordering.Hash // retained states by the hash of their node
 	row               store.Group
 	meta              groupMeta
@@ -333,9 +334,26 @@ func (g *group) publish(data []byte, epoch uint64, done func(p2p.PublishResult, 
 // authenticated (framegate.go), within these bounds.
 var frameLogQuota = store.FrameQuota{MaxFrameBytes: 9 << 20, PerTopic: store.Limit{Bytes: 256 << 20}}
 
+// peerName is p's text form (base58) as the frame log stores it, encoded
+// once per peer rather than once per frame. Loop only.
+func (g *group) peerName(p p2p.PeerID) string {
+	if s, ok := g.peerNames[p]; ok {
+		return s
+	}
+	if g.peerNames == nil || len(g.peerNames) >= maxPeerNames {
+		g.peerNames = make(map[p2p.PeerID]string)
+	}
+	s := p.String()
+	g.peerNames[p] = s
+	return s
+}
+
+// maxPeerNames bounds peerName's cache (it starts over when full).
+const maxPeerNames = 1024
+
 func (g *group) logFrame(data []byte, epoch uint64, from p2p.PeerID) (seq int64, inserted bool) {
 	ep := epoch
-	seq, inserted, err := g.e.db.AppendFrame(g.ctx, store.Frame{Topic: g.topicName, Epoch: &ep, Peer: from.String(), Data: data}, frameLogQuota)
+	seq, inserted, err := g.e.db.AppendFrame(g.ctx, store.Frame{Topic: g.topicName, Epoch: &ep, Peer: g.peerName(from), Data: data}, frameLogQuota)
 	if err != nil {
 		if g.ctx.Err() == nil {
 			g.e.log.Debug("frame log", "err", err)

@@ -47,11 +47,12 @@ func (db *DB) AppendFrames(ctx context.Context, frames []Frame, q FrameQuota) ([
 	}
 	db.prepareFrameLog(ctx)
 	err := db.write(ctx, "append frames", func(tx *sql.Tx) error {
+		cq := db.cached(tx)
 		for i, f := range frames {
 			if res[i].Err != nil {
 				continue
 			}
-			seq, inserted, err := db.appendFrameTx(ctx, tx, f, q)
+			seq, inserted, err := db.appendFrameTx(ctx, cq, f, q)
 			switch {
 			case errors.Is(err, ErrQuotaExceeded):
 				// Refused before anything of it was written.

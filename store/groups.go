@@ -56,10 +56,11 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 
 	db.prepareCommitEpoch(ctx)
 	err = db.write(ctx, "commit epoch", func(tx *sql.Tx) error {
-		if err := db.writeTip(ctx, tx, &t, commit, sealed, sealedInfo, at); err != nil {
+		cq := db.cached(tx)
+		if err := db.writeTip(ctx, cq, &t, commit, sealed, sealedInfo, at); err != nil {
 			return err
 		}
-		n, flags, err := insertMessagesFlags(ctx, tx, msgs)
+		n, flags, err := insertMessagesFlags(ctx, cq, msgs)
 		if err != nil {
 			return err
 		}
@@ -101,8 +102,8 @@ func (t *EpochTransition) check() error {
 // writeTip writes the transition's state and, unless it is a retained
 // (non-canonical) one, makes it the group's tip: the group row (created
 // by the first transition), the canonical history.
-func (db *DB) writeTip(ctx context.Context, tx *sql.Tx, t *EpochTransition, commit, sealed, sealedInfo []byte, at time.Time) error {
-	cq := db.cached(tx)
+func (db *DB) writeTip(ctx context.Context, cq *cachedTx, t *EpochTransition, commit, sealed, sealedInfo []byte, at time.Time) error {
+	tx := cq.tx
 	var exists int
 	if err := cq.QueryRowContext(ctx, sqlGroupExists, t.GroupID).Scan(&exists); err != nil {
 		return err

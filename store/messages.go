@@ -59,14 +59,14 @@ func (db *DB) prepareMessages(groupID []byte, msgs []Message, at time.Time) ([]M
 
 // insertMessages inserts msgs, skipping (group, id) pairs already stored,
 // and returns how many were new. The groups must exist.
-func insertMessages(ctx context.Context, tx *sql.Tx, msgs []Message) (int, error) {
-	n, _, err := insertMessagesFlags(ctx, tx, msgs)
+func insertMessages(ctx context.Context, cq *cachedTx, msgs []Message) (int, error) {
+	n, _, err := insertMessagesFlags(ctx, cq, msgs)
 	return n, err
 }
 
 // insertMessagesFlags is insertMessages that also reports, per message,
 // whether it was new.
-func insertMessagesFlags(ctx context.Context, tx *sql.Tx, msgs []Message) (int, []bool, error) {
+func insertMessagesFlags(ctx context.Context, cq *cachedTx, msgs []Message) (int, []bool, error) {
 	if len(msgs) == 0 {
 		return 0, nil, nil
 	}
@@ -76,7 +76,7 @@ func insertMessagesFlags(ctx context.Context, tx *sql.Tx, msgs []Message) (int, 
 			continue
 		}
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM groups WHERE id = ?`, m.GroupID).Scan(&n); err != nil {
+		if err := cq.QueryRowContext(ctx, sqlGroupExists, m.GroupID).Scan(&n); err != nil {
 			return 0, nil, err
 		}
 		if n == 0 {
@@ -84,8 +84,7 @@ func insertMessagesFlags(ctx context.Context, tx *sql.Tx, msgs []Message) (int, 
 		}
 		checked[string(m.GroupID)] = true
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (group_id, msg_id, sender, epoch, kind, text, payload, reply_to, sent_at, received_at, state)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, msg_id) DO NOTHING`)
+	stmt, err := cq.Stmt(ctx, sqlInsertMessage)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -104,7 +103,7 @@ func insertMessagesFlags(ctx context.Context, tx *sql.Tx, msgs []Message) (int, 
 		}
 	}
 	if inserted > 0 {
-		if err := indexIfDueTx(ctx, tx); err != nil {
+		if err := indexIfDueTx(ctx, cq); err != nil {
 			return 0, nil, err
 		}
 	}
@@ -120,7 +119,7 @@ func (db *DB) AddMessages(ctx context.Context, msgs ...Message) (int, error) {
 	}
 	var n int
 	err = db.write(ctx, "add messages", func(tx *sql.Tx) error {
-		n, err = insertMessages(ctx, tx, prepared)
+		n, err = insertMessages(ctx, db.cached(tx), prepared)
 		return err
 	})
 	return n, err

@@ -43,7 +43,7 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame, q FrameQuota) (seq int64
 	}
 	db.prepareFrameLog(ctx)
 	err = db.write(ctx, "append frame", func(tx *sql.Tx) error {
-		seq, inserted, err = db.appendFrameTx(ctx, tx, f, q)
+		seq, inserted, err = db.appendFrameTx(ctx, db.cached(tx), f, q)
 		return err
 	})
 	if err != nil {
@@ -84,10 +84,10 @@ func checkFrame(f Frame, q FrameQuota) error {
 
 // appendFrameTx stores a checked frame inside tx (AppendFrame,
 // AppendFrames).
-func (db *DB) appendFrameTx(ctx context.Context, tx *sql.Tx, f Frame, q FrameQuota) (seq int64, inserted bool, err error) {
+func (db *DB) appendFrameTx(ctx context.Context, cq *cachedTx, f Frame, q FrameQuota) (seq int64, inserted bool, err error) {
 	size := int64(len(f.Data))
 	hash := sha256.Sum256(f.Data)
-	cq := db.cached(tx)
+	tx := cq.tx
 	err = func() error {
 		err := cq.QueryRowContext(ctx, sqlFrameByHash, f.Topic, hash[:]).Scan(&seq)
 		if err == nil {

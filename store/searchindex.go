@@ -48,16 +48,15 @@ func indexPendingTx(ctx context.Context, tx *sql.Tx, limit int) (int, error) {
 
 // indexIfDueTx indexes the unindexed messages inside a write transaction
 // once there are searchIndexBatch of them.
-func indexIfDueTx(ctx context.Context, tx *sql.Tx) error {
+func indexIfDueTx(ctx context.Context, cq *cachedTx) error {
 	var pending int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM messages
-		WHERE seq > (SELECT seq FROM search_indexed WHERE id = 1)`).Scan(&pending); err != nil {
+	if err := cq.QueryRowContext(ctx, sqlSearchPending).Scan(&pending); err != nil {
 		return err
 	}
 	if pending < searchIndexBatch {
 		return nil
 	}
-	_, err := indexPendingTx(ctx, tx, pending)
+	_, err := indexPendingTx(ctx, cq.tx, pending)
 	return err
 }
 

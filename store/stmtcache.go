@@ -49,31 +49,69 @@ func (db *DB) prepare(ctx context.Context, queries ...string) error {
 }
 
 // cachedTx runs statements of tx through the cache (a querier); queries
-// not prepared run as usual.
+// not prepared run as usual. A prepared statement is bound to tx once
+// (Tx.StmtContext) and the binding reused for the rest of the
+// transaction, so a batch of frames does not bind the frame log's
+// statements again per frame. One cachedTx serves one transaction.
 type cachedTx struct {
 	db *DB
 	tx *sql.Tx
+	// The statements bound so far, by query (a few: the frame log's
+	// three, CommitEpoch's).
+	n     int
+	query [8]string
+	bound [8]*sql.Stmt
 }
 
-func (db *DB) cached(tx *sql.Tx) cachedTx { return cachedTx{db, tx} }
+func (db *DB) cached(tx *sql.Tx) *cachedTx { return &cachedTx{db: db, tx: tx} }
 
-func (c cachedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+// bind returns query's prepared statement bound to the transaction, or nil
+// when it is not prepared.
+func (c *cachedTx) bind(ctx context.Context, query string) *sql.Stmt {
+	for i := range c.n {
+		if c.query[i] == query {
+			return c.bound[i]
+		}
+	}
+	s := c.db.stmt(query)
+	if s == nil {
+		return nil
+	}
+	ts := c.tx.StmtContext(ctx, s)
+	if c.n < len(c.query) {
+		c.query[c.n], c.bound[c.n] = query, ts
+		c.n++
+	}
+	return ts
+}
+
+// Stmt returns query as a statement of tx, for running it several times:
+// the prepared one when there is one, else prepared now. The caller
+// closes it.
+func (c *cachedTx) Stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	if s := c.db.stmt(query); s != nil {
-		return c.tx.StmtContext(ctx, s).ExecContext(ctx, args...)
+		return c.tx.StmtContext(ctx, s), nil
+	}
+	return c.tx.PrepareContext(ctx, query)
+}
+
+func (c *cachedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := c.bind(ctx, query); s != nil {
+		return s.ExecContext(ctx, args...)
 	}
 	return c.tx.ExecContext(ctx, query, args...)
 }
 
-func (c cachedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if s := c.db.stmt(query); s != nil {
-		return c.tx.StmtContext(ctx, s).QueryContext(ctx, args...)
+func (c *cachedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := c.bind(ctx, query); s != nil {
+		return s.QueryContext(ctx, args...)
 	}
 	return c.tx.QueryContext(ctx, query, args...)
 }
 
-func (c cachedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if s := c.db.stmt(query); s != nil {
-		return c.tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
+func (c *cachedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := c.bind(ctx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
 	}
 	return c.tx.QueryRowContext(ctx, query, args...)
 }
@@ -108,6 +146,11 @@ const (
 					at = CASE WHEN commit_hash = excluded.commit_hash THEN at ELSE excluded.at END,
 					commit_hash = excluded.commit_hash`
 	sqlDropLaterHistory = `DELETE FROM epoch_history WHERE group_id = ? AND epoch > ?`
+	// insertMessagesFlags's, once per batch of messages.
+	sqlInsertMessage = `INSERT INTO messages (group_id, msg_id, sender, epoch, kind, text, payload, reply_to, sent_at, received_at, state)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, msg_id) DO NOTHING`
+	sqlSearchPending = `SELECT count(*) FROM messages
+		WHERE seq > (SELECT seq FROM search_indexed WHERE id = 1)`
 )
 
 // prepareCommitEpoch prepares CommitEpoch's statements once.
@@ -115,5 +158,6 @@ func (db *DB) prepareCommitEpoch(ctx context.Context) {
 	if db.stmt(sqlPutState) != nil || db.closed.Load() {
 		return
 	}
-	_ = db.prepare(ctx, sqlGroupExists, sqlGroupTip, sqlGroupMeta, sqlPutState, sqlPutHistory, sqlDropLaterHistory)
+	_ = db.prepare(ctx, sqlGroupExists, sqlGroupTip, sqlGroupMeta, sqlPutState, sqlPutHistory, sqlDropLaterHistory,
+		sqlInsertMessage, sqlSearchPending)
 }
