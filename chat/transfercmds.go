@@ -127,7 +127,7 @@ func fmtLimit(l int64) string {
 	if l < 0 {
 		return "none (off)"
 	}
-	return fmtBytes(l)
+	return FormatBytes(l)
 }
 
 func (x *transfers) listText() string {
@@ -144,7 +144,7 @@ func (x *transfers) listText() string {
 		if t.Total > 0 {
 			pct = int(t.Done * 100 / t.Total)
 		}
-		fmt.Fprintf(&b, "%d. %-8s %3d%%  %s (%s)", i+1, t.Status, pct, t.File.Name, fmtBytes(t.File.Size))
+		fmt.Fprintf(&b, "%d. %-8s %3d%%  %s (%s)", i+1, t.Status, pct, t.File.Name, FormatBytes(t.File.Size))
 		if t.Path != "" {
 			fmt.Fprintf(&b, " → %s", t.Path)
 		}
@@ -229,8 +229,9 @@ func (e *Engine) cmdOpen(_ context.Context, in cmdInput) (Result, error) {
 	return e.openCmd(in.args)
 }
 
-// fmtBytes shows a size in decimal units.
-func fmtBytes(n int64) string {
+// FormatBytes shows a size in decimal units ("1.2 MB"), as the engine's
+// texts and the front ends do.
+func FormatBytes(n int64) string {
 	const unit = 1000
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -268,7 +268,7 @@ func fileInfo(a *blob.Announcement) FileInfo {
 
 // fileText is a file message's searchable text.
 func fileText(a *blob.Announcement) string {
-	s := fmt.Sprintf("[file] %s (%s", a.Name, fmtBytes(int64(a.Size)))
+	s := fmt.Sprintf("[file] %s (%s", a.Name, FormatBytes(int64(a.Size)))
 	if a.Width > 0 && a.Height > 0 {
 		s += fmt.Sprintf(", %d×%d", a.Width, a.Height)
 	}
@@ -385,7 +385,7 @@ func (x *transfers) seal(path string) (*blob.Announcement, error) {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	if st.Size() > blob.MaxSize {
-		return nil, fmt.Errorf("%s is %s; files of at most %s can be sent", path, fmtBytes(st.Size()), fmtBytes(blob.MaxSize))
+		return nil, fmt.Errorf("%s is %s; files of at most %s can be sent", path, FormatBytes(st.Size()), FormatBytes(blob.MaxSize))
 	}
 	name := filepath.Base(path)
 	if len(name) > blob.MaxNameLen || !utf8.ValidString(name) {
@@ -451,7 +451,7 @@ func (e *Engine) sendFile(ctx context.Context, g *group, arg string) (Result, er
 	x.saveNote(t)
 	x.emit(t, false)
 	x.uploadToRelays(t)
-	return Result{Text: fmt.Sprintf("sent %s (%s)", a.Name, fmtBytes(int64(a.Size)))}, nil
+	return Result{Text: fmt.Sprintf("sent %s (%s)", a.Name, FormatBytes(int64(a.Size)))}, nil
 }
 
 // ---- receiving ----
@@ -632,7 +632,7 @@ func transferReason(err error) string {
 	case errors.As(err, &fe):
 		kept := ""
 		if fe.Done > 0 {
-			kept = fmt.Sprintf(" (%s kept; /transfers resume tries again)", fmtBytes(fe.Done))
+			kept = fmt.Sprintf(" (%s kept; /transfers resume tries again)", FormatBytes(fe.Done))
 		}
 		liars := 0
 		for _, r := range fe.Reasons {

@@ -89,7 +89,7 @@ func fileLine(s *session, m chat.Message) string {
 	if tr, ok := s.transfers[m.ID]; ok && f.Width == 0 {
 		f.Width, f.Height = tr.File.Width, tr.File.Height
 	}
-	line := "📎 " + sanitize(f.Name, false) + "  " + fmtSize(f.Size)
+	line := "📎 " + sanitize(f.Name, false) + "  " + chat.FormatBytes(f.Size)
 	if f.Width > 0 && f.Height > 0 {
 		line += fmt.Sprintf("  %d×%d", f.Width, f.Height)
 	}
@@ -115,20 +115,6 @@ func imageLines(s *session, m chat.Message, w int) []string {
 		return out
 	}
 	return nil
-}
-
-// fmtSize formats a byte count as the engine does (decimal units).
-func fmtSize(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for q := n / unit; q >= unit; q /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }
 
 func styled(style lipgloss.Style, lines []string) []string {
