@@ -180,40 +180,10 @@ func TestHonestLiftRestoresNothing(t *testing.T) {
 // since the fork, so X's claim is no verdict for J either (no loss, no
 // rejoin into X's branch), as for the members that hold the fork.
 func TestJoinerIgnoresRemovedMembersClaimAtItsJoin(t *testing.T) {
-	h := newHarness(t, "X", "A", "B", "C")
-	stX, e, _ := h.ms["X"].Current()
-	a := h.ms["A"]
-	st, _, _ := a.Current()
-	add, next, info, welcome, err := h.be.commit("A", st, []string{"J"}, nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.OwnCommit(h.be, add, next, info, nil, true, h.at)
-	for _, id := range []string{"X", "B", "C"} {
-		h.deliver(id, add)
-	}
-	jst, key, err := h.be.joinWelcome("J", welcome)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := New(Config{GroupID: []byte("g"), Self: "J", WindowEpochs: 8}, jst, h.be.epochOf(jst), key, h.be.roster(jst), h.at)
-	j.AdoptHistory(a.History())
-	h.ms["J"] = j
-	rm := h.commit("A", nil, []string{"X"})
-	for _, id := range []string{"X", "B", "C", "J"} {
-		h.deliver(id, rm)
-	}
+	h, j, rm, forged := joinerAtFork(t, "X", false)
+	h.deliver("J", rm)
 	if j.tipRoster["X"] || !j.tipRoster["B"] {
 		t.Fatalf("J's roster %v", j.Roster())
-	}
-	replay, _, rinfo, _, err := h.be.commit("X", stX, nil, []string{"B"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk := Key{Epoch: e, Class: rinfo.Class(), Ticket: Ticket([]byte("g"), e, "X"), Hash: HashOf(replay)}
-	forged := Claim{Signer: "X", Tip: j.Epoch() + 5, Entries: []Entry{rk}, GroupInfo: []byte("group info of the replay's branch")}
-	if v := CompareHistories(j.History(), forged.Entries); v.Kind != Fork || !v.Theirs.Less(v.Ours) {
-		t.Fatalf("the replay should beat A's add by key: %+v", v)
 	}
 	for _, at := range []time.Time{h.at, h.at.Add(2 * time.Hour)} {
 		var ds []Decision
@@ -283,11 +253,13 @@ func TestMessageOffOurBranchIsEvidence(t *testing.T) {
 	}
 }
 
-// joinerAtFork sets up TestJoinerIgnoresRemovedMembersClaimAtItsJoin's
-// group without delivering A's removal of X to J: it returns J, that
+// joinerAtFork sets up a group where J joined by A's add at epoch e,
+// without delivering A's later removal of X to J: it returns J, that
 // removal, and signer's claim for X's replayed removal of B at J's join
-// epoch (which beats A's add of J by key).
-func joinerAtFork(t *testing.T, signer string) (*harness, *Machine[*mstate], []byte, Claim) {
+// epoch (which beats A's add of J by key). reAdded makes J's join a
+// re-add by Welcome (reported with Rejoined), like m001 in mls-replay-any
+// seed 38: its next rejoin waits RejoinRetry.
+func joinerAtFork(t *testing.T, signer string, reAdded bool) (*harness, *Machine[*mstate], []byte, Claim) {
 	h := newHarness(t, "X", "A", "B", "C")
 	stX, e, _ := h.ms["X"].Current()
 	a := h.ms["A"]
@@ -306,9 +278,9 @@ func joinerAtFork(t *testing.T, signer string) (*harness, *Machine[*mstate], []b
 	}
 	j := New(Config{GroupID: []byte("g"), Self: "J", WindowEpochs: 8}, jst, h.be.epochOf(jst), key, h.be.roster(jst), h.at)
 	j.AdoptHistory(a.History())
-	// As after a re-add by Welcome (reported with Rejoined), like m001 in
-	// mls-replay-any seed 38: the next rejoin waits RejoinRetry.
-	j.lastRejoin = h.at
+	if reAdded {
+		j.lastRejoin = h.at
+	}
 	h.ms["J"] = j
 	rm := h.commit("A", nil, []string{"X"})
 	for _, id := range []string{"X", "B", "C"} {
@@ -336,7 +308,7 @@ func joinerAtFork(t *testing.T, signer string) (*harness, *Machine[*mstate], []b
 // the group's roster listed it), J stays a member of its branch, and its
 // join Commit is not marked dead.
 func TestJoinerAtForkClaimBeforeSignersRemoval(t *testing.T) {
-	h, j, rm, c := joinerAtFork(t, "X")
+	h, j, rm, c := joinerAtFork(t, "X", true)
 	noRejoin := func(ds []Decision) {
 		t.Helper()
 		for _, d := range ds {
@@ -368,7 +340,7 @@ func TestJoinerAtForkClaimBeforeSignersRemoval(t *testing.T) {
 // nobody removed, stands: J rejoins when RejoinRetry allows, A's removal
 // of X meanwhile notwithstanding.
 func TestJoinerAtForkLosesToMember(t *testing.T) {
-	h, j, rm, c := joinerAtFork(t, "B")
+	h, j, rm, c := joinerAtFork(t, "B", true)
 	rejoined := func(ds []Decision) bool {
 		for _, d := range ds {
 			if _, ok := d.(Rejoin); ok {
