@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,16 +40,28 @@ func startPTY(t *testing.T, ctx context.Context, f *fakeClient, cols, rows int, 
 	return startPTYAnswering(t, ctx, f, cols, rows, nil, opts...)
 }
 
+// openPTY opens a pseudo-terminal pair. A machine without one (a container
+// with no /dev/pts) skips these tests, except under CI=true, where the
+// skip would hide that they never ran.
+func openPTY(t *testing.T) (ptmx, tty *os.File) {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no pseudo-terminal: %v", err)
+		}
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	return ptmx, tty
+}
+
 // startPTYAnswering is startPTY with a terminal that answers more than the
 // emulator does: answer sees each chunk of output before the emulator and
 // returns what the terminal replies to it ("" for nothing), ahead of the
 // emulator's own replies.
 func startPTYAnswering(t *testing.T, ctx context.Context, f *fakeClient, cols, rows int, answer func(out []byte) string, opts ...Option) *ptyTerm {
 	t.Helper()
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
+	ptmx, tty := openPTY(t)
 	t.Cleanup(func() { ptmx.Close(); tty.Close() })
 	if err := pty.Setsize(ptmx, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err != nil {
 		t.Fatal(err)
@@ -296,10 +309,7 @@ func TestRunEndsWithContextAndEngine(t *testing.T) {
 	// run starts Run in a pseudo-terminal and calls started once the first
 	// screen is drawn.
 	run := func(t *testing.T, f *fakeClient, ctx context.Context, started func()) error {
-		ptmx, tty, err := pty.Open()
-		if err != nil {
-			t.Skipf("no pseudo-terminal: %v", err)
-		}
+		ptmx, tty := openPTY(t)
 		defer ptmx.Close()
 		defer tty.Close()
 		_ = pty.Setsize(ptmx, &pty.Winsize{Cols: 80, Rows: 24})
