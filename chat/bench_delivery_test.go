@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/canopy-chat/canopy/store"
 )
 
 // BenchmarkDelivery measures the messenger's delivery path end to end: N
@@ -43,8 +45,26 @@ func BenchmarkDelivery(b *testing.B) {
 			if n > 10 && testing.Short() {
 				b.Skip("30 engines: not under -short")
 			}
-			benchDelivery(b, n)
+			benchDelivery(b, n, false)
 		})
+	}
+	// The real binary's store: SQLite files (WAL, synchronous=FULL) in a
+	// temporary directory, so every batch's transaction is fsynced.
+	for _, n := range []int{3, 10} {
+		b.Run(fmt.Sprintf("N=%d/disk", n), func(b *testing.B) { benchDelivery(b, n, true) })
+	}
+}
+
+// onDisk replaces a test peer's in-memory store with a profile database
+// in a fresh temporary directory.
+func onDisk(t testing.TB) engineOpt {
+	return func(c *Config) {
+		db, err := store.Open(context.Background(), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		c.Store = db
 	}
 }
 
@@ -120,11 +140,15 @@ func cpuTime() time.Duration {
 
 // newGroupOf starts n engines, connects them (each to member 0 and to the
 // one before it) and puts them in one group created by member 0.
-func newGroupOf(b testing.TB, n int) ([]*testPeer, GroupID) {
+func newGroupOf(b testing.TB, n int, disk bool) ([]*testPeer, GroupID) {
 	b.Helper()
 	peers := make([]*testPeer, n)
 	for i := range peers {
-		peers[i] = newPeer(b, fmt.Sprintf("p%d", i), func(c *Config) { c.SyncInterval = time.Second })
+		opts := []engineOpt{func(c *Config) { c.SyncInterval = time.Second }}
+		if disk {
+			opts = append(opts, onDisk(b))
+		}
+		peers[i] = newPeer(b, fmt.Sprintf("p%d", i), opts...)
 	}
 	for i := 1; i < n; i++ {
 		connect(b, peers[i], peers[0])
@@ -172,8 +196,8 @@ type atomicBool struct{ v atomic.Bool }
 func (a *atomicBool) get() bool { return a.v.Load() }
 func (a *atomicBool) set()      { a.v.Store(true) }
 
-func benchDelivery(b *testing.B, n int) {
-	peers, g := newGroupOf(b, n)
+func benchDelivery(b *testing.B, n int, disk bool) {
+	peers, g := newGroupOf(b, n, disk)
 	stats := newDeliveryStats()
 	var stopped atomicBool
 	var wg sync.WaitGroup
@@ -194,6 +218,11 @@ func benchDelivery(b *testing.B, n int) {
 	runtime.GC()
 	b.ResetTimer()
 	cpu0, wall0 := cpuTime(), time.Now()
+	// A sender waits for its window at most 2 minutes (then the
+	// benchmark fails with what member 0 has).
+	stalled := time.Now().Add(2 * time.Minute)
+	wake := time.AfterFunc(2*time.Minute, func() { stats.mu.Lock(); stats.cond.Broadcast(); stats.mu.Unlock() })
+	defer wake.Stop()
 	var swg sync.WaitGroup
 	errs := make(chan error, senders)
 	for s := 1; s <= senders; s++ {
@@ -203,10 +232,16 @@ func benchDelivery(b *testing.B, n int) {
 			ctx := context.Background()
 			for seq := range per[s-1] {
 				stats.mu.Lock()
-				for seq-stats.shown0[s] >= benchWindow {
+				for seq-stats.shown0[s] >= benchWindow && time.Now().Before(stalled) {
 					stats.cond.Wait()
 				}
+				shown := stats.shown0[s]
 				stats.mu.Unlock()
+				if seq-shown >= benchWindow {
+					errs <- fmt.Errorf("sender %d: member 0 showed %d of its first %d messages in 2 minutes:%s",
+						s, shown, seq, missingReport(peers, per))
+					return
+				}
 				body := fmt.Sprintf("bench %d %d", s, seq)
 				stats.mu.Lock()
 				stats.sentAt[body] = time.Now()
@@ -236,7 +271,7 @@ func benchDelivery(b *testing.B, n int) {
 	wall, cpu := time.Since(wall0), cpuTime()-cpu0
 	b.StopTimer()
 	if got < want {
-		b.Fatalf("%d of %d deliveries after 2 minutes", got, want)
+		b.Fatalf("%d of %d deliveries after 2 minutes:%s", got, want, missingReport(peers, per))
 	}
 	stats.mu.Lock()
 	lat := slices.Clone(stats.lat)
@@ -255,4 +290,34 @@ func benchDelivery(b *testing.B, n int) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(reorders), "reorders")
 	b.ReportMetric(0, "ns/op")
+}
+
+// missingReport lists, for each member, the first messages of each sender
+// (sender s sent per[s-1]) that it has shown no MessageEvent for.
+func missingReport(peers []*testPeer, per []int) string {
+	var sb strings.Builder
+	for r, p := range peers {
+		events, _ := p.rec.log.Events()
+		shown := map[string]bool{}
+		for _, ev := range events {
+			if m, ok := ev.(MessageEvent); ok {
+				shown[m.Message.Body] = true
+			}
+		}
+		for s := 1; s <= len(per); s++ {
+			if s == r {
+				continue
+			}
+			var miss []int
+			for q := range per[s-1] {
+				if !shown[fmt.Sprintf("bench %d %d", s, q)] {
+					miss = append(miss, q)
+				}
+			}
+			if len(miss) > 0 {
+				fmt.Fprintf(&sb, "\n  member %d misses %d of sender %d's messages, first %v", r, len(miss), s, miss[:min(len(miss), 20)])
+			}
+		}
+	}
+	return sb.String()
 }
