@@ -19,19 +19,30 @@ import (
 // a receiver's stdout) and peak RSS per peer are logged.
 //
 // Full shape: 10 peers × 5 msg/s × 60 s (3,000 messages, 27,000
-// deliveries). Under -short: 4 peers × 5 msg/s × 8 s.
+// deliveries). Under -short: 4 peers × 5 msg/s × 8 s. One more member, the
+// observer, only receives: its CPU per message shown is the cost of a
+// receiving peer (with and without what it spends idle, measured over 5 s
+// before the senders start). The peers log at info, as users' do.
+// CANOPY_E2E_LOAD_RATE and CANOPY_E2E_LOAD_SECS change the rate and the
+// duration (senders pace their frames at 40/s, under gossip's flood limit).
 func TestE2ELoad(t *testing.T) {
 	peers, rate, secs := 10, 5, 60
 	if testing.Short() {
 		peers, secs = 4, 8
 	}
+	rate, secs = envInt(t, "CANOPY_E2E_LOAD_RATE", rate), envInt(t, "CANOPY_E2E_LOAD_SECS", secs)
 	bin := buildCanopy(t)
 	data := t.TempDir()
-	procs := make([]*peerProc, peers)
+	procs := make([]*peerProc, peers+1) // the senders, then the observer
 	for i := range procs {
-		procs[i] = startPeer(t, bin, data, fmt.Sprintf("p%02d", i))
+		name := fmt.Sprintf("p%02d", i)
+		if i == peers {
+			name = "observer"
+		}
+		procs[i] = startPeerLogging(t, nil, "info", bin, data, name)
 	}
-	cards := make([]string, 0, peers-1)
+	obs := procs[peers]
+	cards := make([]string, 0, peers)
 	for _, p := range procs[1:] {
 		cards = append(cards, p.card())
 	}
@@ -43,21 +54,29 @@ func TestE2ELoad(t *testing.T) {
 		}
 	}
 	for _, p := range procs {
-		p.waitWithin(0, 2*e2eWait, "all members", membersAre(g, peers))
+		p.waitWithin(0, 2*e2eWait, "all members", membersAre(g, peers+1))
 	}
-	// Everyone hears everyone before the clock starts.
-	for i, p := range procs {
+	// Everyone hears every sender before the clock starts.
+	for i, p := range procs[:peers] {
 		p.must(fmt.Sprintf("warmup %d", i))
 	}
 	for i, p := range procs {
-		for j := range procs {
+		for j := range peers {
 			if j != i {
 				p.waitWithin(0, 2*e2eWait, "warm-up", isMsg(g, fmt.Sprintf("warmup %d", j)))
 			}
 		}
 	}
-	marks := make([]int, peers)
-	cpu0 := make([]time.Duration, peers)
+	// The observer's CPU while the group is quiet (a measurement window,
+	// not a wait for something).
+	idle, idleFor := time.Duration(0), time.Second // none under -short
+	if !testing.Short() {
+		idle0, idleAt := procCPU(obs.cmd.Process.Pid), time.Now()
+		time.Sleep(5 * time.Second)
+		idle, idleFor = procCPU(obs.cmd.Process.Pid)-idle0, time.Since(idleAt)
+	}
+	marks := make([]int, len(procs))
+	cpu0 := make([]time.Duration, len(procs))
 	for i, p := range procs {
 		marks[i] = p.mark()
 		cpu0[i] = procCPU(p.cmd.Process.Pid)
@@ -69,7 +88,7 @@ func TestE2ELoad(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, peers)
 	start := time.Now()
-	for i, p := range procs {
+	for i, p := range procs[:peers] {
 		sentAt[i] = make([]time.Time, n)
 		wg.Add(1)
 		go func() {
@@ -101,10 +120,15 @@ func TestE2ELoad(t *testing.T) {
 	isLoad := func(e *jev) bool {
 		return e.Type == "message" && !e.Message.Own && e.Message.Group == g && strings.HasPrefix(e.Message.Body, "load ")
 	}
-	want := n * (peers - 1)
+	want := func(r int) int { // messages receiver r must show
+		if r == peers {
+			return n * peers
+		}
+		return n * (peers - 1)
+	}
 	deadline := time.Now().Add(3 * time.Minute)
-	for _, p := range procs {
-		for p.count(isLoad) < want && time.Now().Before(deadline) {
+	for r, p := range procs {
+		for p.count(isLoad) < want(r) && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
@@ -112,7 +136,7 @@ func TestE2ELoad(t *testing.T) {
 
 	// Check each receiver: per sender every sequence number once, in order.
 	var lat []time.Duration
-	lost, dups, reorders, failed := 0, 0, 0, 0
+	lost, dups, reorders, failed, shown := 0, 0, 0, 0, make([]int, len(procs))
 	for r, p := range procs {
 		all, _ := p.events.Events()
 		events := all[marks[r]:]
@@ -148,6 +172,7 @@ func TestE2ELoad(t *testing.T) {
 				continue
 			}
 			seen[s][q] = true
+			shown[r]++
 			if q < last[s] {
 				reorders++
 			} else {
@@ -174,21 +199,33 @@ func TestE2ELoad(t *testing.T) {
 		return lat[min(len(lat)-1, int(x*float64(len(lat))))].Round(time.Millisecond)
 	}
 	var rss []string
-	var cpu time.Duration
+	var cpu time.Duration // the senders'
+	senderShown := 0
 	for i, p := range procs {
 		rss = append(rss, fmt.Sprintf("%.1fMiB", float64(peakRSS(p.cmd.Process.Pid))/(1<<20)))
-		cpu += procCPU(p.cmd.Process.Pid) - cpu0[i]
+		if i < peers {
+			cpu += procCPU(p.cmd.Process.Pid) - cpu0[i]
+			senderShown += shown[i]
+		}
 	}
-	// Each peer's CPU over the run (sending its share, receiving the
-	// others') per message it showed.
-	perDelivery := time.Duration(0)
-	if len(lat) > 0 {
-		perDelivery = cpu / time.Duration(len(lat))
+	// Each sender's CPU over the run (sending its share, receiving the
+	// others') per message it showed; the observer's per message it
+	// showed, and the same less its idle CPU over that time.
+	per := func(cpu time.Duration, n int) time.Duration { return cpu / time.Duration(max(n, 1)) }
+	obsCPU := procCPU(obs.cmd.Process.Pid) - cpu0[peers]
+	obsBusy := obsCPU - time.Duration(float64(idle)*float64(drained)/float64(idleFor))
+	totalWant := 0
+	for r := range procs {
+		totalWant += want(r)
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	t.Logf("%d peers × %d msg/s × %d s: %d deliveries of %d; sending took %v, all shown after %v; latency p50 %v p99 %v max %v; lost %d, duplicated %d, out of order %d; peer CPU per delivery %v (%.0f deliveries per CPU second); peak RSS %s; load %s",
-		peers, rate, secs, len(lat), want*peers, sendEnd.Round(time.Millisecond), drained.Round(time.Millisecond),
-		pct(0.50), pct(0.99), pct(1), lost, dups, reorders, perDelivery.Round(time.Microsecond), float64(len(lat))/cpu.Seconds(),
+	t.Logf("%d peers × %d msg/s × %d s + an observer: %d deliveries of %d; sending took %v, all shown after %v; latency p50 %v p99 %v max %v; lost %d, duplicated %d, out of order %d; "+
+		"sender CPU per delivery %v (%.0f deliveries per CPU second); observer: %d shown, CPU per delivery %v (%.0f per CPU second), less idle (%v/s) %v (%.0f per CPU second); peak RSS %s; load %s",
+		peers, rate, secs, len(lat), totalWant, sendEnd.Round(time.Millisecond), drained.Round(time.Millisecond),
+		pct(0.50), pct(0.99), pct(1), lost, dups, reorders,
+		per(cpu, senderShown).Round(time.Microsecond), float64(senderShown)/cpu.Seconds(),
+		shown[peers], per(obsCPU, shown[peers]).Round(time.Microsecond), float64(shown[peers])/obsCPU.Seconds(),
+		(idle * time.Second / max(idleFor, 1)).Round(time.Microsecond), per(obsBusy, shown[peers]).Round(time.Microsecond), float64(shown[peers])/obsBusy.Seconds(),
 		strings.Join(rss, " "), strings.TrimSpace(string(load)))
 	if lost > 0 || dups > 0 || reorders > 0 || failed > 0 {
 		t.Fatalf("lost %d, duplicated %d, shown out of their sender's order %d, failed sends %d", lost, dups, reorders, failed)
@@ -214,4 +251,18 @@ func procCPU(pid int) time.Duration {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	s, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
+// envInt is the integer in the environment variable name, or def when it
+// is unset.
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
 }

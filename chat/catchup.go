@@ -157,17 +157,26 @@ type syncState struct {
 }
 
 // gapCatchUpEvery spaces the catch-ups that missing messages start.
-const gapCatchUpEvery = 5 * time.Second
+// When gapCatchUpHeld messages wait for missing ones, a catch-up starts
+// at once, at most every gapCatchUpHeldEvery: the missing messages must
+// come back before their senders' ratchets drop the keys to open them
+// (maxSkippedKeys later generations).
+const (
+	gapCatchUpEvery     = 5 * time.Second
+	gapCatchUpHeld      = 32
+	gapCatchUpHeldEvery = time.Second
+)
 
 // catchUpForGap fetches what a sender's order proves missing: a message
 // of a later generation was held for the whole hold time and the earlier
-// one never came. Gossip loses frames now and then (a stream that died
-// under a frame, a queue that overflowed), and when the sender sends
-// nothing more nothing else would bring the frame back; the frame logs of
-// the topic's peers hold it.
-func (g *group) catchUpForGap() {
+// one never came, or many messages wait for earlier ones. Gossip loses
+// frames now and then (a stream that died under a frame, a queue that
+// overflowed, a neighbour over its flood limit), and when the sender
+// sends nothing more nothing else would bring the frame back; the frame
+// logs of the topic's peers hold it. every spaces these catch-ups.
+func (g *group) catchUpForGap(every time.Duration) {
 	now := g.e.now()
-	if now.Sub(g.sync.gapAt) < gapCatchUpEvery {
+	if now.Sub(g.sync.gapAt) < every {
 		return
 	}
 	g.sync.gapAt = now

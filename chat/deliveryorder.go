@@ -49,6 +49,11 @@ func (g *group) deliverInOrder(d ordering.Deliver) {
 	}
 	g.showOrdered(g.order.q.add(g.e.now(), d.Sender, seqKey{Epoch: d.Epoch, Gen: gen}, d))
 	g.armOrder()
+	if g.order.q.heldCount() >= gapCatchUpHeld {
+		// Many later messages wait: their senders are moving on from
+		// the missing ones faster than the hold time passes.
+		g.catchUpForGap(gapCatchUpHeldEvery)
+	}
 }
 
 func (g *group) showOrdered(out []ordered[ordering.Deliver]) {
@@ -75,7 +80,7 @@ func (g *group) armOrder() {
 		g.showOrdered(out)
 		for _, o := range out {
 			if o.Mark == orderGap {
-				g.catchUpForGap()
+				g.catchUpForGap(gapCatchUpEvery)
 				break
 			}
 		}

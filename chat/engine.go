@@ -348,6 +348,15 @@ func (e *Engine) nick() string {
 
 func (e *Engine) now() time.Time { return time.Now() }
 
+// maxSkippedKeys is how many skipped generations of each sender's ratchet
+// a member keeps the keys of (mls.DefaultMaxSkippedKeys is 128). A frame
+// gossip lost comes back by sync (catchUpForGap) while its sender goes on
+// sending; at 128 a sender at gossip's flood limit (50 frames/s) would
+// have moved past the key in under 3 s, and the message would be lost
+// for good. 1,000 (the default forward distance) gives 20 s at that
+// rate, for ~28 KiB per sender with a gap; each key is deleted once used.
+const maxSkippedKeys = 1000
+
 // mlsOptions is the local MLS policy of every group.
 func (e *Engine) mlsOptions() []mls.Option {
 	// No clock: the validity of others' Commits must not depend on the
@@ -356,6 +365,7 @@ func (e *Engine) mlsOptions() []mls.Option {
 	return []mls.Option{
 		mls.WithCredentialValidator(validateCredential),
 		mls.WithPastEpochs(4),
+		mls.WithOutOfOrder(mls.SecretTreeOptions{MaxSkippedKeys: maxSkippedKeys}),
 	}
 }
 

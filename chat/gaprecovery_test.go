@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/canopy-chat/canopy/p2p"
@@ -55,4 +56,42 @@ func TestLostMessageComesBackByGap(t *testing.T) {
 	if lost.Message.Placement != Late {
 		t.Fatalf("the lost message is placed %v, want %v", lost.Message.Placement, Late)
 	}
+}
+
+// TestLostMessageComesBackAfterABurst: a frame is lost and its sender
+// goes on sending, faster than the hold time passes, more messages than
+// MLS's default window of skipped keys (128). The messages waiting behind
+// the gap start the catch-up at once, and the member still has the key to
+// open the lost one (maxSkippedKeys): it is shown (in order if it came
+// back within the hold time, else Late), not lost for good.
+func TestLostMessageComesBackAfterABurst(t *testing.T) {
+	alice, bob := newPeer(t, "alice"), newPeer(t, "bob")
+	connect(t, alice, bob)
+	g := alice.run("", "/create burst "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	alice.run(g, "first")
+	bob.rec.wait(t, "first", isMessage(g, "first"))
+	bg := bob.e.group(g)
+	waitFor(t, "bob's first catch-up from alice", func() bool {
+		var done bool
+		_ = bg.do(context.Background(), func() { done = bg.sync.peers[alice.e.id.id] && !bg.sync.running })
+		return done
+	})
+
+	ag := alice.e.group(g)
+	var topic *p2p.Topic
+	if err := ag.do(context.Background(), func() { topic, ag.topic = ag.topic, nil }); err != nil {
+		t.Fatal(err)
+	}
+	alice.run(g, "lost")
+	if err := ag.do(context.Background(), func() { ag.topic = topic }); err != nil {
+		t.Fatal(err)
+	}
+	const burst = 300
+	for i := range burst {
+		alice.run(g, fmt.Sprintf("burst %d", i))
+	}
+	bob.rec.wait(t, "the lost message, by catch-up", isMessage(g, "lost"))
+	bob.rec.wait(t, "the burst's last message", isMessage(g, fmt.Sprintf("burst %d", burst-1)))
 }

@@ -428,3 +428,50 @@ func TestInboxRepublishesOnlyAccepted(t *testing.T) {
 		t.Fatalf("sender's direct penalty %v, want about %v for one invalid frame", s, float64(directInvalidWeight))
 	}
 }
+
+// TestOwnBurstStaysUnderReceiversLimit: a node publishing far more frames
+// than a neighbour's per-neighbour limit allows (here four times the
+// burst) has every one of them accepted by that neighbour: Publish paces
+// the node's own frames below the limit instead of letting the receiver
+// ignore the excess (which only sync could bring back, and only while the
+// sender's ratchet still holds the key).
+func TestOwnBurstStaysUnderReceiversLimit(t *testing.T) {
+	group := newGroupID()
+	lim := RateLimit{Rate: 40, Burst: 10}
+	reg := prometheus.NewRegistry()
+	a := newTestNode(t, WithGossipRateLimit(lim, DefaultGossipByteRate), WithMetrics(reg))
+	b := newTestNode(t, WithGossipRateLimit(lim, DefaultGossipByteRate))
+	ta, err := a.JoinGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := b.JoinGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, a, b)
+	ctx := testCtx(t, 40*time.Second)
+	if err := ta.WaitMesh(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.WaitMesh(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	go func() {
+		for i := range n {
+			if _, err := tb.Publish(ctx, mlsFrame(group, 1, fmt.Sprintf("burst %d", i))); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for got := 0; got < n; got++ {
+		if _, err := ta.Next(ctx); err != nil {
+			t.Fatalf("%d of %d frames arrived (%v); ignored over the limit: %v", got, n, err, gossipCount(t, reg, Ignore, "rate"))
+		}
+	}
+	if c := gossipCount(t, reg, Ignore, "rate"); c != 0 {
+		t.Errorf("A ignored %v of B's frames as over its limit", c)
+	}
+}

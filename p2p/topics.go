@@ -12,6 +12,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
 )
 
 // ErrAlreadyJoined is returned when joining a topic the node has joined.
@@ -126,8 +127,27 @@ type Topic struct {
 	events  chan pubsub.PeerEvent // watchPeers -> run
 	pending chan *pendingMsg      // Publish -> run
 	sendSem chan struct{}
+	pace    *rate.Limiter // Publish's own frames (nil: unpaced)
 
 	closeOnce sync.Once
+}
+
+// publishShare is the part of the per-neighbour gossip limit a node uses
+// for its own frames. Receivers ignore a neighbour's frames beyond the
+// limit (validator.go); an honest frame lost that way only comes back by
+// sync, and once its sender's ratchet has moved far past it the key to
+// open it is gone (mls.SecretTreeOptions). Pacing at 80% of the limit
+// (nodes share the defaults) leaves room for the frames of others the
+// node forwards.
+const publishShare = 0.8
+
+// publishPace is the limiter of a node's own frames on a topic, for a
+// gossip limit l (nil when l is off).
+func publishPace(l RateLimit) *rate.Limiter {
+	if l.Rate <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(l.Rate*publishShare), max(1, int(l.Burst*publishShare)))
 }
 
 // pendingMsg is owned by the topic's run goroutine.
@@ -206,6 +226,7 @@ func (n *Node) JoinTopic(name string, opts ...TopicOption) (*Topic, error) {
 		events:  make(chan pubsub.PeerEvent, 64),
 		pending: make(chan *pendingMsg),
 		sendSem: make(chan struct{}, maxDirectSends),
+		pace:    publishPace(n.cfg.gossipRate),
 	}
 	fail := func(err error) (*Topic, error) {
 		if t.evh != nil {
@@ -322,6 +343,11 @@ func (t *Topic) WaitPeers(ctx context.Context, min int) error {
 // (WithPublishWait) for a first topic peer, because subscriptions take a
 // round trip to arrive. If there is still no peer, the frame is kept for
 // direct delivery to peers joining later (PublishResult.Queued).
+//
+// Publish paces the node's own frames below the per-neighbour limit it
+// applies to others (publishPace): beyond the burst it waits for its turn
+// (or ctx), so that a fast sender is slowed down where it can see it
+// rather than dropped by every receiver.
 func (t *Topic) Publish(ctx context.Context, data []byte) (PublishResult, error) {
 	if t.ctx.Err() != nil {
 		return PublishResult{}, ErrClosed
@@ -339,6 +365,11 @@ func (t *Topic) Publish(ctx context.Context, data []byte) (PublishResult, error)
 		cancel()
 		if err := ctx.Err(); err != nil {
 			return PublishResult{}, err
+		}
+	}
+	if t.pace != nil {
+		if err := t.pace.Wait(ctx); err != nil {
+			return PublishResult{}, fmt.Errorf("p2p: publish: %w", err)
 		}
 	}
 	res := PublishResult{ID: IDOf(data)}
