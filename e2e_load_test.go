@@ -24,7 +24,8 @@ import (
 // receiving peer (with and without what it spends idle, measured over 5 s
 // before the senders start). The peers log at info, as users' do.
 // CANOPY_E2E_LOAD_RATE and CANOPY_E2E_LOAD_SECS change the rate and the
-// duration (senders pace their frames at 40/s, under gossip's flood limit).
+// duration (senders pace their frames at 40/s, under gossip's flood
+// limit); CANOPY_E2E_LOAD_PROFILE=FILE writes the observer's CPU profile.
 func TestE2ELoad(t *testing.T) {
 	peers, rate, secs := 10, 5, 60
 	if testing.Short() {
@@ -35,11 +36,14 @@ func TestE2ELoad(t *testing.T) {
 	data := t.TempDir()
 	procs := make([]*peerProc, peers+1) // the senders, then the observer
 	for i := range procs {
-		name := fmt.Sprintf("p%02d", i)
+		name, env := fmt.Sprintf("p%02d", i), []string{"CANOPY_LOG=info"}
 		if i == peers {
 			name = "observer"
+			if prof := os.Getenv("CANOPY_E2E_LOAD_PROFILE"); prof != "" {
+				env = append(env, "CANOPY_CPUPROFILE="+prof)
+			}
 		}
-		procs[i] = startPeerLogging(t, nil, "info", bin, data, name)
+		procs[i] = startPeerEnv(t, nil, env, bin, data, name)
 	}
 	obs := procs[peers]
 	cards := make([]string, 0, peers)
@@ -217,6 +221,15 @@ func TestE2ELoad(t *testing.T) {
 	totalWant := 0
 	for r := range procs {
 		totalWant += want(r)
+	}
+	if os.Getenv("CANOPY_E2E_LOAD_PROFILE") != "" {
+		// The profile is written when the observer exits (end of stdin).
+		obs.stdin.Close()
+		select {
+		case <-obs.exited:
+		case <-time.After(e2eWait):
+			t.Errorf("the observer did not exit after its stdin closed")
+		}
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("%d peers × %d msg/s × %d s + an observer: %d deliveries of %d; sending took %v, all shown after %v; latency p50 %v p99 %v max %v; lost %d, duplicated %d, out of order %d; "+

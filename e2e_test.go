@@ -173,17 +173,17 @@ func startPeer(t *testing.T, bin, data, nick string, extra ...string) *peerProc 
 // ip netns exec NS); later --listen flags in extra override e2eListen.
 func startPeerWrapped(t *testing.T, wrap []string, bin, data, nick string, extra ...string) *peerProc {
 	t.Helper()
-	return startPeerLogging(t, wrap, "debug", bin, data, nick, extra...)
+	return startPeerEnv(t, wrap, []string{"CANOPY_LOG=debug"}, bin, data, nick, extra...)
 }
 
-// startPeerLogging is startPeerWrapped with the profile's log level
-// (CANOPY_LOG): the load test measures peers logging as users' do.
-func startPeerLogging(t *testing.T, wrap []string, level, bin, data, nick string, extra ...string) *peerProc {
+// startPeerEnv is startPeerWrapped with env added to the process's
+// environment (the load test's peers log at info, as users' do).
+func startPeerEnv(t *testing.T, wrap, env []string, bin, data, nick string, extra ...string) *peerProc {
 	t.Helper()
 	args := append([]string{"headless", "--data", data, "--profile", nick, "--nick", nick,
 		"--listen", e2eListen, "--no-mdns"}, extra...)
 	cmd := wrapCommand(wrap, bin, args...)
-	cmd.Env = append(os.Environ(), "CANOPY_LOG="+level)
+	cmd.Env = append(os.Environ(), env...)
 	p := &peerProc{t: t, name: nick, cmd: cmd, exited: make(chan struct{})}
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -52,6 +53,14 @@ func usage(w io.Writer) {
 
 // run is main without the exit: it returns the process status.
 func run(args []string, stdout, stderr io.Writer) int {
+	if path := os.Getenv("CANOPY_CPUPROFILE"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			fmt.Fprintln(stderr, "canopy:", err)
+			return 1
+		}
+		defer stop()
+	}
 	if err := dispatch(args, stdout, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -110,4 +119,21 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage string)
 		return errUsage
 	}
 	return nil
+}
+
+// startCPUProfile writes a CPU profile of this run to path until stop is
+// called (CANOPY_CPUPROFILE, for developers: go tool pprof reads it).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

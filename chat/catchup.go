@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"maps"
 	"sort"
 	"time"
 
@@ -15,7 +16,12 @@ import (
 // catchUp fetches stored frames of the group from peers that may have
 // what we missed: every peer of the topic we have not synced from yet,
 // relays, or (all) everyone when a gap was detected.
-func (g *group) catchUp(all bool) {
+func (g *group) catchUp(all bool) { g.catchUpFrom(all, false) }
+
+// catchUpFrom is catchUp; incremental asks each peer only for what it
+// stored since the end of the last sync from it (syncCursor), as when a
+// sender's gap is all that is missing.
+func (g *group) catchUpFrom(all, incremental bool) {
 	if g.offline || g.e.node == nil || g.m == nil {
 		return
 	}
@@ -54,14 +60,21 @@ func (g *group) catchUp(all bool) {
 	g.sync.from = 0
 	topic := g.topicName
 	node := g.e.node
+	after := map[p2p.PeerID]uint64{}
+	for _, p := range targets {
+		if c, ok := g.sync.cursors[p]; ok && incremental && c.since <= since {
+			after[p] = c.next
+		}
+	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
 		ok := map[p2p.PeerID]bool{}
+		cursors := map[p2p.PeerID]syncCursor{}
 		for _, p := range targets {
 			ctx, cancel := context.WithTimeout(g.ctx, 20*time.Second)
 			n := 0
-			err := node.SyncAll(ctx, p, topic, since, func(en p2p.SyncEntry) error {
+			next, err := node.SyncAfter(ctx, p, topic, since, after[p], func(en p2p.SyncEntry) error {
 				n++
 				if !g.queueFrame(inFrame{data: en.Data, from: p, synced: true}) {
 					return errGroupClosed
@@ -69,6 +82,9 @@ func (g *group) catchUp(all bool) {
 				return nil
 			})
 			cancel()
+			if err == nil {
+				cursors[p] = syncCursor{since: since, next: next}
+			}
 			if err == nil || errors.Is(err, p2p.ErrNotFound) || errors.Is(err, p2p.ErrDenied) || errors.Is(err, p2p.ErrUnavailable) {
 				ok[p] = true
 			}
@@ -83,6 +99,10 @@ func (g *group) catchUp(all bool) {
 			for p := range ok {
 				g.sync.peers[p] = true
 			}
+			if len(g.sync.cursors)+len(cursors) > maxSyncCursors {
+				clear(g.sync.cursors) // they only save work
+			}
+			maps.Copy(g.sync.cursors, cursors)
 			for p := range g.sync.rejoined {
 				delete(g.sync.peers, p)
 			}
@@ -154,7 +174,18 @@ type syncState struct {
 	// gapAt is when a sender's missing message last started a catch-up
 	// (catchUpForGap).
 	gapAt time.Time
+	// cursors are where the last complete sync from each peer ended.
+	cursors map[p2p.PeerID]syncCursor
 }
+
+// syncCursor is where a sync from a peer ended: its cursor (p2p
+// SyncPage.Next) after the frames of epochs since and later. A later
+// sync of epochs since or later may start there; one of earlier epochs
+// may not (the peer may have stored frames of them before the cursor).
+type syncCursor struct{ since, next uint64 }
+
+// maxSyncCursors bounds the remembered cursors (peers of the topic).
+const maxSyncCursors = 1024
 
 // gapCatchUpEvery spaces the catch-ups that missing messages start.
 // When gapCatchUpHeld messages wait for missing ones, a catch-up starts
@@ -174,11 +205,18 @@ const (
 // overflowed, a neighbour over its flood limit), and when the sender
 // sends nothing more nothing else would bring the frame back; the frame
 // logs of the topic's peers hold it. every spaces these catch-ups.
-func (g *group) catchUpForGap(every time.Duration) {
+//
+// incremental asks only for what the peers stored since the last sync
+// from them: a frame just lost in gossip was stored by its sender (and
+// whoever received it) after that. It is for gaps opening while many
+// messages arrive: a full catch-up of every retained epoch would then
+// fetch thousands of frames this member has, on the busy loop. A gap
+// that outlasted the hold time gets a full one.
+func (g *group) catchUpForGap(every time.Duration, incremental bool) {
 	now := g.e.now()
 	if now.Sub(g.sync.gapAt) < every {
 		return
 	}
 	g.sync.gapAt = now
-	g.catchUp(true)
+	g.catchUpFrom(true, incremental)
 }

@@ -52,7 +52,7 @@ func (g *group) deliverInOrder(d ordering.Deliver) {
 	if g.order.q.heldCount() >= gapCatchUpHeld {
 		// Many later messages wait: their senders are moving on from
 		// the missing ones faster than the hold time passes.
-		g.catchUpForGap(gapCatchUpHeldEvery)
+		g.catchUpForGap(gapCatchUpHeldEvery, true)
 	}
 }
 
@@ -80,7 +80,7 @@ func (g *group) armOrder() {
 		g.showOrdered(out)
 		for _, o := range out {
 			if o.Mark == orderGap {
-				g.catchUpForGap(gapCatchUpEvery)
+				g.catchUpForGap(gapCatchUpEvery, false)
 				break
 			}
 		}

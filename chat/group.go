@@ -150,7 +150,7 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 		intents:   newIntentState(),
 		out:       newOutboxState(),
 		stage:     stagedWrites{rowIDs: make(map[string]bool)},
-		sync:      syncState{peers: make(map[p2p.PeerID]bool), rejoined: make(map[p2p.PeerID]bool)},
+		sync:      syncState{peers: make(map[p2p.PeerID]bool), rejoined: make(map[p2p.PeerID]bool), cursors: make(map[p2p.PeerID]syncCursor)},
 	}
 	g.proc = &groupProc{g: g}
 	g.order = newDeliveryOrder()

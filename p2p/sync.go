@@ -248,22 +248,30 @@ func (n *Node) Sync(ctx context.Context, from peer.ID, req SyncRequest) (SyncPag
 // SyncAll fetches every stored frame of topic of epochs >= sinceEpoch from
 // peer `from`, page by page, calling fn for each in the server's order.
 func (n *Node) SyncAll(ctx context.Context, from peer.ID, topic string, sinceEpoch uint64, fn func(SyncEntry) error) error {
-	req := SyncRequest{Topic: topic, SinceEpoch: sinceEpoch}
+	_, err := n.SyncAfter(ctx, from, topic, sinceEpoch, 0, fn)
+	return err
+}
+
+// SyncAfter is SyncAll from the server's cursor after (0: its first
+// frame): the frames it stored after an earlier sync that ended at after.
+// It returns the cursor to continue from next time.
+func (n *Node) SyncAfter(ctx context.Context, from peer.ID, topic string, sinceEpoch, after uint64, fn func(SyncEntry) error) (uint64, error) {
+	req := SyncRequest{Topic: topic, SinceEpoch: sinceEpoch, After: after}
 	for {
 		page, err := n.Sync(ctx, from, req)
 		if err != nil {
-			return err
+			return req.After, err
 		}
 		for _, e := range page.Entries {
 			if err := fn(e); err != nil {
-				return err
+				return req.After, err
 			}
 		}
 		if !page.More {
-			return nil
+			return max(page.Next, req.After), nil
 		}
 		if page.Next <= req.After {
-			return &Error{Protocol: ProtocolSync, Peer: from, Op: "read", Err: fmt.Errorf("%w: cursor did not advance", ErrBadResponse)}
+			return req.After, &Error{Protocol: ProtocolSync, Peer: from, Op: "read", Err: fmt.Errorf("%w: cursor did not advance", ErrBadResponse)}
 		}
 		req.After = page.Next
 	}
