@@ -1,6 +1,8 @@
 package chat
 
 import (
+	"time"
+
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
 )
@@ -14,10 +16,18 @@ import (
 // choice in arrival order; a frame that moves the tip, and an own frame
 // about to be published, are still written before anything acts on them
 // (exec).
+//
+// While frames keep coming (the previous batch began less than
+// batchLinger before this one), a batch also waits up to batchLinger from
+// its first frame for more: at tens of messages a second each frame
+// would otherwise be a batch of its own, with its own transactions. A
+// quiet group pays no wait; a busy one shows messages at most
+// batchLinger later, and commands wait for the loop at most that long.
 
 const (
 	maxFrameBatch      = 256
 	maxFrameBatchBytes = 4 << 20
+	batchLinger        = 20 * time.Millisecond
 )
 
 // logged is an admitted application message waiting for the batch's
@@ -48,20 +58,21 @@ func (g *group) handleFrames(first inFrame) {
 		pending = g.receiveBatch(pending)
 		g.handleFrame(fr)
 	}
+	start := time.Now()
+	linger := start.Sub(g.stage.lastBatch) < batchLinger
+	g.stage.lastBatch = start
 	g.dequeued(first)
 	take(first)
 	n, size := 1, len(first.data)
-more:
 	for n < maxFrameBatch && size < maxFrameBatchBytes {
-		select {
-		case fr := <-g.frames:
-			g.dequeued(fr)
-			take(fr)
-			n++
-			size += len(fr.data)
-		default:
-			break more
+		fr, ok := g.nextFrame(start, linger)
+		if !ok {
+			break
 		}
+		g.dequeued(fr)
+		take(fr)
+		n++
+		size += len(fr.data)
 	}
 	g.receiveBatch(pending)
 	g.stage.batching = false
@@ -69,6 +80,29 @@ more:
 		_ = g.persistTip()
 	}
 	g.noteBacklog()
+}
+
+// nextFrame takes the next queued frame; with linger it waits for one
+// until batchLinger after start.
+func (g *group) nextFrame(start time.Time, linger bool) (inFrame, bool) {
+	select {
+	case fr := <-g.frames:
+		return fr, true
+	default:
+	}
+	wait := batchLinger - time.Since(start)
+	if !linger || wait <= 0 {
+		return inFrame{}, false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case fr := <-g.frames:
+		return fr, true
+	case <-t.C:
+	case <-g.quit:
+	}
+	return inFrame{}, false
 }
 
 // receiveBatch logs the pending frames in one transaction and hands them

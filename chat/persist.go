@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/canopy-chat/canopy/ordering"
 	"github.com/canopy-chat/canopy/p2p"
@@ -208,10 +209,13 @@ type stagedWrites struct {
 	// batching: the loop is handling a batch of received frames; what
 	// they stage is written once at its end (handleFrames).
 	batching bool
-	rows     []store.Message // rows to write with the next persisted state
-	rowIDs   map[string]bool
-	marks    map[string]orderMark // rows shown out of their sender's order
-	outbox   []store.OutboxEntry
+	// lastBatch is when the last batch of received frames began (a batch
+	// lingers for more while frames keep coming).
+	lastBatch time.Time
+	rows      []store.Message // rows to write with the next persisted state
+	rowIDs    map[string]bool
+	marks     map[string]orderMark // rows shown out of their sender's order
+	outbox    []store.OutboxEntry
 }
 
 // pending reports whether anything waits to be written.

@@ -68,6 +68,9 @@
 // future epochs, which the engine holds in bounded memory. A frame over a
 // neighbour's rate limit is ignored, not rejected: the neighbour may be
 // forwarding others' frames, and a rejection would count against its score.
+// A node keeps its own frames under the limit it applies (Publish waits
+// for its turn beyond 80% of it), so honest senders are never the ones
+// dropped.
 // Frames that arrive directly over /canopy/inbox/1 pass the same checks;
 // p2p refuses them from peers whose score is below gossipsub's gossip
 // threshold, counts invalid ones against the sender's score, and
