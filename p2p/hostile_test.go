@@ -72,24 +72,8 @@ func TestSybilFloodThroughForwarderKeepsItsScore(t *testing.T) {
 	group := newGroupID()
 	lim := RateLimit{Rate: 20, Burst: 40}
 	reg := prometheus.NewRegistry()
-	a := newTestNode(t, WithGossipRateLimit(lim, DefaultGossipByteRate), WithMetrics(reg))
-	b := newTestNode(t, WithGossipRateLimit(lim, DefaultGossipByteRate))
-	ta, err := a.JoinGroup(group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := b.JoinGroup(group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	connect(t, a, b)
 	ctx := testCtx(t, 40*time.Second)
-	if err := ta.WaitMesh(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := tb.WaitMesh(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	a, b, ta, tb := meshedPair(ctx, t, group, lim, reg)
 	var sybils []*pubsub.Topic
 	for i := 0; i < 2; i++ {
 		h, ps := rawPeer(t)
@@ -439,24 +423,8 @@ func TestOwnBurstStaysUnderReceiversLimit(t *testing.T) {
 	group := newGroupID()
 	lim := RateLimit{Rate: 40, Burst: 10}
 	reg := prometheus.NewRegistry()
-	a := newTestNode(t, WithGossipRateLimit(lim, DefaultGossipByteRate), WithMetrics(reg))
-	b := newTestNode(t, WithGossipRateLimit(lim, DefaultGossipByteRate))
-	ta, err := a.JoinGroup(group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := b.JoinGroup(group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	connect(t, a, b)
 	ctx := testCtx(t, 40*time.Second)
-	if err := ta.WaitMesh(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := tb.WaitMesh(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	_, _, ta, tb := meshedPair(ctx, t, group, lim, reg)
 	const n = 40
 	go func() {
 		for i := range n {
@@ -474,4 +442,27 @@ func TestOwnBurstStaysUnderReceiversLimit(t *testing.T) {
 	if c := gossipCount(t, reg, Ignore, "rate"); c != 0 {
 		t.Errorf("A ignored %v of B's frames as over its limit", c)
 	}
+}
+
+// meshedPair starts two nodes with gossip limit lim (a's metrics in reg),
+// both in group's topic and in each other's mesh.
+func meshedPair(ctx context.Context, t *testing.T, group []byte, lim RateLimit, reg *prometheus.Registry) (a, b *Node, ta, tb *Topic) {
+	t.Helper()
+	a = newTestNode(t, WithGossipRateLimit(lim, DefaultGossipByteRate), WithMetrics(reg))
+	b = newTestNode(t, WithGossipRateLimit(lim, DefaultGossipByteRate))
+	var err error
+	if ta, err = a.JoinGroup(group); err != nil {
+		t.Fatal(err)
+	}
+	if tb, err = b.JoinGroup(group); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, a, b)
+	if err := ta.WaitMesh(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.WaitMesh(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, ta, tb
 }
