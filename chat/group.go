@@ -310,6 +310,13 @@ func (g *group) publisher(t *p2p.Topic) {
 // for publication; done runs on the loop.
 func (g *group) publish(data []byte, epoch uint64, done func(p2p.PublishResult, error)) {
 	g.logFrame(data, epoch, g.e.id.id)
+	g.publishLogged(data, done)
+}
+
+// publishLogged queues for publication a frame the frame log holds
+// already: an own message, logged with the state that protected it
+// (protectOwn, persistTip).
+func (g *group) publishLogged(data []byte, done func(p2p.PublishResult, error)) {
 	if g.topic == nil {
 		return
 	}
