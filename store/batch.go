@@ -56,6 +56,9 @@ func checkFrames(frames []Frame, q FrameQuota) (res []AppendResult, valid bool, 
 	if len(frames) > MaxAppendBatch {
 		return nil, false, fmt.Errorf("%w: %d frames in one batch (at most %d)", ErrInvalid, len(frames), MaxAppendBatch)
 	}
+	if len(frames) == 0 {
+		return nil, false, nil
+	}
 	res = make([]AppendResult, len(frames))
 	for i, f := range frames {
 		if res[i].Err = checkFrame(f, q); res[i].Err == nil {
