@@ -4,18 +4,30 @@ import (
 	"time"
 
 	"github.com/canopy-chat/canopy/p2p"
-	"github.com/canopy-chat/canopy/store"
 )
 
 // Receiving in batches. Under load the group's frame queue holds many
 // frames at once; the loop takes up to maxFrameBatch of them (bounded in
-// bytes by maxFrameBatchBytes), logs the application messages among them
-// in one transaction (store.AppendFrames) and writes what they produced
-// (the opened messages, the advanced receive ratchets) in one more at the
-// end, instead of two per frame. Frames are still handed to the fork
-// choice in arrival order; a frame that moves the tip, and an own frame
-// about to be published, are still written before anything acts on them
-// (exec).
+// bytes by maxFrameBatchBytes), asks the frame log which of the
+// application messages among them it holds already (a read), and writes
+// the new frames with what they produced (the opened messages, the
+// advanced receive ratchets) in one transaction at the end
+// (store.EpochTransition.Frames), instead of two per frame. Frames are
+// still handed to the fork choice in arrival order; a frame that moves the
+// tip, and an own frame about to be published, are still written before
+// anything acts on them (exec).
+//
+// Why one transaction is safe: the frame log holds a frame only together
+// with the state whose ratchet opened (or, for an own frame, protected)
+// it and with the message it carried. A restart that skips frames an
+// earlier run logged (receiveLogged) therefore skips only messages that
+// are stored and keys that are consumed (with a separate frame-log write
+// first, a crash between the two lost them). A crash before the commit
+// loses frames, state and messages together: none was shown (emitRows
+// runs after the commit), no own frame of that state was published (it
+// goes to the network only after the commit: a key generation not on disk
+// is never on the wire), and a received frame comes again from gossip or
+// a peer's frame log.
 //
 // While frames keep coming (the previous batch began less than
 // batchLinger before this one), a batch also waits up to batchLinger from
@@ -31,7 +43,7 @@ const (
 )
 
 // logged is an admitted application message waiting for the batch's
-// frame-log write.
+// frame-log lookup.
 type logged struct {
 	fr  inFrame
 	hdr p2p.MLSHeader
@@ -105,30 +117,20 @@ func (g *group) nextFrame(start time.Time, linger bool) (inFrame, bool) {
 	return inFrame{}, false
 }
 
-// receiveBatch logs the pending frames in one transaction and hands them
-// to the fork choice in order; it returns the emptied slice.
+// receiveBatch looks the pending frames up in the frame log in one read
+// and hands them to the fork choice in order (the new ones staged for the
+// next persisted state); it returns the emptied slice.
 func (g *group) receiveBatch(pending []logged) []logged {
 	if len(pending) == 0 {
 		return pending
 	}
-	frames := make([]store.Frame, len(pending))
+	data := make([][]byte, len(pending))
 	for i, p := range pending {
-		ep := p.hdr.Epoch
-		frames[i] = store.Frame{Topic: g.topicName, Epoch: &ep, Peer: g.peerName(p.fr.from), Data: p.fr.data}
+		data[i] = p.fr.data
 	}
-	res, err := g.e.db.AppendFrames(g.ctx, frames, frameLogQuota)
+	seqs := g.loggedSeqs(data)
 	for i, p := range pending {
-		seq, inserted := int64(0), true // as logFrame: a failed write does not hide the frame
-		if err == nil && res[i].Err == nil {
-			seq, inserted = res[i].Seq, res[i].Inserted
-			if inserted && g.sync.sessionSeq == 0 {
-				g.sync.sessionSeq = seq
-			}
-		}
-		g.receiveLogged(p.fr, p.hdr, seq, inserted)
-	}
-	if err != nil && g.ctx.Err() == nil {
-		g.e.log.Debug("frame log", "err", err)
+		g.receiveLogged(p.fr, p.hdr, seqs[i])
 	}
 	return pending[:0]
 }

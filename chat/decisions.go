@@ -48,27 +48,46 @@ func (g *group) frameHeader(fr inFrame) (p2p.MLSHeader, bool) {
 	return hdr, true
 }
 
-// receiveAuthentic logs an authenticated frame and hands it to the fork
-// choice.
+// receiveAuthentic hands an authenticated frame to the fork choice and
+// logs it with the state that results.
 func (g *group) receiveAuthentic(fr inFrame, hdr p2p.MLSHeader) {
 	if !g.precheckCommitWith(fr.data, hdr, fr.verdict) {
 		return
 	}
 	defer func() { g.pre = nil }()
-	seq, inserted := g.logFrame(fr.data, hdr.Epoch, fr.from)
-	g.receiveLogged(fr, hdr, seq, inserted)
+	g.receiveLogged(fr, hdr, g.loggedSeqs([][]byte{fr.data})[0])
 }
 
-// receiveLogged hands an authenticated frame the frame log holds (at seq;
-// inserted: by this call) to the fork choice.
-func (g *group) receiveLogged(fr inFrame, hdr p2p.MLSHeader, seq int64, inserted bool) {
-	if !inserted && (g.sync.sessionSeq == 0 || seq < g.sync.sessionSeq) && hdr.Epoch <= g.m.Epoch() {
+// receiveLogged hands an authenticated frame to the fork choice; seq is
+// where the frame log held it before (0: nowhere; loggedSeqs). A frame
+// not logged yet is staged: it is logged with the state that processing
+// it produces (persistTip).
+func (g *group) receiveLogged(fr inFrame, hdr p2p.MLSHeader, seq int64) {
+	if seq != 0 && (g.sync.sessionSeq == 0 || seq < g.sync.sessionSeq) && hdr.Epoch <= g.m.Epoch() {
 		// Handled by an earlier run, in an epoch we have reached: a
-		// catch-up duplicate (its key is consumed; it would only sit in
-		// the machine's buffer).
+		// catch-up duplicate (its key is consumed and its message stored,
+		// in the transaction that logged it; it would only sit in the
+		// machine's buffer).
 		return
 	}
+	if seq == 0 {
+		g.stageFrame(fr.data, hdr.Epoch, fr.from)
+	}
 	g.exec(g.m.Receive(g.proc, fr.data, hdr.Epoch, ordering.ContentType(hdr.ContentType), g.e.now()))
+}
+
+// loggedSeqs reports where the frame log holds each of data (0: not
+// held), reading only (store.LoggedFrames).
+func (g *group) loggedSeqs(data [][]byte) []int64 {
+	seqs, err := g.e.db.LoggedFrames(g.ctx, g.topicName, data)
+	if err != nil {
+		if g.ctx.Err() == nil {
+			g.e.log.Debug("frame log", "err", err)
+		}
+		// As if none were logged: a failed read does not hide a frame.
+		return make([]int64, len(data))
+	}
+	return seqs
 }
 
 // exec carries out the machine's decisions in order, then persists the

@@ -61,8 +61,9 @@
 // than dropped by every receiver.
 // Under load the loop takes the queued frames in batches (batch.go): the
 // gossip validator's verdict travels with each frame so it is
-// authenticated once, a batch's frames are logged in one transaction and
-// what they opened is written in one more. Receipts go out at most once a
+// authenticated once, and a batch's frames are logged in the transaction
+// that writes what they opened (an own message's frame, in the one that
+// writes the state protecting it). Receipts go out at most once a
 // second per group. NetStatus.Sending and CatchingUp tell front ends when
 // the engine is behind (backpressure.go); both queues are bounded in bytes.
 //

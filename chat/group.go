@@ -310,6 +310,13 @@ func (g *group) publisher(t *p2p.Topic) {
 // for publication; done runs on the loop.
 func (g *group) publish(data []byte, epoch uint64, done func(p2p.PublishResult, error)) {
 	g.logFrame(data, epoch, g.e.id.id)
+	g.publishLogged(data, done)
+}
+
+// publishLogged queues for publication a frame the frame log holds
+// already: an own message, logged with the state that protected it
+// (protectOwn, persistTip).
+func (g *group) publishLogged(data []byte, done func(p2p.PublishResult, error)) {
 	if g.topic == nil {
 		return
 	}
@@ -351,19 +358,35 @@ func (g *group) peerName(p p2p.PeerID) string {
 // maxPeerNames bounds peerName's cache (it starts over when full).
 const maxPeerNames = 1024
 
-func (g *group) logFrame(data []byte, epoch uint64, from p2p.PeerID) (seq int64, inserted bool) {
-	ep := epoch
-	seq, inserted, err := g.e.db.AppendFrame(g.ctx, store.Frame{Topic: g.topicName, Epoch: &ep, Peer: g.peerName(from), Data: data}, frameLogQuota)
-	if err != nil {
+// logFrame logs a frame in its own transaction (own Commits and
+// proposals, which persistTip does not write).
+func (g *group) logFrame(data []byte, epoch uint64, from p2p.PeerID) {
+	seq, inserted, err := g.e.db.AppendFrame(g.ctx, g.logEntry(data, epoch, from), frameLogQuota)
+	g.noteLogged(store.AppendResult{Seq: seq, Inserted: inserted, Err: err})
+}
+
+// stageFrame adds a frame to be logged with the next persisted state.
+func (g *group) stageFrame(data []byte, epoch uint64, from p2p.PeerID) {
+	g.stage.frames = append(g.stage.frames, g.logEntry(data, epoch, from))
+}
+
+// logEntry is a frame of the group as the frame log keeps it.
+func (g *group) logEntry(data []byte, epoch uint64, from p2p.PeerID) store.Frame {
+	return store.Frame{Topic: g.topicName, Epoch: &epoch, Peer: g.peerName(from), Data: data}
+}
+
+// noteLogged notes the outcome of logging a frame: the first frame this
+// run inserted sets sessionSeq.
+func (g *group) noteLogged(r store.AppendResult) {
+	if r.Err != nil {
 		if g.ctx.Err() == nil {
-			g.e.log.Debug("frame log", "err", err)
+			g.e.log.Debug("frame log", "err", r.Err)
 		}
-		return 0, true
+		return
 	}
-	if inserted && g.sync.sessionSeq == 0 {
-		g.sync.sessionSeq = seq
+	if r.Inserted && g.sync.sessionSeq == 0 {
+		g.sync.sessionSeq = r.Seq
 	}
-	return seq, inserted
 }
 
 // tick runs every SyncInterval: catch up from new peers, let the fork

@@ -112,9 +112,10 @@ func (g *group) resendOne(st *mls.Group, epoch uint64, id []byte, o *ownMsg) {
 		return
 	}
 	g.stage.dirty, g.stage.ownSent = true, true
+	g.stageFrame(wire, epoch, g.e.id.id)
 	o.epoch, o.at = epoch, g.e.now()
 	g.exec(g.m.Sent(ordering.MessageID(id), wire, g.e.now()))
-	g.publish(wire, epoch, nil)
+	g.publishLogged(wire, nil)
 }
 
 // Outbox entry kinds.
@@ -179,7 +180,7 @@ func (g *group) send(kind appKind, body, replyTo []byte) (Message, error) {
 		return Message{}, err
 	}
 	id := am.ID
-	g.publish(wire, row.Epoch, func(res p2p.PublishResult, err error) {
+	g.publishLogged(wire, func(res p2p.PublishResult, err error) {
 		if !visible {
 			return
 		}
@@ -218,7 +219,8 @@ func (g *group) hold(okind uint16, row store.Message, payload []byte) (Message, 
 
 // protectOwn encrypts an own message with the canonical tip, tells the
 // fork choice (so that it is re-sent if its epoch loses) and persists the
-// state with the staged rows. Messages with an outbox kind (okind != 0)
+// state with the staged rows and the frame itself, which the caller then
+// publishes (publishLogged). Messages with an outbox kind (okind != 0)
 // get an outbox entry.
 func (g *group) protectOwn(id, payload []byte, okind uint16) ([]byte, error) {
 	wire, err := g.st.Protect(payload, nil)
@@ -226,6 +228,7 @@ func (g *group) protectOwn(id, payload []byte, okind uint16) ([]byte, error) {
 		return nil, err
 	}
 	g.stage.dirty, g.stage.ownSent = true, true
+	g.stageFrame(wire, g.st.Epoch(), g.e.id.id)
 	g.out.log.add(string(id), payload, g.st.Epoch(), g.e.now())
 	if okind != 0 {
 		g.stage.outbox = append(g.stage.outbox, store.OutboxEntry{GroupID: g.id, ID: id, Kind: okind, Epoch: g.st.Epoch(), Payload: payload, Wire: wire, Attempts: 1, LastAttemptAt: g.e.now()})
@@ -251,7 +254,7 @@ func (g *group) flushHeld() {
 			continue
 		}
 		id := h.id
-		g.publish(wire, g.st.Epoch(), func(_ p2p.PublishResult, err error) {
+		g.publishLogged(wire, func(_ p2p.PublishResult, err error) {
 			if err == nil {
 				g.setDelivery(id, Sent)
 			}

@@ -38,10 +38,10 @@ func (g *group) stageRow(r store.Message) bool {
 	return true
 }
 
-// persistTip writes the canonical tip's state with the staged messages and
-// outbox entries in one transaction (store.CommitEpoch), then tells the
-// front ends about the messages. Persisting comes before acting on a new
-// state: callers publish only after it.
+// persistTip writes the canonical tip's state with the staged messages,
+// outbox entries and frames in one transaction (store.CommitEpoch), then
+// tells the front ends about the messages. Persisting comes before acting
+// on a new state: callers publish only after it.
 func (g *group) persistTip() error {
 	if g.m == nil {
 		return nil
@@ -49,7 +49,7 @@ func (g *group) persistTip() error {
 	st, epoch, _ := g.m.Current()
 	marks := g.stage.marks
 	g.stage.marks = nil
-	rows, outbox := g.stage.take()
+	rows, outbox, frames := g.stage.take()
 	state, err := st.MarshalState()
 	if err != nil {
 		g.e.log.Error("marshal state", "group", g.gid, "err", err)
@@ -67,6 +67,7 @@ func (g *group) persistTip() error {
 	res, err := g.e.db.CommitEpoch(g.ctx, store.EpochTransition{
 		GroupID: g.id, Epoch: epoch, CommitHash: g.commitRef, State: state, CommitInfo: g.tipCommitInfo(), Group: &row,
 		Messages: rows, OutboxAdd: outbox, PruneBelow: prune,
+		Frames: frames, FrameQuota: frameLogQuota,
 	})
 	if err != nil {
 		if g.ctx.Err() == nil {
@@ -75,6 +76,9 @@ func (g *group) persistTip() error {
 		return err
 	}
 	g.row = row
+	for _, r := range res.Frames {
+		g.noteLogged(r)
+	}
 	if len(res.Inserted) == len(rows) {
 		fresh := rows[:0]
 		for i, r := range rows {
@@ -216,17 +220,21 @@ type stagedWrites struct {
 	rowIDs    map[string]bool
 	marks     map[string]orderMark // rows shown out of their sender's order
 	outbox    []store.OutboxEntry
+	// frames to log with the state they produced (received) or that
+	// protected them (own); see batch.go on why that is safe.
+	frames []store.Frame
 }
 
 // pending reports whether anything waits to be written.
 func (w *stagedWrites) pending() bool {
-	return w.dirty || len(w.rows) > 0 || len(w.outbox) > 0
+	return w.dirty || len(w.rows) > 0 || len(w.outbox) > 0 || len(w.frames) > 0
 }
 
-// take returns the staged rows and outbox entries and empties the stage.
-func (w *stagedWrites) take() ([]store.Message, []store.OutboxEntry) {
-	rows, outbox := w.rows, w.outbox
-	w.rows, w.outbox, w.dirty, w.ownSent = nil, nil, false, false
+// take returns the staged rows, outbox entries and frames and empties the
+// stage.
+func (w *stagedWrites) take() ([]store.Message, []store.OutboxEntry, []store.Frame) {
+	rows, outbox, frames := w.rows, w.outbox, w.frames
+	w.rows, w.outbox, w.frames, w.dirty, w.ownSent = nil, nil, nil, false, false
 	clear(w.rowIDs)
-	return rows, outbox
+	return rows, outbox, frames
 }

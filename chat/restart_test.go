@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -117,6 +118,54 @@ func TestStoredCommitRoundTrip(t *testing.T) {
 	for _, b := range [][]byte{nil, []byte("{}"), []byte(`{"v":1,"p":"AQ=="}`), []byte(`{"v":2,"p":"` + string(make([]byte, 0)) + `"}`), []byte("x")} {
 		if _, _, ok := decodeStoredCommit(b); ok {
 			t.Fatalf("accepted %q", b)
+		}
+	}
+}
+
+// TestRestartSkipsLoggedFrames: frames an earlier run logged (with the
+// state that opened them, in one transaction) are not handed to the fork
+// choice again when a catch-up brings them back after a restart: their
+// keys are consumed, so they would only sit in the machine's buffer, and
+// their messages are not shown again.
+func TestRestartSkipsLoggedFrames(t *testing.T) {
+	alice, bob, aliceOpts, g := restartablePair(t, "skip")
+	const n = 5
+	for i := range n {
+		bob.run(g, fmt.Sprint("before ", i))
+	}
+	alice.rec.wait(t, "bob's last message", isMessage(g, fmt.Sprint("before ", n-1)))
+	if err := alice.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	alice2 := newPeer(t, "alice", aliceOpts)
+	ga := alice2.e.group(g)
+	if ga == nil {
+		t.Fatal("group not loaded")
+	}
+	connect(t, alice2, bob)
+	// Bob's frame log holds his messages: the catch-up from him brings
+	// them back. Wait until it is over and its frames are handled.
+	caughtUp := func() (done bool, buffered int) {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+		if err := ga.do(ctx, func() {
+			done = !ga.sync.running && ga.sync.peers[bob.e.id.id] && len(ga.frames) == 0
+			buffered = ga.m.Stats().Buffered
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return done, buffered
+	}
+	waitFor(t, "catch-up from bob", func() bool { done, _ := caughtUp(); return done })
+	if _, buffered := caughtUp(); buffered != 0 {
+		t.Fatalf("%d frames buffered after the catch-up: frames of the earlier run handled again", buffered)
+	}
+	bob.run(g, "after")
+	alice2.rec.wait(t, "bob's message after the restart", isMessage(g, "after"))
+	for i := range n {
+		if alice2.rec.has(isMessage(g, fmt.Sprint("before ", i))) {
+			t.Fatalf("message %d of the earlier run shown again", i)
 		}
 	}
 }

@@ -103,3 +103,82 @@ func TestAppendFramesAtomic(t *testing.T) {
 		t.Fatalf("failed batch stored %d frames", len(fs))
 	}
 }
+
+// testTransitionFrames: frames appended by CommitEpoch are written with
+// the state in one transaction (both or neither), within the quota, with
+// the per-frame outcomes AppendFrames gives, and LoggedFrames finds them.
+func testTransitionFrames(t *testing.T, open func(testing.TB, ...Option) full) {
+	s := open(t)
+	createGroup(t, s, gid)
+	q := FrameQuota{MaxFrameBytes: 10}
+	a, b, big := []byte("frame a"), []byte("frame b"), []byte("frame too big")
+	frame := func(d []byte) Frame { return Frame{Topic: "t", Peer: "p", Data: d} }
+	logged := func(data ...[]byte) []int64 {
+		t.Helper()
+		return must[[]int64](t)(s.LoggedFrames(ctx, "t", data))
+	}
+
+	// An invalid part of the transition: neither state nor frames stay.
+	_, err := s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 1, State: []byte("s1"),
+		Frames: []Frame{frame(a)}, FrameQuota: q, OutboxAdd: []OutboxEntry{{ID: nil}}})
+	wantErr(t, err, ErrInvalid)
+	if got := logged(a); got[0] != 0 {
+		t.Fatalf("frame of a failed transition logged at %d", got[0])
+	}
+	// A database error (a cancelled context): neither either.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.CommitEpoch(cctx, EpochTransition{GroupID: gid, Epoch: 1, State: []byte("s1"),
+		Frames: []Frame{frame(a)}, FrameQuota: q}); err == nil {
+		t.Fatal("transition with a cancelled context succeeded")
+	}
+	if got := logged(a); got[0] != 0 {
+		t.Fatalf("frame of a cancelled transition logged at %d", got[0])
+	}
+	if g := must[Group](t)(s.Group(ctx, gid)); g.Epoch != 0 {
+		t.Fatalf("epoch moved to %d", g.Epoch)
+	}
+
+	// Both: the state, a new frame, a repeat of it and one over the quota
+	// (refused on its own; the rest is written).
+	res := must[TransitionResult](t)(s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 1, State: []byte("s1"),
+		Frames: []Frame{frame(a), frame(a), frame(big)}, FrameQuota: q}))
+	if g := must[Group](t)(s.Group(ctx, gid)); g.Epoch != 1 {
+		t.Fatalf("epoch %d after the transition", g.Epoch)
+	}
+	if len(res.Frames) != 3 {
+		t.Fatalf("%d frame results for 3 frames", len(res.Frames))
+	}
+	first := res.Frames[0]
+	if !first.Inserted || first.Seq == 0 || first.Err != nil {
+		t.Fatalf("new frame: %+v", first)
+	}
+	if r := res.Frames[1]; r.Inserted || r.Seq != first.Seq || r.Err != nil {
+		t.Fatalf("repeat in the transition: %+v (first %+v)", r, first)
+	}
+	if r := res.Frames[2]; !errors.Is(r.Err, ErrQuotaExceeded) || r.Inserted {
+		t.Fatalf("frame over the quota: %+v", r)
+	}
+	if got := logged(b, a, big, a); got[0] != 0 || got[1] != first.Seq || got[2] != 0 || got[3] != first.Seq {
+		t.Fatalf("logged frames %v, want [0 %d 0 %d]", got, first.Seq, first.Seq)
+	}
+	// A frame logged already (by an earlier transition) is reported, not
+	// inserted again.
+	res = must[TransitionResult](t)(s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 1, State: []byte("s1b"),
+		Frames: []Frame{frame(b), frame(a)}, FrameQuota: q}))
+	if r := res.Frames[1]; r.Inserted || r.Seq != first.Seq {
+		t.Fatalf("frame logged before: %+v (first %+v)", r, first)
+	}
+	if r := res.Frames[0]; !r.Inserted || r.Seq <= first.Seq {
+		t.Fatalf("second new frame: %+v", r)
+	}
+	if fs := must[[]Frame](t)(s.Frames(ctx, "t", FrameQuery{})); len(fs) != 2 {
+		t.Fatalf("%d frames logged, want 2", len(fs))
+	}
+	// Bounded like AppendFrames.
+	_, err = s.CommitEpoch(ctx, EpochTransition{GroupID: gid, Epoch: 1, State: []byte("s1"),
+		Frames: make([]Frame, MaxAppendBatch+1)})
+	wantErr(t, err, ErrInvalid)
+	_, err = s.LoggedFrames(ctx, "t", make([][]byte, MaxAppendBatch+1))
+	wantErr(t, err, ErrInvalid)
+}

@@ -35,6 +35,7 @@ var contractCases = []struct {
 	{"TopicLog", testTopicLog},
 	{"TopicQuotas", testTopicQuotas},
 	{"AppendFrames", testAppendFrames},
+	{"TransitionFrames", testTransitionFrames},
 	{"Mailbox", testMailbox},
 	{"KeyPackageCache", testKeyPackageCache},
 	{"Closed", testClosed},

@@ -20,7 +20,15 @@ import (
 // The crash test runs a child process that writes epoch transitions as
 // fast as it can and prints "ack <step> <messages>" after each commit
 // returns, kills it with SIGKILL at a random moment, reopens the database
-// and checks every invariant; many times over the same database.
+// and checks every invariant; many times over the same database. Each
+// message comes with its frame (EpochTransition.Frames), as a receiver
+// logs them: the frame log must hold exactly the messages' frames.
+
+const crashTopic = "crash-topic"
+
+func crashFrame(n int) Frame {
+	return Frame{Topic: crashTopic, Peer: "child", Data: fmt.Appendf(nil, "frame of m%d", n)}
+}
 
 var crashGroup = []byte("crash-group")
 
@@ -115,10 +123,12 @@ func crashChild(dir string) {
 			n := next.msgs + j
 			t.Messages = append(t.Messages, Message{ID: fmt.Appendf(nil, "m%d", n), Epoch: next.epoch, Sender: []byte("child"),
 				Text: fmt.Sprintf("%s message %d of step %d %s", crashWord(n), n, next.step, strings.Repeat("filler ", rng.IntN(50)))})
+			t.Frames = append(t.Frames, crashFrame(n))
 		}
 		if next.msgs > 0 { // a re-sent copy of an old message: must de-duplicate
 			n := rng.IntN(next.msgs)
 			t.Messages = append(t.Messages, Message{ID: fmt.Appendf(nil, "m%d", n), Text: "duplicate"})
+			t.Frames = append(t.Frames, crashFrame(n))
 		}
 		next.msgs += k
 		t.OutboxAdd = []OutboxEntry{{ID: fmt.Appendf(nil, "o%d", next.step), Payload: []byte("payload"), Epoch: next.epoch}}
@@ -130,6 +140,11 @@ func crashChild(dir string) {
 		}
 		if res.MessagesInserted != k {
 			fail("step %d inserted %d messages, want %d", next.step, res.MessagesInserted, k)
+		}
+		for i, r := range res.Frames {
+			if r.Err != nil || r.Inserted != (i < k) {
+				fail("step %d frame %d: %+v", next.step, i, r)
+			}
 		}
 		fmt.Printf("ack %d %d\n", next.step, next.msgs)
 		st = next
@@ -299,7 +314,14 @@ func checkCrashInvariants(t *testing.T, dir string, round int) crashState {
 	}
 	ok(t, rows.Err())
 	rows.Close()
+	// The frame log holds the frames of exactly those messages.
+	if u := must[Usage](t)(db.TopicUsage(ctx, crashTopic)); u.Items != int64(st.msgs) {
+		fatal("state accounts for %d messages, the frame log has %d frames", st.msgs, u.Items)
+	}
 	if st.msgs > 0 {
+		if seq := must[[]int64](t)(db.LoggedFrames(ctx, crashTopic, [][]byte{crashFrame(st.msgs - 1).Data})); seq[0] == 0 {
+			fatal("the newest message's frame is not logged")
+		}
 		r, err := db.Search(ctx, SearchQuery{Text: crashWord(st.msgs - 1)})
 		if err != nil || len(r) != 1 {
 			fatal("search for the newest message: %v, %d results", err, len(r))

@@ -117,7 +117,10 @@
 //
 // AppendFrame appends ciphertext frames per topic, idempotently by SHA-256,
 // with a seq cursor that only grows (AUTOINCREMENT) and an optional epoch.
-// Members keep their groups' frames this way too, to serve catch-up. Topic
+// Members keep their groups' frames this way too, to serve catch-up: with
+// the state that opened or protected them, in CommitEpoch's transaction
+// (EpochTransition.Frames), after asking LoggedFrames which of them an
+// earlier run logged. Topic
 // keeps (KeepTopic, KeptTopics) record which topics peers asked a relay to
 // keep, until when. Deposit holds mail for offline peers (PeekMail and
 // AckMail or AckMailByHash for at-least-once delivery, or TakeMail), with

@@ -39,6 +39,10 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 	if err != nil {
 		return res, err
 	}
+	res.Frames, _, err = checkFrames(t.Frames, t.FrameQuota)
+	if err != nil {
+		return res, err
+	}
 	outbox := make([]OutboxEntry, len(t.OutboxAdd))
 	for i, e := range t.OutboxAdd {
 		if len(e.GroupID) == 0 {
@@ -55,6 +59,9 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 	}
 
 	db.prepareCommitEpoch(ctx)
+	if len(t.Frames) > 0 {
+		db.prepareFrameLog(ctx)
+	}
 	err = db.write(ctx, "commit epoch", func(tx *sql.Tx) error {
 		cq := db.cached(tx)
 		if err := db.writeTip(ctx, cq, &t, commit, sealed, sealedInfo, at); err != nil {
@@ -65,6 +72,9 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 			return err
 		}
 		res.MessagesInserted, res.Inserted = n, flags
+		if err := db.appendFramesTx(ctx, cq, t.Frames, t.FrameQuota, res.Frames); err != nil {
+			return err
+		}
 		return db.writeTransitionRest(ctx, tx, &t, outbox, props)
 	})
 	if err != nil {

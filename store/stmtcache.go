@@ -56,11 +56,11 @@ func (db *DB) prepare(ctx context.Context, queries ...string) error {
 type cachedTx struct {
 	db *DB
 	tx *sql.Tx
-	// The statements bound so far, by query (a few: the frame log's
-	// three, CommitEpoch's).
+	// The statements bound so far, by query (a few: CommitEpoch's eight
+	// and the frame log's three, which it runs too).
 	n     int
-	query [8]string
-	bound [8]*sql.Stmt
+	query [12]string
+	bound [12]*sql.Stmt
 }
 
 func (db *DB) cached(tx *sql.Tx) *cachedTx { return &cachedTx{db: db, tx: tx} }

@@ -251,6 +251,14 @@ type EpochTransition struct {
 	// Discard deletes specific retained states (e.g. a losing branch).
 	Discard []EpochRef
 
+	// Frames are appended to the frame log within FrameQuota, each as
+	// AppendFrames would (a frame refused on its own gets its error in
+	// TransitionResult.Frames and the rest is written regardless): the
+	// frames a receiver opened, or an own frame the state protected, are
+	// logged with that state. At most MaxAppendBatch.
+	Frames     []Frame
+	FrameQuota FrameQuota
+
 	At time.Time // time of the transition; zero: now
 }
 
@@ -260,6 +268,8 @@ type TransitionResult struct {
 	// Inserted says, per EpochTransition.Messages, whether that message
 	// was new: a caller shows only those, without looking each up first.
 	Inserted []bool
+	// Frames is, per EpochTransition.Frames, what appending it did.
+	Frames []AppendResult
 }
 
 // GroupStore keeps groups, their retained epoch states and their canonical
