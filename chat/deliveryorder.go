@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"context"
 	"time"
 
 	"github.com/canopy-chat/canopy/ordering"
@@ -89,6 +90,21 @@ func (g *group) armOrder() {
 		}
 		g.armOrder()
 	})
+}
+
+// releaseHeldOrder shows every held message now, marked as after a gap,
+// and stores them (the group is stopping).
+func (g *group) releaseHeldOrder() {
+	if g.order.q.heldCount() == 0 {
+		return
+	}
+	g.showOrdered(g.order.q.expire(g.e.now().Add(senderHoldTime)))
+	if g.stage.pending() && !g.stage.batching {
+		// The engine cancels the groups' context before stopping them.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(g.ctx), stopFlushWait)
+		_ = g.persistTipCtx(ctx)
+		cancel()
+	}
 }
 
 // heldForOrder is how many received messages wait for an earlier one of

@@ -202,8 +202,14 @@ func (g *group) start() {
 	go g.loop()
 }
 
-// stop ends the group's goroutines (the engine is closing).
+// stop ends the group's goroutines (the engine is closing). Messages
+// held for their sender's order are shown and stored first: their keys
+// are consumed in the persisted state and their frames logged with it,
+// so after a restart nothing would bring them back.
 func (g *group) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), stopFlushWait)
+	_ = g.do(ctx, g.releaseHeldOrder)
+	cancel()
 	select {
 	case <-g.quit:
 	default:
@@ -212,6 +218,10 @@ func (g *group) stop() {
 	g.cancel()
 	<-g.done
 }
+
+// stopFlushWait bounds how long stop waits for a busy loop to store the
+// held messages.
+const stopFlushWait = 5 * time.Second
 
 func (g *group) loop() {
 	defer close(g.done)

@@ -3,6 +3,7 @@ package chat
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -115,6 +116,10 @@ func (g *group) resendOne(st *mls.Group, epoch uint64, id []byte, o *ownMsg) {
 	g.stageFrame(wire, epoch, g.e.id.id)
 	o.epoch, o.at = epoch, g.e.now()
 	g.exec(g.m.Sent(ordering.MessageID(id), wire, g.e.now()))
+	if g.stage.err != nil {
+		g.e.log.Warn("re-send not sent: the state is not stored", "group", g.gid, "err", g.stage.err)
+		return // as in protectOwn: its generation is not on disk
+	}
 	g.publishLogged(wire, nil)
 }
 
@@ -237,6 +242,11 @@ func (g *group) protectOwn(id, payload []byte, okind uint16) ([]byte, error) {
 		}
 	}
 	g.exec(g.m.Sent(ordering.MessageID(id), wire, g.e.now()))
+	if err := g.stage.err; err != nil {
+		// The ratchet generation that protected wire is not on disk: a
+		// restart would use it again, so wire must never go out.
+		return nil, fmt.Errorf("storing the group state before sending: %w", err)
+	}
 	return wire, nil
 }
 

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -42,7 +43,18 @@ func (g *group) stageRow(r store.Message) bool {
 // outbox entries and frames in one transaction (store.CommitEpoch), then
 // tells the front ends about the messages. Persisting comes before acting
 // on a new state: callers publish only after it.
-func (g *group) persistTip() error {
+func (g *group) persistTip() error { return g.persistTipCtx(g.ctx) }
+
+// persistTipCtx is persistTip under ctx (the group's own may be cancelled
+// already when it stops). Its result is also kept in g.stage.err for
+// callers that persist through exec (protectOwn).
+func (g *group) persistTipCtx(ctx context.Context) error {
+	err := g.writeTip(ctx)
+	g.stage.err = err
+	return err
+}
+
+func (g *group) writeTip(ctx context.Context) error {
 	if g.m == nil {
 		return nil
 	}
@@ -64,13 +76,13 @@ func (g *group) persistTip() error {
 	if epoch > ordering.DefaultWindowEpochs {
 		prune = epoch - ordering.DefaultWindowEpochs
 	}
-	res, err := g.e.db.CommitEpoch(g.ctx, store.EpochTransition{
+	res, err := g.e.db.CommitEpoch(ctx, store.EpochTransition{
 		GroupID: g.id, Epoch: epoch, CommitHash: g.commitRef, State: state, CommitInfo: g.tipCommitInfo(), Group: &row,
 		Messages: rows, OutboxAdd: outbox, PruneBelow: prune,
 		Frames: frames, FrameQuota: frameLogQuota,
 	})
 	if err != nil {
-		if g.ctx.Err() == nil {
+		if ctx.Err() == nil {
 			g.e.log.Error("persisting group state", "group", g.gid, "epoch", epoch, "err", err)
 		}
 		return err
@@ -223,6 +235,8 @@ type stagedWrites struct {
 	// frames to log with the state they produced (received) or that
 	// protected them (own); see batch.go on why that is safe.
 	frames []store.Frame
+	// err is the last write's result (nil: written).
+	err error
 }
 
 // pending reports whether anything waits to be written.

@@ -6,8 +6,10 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/canopy-chat/canopy/ordering"
+	"github.com/canopy-chat/canopy/p2p"
 )
 
 // TestRestartKeepsWindow: a member restarted from its profile rebuilds its
@@ -167,5 +169,76 @@ func TestRestartSkipsLoggedFrames(t *testing.T) {
 		if alice2.rec.has(isMessage(g, fmt.Sprint("before ", i))) {
 			t.Fatalf("message %d of the earlier run shown again", i)
 		}
+	}
+}
+
+// TestStopStoresHeldMessages: a message held for its sender's order (an
+// earlier one is missing) when the engine closes is shown and stored
+// before it stops. Its key is consumed in the stored state and its frame
+// logged with it, so after the restart nothing would bring it back.
+func TestStopStoresHeldMessages(t *testing.T) {
+	alice, bob, aliceOpts, g := restartablePair(t, "held")
+	bob.run(g, "first")
+	alice.rec.wait(t, "first", isMessage(g, "first"))
+	ga := alice.e.group(g)
+	waitFor(t, "alice's first catch-up from bob", func() bool {
+		var done bool
+		_ = ga.do(context.Background(), func() { done = ga.sync.peers[bob.e.id.id] && !ga.sync.running })
+		return done
+	})
+	bg := bob.e.group(g)
+	var topic *p2p.Topic
+	if err := bg.do(context.Background(), func() { topic, bg.topic = bg.topic, nil }); err != nil {
+		t.Fatal(err)
+	}
+	bob.run(g, "lost") // only in bob's frame log
+	if err := bg.do(context.Background(), func() { bg.topic = topic }); err != nil {
+		t.Fatal(err)
+	}
+	bob.run(g, "held")
+	waitFor(t, "alice holding bob's next message", func() bool {
+		var n int
+		_ = ga.do(context.Background(), func() { n = ga.heldForOrder() })
+		return n == 1
+	})
+	if err := alice.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !alice.rec.has(isMessage(g, "held")) {
+		t.Fatal("the held message was not shown when the engine closed")
+	}
+	alice2 := newPeer(t, "alice", aliceOpts)
+	found := false
+	for _, m := range alice2.e.History(g, "", 10) {
+		found = found || m.Body == "held"
+	}
+	if !found {
+		t.Fatal("the held message is not in the history after the restart")
+	}
+}
+
+// TestSendRefusedWhenStateNotStored: when the state that protected an own
+// message cannot be written, the message is refused and never published.
+// A restart would protect the next message with the same ratchet
+// generation (the key and nonce of the one sent), which MLS forbids.
+func TestSendRefusedWhenStateNotStored(t *testing.T) {
+	alice, bob := newPeer(t, "alice"), newPeer(t, "bob")
+	connect(t, alice, bob)
+	g := alice.run("", "/create refused "+bob.card()).Group
+	bob.acceptInvitation()
+	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	alice.run(g, "stored")
+	bob.rec.wait(t, "the stored message", isMessage(g, "stored"))
+
+	if err := alice.e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if _, err := alice.e.Run(ctx, g, "not stored"); err == nil {
+		t.Fatal("a message whose state could not be stored was accepted")
+	}
+	if ev, ok := bob.rec.log.Wait(0, 2*time.Second, isMessage(g, "not stored")); ok {
+		t.Fatalf("bob received a message whose state was never stored: %+v", ev)
 	}
 }
