@@ -59,20 +59,34 @@ func lostFrame(t *testing.T) (alice, bob *testPeer, g GroupID) {
 	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
 	alice.run(g, "first")
 	bob.rec.wait(t, "first", isMessage(g, "first"))
-	bg := bob.e.group(g)
-	waitFor(t, "bob's first catch-up from alice", func() bool {
+	waitSyncedFrom(t, bob, alice, g)
+	sendUngossiped(t, alice, g, "lost")
+	return alice, bob, g
+}
+
+// waitSyncedFrom waits until p has caught up from peer once in g (so the
+// tick's catch-up, from peers not synced from yet, does not ask it again).
+func waitSyncedFrom(t *testing.T, p, peer *testPeer, g GroupID) {
+	t.Helper()
+	gr := p.e.group(g)
+	waitFor(t, p.e.nick()+"'s first catch-up from "+peer.e.nick(), func() bool {
 		var done bool
-		_ = bg.do(context.Background(), func() { done = bg.sync.peers[alice.e.id.id] && !bg.sync.running })
+		_ = gr.do(context.Background(), func() { done = gr.sync.peers[peer.e.id.id] && !gr.sync.running })
 		return done
 	})
-	ag := alice.e.group(g)
+}
+
+// sendUngossiped has p send line in g with its topic taken away for that
+// one send: the frame is only in p's frame log, as if gossip lost it.
+func sendUngossiped(t *testing.T, p *testPeer, g GroupID, line string) {
+	t.Helper()
+	gr := p.e.group(g)
 	var topic *p2p.Topic
-	if err := ag.do(context.Background(), func() { topic, ag.topic = ag.topic, nil }); err != nil {
+	if err := gr.do(context.Background(), func() { topic, gr.topic = gr.topic, nil }); err != nil {
 		t.Fatal(err)
 	}
-	alice.run(g, "lost")
-	if err := ag.do(context.Background(), func() { ag.topic = topic }); err != nil {
+	p.run(g, line)
+	if err := gr.do(context.Background(), func() { gr.topic = topic }); err != nil {
 		t.Fatal(err)
 	}
-	return alice, bob, g
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/canopy-chat/canopy/ordering"
-	"github.com/canopy-chat/canopy/p2p"
 )
 
 // TestRestartKeepsWindow: a member restarted from its profile rebuilds its
@@ -31,15 +30,7 @@ func TestRestartKeepsWindow(t *testing.T) {
 	bob.rec.wait(t, "message before the restart", isMessage(g, "before the restart"))
 	liveBefore := liveStates(t, alice.e.group(g))
 	histBefore := history(t, alice.e.group(g))
-	if err := alice.e.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	alice2 := newPeer(t, "alice", aliceOpts)
-	ga := alice2.e.group(g)
-	if ga == nil {
-		t.Fatal("group not loaded")
-	}
+	alice2, ga := restarted(t, alice, aliceOpts, g)
 	live := liveStates(t, ga)
 	t.Logf("live before the restart %v, after %v", liveBefore, live)
 	for e := tip - 3; e <= tip; e++ {
@@ -136,15 +127,7 @@ func TestRestartSkipsLoggedFrames(t *testing.T) {
 		bob.run(g, fmt.Sprint("before ", i))
 	}
 	alice.rec.wait(t, "bob's last message", isMessage(g, fmt.Sprint("before ", n-1)))
-	if err := alice.e.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	alice2 := newPeer(t, "alice", aliceOpts)
-	ga := alice2.e.group(g)
-	if ga == nil {
-		t.Fatal("group not loaded")
-	}
+	alice2, ga := restarted(t, alice, aliceOpts, g)
 	connect(t, alice2, bob)
 	// Bob's frame log holds his messages: the catch-up from him brings
 	// them back. Wait until it is over and its frames are handled.
@@ -180,22 +163,10 @@ func TestStopStoresHeldMessages(t *testing.T) {
 	alice, bob, aliceOpts, g := restartablePair(t, "held")
 	bob.run(g, "first")
 	alice.rec.wait(t, "first", isMessage(g, "first"))
-	ga := alice.e.group(g)
-	waitFor(t, "alice's first catch-up from bob", func() bool {
-		var done bool
-		_ = ga.do(context.Background(), func() { done = ga.sync.peers[bob.e.id.id] && !ga.sync.running })
-		return done
-	})
-	bg := bob.e.group(g)
-	var topic *p2p.Topic
-	if err := bg.do(context.Background(), func() { topic, bg.topic = bg.topic, nil }); err != nil {
-		t.Fatal(err)
-	}
-	bob.run(g, "lost") // only in bob's frame log
-	if err := bg.do(context.Background(), func() { bg.topic = topic }); err != nil {
-		t.Fatal(err)
-	}
+	waitSyncedFrom(t, alice, bob, g)
+	sendUngossiped(t, bob, g, "lost") // only in bob's frame log
 	bob.run(g, "held")
+	ga := alice.e.group(g)
 	waitFor(t, "alice holding bob's next message", func() bool {
 		var n int
 		_ = ga.do(context.Background(), func() { n = ga.heldForOrder() })
@@ -241,4 +212,19 @@ func TestSendRefusedWhenStateNotStored(t *testing.T) {
 	if ev, ok := bob.rec.log.Wait(0, 2*time.Second, isMessage(g, "not stored")); ok {
 		t.Fatalf("bob received a message whose state was never stored: %+v", ev)
 	}
+}
+
+// restarted closes p's engine and starts it again with opts (its
+// profile), returning the new peer and its group g.
+func restarted(t *testing.T, p *testPeer, opts func(*Config), g GroupID) (*testPeer, *group) {
+	t.Helper()
+	if err := p.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p2 := newPeer(t, p.e.nick(), opts)
+	gr := p2.e.group(g)
+	if gr == nil {
+		t.Fatal("group not loaded")
+	}
+	return p2, gr
 }
