@@ -79,7 +79,8 @@
 // first peer; a frame published while the topic has no peer at all is sent
 // directly to peers that join later (PublishResult.Queued). Gossip does not
 // preserve order, and a node that was away misses what was said meanwhile:
-// it catches up with Sync/SyncAll from a member or relay.
+// it catches up with Sync/SyncAll from a member or relay (SyncAfter: only
+// what the peer stored since an earlier sync ended).
 //
 // Behind NAT, two peers first meet over a relayed connection; once hole
 // punching opens a direct one, each closes the relayed one as soon as it
@@ -128,7 +129,7 @@
 //
 //	/canopy/keypackage/1  FetchKeyPackage   Handlers.KeyPackage, relay cache
 //	/canopy/inbox/1       SendInbox         Handlers.Inbox (Welcomes, direct)
-//	/canopy/sync/1        Sync, SyncAll     Handlers.Sync, relay topic log
+//	/canopy/sync/1        Sync, SyncAfter   Handlers.Sync, relay topic log
 //	/canopy/tree/1        FetchTree         Handlers.Tree
 //	/canopy/blob/1        FetchBlob         Handlers.Blob (encrypted files), relay blob store
 //	/canopy/blobput/1     PutBlob           relay blob store (RelayConfig.BlobDir)
