@@ -174,6 +174,8 @@ type syncState struct {
 	// gapAt is when a sender's missing message last started a catch-up
 	// (catchUpForGap).
 	gapAt time.Time
+	// fullGapAt is when a gap last started a full catch-up.
+	fullGapAt time.Time
 	// cursors are where the last complete sync from each peer ended.
 	cursors map[p2p.PeerID]syncCursor
 }
@@ -196,6 +198,7 @@ const (
 	gapCatchUpEvery     = 5 * time.Second
 	gapCatchUpHeld      = 32
 	gapCatchUpHeldEvery = time.Second
+	gapFullEvery        = 30 * time.Second
 )
 
 // catchUpForGap fetches what a sender's order proves missing: a message
@@ -211,12 +214,22 @@ const (
 // whoever received it) after that. It is for gaps opening while many
 // messages arrive: a full catch-up of every retained epoch would then
 // fetch thousands of frames this member has, on the busy loop. A gap
-// that outlasted the hold time gets a full one.
+// that outlasted the hold time gets a full one, at most every
+// gapFullEvery (in between, an incremental one): a frame can also be
+// missing from before the cursor (it came in a sync but could not be
+// judged then), and a busy group loses a frame to gossip now and then.
 func (g *group) catchUpForGap(every time.Duration, incremental bool) {
 	now := g.e.now()
 	if now.Sub(g.sync.gapAt) < every {
 		return
 	}
 	g.sync.gapAt = now
+	if !incremental {
+		if now.Sub(g.sync.fullGapAt) < gapFullEvery {
+			incremental = true
+		} else {
+			g.sync.fullGapAt = now
+		}
+	}
 	g.catchUpFrom(true, incremental)
 }

@@ -50,7 +50,9 @@
 // one that arrives after later ones were shown is shown at once, Late.
 // A gap that outlasts the hold proves a frame lost on the way (gossip
 // loses one now and then), so it starts a catch-up from the topic's peers
-// (at most every 5 s), which brings the missing message back, Late. When
+// (at most every 5 s; of every retained epoch at most every 30 s, else of
+// what they stored since the last sync), which brings the missing message
+// back, Late. When
 // 32 messages wait behind gaps, a catch-up of what the peers stored since
 // the last sync from them starts at once (at most every second): the
 // missing frames must come back while their senders' ratchets still hold
