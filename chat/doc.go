@@ -52,15 +52,14 @@
 // loses one now and then), so it starts a catch-up from the topic's peers
 // (at most every 5 s; of every retained epoch at most every 30 s, else of
 // what they stored since the last sync), which brings the missing message
-// back, Late. When
-// 32 messages wait behind gaps, a catch-up of what the peers stored since
-// the last sync from them starts at once (at most every second): the
-// missing frames must come back while their senders' ratchets still hold
-// the keys, which a member keeps for 1,000 skipped generations
-// (maxSkippedKeys; MLS's default is 128). Senders stay under gossip's
-// per-neighbour flood limit themselves (p2p paces Publish at 80% of it),
-// so that an honest burst is slowed down, visibly ("sending N…"), rather
-// than dropped by every receiver.
+// back, Late. When 32 messages wait behind gaps, a catch-up of what the
+// peers stored since the last sync from them starts at once (at most
+// every second): the missing frames must come back while their senders'
+// ratchets still hold the keys, which a member keeps for 1,000 skipped
+// generations (maxSkippedKeys; MLS's default is 128). Senders stay under
+// gossip's per-neighbour flood limit themselves (p2p paces Publish at 80%
+// of it), so that an honest burst is slowed down, visibly ("sending N…"),
+// rather than dropped by every receiver.
 // Under load the loop takes the queued frames in batches (batch.go): the
 // gossip validator's verdict travels with each frame so it is
 // authenticated once, and a batch's frames are logged in the transaction

@@ -52,11 +52,7 @@ func TestLostMessageComesBackAfterABurst(t *testing.T) {
 // yet) does not ask her again: what brings the frame back is the gap.
 func lostFrame(t *testing.T) (alice, bob *testPeer, g GroupID) {
 	t.Helper()
-	alice, bob = newPeer(t, "alice"), newPeer(t, "bob")
-	connect(t, alice, bob)
-	g = alice.run("", "/create gap "+bob.card()).Group
-	bob.acceptInvitation()
-	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	alice, bob, g = pairInGroup(t, "gap")
 	alice.run(g, "first")
 	bob.rec.wait(t, "first", isMessage(g, "first"))
 	waitSyncedFrom(t, bob, alice, g)

@@ -177,10 +177,18 @@ func restartablePair(t *testing.T, name string) (alice, bob *testPeer, aliceOpts
 	t.Helper()
 	dir := t.TempDir()
 	aliceOpts = func(c *Config) { c.Store, c.ProfileDir = nil, dir }
-	alice, bob = newPeer(t, "alice", aliceOpts), newPeer(t, "bob")
+	alice, bob, g = pairInGroup(t, name, aliceOpts)
+	return alice, bob, aliceOpts, g
+}
+
+// pairInGroup starts alice (with aliceOpts) and bob, connects them, has
+// alice create group name with bob and waits until both see both.
+func pairInGroup(t *testing.T, name string, aliceOpts ...engineOpt) (alice, bob *testPeer, g GroupID) {
+	t.Helper()
+	alice, bob = newPeer(t, "alice", aliceOpts...), newPeer(t, "bob")
 	connect(t, alice, bob)
 	g = alice.run("", "/create "+name+" "+bob.card()).Group
 	bob.acceptInvitation()
 	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
-	return alice, bob, aliceOpts, g
+	return alice, bob, g
 }

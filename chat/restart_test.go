@@ -172,13 +172,10 @@ func TestStopStoresHeldMessages(t *testing.T) {
 		_ = ga.do(context.Background(), func() { n = ga.heldForOrder() })
 		return n == 1
 	})
-	if err := alice.e.Close(); err != nil {
-		t.Fatal(err)
-	}
+	alice2, _ := restarted(t, alice, aliceOpts, g)
 	if !alice.rec.has(isMessage(g, "held")) {
 		t.Fatal("the held message was not shown when the engine closed")
 	}
-	alice2 := newPeer(t, "alice", aliceOpts)
 	found := false
 	for _, m := range alice2.e.History(g, "", 10) {
 		found = found || m.Body == "held"
@@ -193,11 +190,7 @@ func TestStopStoresHeldMessages(t *testing.T) {
 // A restart would protect the next message with the same ratchet
 // generation (the key and nonce of the one sent), which MLS forbids.
 func TestSendRefusedWhenStateNotStored(t *testing.T) {
-	alice, bob := newPeer(t, "alice"), newPeer(t, "bob")
-	connect(t, alice, bob)
-	g := alice.run("", "/create refused "+bob.card()).Group
-	bob.acceptInvitation()
-	waitFor(t, "two members", func() bool { return len(alice.e.Members(g)) == 2 && len(bob.e.Members(g)) == 2 })
+	alice, bob, g := pairInGroup(t, "refused")
 	alice.run(g, "stored")
 	bob.rec.wait(t, "the stored message", isMessage(g, "stored"))
 

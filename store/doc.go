@@ -120,11 +120,10 @@
 // Members keep their groups' frames this way too, to serve catch-up: with
 // the state that opened or protected them, in CommitEpoch's transaction
 // (EpochTransition.Frames), after asking LoggedFrames which of them an
-// earlier run logged. Topic
-// keeps (KeepTopic, KeptTopics) record which topics peers asked a relay to
-// keep, until when. Deposit holds mail for offline peers (PeekMail and
-// AckMail or AckMailByHash for at-least-once delivery, or TakeMail), with
-// expiry. PublishKeyPackages and TakeKeyPackage hand each one-time
+// earlier run logged. Topic keeps (KeepTopic, KeptTopics) record which
+// topics peers asked a relay to keep, until when. Deposit holds mail for
+// offline peers (PeekMail and AckMail or AckMailByHash for at-least-once
+// delivery, or TakeMail), with expiry. PublishKeyPackages and TakeKeyPackage hand each one-time
 // KeyPackage out once (and remember it until its expiry, so a re-upload is
 // not handed out again), then the owner's last-resort package.
 //
