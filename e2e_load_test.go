@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/canopy-chat/canopy/p2p"
 )
 
 // TestE2ELoad is issue #14's load test with the real binary: headless
@@ -26,6 +28,8 @@ import (
 // CANOPY_E2E_LOAD_RATE and CANOPY_E2E_LOAD_SECS change the rate and the
 // duration (senders pace their frames at 40/s, under gossip's flood
 // limit); CANOPY_E2E_LOAD_PROFILE=FILE writes the observer's CPU profile.
+// A message shown after a later one of its sender must be marked late;
+// at the default shapes none may be.
 func TestE2ELoad(t *testing.T) {
 	peers, rate, secs := 10, 5, 60
 	if testing.Short() {
@@ -140,7 +144,7 @@ func TestE2ELoad(t *testing.T) {
 
 	// Check each receiver: per sender every sequence number once, in order.
 	var lat []time.Duration
-	lost, dups, reorders, failed, shown := 0, 0, 0, 0, make([]int, len(procs))
+	lost, dups, reorders, unmarked, failed, shown := 0, 0, 0, 0, 0, make([]int, len(procs))
 	for r, p := range procs {
 		all, _ := p.events.Events()
 		events := all[marks[r]:]
@@ -179,6 +183,10 @@ func TestE2ELoad(t *testing.T) {
 			shown[r]++
 			if q < last[s] {
 				reorders++
+				if e.Message.Placement != "late" {
+					unmarked++
+					t.Errorf("%s: %s shown after a later message of its sender without being marked late", p.name, e.Message.Body)
+				}
 			} else {
 				last[s] = q
 			}
@@ -240,8 +248,13 @@ func TestE2ELoad(t *testing.T) {
 		shown[peers], per(obsCPU, shown[peers]).Round(time.Microsecond), float64(shown[peers])/obsCPU.Seconds(),
 		(idle * time.Second / max(idleFor, 1)).Round(time.Microsecond), per(obsBusy, shown[peers]).Round(time.Microsecond), float64(shown[peers])/obsBusy.Seconds(),
 		strings.Join(rss, " "), strings.TrimSpace(string(load)))
-	if lost > 0 || dups > 0 || reorders > 0 || failed > 0 {
-		t.Fatalf("lost %d, duplicated %d, shown out of their sender's order %d, failed sends %d", lost, dups, reorders, failed)
+	// Up to gossip's flood limit every message comes in its sender's
+	// order. Beyond it (a shape set by the environment) neighbours'
+	// excess frames are ignored and come back by sync, some after the
+	// hold bound: those may be shown late, but marked so.
+	overLimit := float64(rate*peers) > p2p.DefaultGossipRate.Rate
+	if lost > 0 || dups > 0 || (reorders > 0 && !overLimit) || unmarked > 0 || failed > 0 {
+		t.Fatalf("lost %d, duplicated %d, shown out of their sender's order %d (%d not marked late), failed sends %d", lost, dups, reorders, unmarked, failed)
 	}
 }
 

@@ -100,6 +100,9 @@ type jev struct {
 		Body     string `json:"body"`
 		Epoch    uint64 `json:"epoch"`
 		Delivery string `json:"delivery"`
+		// Placement: "after-gap" or "late" when shown out of its
+		// sender's order, and so marked.
+		Placement string `json:"placement"`
 	} `json:"message"`
 	ID         string `json:"id"`
 	Delivery   string `json:"delivery"`

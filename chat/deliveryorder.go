@@ -1,10 +1,13 @@
 package chat
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/canopy-chat/canopy/ordering"
+	"github.com/canopy-chat/canopy/store"
 )
 
 // The loop's side of per-sender order (senderorder.go): every application
@@ -14,6 +17,13 @@ import (
 // sender's messages in the order it sent them. Receipts, typing and
 // profile messages go through it too: they use the same ratchet, and a
 // gap in it would otherwise hold the next text message for nothing.
+//
+// A held message's key is consumed and its frame logged with the state
+// that opened it, so it is stored in that same transaction
+// (store.HeldMessage) and deleted with the one after it is shown. A
+// restarted engine shows what it finds there (restoreHeld), marked as
+// after a gap; the missing earlier messages, when they come, are marked
+// late. A crash during the hold loses nothing.
 
 // maxOpenedGens bounds the generations remembered between opening a
 // message and its delivery (they are normally the same call).
@@ -25,10 +35,14 @@ type deliveryOrder struct {
 	timer *time.Timer
 	armed time.Time // when the timer fires (zero: not armed)
 	mark  orderMark // the mark of the message being delivered
+	// stored: held messages in the store (written with the state that
+	// opened them); showing one deletes it with the next state.
+	stored map[ordering.MessageID]bool
 }
 
 func newDeliveryOrder() deliveryOrder {
-	return deliveryOrder{q: newSenderOrder[ordering.Deliver](senderHoldTime, senderMaxHeld), gens: map[string]uint32{}}
+	return deliveryOrder{q: newSenderOrder[ordering.Deliver](senderHoldTime, senderMaxHeld), gens: map[string]uint32{},
+		stored: map[ordering.MessageID]bool{}}
 }
 
 // opened notes the generation of an application message just opened.
@@ -48,7 +62,12 @@ func (g *group) deliverInOrder(d ordering.Deliver) {
 		g.deliver(d)
 		return
 	}
-	g.showOrdered(g.order.q.add(g.e.now(), d.Sender, seqKey{Epoch: d.Epoch, Gen: gen}, d))
+	now := g.e.now()
+	out := g.order.q.add(now, d.Sender, seqKey{Epoch: d.Epoch, Gen: gen}, d)
+	if !slices.ContainsFunc(out, func(o ordered[ordering.Deliver]) bool { return o.Value.ID == d.ID }) {
+		g.stage.hold(store.HeldMessage{ID: []byte(d.ID), Sender: d.Sender, Epoch: d.Epoch, Gen: gen, Payload: d.Payload, At: now})
+	}
+	g.showOrdered(out)
 	g.armOrder()
 	if g.order.q.heldCount() >= gapCatchUpHeld {
 		// Many later messages wait: their senders are moving on from
@@ -59,6 +78,10 @@ func (g *group) deliverInOrder(d ordering.Deliver) {
 
 func (g *group) showOrdered(out []ordered[ordering.Deliver]) {
 	for _, o := range out {
+		if !g.stage.unhold(o.Value.ID) && g.order.stored[o.Value.ID] {
+			delete(g.order.stored, o.Value.ID)
+			g.stage.heldDone = append(g.stage.heldDone, []byte(o.Value.ID))
+		}
 		g.order.mark = o.Mark
 		g.deliver(o.Value)
 	}
@@ -110,3 +133,43 @@ func (g *group) releaseHeldOrder() {
 // heldForOrder is how many received messages wait for an earlier one of
 // their sender (status).
 func (g *group) heldForOrder() int { return g.order.q.heldCount() }
+
+// restoreHeld shows the messages an earlier run held and did not show
+// (it stopped without the chance: a crash, a failed write), marked as
+// after a gap, and moves each sender's order past them.
+func (g *group) restoreHeld() {
+	if g.m == nil {
+		return
+	}
+	held, err := g.e.db.HeldMessages(g.ctx, g.id)
+	if err != nil {
+		if g.ctx.Err() == nil {
+			g.e.log.Error("reading held messages", "group", g.gid, "err", err)
+		}
+		return
+	}
+	if len(held) == 0 {
+		return
+	}
+	slices.SortFunc(held, func(a, b store.HeldMessage) int {
+		return cmp.Or(cmp.Compare(a.Sender, b.Sender), cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.Gen, b.Gen))
+	})
+	out := make([]ordered[ordering.Deliver], 0, len(held))
+	for _, h := range held {
+		id := ordering.MessageID(h.ID)
+		g.order.stored[id] = true
+		key := seqKey{Epoch: h.Epoch, Gen: h.Gen}
+		g.order.q.shown(h.Sender, key)
+		if am, err := parseAppMessage(h.Payload); err == nil && am.Kind == appTyping {
+			// Long stale: released without being shown.
+			out = append(out, ordered[ordering.Deliver]{Sender: h.Sender, Key: key, Mark: orderGap,
+				Value: ordering.Deliver{ID: id}})
+			continue
+		}
+		out = append(out, ordered[ordering.Deliver]{Sender: h.Sender, Key: key, Mark: orderGap,
+			Value: ordering.Deliver{ID: id, Sender: h.Sender, Epoch: h.Epoch, Payload: h.Payload}})
+	}
+	g.showOrdered(out)
+	g.e.log.Info("showed messages held when the group last stopped", "group", g.gid, "messages", len(held))
+	_ = g.persistTip()
+}

@@ -430,6 +430,7 @@ const maxParking = 5 * time.Second
 
 // afterStart runs on the loop when the group starts.
 func (g *group) afterStart() {
+	g.restoreHeld()
 	if g.offline {
 		return
 	}

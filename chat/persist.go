@@ -1,10 +1,12 @@
 package chat
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,6 +64,7 @@ func (g *group) writeTip(ctx context.Context) error {
 	marks := g.stage.marks
 	g.stage.marks = nil
 	rows, outbox, frames := g.stage.take()
+	heldAdd, heldDone := g.stage.takeHeld()
 	state, err := st.MarshalState()
 	if err != nil {
 		g.e.log.Error("marshal state", "group", g.gid, "err", err)
@@ -80,6 +83,7 @@ func (g *group) writeTip(ctx context.Context) error {
 		GroupID: g.id, Epoch: epoch, CommitHash: g.commitRef, State: state, CommitInfo: g.tipCommitInfo(), Group: &row,
 		Messages: rows, OutboxAdd: outbox, PruneBelow: prune,
 		Frames: frames, FrameQuota: frameLogQuota,
+		HeldAdd: heldAdd, HeldDone: heldDone,
 	})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -88,6 +92,9 @@ func (g *group) writeTip(ctx context.Context) error {
 		return err
 	}
 	g.row = row
+	for _, h := range heldAdd {
+		g.order.stored[ordering.MessageID(h.ID)] = true
+	}
 	for _, r := range res.Frames {
 		g.noteLogged(r)
 	}
@@ -235,13 +242,51 @@ type stagedWrites struct {
 	// frames to log with the state they produced (received) or that
 	// protected them (own); see batch.go on why that is safe.
 	frames []store.Frame
+	// held: messages opened and held for their sender's order, to store
+	// with the state (deliveryorder.go); heldDone: stored ones shown since.
+	held     map[ordering.MessageID]store.HeldMessage
+	heldDone [][]byte
 	// err is the last write's result (nil: written).
 	err error
 }
 
 // pending reports whether anything waits to be written.
 func (w *stagedWrites) pending() bool {
-	return w.dirty || len(w.rows) > 0 || len(w.outbox) > 0 || len(w.frames) > 0
+	return w.dirty || len(w.rows) > 0 || len(w.outbox) > 0 || len(w.frames) > 0 || len(w.held) > 0 || len(w.heldDone) > 0
+}
+
+// hold stages a held message for the next persisted state.
+func (w *stagedWrites) hold(h store.HeldMessage) {
+	if w.held == nil {
+		w.held = map[ordering.MessageID]store.HeldMessage{}
+	}
+	w.held[ordering.MessageID(h.ID)] = h
+}
+
+// unhold drops a held message shown before it was written; it reports
+// whether there was one.
+func (w *stagedWrites) unhold(id ordering.MessageID) bool {
+	if _, ok := w.held[id]; !ok {
+		return false
+	}
+	delete(w.held, id)
+	return true
+}
+
+// takeHeld returns the staged held messages (oldest first) and releases,
+// and empties them.
+func (w *stagedWrites) takeHeld() ([]store.HeldMessage, [][]byte) {
+	add := make([]store.HeldMessage, 0, len(w.held))
+	for _, h := range w.held {
+		add = append(add, h)
+	}
+	slices.SortFunc(add, func(a, b store.HeldMessage) int {
+		return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Sender, b.Sender), cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.Gen, b.Gen))
+	})
+	done := w.heldDone
+	clear(w.held)
+	w.heldDone = nil
+	return add, done
 }
 
 // take returns the staged rows, outbox entries and frames and empties the

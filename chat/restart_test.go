@@ -185,6 +185,60 @@ func TestStopStoresHeldMessages(t *testing.T) {
 	}
 }
 
+// TestCrashKeepsHeldMessage: a message held for its sender's order is
+// stored with the state that opened it. When the engine stops without
+// writing anything more (a crash: here its database goes away first), the
+// restarted engine shows it, marked as after a gap, and the missing
+// earlier message, when the catch-up brings it, marked late.
+func TestCrashKeepsHeldMessage(t *testing.T) {
+	alice, bob, aliceOpts, g := restartablePair(t, "crash")
+	bob.run(g, "first")
+	alice.rec.wait(t, "first", isMessage(g, "first"))
+	waitSyncedFrom(t, alice, bob, g)
+	sendUngossiped(t, bob, g, "lost") // only in bob's frame log
+	bob.run(g, "held")
+	ga := alice.e.group(g)
+	waitFor(t, "alice holding bob's next message, stored", func() bool {
+		var n int
+		_ = ga.do(context.Background(), func() { n = len(ga.order.stored) })
+		return n == 1
+	})
+	held, err := alice.e.db.HeldMessages(context.Background(), ga.id)
+	if err != nil || len(held) != 1 {
+		t.Fatalf("held messages in the store: %v, %v", held, err)
+	}
+	if err := alice.e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = alice.e.Close() // it cannot store what it shows on the way out
+	if alice.rec.has(isMessage(g, "held")) {
+		t.Fatal("the held message was shown although it could not be stored")
+	}
+
+	alice2 := newPeer(t, alice.e.nick(), aliceOpts)
+	placed := func(body string, p Placement) func(Event) bool {
+		return func(ev Event) bool {
+			m, ok := ev.(MessageEvent)
+			return ok && m.Message.Group == g && m.Message.Body == body && m.Message.Placement == p
+		}
+	}
+	alice2.rec.wait(t, "the held message after the restart", placed("held", AfterGap))
+	connect(t, alice2, bob)
+	alice2.rec.wait(t, "the lost message, late", placed("lost", Late))
+	var bodies []string
+	for _, m := range alice2.e.History(g, "", 10) {
+		bodies = append(bodies, m.Body)
+	}
+	if !slices.Contains(bodies, "held") || !slices.Contains(bodies, "lost") {
+		t.Fatalf("history after the restart: %q", bodies)
+	}
+	ga2 := alice2.e.group(g)
+	waitFor(t, "the held message deleted from the store", func() bool {
+		h, err := alice2.e.db.HeldMessages(context.Background(), ga2.id)
+		return err == nil && len(h) == 0
+	})
+}
+
 // TestSendRefusedWhenStateNotStored: when the state that protected an own
 // message cannot be written, the message is refused and never published.
 // A restart would protect the next message with the same ratchet

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -158,6 +159,24 @@ func (o *senderOrder[T]) add(now time.Time, sender string, key seqKey, v T) []or
 		out = o.releaseOldest(out)
 	}
 	return out
+}
+
+// shown moves sender's order past key for a message shown without add
+// (one restored after a restart): an earlier message that comes later is
+// marked late.
+func (o *senderOrder[T]) shown(sender string, key seqKey) {
+	next := key.Gen
+	if next < math.MaxUint32 {
+		next++
+	}
+	s := o.senders[sender]
+	if s == nil {
+		o.senders[sender] = &senderSeq[T]{epoch: key.Epoch, next: next}
+		return
+	}
+	if !key.less(seqKey{s.epoch, s.next}) {
+		s.epoch, s.next = key.Epoch, next
+	}
 }
 
 // drain releases the sender's held messages that are next in order.

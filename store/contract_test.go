@@ -36,6 +36,7 @@ var contractCases = []struct {
 	{"TopicQuotas", testTopicQuotas},
 	{"AppendFrames", testAppendFrames},
 	{"TransitionFrames", testTransitionFrames},
+	{"HeldMessages", testHeldMessages},
 	{"Mailbox", testMailbox},
 	{"KeyPackageCache", testKeyPackageCache},
 	{"Closed", testClosed},

@@ -54,9 +54,11 @@
 // state (a new epoch, or the same epoch after encrypting or decrypting a
 // message advanced its secret tree) with the engine's description of the
 // Commit that created it (GroupStore.CanonicalChain gives the retained
-// canonical states back with it after a restart), the messages of that step, outbox and
-// pending-proposal changes, the KeyPackage a Welcome consumed (and the
-// pending invitation that Welcome came in), and pruning of old epoch states.
+// canonical states back with it after a restart), the messages of that step, the
+// messages it opened but holds back for their sender's order
+// (HeldMessages), outbox and pending-proposal changes, the KeyPackage a
+// Welcome consumed (and the pending invitation that Welcome came in), and
+// pruning of old epoch states.
 // After a crash all of it is there or none of it. The engine must therefore
 // persist before it acts on a new state: commit the transition, then publish
 // or acknowledge.

@@ -43,6 +43,10 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 	if err != nil {
 		return res, err
 	}
+	held, err := db.prepareHeld(t.GroupID, t.HeldAdd, t.HeldDone, ts(at))
+	if err != nil {
+		return res, err
+	}
 	outbox := make([]OutboxEntry, len(t.OutboxAdd))
 	for i, e := range t.OutboxAdd {
 		if len(e.GroupID) == 0 {
@@ -73,6 +77,9 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 		}
 		res.MessagesInserted, res.Inserted = n, flags
 		if err := db.appendFramesTx(ctx, cq, t.Frames, t.FrameQuota, res.Frames); err != nil {
+			return err
+		}
+		if err := writeHeld(ctx, tx, t.GroupID, held, t.HeldDone); err != nil {
 			return err
 		}
 		return db.writeTransitionRest(ctx, tx, &t, outbox, props)

@@ -59,7 +59,8 @@ func TestSecretsSealedOnDisk(t *testing.T) {
 	ok(t, db.PutIdentity(ctx, Identity{SignaturePrivate: marker("sig"), P2PPrivateKey: marker("p2p")}))
 	ok(t, db.PutKeyPackage(ctx, KeyPackage{Ref: []byte("r"), Data: []byte("d"), Private: marker("kp")}))
 	must[TransitionResult](t)(db.CommitEpoch(ctx, EpochTransition{GroupID: gid, State: marker("state"), Group: &Group{},
-		OutboxAdd: []OutboxEntry{{ID: []byte("o"), Payload: marker("outbox")}}, ProposalsAdd: []Proposal{{Ref: []byte("p"), Data: []byte("d"), Private: marker("prop")}}}))
+		OutboxAdd: []OutboxEntry{{ID: []byte("o"), Payload: marker("outbox")}}, ProposalsAdd: []Proposal{{Ref: []byte("p"), Data: []byte("d"), Private: marker("prop")}},
+		HeldAdd: []HeldMessage{{ID: []byte("h"), Payload: marker("held")}}}))
 	ok(t, db.PutInvitation(ctx, Invitation{ID: "inv", Payload: marker("invitation")}))
 	scan := func() {
 		t.Helper()
@@ -75,6 +76,12 @@ func TestSecretsSealedOnDisk(t *testing.T) {
 	must[KeyPackage](t)(db.ConsumeKeyPackage(ctx, []byte("r")))
 	ok(t, db.Close())
 	scan()
+	// Held messages are sealed too, and come back after a reopen.
+	db = openTest(t, dir)
+	if h := must[[]HeldMessage](t)(db.HeldMessages(ctx, gid)); len(h) != 1 || !bytes.Equal(h[0].Payload, marker("held")) {
+		t.Fatalf("held messages after a reopen: %+v", h)
+	}
+	ok(t, db.Close())
 
 	// A sealed value moved to another row does not open.
 	db = openTest(t, dir)

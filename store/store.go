@@ -259,6 +259,12 @@ type EpochTransition struct {
 	Frames     []Frame
 	FrameQuota FrameQuota
 
+	// HeldAdd keeps messages the engine holds back (HeldMessage), written
+	// with the state that opened them; HeldDone deletes held messages by
+	// id (shown since). An id in both is deleted.
+	HeldAdd  []HeldMessage
+	HeldDone [][]byte
+
 	At time.Time // time of the transition; zero: now
 }
 
@@ -307,6 +313,23 @@ type GroupStore interface {
 	// switch that skipped epochs leaves older rows of the losing branch):
 	// the engine checks that from Info.
 	CanonicalChain(ctx context.Context, groupID []byte) ([]EpochState, error)
+	// HeldMessages lists the group's held messages (EpochTransition.HeldAdd),
+	// in the order they were held.
+	HeldMessages(ctx context.Context, groupID []byte) ([]HeldMessage, error)
+}
+
+// HeldMessage is a received message the engine opened but holds back from
+// showing (for its sender's order). Its key is consumed with the state
+// written beside it, so it is stored in the same transaction: a restarted
+// engine shows it instead of losing it. Payload is sealed at rest.
+type HeldMessage struct {
+	GroupID []byte // filled in from the transition when empty
+	ID      []byte
+	Sender  string
+	Epoch   uint64
+	Gen     uint32 // the sender's ratchet generation in Epoch
+	Payload []byte // the decrypted application message
+	At      time.Time
 }
 
 // ---------------------------------------------------------------------------
