@@ -1,6 +1,12 @@
 package chat
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/canopy-chat/canopy/store"
+)
 
 // TestByteQueueBound: a queue takes items while they fit its byte bound,
 // one item larger than the bound only when empty, and room comes back
@@ -26,4 +32,47 @@ func TestByteQueueBound(t *testing.T) {
 	if q.bytes() != 0 {
 		t.Fatalf("%d bytes left", q.bytes())
 	}
+}
+
+// TestCommandEndsLingeringBatch: while frames keep coming a batch of them
+// waits for more before it is written (stagedWrites.linger), but a
+// command that comes meanwhile ends the wait: the batch is written, its
+// message shown, and the command runs at once.
+func TestCommandEndsLingeringBatch(t *testing.T) {
+	alice, bob, g := pairInGroup(t, "linger")
+	ga, gb := alice.e.group(g), bob.e.group(g)
+	if err := ga.do(context.Background(), func() { ga.stage.linger = time.Hour }); err != nil {
+		t.Fatal(err)
+	}
+	bob.run(g, "first")
+	alice.rec.wait(t, "first", isMessage(g, "first")) // a batch just ended: the next one lingers
+	logged := func() []store.Frame {
+		t.Helper()
+		fs, err := bob.e.db.Frames(context.Background(), gb.topicName, store.FrameQuery{Limit: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
+	before := len(logged())
+	sendUngossiped(t, bob, g, "lingered")
+	fs := logged()
+	if len(fs) <= before {
+		t.Fatal("bob's message is not in his frame log")
+	}
+	// Hand it to alice's loop as gossip would, and let the loop take it:
+	// its batch now waits (an hour) for more.
+	if !ga.queueFrame(inFrame{data: fs[before].Data, from: bob.e.id.id}) {
+		t.Fatal("alice's group stopped")
+	}
+	waitFor(t, "alice's loop taking the frame", func() bool { return len(ga.frames) == 0 })
+	if alice.rec.has(isMessage(g, "lingered")) {
+		t.Fatal("the message was shown before its batch was written")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if _, err := alice.e.Run(ctx, g, "reply"); err != nil {
+		t.Fatalf("the command waited for the lingering batch: %v", err)
+	}
+	alice.rec.wait(t, "the message of the batch the command ended", isMessage(g, "lingered"))
 }

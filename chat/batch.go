@@ -29,17 +29,23 @@ import (
 // is never on the wire), and a received frame comes again from gossip or
 // a peer's frame log.
 //
-// While frames keep coming (the previous batch began less than
-// batchLinger before this one), a batch also waits up to batchLinger from
-// its first frame for more: at tens of messages a second each frame
-// would otherwise be a batch of its own, with its own transactions. A
+// While frames keep coming (the previous batch ended less than
+// batchLinger before this one began), a batch also waits up to
+// batchLinger from its first frame for more: at tens of messages a second
+// each frame would otherwise be a batch of its own, with its own fsynced
+// transaction, and that transaction costs a receiver four times the CPU
+// of the rest of a message's write (BenchmarkCommitEpochFrame/disk:
+// about 400 µs per message one at a time, 100 µs eight at a time). A
 // quiet group pays no wait; a busy one shows messages at most
-// batchLinger later, and commands wait for the loop at most that long.
+// batchLinger later. A command ends the wait (nextFrame). At 50 messages
+// a second into each member (TestE2ELoad), 100 ms instead of 20 ms took
+// 12% off a receiver's CPU per message and added 60 ms to the median
+// latency; 50 ms is between the two.
 
 const (
 	maxFrameBatch      = 256
 	maxFrameBatchBytes = 4 << 20
-	batchLinger        = 20 * time.Millisecond
+	batchLinger        = 50 * time.Millisecond
 )
 
 // logged is an admitted application message waiting for the batch's
@@ -71,8 +77,8 @@ func (g *group) handleFrames(first inFrame) {
 		g.handleFrame(fr)
 	}
 	start := time.Now()
-	linger := start.Sub(g.stage.lastBatch) < batchLinger
-	g.stage.lastBatch = start
+	linger := start.Sub(g.stage.lastBatch) < g.stage.linger
+	defer func() { g.stage.lastBatch = time.Now() }()
 	g.dequeued(first)
 	take(first)
 	n, size := 1, len(first.data)
@@ -92,18 +98,25 @@ func (g *group) handleFrames(first inFrame) {
 		_ = g.persistTip()
 	}
 	g.noteBacklog()
+	if f := g.stage.req; f != nil {
+		g.stage.req = nil
+		f()
+		g.noteBacklog()
+	}
 }
 
 // nextFrame takes the next queued frame; with linger it waits for one
-// until batchLinger after start.
+// until g.stage.linger after start. A command that comes meanwhile ends the
+// batch (it runs right after it, at the end of handleFrames): the linger
+// delays what is shown, never what a user asked for.
 func (g *group) nextFrame(start time.Time, linger bool) (inFrame, bool) {
 	select {
 	case fr := <-g.frames:
 		return fr, true
 	default:
 	}
-	wait := batchLinger - time.Since(start)
-	if !linger || wait <= 0 {
+	wait := g.stage.linger - time.Since(start)
+	if !linger || wait <= 0 || g.stage.req != nil {
 		return inFrame{}, false
 	}
 	t := time.NewTimer(wait)
@@ -111,6 +124,8 @@ func (g *group) nextFrame(start time.Time, linger bool) (inFrame, bool) {
 	select {
 	case fr := <-g.frames:
 		return fr, true
+	case f := <-g.reqs:
+		g.stage.req = f
 	case <-t.C:
 	case <-g.quit:
 	}

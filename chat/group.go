@@ -149,7 +149,7 @@ func (e *Engine) newGroup(row store.Group, st *mls.Group, commitRef []byte) *gro
 		auths:     make(map[*mls.Group]*epochAuth),
 		intents:   newIntentState(),
 		out:       newOutboxState(),
-		stage:     stagedWrites{rowIDs: make(map[string]bool)},
+		stage:     stagedWrites{rowIDs: make(map[string]bool), linger: batchLinger},
 		sync:      syncState{peers: make(map[p2p.PeerID]bool), rejoined: make(map[p2p.PeerID]bool), cursors: make(map[p2p.PeerID]syncCursor)},
 	}
 	g.proc = &groupProc{g: g}

@@ -232,13 +232,19 @@ type stagedWrites struct {
 	// batching: the loop is handling a batch of received frames; what
 	// they stage is written once at its end (handleFrames).
 	batching bool
-	// lastBatch is when the last batch of received frames began (a batch
+	// lastBatch is when the last batch of received frames ended (a batch
 	// lingers for more while frames keep coming).
 	lastBatch time.Time
-	rows      []store.Message // rows to write with the next persisted state
-	rowIDs    map[string]bool
-	marks     map[string]orderMark // rows shown out of their sender's order
-	outbox    []store.OutboxEntry
+	// linger is how long a batch waits for more frames while they keep
+	// coming (batchLinger; tests change it).
+	linger time.Duration
+	// req is a command that came while a batch lingered: it runs as soon
+	// as the batch is written.
+	req    func()
+	rows   []store.Message // rows to write with the next persisted state
+	rowIDs map[string]bool
+	marks  map[string]orderMark // rows shown out of their sender's order
+	outbox []store.OutboxEntry
 	// frames to log with the state they produced (received) or that
 	// protected them (own); see batch.go on why that is safe.
 	frames []store.Frame

@@ -41,7 +41,7 @@ func (db *DB) AppendFrames(ctx context.Context, frames []Frame, q FrameQuota) ([
 	}
 	db.prepareFrameLog(ctx)
 	err = db.write(ctx, "append frames", func(tx *sql.Tx) error {
-		return db.appendFramesTx(ctx, db.cached(tx), frames, q, res)
+		return db.appendFramesTx(statementContext(ctx), db.cached(tx), frames, q, res)
 	})
 	if err != nil {
 		return nil, err
@@ -120,7 +120,9 @@ func (db *DB) LoggedFrames(ctx context.Context, topic string, data [][]byte) ([]
 	}
 	query := `SELECT hash, seq FROM relay_frames WHERE topic = ? AND hash IN (?` +
 		strings.Repeat(`, ?`, len(args)-2) + `)`
-	rows, err := q.QueryContext(ctx, query, args...)
+	// One short indexed read per received batch: not worth the driver's
+	// cancellation goroutine (statementContext).
+	rows, err := q.QueryContext(statementContext(ctx), query, args...)
 	if err != nil {
 		return nil, db.fail("logged frames", err)
 	}

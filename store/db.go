@@ -460,11 +460,25 @@ func (db *DB) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) e
 		tx.Rollback()
 		return db.fail(op, err)
 	}
+	if err := ctx.Err(); err != nil {
+		// Statements may run under statementContext: the end of ctx is
+		// seen here at the latest.
+		tx.Rollback()
+		return db.fail(op, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return db.fail(op, err)
 	}
 	return nil
 }
+
+// statementContext is ctx without its cancellation, for the statements of
+// a write transaction. The driver watches a cancellable context with a
+// goroutine per statement (to interrupt it), which costs more CPU than the
+// short statements of a transition themselves. The transaction still ends
+// with ctx: database/sql rolls it back when ctx is done, and write checks
+// ctx before it commits.
+func statementContext(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // read returns the querier for reads, or ErrClosed.
 func (db *DB) read() (querier, error) {

@@ -67,6 +67,7 @@ func (db *DB) CommitEpoch(ctx context.Context, t EpochTransition) (TransitionRes
 		db.prepareFrameLog(ctx)
 	}
 	err = db.write(ctx, "commit epoch", func(tx *sql.Tx) error {
+		ctx := statementContext(ctx)
 		cq := db.cached(tx)
 		if err := db.writeTip(ctx, cq, &t, commit, sealed, sealedInfo, at); err != nil {
 			return err

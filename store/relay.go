@@ -43,7 +43,7 @@ func (db *DB) AppendFrame(ctx context.Context, f Frame, q FrameQuota) (seq int64
 	}
 	db.prepareFrameLog(ctx)
 	err = db.write(ctx, "append frame", func(tx *sql.Tx) error {
-		seq, inserted, err = db.appendFrameTx(ctx, db.cached(tx), f, q)
+		seq, inserted, err = db.appendFrameTx(statementContext(ctx), db.cached(tx), f, q)
 		return err
 	})
 	if err != nil {
