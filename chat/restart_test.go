@@ -160,18 +160,7 @@ func TestRestartSkipsLoggedFrames(t *testing.T) {
 // before it stops. Its key is consumed in the stored state and its frame
 // logged with it, so after the restart nothing would bring it back.
 func TestStopStoresHeldMessages(t *testing.T) {
-	alice, bob, aliceOpts, g := restartablePair(t, "held")
-	bob.run(g, "first")
-	alice.rec.wait(t, "first", isMessage(g, "first"))
-	waitSyncedFrom(t, alice, bob, g)
-	sendUngossiped(t, bob, g, "lost") // only in bob's frame log
-	bob.run(g, "held")
-	ga := alice.e.group(g)
-	waitFor(t, "alice holding bob's next message", func() bool {
-		var n int
-		_ = ga.do(context.Background(), func() { n = ga.heldForOrder() })
-		return n == 1
-	})
+	alice, _, aliceOpts, g := holdingPair(t, "held")
 	alice2, _ := restarted(t, alice, aliceOpts, g)
 	if !alice.rec.has(isMessage(g, "held")) {
 		t.Fatal("the held message was not shown when the engine closed")
@@ -191,19 +180,8 @@ func TestStopStoresHeldMessages(t *testing.T) {
 // restarted engine shows it, marked as after a gap, and the missing
 // earlier message, when the catch-up brings it, marked late.
 func TestCrashKeepsHeldMessage(t *testing.T) {
-	alice, bob, aliceOpts, g := restartablePair(t, "crash")
-	bob.run(g, "first")
-	alice.rec.wait(t, "first", isMessage(g, "first"))
-	waitSyncedFrom(t, alice, bob, g)
-	sendUngossiped(t, bob, g, "lost") // only in bob's frame log
-	bob.run(g, "held")
-	ga := alice.e.group(g)
-	waitFor(t, "alice holding bob's next message, stored", func() bool {
-		var n int
-		_ = ga.do(context.Background(), func() { n = len(ga.order.stored) })
-		return n == 1
-	})
-	held, err := alice.e.db.HeldMessages(context.Background(), ga.id)
+	alice, bob, aliceOpts, g := holdingPair(t, "crash")
+	held, err := alice.e.db.HeldMessages(context.Background(), alice.e.group(g).id)
 	if err != nil || len(held) != 1 {
 		t.Fatalf("held messages in the store: %v, %v", held, err)
 	}
@@ -237,6 +215,26 @@ func TestCrashKeepsHeldMessage(t *testing.T) {
 		h, err := alice2.e.db.HeldMessages(context.Background(), ga2.id)
 		return err == nil && len(h) == 0
 	})
+}
+
+// holdingPair is restartablePair with alice holding bob's message "held"
+// for its sender's order, written to her store: his "lost" before it is
+// only in his frame log.
+func holdingPair(t *testing.T, name string) (alice, bob *testPeer, aliceOpts func(*Config), g GroupID) {
+	t.Helper()
+	alice, bob, aliceOpts, g = restartablePair(t, name)
+	bob.run(g, "first")
+	alice.rec.wait(t, "first", isMessage(g, "first"))
+	waitSyncedFrom(t, alice, bob, g)
+	sendUngossiped(t, bob, g, "lost")
+	bob.run(g, "held")
+	ga := alice.e.group(g)
+	waitFor(t, "alice holding bob's next message, stored", func() bool {
+		var held, stored int
+		_ = ga.do(context.Background(), func() { held, stored = ga.heldForOrder(), len(ga.order.stored) })
+		return held == 1 && stored == 1
+	})
+	return alice, bob, aliceOpts, g
 }
 
 // TestSendRefusedWhenStateNotStored: when the state that protected an own
