@@ -168,7 +168,7 @@ func BenchmarkSearch(b *testing.B) {
 // CommitEpoch with the advanced state and the message (in memory, so
 // without the fsync, to see the CPU).
 func BenchmarkCommitEpochMessage(b *testing.B) {
-	benchCommitEpochBatch(b, openBenchMemory(b), false, 2048, 1)
+	benchCommitEpochBatch(b, openMemoryTest(b), false, 2048, 1)
 }
 
 // BenchmarkCommitEpochFrame measures what a member writes per message
@@ -179,21 +179,12 @@ func BenchmarkCommitEpochMessage(b *testing.B) {
 // KB), as a receiving peer writes it; batch=8 has eight messages and
 // their frames in each transition (one op is still one message).
 func BenchmarkCommitEpochFrame(b *testing.B) {
-	b.Run("mem", func(b *testing.B) { benchCommitEpochBatch(b, openBenchMemory(b), true, 2048, 1) })
+	b.Run("mem", func(b *testing.B) { benchCommitEpochBatch(b, openMemoryTest(b), true, 2048, 1) })
 	for _, n := range []int{1, 8} {
 		b.Run(fmt.Sprintf("disk/batch=%d", n), func(b *testing.B) {
 			benchCommitEpochBatch(b, openTest(b, b.TempDir()), true, 4<<10, n)
 		})
 	}
-}
-
-func openBenchMemory(b *testing.B) *DB {
-	db, err := OpenMemory(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	return db
 }
 
 func benchCommitEpochBatch(b *testing.B, db *DB, withFrame bool, stateSize, batch int) {
@@ -247,11 +238,7 @@ func BenchmarkAppendFrames(b *testing.B) {
 	q := FrameQuota{MaxFrameBytes: 9 << 20, PerTopic: Limit{Bytes: 256 << 20}}
 	for _, batch := range []int{1, 32} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			db, err := OpenMemory(context.Background())
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { db.Close() })
+			db := openMemoryTest(b)
 			frames := make([]Frame, 0, batch)
 			epoch := uint64(7)
 			b.ReportAllocs()

@@ -122,11 +122,7 @@ func FuzzInvitation(f *testing.F) {
 	f.Add("", []byte("x"))
 	f.Add("id", []byte{})
 	f.Add("\x00'; DROP TABLE invitations; --", []byte{0, 1, 2})
-	db, err := OpenMemory(context.Background())
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { db.Close() })
+	db := openMemoryTest(f)
 	f.Fuzz(func(t *testing.T, id string, payload []byte) {
 		c := context.Background()
 		err := db.PutInvitation(c, Invitation{ID: id, Payload: payload})

@@ -31,15 +31,19 @@ func implementations() []implementation {
 		{"sqlite-passphrase", func(t testing.TB, opts ...Option) full {
 			return openTest(t, t.TempDir(), append([]Option{WithPassphrase([]byte("correct horse")), WithKDFParams(testKDF)}, opts...)...)
 		}},
-		{"memory", func(t testing.TB, opts ...Option) full {
-			db, err := OpenMemory(context.Background(), opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db
-		}},
+		{"memory", func(t testing.TB, opts ...Option) full { return openMemoryTest(t, opts...) }},
 	}
+}
+
+// openMemoryTest opens an in-memory database closed when t ends.
+func openMemoryTest(t testing.TB, opts ...Option) *DB {
+	t.Helper()
+	db, err := OpenMemory(context.Background(), opts...)
+	if err != nil {
+		t.Fatalf("OpenMemory: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 func openTest(t testing.TB, dir string, opts ...Option) *DB {
