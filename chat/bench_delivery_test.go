@@ -19,9 +19,10 @@ import (
 
 // BenchmarkDelivery measures the messenger's delivery path end to end: N
 // in-process engines (real libp2p hosts on 127.0.0.1; in-memory stores, or
-// SQLite files like the binary's in the /disk variants) in one group; members 1…N-1 send text messages as fast as a bounded window
-// lets them (each sender keeps at most benchWindow messages that the
-// observer, member 0, has not shown yet), every member receives them.
+// SQLite files like the binary's in the /disk variants) in one group;
+// members 1…N-1 send text messages as fast as a bounded window lets them
+// (each sender keeps at most benchWindow messages that the observer,
+// member 0, has not shown yet), every member receives them.
 // One iteration is one message sent; it is delivered N-1 times (to the
 // other senders and to member 0).
 //

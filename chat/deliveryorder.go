@@ -116,7 +116,8 @@ func (g *group) armOrder() {
 }
 
 // releaseHeldOrder shows every held message now, marked as after a gap,
-// and stores them (the group is stopping).
+// and stores them (the group is stopping): front ends see them in this
+// run rather than after the restart (restoreHeld).
 func (g *group) releaseHeldOrder() {
 	if g.order.q.heldCount() == 0 {
 		return
@@ -156,16 +157,15 @@ func (g *group) restoreHeld() {
 	})
 	out := make([]ordered[ordering.Deliver], 0, len(held))
 	for _, h := range held {
-		id := ordering.MessageID(h.ID)
-		g.order.stored[id] = true
 		key := seqKey{Epoch: h.Epoch, Gen: h.Gen}
 		g.order.q.shown(h.Sender, key)
 		if am, err := parseAppMessage(h.Payload); err == nil && am.Kind == appTyping {
-			// Long stale: released without being shown.
-			out = append(out, ordered[ordering.Deliver]{Sender: h.Sender, Key: key, Mark: orderGap,
-				Value: ordering.Deliver{ID: id}})
+			// Long stale: deleted without being shown.
+			g.stage.heldDone = append(g.stage.heldDone, h.ID)
 			continue
 		}
+		id := ordering.MessageID(h.ID)
+		g.order.stored[id] = true // showOrdered deletes it
 		out = append(out, ordered[ordering.Deliver]{Sender: h.Sender, Key: key, Mark: orderGap,
 			Value: ordering.Deliver{ID: id, Sender: h.Sender, Epoch: h.Epoch, Payload: h.Payload}})
 	}

@@ -203,9 +203,8 @@ func (g *group) start() {
 }
 
 // stop ends the group's goroutines (the engine is closing). Messages
-// held for their sender's order are shown and stored first: their keys
-// are consumed in the persisted state and their frames logged with it,
-// so after a restart nothing would bring them back.
+// held for their sender's order are shown and stored first, so that this
+// run's front ends see them (a crash leaves them to restoreHeld).
 func (g *group) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), stopFlushWait)
 	_ = g.do(ctx, g.releaseHeldOrder)

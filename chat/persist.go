@@ -1,11 +1,11 @@
 package chat
 
 import (
-	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -279,16 +279,11 @@ func (w *stagedWrites) unhold(id ordering.MessageID) bool {
 	return true
 }
 
-// takeHeld returns the staged held messages (oldest first) and releases,
-// and empties them.
+// takeHeld returns the staged held messages and releases, and empties
+// them. The order does not matter: the store lists held messages by when
+// they were held (HeldMessage.At) and restoreHeld sorts them by sender.
 func (w *stagedWrites) takeHeld() ([]store.HeldMessage, [][]byte) {
-	add := make([]store.HeldMessage, 0, len(w.held))
-	for _, h := range w.held {
-		add = append(add, h)
-	}
-	slices.SortFunc(add, func(a, b store.HeldMessage) int {
-		return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Sender, b.Sender), cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.Gen, b.Gen))
-	})
+	add := slices.Collect(maps.Values(w.held))
 	done := w.heldDone
 	clear(w.held)
 	w.heldDone = nil

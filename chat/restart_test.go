@@ -157,8 +157,8 @@ func TestRestartSkipsLoggedFrames(t *testing.T) {
 
 // TestStopStoresHeldMessages: a message held for its sender's order (an
 // earlier one is missing) when the engine closes is shown and stored
-// before it stops. Its key is consumed in the stored state and its frame
-// logged with it, so after the restart nothing would bring it back.
+// before it stops, so the closing run's front ends see it, and it is in
+// the history after the restart.
 func TestStopStoresHeldMessages(t *testing.T) {
 	alice, _, aliceOpts, g := holdingPair(t, "held")
 	alice2, _ := restarted(t, alice, aliceOpts, g)

@@ -477,7 +477,9 @@ func (db *DB) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) e
 // goroutine per statement (to interrupt it), which costs more CPU than the
 // short statements of a transition themselves. The transaction still ends
 // with ctx: database/sql rolls it back when ctx is done, and write checks
-// ctx before it commits.
+// ctx before it commits. Only the hot paths' short statements use it
+// (CommitEpoch, the frame log): write does not impose it, because a long
+// statement elsewhere (pruning, reindexing) should stay interruptible.
 func statementContext(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // read returns the querier for reads, or ErrClosed.
