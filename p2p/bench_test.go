@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // benchGroup starts n hosts on loopback connected in a ring with chords
@@ -168,4 +172,171 @@ func BenchmarkGossipThroughput(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkGossipFloor is what gossip alone costs per delivery in issue
+// #14's load shape: the floor under chat.BenchmarkDelivery and under the
+// load test's observer (TestE2ELoad). Eleven hosts with canopy's
+// production gossip settings (QUIC and TCP, the 1 s heartbeat, flood
+// publishing, peer scoring, the frame validator), each connected to every
+// other as a small group's members are; ten publish 256-byte frames in
+// turn, the eleventh only receives. No MLS and no store: a frame is
+// delivered when a host's topic reader has it. Rate limits are off: the
+// shape, not the limiter, decides the rate.
+//
+//   - rate=50: 50 frames/s in all, as the load test sends them.
+//   - rate=max: as fast as every host takes them (64 frames in flight).
+//   - D=4: canopy runs gossipsub's default mesh degree of 6; a degree of 4
+//     shows what fewer copies per frame would save, at the price of a mesh
+//     that a few neighbours dropping frames can cut.
+//
+// Metrics: cpu-µs/delivery is the process's CPU per frame received by a
+// host (the hosts share the process, so publishing and forwarding are
+// included) and deliveries/cpu-s its inverse; busy-µs/delivery leaves out
+// what the hosts spend while no frame flows (heartbeats, keep-alives:
+// idle-ms/s, measured over 3 s before the run); copies/delivery is what
+// the receive-only host got per frame it delivered, the first copy
+// included.
+// Run with -benchtime=600x (12 s per run at rate=50).
+func BenchmarkGossipFloor(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		rate   int // frames per second in all; 0: as fast as they go
+		degree int
+	}{
+		{"rate=50/D=6", 50, 6},
+		{"rate=50/D=4", 50, 4},
+		{"rate=max/D=6", 0, 6},
+	} {
+		b.Run(c.name, func(b *testing.B) { benchGossipFloor(b, c.rate, c.degree) })
+	}
+}
+
+func benchGossipFloor(b *testing.B, rate, degree int) {
+	const n, window, size = 11, 64, 256
+	group := newGroupID()
+	nodes := make([]*Node, n)
+	topics := make([]*Topic, n)
+	reg := prometheus.NewRegistry() // the receive-only host's
+	for i := range nodes {
+		opts := []Option{
+			WithListenAddrs(loopTCP, "/ip4/127.0.0.1/udp/0/quic-v1"),
+			withHeartbeat(time.Second),
+			withMeshDegree(degree),
+			WithGossipRateLimit(RateLimit{}, RateLimit{}),
+		}
+		if i == n-1 {
+			opts = append(opts, WithMetrics(reg))
+		}
+		nodes[i] = newTestNode(b, opts...)
+	}
+	for i := range nodes {
+		for j := i + 1; j < n; j++ {
+			connect(b, nodes[i], nodes[j])
+		}
+	}
+	for i, nd := range nodes {
+		tp, err := nd.JoinGroup(group)
+		if err != nil {
+			b.Fatal(err)
+		}
+		topics[i] = tp
+	}
+	for _, tp := range topics {
+		if err := tp.WaitMesh(testCtx(b, 20*time.Second), degree*5/6); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	// Frame k is published by host k%(n-1) and carries k in its last 8
+	// bytes; negative k are the warm-up.
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	delivered, observed := 0, 0
+	stop := collect(b, topics, func(i int, m Message) {
+		mu.Lock()
+		delivered++
+		if i == n-1 {
+			observed++
+		}
+		mu.Unlock()
+		cond.Broadcast()
+	})
+	defer stop()
+	deadline := time.AfterFunc(10*time.Minute, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		b.Errorf("stalled: %d deliveries", delivered)
+		delivered = math.MaxInt / 2 // unblock
+		cond.Broadcast()
+	})
+	defer deadline.Stop()
+	waitFor := func(d int) {
+		mu.Lock()
+		for delivered < d {
+			cond.Wait()
+		}
+		mu.Unlock()
+	}
+	publish := func(k int) {
+		payload := make([]byte, size)
+		binary.BigEndian.PutUint64(payload[size-8:], uint64(k))
+		if _, err := topics[((k%(n-1))+n-1)%(n-1)].Publish(context.Background(), mlsFrame(group, 1, string(payload))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const warm = 2 * (n - 1)
+	for k := -warm; k < 0; k++ {
+		publish(k)
+	}
+	waitFor(warm * (n - 1))
+
+	// The hosts' CPU while no frame flows (a measurement window, not a
+	// wait for something).
+	idle0, idleAt := cpuTime(), time.Now()
+	time.Sleep(3 * time.Second)
+	idle := float64(cpuTime()-idle0) / float64(time.Since(idleAt))
+
+	mu.Lock()
+	delivered, observed = 0, 0
+	mu.Unlock()
+	dups0 := counterValue(b, reg, metricsNS+"_gossip_duplicates_total", nil)
+	cpu0, wall0 := cpuTime(), time.Now()
+	b.ResetTimer()
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Second / time.Duration(rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	for k := range b.N {
+		if tick != nil {
+			<-tick
+		} else {
+			waitFor((k - window) * (n - 1))
+		}
+		publish(k)
+	}
+	waitFor(b.N * (n - 1))
+	b.StopTimer()
+	cpu, wall := cpuTime()-cpu0, time.Since(wall0)
+	busy := cpu - time.Duration(idle*float64(wall))
+	dups := counterValue(b, reg, metricsNS+"_gossip_duplicates_total", nil) - dups0
+	mu.Lock()
+	deliveries, seen := delivered, observed
+	mu.Unlock()
+	b.ReportMetric(float64(cpu.Microseconds())/float64(deliveries), "cpu-µs/delivery")
+	b.ReportMetric(float64(deliveries)/cpu.Seconds(), "deliveries/cpu-s")
+	b.ReportMetric(float64(busy.Microseconds())/float64(deliveries), "busy-µs/delivery")
+	b.ReportMetric(idle*1000, "idle-ms/s")
+	b.ReportMetric((float64(seen)+dups)/float64(seen), "copies/delivery")
+}
+
+// cpuTime is the process's user and system CPU so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

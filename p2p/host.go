@@ -414,10 +414,18 @@ func (n *Node) newPubSub() (*pubsub.PubSub, error) {
 			opts = append(opts, pubsub.WithDiscovery(d, pubsub.WithDiscoveryOpts(discovery.Limit(topicProviderLimit))))
 		}
 	}
-	if n.cfg.heartbeat > 0 {
+	if n.cfg.heartbeat > 0 || n.cfg.meshDegree > 0 {
 		params := pubsub.DefaultGossipSubParams()
-		params.HeartbeatInterval = n.cfg.heartbeat
-		params.HeartbeatInitialDelay = n.cfg.heartbeat / 10
+		if n.cfg.heartbeat > 0 {
+			params.HeartbeatInterval = n.cfg.heartbeat
+			params.HeartbeatInitialDelay = n.cfg.heartbeat / 10
+		}
+		if d := n.cfg.meshDegree; d > 0 {
+			// The defaults are D 6, Dlo 5, Dhi 12, Dout 2, Dscore 4.
+			params.D, params.Dlo, params.Dhi = d, max(1, d*5/6), 2*d
+			params.Dout = min(params.Dout, d/2-1, params.Dlo-1)
+			params.Dscore = min(params.Dscore, d*2/3)
+		}
 		opts = append(opts, pubsub.WithGossipSubParams(params))
 	}
 	return pubsub.NewGossipSub(n.ctx, n.h, opts...)

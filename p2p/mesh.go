@@ -106,6 +106,8 @@ func (m *meshTracer) RecvRPC(rpc *pubsub.RPC) {
 	}
 }
 
+func (m *meshTracer) DuplicateMessage(*pubsub.Message) { m.n.metrics.duplicate() }
+
 func (m *meshTracer) UndeliverableMessage(msg *pubsub.Message) {
 	m.n.metrics.gossipResult(Ignore, "slow_subscriber")
 	m.n.log.Warn("gossip frame dropped: topic consumer too slow", "topic", msg.GetTopic())
@@ -116,7 +118,6 @@ func (m *meshTracer) Join(string)                                          {}
 func (m *meshTracer) ValidateMessage(*pubsub.Message)                      {}
 func (m *meshTracer) DeliverMessage(*pubsub.Message)                       {}
 func (m *meshTracer) RejectMessage(*pubsub.Message, string)                {}
-func (m *meshTracer) DuplicateMessage(*pubsub.Message)                     {}
 func (m *meshTracer) ThrottlePeer(peer.ID)                                 {}
 func (m *meshTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (m *meshTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}

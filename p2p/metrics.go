@@ -17,6 +17,7 @@ import (
 // *metrics records nothing.
 type metrics struct {
 	gossip         *prometheus.CounterVec // result, reason
+	duplicates     prometheus.Counter
 	published      prometheus.Counter
 	direct         *prometheus.CounterVec // direction, result
 	requests       *prometheus.CounterVec // protocol, code
@@ -45,6 +46,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Namespace: metricsNS, Name: "gossip_validated_total",
 			Help: "Gossip frames validated, by result (accept, reject, ignore) and reason.",
 		}, []string{"result", "reason"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNS, Name: "gossip_duplicates_total",
+			Help: "Gossip frames received again after their first copy (gossipsub forwards a frame once per mesh neighbour, so a few per frame are normal).",
+		}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNS, Name: "published_total",
 			Help: "Frames published on group topics.",
@@ -100,6 +105,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		}, []string{"op"}),
 	}
 	m.gossip = register(r, m.gossip)
+	m.duplicates = register(r, m.duplicates)
 	m.published = register(r, m.published)
 	m.direct = register(r, m.direct)
 	m.requests = register(r, m.requests)
@@ -134,6 +140,12 @@ func register[C prometheus.Collector](r prometheus.Registerer, c C) C {
 func (m *metrics) gossipResult(result ValidationResult, reason string) {
 	if m != nil {
 		m.gossip.WithLabelValues(result.String(), reason).Inc()
+	}
+}
+
+func (m *metrics) duplicate() {
+	if m != nil {
+		m.duplicates.Inc()
 	}
 }
 

@@ -105,6 +105,9 @@ type config struct {
 	relay *Relay
 	// heartbeat overrides the gossipsub heartbeat (tests).
 	heartbeat time.Duration
+	// meshDegree overrides gossipsub's D (benchmarks: what a lower
+	// degree would save; canopy runs gossipsub's default of 6).
+	meshDegree int
 }
 
 func defaultConfig() *config {
@@ -374,4 +377,16 @@ func WithUserAgent(ua string) Option {
 // withHeartbeat speeds up gossipsub for tests and benchmarks.
 func withHeartbeat(d time.Duration) Option {
 	return func(c *config) error { c.heartbeat = d; return nil }
+}
+
+// withMeshDegree sets gossipsub's mesh degree D for benchmarks, with the
+// bounds around it scaled as gossipsub's defaults are around 6.
+func withMeshDegree(d int) Option {
+	return func(c *config) error {
+		if d < 2 {
+			return fmt.Errorf("p2p: mesh degree %d: want at least 2", d)
+		}
+		c.meshDegree = d
+		return nil
+	}
 }
