@@ -22,7 +22,6 @@ func benchGroup(b *testing.B, n int) ([]*Node, []*Topic, []byte) {
 	b.Helper()
 	group := newGroupID()
 	nodes := make([]*Node, n)
-	topics := make([]*Topic, n)
 	for i := range nodes {
 		nodes[i] = newTestNode(b, WithGossipRateLimit(RateLimit{}, RateLimit{}))
 	}
@@ -33,6 +32,14 @@ func benchGroup(b *testing.B, n int) ([]*Node, []*Topic, []byte) {
 			}
 		}
 	}
+	return nodes, joinMeshed(b, nodes, group, min(2, n-1)), group
+}
+
+// joinMeshed joins every node to group's topic and waits until each has
+// at least mesh peers in its mesh.
+func joinMeshed(b *testing.B, nodes []*Node, group []byte, mesh int) []*Topic {
+	b.Helper()
+	topics := make([]*Topic, len(nodes))
 	for i, nd := range nodes {
 		tp, err := nd.JoinGroup(group)
 		if err != nil {
@@ -41,11 +48,11 @@ func benchGroup(b *testing.B, n int) ([]*Node, []*Topic, []byte) {
 		topics[i] = tp
 	}
 	for _, tp := range topics {
-		if err := tp.WaitMesh(testCtx(b, 20*time.Second), min(2, n-1)); err != nil {
+		if err := tp.WaitMesh(testCtx(b, 20*time.Second), mesh); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return nodes, topics, group
+	return topics
 }
 
 // collect counts frames per receiver and signals when all receivers have
@@ -222,7 +229,6 @@ func benchGossipFloor(b *testing.B, rate, degree int, listen []string) {
 	const n, window, size = 11, 64, 256
 	group := newGroupID()
 	nodes := make([]*Node, n)
-	topics := make([]*Topic, n)
 	reg := prometheus.NewRegistry() // the receive-only host's
 	for i := range nodes {
 		opts := []Option{
@@ -241,18 +247,7 @@ func benchGossipFloor(b *testing.B, rate, degree int, listen []string) {
 			connect(b, nodes[i], nodes[j])
 		}
 	}
-	for i, nd := range nodes {
-		tp, err := nd.JoinGroup(group)
-		if err != nil {
-			b.Fatal(err)
-		}
-		topics[i] = tp
-	}
-	for _, tp := range topics {
-		if err := tp.WaitMesh(testCtx(b, 20*time.Second), degree*5/6); err != nil {
-			b.Fatal(err)
-		}
-	}
+	topics := joinMeshed(b, nodes, group, degree*5/6)
 
 	// Frame k is published by host k%(n-1) and carries k in its last 8
 	// bytes; negative k are the warm-up.
