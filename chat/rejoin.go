@@ -141,10 +141,14 @@ func (g *group) separateWelcome(st *mls.Group, env *welcomeEnvelope, tree []byte
 		what += " (" + warning + ")"
 	}
 	e.log.Warn("welcome for a group we are in does not continue it", "group", g.gid, "from", from)
-	e.notice(g.gid, NoticeWarning, "%s. Your group is unchanged; the invitation is listed separately (/decline %s drops it).", what, invitationID(env.Welcome))
+	// The invitation is listed before the notice that says so goes out: a
+	// front end that reacts to the notice finds it.
 	if err := e.addInvitation(g.ctx, st, env, tree, from, inviter, what, true); err != nil {
 		e.log.Warn("keeping a separate invitation", "err", err)
+		e.notice(g.gid, NoticeWarning, "%s. Your group is unchanged; the invitation was not kept.", what)
+		return
 	}
+	e.notice(g.gid, NoticeWarning, "%s. Your group is unchanged; the invitation is listed separately (/decline %s drops it).", what, invitationID(env.Welcome))
 }
 
 // askForClaims sends this member's claim to its roster, at most once per
