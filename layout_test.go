@@ -50,8 +50,8 @@ type layoutRule struct {
 //	main → relay → {p2p, store}
 //
 // A new rule is a new line. internal/ holds small helpers (atomic file
-// writes, the long-test switch) that any package may use and that use
-// nothing of ours. Nothing imports main (TestLayout checks it apart).
+// writes, test waits, benchmarks' CPU time, the long-test switch) that
+// any package may use and that use nothing of ours. Nothing imports main (TestLayout checks it apart).
 var layoutRules = []layoutRule{
 	{pkg: "", scope: imports, may: []string{"tui", "chat", "p2p", "store", "relay", "internal"}},
 	{pkg: "tui", scope: imports, may: []string{"chat", "internal"}},

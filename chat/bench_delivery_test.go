@@ -9,10 +9,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/canopy-chat/canopy/internal/cputime"
 	"github.com/canopy-chat/canopy/p2p"
 	"github.com/canopy-chat/canopy/store"
 )
@@ -143,14 +143,6 @@ func (s *deliveryStats) consume(r int, rec *recorder, from int, stop *atomicBool
 	}
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // newGroupOf starts n engines, connects them (each to member 0 and to the
 // one before it) and puts them in one group created by member 0.
 func newGroupOf(b testing.TB, n int, disk bool) ([]*testPeer, GroupID) {
@@ -233,7 +225,7 @@ func benchDelivery(b *testing.B, n int, disk bool) {
 	}
 	runtime.GC()
 	b.ResetTimer()
-	cpu0, wall0 := cpuTime(), time.Now()
+	cpu0, wall0 := cputime.Process(b), time.Now()
 	// A sender waits for its window at most 2 minutes (then the
 	// benchmark fails with what member 0 has).
 	stalled := time.Now().Add(2 * time.Minute)
@@ -284,7 +276,7 @@ func benchDelivery(b *testing.B, n int, disk bool) {
 	got := stats.count
 	stats.mu.Unlock()
 	stop.Stop()
-	wall, cpu := time.Since(wall0), cpuTime()-cpu0
+	wall, cpu := time.Since(wall0), cputime.Process(b)-cpu0
 	b.StopTimer()
 	if got < want {
 		b.Fatalf("%d of %d deliveries after 2 minutes:%s", got, want, missingReport(peers, per))

@@ -8,10 +8,10 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/canopy-chat/canopy/internal/cputime"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -294,15 +294,15 @@ func benchGossipFloor(b *testing.B, rate, degree int, listen []string) {
 
 	// The hosts' CPU while no frame flows (a measurement window, not a
 	// wait for something).
-	idle0, idleAt := cpuTime(), time.Now()
+	idle0, idleAt := cputime.Process(b), time.Now()
 	time.Sleep(3 * time.Second)
-	idle := float64(cpuTime()-idle0) / float64(time.Since(idleAt))
+	idle := float64(cputime.Process(b)-idle0) / float64(time.Since(idleAt))
 
 	mu.Lock()
 	delivered, observed = 0, 0
 	mu.Unlock()
 	dups0 := counterValue(b, reg, metricsNS+"_gossip_duplicates_total", nil)
-	cpu0, wall0 := cpuTime(), time.Now()
+	cpu0, wall0 := cputime.Process(b), time.Now()
 	b.ResetTimer()
 	var tick <-chan time.Time
 	if rate > 0 {
@@ -320,7 +320,7 @@ func benchGossipFloor(b *testing.B, rate, degree int, listen []string) {
 	}
 	waitFor(b.N * (n - 1))
 	b.StopTimer()
-	cpu, wall := cpuTime()-cpu0, time.Since(wall0)
+	cpu, wall := cputime.Process(b)-cpu0, time.Since(wall0)
 	busy := cpu - time.Duration(idle*float64(wall))
 	dups := counterValue(b, reg, metricsNS+"_gossip_duplicates_total", nil) - dups0
 	mu.Lock()
@@ -331,13 +331,4 @@ func benchGossipFloor(b *testing.B, rate, degree int, listen []string) {
 	b.ReportMetric(float64(busy.Microseconds())/float64(deliveries), "busy-µs/delivery")
 	b.ReportMetric(idle*1000, "idle-ms/s")
 	b.ReportMetric((float64(seen)+dups)/float64(seen), "copies/delivery")
-}
-
-// cpuTime is the process's user and system CPU so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

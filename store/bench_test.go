@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/canopy-chat/canopy/internal/cputime"
 )
 
 // Benchmarks. BenchmarkSearch uses CANOPY_BENCH_MESSAGES messages (default
@@ -198,7 +199,7 @@ func benchCommitEpochBatch(b *testing.B, db *DB, withFrame bool, stateSize, batc
 	defer cancel()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := benchCPU()
+	cpu0 := cputime.Process(b)
 	for i := 0; i < b.N; i += batch {
 		t := EpochTransition{GroupID: groups[0], Epoch: 0, State: state, At: t0}
 		for j := i; j < min(i+batch, b.N); j++ {
@@ -212,23 +213,13 @@ func benchCommitEpochBatch(b *testing.B, db *DB, withFrame bool, stateSize, batc
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64((benchCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64((cputime.Process(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 // benchFrame is the i-th frame of a benchmark's topic (about 230 bytes).
 func benchFrame(i int, epoch *uint64) Frame {
 	data := fmt.Appendf(make([]byte, 0, 256), "frame %012d %0200d", i, i)
 	return Frame{Topic: "canopy/group/bench", Epoch: epoch, Peer: "12D3KooWBenchPeer", Data: data}
-}
-
-// benchCPU is the process's CPU time so far (user and system): on a
-// shared machine it moves less than the wall clock.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkAppendFrames measures the frame log's write per received
@@ -243,7 +234,7 @@ func BenchmarkAppendFrames(b *testing.B) {
 			epoch := uint64(7)
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := benchCPU()
+			cpu0 := cputime.Process(b)
 			for i := 0; i < b.N; i++ {
 				frames = append(frames, benchFrame(i, &epoch))
 				if len(frames) == batch || i == b.N-1 {
@@ -253,7 +244,7 @@ func BenchmarkAppendFrames(b *testing.B) {
 					frames = frames[:0]
 				}
 			}
-			b.ReportMetric(float64((benchCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((cputime.Process(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
 }

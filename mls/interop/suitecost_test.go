@@ -10,9 +10,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
-	"syscall"
 	"testing"
 
+	"github.com/canopy-chat/canopy/internal/cputime"
 	"github.com/canopy-chat/canopy/mls"
 )
 
@@ -186,18 +186,10 @@ func BenchmarkSuiteCrypto(b *testing.B) {
 // cpuPerOp starts measuring the process's CPU time (user + system); the
 // returned function reports it per operation as cpu-ns/op.
 func cpuPerOp(b *testing.B) func() {
-	start := cpuTime(b)
+	start := cputime.Process(b)
 	return func() {
 		if b.N > 0 {
-			b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Process(b)-start)/float64(b.N), "cpu-ns/op")
 		}
 	}
-}
-
-func cpuTime(b *testing.B) int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
