@@ -159,15 +159,14 @@ func (g *group) restoreHeld() {
 	for _, h := range held {
 		key := seqKey{Epoch: h.Epoch, Gen: h.Gen}
 		g.order.q.shown(h.Sender, key)
+		// Deleted with the next state: shown now, or a typing notice long
+		// stale and not shown at all.
+		g.stage.heldDone = append(g.stage.heldDone, h.ID)
 		if am, err := parseAppMessage(h.Payload); err == nil && am.Kind == appTyping {
-			// Long stale: deleted without being shown.
-			g.stage.heldDone = append(g.stage.heldDone, h.ID)
 			continue
 		}
-		id := ordering.MessageID(h.ID)
-		g.order.stored[id] = true // showOrdered deletes it
 		out = append(out, ordered[ordering.Deliver]{Sender: h.Sender, Key: key, Mark: orderGap,
-			Value: ordering.Deliver{ID: id, Sender: h.Sender, Epoch: h.Epoch, Payload: h.Payload}})
+			Value: ordering.Deliver{ID: ordering.MessageID(h.ID), Sender: h.Sender, Epoch: h.Epoch, Payload: h.Payload}})
 	}
 	g.showOrdered(out)
 	g.e.log.Info("showed messages held when the group last stopped", "group", g.gid, "messages", len(held))
