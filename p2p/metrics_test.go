@@ -9,14 +9,18 @@ import (
 )
 
 // TestGossipDuplicatesCounted: in a triangle every host is in every other's
-// mesh, so a frame published by a reaches c directly and again through b.
-// c's reader gets each frame once; the copies after the first are counted
-// in canopy_p2p_gossip_duplicates_total.
+// mesh, and a publishes each frame to b and c directly. Whichever of b and
+// c has a frame first forwards it to the other, so per frame at least one
+// of them gets a second copy, and neither gets more than two (a's and the
+// other's). Readers get each frame once; the copies after the first are
+// counted in canopy_p2p_gossip_duplicates_total. Which of b and c counts
+// a frame's duplicate depends on timing (under load a's copy to one of
+// them can come after the other's forward), so the test counts both.
 func TestGossipDuplicatesCounted(t *testing.T) {
 	ctx := testCtx(t, 30*time.Second)
 	group := newGroupID()
-	reg := prometheus.NewRegistry()
-	a, b, c := newTestNode(t), newTestNode(t), newTestNode(t, WithMetrics(reg))
+	regB, regC := prometheus.NewRegistry(), prometheus.NewRegistry()
+	a, b, c := newTestNode(t), newTestNode(t, WithMetrics(regB)), newTestNode(t, WithMetrics(regC))
 	connect(t, a, b)
 	connect(t, b, c)
 	connect(t, a, c)
@@ -39,13 +43,20 @@ func TestGossipDuplicatesCounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for range frames {
-		nextMsg(t, topics[2], 10*time.Second)
+	for _, tp := range topics[1:] {
+		for range frames {
+			nextMsg(t, tp, 10*time.Second)
+		}
 	}
-	dups := func() float64 { return counterValue(t, reg, metricsNS+"_gossip_duplicates_total", nil) }
-	waitFor(t, 10*time.Second, "duplicates counted", func() bool { return dups() > 0 })
-	expectNoMsg(t, topics[2], 200*time.Millisecond)
-	if got := dups(); got > frames {
-		t.Errorf("%v duplicates of %d frames from two neighbours: want at most one per frame", got, frames)
+	dups := func() float64 {
+		const name = metricsNS + "_gossip_duplicates_total"
+		return counterValue(t, regB, name, nil) + counterValue(t, regC, name, nil)
+	}
+	waitFor(t, 10*time.Second, "a duplicate per frame counted", func() bool { return dups() >= frames })
+	for _, tp := range topics[1:] {
+		expectNoMsg(t, tp, 200*time.Millisecond)
+	}
+	if got := dups(); got > 2*frames {
+		t.Errorf("%v duplicates of %d frames at two hosts with two neighbours each: want at most one per frame and host", got, frames)
 	}
 }
