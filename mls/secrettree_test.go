@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 )
 
@@ -597,7 +598,19 @@ func FuzzSecretTreeUnmarshal(f *testing.F) {
 			t.Fatal("re-encoding is not canonical")
 		}
 		for l := LeafIndex(0); uint32(l) < min(st.n, 8); l++ {
-			if _, _, _, err := st.nextSendKey(l, ApplicationRatchet); err != nil {
+			r, err := st.ratchetFor(l, ApplicationRatchet)
+			if err != nil {
+				t.Fatalf("accepted snapshot has no ratchet for leaf %d: %v", l, err)
+			}
+			// A ratchet that used generation 2^32-2 is exhausted: a state
+			// a snapshot must be able to keep, and the one state that
+			// derives nothing.
+			exhausted := r.next == math.MaxUint32
+			_, _, _, err = st.nextSendKey(l, ApplicationRatchet)
+			if exhausted && !errors.Is(err, ErrRatchetExhausted) {
+				t.Fatalf("leaf %d's ratchet at generation %d: %v, want %v", l, r.next, err, ErrRatchetExhausted)
+			}
+			if !exhausted && err != nil {
 				t.Fatalf("accepted snapshot cannot derive leaf %d: %v", l, err)
 			}
 		}
